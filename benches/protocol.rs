@@ -1,0 +1,69 @@
+//! Decoder and encoder throughput: how many frames per second one core can split and build.
+//! Run: `cargo bench --bench protocol`. Prints figures; asserts nothing about speed.
+
+use std::hint::black_box;
+use std::rc::Rc;
+use std::time::Instant;
+
+use peerchat::core::Role;
+use peerchat::fanout::Outgoing;
+use peerchat::protocol::{self, Frame, LineDecoder, MsgId};
+
+fn main() {
+    let text = "x".repeat(40);
+    let frames: Vec<Frame> = (0..100_000u64)
+        .map(|seq| Frame::Msg {
+            id: MsgId { node: 0xfeed, seq },
+            nick: "alice".into(),
+            text: text.clone(),
+        })
+        .collect();
+
+    let start = Instant::now();
+    let mut wire = Vec::new();
+    for f in &frames {
+        protocol::encode(f, &mut wire);
+    }
+    let enc = start.elapsed();
+
+    let start = Instant::now();
+    let mut parsed = 0usize;
+    let mut dec = LineDecoder::default();
+    for chunk in wire.chunks(16 * 1024) {
+        dec.push(chunk);
+        while let Ok(Some(line)) = dec.next_line() {
+            let line = String::from_utf8_lossy(line);
+            if protocol::parse_frame(&line).is_ok() {
+                parsed += 1;
+            }
+        }
+    }
+    let dec_t = start.elapsed();
+    assert_eq!(parsed, frames.len());
+
+    let start = Instant::now();
+    let mut bytes = 0usize;
+    for f in frames.into_iter().take(100_000) {
+        let out = Outgoing::new(Rc::new(f));
+        bytes += black_box(out.bytes(Role::Peer)).len() + black_box(out.bytes(Role::Guest)).len();
+    }
+    let both = start.elapsed();
+
+    let n = 100_000f64;
+    println!(
+        "frames: 100000 MSG of {} bytes on the wire",
+        wire.len() / 100_000
+    );
+    println!(
+        "encode (peer):        {:>8.2} M frames/s",
+        n / enc.as_secs_f64() / 1e6
+    );
+    println!(
+        "decode+parse (peer):  {:>8.2} M frames/s",
+        n / dec_t.as_secs_f64() / 1e6
+    );
+    println!(
+        "encode both formats:  {:>8.2} M frames/s ({bytes} bytes)",
+        n / both.as_secs_f64() / 1e6
+    );
+}

@@ -1,0 +1,298 @@
+//! The command line (clap), address parsing and validation, and the seed-style interactive
+//! questions for a user who gives no mode on a terminal. Must not touch sockets.
+
+use std::fmt;
+use std::io::{self, BufRead, Write};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+
+use clap::Parser;
+
+use crate::protocol::check_nick;
+
+/// The port peerchat uses when none is given, as the seed programs did.
+pub const DEFAULT_PORT: u16 = 5000;
+
+const EXAMPLES: &str = "\
+Examples:
+  peerchat -l                     wait for peers on port 5000 (all interfaces)
+  peerchat 192.168.0.10           connect to a peer on port 5000
+  peerchat -l 6000 10.0.0.7:5000  listen on 6000 and connect to 10.0.0.7:5000
+  printf 'hi\\n' | peerchat HOST   send lines from a pipe, then leave
+  peerchat                        on a terminal: ask server or client, like chat_p2p.py
+
+Type a line to send it; sair, /quit or /exit leaves; /help lists commands.";
+
+/// peerchat: a peer-to-peer terminal chat.
+#[derive(Parser, Debug)]
+#[command(name = "peerchat", version, after_help = EXAMPLES)]
+pub struct Args {
+    /// Listen for peers on ADDR: PORT, HOST:PORT or HOST [default: 0.0.0.0:5000]
+    #[arg(
+        short = 'l',
+        long,
+        value_name = "ADDR",
+        num_args = 0..=1,
+        default_missing_value = "0.0.0.0:5000",
+        value_parser = parse_listen
+    )]
+    pub listen: Option<HostPort>,
+
+    /// Peers to connect to (default port 5000)
+    #[arg(value_name = "HOST[:PORT]", value_parser = parse_peer)]
+    pub peers: Vec<HostPort>,
+
+    /// Your name in the chat: 1-32 characters, no spaces [default: $USER, else anon]
+    #[arg(long, value_name = "NAME", value_parser = parse_nick)]
+    pub nick: Option<String>,
+
+    /// Write events to stdout as JSON lines instead of text
+    #[arg(long)]
+    pub json: bool,
+
+    /// Keep running (receive only) after standard input ends
+    #[arg(long)]
+    pub keep_open: bool,
+}
+
+/// A host and port as the user wrote them, not yet resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl HostPort {
+    /// Looks the host up; the error is a one-line message.
+    pub fn resolve(&self) -> Result<Vec<SocketAddr>, String> {
+        let addrs: Vec<SocketAddr> = (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve {}: {}", self.host, e))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(format!("cannot resolve {}: no address", self.host));
+        }
+        Ok(addrs)
+    }
+}
+
+fn parse_port(s: &str) -> Result<u16, String> {
+    s.parse::<u16>()
+        .map_err(|_| format!("'{s}' is not a port (0-65535)"))
+}
+
+/// Parses `PORT`, `HOST:PORT`, `[V6]:PORT` or `HOST`. A bare number is a port on `port_host`,
+/// or an error when there is none.
+fn parse_addr(s: &str, port_host: Option<&str>) -> Result<HostPort, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("an address cannot be empty".into());
+    }
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        return match port_host {
+            Some(host) => Ok(HostPort {
+                host: host.into(),
+                port: parse_port(s)?,
+            }),
+            None => Err(format!(
+                "'{s}' looks like a port; give HOST or HOST:PORT (e.g. 127.0.0.1:{s})"
+            )),
+        };
+    }
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("'{s}': missing ']'"))?;
+        let port = match after {
+            "" => DEFAULT_PORT,
+            _ => parse_port(
+                after
+                    .strip_prefix(':')
+                    .ok_or_else(|| format!("'{s}': expected :PORT after ']'"))?,
+            )?,
+        };
+        return Ok(HostPort {
+            host: host.into(),
+            port,
+        });
+    }
+    if s.parse::<IpAddr>().is_ok() {
+        return Ok(HostPort {
+            host: s.into(),
+            port: DEFAULT_PORT,
+        });
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() => Ok(HostPort {
+            host: host.into(),
+            port: parse_port(port)?,
+        }),
+        Some(_) => Err(format!("'{s}': missing host")),
+        None => Ok(HostPort {
+            host: s.into(),
+            port: DEFAULT_PORT,
+        }),
+    }
+}
+
+/// `-l` value: a bare number is a port on all interfaces; port 0 picks a free one.
+pub fn parse_listen(s: &str) -> Result<HostPort, String> {
+    parse_addr(s, Some("0.0.0.0"))
+}
+
+/// A peer to connect to.
+pub fn parse_peer(s: &str) -> Result<HostPort, String> {
+    let hp = parse_addr(s, None)?;
+    if hp.port == 0 {
+        return Err(format!("'{s}': port 0 cannot be connected to"));
+    }
+    Ok(hp)
+}
+
+pub fn parse_nick(s: &str) -> Result<String, String> {
+    check_nick(s).map_err(|e| e.to_string())?;
+    Ok(s.to_string())
+}
+
+/// `$USER` when it is a valid nick, else `anon`.
+pub fn default_nick() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| check_nick(u).is_ok())
+        .unwrap_or_else(|| "anon".to_string())
+}
+
+/// What the interactive questions decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Listen(HostPort),
+    Connect(HostPort),
+}
+
+fn ask(input: &mut impl BufRead, out: &mut impl Write, question: &str) -> io::Result<String> {
+    write!(out, "{question}")?;
+    out.flush()?;
+    let mut line = String::new();
+    if input.read_line(&mut line)? == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "input ended before the question was answered",
+        ));
+    }
+    Ok(line.trim().to_string())
+}
+
+/// The seed's flow: server or client, and for a client the server's address. Asks again until
+/// the answer is valid.
+pub fn ask_mode(input: &mut impl BufRead, out: &mut impl Write) -> io::Result<Mode> {
+    loop {
+        let answer = ask(input, out, "Run as server (s) or client (c)? ")?;
+        match answer.as_str() {
+            "s" | "S" | "server" => {
+                return Ok(Mode::Listen(HostPort {
+                    host: "0.0.0.0".into(),
+                    port: DEFAULT_PORT,
+                }))
+            }
+            "c" | "C" | "client" => loop {
+                let addr = ask(input, out, "Server address (IP or IP:PORT): ")?;
+                match parse_peer(&addr) {
+                    Ok(hp) => return Ok(Mode::Connect(hp)),
+                    Err(e) => writeln!(out, "{e}")?,
+                }
+            },
+            _ => writeln!(out, "Please answer s (server) or c (client).")?,
+        }
+    }
+}
+
+/// Asks for a nick; an empty answer takes `default`.
+pub fn ask_nick(
+    input: &mut impl BufRead,
+    out: &mut impl Write,
+    default: &str,
+) -> io::Result<String> {
+    loop {
+        let answer = ask(input, out, &format!("Your nick [{default}]: "))?;
+        if answer.is_empty() {
+            return Ok(default.to_string());
+        }
+        match check_nick(&answer) {
+            Ok(()) => return Ok(answer),
+            Err(e) => writeln!(out, "{e}")?,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hp(host: &str, port: u16) -> HostPort {
+        HostPort {
+            host: host.into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(parse_listen("6000"), Ok(hp("0.0.0.0", 6000)));
+        assert_eq!(parse_listen("127.0.0.1:0"), Ok(hp("127.0.0.1", 0)));
+        assert_eq!(parse_listen("127.0.0.1"), Ok(hp("127.0.0.1", 5000)));
+        assert_eq!(parse_listen("localhost"), Ok(hp("localhost", 5000)));
+        assert_eq!(parse_listen("[::1]:7000"), Ok(hp("::1", 7000)));
+        assert_eq!(parse_listen("::1"), Ok(hp("::1", 5000)));
+        assert!(parse_listen("70000").is_err());
+        assert!(parse_listen("host:port").is_err());
+        assert!(parse_listen(":5000").is_err());
+        assert!(parse_listen("").is_err());
+    }
+
+    #[test]
+    fn peer_addresses() {
+        assert_eq!(parse_peer("10.0.0.7"), Ok(hp("10.0.0.7", 5000)));
+        assert_eq!(parse_peer("box.lan:5001"), Ok(hp("box.lan", 5001)));
+        assert!(parse_peer("5000")
+            .unwrap_err()
+            .contains("looks like a port"));
+        assert!(parse_peer("10.0.0.7:0").is_err());
+        assert_eq!(hp("::1", 5000).to_string(), "[::1]:5000");
+    }
+
+    #[test]
+    fn interactive_flow_reasks_until_valid() {
+        let mut input = &b"x\nc\nnot a host:99999\n127.0.0.1:6001\n"[..];
+        let mut out = Vec::new();
+        let mode = ask_mode(&mut input, &mut out).unwrap();
+        assert_eq!(mode, Mode::Connect(hp("127.0.0.1", 6001)));
+        let shown = String::from_utf8(out).unwrap();
+        assert!(shown.contains("Please answer s"));
+        assert_eq!(shown.matches("Server address").count(), 2);
+
+        for answer in ["s", "S", "server"] {
+            let mut input = format!("{answer}\n");
+            let mode = ask_mode(&mut input.as_bytes(), &mut Vec::new()).unwrap();
+            assert_eq!(mode, Mode::Listen(hp("0.0.0.0", 5000)));
+            input.clear();
+        }
+        assert!(ask_mode(&mut &b""[..], &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn nick_question_has_a_default_and_checks_rules() {
+        let mut out = Vec::new();
+        assert_eq!(ask_nick(&mut &b"\n"[..], &mut out, "anon").unwrap(), "anon");
+        let got = ask_nick(&mut &b"a b\nbia\n"[..], &mut out, "anon").unwrap();
+        assert_eq!(got, "bia");
+    }
+}

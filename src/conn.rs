@@ -1,0 +1,262 @@
+//! One connection's buffers and state: the line decoder on the way in, the pending bytes on the
+//! way out, frames held until we know whether the other end is a peer or a guest.
+//!
+//! Reads and writes go through `impl Read` / `impl Write`, so short writes and would-block are
+//! tested without sockets. Must not know about other connections or chat rules.
+
+use std::io::{self, Read, Write};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::core::Role;
+use crate::fanout::Outgoing;
+use crate::protocol::{Frame, LineDecoder};
+
+/// A connection whose unsent output grows past this is too slow to keep: it is closed.
+pub const MAX_BACKLOG: usize = 16 * 1024 * 1024;
+
+/// A guest's unterminated line is taken as a message once the guest has been quiet this long
+/// (some programs send lines without `\n`).
+pub const PARTIAL_LINE_IDLE: Duration = Duration::from_millis(250);
+
+/// Where a connection is in its life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Our dial is in progress; it fails if not connected by `deadline`.
+    Connecting { deadline: Instant },
+    /// Connected; the chat has been told.
+    Open,
+    /// We are leaving: our side is shut down, waiting for the other end to close.
+    Shut,
+}
+
+/// What one read call found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadStatus {
+    /// Bytes were added to the decoder.
+    Data,
+    /// The other end closed its sending side.
+    Eof,
+    /// Nothing more for now.
+    WouldBlock,
+}
+
+/// One connection, without its socket.
+pub struct Conn {
+    /// Where the other end is, as shown to the user.
+    pub addr: String,
+    pub phase: Phase,
+    /// `None` until the chat classifies the other end.
+    pub role: Option<Role>,
+    pub decoder: LineDecoder,
+    /// When bytes last arrived.
+    pub last_read: Instant,
+    /// WRITABLE interest is registered.
+    pub writable: bool,
+    /// Has output that this loop turn has not tried to write.
+    pub dirty: bool,
+    out: Vec<u8>,
+    out_pos: usize,
+    held: Vec<Rc<Frame>>,
+}
+
+impl Conn {
+    pub fn new(addr: String, phase: Phase, now: Instant) -> Self {
+        Conn {
+            addr,
+            phase,
+            role: None,
+            decoder: LineDecoder::default(),
+            last_read: now,
+            writable: false,
+            dirty: false,
+            out: Vec::new(),
+            out_pos: 0,
+            held: Vec::new(),
+        }
+    }
+
+    /// Appends raw bytes to the output, whatever the role (our hello).
+    pub fn queue_raw(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+
+    /// Queues a frame in this connection's format, or holds it until the role is known.
+    pub fn queue(&mut self, out: &Outgoing) {
+        match self.role {
+            Some(role) => self.out.extend_from_slice(out.bytes(role)),
+            None => self.held.push(out.frame.clone()),
+        }
+    }
+
+    /// Sets the role and moves held frames to the output in that format.
+    pub fn classify(&mut self, role: Role) {
+        self.role = Some(role);
+        for frame in std::mem::take(&mut self.held) {
+            self.out.extend_from_slice(Outgoing::new(frame).bytes(role));
+        }
+    }
+
+    /// Unsent output, in bytes.
+    pub fn backlog(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
+    /// True while frames wait for the role to be known.
+    pub fn is_holding(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// One read from `r` into the decoder.
+    pub fn read_some(&mut self, r: &mut impl Read, now: Instant) -> io::Result<ReadStatus> {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            return match r.read(&mut buf) {
+                Ok(0) => Ok(ReadStatus::Eof),
+                Ok(n) => {
+                    self.decoder.push(&buf[..n]);
+                    self.last_read = now;
+                    Ok(ReadStatus::Data)
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadStatus::WouldBlock),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+        }
+    }
+
+    /// Writes as much pending output as `w` takes, until it would block.
+    pub fn flush_to(&mut self, w: &mut impl Write) -> io::Result<()> {
+        while self.out_pos < self.out.len() {
+            match w.write(&self.out[self.out_pos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+            if self.out.capacity() > 64 * 1024 {
+                self.out.shrink_to(64 * 1024);
+            }
+        } else if self.out_pos > self.out.len() / 2 {
+            self.out.drain(..self.out_pos);
+            self.out_pos = 0;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::MsgId;
+
+    /// Takes at most `chunk` bytes per call and refuses every other call, like a full socket.
+    struct Stingy {
+        got: Vec<u8>,
+        chunk: usize,
+        calls: usize,
+    }
+
+    impl Write for Stingy {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.calls += 1;
+            if self.calls % 2 == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.chunk);
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn msg(seq: u64) -> Outgoing {
+        Outgoing::new(Rc::new(Frame::Msg {
+            id: MsgId { node: 9, seq },
+            nick: "bob".into(),
+            text: format!("message {seq}"),
+        }))
+    }
+
+    #[test]
+    fn short_writes_deliver_everything_in_order() {
+        let mut conn = Conn::new("x".into(), Phase::Open, Instant::now());
+        conn.classify(Role::Guest);
+        let mut want = Vec::new();
+        let mut w = Stingy {
+            got: Vec::new(),
+            chunk: 7,
+            calls: 0,
+        };
+        for seq in 0..200 {
+            let out = msg(seq);
+            want.extend_from_slice(out.bytes(Role::Guest));
+            conn.queue(&out);
+            if seq % 3 == 0 {
+                conn.flush_to(&mut w).unwrap();
+            }
+        }
+        for _ in 0..10_000 {
+            if conn.backlog() == 0 {
+                break;
+            }
+            conn.flush_to(&mut w).unwrap();
+        }
+        assert_eq!(conn.backlog(), 0);
+        assert_eq!(w.got, want);
+    }
+
+    #[test]
+    fn frames_are_held_until_the_role_is_known() {
+        let mut conn = Conn::new("x".into(), Phase::Open, Instant::now());
+        conn.queue_raw(b"hello\n");
+        conn.queue(&msg(1));
+        conn.queue(&msg(2));
+        assert!(conn.is_holding());
+        assert_eq!(conn.backlog(), 6);
+        conn.classify(Role::Guest);
+        assert!(!conn.is_holding());
+        let mut got = Vec::new();
+        conn.flush_to(&mut got).unwrap();
+        assert_eq!(got, b"hello\n<bob> message 1\n<bob> message 2\n");
+    }
+
+    #[test]
+    fn a_write_error_is_returned() {
+        struct Broken;
+        impl Write for Broken {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut conn = Conn::new("x".into(), Phase::Open, Instant::now());
+        conn.queue_raw(b"x\n");
+        assert!(conn.flush_to(&mut Broken).is_err());
+    }
+
+    #[test]
+    fn reads_feed_the_decoder_until_eof() {
+        let mut conn = Conn::new("x".into(), Phase::Open, Instant::now());
+        let mut src: &[u8] = b"one\ntwo";
+        assert_eq!(
+            conn.read_some(&mut src, Instant::now()).unwrap(),
+            ReadStatus::Data
+        );
+        assert_eq!(conn.decoder.next_line().unwrap(), Some(&b"one"[..]));
+        assert_eq!(conn.decoder.partial(), b"two");
+        assert_eq!(
+            conn.read_some(&mut src, Instant::now()).unwrap(),
+            ReadStatus::Eof
+        );
+    }
+}

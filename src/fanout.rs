@@ -1,0 +1,62 @@
+//! Outbound frames, encoded once per wire format and shared by every connection that gets them.
+//!
+//! A broadcast to N connections encodes its frame at most twice (peer frame, guest line), not N
+//! times. Must not format text for people beyond what `protocol::encode_guest` does.
+
+use std::cell::OnceCell;
+use std::rc::Rc;
+
+use crate::core::Role;
+use crate::protocol::{self, Frame};
+
+/// One frame on its way out, with its encodings made on first use.
+pub struct Outgoing {
+    pub frame: Rc<Frame>,
+    peer: OnceCell<Vec<u8>>,
+    guest: OnceCell<Vec<u8>>,
+}
+
+impl Outgoing {
+    pub fn new(frame: Rc<Frame>) -> Self {
+        Outgoing {
+            frame,
+            peer: OnceCell::new(),
+            guest: OnceCell::new(),
+        }
+    }
+
+    /// The bytes for a connection of `role` (empty when that role is shown nothing).
+    pub fn bytes(&self, role: Role) -> &[u8] {
+        match role {
+            Role::Peer => self.peer.get_or_init(|| {
+                let mut buf = Vec::new();
+                protocol::encode(&self.frame, &mut buf);
+                buf
+            }),
+            Role::Guest => self.guest.get_or_init(|| {
+                let mut buf = Vec::new();
+                protocol::encode_guest(&self.frame, &mut buf);
+                buf
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::MsgId;
+
+    #[test]
+    fn each_role_gets_its_format() {
+        let out = Outgoing::new(Rc::new(Frame::Msg {
+            id: MsgId { node: 1, seq: 2 },
+            nick: "bob".into(),
+            text: "hi".into(),
+        }));
+        assert_eq!(out.bytes(Role::Guest), b"<bob> hi\n");
+        assert_eq!(out.bytes(Role::Peer), b"MSG 0000000000000001:2 bob hi\n");
+        let unknown = Outgoing::new(Rc::new(Frame::Unknown("PING".into())));
+        assert!(unknown.bytes(Role::Guest).is_empty());
+    }
+}

@@ -1,0 +1,87 @@
+//! peerchat's entry point: parse the command line, set up logging, ask the seed-style questions
+//! when needed, run the reactor, and map the outcome to an exit code (0 done, 1 runtime error,
+//! 2 usage error). Holds no chat logic.
+
+use std::io::{self, IsTerminal};
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use peerchat::cli::{self, Args, HostPort, Mode};
+use peerchat::output::{Format, Output};
+use peerchat::reactor::{Dial, Reactor, Setup};
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_timestamp(None)
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("peerchat: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn usage_error(msg: &str) -> ! {
+    Args::command()
+        .error(clap::error::ErrorKind::MissingRequiredArgument, msg)
+        .exit()
+}
+
+fn run(mut args: Args) -> Result<(), String> {
+    let stdin_is_tty = io::stdin().is_terminal();
+    if args.listen.is_none() && args.peers.is_empty() {
+        if !stdin_is_tty {
+            usage_error("nothing to do: give -l to listen or HOST[:PORT] to connect (see --help)");
+        }
+        let mut input = io::stdin().lock();
+        let mut prompt = io::stderr();
+        match cli::ask_mode(&mut input, &mut prompt).map_err(|e| e.to_string())? {
+            Mode::Listen(hp) => args.listen = Some(hp),
+            Mode::Connect(hp) => args.peers.push(hp),
+        }
+        if args.nick.is_none() {
+            let nick = cli::ask_nick(&mut input, &mut prompt, &cli::default_nick())
+                .map_err(|e| e.to_string())?;
+            args.nick = Some(nick);
+        }
+    }
+
+    let listen = match &args.listen {
+        Some(hp) => Some(first_addr(hp)?),
+        None => None,
+    };
+    let dials = args
+        .peers
+        .iter()
+        .map(|hp| {
+            Ok(Dial {
+                label: hp.to_string(),
+                addr: first_addr(hp)?,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+
+    let colour =
+        io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let format = if args.json {
+        Format::Json
+    } else {
+        Format::Human { colour }
+    };
+    let setup = Setup {
+        nick: args.nick.unwrap_or_else(cli::default_nick),
+        listen,
+        dials,
+        keep_open: args.keep_open,
+    };
+    Reactor::new(setup, Output::new(format, io::stdout()))?.run()
+}
+
+fn first_addr(hp: &HostPort) -> Result<std::net::SocketAddr, String> {
+    // resolve() never returns an empty list.
+    hp.resolve().map(|addrs| addrs[0])
+}

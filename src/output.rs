@@ -1,0 +1,208 @@
+//! What the user sees on stdout: events rendered for a person (local time, optional colours,
+//! control characters neutralised) or as JSON lines for scripts.
+//!
+//! Buffered: the reactor flushes once per loop turn. Must not decide what happened, only show it.
+
+use std::io::{self, Write};
+
+use chrono::{Local, SecondsFormat, Utc};
+
+use crate::core::Event;
+use crate::safe::sanitize;
+
+/// How events are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `HH:MM:SS <nick> text` and `HH:MM:SS * event`, coloured when `colour` is set.
+    Human { colour: bool },
+    /// One JSON object per line.
+    Json,
+}
+
+/// Renders events into a buffered writer.
+pub struct Output<W: Write> {
+    format: Format,
+    w: io::BufWriter<W>,
+}
+
+const DIM: &str = "\x1b[2m";
+const RESET: &str = "\x1b[0m";
+const RED: &str = "\x1b[31m";
+const YELLOW: &str = "\x1b[33m";
+const NICK_COLOURS: [&str; 6] = [
+    "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[34m", "\x1b[35m", "\x1b[36m",
+];
+
+fn nick_colour(nick: &str) -> &'static str {
+    let h = nick
+        .bytes()
+        .fold(5381u32, |h, b| h.wrapping_mul(33) ^ u32::from(b));
+    NICK_COLOURS[h as usize % NICK_COLOURS.len()]
+}
+
+/// A JSON string literal for `s`, escaped by serde_json.
+fn js(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+impl<W: Write> Output<W> {
+    pub fn new(format: Format, w: W) -> Self {
+        Output {
+            format,
+            w: io::BufWriter::with_capacity(64 * 1024, w),
+        }
+    }
+
+    /// Appends one event to the buffer.
+    pub fn show(&mut self, event: &Event) -> io::Result<()> {
+        match self.format {
+            Format::Json => self.json(event),
+            Format::Human { colour } => self.human(event, colour),
+        }
+    }
+
+    /// Writes out everything buffered; call once per loop turn.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.w.flush()
+    }
+
+    fn json(&mut self, event: &Event) -> io::Result<()> {
+        let ts = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        let body = match event {
+            Event::Message { from, text } => {
+                format!(r#""message","from":{},"text":{}"#, js(from), js(text))
+            }
+            Event::Join { nick, addr } => {
+                let addr = addr.as_deref().map(js).unwrap_or("null".into());
+                format!(r#""join","nick":{},"addr":{addr}"#, js(nick))
+            }
+            Event::Leave { nick, addr, reason } => {
+                let mut s = format!(r#""leave","nick":{}"#, js(nick));
+                if let Some(a) = addr {
+                    s.push_str(&format!(r#","addr":{}"#, js(a)));
+                }
+                if let Some(r) = reason {
+                    s.push_str(&format!(r#","reason":{}"#, js(r)));
+                }
+                s
+            }
+            Event::Info(text) => format!(r#""info","text":{}"#, js(text)),
+            Event::Error(text) => format!(r#""error","text":{}"#, js(text)),
+        };
+        writeln!(self.w, r#"{{"ts":"{ts}","event":{body}}}"#)
+    }
+
+    fn human(&mut self, event: &Event, colour: bool) -> io::Result<()> {
+        let time = Local::now().format("%H:%M:%S");
+        let (dim, reset) = if colour { (DIM, RESET) } else { ("", "") };
+        write!(self.w, "{dim}{time}{reset} ")?;
+        let star = |c: &'static str| if colour { c } else { "" };
+        match event {
+            Event::Message { from, text } => {
+                let nc = if colour { nick_colour(from) } else { "" };
+                writeln!(self.w, "{nc}<{}>{reset} {}", sanitize(from), sanitize(text))
+            }
+            Event::Join { nick, addr } => {
+                write!(self.w, "{}* {} joined", star(YELLOW), sanitize(nick))?;
+                if let Some(a) = addr {
+                    write!(self.w, " from {}", sanitize(a))?;
+                }
+                writeln!(self.w, "{reset}")
+            }
+            Event::Leave { nick, reason, .. } => {
+                write!(self.w, "{}* {} left", star(YELLOW), sanitize(nick))?;
+                if let Some(r) = reason {
+                    write!(self.w, " ({})", sanitize(r))?;
+                }
+                writeln!(self.w, "{reset}")
+            }
+            Event::Info(text) => writeln!(self.w, "{}* {}{reset}", star(DIM), sanitize(text)),
+            Event::Error(text) => {
+                writeln!(self.w, "{}* error: {}{reset}", star(RED), sanitize(text))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(format: Format, event: Event) -> String {
+        let mut out = Output::new(format, Vec::new());
+        out.show(&event).unwrap();
+        out.flush().unwrap();
+        String::from_utf8(out.w.into_inner().unwrap()).unwrap()
+    }
+
+    fn msg(text: &str) -> Event {
+        Event::Message {
+            from: "bob".into(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn human_lines_have_time_nick_and_text() {
+        let s = render(Format::Human { colour: false }, msg("hi ação 你好"));
+        let (time, rest) = s.split_at(8);
+        assert!(
+            chrono::NaiveTime::parse_from_str(time, "%H:%M:%S").is_ok(),
+            "{s}"
+        );
+        assert_eq!(rest, " <bob> hi ação 你好\n");
+        let s = render(
+            Format::Human { colour: false },
+            Event::Leave {
+                nick: "bob".into(),
+                addr: None,
+                reason: Some("timed out".into()),
+            },
+        );
+        assert!(s.ends_with(" * bob left (timed out)\n"), "{s}");
+    }
+
+    #[test]
+    fn human_output_neutralises_peer_escapes_even_in_colour() {
+        for colour in [false, true] {
+            let s = render(
+                Format::Human { colour },
+                Event::Message {
+                    from: "x\x1b]0;t\x07".into(),
+                    text: "\x1b[2J\u{9b}1m\u{202e}".into(),
+                },
+            );
+            let peer_part = s.split_once('<').unwrap().1;
+            let stripped = peer_part.replace(RESET, "");
+            assert!(!stripped.contains('\x1b'), "{s:?}");
+            assert!(!s.contains('\u{9b}') && !s.contains('\u{202e}') && !s.contains('\x07'));
+        }
+    }
+
+    #[test]
+    fn json_events_are_one_object_per_line_with_exact_text() {
+        let text = "tab\there \x1b[31m \"quoted\" ação";
+        let s = render(Format::Json, msg(text));
+        assert_eq!(s.matches('\n').count(), 1);
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["event"], "message");
+        assert_eq!(v["from"], "bob");
+        assert_eq!(v["text"], text);
+        let ts = v["ts"].as_str().unwrap();
+        assert!(chrono::DateTime::parse_from_rfc3339(ts).is_ok());
+        assert!(ts.ends_with('Z') && ts.len() == "2026-01-01T00:00:00.000Z".len());
+
+        let s = render(
+            Format::Json,
+            Event::Leave {
+                nick: "bob".into(),
+                addr: Some("127.0.0.1:1".into()),
+                reason: None,
+            },
+        );
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["event"], "leave");
+        assert_eq!(v["addr"], "127.0.0.1:1");
+        assert!(v.get("reason").is_none());
+    }
+}

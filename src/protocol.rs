@@ -1,0 +1,596 @@
+//! Wire protocol v1: frames, their encodings (peer frames and plain guest lines), and the line
+//! decoder with its hard length cap.
+//!
+//! Pure code: bytes in, frames out. Must not import `std::io` or `mio`. PROTOCOL.md describes the
+//! same format for people.
+
+use std::fmt;
+
+use crate::safe::{is_unsafe, sanitize};
+
+/// The protocol version this build speaks. A hello with another major version is not a hello.
+pub const VERSION: u32 = 1;
+
+/// Hard cap on one line, without its `\n`. A longer line closes the connection that sent it.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// The most text one message carries, so that `MSG <id> <nick> ` plus the text fits in
+/// [`MAX_LINE`]. Longer input is split into several messages, never cut.
+pub const MAX_TEXT: usize = MAX_LINE - 512;
+
+/// Longest nick, in characters.
+pub const MAX_NICK_CHARS: usize = 32;
+
+/// A node's identity: random per run, so a restarted node is a new origin.
+pub type NodeId = u64;
+
+/// A message's unique id: its origin node and that node's counter. Written `<16 hex>:<decimal>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MsgId {
+    pub node: NodeId,
+    pub seq: u64,
+}
+
+impl fmt::Display for MsgId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}:{}", self.node, self.seq)
+    }
+}
+
+impl MsgId {
+    fn parse(s: &str) -> Option<MsgId> {
+        let (node, seq) = s.split_once(':')?;
+        if node.len() != 16 {
+            return None;
+        }
+        Some(MsgId {
+            node: u64::from_str_radix(node, 16).ok()?,
+            seq: seq.parse().ok()?,
+        })
+    }
+}
+
+/// The first line a peerchat node sends on every connection. It reads as a sentence, because the
+/// other side may be a person at `nc`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    pub nick: String,
+    pub node: NodeId,
+    /// The port the node listens on, if it listens.
+    pub listen: Option<u16>,
+}
+
+/// One line on a peer connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    Hello(Hello),
+    /// A chat message from `nick`, first sent by node `id.node`.
+    Msg {
+        id: MsgId,
+        nick: String,
+        text: String,
+    },
+    /// `nick` joined the chat (at `addr`, when the announcing node knows it).
+    Join {
+        id: MsgId,
+        nick: String,
+        addr: Option<String>,
+    },
+    /// `nick` left the chat.
+    Leave {
+        id: MsgId,
+        nick: String,
+        reason: Option<String>,
+    },
+    /// A well-formed frame of a kind this version does not know; ignored for forward compatibility.
+    Unknown(String),
+}
+
+/// Why bytes from a peer could not be taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// A line grew past [`MAX_LINE`] bytes.
+    LineTooLong,
+    /// A frame of a known kind with missing or bad fields.
+    Malformed(&'static str),
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::LineTooLong => write!(f, "line longer than {MAX_LINE} bytes"),
+            ProtocolError::Malformed(what) => write!(f, "malformed frame: {what}"),
+        }
+    }
+}
+
+/// Why a nick is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NickError {
+    Empty,
+    TooLong,
+    BadChar,
+}
+
+impl fmt::Display for NickError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NickError::Empty => write!(f, "a nick cannot be empty"),
+            NickError::TooLong => write!(f, "a nick has at most {MAX_NICK_CHARS} characters"),
+            NickError::BadChar => write!(f, "a nick cannot hold spaces or control characters"),
+        }
+    }
+}
+
+/// Checks the nick rules: 1 to 32 characters, no white space, no control or invisible characters.
+pub fn check_nick(nick: &str) -> Result<(), NickError> {
+    if nick.is_empty() {
+        Err(NickError::Empty)
+    } else if nick.chars().count() > MAX_NICK_CHARS {
+        Err(NickError::TooLong)
+    } else if nick.chars().any(|c| c.is_whitespace() || is_unsafe(c)) {
+        Err(NickError::BadChar)
+    } else {
+        Ok(())
+    }
+}
+
+/// Appends the peer encoding of `frame`, `\n` included.
+pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    // Writing to a String cannot fail.
+    let _ = match frame {
+        Frame::Hello(h) => {
+            let listen = h.listen.map_or_else(|| "-".to_string(), |p| p.to_string());
+            write!(
+                s,
+                "peerchat/{VERSION} hello from {} (node={:016x} listen={listen})",
+                h.nick, h.node
+            )
+        }
+        Frame::Msg { id, nick, text } => write!(s, "MSG {id} {nick} {text}"),
+        Frame::Join { id, nick, addr } => {
+            write!(s, "JOIN {id} {nick} {}", addr.as_deref().unwrap_or("-"))
+        }
+        Frame::Leave { id, nick, reason } => match reason {
+            Some(r) => write!(s, "LEAVE {id} {nick} {r}"),
+            None => write!(s, "LEAVE {id} {nick}"),
+        },
+        Frame::Unknown(line) => write!(s, "{line}"),
+    };
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'\n');
+}
+
+/// Appends what a guest (nc, telnet, a script) is shown for `frame`: a plain, terminal-safe line,
+/// or nothing for frames that mean nothing to a person. Returns whether anything was appended.
+pub fn encode_guest(frame: &Frame, out: &mut Vec<u8>) -> bool {
+    let line = match frame {
+        Frame::Hello(_) => {
+            encode(frame, out);
+            return true;
+        }
+        Frame::Msg { nick, text, .. } => format!("<{}> {}", sanitize(nick), sanitize(text)),
+        Frame::Join { nick, .. } => format!("* {} joined", sanitize(nick)),
+        Frame::Leave {
+            nick, reason: None, ..
+        } => format!("* {} left", sanitize(nick)),
+        Frame::Leave {
+            nick,
+            reason: Some(r),
+            ..
+        } => {
+            format!("* {} left ({})", sanitize(nick), sanitize(r))
+        }
+        Frame::Unknown(_) => return false,
+    };
+    out.extend_from_slice(line.as_bytes());
+    out.push(b'\n');
+    true
+}
+
+/// Reads a hello line. Anything else — another program's first line, another major version —
+/// is `None`, and the connection is a guest.
+pub fn parse_hello(line: &str) -> Option<Hello> {
+    let rest = line.strip_prefix("peerchat/")?;
+    let (version, rest) = rest.split_once(' ')?;
+    let major = version.split('.').next()?.parse::<u32>().ok()?;
+    if major != VERSION {
+        return None;
+    }
+    let rest = rest.strip_prefix("hello from ")?;
+    let (nick, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+    check_nick(nick).ok()?;
+    let fields = rest.strip_prefix('(')?.strip_suffix(')')?;
+    let mut node = None;
+    let mut listen = None;
+    for field in fields.split(' ') {
+        match field.split_once('=') {
+            Some(("node", v)) if v.len() == 16 => node = u64::from_str_radix(v, 16).ok(),
+            Some(("listen", "-")) => listen = None,
+            Some(("listen", v)) => listen = Some(v.parse().ok()?),
+            // Unknown keys are room for later versions.
+            _ => {}
+        }
+    }
+    Some(Hello {
+        nick: nick.to_string(),
+        node: node?,
+        listen,
+    })
+}
+
+/// Reads one frame from a peer that has sent its hello.
+pub fn parse_frame(line: &str) -> Result<Frame, ProtocolError> {
+    let (verb, rest) = line.split_once(' ').unwrap_or((line, ""));
+    if !matches!(verb, "MSG" | "JOIN" | "LEAVE") {
+        return if !verb.is_empty() && verb.bytes().all(|b| b.is_ascii_uppercase()) {
+            Ok(Frame::Unknown(line.to_string()))
+        } else {
+            Err(ProtocolError::Malformed("not a frame"))
+        };
+    }
+    let mut parts = rest.splitn(3, ' ');
+    let id = parts
+        .next()
+        .and_then(MsgId::parse)
+        .ok_or(ProtocolError::Malformed("bad message id"))?;
+    let nick = parts.next().unwrap_or("");
+    check_nick(nick).map_err(|_| ProtocolError::Malformed("bad nick"))?;
+    let nick = nick.to_string();
+    let tail = parts.next().map(str::to_string);
+    Ok(match verb {
+        "MSG" => Frame::Msg {
+            id,
+            nick,
+            text: tail.unwrap_or_default(),
+        },
+        "JOIN" => Frame::Join {
+            id,
+            nick,
+            addr: tail.filter(|a| a != "-"),
+        },
+        _ => Frame::Leave {
+            id,
+            nick,
+            reason: tail.filter(|r| !r.is_empty()),
+        },
+    })
+}
+
+/// Splits `text` into pieces of at most `max` bytes, at character boundaries, so that a long
+/// line becomes several messages instead of being cut.
+pub fn split_text(text: &str, max: usize) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while rest.len() > max {
+        let mut cut = max;
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (head, tail) = rest.split_at(cut);
+        pieces.push(head);
+        rest = tail;
+    }
+    pieces.push(rest);
+    pieces
+}
+
+/// Splits a byte stream into lines. Feed it with [`LineDecoder::push`], then call
+/// [`LineDecoder::next_line`] until it returns `Ok(None)`.
+#[derive(Debug)]
+pub struct LineDecoder {
+    buf: Vec<u8>,
+    /// Start of the first unconsumed byte.
+    start: usize,
+    /// Bytes before this offset (from `start`) hold no `\n`: no need to scan them again.
+    scanned: usize,
+    max: usize,
+}
+
+impl Default for LineDecoder {
+    fn default() -> Self {
+        LineDecoder::new(MAX_LINE)
+    }
+}
+
+impl LineDecoder {
+    /// A decoder whose lines may hold at most `max` bytes (without the `\n`).
+    pub fn new(max: usize) -> Self {
+        LineDecoder {
+            buf: Vec::new(),
+            start: 0,
+            scanned: 0,
+            max,
+        }
+    }
+
+    /// Appends bytes read from the connection.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 && self.start >= self.buf.len() / 2 {
+            self.buf.drain(..self.start);
+            self.scanned -= self.start;
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete line, without `\n` or `\r\n`. An error means the stream is unusable.
+    pub fn next_line(&mut self) -> Result<Option<&[u8]>, ProtocolError> {
+        let pending = &self.buf[self.scanned..];
+        match pending.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                let end = self.scanned + i;
+                let line_start = self.start;
+                self.start = end + 1;
+                self.scanned = self.start;
+                if end - line_start > self.max {
+                    return Err(ProtocolError::LineTooLong);
+                }
+                let mut line = &self.buf[line_start..end];
+                if let Some(stripped) = line.strip_suffix(b"\r") {
+                    line = stripped;
+                }
+                Ok(Some(line))
+            }
+            None => {
+                self.scanned = self.buf.len();
+                if self.buf.len() - self.start > self.max {
+                    Err(ProtocolError::LineTooLong)
+                } else {
+                    Ok(None)
+                }
+            }
+        }
+    }
+
+    /// Bytes received after the last complete line.
+    pub fn partial(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// Takes the bytes after the last complete line, as if a `\n` had followed them.
+    pub fn take_partial(&mut self) -> Vec<u8> {
+        let rest = self.buf.split_off(self.start);
+        self.buf.clear();
+        self.start = 0;
+        self.scanned = 0;
+        rest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(seq: u64) -> MsgId {
+        MsgId {
+            node: 0x0123_4567_89ab_cdef,
+            seq,
+        }
+    }
+
+    fn lines_of(dec: &mut LineDecoder) -> Result<Vec<Vec<u8>>, ProtocolError> {
+        let mut out = Vec::new();
+        while let Some(line) = dec.next_line()? {
+            out.push(line.to_vec());
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn decoder_gives_the_same_lines_whatever_the_split() {
+        let input = "one\r\ntwo\n\nação 你好 👋\nlast\n".as_bytes();
+        let want: Vec<Vec<u8>> = ["one", "two", "", "ação 你好 👋", "last"]
+            .iter()
+            .map(|s| s.as_bytes().to_vec())
+            .collect();
+        for cut in 0..=input.len() {
+            for cut2 in cut..=input.len() {
+                let mut dec = LineDecoder::default();
+                let mut got = Vec::new();
+                for part in [&input[..cut], &input[cut..cut2], &input[cut2..]] {
+                    dec.push(part);
+                    got.extend(lines_of(&mut dec).unwrap());
+                }
+                assert_eq!(got, want, "split at {cut},{cut2}");
+                assert!(dec.partial().is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn decoder_byte_by_byte() {
+        let mut dec = LineDecoder::default();
+        let mut got = Vec::new();
+        for b in b"ab\ncd\r\nef" {
+            dec.push(&[*b]);
+            got.extend(lines_of(&mut dec).unwrap());
+        }
+        assert_eq!(got, vec![b"ab".to_vec(), b"cd".to_vec()]);
+        assert_eq!(dec.take_partial(), b"ef");
+        assert!(dec.partial().is_empty());
+    }
+
+    #[test]
+    fn decoder_refuses_an_overlong_line_with_or_without_newline() {
+        let mut dec = LineDecoder::new(10);
+        dec.push(b"0123456789");
+        assert_eq!(lines_of(&mut dec), Ok(vec![]));
+        dec.push(b"x");
+        assert_eq!(lines_of(&mut dec), Err(ProtocolError::LineTooLong));
+
+        let mut dec = LineDecoder::new(10);
+        dec.push(b"ok\n0123456789ab\n");
+        assert_eq!(dec.next_line(), Ok(Some(&b"ok"[..])));
+        assert_eq!(dec.next_line(), Err(ProtocolError::LineTooLong));
+
+        let mut dec = LineDecoder::new(10);
+        dec.push(b"0123456789\n");
+        assert_eq!(lines_of(&mut dec), Ok(vec![b"0123456789".to_vec()]));
+    }
+
+    #[test]
+    fn decoder_passes_invalid_utf8_bytes_through() {
+        let mut dec = LineDecoder::default();
+        dec.push(b"\xff\xfeok\n");
+        let line = dec.next_line().unwrap().unwrap();
+        assert_eq!(String::from_utf8_lossy(line), "\u{fffd}\u{fffd}ok");
+    }
+
+    #[test]
+    fn decoder_memory_is_reclaimed_as_lines_are_taken() {
+        let mut dec = LineDecoder::new(100);
+        for _ in 0..10_000 {
+            dec.push(b"0123456789\n");
+            assert!(dec.next_line().unwrap().is_some());
+        }
+        assert!(dec.buf.capacity() < 1000, "{}", dec.buf.capacity());
+    }
+
+    #[test]
+    fn frames_round_trip() {
+        let frames = [
+            Frame::Hello(Hello {
+                nick: "alice".into(),
+                node: 42,
+                listen: Some(5000),
+            }),
+            Frame::Hello(Hello {
+                nick: "bob".into(),
+                node: u64::MAX,
+                listen: None,
+            }),
+            Frame::Msg {
+                id: id(1),
+                nick: "ação".into(),
+                text: "  spaced  text 你好 ".into(),
+            },
+            Frame::Msg {
+                id: id(2),
+                nick: "a".into(),
+                text: String::new(),
+            },
+            Frame::Join {
+                id: id(3),
+                nick: "c".into(),
+                addr: Some("127.0.0.1:40522".into()),
+            },
+            Frame::Join {
+                id: id(4),
+                nick: "c".into(),
+                addr: None,
+            },
+            Frame::Leave {
+                id: id(5),
+                nick: "c".into(),
+                reason: Some("line too long".into()),
+            },
+            Frame::Leave {
+                id: id(6),
+                nick: "c".into(),
+                reason: None,
+            },
+        ];
+        for frame in frames {
+            let mut buf = Vec::new();
+            encode(&frame, &mut buf);
+            assert_eq!(buf.last(), Some(&b'\n'));
+            assert_eq!(buf.iter().filter(|&&b| b == b'\n').count(), 1);
+            let line = std::str::from_utf8(&buf[..buf.len() - 1]).unwrap();
+            let back = match &frame {
+                Frame::Hello(_) => Frame::Hello(parse_hello(line).unwrap()),
+                _ => parse_frame(line).unwrap(),
+            };
+            assert_eq!(back, frame, "{line}");
+        }
+    }
+
+    #[test]
+    fn hello_reads_as_a_sentence_and_rejects_other_lines() {
+        let mut buf = Vec::new();
+        encode(
+            &Frame::Hello(Hello {
+                nick: "alice".into(),
+                node: 0xab,
+                listen: Some(5000),
+            }),
+            &mut buf,
+        );
+        assert_eq!(
+            buf,
+            b"peerchat/1 hello from alice (node=00000000000000ab listen=5000)\n"
+        );
+        assert!(parse_hello("peerchat/1 hello from alice (node=00000000000000ab)").is_some());
+        assert!(parse_hello("peerchat/1.3 hello from a (node=00000000000000ab x=y)").is_some());
+        for other in [
+            "hello",
+            "bob: hi ",
+            "peerchat/2 hello from alice (node=00000000000000ab)",
+            "peerchat/1 hello from alice",
+            "peerchat/1 hello from alice (listen=5)",
+            "peerchat/1 hello from  (node=00000000000000ab)",
+        ] {
+            assert_eq!(parse_hello(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn malformed_and_unknown_frames() {
+        assert_eq!(
+            parse_frame("PING 1 2"),
+            Ok(Frame::Unknown("PING 1 2".into()))
+        );
+        for bad in [
+            "",
+            "hello there",
+            "MSG",
+            "MSG 12:3 bob hi",
+            "MSG 0123456789abcdef:x bob hi",
+            "MSG 0123456789abcdef:1",
+            "JOIN 0123456789abcdef:1 \x1b[2J",
+        ] {
+            assert!(
+                matches!(parse_frame(bad), Err(ProtocolError::Malformed(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn guest_lines_are_plain_and_safe() {
+        let mut buf = Vec::new();
+        let msg = Frame::Msg {
+            id: id(1),
+            nick: "bob".into(),
+            text: "hi \x1b[2J".into(),
+        };
+        assert!(encode_guest(&msg, &mut buf));
+        assert_eq!(buf, b"<bob> hi ^[[2J\n");
+        buf.clear();
+        assert!(!encode_guest(&Frame::Unknown("PING".into()), &mut buf));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn nick_rules() {
+        assert_eq!(check_nick("alice"), Ok(()));
+        assert_eq!(check_nick("ação-你好"), Ok(()));
+        assert_eq!(check_nick(&"x".repeat(32)), Ok(()));
+        assert_eq!(check_nick(""), Err(NickError::Empty));
+        assert_eq!(check_nick(&"é".repeat(33)), Err(NickError::TooLong));
+        for bad in ["a b", "a\tb", "a\x1bb", "a\u{202e}b", "a\u{85}"] {
+            assert_eq!(check_nick(bad), Err(NickError::BadChar), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn split_text_keeps_every_byte_and_char_boundaries() {
+        let text = "ação".repeat(1000);
+        let pieces = split_text(&text, 7);
+        assert!(pieces.iter().all(|p| p.len() <= 7 && !p.is_empty()));
+        assert_eq!(pieces.concat(), text);
+        assert_eq!(split_text("short", 100), vec!["short"]);
+    }
+}

@@ -1,0 +1,634 @@
+//! The event loop: one `mio::Poll` over the listener, every connection and the stdin waker.
+//! Turns readiness into calls on the chat, carries out the chat's actions on the connections,
+//! and writes each dirty connection once per loop turn.
+//!
+//! Must not hold chat rules (those are in `core`) or wire details (in `protocol`).
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{self, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use crate::conn::{Conn, Phase, ReadStatus, MAX_BACKLOG, PARTIAL_LINE_IDLE};
+use crate::core::{Action, Chat, ConnId, Event, Role};
+use crate::fanout::Outgoing;
+use crate::input::{self, Input};
+use crate::output::Output;
+use crate::protocol::{self, Frame, NodeId};
+
+const WAKER: Token = Token(usize::MAX);
+const LISTENER: Token = Token(usize::MAX - 1);
+
+/// A dial that has not connected by then has failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After the user leaves, how long queued output may take to reach the peers.
+const QUIT_GRACE: Duration = Duration::from_secs(3);
+
+/// Accepting again after running out of file descriptors: first wait, and the most.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// A peer to dial: as the user wrote it, and where it resolved to.
+#[derive(Clone, Debug)]
+pub struct Dial {
+    pub label: String,
+    pub addr: SocketAddr,
+}
+
+/// What the reactor is started with.
+pub struct Setup {
+    pub nick: String,
+    pub listen: Option<SocketAddr>,
+    pub dials: Vec<Dial>,
+    /// Keep running after stdin ends.
+    pub keep_open: bool,
+}
+
+/// A short, lower-case description of an IO error, for one-line messages.
+pub fn describe(e: &io::Error) -> String {
+    use io::ErrorKind::*;
+    let text = match e.kind() {
+        AddrInUse => "address in use",
+        AddrNotAvailable => "address not available",
+        ConnectionRefused => "connection refused",
+        ConnectionReset => "connection reset",
+        ConnectionAborted => "connection aborted",
+        BrokenPipe => "connection broken",
+        PermissionDenied => "permission denied",
+        TimedOut => "timed out",
+        HostUnreachable => "host unreachable",
+        NetworkUnreachable => "network unreachable",
+        _ => {
+            let s = e.to_string();
+            let s = s.split(" (os error").next().unwrap_or(&s);
+            let mut c = s.chars();
+            return match c.next() {
+                Some(first) => first.to_lowercase().chain(c).collect(),
+                None => s.to_string(),
+            };
+        }
+    };
+    text.to_string()
+}
+
+/// A random identity for this run of the node.
+fn new_node_id() -> NodeId {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// True for accept errors that mean "out of file descriptors" (EMFILE, ENFILE).
+fn out_of_fds(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(23 | 24))
+}
+
+struct Entry {
+    stream: TcpStream,
+    conn: Conn,
+}
+
+/// The running node.
+pub struct Reactor<W: Write> {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    accept_paused_until: Option<Instant>,
+    accept_backoff: Duration,
+    conns: Slab<Entry>,
+    dirty: Vec<usize>,
+    chat: Chat,
+    hello: Vec<u8>,
+    out: Output<W>,
+    out_broken: bool,
+    input: Option<Receiver<Input>>,
+    keep_open: bool,
+    quit_deadline: Option<Instant>,
+    fatal: Option<String>,
+    node: NodeId,
+}
+
+impl<W: Write> Reactor<W> {
+    /// Binds the listener and starts the dials. Errors are one-line messages for the user.
+    pub fn new(setup: Setup, out: Output<W>) -> Result<Self, String> {
+        let poll = Poll::new().map_err(|e| format!("cannot start the event loop: {e}"))?;
+        let mut listener = None;
+        let mut listen_port = None;
+        if let Some(addr) = setup.listen {
+            let mut l = TcpListener::bind(addr)
+                .map_err(|e| format!("cannot listen on {addr}: {}", describe(&e)))?;
+            poll.registry()
+                .register(&mut l, LISTENER, Interest::READABLE)
+                .map_err(|e| format!("cannot listen on {addr}: {}", describe(&e)))?;
+            listen_port = l.local_addr().ok().map(|a| a.port());
+            listener = Some(l);
+        }
+        let node = new_node_id();
+        let chat = Chat::new(crate::core::Config {
+            nick: setup.nick,
+            node,
+            listen: listen_port,
+        });
+        let mut hello = Vec::new();
+        protocol::encode(&chat.hello(), &mut hello);
+        let mut reactor = Reactor {
+            poll,
+            listener,
+            accept_paused_until: None,
+            accept_backoff: ACCEPT_BACKOFF_MIN,
+            conns: Slab::new(),
+            dirty: Vec::new(),
+            chat,
+            hello,
+            out,
+            out_broken: false,
+            input: None,
+            keep_open: setup.keep_open,
+            quit_deadline: None,
+            fatal: None,
+            node,
+        };
+        if let Some(addr) = reactor.listener.as_ref().and_then(|l| l.local_addr().ok()) {
+            reactor.show(&Event::Info(format!("listening on {addr}")));
+        }
+        let now = Instant::now();
+        for dial in setup.dials {
+            reactor.dial(dial, now);
+        }
+        if let Some(msg) = reactor.fatal.take() {
+            return Err(msg);
+        }
+        Ok(reactor)
+    }
+
+    /// Runs until the user leaves, stdin ends (without `--keep-open`), or nobody is left.
+    pub fn run(mut self) -> Result<(), String> {
+        let waker = Waker::new(self.poll.registry(), WAKER)
+            .map_err(|e| format!("cannot start the event loop: {e}"))?;
+        self.input =
+            Some(input::spawn(Arc::new(waker)).map_err(|e| format!("cannot read stdin: {e}"))?);
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            let timeout = self
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(now));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(format!("event loop failed: {e}"));
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => self.drain_input(),
+                    LISTENER => self.accept(now),
+                    Token(k) => self.conn_ready(k, event.is_writable(), now),
+                }
+            }
+            self.tick(now);
+            self.settle(now);
+            if !self.out_broken {
+                if let Err(e) = self.out.flush() {
+                    self.stdout_failed(e);
+                    self.settle(now);
+                }
+            }
+            if let Some(result) = self.finished(now) {
+                return result;
+            }
+        }
+    }
+
+    /// Carries out the chat's actions and writes dirty connections until nothing is left to do.
+    fn settle(&mut self, now: Instant) {
+        for _ in 0..64 {
+            self.apply_actions(now);
+            if self.dirty.is_empty() {
+                return;
+            }
+            self.flush_conns();
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let conn_deadlines = self.conns.iter().filter_map(|(_, e)| match e.conn.phase {
+            Phase::Connecting { deadline } => Some(deadline),
+            _ if e.conn.role != Some(Role::Peer) && !e.conn.decoder.partial().is_empty() => {
+                Some(e.conn.last_read + PARTIAL_LINE_IDLE)
+            }
+            _ => None,
+        });
+        conn_deadlines
+            .chain(self.chat.next_deadline())
+            .chain(self.accept_paused_until)
+            .chain(self.quit_deadline)
+            .min()
+    }
+
+    fn show(&mut self, event: &Event) {
+        if self.out_broken {
+            return;
+        }
+        if let Err(e) = self.out.show(event) {
+            self.stdout_failed(e);
+        }
+    }
+
+    /// Stdout is gone (`| head -1`): leave quietly, as if input had ended.
+    fn stdout_failed(&mut self, e: io::Error) {
+        debug!("stdout failed: {e}");
+        self.out_broken = true;
+        self.chat.handle_input_end();
+    }
+
+    fn dial(&mut self, dial: Dial, now: Instant) {
+        let stream = match TcpStream::connect(dial.addr) {
+            Ok(s) => s,
+            Err(e) => return self.dial_failed(&dial.label, &e),
+        };
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let mut stream = stream;
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            return self.dial_failed(&dial.label, &e);
+        }
+        let mut conn = Conn::new(
+            dial.label,
+            Phase::Connecting {
+                deadline: now + CONNECT_TIMEOUT,
+            },
+            now,
+        );
+        conn.writable = true;
+        entry.insert(Entry { stream, conn });
+    }
+
+    fn dial_failed(&mut self, label: &str, e: &io::Error) {
+        let msg = format!("cannot connect to {label}: {}", describe(e));
+        if self.listener.is_none() && self.conns.is_empty() {
+            self.fatal = Some(msg);
+        } else {
+            warn!("{msg}");
+            self.show(&Event::Error(msg));
+        }
+    }
+
+    fn accept(&mut self, now: Instant) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((mut stream, addr)) => {
+                    let entry = self.conns.vacant_entry();
+                    let key = entry.key();
+                    if let Err(e) =
+                        self.poll
+                            .registry()
+                            .register(&mut stream, Token(key), Interest::READABLE)
+                    {
+                        warn!("cannot register connection from {addr}: {e}");
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    info!("connection from {addr}");
+                    let conn = Conn::new(addr.to_string(), Phase::Open, now);
+                    entry.insert(Entry { stream, conn });
+                    self.opened(key, now);
+                    self.accept_backoff = ACCEPT_BACKOFF_MIN;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if out_of_fds(&e) => {
+                    warn!(
+                        "out of file descriptors; accepting again in {:?}",
+                        self.accept_backoff
+                    );
+                    self.accept_paused_until = Some(now + self.accept_backoff);
+                    self.accept_backoff = (self.accept_backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    return;
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(e) => {
+                    warn!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A connection is up: send our hello and tell the chat.
+    fn opened(&mut self, k: usize, now: Instant) {
+        let Some(e) = self.conns.get_mut(k) else {
+            return;
+        };
+        e.conn.queue_raw(&self.hello);
+        let addr = e.conn.addr.clone();
+        self.mark_dirty(k);
+        self.chat.handle_opened(k, addr, now);
+    }
+
+    fn mark_dirty(&mut self, k: usize) {
+        if let Some(e) = self.conns.get_mut(k) {
+            if !e.conn.dirty {
+                e.conn.dirty = true;
+                self.dirty.push(k);
+            }
+        }
+    }
+
+    fn conn_ready(&mut self, k: usize, writable: bool, now: Instant) {
+        let Some(e) = self.conns.get_mut(k) else {
+            return;
+        };
+        if let Phase::Connecting { .. } = e.conn.phase {
+            let failed = match e.stream.take_error() {
+                Ok(Some(err)) | Err(err) => Some(err),
+                Ok(None) => match e.stream.peer_addr() {
+                    Ok(addr) => {
+                        e.conn.phase = Phase::Open;
+                        e.conn.addr = addr.to_string();
+                        let _ = e.stream.set_nodelay(true);
+                        info!("connected to {addr}");
+                        self.opened(k, now);
+                        None
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::NotConnected => return,
+                    Err(err) => Some(err),
+                },
+            };
+            if let Some(err) = failed {
+                let entry = self.conns.remove(k);
+                return self.dial_failed(&entry.conn.addr, &err);
+            }
+        }
+        if writable {
+            self.mark_dirty(k);
+        }
+        self.read(k, now);
+    }
+
+    /// Reads `k` until it would block, passing every complete line to the chat.
+    fn read(&mut self, k: usize, now: Instant) {
+        loop {
+            let Some(e) = self.conns.get_mut(k) else {
+                return;
+            };
+            let status = match e.conn.read_some(&mut e.stream, now) {
+                Ok(status) => status,
+                Err(err) => return self.close(k, Some(describe(&err))),
+            };
+            loop {
+                match e.conn.decoder.next_line() {
+                    Ok(Some(line)) => self.chat.handle_line(k, line),
+                    Ok(None) => break,
+                    Err(err) => {
+                        warn!("closing {}: {err}", e.conn.addr);
+                        return self.close(k, Some(err.to_string()));
+                    }
+                }
+            }
+            match status {
+                ReadStatus::Data => {}
+                ReadStatus::WouldBlock => return,
+                ReadStatus::Eof => {
+                    let rest = e.conn.decoder.take_partial();
+                    if !rest.is_empty() {
+                        self.chat.handle_line(k, &rest);
+                    }
+                    return self.close(k, None);
+                }
+            }
+        }
+    }
+
+    /// Drops connection `k` and tells the chat.
+    fn close(&mut self, k: usize, reason: Option<String>) {
+        if let Some(mut e) = self.conns.try_remove(k) {
+            info!(
+                "closed {}{}",
+                e.conn.addr,
+                reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            );
+            let _ = self.poll.registry().deregister(&mut e.stream);
+            if matches!(e.conn.phase, Phase::Connecting { .. }) {
+                return self.dial_failed(&e.conn.addr, &io::ErrorKind::TimedOut.into());
+            }
+            self.chat.handle_closed(k, reason);
+        }
+    }
+
+    fn drain_input(&mut self) {
+        loop {
+            let Some(rx) = &self.input else { return };
+            match rx.try_recv() {
+                Ok(Input::Line(line)) => self.chat.handle_input(&line),
+                Ok(Input::End) | Err(TryRecvError::Disconnected) => {
+                    self.input = None;
+                    if self.keep_open {
+                        self.show(&Event::Info(
+                            "input ended; still receiving (--keep-open)".into(),
+                        ));
+                    } else {
+                        self.chat.handle_input_end();
+                    }
+                    return;
+                }
+                Err(TryRecvError::Empty) => return,
+            }
+        }
+    }
+
+    /// Timers: dial timeouts, a guest's unterminated line, the hello wait, accepting again.
+    fn tick(&mut self, now: Instant) {
+        let mut timed_out = Vec::new();
+        let mut partial = Vec::new();
+        for (k, e) in &self.conns {
+            match e.conn.phase {
+                Phase::Connecting { deadline } if now >= deadline => timed_out.push(k),
+                Phase::Connecting { .. } => {}
+                _ => {
+                    let p = e.conn.decoder.partial();
+                    // A hello still arriving is left to complete.
+                    let guest_like = match e.conn.role {
+                        Some(Role::Peer) => false,
+                        Some(Role::Guest) => true,
+                        None => !p.starts_with(b"peerchat/"),
+                    };
+                    if guest_like && !p.is_empty() && now >= e.conn.last_read + PARTIAL_LINE_IDLE {
+                        partial.push(k);
+                    }
+                }
+            }
+        }
+        for k in timed_out {
+            self.close(k, None);
+        }
+        for k in partial {
+            if let Some(e) = self.conns.get_mut(k) {
+                let line = e.conn.decoder.take_partial();
+                self.chat.handle_line(k, &line);
+            }
+        }
+        self.chat.handle_tick(now);
+        if self.accept_paused_until.is_some_and(|t| now >= t) {
+            self.accept_paused_until = None;
+            self.accept(now);
+        }
+    }
+
+    fn apply_actions(&mut self, now: Instant) {
+        while let Some(action) = self.chat.poll_action() {
+            match action {
+                Action::Classify { conn, role } => {
+                    if let Some(e) = self.conns.get_mut(conn) {
+                        e.conn.classify(role);
+                        self.mark_dirty(conn);
+                    }
+                }
+                Action::Broadcast { except, frame } => self.broadcast(except, frame),
+                Action::Close { conn, reason } => {
+                    if let Some(e) = self.conns.get(conn) {
+                        warn!("closing {}: {reason}", e.conn.addr);
+                    }
+                    self.close(conn, Some(reason));
+                }
+                Action::Show(event) => self.show(&event),
+                Action::Quit => {
+                    self.quit_deadline = Some(now + QUIT_GRACE);
+                    if let Some(mut l) = self.listener.take() {
+                        let _ = self.poll.registry().deregister(&mut l);
+                    }
+                    for k in self.conns.iter().map(|(k, _)| k).collect::<Vec<_>>() {
+                        self.mark_dirty(k);
+                    }
+                }
+            }
+        }
+    }
+
+    fn broadcast(&mut self, except: Option<ConnId>, frame: std::rc::Rc<Frame>) {
+        let out = Outgoing::new(frame);
+        let mut sent = 0;
+        for (k, e) in self.conns.iter_mut() {
+            if Some(k) == except || e.conn.phase == Phase::Shut {
+                continue;
+            }
+            e.conn.queue(&out);
+            sent += 1;
+            if !e.conn.dirty {
+                e.conn.dirty = true;
+                self.dirty.push(k);
+            }
+        }
+        if sent == 0 {
+            if let Frame::Msg { id, .. } = &*out.frame {
+                if id.node == self.node && except.is_none() {
+                    self.show(&Event::Info("nobody is connected; not sent".into()));
+                }
+            }
+        }
+    }
+
+    /// Writes every dirty connection once; adjusts WRITABLE interest; closes the too slow.
+    fn flush_conns(&mut self) {
+        let quitting = self.chat.is_quitting();
+        let mut to_close = Vec::new();
+        for k in std::mem::take(&mut self.dirty) {
+            let Some(e) = self.conns.get_mut(k) else {
+                continue;
+            };
+            e.conn.dirty = false;
+            if matches!(e.conn.phase, Phase::Connecting { .. }) {
+                continue;
+            }
+            if let Err(err) = e.conn.flush_to(&mut e.stream) {
+                to_close.push((k, describe(&err)));
+                continue;
+            }
+            let backlog = e.conn.backlog();
+            if backlog > MAX_BACKLOG {
+                to_close.push((k, format!("too slow: over {MAX_BACKLOG} bytes unsent")));
+                continue;
+            }
+            let want_writable = backlog > 0;
+            if want_writable != e.conn.writable {
+                let interest = if want_writable {
+                    Interest::READABLE | Interest::WRITABLE
+                } else {
+                    Interest::READABLE
+                };
+                match self
+                    .poll
+                    .registry()
+                    .reregister(&mut e.stream, Token(k), interest)
+                {
+                    Ok(()) => e.conn.writable = want_writable,
+                    Err(err) => to_close.push((k, describe(&err))),
+                }
+            }
+            if quitting
+                && backlog == 0
+                && e.conn.phase == Phase::Open
+                && e.conn.role.is_some()
+                && !e.conn.is_holding()
+            {
+                // Everything is out: say so with a FIN, and wait for the other end to close,
+                // so that nothing we sent is lost to a reset.
+                let _ = e.stream.shutdown(Shutdown::Write);
+                e.conn.phase = Phase::Shut;
+            }
+        }
+        for (k, reason) in to_close {
+            self.close(k, Some(reason));
+        }
+    }
+
+    /// `Some` when the run is over.
+    fn finished(&mut self, now: Instant) -> Option<Result<(), String>> {
+        if let Some(msg) = self.fatal.take() {
+            return Some(Err(msg));
+        }
+        if let Some(deadline) = self.quit_deadline {
+            if self.conns.is_empty() {
+                return Some(Ok(()));
+            }
+            if now >= deadline {
+                warn!(
+                    "leaving with output undelivered to {} connection(s)",
+                    self.conns.len()
+                );
+                return Some(Ok(()));
+            }
+            return None;
+        }
+        if self.listener.is_none() && self.conns.is_empty() {
+            self.show(&Event::Info("no connections left".into()));
+            if !self.out_broken {
+                let _ = self.out.flush();
+            }
+            return Some(Ok(()));
+        }
+        None
+    }
+}
