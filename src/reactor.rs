@@ -171,13 +171,29 @@ impl<W: Write> Reactor<W> {
 
     /// Runs until the user leaves, stdin ends (without `--keep-open`), or nobody is left.
     pub fn run(mut self) -> Result<(), String> {
-        let waker = Waker::new(self.poll.registry(), WAKER)
-            .map_err(|e| format!("cannot start the event loop: {e}"))?;
+        // The reactor keeps a reference: if the stdin thread held the last one, its exit would
+        // close the waker before the loop saw the final wake (the end of input).
+        let waker = Arc::new(
+            Waker::new(self.poll.registry(), WAKER)
+                .map_err(|e| format!("cannot start the event loop: {e}"))?,
+        );
         self.input =
-            Some(input::spawn(Arc::new(waker)).map_err(|e| format!("cannot read stdin: {e}"))?);
+            Some(input::spawn(waker.clone()).map_err(|e| format!("cannot read stdin: {e}"))?);
         let mut events = Events::with_capacity(1024);
         loop {
+            // Finish the previous turn (or the start-up): actions, one write per dirty
+            // connection, one write to stdout.
             let now = Instant::now();
+            self.settle(now);
+            if !self.out_broken {
+                if let Err(e) = self.out.flush() {
+                    self.stdout_failed(e);
+                    self.settle(now);
+                }
+            }
+            if let Some(result) = self.finished(now) {
+                return result;
+            }
             let timeout = self
                 .next_deadline()
                 .map(|d| d.saturating_duration_since(now));
@@ -196,16 +212,6 @@ impl<W: Write> Reactor<W> {
                 }
             }
             self.tick(now);
-            self.settle(now);
-            if !self.out_broken {
-                if let Err(e) = self.out.flush() {
-                    self.stdout_failed(e);
-                    self.settle(now);
-                }
-            }
-            if let Some(result) = self.finished(now) {
-                return result;
-            }
         }
     }
 

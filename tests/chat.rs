@@ -1,0 +1,360 @@
+//! End-to-end behaviour of the real binary over loopback: peers, guests, pipes, exits, errors.
+
+mod util;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+
+use util::{bin, closed_port, Node, Raw};
+
+#[test]
+fn two_peers_exchange_both_ways() {
+    let (mut hub, port) = Node::listener("alice", &[]);
+    let mut bob = Node::client("bob", port, &[]);
+    let join = hub.wait_join("bob");
+    assert!(join["addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+    bob.wait_join("alice");
+
+    bob.send("oi, tudo bem? ação 你好 👋");
+    hub.wait_message("bob", "oi, tudo bem? ação 你好 👋");
+    hub.send("  leading spaces kept");
+    bob.wait_message("alice", "  leading spaces kept");
+}
+
+#[test]
+fn listener_with_three_clients_relays_to_all() {
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let mut clients: Vec<Node> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Node::client(n, port, &[]))
+        .collect();
+    for nick in ["a", "b", "c"] {
+        hub.wait_join(nick);
+    }
+    for c in &mut clients {
+        c.wait_join("hub");
+    }
+
+    clients[0].send("from a");
+    hub.wait_message("a", "from a");
+    clients[1].wait_message("a", "from a");
+    clients[2].wait_message("a", "from a");
+
+    clients[2].send("from c");
+    clients[0].wait_message("c", "from c");
+    clients[1].wait_message("c", "from c");
+
+    hub.send("from hub");
+    for c in &mut clients {
+        c.wait_message("hub", "from hub");
+    }
+    // Each message was shown once: nothing was echoed back or duplicated by the relay.
+    for c in &clients {
+        for text in ["from a", "from c", "from hub"] {
+            let n = c
+                .events()
+                .iter()
+                .filter(|v| v["event"] == "message" && v["text"] == text)
+                .count();
+            assert!(n <= 1, "{text} shown {n} times: {:#?}", c.history);
+        }
+        assert!(!c
+            .events()
+            .iter()
+            .any(|v| v["event"] == "message" && v["from"] == v["nick"]));
+    }
+}
+
+#[test]
+fn an_nc_style_guest_sends_and_receives() {
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let mut bob = Node::client("bob", port, &[]);
+    hub.wait_join("bob");
+    let mut guest = Raw::connect(port);
+    // A person at nc first reads a hello that is a sentence, not a protocol dump.
+    let hello = guest.line().expect("hello line");
+    assert!(hello.starts_with("peerchat/1 hello from hub"), "{hello}");
+
+    guest.send(b"hi from nc\r\n");
+    let join = hub.wait_join("guest-1");
+    assert!(join["addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+    hub.wait_message("guest-1", "hi from nc");
+    bob.wait_message("guest-1", "hi from nc");
+
+    bob.send("hello guest");
+    guest.wait_line(|l| l == "<bob> hello guest");
+    hub.send("me too");
+    guest.wait_line(|l| l == "<hub> me too");
+}
+
+#[test]
+fn a_silent_guest_still_receives_the_chat() {
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let mut guest = Raw::connect(port);
+    guest.line().expect("hello line");
+    hub.wait_join("guest-1");
+    hub.send("anyone there?");
+    guest.wait_line(|l| l == "<hub> anyone there?");
+}
+
+#[test]
+fn a_guest_line_without_newline_is_shown_when_the_guest_goes_quiet() {
+    // chat_p2p.py sends each typed line with no newline at all.
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let mut guest = Raw::connect(port);
+    guest.send("Olá!".as_bytes());
+    hub.wait_message("guest-1", "Olá!");
+    guest.send(b"segunda");
+    hub.wait_message("guest-1", "segunda");
+}
+
+#[test]
+fn piped_stdin_is_delivered_before_exit() {
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let mut child = Command::new(bin())
+        .args([&format!("127.0.0.1:{port}"), "--nick", "pipe"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"one\ntwo\n").unwrap();
+    } // stdin closed: EOF reached at once, before the connection is even up
+    hub.wait_message("pipe", "one");
+    hub.wait_message("pipe", "two");
+    let leave = hub.wait_leave("pipe");
+    assert!(leave.get("reason").is_none(), "{leave}");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let msgs: Vec<String> = hub
+        .events()
+        .iter()
+        .filter(|v| v["event"] == "message")
+        .map(|v| v["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(msgs, ["one", "two"]);
+}
+
+#[test]
+fn sair_exits_zero_and_the_other_side_sees_the_leave() {
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let mut bob = Node::client("bob", port, &[]);
+    hub.wait_join("bob");
+    bob.wait_join("hub");
+    bob.send("  SAIR ");
+    assert_eq!(bob.wait_exit().code(), Some(0));
+    hub.wait_leave("bob");
+    // The listener keeps running and accepting.
+    let mut carol = Node::client("carol", port, &[]);
+    hub.wait_join("carol");
+    carol.send("still open");
+    hub.wait_message("carol", "still open");
+}
+
+#[test]
+fn quit_with_a_reason_and_leaves_are_relayed() {
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let mut a = Node::client("a", port, &[]);
+    let mut b = Node::client("b", port, &[]);
+    hub.wait_join("a");
+    hub.wait_join("b");
+    a.wait_join("hub");
+    a.send("/quit off to lunch");
+    assert_eq!(a.wait_exit().code(), Some(0));
+    let leave = b.wait_leave("a");
+    assert_eq!(leave["reason"], "off to lunch");
+}
+
+#[test]
+fn a_killed_peer_is_shown_leaving_and_the_client_ends_when_its_hub_goes() {
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let mut a = Node::client("a", port, &[]);
+    let mut b = Node::client("b", port, &[]);
+    hub.wait_join("a");
+    hub.wait_join("b");
+    a.wait_join("hub");
+    b.wait_join("hub");
+    b.child.kill().unwrap();
+    hub.wait_leave("b");
+    a.wait_leave("b");
+    hub.child.kill().unwrap();
+    a.wait_leave("hub");
+    a.wait_event(|v| v["event"] == "info" && v["text"] == "no connections left");
+    assert_eq!(a.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn keep_open_stays_after_input_ends() {
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let mut bob = Node::client("bob", port, &["--keep-open"]);
+    hub.wait_join("bob");
+    bob.wait_join("hub");
+    bob.close_stdin();
+    bob.wait_event(|v| v["event"] == "info" && v["text"].as_str().unwrap().contains("input ended"));
+    hub.send("are you still there?");
+    bob.wait_message("hub", "are you still there?");
+    assert!(bob.child.try_wait().unwrap().is_none());
+}
+
+#[test]
+fn refused_connect_exits_1_with_one_line() {
+    let port = closed_port();
+    let mut node = Node::spawn(&[&format!("127.0.0.1:{port}")]);
+    assert_eq!(node.wait_exit().code(), Some(1));
+    let err = node.stderr_lines();
+    assert_eq!(
+        err,
+        [format!(
+            "peerchat: cannot connect to 127.0.0.1:{port}: connection refused"
+        )]
+    );
+}
+
+#[test]
+fn busy_port_exits_1_with_one_line() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut node = Node::spawn(&["-l", &format!("127.0.0.1:{port}")]);
+    assert_eq!(node.wait_exit().code(), Some(1));
+    assert_eq!(
+        node.stderr_lines(),
+        [format!(
+            "peerchat: cannot listen on 127.0.0.1:{port}: address in use"
+        )]
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["--bogus"][..],
+        &["--nick", "two words", "127.0.0.1"],
+        &["--nick", "", "127.0.0.1"],
+        &["-l", "99999"],
+        &["5000"],
+        &["127.0.0.1:0"],
+        // No mode, and stdin is not a terminal.
+        &[],
+    ] {
+        let out = Command::new(bin())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("error"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    for flag in ["--help", "--version"] {
+        let out = Command::new(bin()).arg(flag).output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        assert!(!out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn an_oversize_line_drops_only_that_connection() {
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let mut other = Raw::connect(port);
+    other.send(b"I am fine\n");
+    hub.wait_message("guest-1", "I am fine");
+
+    let mut big = Raw::connect(port);
+    big.send(b"short first line\n");
+    hub.wait_message("guest-2", "short first line");
+    big.send(&vec![b'a'; 70 * 1024]);
+    let leave = hub.wait_leave("guest-2");
+    assert!(
+        leave["reason"].as_str().unwrap().contains("line longer than"),
+        "{leave}"
+    );
+    // Its socket is closed...
+    let mut rest = Vec::new();
+    let _ = big.stream.read_to_end(&mut rest);
+    // ...and the other connection carries on.
+    other.send(b"still here\n");
+    hub.wait_message("guest-1", "still here");
+    hub.send("to the survivor");
+    other.wait_line(|l| l == "<hub> to the survivor");
+}
+
+#[test]
+fn escape_sequences_from_a_peer_do_not_reach_stdout_raw() {
+    let mut hub = Node::spawn(&["-l", "127.0.0.1:0", "--nick", "hub"]);
+    let line = hub.wait_line("listening", |l| l.contains("listening on"));
+    let port: u16 = line.rsplit(':').next().unwrap().parse().unwrap();
+    let mut guest = Raw::connect(port);
+    guest.send("\x1b[2J\x1b]0;pwned\x07 red:\x1b[31m c1:\u{9b}31m bidi:\u{202e}x ação\n".as_bytes());
+    let shown = hub.wait_line("the message", |l| l.contains("bidi:"));
+    for bad in ['\x1b', '\x07', '\u{9b}', '\u{202e}'] {
+        assert!(!shown.contains(bad), "{bad:?} reached stdout: {shown:?}");
+    }
+    assert!(shown.contains("<guest-1> ^[[2J^[]0;pwned^G red:^[[31m"), "{shown}");
+    assert!(shown.contains("\\u{202e}x ação"), "{shown}");
+}
+
+#[test]
+fn json_passes_peer_text_through_exactly() {
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let mut guest = Raw::connect(port);
+    let text = "tab\there \x1b[31m \"q\" \\ ação";
+    guest.send(format!("{text}\n").as_bytes());
+    hub.wait_message("guest-1", text);
+}
+
+#[test]
+fn peerchat_dialling_a_plain_listener_speaks_human_text() {
+    // Like `nc -l 5000` or chat_p2p.py in server mode.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut node = Node::client("alice", port, &[]);
+    let (stream, _) = listener.accept().unwrap();
+    let mut raw = Raw::from_stream(stream);
+    let hello = raw.line().unwrap();
+    assert!(hello.starts_with("peerchat/1 hello from alice"), "{hello}");
+    raw.send(b"Peer: hello from python\n");
+    node.wait_message("guest-1", "Peer: hello from python");
+    node.send("olá");
+    raw.wait_line(|l| l == "<alice> olá");
+    node.send("sair");
+    raw.wait_line(|l| l == "* alice left");
+    assert_eq!(raw.line(), None, "peerchat closes after leaving");
+    assert_eq!(node.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn stdout_closed_early_exits_quietly() {
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let mut reader = Command::new(bin())
+        .args([&format!("127.0.0.1:{port}"), "--nick", "headless", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = reader.stdin.take().unwrap();
+    hub.wait_join("headless");
+    // Read one line then close the pipe, as `| head -1` does.
+    let mut stdout = reader.stdout.take().unwrap();
+    let mut byte = [0u8; 1];
+    while stdout.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {}
+    drop(stdout);
+    for i in 0..50 {
+        hub.send(&format!("line {i}"));
+    }
+    hub.wait_leave("headless");
+    let out = reader.wait_with_output().unwrap();
+    drop(stdin);
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -1,0 +1,248 @@
+//! Helpers for the integration tests: start the real `peerchat` binary on loopback, feed its
+//! stdin, and wait (with a deadline, never a fixed sleep) for lines or JSON events on its stdout.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long any single condition may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_peerchat")
+}
+
+/// A running peerchat process.
+pub struct Node {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    /// Every stdout line read so far, in order.
+    pub history: Vec<String>,
+    stderr: Receiver<String>,
+}
+
+fn pump(r: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = channel();
+    thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+impl Node {
+    /// Starts `peerchat ARGS` with piped stdin, stdout and stderr.
+    pub fn spawn(args: &[&str]) -> Node {
+        let mut child = Command::new(bin())
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start peerchat");
+        let stdin = child.stdin.take();
+        let lines = pump(child.stdout.take().expect("stdout"));
+        let stderr = pump(child.stderr.take().expect("stderr"));
+        Node {
+            child,
+            stdin,
+            lines,
+            history: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// A JSON node listening on an ephemeral loopback port; returns it and the port.
+    pub fn listener(nick: &str, extra: &[&str]) -> (Node, u16) {
+        let mut args = vec!["-l", "127.0.0.1:0", "--json", "--nick", nick];
+        args.extend_from_slice(extra);
+        let mut node = Node::spawn(&args);
+        let ev = node.wait_event(|v| {
+            v["event"] == "info" && v["text"].as_str().unwrap_or("").starts_with("listening on")
+        });
+        let text = ev["text"].as_str().unwrap_or_default();
+        let port = text
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port in the listening line");
+        (node, port)
+    }
+
+    /// A JSON node connected to `port` on loopback.
+    pub fn client(nick: &str, port: u16, extra: &[&str]) -> Node {
+        let addr = format!("127.0.0.1:{port}");
+        let mut args = vec![addr.as_str(), "--json", "--nick", nick];
+        args.extend_from_slice(extra);
+        Node::spawn(&args)
+    }
+
+    /// Types a line.
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{line}").expect("write to peerchat's stdin");
+        stdin.flush().expect("flush");
+    }
+
+    /// Closes stdin (end of input).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for the next stdout line matching `pred`; every line read is kept in `history`.
+    pub fn wait_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.history.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("timed out waiting for {what}; stdout so far: {:#?}", self.history)
+                }
+                Err(RecvTimeoutError::Disconnected) => panic!(
+                    "stdout closed while waiting for {what}; stdout: {:#?}; stderr: {:?}",
+                    self.history,
+                    self.stderr_lines()
+                ),
+            }
+        }
+    }
+
+    /// Waits for the next JSON event matching `pred`.
+    pub fn wait_event(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        let line = self.wait_line("a JSON event", |l| {
+            serde_json::from_str::<Value>(l).map(|v| pred(&v)).unwrap_or(false)
+        });
+        serde_json::from_str(&line).expect("valid JSON")
+    }
+
+    pub fn wait_message(&mut self, from: &str, text: &str) -> Value {
+        self.wait_event(|v| v["event"] == "message" && v["from"] == from && v["text"] == text)
+    }
+
+    pub fn wait_join(&mut self, nick: &str) -> Value {
+        self.wait_event(|v| v["event"] == "join" && v["nick"] == nick)
+    }
+
+    pub fn wait_leave(&mut self, nick: &str) -> Value {
+        self.wait_event(|v| v["event"] == "leave" && v["nick"] == nick)
+    }
+
+    /// The JSON events in `history`.
+    pub fn events(&self) -> Vec<Value> {
+        self.history
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits for the process to end.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > end {
+                panic!("peerchat did not exit; stdout: {:#?}", self.history);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Everything on stderr so far (only complete once the process has exited).
+    pub fn stderr_lines(&self) -> Vec<String> {
+        let end = Instant::now() + Duration::from_secs(2);
+        let mut out = Vec::new();
+        while let Ok(l) = self
+            .stderr
+            .recv_timeout(end.saturating_duration_since(Instant::now()))
+        {
+            out.push(l);
+        }
+        out
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw TCP client, as `nc` would be: no hello, plain lines.
+pub struct Raw {
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Raw {
+    pub fn connect(port: u16) -> Raw {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        Raw::from_stream(stream)
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Raw {
+        stream
+            .set_read_timeout(Some(DEADLINE))
+            .expect("read timeout");
+        let reader = BufReader::new(stream.try_clone().expect("clone"));
+        Raw { stream, reader }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("raw send");
+    }
+
+    /// The next line, without `\n`; `None` at EOF or on a reset.
+    pub fn line(&mut self) -> Option<String> {
+        let mut buf = Vec::new();
+        match self.reader.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => {
+                if buf.last() == Some(&b'\n') {
+                    buf.pop();
+                }
+                Some(String::from_utf8_lossy(&buf).into_owned())
+            }
+        }
+    }
+
+    /// Reads lines until one matches; panics at EOF or on timeout.
+    pub fn wait_line(&mut self, pred: impl Fn(&str) -> bool) -> String {
+        let mut seen = Vec::new();
+        loop {
+            match self.line() {
+                Some(l) if pred(&l) => return l,
+                Some(l) => seen.push(l),
+                None => panic!("raw connection ended; lines: {seen:#?}"),
+            }
+        }
+    }
+}
+
+/// A loopback port that nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
