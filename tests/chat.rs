@@ -274,7 +274,10 @@ fn an_oversize_line_drops_only_that_connection() {
     big.send(&vec![b'a'; 70 * 1024]);
     let leave = hub.wait_leave("guest-2");
     assert!(
-        leave["reason"].as_str().unwrap().contains("line longer than"),
+        leave["reason"]
+            .as_str()
+            .unwrap()
+            .contains("line longer than"),
         "{leave}"
     );
     // Its socket is closed...
@@ -293,12 +296,16 @@ fn escape_sequences_from_a_peer_do_not_reach_stdout_raw() {
     let line = hub.wait_line("listening", |l| l.contains("listening on"));
     let port: u16 = line.rsplit(':').next().unwrap().parse().unwrap();
     let mut guest = Raw::connect(port);
-    guest.send("\x1b[2J\x1b]0;pwned\x07 red:\x1b[31m c1:\u{9b}31m bidi:\u{202e}x ação\n".as_bytes());
+    guest
+        .send("\x1b[2J\x1b]0;pwned\x07 red:\x1b[31m c1:\u{9b}31m bidi:\u{202e}x ação\n".as_bytes());
     let shown = hub.wait_line("the message", |l| l.contains("bidi:"));
     for bad in ['\x1b', '\x07', '\u{9b}', '\u{202e}'] {
         assert!(!shown.contains(bad), "{bad:?} reached stdout: {shown:?}");
     }
-    assert!(shown.contains("<guest-1> ^[[2J^[]0;pwned^G red:^[[31m"), "{shown}");
+    assert!(
+        shown.contains("<guest-1> ^[[2J^[]0;pwned^G red:^[[31m"),
+        "{shown}"
+    );
     assert!(shown.contains("\\u{202e}x ação"), "{shown}");
 }
 

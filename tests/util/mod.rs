@@ -26,6 +26,8 @@ pub struct Node {
     lines: Receiver<String>,
     /// Every stdout line read so far, in order.
     pub history: Vec<String>,
+    /// Which lines of `history` a wait has returned already.
+    claimed: Vec<bool>,
     stderr: Receiver<String>,
 }
 
@@ -62,6 +64,7 @@ impl Node {
             stdin,
             lines,
             history: Vec::new(),
+            claimed: Vec::new(),
             stderr,
         }
     }
@@ -103,20 +106,32 @@ impl Node {
         self.stdin = None;
     }
 
-    /// Waits for the next stdout line matching `pred`; every line read is kept in `history`.
+    /// Waits for a stdout line matching `pred` that no earlier wait has claimed, whether it
+    /// arrived already or arrives within the deadline. Every line read is kept in `history`.
     pub fn wait_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        for (i, line) in self.history.iter().enumerate() {
+            if !self.claimed[i] && pred(line) {
+                self.claimed[i] = true;
+                return line.clone();
+            }
+        }
         let end = Instant::now() + DEADLINE;
         loop {
             let left = end.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
                     self.history.push(line.clone());
-                    if pred(&line) {
+                    let hit = pred(&line);
+                    self.claimed.push(hit);
+                    if hit {
                         return line;
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    panic!("timed out waiting for {what}; stdout so far: {:#?}", self.history)
+                    panic!(
+                        "timed out waiting for {what}; stdout so far: {:#?}",
+                        self.history
+                    )
                 }
                 Err(RecvTimeoutError::Disconnected) => panic!(
                     "stdout closed while waiting for {what}; stdout: {:#?}; stderr: {:?}",
@@ -130,7 +145,9 @@ impl Node {
     /// Waits for the next JSON event matching `pred`.
     pub fn wait_event(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
         let line = self.wait_line("a JSON event", |l| {
-            serde_json::from_str::<Value>(l).map(|v| pred(&v)).unwrap_or(false)
+            serde_json::from_str::<Value>(l)
+                .map(|v| pred(&v))
+                .unwrap_or(false)
         });
         serde_json::from_str(&line).expect("valid JSON")
     }
