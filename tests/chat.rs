@@ -365,3 +365,42 @@ fn stdout_closed_early_exits_quietly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn interactive_mode_on_a_terminal_asks_like_the_seed() {
+    // `script` (util-linux) gives peerchat a real terminal as stdin.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: `script` (util-linux) is not installed, so no terminal can be made");
+        return;
+    }
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let mut term = Command::new("script")
+        .args(["-qec", bin(), "/dev/null"])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut keys = term.stdin.take().unwrap();
+    {
+        use std::io::Write;
+        // A wrong answer is asked again, as in the seed; then client, address, nick, a line.
+        write!(keys, "x\nc\n127.0.0.1:{port}\nbia\n").unwrap();
+        keys.flush().unwrap();
+        hub.wait_join("bia");
+        writeln!(keys, "oi, do terminal").unwrap();
+        keys.flush().unwrap();
+        hub.wait_message("bia", "oi, do terminal");
+        writeln!(keys, "sair").unwrap();
+        keys.flush().unwrap();
+    }
+    hub.wait_leave("bia");
+    let out = term.wait_with_output().unwrap();
+    drop(keys);
+    assert_eq!(out.status.code(), Some(0));
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("server (s) or client (c)"), "{screen}");
+    assert!(screen.contains("Please answer s"), "{screen}");
+    assert!(screen.contains("* hub joined from 127.0.0.1:"), "{screen}");
+}
