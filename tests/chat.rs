@@ -404,3 +404,34 @@ fn interactive_mode_on_a_terminal_asks_like_the_seed() {
     assert!(screen.contains("Please answer s"), "{screen}");
     assert!(screen.contains("* hub joined from 127.0.0.1:"), "{screen}");
 }
+
+#[test]
+fn two_machines_on_a_lan() {
+    // Each peer runs in its own network namespace, joined by a veth pair: the seed's two
+    // computers, connecting by LAN address with the default port.
+    let lan = match util::Lan::new() {
+        Ok(lan) => lan,
+        Err(why) => {
+            eprintln!("skipped: cannot create network namespaces ({why}); needs root and iproute2");
+            return;
+        }
+    };
+    let mut ana = Node::spawn_in(&lan.a, &["-l", "--json", "--nick", "ana"]);
+    ana.wait_event(|v| v["event"] == "info" && v["text"] == "listening on 0.0.0.0:5000");
+    let mut bia = Node::spawn_in(&lan.b, &["10.231.0.1", "--json", "--nick", "bia"]);
+    let join = ana.wait_join("bia");
+    assert!(
+        join["addr"].as_str().unwrap().starts_with("10.231.0.2:"),
+        "{join}"
+    );
+    bia.wait_event(|v| {
+        v["event"] == "join" && v["nick"] == "ana" && v["addr"] == "10.231.0.1:5000"
+    });
+    bia.send("oi, ana");
+    ana.wait_message("bia", "oi, ana");
+    ana.send("oi, bia");
+    bia.wait_message("ana", "oi, bia");
+    bia.send("sair");
+    assert_eq!(bia.wait_exit().code(), Some(0));
+    ana.wait_leave("bia");
+}

@@ -47,8 +47,20 @@ fn pump(r: impl Read + Send + 'static) -> Receiver<String> {
 impl Node {
     /// Starts `peerchat ARGS` with piped stdin, stdout and stderr.
     pub fn spawn(args: &[&str]) -> Node {
-        let mut child = Command::new(bin())
-            .args(args)
+        Node::spawn_with(Command::new(bin()).args(args))
+    }
+
+    /// Starts `peerchat ARGS` inside network namespace `ns`.
+    pub fn spawn_in(ns: &str, args: &[&str]) -> Node {
+        Node::spawn_with(
+            Command::new("ip")
+                .args(["netns", "exec", ns, bin()])
+                .args(args),
+        )
+    }
+
+    fn spawn_with(cmd: &mut Command) -> Node {
+        let mut child = cmd
             .env_remove("RUST_LOG")
             .env("NO_COLOR", "1")
             .stdin(Stdio::piped())
@@ -262,4 +274,62 @@ impl Raw {
 pub fn closed_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
+}
+
+/// Two network namespaces joined by a veth pair, as two machines on one LAN: `a` is 10.231.0.1,
+/// `b` is 10.231.0.2. Removed on drop, also when the test fails.
+pub struct Lan {
+    pub a: String,
+    pub b: String,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl Lan {
+    /// Builds the two hosts, or says why it cannot (not root, no `ip`, no namespaces).
+    pub fn new() -> Result<Lan, String> {
+        let tag = std::process::id();
+        let lan = Lan {
+            a: format!("pc-a-{tag}"),
+            b: format!("pc-b-{tag}"),
+        };
+        let va = format!("pca{tag}");
+        let vb = format!("pcb{tag}");
+        ip(&["netns", "add", &lan.a])?;
+        ip(&["netns", "add", &lan.b])?;
+        ip(&["link", "add", &va, "type", "veth", "peer", "name", &vb])?;
+        ip(&["link", "set", &va, "netns", &lan.a])?;
+        ip(&["link", "set", &vb, "netns", &lan.b])?;
+        for (ns, dev, addr) in [
+            (&lan.a, &va, "10.231.0.1/24"),
+            (&lan.b, &vb, "10.231.0.2/24"),
+        ] {
+            ip(&["-n", ns, "addr", "add", addr, "dev", dev])?;
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(lan)
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes the veth end inside it, and with it the pair.
+        let _ = ip(&["netns", "del", &self.a]);
+        let _ = ip(&["netns", "del", &self.b]);
+    }
 }
