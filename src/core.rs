@@ -250,10 +250,7 @@ impl Chat {
             Kind::Guest { .. } => self.guest_line(conn, &text),
             Kind::Peer { .. } => match protocol::parse_frame(&text) {
                 Ok(frame) => self.peer_frame(conn, frame),
-                Err(e) => self.actions.push_back(Action::Close {
-                    conn,
-                    reason: e.to_string(),
-                }),
+                Err(e) => self.drop_conn(conn, e.to_string()),
             },
         }
     }
@@ -314,13 +311,16 @@ impl Chat {
         self.actions.push_back(Action::Quit);
     }
 
+    /// Forgets `conn` at once (later lines from it are ignored), announces its leave, and asks
+    /// the caller to close it.
+    fn drop_conn(&mut self, conn: ConnId, reason: String) {
+        self.handle_closed(conn, Some(reason.clone()));
+        self.actions.push_back(Action::Close { conn, reason });
+    }
+
     fn make_peer(&mut self, conn: ConnId, hello: Hello) {
         if hello.node == self.cfg.node {
-            self.actions.push_back(Action::Close {
-                conn,
-                reason: "connected to itself".to_string(),
-            });
-            return;
+            return self.drop_conn(conn, "connected to itself".to_string());
         }
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
@@ -804,7 +804,14 @@ mod tests {
         net.link(0, 1);
         net.link(0, 2);
         net.nodes[0].handle_line(101, b"MSG nonsense");
+        // Whatever the same peer sent after the bad frame is not taken.
+        net.nodes[0].handle_line(101, b"MSG 0000000000001001:99 n1 sneaked in");
         net.run();
+        assert!(net.messages(0).is_empty() && net.messages(2).is_empty());
+        assert!(
+            net.shown[2].iter().any(|e| matches!(e,
+            Event::Leave { nick, reason: Some(r), .. } if nick == "n1" && r.contains("malformed")))
+        );
         assert_eq!(net.closed.len(), 1);
         assert_eq!(net.closed[0].0, 0);
         assert_eq!(net.closed[0].1, 101);

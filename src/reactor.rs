@@ -210,6 +210,10 @@ impl<W: Write> Reactor<W> {
                     LISTENER => self.accept(now),
                     Token(k) => self.conn_ready(k, event.is_writable(), now),
                 }
+                // Before the next event: a `Close { k }` must be carried out before an accept
+                // later in this turn can reuse slab key `k`. (Actions only queue bytes; the
+                // writes still happen once per turn.)
+                self.apply_actions(now);
             }
             self.tick(now);
         }
