@@ -15,6 +15,13 @@ use crate::protocol::{Frame, LineDecoder};
 /// A connection whose unsent output grows past this is too slow to keep: it is closed.
 pub const MAX_BACKLOG: usize = 16 * 1024 * 1024;
 
+/// Past this much unsent output a connection is "behind": local input waits for it, and if it
+/// stays behind for [`STALL_LIMIT`] it is closed, so one stalled reader cannot freeze the chat.
+pub const HIGH_WATER: usize = 1024 * 1024;
+
+/// How long a connection may stay past [`HIGH_WATER`].
+pub const STALL_LIMIT: Duration = Duration::from_secs(10);
+
 /// A guest's unterminated line is taken as a message once the guest has been quiet this long
 /// (some programs send lines without `\n`).
 pub const PARTIAL_LINE_IDLE: Duration = Duration::from_millis(250);
@@ -55,9 +62,15 @@ pub struct Conn {
     pub writable: bool,
     /// Has output that this loop turn has not tried to write.
     pub dirty: bool,
+    /// Is on the reactor's list of connections to read again next turn.
+    pub unread: bool,
+    /// Since when the output has been past [`HIGH_WATER`].
+    pub behind_since: Option<Instant>,
     out: Vec<u8>,
     out_pos: usize,
     held: Vec<Rc<Frame>>,
+    /// Bytes the held frames will take, roughly.
+    held_bytes: usize,
 }
 
 impl Conn {
@@ -70,9 +83,12 @@ impl Conn {
             last_read: now,
             writable: false,
             dirty: false,
+            unread: false,
+            behind_since: None,
             out: Vec::new(),
             out_pos: 0,
             held: Vec::new(),
+            held_bytes: 0,
         }
     }
 
@@ -85,21 +101,39 @@ impl Conn {
     pub fn queue(&mut self, out: &Outgoing) {
         match self.role {
             Some(role) => self.out.extend_from_slice(out.bytes(role)),
-            None => self.held.push(out.frame.clone()),
+            None => {
+                self.held_bytes += out.bytes(Role::Peer).len();
+                self.held.push(out.frame.clone());
+            }
         }
     }
 
     /// Sets the role and moves held frames to the output in that format.
     pub fn classify(&mut self, role: Role) {
         self.role = Some(role);
+        self.held_bytes = 0;
         for frame in std::mem::take(&mut self.held) {
             self.out.extend_from_slice(Outgoing::new(frame).bytes(role));
         }
     }
 
-    /// Unsent output, in bytes.
+    /// Unsent output, in bytes, counting frames held until the role is known.
     pub fn backlog(&self) -> usize {
-        self.out.len() - self.out_pos
+        self.out.len() - self.out_pos + self.held_bytes
+    }
+
+    /// True when a guest-like unterminated line is waiting to be taken as a message after
+    /// [`PARTIAL_LINE_IDLE`]: the other end is a guest, or not yet known and not in the middle
+    /// of sending a hello.
+    pub fn has_guest_partial(&self) -> bool {
+        const HELLO: &[u8] = b"peerchat/";
+        let p = self.decoder.partial();
+        !p.is_empty()
+            && match self.role {
+                Some(Role::Peer) => false,
+                Some(Role::Guest) => true,
+                None => !(p.starts_with(HELLO) || HELLO.starts_with(p)),
+            }
     }
 
     /// True while frames wait for the role to be known.
@@ -220,7 +254,7 @@ mod tests {
         conn.queue(&msg(1));
         conn.queue(&msg(2));
         assert!(conn.is_holding());
-        assert_eq!(conn.backlog(), 6);
+        assert!(conn.backlog() > 6, "held frames count in the backlog");
         conn.classify(Role::Guest);
         assert!(!conn.is_holding());
         let mut got = Vec::new();
@@ -258,5 +292,19 @@ mod tests {
             conn.read_some(&mut src, Instant::now()).unwrap(),
             ReadStatus::Eof
         );
+    }
+
+    #[test]
+    fn a_hello_in_pieces_is_not_taken_for_a_guest_line() {
+        let mut conn = Conn::new("x".into(), Phase::Open, Instant::now());
+        for piece in [&b"p"[..], b"eerchat", b"/1 hello fr"] {
+            conn.decoder.push(piece);
+            assert!(!conn.has_guest_partial(), "{:?}", conn.decoder.partial());
+        }
+        let mut conn = Conn::new("x".into(), Phase::Open, Instant::now());
+        conn.decoder.push(b"Ol\xc3\xa1");
+        assert!(conn.has_guest_partial());
+        conn.classify(Role::Peer);
+        assert!(!conn.has_guest_partial());
     }
 }

@@ -17,8 +17,10 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::conn::{Conn, Phase, ReadStatus, MAX_BACKLOG, PARTIAL_LINE_IDLE};
-use crate::core::{Action, Chat, ConnId, Event, Role};
+use crate::conn::{
+    Conn, Phase, ReadStatus, HIGH_WATER, MAX_BACKLOG, PARTIAL_LINE_IDLE, STALL_LIMIT,
+};
+use crate::core::{Action, Chat, ConnId, Event};
 use crate::fanout::Outgoing;
 use crate::input::{self, Input};
 use crate::output::Output;
@@ -32,6 +34,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// After the user leaves, how long queued output may take to reach the peers.
 const QUIT_GRACE: Duration = Duration::from_secs(3);
+
+/// Reads from one connection per readiness before the others get a turn: a flooding sender
+/// cannot starve the rest of the loop.
+const READ_BUDGET: usize = 4;
+
+/// Typed or piped input taken per loop turn, at most, before connections are written.
+const INPUT_BUDGET_LINES: usize = 1024;
+const INPUT_BUDGET_BYTES: usize = 256 * 1024;
 
 /// Accepting again after running out of file descriptors: first wait, and the most.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -105,6 +115,14 @@ pub struct Reactor<W: Write> {
     accept_backoff: Duration,
     conns: Slab<Entry>,
     dirty: Vec<usize>,
+    /// Connections whose read budget ran out before they would block: read again next turn.
+    unread: Vec<usize>,
+    /// How many connections are past [`HIGH_WATER`]; local input waits while any is.
+    behind: usize,
+    /// Input was left in the channel because this turn's budget ran out.
+    input_more: bool,
+    /// Connections that closed with output for them still unsent while leaving.
+    undelivered: usize,
     chat: Chat,
     hello: Vec<u8>,
     out: Output<W>,
@@ -146,6 +164,10 @@ impl<W: Write> Reactor<W> {
             accept_backoff: ACCEPT_BACKOFF_MIN,
             conns: Slab::new(),
             dirty: Vec::new(),
+            unread: Vec::new(),
+            behind: 0,
+            input_more: false,
+            undelivered: 0,
             chat,
             hello,
             out,
@@ -181,9 +203,10 @@ impl<W: Write> Reactor<W> {
             Some(input::spawn(waker.clone()).map_err(|e| format!("cannot read stdin: {e}"))?);
         let mut events = Events::with_capacity(1024);
         loop {
-            // Finish the previous turn (or the start-up): actions, one write per dirty
+            // Finish the previous turn (or the start-up): input, actions, one write per dirty
             // connection, one write to stdout.
             let now = Instant::now();
+            self.drain_input();
             self.settle(now);
             if !self.out_broken {
                 if let Err(e) = self.out.flush() {
@@ -194,9 +217,13 @@ impl<W: Write> Reactor<W> {
             if let Some(result) = self.finished(now) {
                 return result;
             }
-            let timeout = self
-                .next_deadline()
-                .map(|d| d.saturating_duration_since(now));
+            let more_now = !self.unread.is_empty() || (self.input_more && self.behind == 0);
+            let timeout = if more_now {
+                Some(Duration::ZERO)
+            } else {
+                self.next_deadline()
+                    .map(|d| d.saturating_duration_since(now))
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -215,6 +242,13 @@ impl<W: Write> Reactor<W> {
                 // writes still happen once per turn.)
                 self.apply_actions(now);
             }
+            for k in std::mem::take(&mut self.unread) {
+                if let Some(e) = self.conns.get_mut(k) {
+                    e.conn.unread = false;
+                    self.read(k, now);
+                    self.apply_actions(now);
+                }
+            }
             self.tick(now);
         }
     }
@@ -226,17 +260,22 @@ impl<W: Write> Reactor<W> {
             if self.dirty.is_empty() {
                 return;
             }
-            self.flush_conns();
+            self.flush_conns(now);
         }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let conn_deadlines = self.conns.iter().filter_map(|(_, e)| match e.conn.phase {
-            Phase::Connecting { deadline } => Some(deadline),
-            _ if e.conn.role != Some(Role::Peer) && !e.conn.decoder.partial().is_empty() => {
-                Some(e.conn.last_read + PARTIAL_LINE_IDLE)
-            }
-            _ => None,
+        let conn_deadlines = self.conns.iter().flat_map(|(_, e)| {
+            let c = &e.conn;
+            let connect = match c.phase {
+                Phase::Connecting { deadline } => Some(deadline),
+                _ => None,
+            };
+            let partial = c
+                .has_guest_partial()
+                .then(|| c.last_read + PARTIAL_LINE_IDLE);
+            let stall = c.behind_since.map(|t| t + STALL_LIMIT);
+            [connect, partial, stall].into_iter().flatten()
         });
         conn_deadlines
             .chain(self.chat.next_deadline())
@@ -395,9 +434,10 @@ impl<W: Write> Reactor<W> {
         self.read(k, now);
     }
 
-    /// Reads `k` until it would block, passing every complete line to the chat.
+    /// Reads `k` until it would block or its budget is spent, passing every complete line to
+    /// the chat. A connection with more to read is put on the `unread` list for the next turn.
     fn read(&mut self, k: usize, now: Instant) {
-        loop {
+        for _ in 0..READ_BUDGET {
             let Some(e) = self.conns.get_mut(k) else {
                 return;
             };
@@ -427,6 +467,12 @@ impl<W: Write> Reactor<W> {
                 }
             }
         }
+        if let Some(e) = self.conns.get_mut(k) {
+            if !e.conn.unread {
+                e.conn.unread = true;
+                self.unread.push(k);
+            }
+        }
     }
 
     /// Drops connection `k` and tells the chat.
@@ -441,6 +487,17 @@ impl<W: Write> Reactor<W> {
                     .unwrap_or_default()
             );
             let _ = self.poll.registry().deregister(&mut e.stream);
+            if e.conn.behind_since.is_some() {
+                self.behind -= 1;
+            }
+            if self.chat.is_quitting() && e.conn.phase != Phase::Shut && e.conn.backlog() > 0 {
+                warn!(
+                    "could not deliver everything to {}: {}",
+                    e.conn.addr,
+                    reason.as_deref().unwrap_or("closed")
+                );
+                self.undelivered += 1;
+            }
             if matches!(e.conn.phase, Phase::Connecting { .. }) {
                 return self.dial_failed(&e.conn.addr, &io::ErrorKind::TimedOut.into());
             }
@@ -448,11 +505,24 @@ impl<W: Write> Reactor<W> {
         }
     }
 
+    /// Takes typed or piped lines, within this turn's budget, and only while no connection is
+    /// behind: a slow peer makes input wait (the stdin thread then blocks on its full channel)
+    /// instead of piling up in memory.
     fn drain_input(&mut self) {
-        loop {
+        let (mut lines, mut bytes) = (0, 0);
+        self.input_more = false;
+        while self.behind == 0 {
+            if lines >= INPUT_BUDGET_LINES || bytes >= INPUT_BUDGET_BYTES {
+                self.input_more = true;
+                return;
+            }
             let Some(rx) = &self.input else { return };
             match rx.try_recv() {
-                Ok(Input::Line(line)) => self.chat.handle_input(&line),
+                Ok(Input::Line(line)) => {
+                    lines += 1;
+                    bytes += line.len();
+                    self.chat.handle_input(&line);
+                }
                 Ok(Input::End) | Err(TryRecvError::Disconnected) => {
                     self.input = None;
                     if self.keep_open {
@@ -467,32 +537,35 @@ impl<W: Write> Reactor<W> {
                 Err(TryRecvError::Empty) => return,
             }
         }
+        self.input_more = true;
     }
 
-    /// Timers: dial timeouts, a guest's unterminated line, the hello wait, accepting again.
+    /// Timers: dial timeouts, a guest's unterminated line, a reader stalled too long, the hello
+    /// wait, accepting again.
     fn tick(&mut self, now: Instant) {
         let mut timed_out = Vec::new();
+        let mut stalled = Vec::new();
         let mut partial = Vec::new();
         for (k, e) in &self.conns {
-            match e.conn.phase {
+            let c = &e.conn;
+            match c.phase {
                 Phase::Connecting { deadline } if now >= deadline => timed_out.push(k),
-                Phase::Connecting { .. } => {}
-                _ => {
-                    let p = e.conn.decoder.partial();
-                    // A hello still arriving is left to complete.
-                    let guest_like = match e.conn.role {
-                        Some(Role::Peer) => false,
-                        Some(Role::Guest) => true,
-                        None => !p.starts_with(b"peerchat/"),
-                    };
-                    if guest_like && !p.is_empty() && now >= e.conn.last_read + PARTIAL_LINE_IDLE {
-                        partial.push(k);
-                    }
+                _ if c.behind_since.is_some_and(|t| now >= t + STALL_LIMIT) => stalled.push(k),
+                _ if c.has_guest_partial() && now >= c.last_read + PARTIAL_LINE_IDLE => {
+                    partial.push(k)
                 }
+                _ => {}
             }
         }
         for k in timed_out {
             self.close(k, None);
+        }
+        for k in stalled {
+            let reason = format!(
+                "too slow: over {HIGH_WATER} bytes unsent for {}s",
+                STALL_LIMIT.as_secs()
+            );
+            self.close(k, Some(reason));
         }
         for k in partial {
             if let Some(e) = self.conns.get_mut(k) {
@@ -561,7 +634,7 @@ impl<W: Write> Reactor<W> {
     }
 
     /// Writes every dirty connection once; adjusts WRITABLE interest; closes the too slow.
-    fn flush_conns(&mut self) {
+    fn flush_conns(&mut self, now: Instant) {
         let quitting = self.chat.is_quitting();
         let mut to_close = Vec::new();
         for k in std::mem::take(&mut self.dirty) {
@@ -570,12 +643,14 @@ impl<W: Write> Reactor<W> {
             };
             e.conn.dirty = false;
             if matches!(e.conn.phase, Phase::Connecting { .. }) {
+                track_behind(&mut e.conn, &mut self.behind, now);
                 continue;
             }
             if let Err(err) = e.conn.flush_to(&mut e.stream) {
                 to_close.push((k, describe(&err)));
                 continue;
             }
+            track_behind(&mut e.conn, &mut self.behind, now);
             let backlog = e.conn.backlog();
             if backlog > MAX_BACKLOG {
                 to_close.push((k, format!("too slow: over {MAX_BACKLOG} bytes unsent")));
@@ -620,17 +695,24 @@ impl<W: Write> Reactor<W> {
             return Some(Err(msg));
         }
         if let Some(deadline) = self.quit_deadline {
-            if self.conns.is_empty() {
-                return Some(Ok(()));
-            }
             if now >= deadline {
-                warn!(
-                    "leaving with output undelivered to {} connection(s)",
-                    self.conns.len()
-                );
-                return Some(Ok(()));
+                // Connections still waiting for their hello or with bytes unsent did not get
+                // everything; those only waiting for the other end to close did.
+                for (_, e) in &self.conns {
+                    if e.conn.phase != Phase::Shut {
+                        warn!("could not deliver everything to {}: timed out", e.conn.addr);
+                        self.undelivered += 1;
+                    }
+                }
+            } else if !self.conns.is_empty() {
+                return None;
             }
-            return None;
+            return Some(match self.undelivered {
+                0 => Ok(()),
+                n => Err(format!(
+                    "left before everything was delivered to {n} connection(s)"
+                )),
+            });
         }
         if self.listener.is_none() && self.conns.is_empty() {
             self.show(&Event::Info("no connections left".into()));
@@ -640,5 +722,21 @@ impl<W: Write> Reactor<W> {
             return Some(Ok(()));
         }
         None
+    }
+}
+
+/// Keeps `behind` (how many connections are past [`HIGH_WATER`]) in step with `conn`.
+fn track_behind(conn: &mut Conn, behind: &mut usize, now: Instant) {
+    let over = conn.backlog() > HIGH_WATER;
+    match (over, conn.behind_since.is_some()) {
+        (true, false) => {
+            conn.behind_since = Some(now);
+            *behind += 1;
+        }
+        (false, true) => {
+            conn.behind_since = None;
+            *behind -= 1;
+        }
+        _ => {}
     }
 }

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
@@ -243,10 +243,14 @@ impl Raw {
         self.stream.write_all(bytes).expect("raw send");
     }
 
-    /// The next line, without `\n`; `None` at EOF or on a reset.
+    /// The next line, without `\n`; `None` at EOF or on a reset. Panics when nothing comes
+    /// within the deadline, so "closed" is never confused with "quiet".
     pub fn line(&mut self) -> Option<String> {
         let mut buf = Vec::new();
         match self.reader.read_until(b'\n', &mut buf) {
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                panic!("no line within {DEADLINE:?} (read so far: {buf:?})")
+            }
             Ok(0) | Err(_) => None,
             Ok(_) => {
                 if buf.last() == Some(&b'\n') {
@@ -332,4 +336,23 @@ impl Drop for Lan {
         let _ = ip(&["netns", "del", &self.a]);
         let _ = ip(&["netns", "del", &self.b]);
     }
+}
+
+/// Skips a test that needs root or a system tool, saying why; under CI (`CI` set) a missing
+/// prerequisite fails the test instead, so CI cannot go green without running it.
+pub fn skip_or_fail(why: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("cannot run under CI: {why}");
+    }
+    eprintln!("skipped: {why}");
+}
+
+/// Resident memory of process `pid`, in KiB (Linux).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
