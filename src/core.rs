@@ -248,6 +248,8 @@ impl Chat {
             // Leaving: only what classifies a connection still matters, so held output is sent.
             _ if self.quitting => {}
             Kind::Guest { .. } => self.guest_line(conn, &text),
+            // It said goodbye: whatever follows is not taken.
+            Kind::Peer { said_bye: true, .. } => {}
             Kind::Peer { .. } => match protocol::parse_frame(&text) {
                 Ok(frame) => self.peer_frame(conn, frame),
                 Err(e) => self.drop_conn(conn, e.to_string()),
@@ -696,6 +698,18 @@ mod tests {
                 net.shown[node]
             );
         }
+    }
+
+    #[test]
+    fn nothing_is_taken_from_a_peer_after_its_own_leave() {
+        let mut net = Net::new(3);
+        net.link(0, 1);
+        net.link(0, 2);
+        net.say(1, "sair");
+        // n1 keeps talking on the same connection after saying goodbye.
+        net.nodes[1].quitting = false;
+        net.say(1, "ghost message");
+        assert!(net.messages(0).is_empty() && net.messages(2).is_empty());
     }
 
     #[test]

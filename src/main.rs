@@ -39,13 +39,19 @@ fn run(mut args: Args) -> Result<(), String> {
         }
         let mut input = io::stdin().lock();
         let mut prompt = io::stderr();
-        match cli::ask_mode(&mut input, &mut prompt).map_err(|e| e.to_string())? {
+        // Ctrl-D at a question is the user leaving before the chat started: exit 0.
+        let Some(mode) = answered(cli::ask_mode(&mut input, &mut prompt))? else {
+            return Ok(());
+        };
+        match mode {
             Mode::Listen(hp) => args.listen = Some(hp),
             Mode::Connect(hp) => args.peers.push(hp),
         }
         if args.nick.is_none() {
-            let nick = cli::ask_nick(&mut input, &mut prompt, &cli::default_nick())
-                .map_err(|e| e.to_string())?;
+            let asked = cli::ask_nick(&mut input, &mut prompt, &cli::default_nick());
+            let Some(nick) = answered(asked)? else {
+                return Ok(());
+            };
             args.nick = Some(nick);
         }
     }
@@ -79,6 +85,18 @@ fn run(mut args: Args) -> Result<(), String> {
         keep_open: args.keep_open,
     };
     Reactor::new(setup, Output::new(format, io::stdout()))?.run()
+}
+
+/// `None` when input ended at the question; other errors are runtime errors.
+fn answered<T>(r: io::Result<T>) -> Result<Option<T>, String> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            eprintln!();
+            Ok(None)
+        }
+        Err(e) => Err(format!("cannot read the answer: {e}")),
+    }
 }
 
 fn first_addr(hp: &HostPort) -> Result<std::net::SocketAddr, String> {

@@ -72,16 +72,20 @@ impl<W: Write> Output<W> {
             Event::Message { from, text } => {
                 format!(r#""message","from":{},"text":{}"#, js(from), js(text))
             }
-            Event::Join { nick, addr } => {
-                let addr = addr.as_deref().map(js).unwrap_or("null".into());
-                format!(r#""join","nick":{},"addr":{addr}"#, js(nick))
-            }
-            Event::Leave { nick, addr, reason } => {
-                let mut s = format!(r#""leave","nick":{}"#, js(nick));
+            Event::Join { nick, addr } | Event::Leave { nick, addr, .. } => {
+                let kind = if matches!(event, Event::Join { .. }) {
+                    "join"
+                } else {
+                    "leave"
+                };
+                let mut s = format!(r#""{kind}","nick":{}"#, js(nick));
                 if let Some(a) = addr {
                     s.push_str(&format!(r#","addr":{}"#, js(a)));
                 }
-                if let Some(r) = reason {
+                if let Event::Leave {
+                    reason: Some(r), ..
+                } = event
+                {
                     s.push_str(&format!(r#","reason":{}"#, js(r)));
                 }
                 s
@@ -204,5 +208,19 @@ mod tests {
         assert_eq!(v["event"], "leave");
         assert_eq!(v["addr"], "127.0.0.1:1");
         assert!(v.get("reason").is_none());
+
+        let s = render(
+            Format::Json,
+            Event::Join {
+                nick: "far".into(),
+                addr: None,
+            },
+        );
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["event"], "join");
+        assert!(
+            v.get("addr").is_none(),
+            "an unknown address is left out: {s}"
+        );
     }
 }

@@ -37,14 +37,22 @@ impl fmt::Display for MsgId {
     }
 }
 
+/// Reads exactly 16 hex digits (no sign, no prefix).
+fn parse_node(s: &str) -> Option<NodeId> {
+    if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(s, 16).ok()
+}
+
 impl MsgId {
     fn parse(s: &str) -> Option<MsgId> {
         let (node, seq) = s.split_once(':')?;
-        if node.len() != 16 {
+        if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
         Some(MsgId {
-            node: u64::from_str_radix(node, 16).ok()?,
+            node: parse_node(node)?,
             seq: seq.parse().ok()?,
         })
     }
@@ -207,7 +215,7 @@ pub fn parse_hello(line: &str) -> Option<Hello> {
     let mut listen = None;
     for field in fields.split(' ') {
         match field.split_once('=') {
-            Some(("node", v)) if v.len() == 16 => node = u64::from_str_radix(v, 16).ok(),
+            Some(("node", v)) => node = parse_node(v),
             Some(("listen", "-")) => listen = None,
             Some(("listen", v)) => listen = Some(v.parse().ok()?),
             // Unknown keys are room for later versions.
@@ -318,6 +326,13 @@ impl LineDecoder {
 
     /// The next complete line, without `\n` or `\r\n`. An error means the stream is unusable.
     pub fn next_line(&mut self) -> Result<Option<&[u8]>, ProtocolError> {
+        if self.start > 0 && self.start == self.buf.len() {
+            // All taken: start over, and give back what one long line made the buffer grow to.
+            self.buf.clear();
+            self.start = 0;
+            self.scanned = 0;
+            self.buf.shrink_to(16 * 1024);
+        }
         let pending = &self.buf[self.scanned..];
         match pending.iter().position(|&b| b == b'\n') {
             Some(i) => {
@@ -447,6 +462,12 @@ mod tests {
             assert!(dec.next_line().unwrap().is_some());
         }
         assert!(dec.buf.capacity() < 1000, "{}", dec.buf.capacity());
+        dec = LineDecoder::default();
+        dec.push(&[b'x'; 60_000]);
+        dec.push(b"\n");
+        assert!(dec.next_line().unwrap().is_some());
+        assert_eq!(dec.next_line(), Ok(None));
+        assert!(dec.buf.capacity() <= 16 * 1024, "{}", dec.buf.capacity());
     }
 
     #[test]
@@ -549,6 +570,8 @@ mod tests {
             "MSG 12:3 bob hi",
             "MSG 0123456789abcdef:x bob hi",
             "MSG 0123456789abcdef:1",
+            "MSG +123456789abcdef:1 bob hi",
+            "MSG 0123456789abcdef:+1 bob hi",
             "JOIN 0123456789abcdef:1 \x1b[2J",
         ] {
             assert!(
