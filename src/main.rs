@@ -66,7 +66,7 @@ fn run(mut args: Args) -> Result<(), String> {
         .map(|hp| {
             Ok(Dial {
                 label: hp.to_string(),
-                addr: first_addr(hp)?,
+                addrs: hp.resolve()?,
             })
         })
         .collect::<Result<Vec<_>, String>>()?;

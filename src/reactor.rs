@@ -47,11 +47,12 @@ const INPUT_BUDGET_BYTES: usize = 256 * 1024;
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// A peer to dial: as the user wrote it, and where it resolved to.
+/// A peer to dial: as the user wrote it, and every address it resolved to, tried in order
+/// (a name may resolve to an IPv6 address first while the peer listens on IPv4 only).
 #[derive(Clone, Debug)]
 pub struct Dial {
     pub label: String,
-    pub addr: SocketAddr,
+    pub addrs: Vec<SocketAddr>,
 }
 
 /// What the reactor is started with.
@@ -105,6 +106,8 @@ fn out_of_fds(e: &io::Error) -> bool {
 struct Entry {
     stream: TcpStream,
     conn: Conn,
+    /// While dialling: the addresses still to try if this one fails.
+    next_addrs: Vec<SocketAddr>,
 }
 
 /// The running node.
@@ -192,15 +195,23 @@ impl<W: Write> Reactor<W> {
     }
 
     /// Runs until the user leaves, stdin ends (without `--keep-open`), or nobody is left.
-    pub fn run(mut self) -> Result<(), String> {
+    pub fn run(self) -> Result<(), String> {
+        self.run_with_input(input::spawn)
+    }
+
+    /// [`Reactor::run`] with another source of typed lines: `start` gets the waker to call
+    /// after each line it sends, and returns the receiving end.
+    pub fn run_with_input(
+        mut self,
+        start: impl FnOnce(Arc<Waker>) -> io::Result<Receiver<Input>>,
+    ) -> Result<(), String> {
         // The reactor keeps a reference: if the stdin thread held the last one, its exit would
         // close the waker before the loop saw the final wake (the end of input).
         let waker = Arc::new(
             Waker::new(self.poll.registry(), WAKER)
                 .map_err(|e| format!("cannot start the event loop: {e}"))?,
         );
-        self.input =
-            Some(input::spawn(waker.clone()).map_err(|e| format!("cannot read stdin: {e}"))?);
+        self.input = Some(start(waker.clone()).map_err(|e| format!("cannot read stdin: {e}"))?);
         let mut events = Events::with_capacity(1024);
         loop {
             // Finish the previous turn (or the start-up): input, actions, one write per dirty
@@ -300,34 +311,73 @@ impl<W: Write> Reactor<W> {
         self.chat.handle_input_end();
     }
 
-    fn dial(&mut self, dial: Dial, now: Instant) {
-        let stream = match TcpStream::connect(dial.addr) {
-            Ok(s) => s,
-            Err(e) => return self.dial_failed(&dial.label, &e),
-        };
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        let mut stream = stream;
-        if let Err(e) = self.poll.registry().register(
+    /// Starts a non-blocking connect to `addr`, registered under `key`.
+    fn start_connect(poll: &Poll, addr: SocketAddr, key: usize) -> io::Result<TcpStream> {
+        let mut stream = TcpStream::connect(addr)?;
+        poll.registry().register(
             &mut stream,
             Token(key),
             Interest::READABLE | Interest::WRITABLE,
-        ) {
-            return self.dial_failed(&dial.label, &e);
-        }
-        let mut conn = Conn::new(
-            dial.label,
-            Phase::Connecting {
-                deadline: now + CONNECT_TIMEOUT,
-            },
-            now,
-        );
-        conn.writable = true;
-        entry.insert(Entry { stream, conn });
+        )?;
+        Ok(stream)
     }
 
-    fn dial_failed(&mut self, label: &str, e: &io::Error) {
-        let msg = format!("cannot connect to {label}: {}", describe(e));
+    fn dial(&mut self, dial: Dial, now: Instant) {
+        let key = self.conns.vacant_key();
+        let mut addrs = dial.addrs.into_iter();
+        let mut error = io::Error::from(io::ErrorKind::AddrNotAvailable);
+        for addr in addrs.by_ref() {
+            match Self::start_connect(&self.poll, addr, key) {
+                Ok(stream) => {
+                    let mut conn = Conn::new(
+                        dial.label,
+                        Phase::Connecting {
+                            deadline: now + CONNECT_TIMEOUT,
+                        },
+                        now,
+                    );
+                    conn.writable = true;
+                    let next_addrs = addrs.collect();
+                    self.conns.insert(Entry {
+                        stream,
+                        conn,
+                        next_addrs,
+                    });
+                    return;
+                }
+                Err(e) => error = e,
+            }
+        }
+        self.dial_failed(&dial.label, &describe(&error));
+    }
+
+    /// Dialling `k` failed: try its next address, keeping what is queued for it, or give up.
+    fn dial_error(&mut self, k: usize, mut error: io::Error) {
+        let now = Instant::now();
+        let Some(e) = self.conns.get_mut(k) else {
+            return;
+        };
+        while !e.next_addrs.is_empty() {
+            let addr = e.next_addrs.remove(0);
+            debug!("cannot connect to {addr}: {error}; trying the next address");
+            let _ = self.poll.registry().deregister(&mut e.stream);
+            match Self::start_connect(&self.poll, addr, k) {
+                Ok(stream) => {
+                    e.stream = stream;
+                    e.conn.phase = Phase::Connecting {
+                        deadline: now + CONNECT_TIMEOUT,
+                    };
+                    e.conn.writable = true;
+                    return;
+                }
+                Err(err) => error = err,
+            }
+        }
+        self.close(k, Some(describe(&error)));
+    }
+
+    fn dial_failed(&mut self, label: &str, why: &str) {
+        let msg = format!("cannot connect to {label}: {why}");
         if self.listener.is_none() && self.conns.is_empty() {
             self.fatal = Some(msg);
         } else {
@@ -356,7 +406,11 @@ impl<W: Write> Reactor<W> {
                     let _ = stream.set_nodelay(true);
                     info!("connection from {addr}");
                     let conn = Conn::new(addr.to_string(), Phase::Open, now);
-                    entry.insert(Entry { stream, conn });
+                    entry.insert(Entry {
+                        stream,
+                        conn,
+                        next_addrs: Vec::new(),
+                    });
                     self.opened(key, now);
                     self.accept_backoff = ACCEPT_BACKOFF_MIN;
                 }
@@ -424,8 +478,7 @@ impl<W: Write> Reactor<W> {
                 },
             };
             if let Some(err) = failed {
-                let entry = self.conns.remove(k);
-                return self.dial_failed(&entry.conn.addr, &err);
+                return self.dial_error(k, err);
             }
         }
         if writable {
@@ -499,7 +552,7 @@ impl<W: Write> Reactor<W> {
                 self.undelivered += 1;
             }
             if matches!(e.conn.phase, Phase::Connecting { .. }) {
-                return self.dial_failed(&e.conn.addr, &io::ErrorKind::TimedOut.into());
+                return self.dial_failed(&e.conn.addr, reason.as_deref().unwrap_or("closed"));
             }
             self.chat.handle_closed(k, reason);
         }
@@ -558,7 +611,7 @@ impl<W: Write> Reactor<W> {
             }
         }
         for k in timed_out {
-            self.close(k, None);
+            self.dial_error(k, io::ErrorKind::TimedOut.into());
         }
         for k in stalled {
             let reason = format!(

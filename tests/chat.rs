@@ -519,3 +519,38 @@ fn a_flooding_guest_does_not_stall_the_others() {
     stop.store(true, Ordering::Relaxed);
     flooding.join().unwrap();
 }
+
+#[test]
+fn a_dial_falls_back_to_the_next_address_keeping_what_was_typed() {
+    use peerchat::input::Input;
+    use peerchat::output::{Format, Output};
+    use peerchat::reactor::{Dial, Reactor, Setup};
+    use std::net::SocketAddr;
+
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let dead: SocketAddr = format!("127.0.0.1:{}", closed_port()).parse().unwrap();
+    let live: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let setup = Setup {
+        nick: "fallback".into(),
+        listen: None,
+        dials: vec![Dial {
+            label: "a-name-with-two-addresses".into(),
+            addrs: vec![dead, live],
+        }],
+        keep_open: false,
+    };
+    // Typed before any connection is up, then input ends: both must survive the failed dial.
+    let run = std::thread::spawn(move || {
+        let reactor = Reactor::new(setup, Output::new(Format::Json, std::io::sink()))?;
+        reactor.run_with_input(|_waker| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(4);
+            tx.send(Input::Line("typed early".into())).unwrap();
+            tx.send(Input::End).unwrap();
+            Ok(rx)
+        })
+    });
+    hub.wait_join("fallback");
+    hub.wait_message("fallback", "typed early");
+    hub.wait_leave("fallback");
+    assert_eq!(run.join().unwrap(), Ok(()));
+}
