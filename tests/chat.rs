@@ -114,13 +114,7 @@ fn a_guest_line_without_newline_is_shown_when_the_guest_goes_quiet() {
 #[test]
 fn piped_stdin_is_delivered_before_exit() {
     let (mut hub, port) = Node::listener("hub", &[]);
-    let mut child = Command::new(bin())
-        .args([&format!("127.0.0.1:{port}"), "--nick", "pipe"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = util::client_process(port, "pipe", &[], Stdio::null());
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();
@@ -346,13 +340,7 @@ fn peerchat_dialling_a_plain_listener_speaks_human_text() {
 #[test]
 fn stdout_closed_early_exits_quietly() {
     let (mut hub, port) = Node::listener("hub", &[]);
-    let mut reader = Command::new(bin())
-        .args([&format!("127.0.0.1:{port}"), "--nick", "headless", "--json"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut reader = util::client_process(port, "headless", &["--json"], Stdio::piped());
     let stdin = reader.stdin.take().unwrap();
     hub.wait_join("headless");
     // Read one line then close the pipe, as `| head -1` does.
@@ -447,13 +435,7 @@ fn piping_a_large_input_delivers_every_line_in_order() {
     // for the network instead of being dropped.
     const N: usize = 20_000;
     let (mut hub, port) = Node::listener("hub", &[]);
-    let mut child = Command::new(bin())
-        .args([&format!("127.0.0.1:{port}"), "--nick", "bulk"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = util::client_process(port, "bulk", &[], Stdio::null());
     let mut stdin = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || {
         use std::io::Write;

@@ -356,3 +356,16 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// `peerchat 127.0.0.1:PORT --nick NICK [EXTRA]` as a plain child process with piped stdin and
+/// stderr, for tests that drive its stdin or stdout directly.
+pub fn client_process(port: u16, nick: &str, extra: &[&str], stdout: Stdio) -> Child {
+    Command::new(bin())
+        .args([&format!("127.0.0.1:{port}"), "--nick", nick])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start peerchat")
+}
