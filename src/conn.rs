@@ -13,7 +13,7 @@ use crate::fanout::Outgoing;
 use crate::protocol::{Frame, LineDecoder};
 
 /// A connection whose unsent output grows past this is too slow to keep: it is closed.
-pub const MAX_BACKLOG: usize = 16 * 1024 * 1024;
+pub const MAX_BACKLOG: usize = 4 * 1024 * 1024;
 
 /// Past this much unsent output a connection is "behind": local input waits for it, and if it
 /// stays behind for [`STALL_LIMIT`] it is closed, so one stalled reader cannot freeze the chat.

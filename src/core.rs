@@ -14,9 +14,21 @@ use crate::protocol::{self, Frame, Hello, MsgId, NodeId, MAX_TEXT};
 /// Identifies one connection; the reactor uses its slab key.
 pub type ConnId = usize;
 
-/// How long a new connection may stay silent before it is taken for a guest (a person at `nc`
-/// who has not typed yet). A peerchat node sends its hello at once, so one round trip suffices.
+/// How long a connection we accepted may stay silent before it is taken for a guest (a person
+/// at `nc` who has not typed yet). A peerchat node sends its hello at once, so one round trip
+/// suffices.
 pub const HELLO_WAIT: Duration = Duration::from_millis(1000);
+
+/// The same for a connection we dialled: a listener that is slow to answer (busy, or on a far
+/// network) is more likely than a person typing nothing into `nc -l`.
+pub const HELLO_WAIT_DIALLED: Duration = Duration::from_millis(3000);
+
+/// Which side opened a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Accepted,
+    Dialled,
+}
 
 /// How many message ids are remembered to drop duplicates that come back over another path.
 const SEEN_CAP: usize = 100_000;
@@ -79,7 +91,7 @@ pub struct Config {
 
 #[derive(Debug)]
 enum Kind {
-    /// Opened at this instant; no line yet.
+    /// No line yet; taken for a guest at this instant if none comes.
     Pending(Instant),
     Peer {
         nick: String,
@@ -89,6 +101,8 @@ enum Kind {
     },
     Guest {
         nick: String,
+        /// Made a guest by its silence, and still silent: a hello may yet come (late).
+        silent: bool,
     },
 }
 
@@ -140,6 +154,13 @@ fn is_quit_word(word: &str) -> bool {
         .any(|q| word.eq_ignore_ascii_case(q))
 }
 
+/// True for a typed line that leaves the chat: `sair`, `/quit [reason]`, `/exit [reason]`.
+pub fn is_leave_command(line: &str) -> bool {
+    let trimmed = line.trim();
+    let (word, arg) = trimmed.split_once(' ').unwrap_or((trimmed, ""));
+    is_quit_word(word) && (arg.is_empty() || word.starts_with('/'))
+}
+
 const HELP: &str = "type a line to send it; /quit [reason], /exit or sair to leave; \
                     //text sends a line starting with /";
 
@@ -175,7 +196,7 @@ impl Chat {
         self.conns
             .values()
             .filter_map(|c| match c.kind {
-                Kind::Pending(since) => Some(since + HELLO_WAIT),
+                Kind::Pending(due) => Some(due),
                 _ => None,
             })
             .min()
@@ -187,12 +208,16 @@ impl Chat {
     }
 
     /// A connection is open (accepted, or our dial succeeded). The caller has sent our hello.
-    pub fn handle_opened(&mut self, conn: ConnId, addr: String, now: Instant) {
+    pub fn handle_opened(&mut self, conn: ConnId, addr: String, origin: Origin, now: Instant) {
+        let wait = match origin {
+            Origin::Accepted => HELLO_WAIT,
+            Origin::Dialled => HELLO_WAIT_DIALLED,
+        };
         self.conns.insert(
             conn,
             Conn {
                 addr,
-                kind: Kind::Pending(now),
+                kind: Kind::Pending(now + wait),
             },
         );
     }
@@ -204,7 +229,7 @@ impl Chat {
         };
         let nick = match c.kind {
             Kind::Pending(_) | Kind::Peer { said_bye: true, .. } => return,
-            Kind::Peer { nick, .. } | Kind::Guest { nick } => nick,
+            Kind::Peer { nick, .. } | Kind::Guest { nick, .. } => nick,
         };
         if self.quitting {
             return;
@@ -220,14 +245,16 @@ impl Chat {
 
     /// Time passed: a connection silent past [`HELLO_WAIT`] becomes a guest.
     pub fn handle_tick(&mut self, now: Instant) {
-        let due: Vec<ConnId> = self
+        let mut due: Vec<ConnId> = self
             .conns
             .iter()
-            .filter(|(_, c)| matches!(c.kind, Kind::Pending(since) if now >= since + HELLO_WAIT))
+            .filter(|(_, c)| matches!(c.kind, Kind::Pending(due) if now >= due))
             .map(|(&k, _)| k)
             .collect();
+        // In connection order, so guest numbers do not depend on hash order.
+        due.sort_unstable();
         for conn in due {
-            self.make_guest(conn);
+            self.make_guest(conn, true);
         }
     }
 
@@ -241,7 +268,16 @@ impl Chat {
             Kind::Pending(_) => match protocol::parse_hello(&text) {
                 Some(hello) => self.make_peer(conn, hello),
                 None => {
-                    self.make_guest(conn);
+                    self.make_guest(conn, false);
+                    self.guest_line(conn, &text);
+                }
+            },
+            // Taken for a guest by its silence, but its first line is a hello: a peerchat node
+            // that was slow to answer. It becomes the peer it is.
+            Kind::Guest { silent, .. } if *silent => match protocol::parse_hello(&text) {
+                Some(hello) => self.upgrade_to_peer(conn, hello),
+                None => {
+                    *silent = false;
                     self.guest_line(conn, &text);
                 }
             },
@@ -252,6 +288,9 @@ impl Chat {
             Kind::Peer { said_bye: true, .. } => {}
             Kind::Peer { .. } => match protocol::parse_frame(&text) {
                 Ok(frame) => self.peer_frame(conn, frame),
+                // Plain chat text from a node that took us for a guest before our hello reached
+                // it (it was slow): not an attack, and it stops once our hello is read there.
+                Err(_) if protocol::is_guest_text(&text) => {}
                 Err(e) => self.drop_conn(conn, e.to_string()),
             },
         }
@@ -267,7 +306,7 @@ impl Chat {
             return;
         }
         let (word, arg) = trimmed.split_once(' ').unwrap_or((trimmed, ""));
-        if is_quit_word(word) && (arg.is_empty() || word.starts_with('/')) {
+        if is_leave_command(trimmed) {
             let reason = Some(arg.trim().to_string()).filter(|r| !r.is_empty());
             return self.quit(reason);
         }
@@ -336,13 +375,32 @@ impl Chat {
         self.joined(conn, Role::Peer, hello.nick, addr);
     }
 
-    fn make_guest(&mut self, conn: ConnId) {
+    /// A guest that turned out to be a peerchat node: its guest name leaves, the peer joins.
+    fn upgrade_to_peer(&mut self, conn: ConnId, hello: Hello) {
+        let Some(addr) = self.conns.get(&conn).map(|c| c.addr.clone()) else {
+            return;
+        };
+        let reason = Some(format!("it is {}, a peerchat node", hello.nick));
+        self.handle_closed(conn, reason);
+        let kind = Kind::Peer {
+            nick: hello.nick.clone(),
+            node: hello.node,
+            said_bye: false,
+        };
+        self.conns.insert(conn, Conn { addr, kind });
+        self.make_peer(conn, hello);
+    }
+
+    fn make_guest(&mut self, conn: ConnId, silent: bool) {
         self.guests += 1;
         let nick = format!("guest-{}", self.guests);
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        c.kind = Kind::Guest { nick: nick.clone() };
+        c.kind = Kind::Guest {
+            nick: nick.clone(),
+            silent,
+        };
         let addr = c.addr.clone();
         self.joined(conn, Role::Guest, nick, addr);
     }
@@ -368,7 +426,7 @@ impl Chat {
     }
 
     fn guest_line(&mut self, conn: ConnId, text: &str) {
-        let Some(Kind::Guest { nick }) = self.conns.get(&conn).map(|c| &c.kind) else {
+        let Some(Kind::Guest { nick, .. }) = self.conns.get(&conn).map(|c| &c.kind) else {
             return;
         };
         if self.quitting || text.trim().is_empty() {
@@ -403,7 +461,21 @@ impl Chat {
                 }) = self.conns.get_mut(&conn)
                 {
                     if *node == id.node && peer_nick == nick {
+                        // Its own goodbye: shown with the address we know it by.
                         *said_bye = true;
+                        if self.seen.insert(*id) {
+                            let addr = self.conns.get(&conn).map(|c| c.addr.clone());
+                            let Frame::Leave { nick, reason, .. } = &frame else {
+                                return;
+                            };
+                            self.show(Event::Leave {
+                                nick: nick.clone(),
+                                addr,
+                                reason: reason.clone(),
+                            });
+                            self.broadcast(Some(conn), frame);
+                        }
+                        return;
                     }
                 }
                 self.relay(conn, *id, frame.clone());
@@ -506,8 +578,8 @@ mod tests {
             let cb = 100 + a;
             self.links.insert((a, ca), (b, cb));
             self.links.insert((b, cb), (a, ca));
-            for (x, cx, y) in [(a, ca, b), (b, cb, a)] {
-                self.nodes[x].handle_opened(cx, format!("10.0.0.{y}:5000"), self.now);
+            for (x, cx, y, origin) in [(a, ca, b, Origin::Accepted), (b, cb, a, Origin::Dialled)] {
+                self.nodes[x].handle_opened(cx, format!("10.0.0.{y}:5000"), origin, self.now);
             }
             for (x, cx) in [(a, ca), (b, cb)] {
                 let hello = self.nodes[x].hello();
@@ -681,6 +753,11 @@ mod tests {
                 if nick == "n1" && r == "bye all")
             );
         }
+        // The hub shows its direct peer's own goodbye with the address it knows it by.
+        assert!(matches!(
+            net.shown[0].iter().find(|e| matches!(e, Event::Leave { .. })),
+            Some(Event::Leave { addr: Some(a), .. }) if a == "10.0.0.1:5000"
+        ));
     }
 
     #[test]
@@ -762,8 +839,8 @@ mod tests {
             node: 1,
             listen: Some(5000),
         });
-        chat.handle_opened(7, "127.0.0.1:4000".into(), now);
-        chat.handle_opened(8, "127.0.0.1:4001".into(), now);
+        chat.handle_opened(7, "127.0.0.1:4000".into(), Origin::Accepted, now);
+        chat.handle_opened(8, "127.0.0.1:4001".into(), Origin::Accepted, now);
         (chat, now)
     }
 
@@ -856,5 +933,76 @@ mod tests {
             node: 1,
             seq: SEEN_CAP as u64
         }));
+    }
+
+    #[test]
+    fn a_dialled_connection_waits_longer_for_the_hello() {
+        let now = Instant::now();
+        let mut chat = Chat::new(Config {
+            nick: "me".into(),
+            node: 1,
+            listen: None,
+        });
+        chat.handle_opened(3, "10.0.0.9:5000".into(), Origin::Dialled, now);
+        assert_eq!(chat.next_deadline(), Some(now + HELLO_WAIT_DIALLED));
+        chat.handle_tick(now + HELLO_WAIT);
+        assert!(drain(&mut chat).is_empty());
+    }
+
+    #[test]
+    fn a_late_hello_turns_a_silent_guest_into_the_peer() {
+        let (mut chat, now) = guest_chat();
+        chat.handle_tick(now + HELLO_WAIT);
+        drain(&mut chat);
+        chat.handle_line(
+            7,
+            b"peerchat/1 hello from bob (node=00000000000000bb listen=-)",
+        );
+        let actions = drain(&mut chat);
+        assert!(actions.contains(&Action::Show(Event::Leave {
+            nick: "guest-1".into(),
+            addr: Some("127.0.0.1:4000".into()),
+            reason: Some("it is bob, a peerchat node".into()),
+        })));
+        assert!(actions.contains(&Action::Classify {
+            conn: 7,
+            role: Role::Peer
+        }));
+        assert!(actions.contains(&Action::Show(Event::Join {
+            nick: "bob".into(),
+            addr: Some("127.0.0.1:4000".into()),
+        })));
+        // From now on it speaks frames.
+        chat.handle_line(7, b"MSG 00000000000000bb:1 bob late but here");
+        assert!(drain(&mut chat).contains(&Action::Show(Event::Message {
+            from: "bob".into(),
+            text: "late but here".into()
+        })));
+        // A guest that has typed is a guest for good: a hello later is just text.
+        chat.handle_line(8, b"hi");
+        chat.handle_line(
+            8,
+            b"peerchat/1 hello from eve (node=00000000000000ee listen=-)",
+        );
+        assert!(drain(&mut chat).iter().all(|a| !matches!(
+            a,
+            Action::Classify {
+                role: Role::Peer,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn guest_text_from_a_peer_that_took_us_for_a_guest_is_ignored() {
+        let mut net = Net::new(2);
+        net.link(0, 1);
+        net.nodes[0].handle_line(101, b"<n1> sent before my hello arrived");
+        net.nodes[0].handle_line(101, b"* n1 joined");
+        net.run();
+        assert!(net.closed.is_empty());
+        assert!(net.messages(0).is_empty());
+        net.say(1, "after");
+        assert_eq!(net.messages(0), vec![("n1".into(), "after".into())]);
     }
 }

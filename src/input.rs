@@ -39,26 +39,41 @@ pub fn read_lines(
     wake: &dyn Fn() -> std::io::Result<()>,
 ) {
     let mut buf = Vec::new();
+    // The start of a character cut by the length limit, kept for the next piece.
+    let mut carry = Vec::new();
     loop {
         buf.clear();
-        match input
+        buf.append(&mut carry);
+        let n = match input
             .by_ref()
             .take(MAX_INPUT_LINE)
             .read_until(b'\n', &mut buf)
         {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                if buf.last() == Some(&b'\n') {
-                    buf.pop();
-                    if buf.last() == Some(&b'\r') {
-                        buf.pop();
-                    }
-                }
-                let line = String::from_utf8_lossy(&buf).into_owned();
-                if tx.send(Input::Line(line)).is_err() || wake().is_err() {
-                    return;
+            Ok(n) => n,
+            Err(_) => break,
+        };
+        if n == 0 && buf.is_empty() {
+            break;
+        }
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+        } else if n > 0 {
+            // Cut by the limit, not by a newline: do not split a character in two.
+            if let Err(e) = std::str::from_utf8(&buf) {
+                if e.error_len().is_none() {
+                    carry = buf.split_off(e.valid_up_to());
                 }
             }
+        }
+        let line = String::from_utf8_lossy(&buf).into_owned();
+        if tx.send(Input::Line(line)).is_err() || wake().is_err() {
+            return;
+        }
+        if n == 0 {
+            break;
         }
     }
     let _ = tx.send(Input::End);
@@ -83,5 +98,21 @@ mod tests {
                 Input::End
             ]
         );
+    }
+
+    #[test]
+    fn a_line_over_the_limit_is_split_between_characters() {
+        let (tx, rx) = sync_channel(16);
+        // The limit falls inside the first 'é' after MAX_INPUT_LINE - 1 ASCII bytes.
+        let mut input = vec![b'a'; MAX_INPUT_LINE as usize - 1];
+        input.extend_from_slice("ééé\n".as_bytes());
+        read_lines(&input[..], &tx, &|| Ok(()));
+        let got: Vec<Input> = rx.try_iter().collect();
+        let Input::Line(first) = &got[0] else {
+            panic!("{got:?}")
+        };
+        assert_eq!(first.len(), MAX_INPUT_LINE as usize - 1);
+        assert_eq!(got[1], Input::Line("ééé".into()));
+        assert_eq!(got[2], Input::End);
     }
 }

@@ -267,6 +267,12 @@ pub fn parse_frame(line: &str) -> Result<Frame, ProtocolError> {
     })
 }
 
+/// True for the lines [`encode_guest`] makes (`<nick> text`, `* event`): what a peerchat node
+/// sends to a connection it has not (yet) recognised as a peer.
+pub fn is_guest_text(line: &str) -> bool {
+    line.starts_with('<') || line.starts_with("* ")
+}
+
 /// Splits `text` into pieces of at most `max` bytes, at character boundaries, so that a long
 /// line becomes several messages instead of being cut.
 pub fn split_text(text: &str, max: usize) -> Vec<&str> {

@@ -20,7 +20,7 @@ use slab::Slab;
 use crate::conn::{
     Conn, Phase, ReadStatus, HIGH_WATER, MAX_BACKLOG, PARTIAL_LINE_IDLE, STALL_LIMIT,
 };
-use crate::core::{Action, Chat, ConnId, Event};
+use crate::core::{self, Action, Chat, ConnId, Event, Origin};
 use crate::fanout::Outgoing;
 use crate::input::{self, Input};
 use crate::output::Output;
@@ -42,6 +42,13 @@ const READ_BUDGET: usize = 4;
 /// Typed or piped input taken per loop turn, at most, before connections are written.
 const INPUT_BUDGET_LINES: usize = 1024;
 const INPUT_BUDGET_BYTES: usize = 256 * 1024;
+
+/// Lines taken off the stdin channel while input waits, so that a typed `/quit` behind them is
+/// seen at once.
+const INPUT_QUEUE: usize = 1024;
+
+/// How long a reader may stay behind while the user is waiting to leave.
+const URGENT_STALL_LIMIT: Duration = Duration::from_secs(1);
 
 /// Accepting again after running out of file descriptors: first wait, and the most.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -122,10 +129,22 @@ pub struct Reactor<W: Write> {
     unread: Vec<usize>,
     /// How many connections are past [`HIGH_WATER`]; local input waits while any is.
     behind: usize,
-    /// Input was left in the channel because this turn's budget ran out.
+    /// Input is waiting (queued here, or left in the channel) that this turn did not take.
     input_more: bool,
-    /// Connections that closed with output for them still unsent while leaving.
+    /// A leave command waits among the queued lines: a stalled reader holding them up gets
+    /// [`URGENT_STALL_LIMIT`] instead of [`STALL_LIMIT`].
+    input_urgent: bool,
+    /// Lines taken off the channel but not yet given to the chat.
+    queued: std::collections::VecDeque<Input>,
+    /// Connections that closed with output for them still unsent, when that output was the
+    /// last chance to deliver it (while leaving, or the last connection of a node that does not
+    /// listen): the run then ends with an error.
     undelivered: usize,
+    /// "nobody is connected" was shown and nobody has connected since.
+    told_nobody: bool,
+    /// Dials are being started; their immediate failures are collected.
+    starting: bool,
+    start_failures: Vec<String>,
     chat: Chat,
     hello: Vec<u8>,
     out: Output<W>,
@@ -170,7 +189,12 @@ impl<W: Write> Reactor<W> {
             unread: Vec::new(),
             behind: 0,
             input_more: false,
+            queued: std::collections::VecDeque::new(),
+            input_urgent: false,
             undelivered: 0,
+            told_nobody: false,
+            starting: false,
+            start_failures: Vec::new(),
             chat,
             hello,
             out,
@@ -185,11 +209,17 @@ impl<W: Write> Reactor<W> {
             reactor.show(&Event::Info(format!("listening on {addr}")));
         }
         let now = Instant::now();
+        reactor.starting = true;
         for dial in setup.dials {
             reactor.dial(dial, now);
         }
-        if let Some(msg) = reactor.fatal.take() {
-            return Err(msg);
+        reactor.starting = false;
+        let failures = std::mem::take(&mut reactor.start_failures);
+        if reactor.listener.is_none() && reactor.conns.is_empty() && !failures.is_empty() {
+            return Err(failures.join("; "));
+        }
+        for msg in failures {
+            reactor.show(&Event::Error(msg));
         }
         Ok(reactor)
     }
@@ -275,6 +305,15 @@ impl<W: Write> Reactor<W> {
         }
     }
 
+    /// How long a connection may stay past [`HIGH_WATER`] before it is closed.
+    fn stall_limit(&self) -> Duration {
+        if self.input_urgent {
+            URGENT_STALL_LIMIT
+        } else {
+            STALL_LIMIT
+        }
+    }
+
     fn next_deadline(&self) -> Option<Instant> {
         let conn_deadlines = self.conns.iter().flat_map(|(_, e)| {
             let c = &e.conn;
@@ -285,7 +324,7 @@ impl<W: Write> Reactor<W> {
             let partial = c
                 .has_guest_partial()
                 .then(|| c.last_read + PARTIAL_LINE_IDLE);
-            let stall = c.behind_since.map(|t| t + STALL_LIMIT);
+            let stall = c.behind_since.map(|t| t + self.stall_limit());
             [connect, partial, stall].into_iter().flatten()
         });
         conn_deadlines
@@ -378,7 +417,10 @@ impl<W: Write> Reactor<W> {
 
     fn dial_failed(&mut self, label: &str, why: &str) {
         let msg = format!("cannot connect to {label}: {why}");
-        if self.listener.is_none() && self.conns.is_empty() {
+        if self.starting {
+            // Whether this is fatal depends on the dials still to start.
+            self.start_failures.push(msg);
+        } else if self.listener.is_none() && self.conns.is_empty() {
             self.fatal = Some(msg);
         } else {
             warn!("{msg}");
@@ -411,7 +453,7 @@ impl<W: Write> Reactor<W> {
                         conn,
                         next_addrs: Vec::new(),
                     });
-                    self.opened(key, now);
+                    self.opened(key, Origin::Accepted, now);
                     self.accept_backoff = ACCEPT_BACKOFF_MIN;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -438,14 +480,19 @@ impl<W: Write> Reactor<W> {
     }
 
     /// A connection is up: send our hello and tell the chat.
-    fn opened(&mut self, k: usize, now: Instant) {
+    fn opened(&mut self, k: usize, origin: Origin, now: Instant) {
         let Some(e) = self.conns.get_mut(k) else {
             return;
         };
         e.conn.queue_raw(&self.hello);
         let addr = e.conn.addr.clone();
         self.mark_dirty(k);
-        self.chat.handle_opened(k, addr, now);
+        self.told_nobody = false;
+        if let Some(deadline) = &mut self.quit_deadline {
+            // A dial that completes while leaving still gets the full grace to deliver.
+            *deadline = (*deadline).max(now + QUIT_GRACE);
+        }
+        self.chat.handle_opened(k, addr, origin, now);
     }
 
     fn mark_dirty(&mut self, k: usize) {
@@ -470,7 +517,7 @@ impl<W: Write> Reactor<W> {
                         e.conn.addr = addr.to_string();
                         let _ = e.stream.set_nodelay(true);
                         info!("connected to {addr}");
-                        self.opened(k, now);
+                        self.opened(k, Origin::Dialled, now);
                         None
                     }
                     Err(err) if err.kind() == io::ErrorKind::NotConnected => return,
@@ -543,7 +590,9 @@ impl<W: Write> Reactor<W> {
             if e.conn.behind_since.is_some() {
                 self.behind -= 1;
             }
-            if self.chat.is_quitting() && e.conn.phase != Phase::Shut && e.conn.backlog() > 0 {
+            let last_chance = self.chat.is_quitting()
+                || (self.listener.is_none() && self.conns.is_empty() && self.input.is_some());
+            if last_chance && e.conn.phase != Phase::Shut && e.conn.backlog() > 0 {
                 warn!(
                     "could not deliver everything to {}: {}",
                     e.conn.addr,
@@ -560,23 +609,38 @@ impl<W: Write> Reactor<W> {
 
     /// Takes typed or piped lines, within this turn's budget, and only while no connection is
     /// behind: a slow peer makes input wait (the stdin thread then blocks on its full channel)
-    /// instead of piling up in memory.
+    /// instead of piling up in memory. A leave command among the waiting lines is not held up:
+    /// everything typed before it is sent, then the chat is left.
     fn drain_input(&mut self) {
-        let (mut lines, mut bytes) = (0, 0);
-        self.input_more = false;
-        while self.behind == 0 {
-            if lines >= INPUT_BUDGET_LINES || bytes >= INPUT_BUDGET_BYTES {
-                self.input_more = true;
-                return;
-            }
-            let Some(rx) = &self.input else { return };
+        let mut channel_open = true;
+        while channel_open && self.queued.len() < INPUT_QUEUE {
+            let Some(rx) = &self.input else { break };
             match rx.try_recv() {
-                Ok(Input::Line(line)) => {
-                    lines += 1;
-                    bytes += line.len();
-                    self.chat.handle_input(&line);
+                Ok(input) => self.queued.push_back(input),
+                Err(TryRecvError::Empty) => channel_open = false,
+                Err(TryRecvError::Disconnected) => {
+                    self.queued.push_back(Input::End);
+                    self.input = None;
                 }
-                Ok(Input::End) | Err(TryRecvError::Disconnected) => {
+            }
+        }
+        let urgent = self
+            .queued
+            .iter()
+            .any(|i| matches!(i, Input::Line(l) if core::is_leave_command(l)));
+        let (mut lines, mut bytes) = (0, 0);
+        while let Some(input) = self.queued.front() {
+            let over_budget = lines >= INPUT_BUDGET_LINES || bytes >= INPUT_BUDGET_BYTES;
+            if over_budget || self.behind > 0 {
+                break;
+            }
+            if let Input::Line(line) = input {
+                lines += 1;
+                bytes += line.len();
+            }
+            match self.queued.pop_front() {
+                Some(Input::Line(line)) => self.chat.handle_input(&line),
+                Some(Input::End) => {
                     self.input = None;
                     if self.keep_open {
                         self.show(&Event::Info(
@@ -585,12 +649,12 @@ impl<W: Write> Reactor<W> {
                     } else {
                         self.chat.handle_input_end();
                     }
-                    return;
                 }
-                Err(TryRecvError::Empty) => return,
+                None => {}
             }
         }
-        self.input_more = true;
+        self.input_more = !self.queued.is_empty() || (channel_open && self.input.is_some());
+        self.input_urgent = urgent && !self.queued.is_empty();
     }
 
     /// Timers: dial timeouts, a guest's unterminated line, a reader stalled too long, the hello
@@ -598,12 +662,13 @@ impl<W: Write> Reactor<W> {
     fn tick(&mut self, now: Instant) {
         let mut timed_out = Vec::new();
         let mut stalled = Vec::new();
+        let limit = self.stall_limit();
         let mut partial = Vec::new();
         for (k, e) in &self.conns {
             let c = &e.conn;
             match c.phase {
                 Phase::Connecting { deadline } if now >= deadline => timed_out.push(k),
-                _ if c.behind_since.is_some_and(|t| now >= t + STALL_LIMIT) => stalled.push(k),
+                _ if c.behind_since.is_some_and(|t| now >= t + limit) => stalled.push(k),
                 _ if c.has_guest_partial() && now >= c.last_read + PARTIAL_LINE_IDLE => {
                     partial.push(k)
                 }
@@ -616,7 +681,7 @@ impl<W: Write> Reactor<W> {
         for k in stalled {
             let reason = format!(
                 "too slow: over {HIGH_WATER} bytes unsent for {}s",
-                STALL_LIMIT.as_secs()
+                limit.as_secs()
             );
             self.close(k, Some(reason));
         }
@@ -677,9 +742,11 @@ impl<W: Write> Reactor<W> {
                 self.dirty.push(k);
             }
         }
-        if sent == 0 {
+        if sent == 0 && !self.told_nobody {
             if let Frame::Msg { id, .. } = &*out.frame {
                 if id.node == self.node && except.is_none() {
+                    // Once until someone connects, not once per line of a pipe.
+                    self.told_nobody = true;
                     self.show(&Event::Info("nobody is connected; not sent".into()));
                 }
             }
@@ -748,7 +815,11 @@ impl<W: Write> Reactor<W> {
             return Some(Err(msg));
         }
         if let Some(deadline) = self.quit_deadline {
-            if now >= deadline {
+            let dialling = self
+                .conns
+                .iter()
+                .any(|(_, e)| matches!(e.conn.phase, Phase::Connecting { .. }));
+            if now >= deadline && !dialling {
                 // Connections still waiting for their hello or with bytes unsent did not get
                 // everything; those only waiting for the other end to close did.
                 for (_, e) in &self.conns {
@@ -772,7 +843,10 @@ impl<W: Write> Reactor<W> {
             if !self.out_broken {
                 let _ = self.out.flush();
             }
-            return Some(Ok(()));
+            return Some(match self.undelivered {
+                0 => Ok(()),
+                _ => Err("the last connection closed before everything was delivered".into()),
+            });
         }
         None
     }

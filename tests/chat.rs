@@ -536,3 +536,92 @@ fn a_dial_falls_back_to_the_next_address_keeping_what_was_typed() {
     hub.wait_leave("fallback");
     assert_eq!(run.join().unwrap(), Ok(()));
 }
+
+#[test]
+fn a_peer_that_fails_at_once_does_not_stop_the_next_one() {
+    // fe80::1 without a scope id is refused by the kernel at once: no packet leaves.
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let live = format!("127.0.0.1:{port}");
+    let mut node = Node::spawn(&["[fe80::1]:5000", &live, "--json", "--nick", "second"]);
+    node.wait_event(|v| {
+        v["event"] == "error"
+            && v["text"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("cannot connect to [fe80::1]:5000")
+    });
+    hub.wait_join("second");
+    node.send("made it");
+    hub.wait_message("second", "made it");
+}
+
+#[test]
+fn input_lost_to_a_stalled_last_connection_exits_1() {
+    // A listener that accepts and never reads: what is piped in cannot be delivered, and the
+    // program must say so instead of exiting 0.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut child = util::client_process(port, "stuck", &[], Stdio::null());
+    let (_held_open, _) = listener.accept().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let line = format!("{}\n", "z".repeat(1000));
+        // At most 64 MB; stops when peerchat stops reading or exits.
+        for _ in 0..64 * 1024 {
+            if stdin.write_all(line.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines()
+            .any(|l| l == "peerchat: the last connection closed before everything was delivered"),
+        "{err}"
+    );
+}
+
+#[test]
+fn quit_is_not_held_up_by_a_stalled_reader() {
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let mut bob = Node::client("bob", port, &[]);
+    hub.wait_join("bob");
+    bob.wait_join("hub");
+    // A guest that never reads: the hub's output to it backs up and local input waits.
+    let mut stalled = Raw::connect(port);
+    stalled.send(b"I never read\n");
+    hub.wait_message("guest-1", "I never read");
+    // About 28 MB in 900 lines: more than the kernel buffers plus 1 MiB, fewer lines than
+    // peerchat takes off stdin (1024) while input waits.
+    let chunk = "q".repeat(32 * 1024);
+    for i in 0..900 {
+        hub.send(&format!("{i} {chunk}"));
+    }
+    hub.send("/quit bye");
+    let leave = bob.wait_leave("hub");
+    assert_eq!(leave["reason"], "bye");
+    // Everything typed before /quit reached the reader that reads, in order.
+    let texts: Vec<String> = bob
+        .events()
+        .iter()
+        .filter(|v| v["event"] == "message" && v["from"] == "hub")
+        .map(|v| v["text"].as_str().unwrap_or("").to_string())
+        .collect();
+    let want: Vec<String> = (0..900).map(|i| format!("{i} {chunk}")).collect();
+    assert!(
+        texts == want,
+        "bob got {} of 900 lines, in order",
+        texts.len()
+    );
+    hub.wait_exit();
+    // Once /quit was waiting, the stalled guest was given 1 s, not the usual 10 s.
+    let cut = hub.wait_leave("guest-1");
+    assert_eq!(
+        cut["reason"], "too slow: over 1048576 bytes unsent for 1s",
+        "{cut}"
+    );
+}
