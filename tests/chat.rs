@@ -137,10 +137,7 @@ fn piped_stdin_is_delivered_before_exit() {
 
 #[test]
 fn sair_exits_zero_and_the_other_side_sees_the_leave() {
-    let (mut hub, port) = Node::listener("hub", &[]);
-    let mut bob = Node::client("bob", port, &[]);
-    hub.wait_join("bob");
-    bob.wait_join("hub");
+    let (mut hub, mut bob, port) = Node::pair("hub", "bob", &[]);
     bob.send("  SAIR ");
     assert_eq!(bob.wait_exit().code(), Some(0));
     hub.wait_leave("bob");
@@ -185,10 +182,7 @@ fn a_killed_peer_is_shown_leaving_and_the_client_ends_when_its_hub_goes() {
 
 #[test]
 fn keep_open_stays_after_input_ends() {
-    let (mut hub, port) = Node::listener("hub", &[]);
-    let mut bob = Node::client("bob", port, &["--keep-open"]);
-    hub.wait_join("bob");
-    bob.wait_join("hub");
+    let (mut hub, mut bob, _) = Node::pair("hub", "bob", &["--keep-open"]);
     bob.close_stdin();
     bob.wait_event(|v| v["event"] == "info" && v["text"].as_str().unwrap().contains("input ended"));
     hub.send("are you still there?");
@@ -465,10 +459,7 @@ fn a_flooding_guest_does_not_stall_the_others() {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    let (mut hub, port) = Node::listener("hub", &[]);
-    let mut carol = Node::client("carol", port, &[]);
-    hub.wait_join("carol");
-    carol.wait_join("hub");
+    let (mut hub, mut carol, port) = Node::pair("hub", "carol", &[]);
 
     let mut flood = Raw::connect(port);
     flood.send(b"flood starts\n");
@@ -587,10 +578,7 @@ fn input_lost_to_a_stalled_last_connection_exits_1() {
 
 #[test]
 fn quit_is_not_held_up_by_a_stalled_reader() {
-    let (mut hub, port) = Node::listener("hub", &[]);
-    let mut bob = Node::client("bob", port, &[]);
-    hub.wait_join("bob");
-    bob.wait_join("hub");
+    let (mut hub, mut bob, port) = Node::pair("hub", "bob", &[]);
     // A guest that never reads: the hub's output to it backs up and local input waits.
     let mut stalled = Raw::connect(port);
     stalled.send(b"I never read\n");

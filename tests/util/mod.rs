@@ -106,6 +106,15 @@ impl Node {
         Node::spawn(&args)
     }
 
+    /// A listener and one client connected to it, each having seen the other join.
+    pub fn pair(hub_nick: &str, client_nick: &str, client_extra: &[&str]) -> (Node, Node, u16) {
+        let (mut hub, port) = Node::listener(hub_nick, &[]);
+        let mut client = Node::client(client_nick, port, client_extra);
+        hub.wait_join(client_nick);
+        client.wait_join(hub_nick);
+        (hub, client, port)
+    }
+
     /// Types a line.
     pub fn send(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin still open");
