@@ -100,6 +100,8 @@ fn answered<T>(r: io::Result<T>) -> Result<Option<T>, String> {
 }
 
 fn first_addr(hp: &HostPort) -> Result<std::net::SocketAddr, String> {
-    // resolve() never returns an empty list.
-    hp.resolve().map(|addrs| addrs[0])
+    hp.resolve()?
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("cannot resolve {}: no address", hp.host))
 }
