@@ -142,9 +142,6 @@ pub struct Reactor<W: Write> {
     undelivered: usize,
     /// "nobody is connected" was shown and nobody has connected since.
     told_nobody: bool,
-    /// Dials are being started; their immediate failures are collected.
-    starting: bool,
-    start_failures: Vec<String>,
     chat: Chat,
     hello: Vec<u8>,
     out: Output<W>,
@@ -193,8 +190,6 @@ impl<W: Write> Reactor<W> {
             input_urgent: false,
             undelivered: 0,
             told_nobody: false,
-            starting: false,
-            start_failures: Vec::new(),
             chat,
             hello,
             out,
@@ -209,12 +204,12 @@ impl<W: Write> Reactor<W> {
             reactor.show(&Event::Info(format!("listening on {addr}")));
         }
         let now = Instant::now();
-        reactor.starting = true;
-        for dial in setup.dials {
-            reactor.dial(dial, now);
-        }
-        reactor.starting = false;
-        let failures = std::mem::take(&mut reactor.start_failures);
+        // A peer that fails at once is fatal only if no other peer or listener is left.
+        let failures: Vec<String> = setup
+            .dials
+            .into_iter()
+            .filter_map(|dial| reactor.dial(dial, now).err())
+            .collect();
         if reactor.listener.is_none() && reactor.conns.is_empty() && !failures.is_empty() {
             return Err(failures.join("; "));
         }
@@ -361,7 +356,9 @@ impl<W: Write> Reactor<W> {
         Ok(stream)
     }
 
-    fn dial(&mut self, dial: Dial, now: Instant) {
+    /// Starts dialling; the error is the message for a peer none of whose addresses could even
+    /// start connecting.
+    fn dial(&mut self, dial: Dial, now: Instant) -> Result<(), String> {
         let key = self.conns.vacant_key();
         let mut addrs = dial.addrs.into_iter();
         let mut error = io::Error::from(io::ErrorKind::AddrNotAvailable);
@@ -382,12 +379,16 @@ impl<W: Write> Reactor<W> {
                         conn,
                         next_addrs,
                     });
-                    return;
+                    return Ok(());
                 }
                 Err(e) => error = e,
             }
         }
-        self.dial_failed(&dial.label, &describe(&error));
+        Err(format!(
+            "cannot connect to {}: {}",
+            dial.label,
+            describe(&error)
+        ))
     }
 
     /// Dialling `k` failed: try its next address, keeping what is queued for it, or give up.
@@ -417,10 +418,7 @@ impl<W: Write> Reactor<W> {
 
     fn dial_failed(&mut self, label: &str, why: &str) {
         let msg = format!("cannot connect to {label}: {why}");
-        if self.starting {
-            // Whether this is fatal depends on the dials still to start.
-            self.start_failures.push(msg);
-        } else if self.listener.is_none() && self.conns.is_empty() {
+        if self.listener.is_none() && self.conns.is_empty() {
             self.fatal = Some(msg);
         } else {
             warn!("{msg}");
@@ -609,8 +607,8 @@ impl<W: Write> Reactor<W> {
 
     /// Takes typed or piped lines, within this turn's budget, and only while no connection is
     /// behind: a slow peer makes input wait (the stdin thread then blocks on its full channel)
-    /// instead of piling up in memory. A leave command among the waiting lines is not held up:
-    /// everything typed before it is sent, then the chat is left.
+    /// instead of piling up in memory. A leave command among the waiting lines shortens the
+    /// time a stalled reader may hold them up (see [`Reactor::stall_limit`]).
     fn drain_input(&mut self) {
         let mut channel_open = true;
         while channel_open && self.queued.len() < INPUT_QUEUE {
@@ -792,12 +790,7 @@ impl<W: Write> Reactor<W> {
                     Err(err) => to_close.push((k, describe(&err))),
                 }
             }
-            if quitting
-                && backlog == 0
-                && e.conn.phase == Phase::Open
-                && e.conn.role.is_some()
-                && !e.conn.is_holding()
-            {
+            if quitting && backlog == 0 && e.conn.phase == Phase::Open && e.conn.role.is_some() {
                 // Everything is out: say so with a FIN, and wait for the other end to close,
                 // so that nothing we sent is lost to a reset.
                 let _ = e.stream.shutdown(Shutdown::Write);

@@ -254,13 +254,9 @@ fn help_and_version_exit_0() {
 #[test]
 fn an_oversize_line_drops_only_that_connection() {
     let (mut hub, port) = Node::listener("hub", &[]);
-    let mut other = Raw::connect(port);
-    other.send(b"I am fine\n");
-    hub.wait_message("guest-1", "I am fine");
+    let mut other = Raw::joined(&mut hub, port, "guest-1", "I am fine");
 
-    let mut big = Raw::connect(port);
-    big.send(b"short first line\n");
-    hub.wait_message("guest-2", "short first line");
+    let mut big = Raw::joined(&mut hub, port, "guest-2", "short first line");
     big.send(&vec![b'a'; 70 * 1024]);
     let leave = hub.wait_leave("guest-2");
     assert!(
@@ -461,9 +457,7 @@ fn a_flooding_guest_does_not_stall_the_others() {
 
     let (mut hub, mut carol, port) = Node::pair("hub", "carol", &[]);
 
-    let mut flood = Raw::connect(port);
-    flood.send(b"flood starts\n");
-    hub.wait_message("guest-1", "flood starts");
+    let flood = Raw::joined(&mut hub, port, "guest-1", "flood starts");
     let stop = Arc::new(AtomicBool::new(false));
     let flooding = {
         let stop = stop.clone();
@@ -580,9 +574,7 @@ fn input_lost_to_a_stalled_last_connection_exits_1() {
 fn quit_is_not_held_up_by_a_stalled_reader() {
     let (mut hub, mut bob, port) = Node::pair("hub", "bob", &[]);
     // A guest that never reads: the hub's output to it backs up and local input waits.
-    let mut stalled = Raw::connect(port);
-    stalled.send(b"I never read\n");
-    hub.wait_message("guest-1", "I never read");
+    let _stalled = Raw::joined(&mut hub, port, "guest-1", "I never read");
     // About 28 MB in 900 lines: more than the kernel buffers plus 1 MiB, fewer lines than
     // peerchat takes off stdin (1024) while input waits.
     let chunk = "q".repeat(32 * 1024);

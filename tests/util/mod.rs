@@ -248,6 +248,15 @@ impl Raw {
         Raw { stream, reader }
     }
 
+    /// Connects to the node listening on `port` as a guest and sends `first_line`, returning
+    /// once `hub` shows it as a message from `nick` (so the guest is known to have joined).
+    pub fn joined(hub: &mut Node, port: u16, nick: &str, first_line: &str) -> Raw {
+        let mut raw = Raw::connect(port);
+        raw.send(format!("{first_line}\n").as_bytes());
+        hub.wait_message(nick, first_line);
+        raw
+    }
+
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("raw send");
     }
