@@ -7,13 +7,14 @@ use std::time::Instant;
 
 use peerchat::core::Role;
 use peerchat::fanout::Outgoing;
-use peerchat::protocol::{self, Frame, LineDecoder, MsgId};
+use peerchat::protocol::{self, Frame, LineDecoder, MemberId, MsgId};
 
 fn main() {
     let text = "x".repeat(40);
     let frames: Vec<Frame> = (0..100_000u64)
         .map(|seq| Frame::Msg {
             id: MsgId { node: 0xfeed, seq },
+            from: MemberId::node(0xfeed),
             nick: "alice".into(),
             text: text.clone(),
         })

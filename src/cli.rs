@@ -19,8 +19,11 @@ Examples:
   peerchat -l 6000 10.0.0.7:5000  listen on 6000 and connect to 10.0.0.7:5000
   printf 'hi\\n' | peerchat HOST   send lines from a pipe, then leave
   peerchat                        on a terminal: ask server or client, like chat_p2p.py
+  peerchat --mesh --nick ana      join whoever runs on ports 5000-5004 of this machine
+  peerchat --mesh 6000-6009 --host 10.0.0.7 --log-file logs_chat.txt
 
-Type a line to send it; sair, /quit or /exit leaves; /help lists commands.";
+Type a line to send it; sair, /quit or /exit leaves; /help lists commands
+(/msg, /me, /nick, /names, /connect).";
 
 /// peerchat: a peer-to-peer terminal chat.
 #[derive(Parser, Debug)]
@@ -52,6 +55,78 @@ pub struct Args {
     /// Keep running (receive only) after standard input ends
     #[arg(long)]
     pub keep_open: bool,
+
+    /// Mesh mode: listen on the first free port of RANGE on --host and connect to every other
+    /// port of it, again and again, like the TCP Chat Simulator [default RANGE: 5000-5004]
+    #[arg(
+        long,
+        value_name = "RANGE",
+        num_args = 0..=1,
+        default_missing_value = "5000-5004",
+        value_parser = parse_range,
+        conflicts_with = "listen"
+    )]
+    pub mesh: Option<PortRange>,
+
+    /// The host whose ports --mesh uses
+    #[arg(
+        long,
+        value_name = "HOST",
+        default_value = "127.0.0.1",
+        requires = "mesh"
+    )]
+    pub host: String,
+
+    /// Peer connections to open by itself (mesh scans, peer exchange), at most
+    #[arg(long, value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_peers: u16,
+
+    /// Seconds a peer may stay silent (it is pinged first) before it is dropped
+    #[arg(long, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub timeout: u64,
+
+    /// Append events (connections, messages sent and received, leaves) to PATH, one line each
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<std::path::PathBuf>,
+}
+
+/// An inclusive port range, `A-B`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+/// Parses `A-B` (or a single port `A`): ports 1-65535, A <= B, at most 1000 ports.
+pub fn parse_range(s: &str) -> Result<PortRange, String> {
+    let s = s.trim();
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let port = |p: &str| -> Result<u16, String> {
+        match p.trim().parse::<u16>() {
+            Ok(0) | Err(_) => Err(format!(
+                "'{s}' is not a port range like 5000-5004 (ports 1-65535)"
+            )),
+            Ok(n) => Ok(n),
+        }
+    };
+    let (first, last) = (port(a)?, port(b)?);
+    if first > last {
+        return Err(format!(
+            "'{s}': the range is inverted (write {last}-{first})"
+        ));
+    }
+    if last - first >= 1000 {
+        return Err(format!("'{s}': at most 1000 ports"));
+    }
+    Ok(PortRange { first, last })
 }
 
 /// A host and port as the user wrote them, not yet resolved.
@@ -267,6 +342,27 @@ mod tests {
             .contains("looks like a port"));
         assert!(parse_peer("10.0.0.7:0").is_err());
         assert_eq!(hp("::1", 5000).to_string(), "[::1]:5000");
+    }
+
+    #[test]
+    fn port_ranges() {
+        let r = |first, last| Ok(PortRange { first, last });
+        assert_eq!(parse_range("5000-5004"), r(5000, 5004));
+        assert_eq!(parse_range("6000"), r(6000, 6000));
+        assert_eq!(parse_range(" 1-1 "), r(1, 1));
+        for bad in [
+            "",
+            "abc",
+            "5000-",
+            "-5000",
+            "5004-5000",
+            "0-10",
+            "70000-70001",
+            "1-2000",
+        ] {
+            assert!(parse_range(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_range("5004-5000").unwrap_err().contains("inverted"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::core::Role;
 use crate::fanout::Outgoing;
-use crate::protocol::{Frame, LineDecoder};
+use crate::protocol::{self, Frame, LineDecoder};
 
 /// A connection whose unsent output grows past this is too slow to keep: it is closed.
 pub const MAX_BACKLOG: usize = 4 * 1024 * 1024;
@@ -66,6 +66,9 @@ pub struct Conn {
     pub unread: bool,
     /// Since when the output has been past [`HIGH_WATER`].
     pub behind_since: Option<Instant>,
+    /// Being closed on purpose once its output is out (a duplicate link), by this instant at
+    /// the latest.
+    pub retire_by: Option<Instant>,
     out: Vec<u8>,
     out_pos: usize,
     held: Vec<Rc<Frame>>,
@@ -85,6 +88,7 @@ impl Conn {
             dirty: false,
             unread: false,
             behind_since: None,
+            retire_by: None,
             out: Vec::new(),
             out_pos: 0,
             held: Vec::new(),
@@ -105,6 +109,17 @@ impl Conn {
                 self.held_bytes += out.bytes(Role::Peer).len();
                 self.held.push(out.frame.clone());
             }
+        }
+    }
+
+    /// Queues a frame meant for this connection alone (a guest gets a DM in its direct form).
+    pub fn queue_direct(&mut self, frame: &Rc<Frame>) {
+        match self.role {
+            Some(Role::Peer) => protocol::encode(frame, &mut self.out),
+            Some(Role::Guest) => {
+                protocol::encode_guest_direct(frame, &mut self.out);
+            }
+            None => self.queue(&Outgoing::new(frame.clone())),
         }
     }
 
@@ -209,6 +224,7 @@ mod tests {
     fn msg(seq: u64) -> Outgoing {
         Outgoing::new(Rc::new(Frame::Msg {
             id: MsgId { node: 9, seq },
+            from: crate::protocol::MemberId::node(9),
             nick: "bob".into(),
             text: format!("message {seq}"),
         }))

@@ -1,15 +1,18 @@
-//! The chat itself, as a pure state machine: who is connected and as what (peer or guest), which
-//! messages were already seen, what to show, what to send where.
+//! The chat itself, as a pure state machine: who is connected and as what (peer or guest), who is
+//! in the chat group-wide (the roster), which messages were already seen, what to show, what to
+//! send where, whom to dial.
 //!
 //! Inputs are `handle_*` calls (a line from a connection, a typed line, a connection opened or
-//! closed, a tick with the current time); outputs are [`Action`]s taken with
+//! closed, a dial that failed, a tick with the current time); outputs are [`Action`]s taken with
 //! [`Chat::poll_action`]. Must not do IO or read the clock: the caller passes `now`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::protocol::{self, Frame, Hello, MsgId, NodeId, MAX_TEXT};
+use crate::protocol::{self, check_nick, Frame, Hello, MemberId, MsgId, NodeId, MAX_TEXT};
 
 /// Identifies one connection; the reactor uses its slab key.
 pub type ConnId = usize;
@@ -23,15 +26,38 @@ pub const HELLO_WAIT: Duration = Duration::from_millis(1000);
 /// network) is more likely than a person typing nothing into `nc -l`.
 pub const HELLO_WAIT_DIALLED: Duration = Duration::from_millis(3000);
 
-/// Which side opened a connection.
+/// A peer silent this long is dropped (`--timeout`); it is pinged after a third of it.
+pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Direct peer connections a node opens by itself, at most (`--max-peers`).
+pub const DEFAULT_MAX_PEERS: usize = 8;
+
+/// Mesh mode scans its port range again after this long at first, doubling up to the most.
+const SCAN_FIRST: Duration = Duration::from_secs(1);
+const SCAN_MAX: Duration = Duration::from_secs(8);
+
+/// Re-dialling a peer that dropped: first wait, the most, and how many tries.
+const REDIAL_FIRST: Duration = Duration::from_secs(1);
+const REDIAL_MAX: Duration = Duration::from_secs(30);
+const REDIAL_TRIES: u32 = 10;
+
+/// How many message ids are remembered to drop duplicates that come back over another path,
+/// and for how long at most.
+const SEEN_CAP: usize = 100_000;
+const SEEN_AGE: Duration = Duration::from_secs(600);
+
+/// Members of the chat known at once, at most; joins past it are not recorded.
+const MAX_MEMBERS: usize = 100_000;
+
+/// Which side opened a connection, and why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
     Accepted,
+    /// The user asked for it (command line, `/connect`): failures are shown.
     Dialled,
+    /// The chat asked for it ([`Action::Dial`]): only peerchat nodes are kept.
+    Auto,
 }
-
-/// How many message ids are remembered to drop duplicates that come back over another path.
-const SEEN_CAP: usize = 100_000;
 
 /// What the other end of a connection turned out to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,12 +68,33 @@ pub enum Role {
     Guest,
 }
 
-/// Something for the user to see.
+/// One line of `/names`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Name {
+    pub nick: String,
+    pub addr: Option<String>,
+    pub you: bool,
+}
+
+/// Something for the user to see (or, for `Sent`, only for the event log).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     Message {
         from: String,
         text: String,
+    },
+    Me {
+        from: String,
+        text: String,
+    },
+    Dm {
+        from: String,
+        to: String,
+        text: String,
+    },
+    Nick {
+        old: String,
+        nick: String,
     },
     Join {
         nick: String,
@@ -58,6 +105,9 @@ pub enum Event {
         addr: Option<String>,
         reason: Option<String>,
     },
+    Names(Vec<Name>),
+    /// The local user sent this line (as `<nick> text` or `* nick action`); not shown on stdout.
+    Sent(String),
     Info(String),
     Error(String),
 }
@@ -72,34 +122,86 @@ pub enum Action {
         except: Option<ConnId>,
         frame: Rc<Frame>,
     },
-    /// Close `conn`; `reason` says why, for the log.
+    /// Send `frame` on `conn` only (a guest gets the direct form of a DM).
+    Send { conn: ConnId, frame: Rc<Frame> },
+    /// Close `conn` now; `reason` says why, for the log.
     Close { conn: ConnId, reason: String },
+    /// Deliver what is queued for `conn` (a `CLOSE` frame last), then close it. Nobody left.
+    Retire { conn: ConnId },
+    /// Dial `addr` on the chat's behalf: open it with [`Origin::Auto`], or report
+    /// [`Chat::handle_dial_failed`]. Failures are not shown.
+    Dial(SocketAddr),
+    /// The user asked to connect to `HOST[:PORT]`: resolve and dial it as a command-line peer.
+    Connect(String),
     /// Show an event to the user.
     Show(Event),
     /// The local user left: deliver what is queued, then end.
     Quit,
 }
 
-/// Who this node is.
+/// Mesh mode: the host and port range scanned for other nodes.
+#[derive(Clone, Debug)]
+pub struct Mesh {
+    pub host: IpAddr,
+    pub ports: RangeInclusive<u16>,
+}
+
+/// Who this node is and how it finds others.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub nick: String,
     pub node: NodeId,
     /// The port this node listens on, announced in the hello.
     pub listen: Option<u16>,
+    pub mesh: Option<Mesh>,
+    pub max_peers: usize,
+    pub peer_timeout: Duration,
+    /// Re-dial peers that drop without saying goodbye (a node that listens stays in the chat).
+    pub redial: bool,
+}
+
+impl Config {
+    /// A node with the default limits, not in mesh mode.
+    pub fn new(nick: String, node: NodeId, listen: Option<u16>) -> Config {
+        Config {
+            nick,
+            node,
+            listen,
+            mesh: None,
+            max_peers: DEFAULT_MAX_PEERS,
+            peer_timeout: DEFAULT_PEER_TIMEOUT,
+            redial: listen.is_some(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PeerState {
+    Active,
+    /// It announced its own leave, so its close needs no announcement.
+    SaidBye,
+    /// A second connection to the same node: being closed on purpose, nobody left.
+    Retired,
+}
+
+#[derive(Debug)]
+struct Peer {
+    nick: String,
+    node: NodeId,
+    state: PeerState,
+    /// Where it listens (its address as we see it, with the port from its hello).
+    listen: Option<SocketAddr>,
+    last_heard: Instant,
+    pinged: bool,
 }
 
 #[derive(Debug)]
 enum Kind {
     /// No line yet; taken for a guest at this instant if none comes.
     Pending(Instant),
-    Peer {
-        nick: String,
-        node: NodeId,
-        /// It announced its own leave, so its close needs no announcement.
-        said_bye: bool,
-    },
+    Peer(Peer),
     Guest {
+        member: MemberId,
         nick: String,
         /// Made a guest by its silence, and still silent: a hello may yet come (late).
         silent: bool,
@@ -108,41 +210,92 @@ enum Kind {
 
 #[derive(Debug)]
 struct Conn {
-    addr: String,
+    addr: SocketAddr,
+    origin: Origin,
     kind: Kind,
 }
 
-/// Message ids already handled, bounded: the oldest are forgotten first.
-#[derive(Debug, Default)]
-struct Seen {
-    set: HashSet<MsgId>,
-    order: VecDeque<MsgId>,
+/// A bounded set, oldest forgotten first: by count, and by age when `age` is set.
+#[derive(Debug)]
+struct Recent<T> {
+    set: HashSet<T>,
+    order: VecDeque<(T, Instant)>,
+    cap: usize,
+    age: Option<Duration>,
 }
 
-impl Seen {
-    /// Records `id`; false if it was there already.
-    fn insert(&mut self, id: MsgId) -> bool {
-        if !self.set.insert(id) {
+impl<T: Copy + Eq + std::hash::Hash> Recent<T> {
+    fn new(cap: usize, age: Option<Duration>) -> Self {
+        Recent {
+            set: HashSet::new(),
+            order: VecDeque::new(),
+            cap,
+            age,
+        }
+    }
+
+    /// Records `item`; false if it was there already.
+    fn insert(&mut self, item: T, now: Instant) -> bool {
+        while let Some(&(old, at)) = self.order.front() {
+            let too_old = self
+                .age
+                .is_some_and(|age| now.saturating_duration_since(at) > age);
+            if self.order.len() < self.cap && !too_old {
+                break;
+            }
+            self.order.pop_front();
+            self.set.remove(&old);
+        }
+        if !self.set.insert(item) {
             return false;
         }
-        self.order.push_back(id);
-        if self.order.len() > SEEN_CAP {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
-        }
+        self.order.push_back((item, now));
         true
     }
+
+    fn contains(&self, item: &T) -> bool {
+        self.set.contains(item)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Member {
+    nick: String,
+    addr: Option<String>,
+}
+
+/// A peer address to dial again.
+#[derive(Debug)]
+struct Redial {
+    /// `None` while a dial is under way.
+    due: Option<Instant>,
+    backoff: Duration,
+    tries: u32,
 }
 
 /// The chat state of one node.
 #[derive(Debug)]
 pub struct Chat {
     cfg: Config,
+    me: MemberId,
     seq: u64,
+    /// The latest `now` the caller passed.
+    clock: Instant,
     conns: HashMap<ConnId, Conn>,
-    seen: Seen,
-    guests: u64,
+    seen: Recent<MsgId>,
+    /// Everyone in the chat as far as this node knows, itself included.
+    members: HashMap<MemberId, Member>,
+    /// Members that left for good (their own node said so): late joins for them are stale.
+    gone: Recent<MemberId>,
+    guests: u32,
+    /// Dials the chat asked for that have not opened or failed yet.
+    dialling: HashSet<SocketAddr>,
+    /// Peers that dropped, to dial again.
+    redial: HashMap<SocketAddr, Redial>,
+    /// Addresses that answered but are not another peerchat node: not dialled again by itself.
+    not_peers: HashSet<SocketAddr>,
+    next_scan: Option<Instant>,
+    scan_every: Duration,
     quitting: bool,
     actions: VecDeque<Action>,
 }
@@ -161,23 +314,44 @@ pub fn is_leave_command(line: &str) -> bool {
     is_quit_word(word) && (arg.is_empty() || word.starts_with('/'))
 }
 
-const HELP: &str = "type a line to send it; /quit [reason], /exit or sair to leave; \
-                    //text sends a line starting with /";
+/// The commands, for `/help`.
+pub const HELP: &str = "type a line to send it. Commands: /msg NICK text (direct message), \
+/me action, /nick NEW, /names (who is here), /connect HOST[:PORT], /help, \
+/quit [reason] (also /exit, sair); //text sends a line starting with /";
 
 impl Chat {
-    pub fn new(cfg: Config) -> Self {
+    pub fn new(cfg: Config, now: Instant) -> Self {
+        let me = MemberId::node(cfg.node);
+        let mut members = HashMap::new();
+        members.insert(
+            me,
+            Member {
+                nick: cfg.nick.clone(),
+                addr: None,
+            },
+        );
+        let next_scan = cfg.mesh.as_ref().map(|_| now);
         Chat {
-            cfg,
+            me,
             seq: 0,
+            clock: now,
             conns: HashMap::new(),
-            seen: Seen::default(),
+            seen: Recent::new(SEEN_CAP, Some(SEEN_AGE)),
+            members,
+            gone: Recent::new(SEEN_CAP, None),
             guests: 0,
+            dialling: HashSet::new(),
+            redial: HashMap::new(),
+            not_peers: HashSet::new(),
+            next_scan,
+            scan_every: SCAN_FIRST,
             quitting: false,
             actions: VecDeque::new(),
+            cfg,
         }
     }
 
-    /// The hello this node sends first on every connection.
+    /// The hello this node sends first on every connection (it carries the current nick).
     pub fn hello(&self) -> Frame {
         Frame::Hello(Hello {
             nick: self.cfg.nick.clone(),
@@ -193,12 +367,20 @@ impl Chat {
 
     /// The earliest instant at which [`Chat::handle_tick`] has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.conns
-            .values()
-            .filter_map(|c| match c.kind {
-                Kind::Pending(due) => Some(due),
-                _ => None,
-            })
+        let timeout = self.cfg.peer_timeout;
+        let conns = self.conns.values().filter_map(|c| match &c.kind {
+            Kind::Pending(due) => Some(*due),
+            Kind::Peer(p) if p.state == PeerState::Active => Some(if p.pinged {
+                p.last_heard + timeout
+            } else {
+                p.last_heard + timeout / 3
+            }),
+            _ => None,
+        });
+        let redials = self.redial.values().filter_map(|r| r.due);
+        conns
+            .chain(redials)
+            .chain(self.next_scan.filter(|_| !self.quitting))
             .min()
     }
 
@@ -207,19 +389,36 @@ impl Chat {
         self.quitting
     }
 
-    /// A connection is open (accepted, or our dial succeeded). The caller has sent our hello.
-    pub fn handle_opened(&mut self, conn: ConnId, addr: String, origin: Origin, now: Instant) {
+    /// A connection is open (accepted, or a dial succeeded). The caller has sent our hello.
+    pub fn handle_opened(&mut self, conn: ConnId, addr: SocketAddr, origin: Origin, now: Instant) {
+        self.clock = now;
         let wait = match origin {
             Origin::Accepted => HELLO_WAIT,
-            Origin::Dialled => HELLO_WAIT_DIALLED,
+            Origin::Dialled | Origin::Auto => HELLO_WAIT_DIALLED,
         };
         self.conns.insert(
             conn,
             Conn {
                 addr,
+                origin,
                 kind: Kind::Pending(now + wait),
             },
         );
+    }
+
+    /// A dial asked for with [`Action::Dial`] failed.
+    pub fn handle_dial_failed(&mut self, addr: SocketAddr, now: Instant) {
+        self.clock = now;
+        self.dialling.remove(&addr);
+        if let Some(r) = self.redial.get_mut(&addr) {
+            r.tries += 1;
+            if r.tries >= REDIAL_TRIES {
+                self.redial.remove(&addr);
+            } else {
+                r.due = Some(now + r.backoff);
+                r.backoff = (r.backoff * 2).min(REDIAL_MAX);
+            }
+        }
     }
 
     /// A connection is gone. `reason` is shown with the leave when the peer did not say goodbye.
@@ -227,46 +426,144 @@ impl Chat {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
-        let nick = match c.kind {
-            Kind::Pending(_) | Kind::Peer { said_bye: true, .. } => return,
-            Kind::Peer { nick, .. } | Kind::Guest { nick, .. } => nick,
-        };
-        if self.quitting {
-            return;
+        match c.kind {
+            Kind::Pending(_) => {}
+            Kind::Guest { member, nick, .. } => {
+                if self.quitting {
+                    return;
+                }
+                self.show_leave(member, Some(c.addr.to_string()), reason.clone());
+                self.members.remove(&member);
+                self.gone.insert(member, self.clock);
+                let id = self.next_id();
+                self.broadcast(
+                    None,
+                    Frame::Leave {
+                        id,
+                        member,
+                        nick,
+                        reason,
+                    },
+                );
+            }
+            Kind::Peer(p) => {
+                if p.state != PeerState::Active || self.quitting || self.peer_conn(p.node).is_some()
+                {
+                    return;
+                }
+                if let Some(addr) = p.listen.filter(|_| self.cfg.redial) {
+                    self.redial.insert(
+                        addr,
+                        Redial {
+                            due: Some(self.clock + REDIAL_FIRST),
+                            backoff: REDIAL_FIRST * 2,
+                            tries: 0,
+                        },
+                    );
+                }
+                if self.cfg.mesh.is_some() {
+                    // Look again soon: it may come back on another port.
+                    self.scan_every = SCAN_FIRST;
+                    self.next_scan = Some(self.clock + SCAN_FIRST);
+                }
+                let member = MemberId::node(p.node);
+                let addr = p.listen.unwrap_or(c.addr).to_string();
+                if self.remove_member(member, Some(addr), reason.clone()) {
+                    let id = self.next_id();
+                    self.broadcast(
+                        None,
+                        Frame::Leave {
+                            id,
+                            member,
+                            nick: p.nick,
+                            reason,
+                        },
+                    );
+                }
+            }
         }
-        self.show(Event::Leave {
-            nick: nick.clone(),
-            addr: Some(c.addr),
-            reason: reason.clone(),
-        });
-        let id = self.next_id();
-        self.broadcast(None, Frame::Leave { id, nick, reason });
     }
 
-    /// Time passed: a connection silent past [`HELLO_WAIT`] becomes a guest.
+    /// Time passed: hello waits, keepalives and timeouts, re-dials, mesh scans.
     pub fn handle_tick(&mut self, now: Instant) {
-        let mut due: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| matches!(c.kind, Kind::Pending(due) if now >= due))
-            .map(|(&k, _)| k)
-            .collect();
+        self.clock = now;
+        let timeout = self.cfg.peer_timeout;
+        let mut due = Vec::new();
+        let mut ping = Vec::new();
+        let mut dead = Vec::new();
+        for (&k, c) in &mut self.conns {
+            match &mut c.kind {
+                Kind::Pending(at) if now >= *at => due.push(k),
+                Kind::Peer(p) if p.state == PeerState::Active => {
+                    if now >= p.last_heard + timeout {
+                        dead.push(k);
+                    } else if !p.pinged && now >= p.last_heard + timeout / 3 {
+                        p.pinged = true;
+                        ping.push(k);
+                    }
+                }
+                _ => {}
+            }
+        }
         // In connection order, so guest numbers do not depend on hash order.
         due.sort_unstable();
         for conn in due {
-            self.make_guest(conn, true);
+            if self
+                .conns
+                .get(&conn)
+                .is_some_and(|c| c.origin == Origin::Auto)
+            {
+                self.not_a_peer(conn);
+            } else {
+                self.make_guest(conn, true);
+            }
+        }
+        ping.sort_unstable();
+        for conn in ping {
+            self.send(conn, Frame::Ping);
+        }
+        dead.sort_unstable();
+        for conn in dead {
+            self.drop_conn(conn, "timed out".to_string());
+        }
+        if self.quitting {
+            return;
+        }
+        let mut redials: Vec<SocketAddr> = self
+            .redial
+            .iter()
+            .filter(|(_, r)| r.due.is_some_and(|d| now >= d))
+            .map(|(&a, _)| a)
+            .collect();
+        redials.sort_unstable();
+        for addr in redials {
+            if let Some(r) = self.redial.get_mut(&addr) {
+                r.due = None;
+            }
+            if !self.dial(addr) {
+                // Connected or being dialled already, or too many peers: try later.
+                self.handle_dial_failed(addr, now);
+            }
+        }
+        if self.next_scan.is_some_and(|t| now >= t) {
+            self.next_scan = Some(now + self.scan_every);
+            self.scan_every = (self.scan_every * 2).min(SCAN_MAX);
+            self.scan();
         }
     }
 
     /// One complete line arrived on `conn` (without its `\n`).
-    pub fn handle_line(&mut self, conn: ConnId, line: &[u8]) {
+    pub fn handle_line(&mut self, conn: ConnId, line: &[u8], now: Instant) {
+        self.clock = now;
         let text = String::from_utf8_lossy(line);
+        let quitting = self.quitting;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
         match &mut c.kind {
             Kind::Pending(_) => match protocol::parse_hello(&text) {
                 Some(hello) => self.make_peer(conn, hello),
+                None if c.origin == Origin::Auto => self.not_a_peer(conn),
                 None => {
                     self.make_guest(conn, false);
                     self.guest_line(conn, &text);
@@ -282,17 +579,22 @@ impl Chat {
                 }
             },
             // Leaving: only what classifies a connection still matters, so held output is sent.
-            _ if self.quitting => {}
+            _ if quitting => {}
             Kind::Guest { .. } => self.guest_line(conn, &text),
             // It said goodbye: whatever follows is not taken.
-            Kind::Peer { said_bye: true, .. } => {}
-            Kind::Peer { .. } => match protocol::parse_frame(&text) {
-                Ok(frame) => self.peer_frame(conn, frame),
-                // Plain chat text from a node that took us for a guest before our hello reached
-                // it (it was slow): not an attack, and it stops once our hello is read there.
-                Err(_) if protocol::is_guest_text(&text) => {}
-                Err(e) => self.drop_conn(conn, e.to_string()),
-            },
+            Kind::Peer(p) if p.state == PeerState::SaidBye => {}
+            Kind::Peer(p) => {
+                p.last_heard = now;
+                p.pinged = false;
+                match protocol::parse_frame(&text) {
+                    Ok(frame) => self.peer_frame(conn, frame),
+                    // Plain chat text from a node that took us for a guest before our hello
+                    // reached it (it was slow): not an attack, and it stops once our hello is
+                    // read there.
+                    Err(_) if protocol::is_guest_text(&text) => {}
+                    Err(e) => self.drop_conn(conn, e.to_string()),
+                }
+            }
         }
     }
 
@@ -306,29 +608,58 @@ impl Chat {
             return;
         }
         let (word, arg) = trimmed.split_once(' ').unwrap_or((trimmed, ""));
+        let arg = arg.trim();
         if is_leave_command(trimmed) {
-            let reason = Some(arg.trim().to_string()).filter(|r| !r.is_empty());
+            let reason = Some(arg.to_string()).filter(|r| !r.is_empty());
             return self.quit(reason);
         }
-        let text = match trimmed.strip_prefix('/') {
-            Some(rest) if rest.starts_with('/') => &line[line.find('/').unwrap_or(0) + 1..],
-            Some(_) if word.eq_ignore_ascii_case("/help") => {
-                return self.show(Event::Info(HELP.to_string()))
-            }
-            Some(_) => {
-                return self.show(Event::Error(format!(
-                    "unknown command {word}; nothing was sent (type /help)"
-                )))
-            }
-            None => line,
+        let Some(rest) = trimmed.strip_prefix('/') else {
+            return self.say(line);
         };
+        if rest.starts_with('/') {
+            return self.say(&line[line.find('/').unwrap_or(0) + 1..]);
+        }
+        match word.to_ascii_lowercase().as_str() {
+            "/help" => self.show(Event::Info(HELP.to_string())),
+            "/names" | "/who" => self.show(Event::Names(self.names())),
+            "/nick" => self.change_nick(arg),
+            "/me" if !arg.is_empty() => self.act(arg),
+            "/msg" => match arg.split_once(' ') {
+                Some((nick, text)) if !text.trim().is_empty() => self.direct(nick, text.trim()),
+                _ => self.show(Event::Error("usage: /msg NICK text".into())),
+            },
+            "/connect" if !arg.is_empty() && !arg.contains(' ') => {
+                self.actions.push_back(Action::Connect(arg.to_string()))
+            }
+            "/me" | "/connect" => self.show(Event::Error(format!(
+                "usage: {word} {}",
+                if word == "/me" {
+                    "action"
+                } else {
+                    "HOST[:PORT]"
+                }
+            ))),
+            _ => self.show(Event::Error(format!(
+                "unknown command {word}; nothing was sent (type /help)"
+            ))),
+        }
+    }
+
+    /// The user's input ended (and the caller does not keep running without it).
+    pub fn handle_input_end(&mut self) {
+        self.quit(None);
+    }
+
+    fn say(&mut self, text: &str) {
         for piece in protocol::split_text(text, MAX_TEXT) {
             let id = self.next_id();
             let nick = self.cfg.nick.clone();
+            self.show(Event::Sent(format!("<{nick}> {piece}")));
             self.broadcast(
                 None,
                 Frame::Msg {
                     id,
+                    from: self.me,
                     nick,
                     text: piece.to_string(),
                 },
@@ -336,9 +667,140 @@ impl Chat {
         }
     }
 
-    /// The user's input ended (and the caller does not keep running without it).
-    pub fn handle_input_end(&mut self) {
-        self.quit(None);
+    fn act(&mut self, text: &str) {
+        let Some(text) = protocol::split_text(text, MAX_TEXT).first().copied() else {
+            return;
+        };
+        let id = self.next_id();
+        let nick = self.cfg.nick.clone();
+        self.show(Event::Sent(format!("* {nick} {text}")));
+        self.broadcast(
+            None,
+            Frame::Me {
+                id,
+                from: self.me,
+                nick,
+                text: text.to_string(),
+            },
+        );
+    }
+
+    fn direct(&mut self, nick: &str, text: &str) {
+        let to = match self.resolve(nick) {
+            Ok(to) => to,
+            Err(msg) => return self.show(Event::Error(msg)),
+        };
+        if to == self.me {
+            return self.show(Event::Error("that is you; nothing was sent".into()));
+        }
+        let to_name = self.display(to);
+        let Some(text) = protocol::split_text(text, MAX_TEXT).first().copied() else {
+            return;
+        };
+        let id = self.next_id();
+        let frame = Frame::Dm {
+            id,
+            from: self.me,
+            nick: self.cfg.nick.clone(),
+            to,
+            text: text.to_string(),
+        };
+        self.show(Event::Dm {
+            from: self.cfg.nick.clone(),
+            to: to_name,
+            text: text.to_string(),
+        });
+        match self.guest_conn(to) {
+            Some(conn) => self.send(conn, frame),
+            None => self.broadcast(None, frame),
+        }
+    }
+
+    /// The member a typed nick means: a shown name (`bob#1a2b`), else a nick that only one
+    /// member has. Errors are messages for the user.
+    fn resolve(&self, nick: &str) -> Result<MemberId, String> {
+        let mut ids: Vec<MemberId> = self.members.keys().copied().collect();
+        ids.sort_unstable();
+        if let Some(&m) = ids.iter().find(|&&m| self.display(m) == nick) {
+            return Ok(m);
+        }
+        let same: Vec<MemberId> = ids
+            .into_iter()
+            .filter(|m| self.members[m].nick.eq_ignore_ascii_case(nick))
+            .collect();
+        match same.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(format!("no one called {nick} is here; nothing was sent")),
+            many => Err(format!(
+                "{nick} is ambiguous ({}); nothing was sent",
+                many.iter()
+                    .map(|&m| self.display(m))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+
+    fn change_nick(&mut self, new: &str) {
+        if let Err(e) = check_nick(new) {
+            return self.show(Event::Error(format!("cannot change nick: {e}")));
+        }
+        if new == self.cfg.nick {
+            return;
+        }
+        let old = std::mem::replace(&mut self.cfg.nick, new.to_string());
+        if let Some(m) = self.members.get_mut(&self.me) {
+            m.nick = new.to_string();
+        }
+        self.show(Event::Nick {
+            old: old.clone(),
+            nick: new.to_string(),
+        });
+        let id = self.next_id();
+        self.broadcast(
+            None,
+            Frame::Nick {
+                id,
+                member: self.me,
+                old,
+                nick: new.to_string(),
+            },
+        );
+    }
+
+    fn names(&self) -> Vec<Name> {
+        let mut names: Vec<Name> = self
+            .members
+            .iter()
+            .map(|(&m, member)| Name {
+                nick: self.display(m),
+                addr: member.addr.clone(),
+                you: m == self.me,
+            })
+            .collect();
+        names.sort_by(|a, b| a.nick.cmp(&b.nick));
+        names
+    }
+
+    /// How `member` is shown: its nick, with its tag when another member has the same nick.
+    fn display(&self, member: MemberId) -> String {
+        let Some(m) = self.members.get(&member) else {
+            return format!("?{}", member.tag());
+        };
+        let twins: Vec<MemberId> = self
+            .members
+            .iter()
+            .filter(|(&other, o)| other != member && o.nick == m.nick)
+            .map(|(&other, _)| other)
+            .collect();
+        if twins.is_empty() {
+            return m.nick.clone();
+        }
+        // The shortest tag (4 hex digits at least) that none of the twins shares.
+        let len = (4..16)
+            .find(|&len| twins.iter().all(|t| t.tag_of(len) != member.tag_of(len)))
+            .unwrap_or(16);
+        format!("{}{}", m.nick, member.tag_of(len))
     }
 
     fn quit(&mut self, reason: Option<String>) {
@@ -348,7 +810,15 @@ impl Chat {
         self.quitting = true;
         let id = self.next_id();
         let nick = self.cfg.nick.clone();
-        self.broadcast(None, Frame::Leave { id, nick, reason });
+        self.broadcast(
+            None,
+            Frame::Leave {
+                id,
+                member: self.me,
+                nick,
+                reason,
+            },
+        );
         self.actions.push_back(Action::Quit);
     }
 
@@ -359,66 +829,247 @@ impl Chat {
         self.actions.push_back(Action::Close { conn, reason });
     }
 
-    fn make_peer(&mut self, conn: ConnId, hello: Hello) {
-        if hello.node == self.cfg.node {
-            return self.drop_conn(conn, "connected to itself".to_string());
+    /// A connection the chat dialled by itself is not another peerchat node: close it quietly
+    /// and do not dial that address again.
+    fn not_a_peer(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.remove(&conn) {
+            self.not_peers.insert(c.addr);
+            self.redial.remove(&c.addr);
         }
-        let Some(c) = self.conns.get_mut(&conn) else {
+        self.actions.push_back(Action::Close {
+            conn,
+            reason: "not a peerchat node".into(),
+        });
+    }
+
+    /// The open connection to `node`, if any.
+    fn peer_conn(&self, node: NodeId) -> Option<ConnId> {
+        self.conns.iter().find_map(|(&k, c)| match &c.kind {
+            Kind::Peer(p) if p.node == node && p.state == PeerState::Active => Some(k),
+            _ => None,
+        })
+    }
+
+    /// The connection of our guest `member`, if it is one.
+    fn guest_conn(&self, member: MemberId) -> Option<ConnId> {
+        if member.node != self.cfg.node || member.guest == 0 {
+            return None;
+        }
+        self.conns.iter().find_map(|(&k, c)| match &c.kind {
+            Kind::Guest { member: m, .. } if *m == member => Some(k),
+            _ => None,
+        })
+    }
+
+    fn active_peers(&self) -> usize {
+        self.conns
+            .values()
+            .filter(|c| matches!(&c.kind, Kind::Peer(p) if p.state == PeerState::Active))
+            .count()
+    }
+
+    /// True if `addr` is a peer we have, or a connection to it is being made.
+    fn reaching(&self, addr: SocketAddr) -> bool {
+        self.dialling.contains(&addr)
+            || self.conns.values().any(|c| match &c.kind {
+                Kind::Peer(p) => p.listen == Some(addr),
+                Kind::Pending(_) => c.origin != Origin::Accepted && c.addr == addr,
+                Kind::Guest { .. } => false,
+            })
+    }
+
+    /// Asks the caller to dial `addr`, unless it is reached already or the peer cap is met.
+    fn dial(&mut self, addr: SocketAddr) -> bool {
+        if self.reaching(addr)
+            || self.not_peers.contains(&addr)
+            || self.active_peers() + self.dialling.len() >= self.cfg.max_peers
+        {
+            return false;
+        }
+        self.dialling.insert(addr);
+        self.actions.push_back(Action::Dial(addr));
+        true
+    }
+
+    /// Mesh mode: dial every port of the range that is not ours and not reached yet.
+    fn scan(&mut self) {
+        let Some(mesh) = self.cfg.mesh.clone() else {
             return;
         };
-        c.kind = Kind::Peer {
-            nick: hello.nick.clone(),
-            node: hello.node,
-            said_bye: false,
+        for port in mesh.ports {
+            if Some(port) != self.cfg.listen {
+                self.dial(SocketAddr::new(mesh.host, port));
+            }
+        }
+    }
+
+    fn make_peer(&mut self, conn: ConnId, hello: Hello) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
         };
-        let addr = c.addr.clone();
-        self.joined(conn, Role::Peer, hello.nick, addr);
+        if hello.node == self.cfg.node {
+            if c.origin != Origin::Accepted {
+                self.not_peers.insert(c.addr);
+            }
+            return self.drop_conn(conn, "connected to itself".to_string());
+        }
+        let (origin, addr) = (c.origin, c.addr);
+        let listen = hello.listen.map(|port| SocketAddr::new(addr.ip(), port));
+        let existing = self.peer_conn(hello.node);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.kind = Kind::Peer(Peer {
+                nick: hello.nick.clone(),
+                node: hello.node,
+                state: PeerState::Active,
+                listen,
+                last_heard: self.clock,
+                pinged: false,
+            });
+        }
+        self.actions.push_back(Action::Classify {
+            conn,
+            role: Role::Peer,
+        });
+        if let Some(listen) = listen {
+            self.redial.remove(&listen);
+        }
+        if let Some(other) = existing {
+            return self.one_connection(conn, origin, other, hello.node);
+        }
+        let member = MemberId::node(hello.node);
+        let shown_addr = listen.unwrap_or(addr).to_string();
+        self.gone.set.remove(&member);
+        if self.members.contains_key(&member) {
+            self.update_member(member, &hello.nick, Some(shown_addr));
+        } else if !self.quitting {
+            self.add_member(member, &hello.nick, Some(shown_addr.clone()));
+            let id = self.next_id();
+            self.broadcast(
+                Some(conn),
+                Frame::Join {
+                    id,
+                    member,
+                    nick: hello.nick,
+                    addr: Some(shown_addr),
+                },
+            );
+        }
+        if self.quitting {
+            return;
+        }
+        // Tell the new peer who is here, and where our other peers listen.
+        let mut roster: Vec<(MemberId, Member)> = self
+            .members
+            .iter()
+            .filter(|(&m, _)| m != member && m != self.me)
+            .map(|(&m, v)| (m, v.clone()))
+            .collect();
+        roster.sort_unstable_by_key(|(m, _)| *m);
+        for (m, v) in roster {
+            let id = self.next_id();
+            self.send(
+                conn,
+                Frame::Join {
+                    id,
+                    member: m,
+                    nick: v.nick,
+                    addr: v.addr,
+                },
+            );
+        }
+        let mut peers: Vec<(NodeId, SocketAddr)> = self
+            .conns
+            .iter()
+            .filter(|(&k, _)| k != conn)
+            .filter_map(|(_, c)| match &c.kind {
+                Kind::Peer(p) if p.state == PeerState::Active => Some((p.node, p.listen?)),
+                _ => None,
+            })
+            .collect();
+        if !peers.is_empty() {
+            peers.sort_unstable();
+            self.send(conn, Frame::Peers(peers));
+        }
+    }
+
+    /// Two connections to the same node: both ends keep the one dialled by the smaller node
+    /// id (the older one if that node dialled both) and retire the other.
+    fn one_connection(&mut self, new: ConnId, origin: Origin, old: ConnId, node: NodeId) {
+        let dialler = |origin: Origin| {
+            if origin == Origin::Accepted {
+                node
+            } else {
+                self.cfg.node
+            }
+        };
+        let old_origin = self.conns.get(&old).map_or(Origin::Accepted, |c| c.origin);
+        let keeper = self.cfg.node.min(node);
+        let loser = if dialler(old_origin) == keeper {
+            new
+        } else if dialler(origin) == keeper {
+            old
+        } else {
+            new
+        };
+        if let Some(Conn {
+            kind: Kind::Peer(p),
+            ..
+        }) = self.conns.get_mut(&loser)
+        {
+            p.state = PeerState::Retired;
+        }
+        self.send(loser, Frame::Close("duplicate connection".into()));
+        self.actions.push_back(Action::Retire { conn: loser });
     }
 
     /// A guest that turned out to be a peerchat node: its guest name leaves, the peer joins.
     fn upgrade_to_peer(&mut self, conn: ConnId, hello: Hello) {
-        let Some(addr) = self.conns.get(&conn).map(|c| c.addr.clone()) else {
+        let Some((addr, origin)) = self.conns.get(&conn).map(|c| (c.addr, c.origin)) else {
             return;
         };
         let reason = Some(format!("it is {}, a peerchat node", hello.nick));
         self.handle_closed(conn, reason);
-        let kind = Kind::Peer {
-            nick: hello.nick.clone(),
-            node: hello.node,
-            said_bye: false,
-        };
-        self.conns.insert(conn, Conn { addr, kind });
+        self.conns.insert(
+            conn,
+            Conn {
+                addr,
+                origin,
+                kind: Kind::Pending(self.clock),
+            },
+        );
         self.make_peer(conn, hello);
     }
 
     fn make_guest(&mut self, conn: ConnId, silent: bool) {
         self.guests += 1;
+        let member = MemberId {
+            node: self.cfg.node,
+            guest: self.guests,
+        };
         let nick = format!("guest-{}", self.guests);
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
         c.kind = Kind::Guest {
+            member,
             nick: nick.clone(),
             silent,
         };
-        let addr = c.addr.clone();
-        self.joined(conn, Role::Guest, nick, addr);
-    }
-
-    fn joined(&mut self, conn: ConnId, role: Role, nick: String, addr: String) {
-        self.actions.push_back(Action::Classify { conn, role });
+        let addr = c.addr.to_string();
+        self.actions.push_back(Action::Classify {
+            conn,
+            role: Role::Guest,
+        });
         if self.quitting {
             return;
         }
-        self.show(Event::Join {
-            nick: nick.clone(),
-            addr: Some(addr.clone()),
-        });
+        self.add_member(member, &nick, Some(addr.clone()));
         let id = self.next_id();
         self.broadcast(
             Some(conn),
             Frame::Join {
                 id,
+                member,
                 nick,
                 addr: Some(addr),
             },
@@ -426,19 +1077,24 @@ impl Chat {
     }
 
     fn guest_line(&mut self, conn: ConnId, text: &str) {
-        let Some(Kind::Guest { nick, .. }) = self.conns.get(&conn).map(|c| &c.kind) else {
+        let Some(Kind::Guest { member, nick, .. }) = self.conns.get(&conn).map(|c| &c.kind) else {
             return;
         };
         if self.quitting || text.trim().is_empty() {
             return;
         }
-        let nick = nick.clone();
+        let (member, nick) = (*member, nick.clone());
         for piece in protocol::split_text(text, MAX_TEXT) {
             let id = self.next_id();
-            self.show_and_pass_on(
-                conn,
+            self.show(Event::Message {
+                from: self.display(member),
+                text: piece.to_string(),
+            });
+            self.broadcast(
+                Some(conn),
                 Frame::Msg {
                     id,
+                    from: member,
                     nick: nick.clone(),
                     text: piece.to_string(),
                 },
@@ -447,70 +1103,299 @@ impl Chat {
     }
 
     fn peer_frame(&mut self, conn: ConnId, frame: Frame) {
-        match &frame {
-            Frame::Msg { id, .. } | Frame::Join { id, .. } => self.relay(conn, *id, frame.clone()),
-            Frame::Leave { id, nick, .. } => {
+        match frame {
+            Frame::Ping => return self.send(conn, Frame::Pong),
+            Frame::Pong | Frame::Hello(_) | Frame::Unknown(_) => return,
+            Frame::Close(reason) => {
                 if let Some(Conn {
-                    kind:
-                        Kind::Peer {
-                            nick: peer_nick,
-                            node,
-                            said_bye,
-                        },
+                    kind: Kind::Peer(p),
                     ..
                 }) = self.conns.get_mut(&conn)
                 {
-                    if *node == id.node && peer_nick == nick {
-                        // Its own goodbye: shown with the address we know it by.
-                        *said_bye = true;
-                        if self.seen.insert(*id) {
-                            let addr = self.conns.get(&conn).map(|c| c.addr.clone());
-                            let Frame::Leave { nick, reason, .. } = &frame else {
-                                return;
-                            };
-                            self.show(Event::Leave {
-                                nick: nick.clone(),
-                                addr,
-                                reason: reason.clone(),
-                            });
-                            self.broadcast(Some(conn), frame);
-                        }
-                        return;
+                    p.state = PeerState::Retired;
+                }
+                let reason = format!("closed by the peer: {reason}");
+                return self.actions.push_back(Action::Close { conn, reason });
+            }
+            Frame::Peers(peers) => {
+                for (node, addr) in peers {
+                    if node != self.cfg.node && self.peer_conn(node).is_none() {
+                        self.dial(addr);
                     }
                 }
-                self.relay(conn, *id, frame.clone());
+                return;
             }
-            // A second hello changes nothing; unknown kinds are for later versions.
-            Frame::Hello(_) | Frame::Unknown(_) => {}
+            _ => {}
+        }
+        let Some(id) = frame.id() else {
+            return;
+        };
+        if !self.seen.insert(id, self.clock) {
+            return;
+        }
+        let forward = match &frame {
+            Frame::Msg {
+                from, nick, text, ..
+            } => {
+                self.note_member(*from, nick);
+                self.show(Event::Message {
+                    from: self.display(*from),
+                    text: text.clone(),
+                });
+                true
+            }
+            Frame::Me {
+                from, nick, text, ..
+            } => {
+                self.note_member(*from, nick);
+                self.show(Event::Me {
+                    from: self.display(*from),
+                    text: text.clone(),
+                });
+                true
+            }
+            Frame::Dm {
+                from,
+                nick,
+                to,
+                text,
+                ..
+            } => {
+                if *to == self.me {
+                    self.note_member(*from, nick);
+                    self.show(Event::Dm {
+                        from: self.display(*from),
+                        to: self.cfg.nick.clone(),
+                        text: text.clone(),
+                    });
+                    false
+                } else if let Some(guest) = self.guest_conn(*to) {
+                    self.send(guest, frame.clone());
+                    false
+                } else {
+                    to.node != self.cfg.node
+                }
+            }
+            Frame::Nick {
+                member, old, nick, ..
+            } => {
+                if *member == self.me || !self.members.contains_key(member) {
+                    // Unknown here: it will be known by its new nick when it speaks.
+                    *member != self.me
+                } else {
+                    let before = self.display(*member);
+                    self.update_member(*member, nick, None);
+                    let _ = old;
+                    self.show(Event::Nick {
+                        old: before,
+                        nick: self.display(*member),
+                    });
+                    true
+                }
+            }
+            Frame::Join {
+                member, nick, addr, ..
+            } => {
+                if member.node == self.cfg.node || self.gone.contains(member) {
+                    false
+                } else if self.members.contains_key(member) {
+                    // Known: the flood stops here.
+                    self.update_member(*member, nick, addr.clone());
+                    false
+                } else {
+                    self.add_member(*member, nick, addr.clone());
+                    true
+                }
+            }
+            Frame::Leave {
+                id,
+                member,
+                nick,
+                reason,
+            } => self.leave_frame(conn, *id, *member, nick, reason.clone()),
+            _ => false,
+        };
+        if forward {
+            self.broadcast(Some(conn), frame);
         }
     }
 
-    /// Shows a frame that arrived on `from` and passes it on, unless it was seen before.
-    fn relay(&mut self, from: ConnId, id: MsgId, frame: Frame) {
-        if self.seen.insert(id) {
-            self.show_and_pass_on(from, frame);
+    /// Handles a LEAVE; true when it is to be passed on.
+    fn leave_frame(
+        &mut self,
+        conn: ConnId,
+        id: MsgId,
+        member: MemberId,
+        nick: &str,
+        reason: Option<String>,
+    ) -> bool {
+        // Sent by the member's own node: it (or its guest) left for good.
+        let own = id.node == member.node;
+        if member == self.me {
+            // A neighbour lost us, but we are here: say so to everyone.
+            let id = self.next_id();
+            let addr = self.members.get(&self.me).and_then(|m| m.addr.clone());
+            self.broadcast(
+                None,
+                Frame::Join {
+                    id,
+                    member: self.me,
+                    nick: self.cfg.nick.clone(),
+                    addr,
+                },
+            );
+            return false;
+        }
+        if member.node == self.cfg.node {
+            return false;
+        }
+        let direct = self.peer_conn(member.node).filter(|_| member.guest == 0);
+        if own {
+            self.gone.insert(member, self.clock);
+            let mut addr = None;
+            if let Some(k) = direct {
+                if let Some(Conn {
+                    kind: Kind::Peer(p),
+                    addr: conn_addr,
+                    ..
+                }) = self.conns.get_mut(&k)
+                {
+                    // Its own goodbye: its connection's close needs no announcement, and it is
+                    // not dialled again.
+                    p.state = PeerState::SaidBye;
+                    addr = Some(p.listen.unwrap_or(*conn_addr));
+                    if let Some(l) = p.listen {
+                        self.redial.remove(&l);
+                    }
+                }
+            }
+            let addr = addr
+                .map(|a| a.to_string())
+                .or_else(|| self.members.get(&member).and_then(|m| m.addr.clone()));
+            if self.members.contains_key(&member) {
+                self.remove_member(member, addr, reason);
+            }
+            let _ = (conn, nick);
+            return true;
+        }
+        if let Some(k) = direct {
+            // We still reach it: correct the others.
+            let Some(Conn {
+                kind: Kind::Peer(p),
+                ..
+            }) = self.conns.get(&k)
+            else {
+                return false;
+            };
+            let (nick, addr) = (p.nick.clone(), p.listen.map(|a| a.to_string()));
+            let id = self.next_id();
+            self.broadcast(
+                None,
+                Frame::Join {
+                    id,
+                    member,
+                    nick,
+                    addr,
+                },
+            );
+            return false;
+        }
+        if member.guest == 0 && self.members.contains_key(&member) {
+            let addr = self.members.get(&member).and_then(|m| m.addr.clone());
+            return self.remove_member(member, addr, reason);
+        }
+        false
+    }
+
+    /// Records a member we learn of from one of its messages (its join went by unseen).
+    fn note_member(&mut self, member: MemberId, nick: &str) {
+        if member.node == self.cfg.node || self.gone.contains(&member) {
+            return;
+        }
+        if self.members.contains_key(&member) {
+            self.update_member(member, nick, None);
+        } else if self.members.len() < MAX_MEMBERS {
+            self.members.insert(
+                member,
+                Member {
+                    nick: nick.to_string(),
+                    addr: None,
+                },
+            );
         }
     }
 
-    /// Shows a frame that came in on `from` and sends it to everyone else.
-    fn show_and_pass_on(&mut self, from: ConnId, frame: Frame) {
-        match &frame {
-            Frame::Msg { nick, text, .. } => self.show(Event::Message {
-                from: nick.clone(),
-                text: text.clone(),
-            }),
-            Frame::Join { nick, addr, .. } => self.show(Event::Join {
-                nick: nick.clone(),
+    fn add_member(&mut self, member: MemberId, nick: &str, addr: Option<String>) {
+        if self.members.len() >= MAX_MEMBERS {
+            return;
+        }
+        self.members.insert(
+            member,
+            Member {
+                nick: nick.to_string(),
                 addr: addr.clone(),
-            }),
-            Frame::Leave { nick, reason, .. } => self.show(Event::Leave {
-                nick: nick.clone(),
-                addr: None,
-                reason: reason.clone(),
-            }),
-            Frame::Hello(_) | Frame::Unknown(_) => return,
+            },
+        );
+        self.show(Event::Join {
+            nick: self.display(member),
+            addr,
+        });
+    }
+
+    fn update_member(&mut self, member: MemberId, nick: &str, addr: Option<String>) {
+        if let Some(m) = self.members.get_mut(&member) {
+            if m.nick != nick {
+                m.nick = nick.to_string();
+            }
+            if addr.is_some() {
+                m.addr = addr;
+            }
         }
-        self.broadcast(Some(from), frame);
+    }
+
+    /// Removes `member` (and, for a node, the guests it hosted), showing each leave. False if it
+    /// was not known.
+    fn remove_member(
+        &mut self,
+        member: MemberId,
+        addr: Option<String>,
+        reason: Option<String>,
+    ) -> bool {
+        if !self.members.contains_key(&member) {
+            return false;
+        }
+        self.show_leave(member, addr, reason);
+        self.members.remove(&member);
+        if member.guest == 0 {
+            let mut hosted: Vec<MemberId> = self
+                .members
+                .keys()
+                .filter(|m| m.node == member.node)
+                .copied()
+                .collect();
+            hosted.sort_unstable();
+            for guest in hosted {
+                let addr = self.members.get(&guest).and_then(|m| m.addr.clone());
+                self.show_leave(guest, addr, Some("its node left".into()));
+                self.members.remove(&guest);
+            }
+        }
+        true
+    }
+
+    fn show_leave(&mut self, member: MemberId, addr: Option<String>, reason: Option<String>) {
+        self.show(Event::Leave {
+            nick: self.display(member),
+            addr,
+            reason,
+        });
+    }
+
+    fn send(&mut self, conn: ConnId, frame: Frame) {
+        self.actions.push_back(Action::Send {
+            conn,
+            frame: Rc::new(frame),
+        });
     }
 
     fn broadcast(&mut self, except: Option<ConnId>, frame: Frame) {
@@ -532,7 +1417,7 @@ impl Chat {
             node: self.cfg.node,
             seq: self.seq,
         };
-        self.seen.insert(id);
+        self.seen.insert(id, self.clock);
         id
     }
 }
@@ -541,60 +1426,124 @@ impl Chat {
 mod tests {
     use super::*;
 
+    fn node_id(i: usize) -> NodeId {
+        // Distinct first hex digits, so tags are short in assertions.
+        ((i as u64 + 1) << 56) | 0x1000 | i as u64
+    }
+
+    fn addr(i: usize, port: u16) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, i as u8], port))
+    }
+
     /// Several chats wired to each other in memory: each link is a pair of connection ends, and
-    /// frames travel through the real encoder and `handle_line`, in order per link.
+    /// frames travel through the real encoder and `handle_line`, in order per link. Dials the
+    /// chats ask for are refused unless `allow_dials` is set, so a test's topology stays put.
     struct Net {
         nodes: Vec<Chat>,
         /// (node, conn) -> the other end.
         links: HashMap<(usize, ConnId), (usize, ConnId)>,
+        next_conn: ConnId,
         shown: Vec<Vec<Event>>,
         quit: Vec<bool>,
         closed: Vec<(usize, ConnId, String)>,
+        allow_dials: bool,
+        /// Frames sent on a link, by kind ("PING", "MSG", ...).
+        sent: HashMap<String, usize>,
         now: Instant,
     }
 
     impl Net {
         fn new(n: usize) -> Net {
+            let now = Instant::now();
             Net {
                 nodes: (0..n)
-                    .map(|i| {
-                        Chat::new(Config {
-                            nick: format!("n{i}"),
-                            node: 0x1000 + i as u64,
-                            listen: Some(5000),
-                        })
-                    })
+                    .map(|i| Chat::new(Config::new(format!("n{i}"), node_id(i), Some(5000)), now))
                     .collect(),
                 links: HashMap::new(),
+                next_conn: 100,
                 shown: vec![Vec::new(); n],
                 quit: vec![false; n],
                 closed: Vec::new(),
-                now: Instant::now(),
+                allow_dials: false,
+                sent: HashMap::new(),
+                now,
             }
         }
 
-        fn link(&mut self, a: usize, b: usize) {
-            let ca = 100 + b;
-            let cb = 100 + a;
+        /// Replaces node `i` with a fresh run of it (a new node id, like a restarted process).
+        fn restart(&mut self, i: usize, run: u64) {
+            let nick = format!("n{i}");
+            let id = node_id(i) ^ (run << 40);
+            self.nodes[i] = Chat::new(Config::new(nick, id, Some(5000)), self.now);
+            self.quit[i] = false;
+        }
+
+        /// `a` accepts a connection dialled by `b`; both send their hello.
+        fn link_raw(&mut self, a: usize, b: usize, origin: Origin) {
+            let (ca, cb) = (self.next_conn, self.next_conn + 1);
+            self.next_conn += 2;
             self.links.insert((a, ca), (b, cb));
             self.links.insert((b, cb), (a, ca));
-            for (x, cx, y, origin) in [(a, ca, b, Origin::Accepted), (b, cb, a, Origin::Dialled)] {
-                self.nodes[x].handle_opened(cx, format!("10.0.0.{y}:5000"), origin, self.now);
-            }
+            let from_port = 40000 + cb as u16;
+            self.nodes[a].handle_opened(ca, addr(b, from_port), Origin::Accepted, self.now);
+            self.nodes[b].handle_opened(cb, addr(a, 5000), origin, self.now);
             for (x, cx) in [(a, ca), (b, cb)] {
                 let hello = self.nodes[x].hello();
                 self.deliver(x, cx, &hello);
             }
+        }
+
+        fn link(&mut self, a: usize, b: usize) {
+            self.link_raw(a, b, Origin::Dialled);
             self.run();
         }
 
+        fn conns_between(&self, a: usize, b: usize) -> Vec<ConnId> {
+            let mut v: Vec<ConnId> = self
+                .links
+                .iter()
+                .filter(|(&(n, _), &(m, _))| n == a && m == b)
+                .map(|(&(_, c), _)| c)
+                .collect();
+            v.sort_unstable();
+            v
+        }
+
+        fn conn_of(&self, a: usize, b: usize) -> ConnId {
+            self.conns_between(a, b)[0]
+        }
+
+        /// Ends the connection between `a` and `b` as a reset would, on both sides.
         fn unlink(&mut self, a: usize, b: usize) {
-            let (ca, cb) = (100 + b, 100 + a);
-            self.links.remove(&(a, ca));
-            self.links.remove(&(b, cb));
-            self.nodes[a].handle_closed(ca, Some("connection reset".into()));
-            self.nodes[b].handle_closed(cb, Some("connection reset".into()));
+            for ca in self.conns_between(a, b) {
+                self.cut(a, ca, "connection reset", "connection reset");
+            }
             self.run();
+        }
+
+        /// Every link of `i` breaks (a crash): its neighbours see resets.
+        fn crash(&mut self, i: usize) {
+            let ends: Vec<(usize, ConnId)> = self
+                .links
+                .keys()
+                .filter(|(n, _)| *n == i)
+                .copied()
+                .collect();
+            for (n, c) in ends {
+                if let Some((m, mc)) = self.links.remove(&(n, c)) {
+                    self.links.remove(&(m, mc));
+                    self.nodes[m].handle_closed(mc, Some("connection reset".into()));
+                }
+            }
+            self.run();
+        }
+
+        fn cut(&mut self, i: usize, conn: ConnId, here: &str, there: &str) {
+            self.nodes[i].handle_closed(conn, Some(here.into()));
+            if let Some((m, mc)) = self.links.remove(&(i, conn)) {
+                self.links.remove(&(m, mc));
+                self.nodes[m].handle_closed(mc, Some(there.into()));
+            }
         }
 
         fn deliver(&mut self, from: usize, conn: ConnId, frame: &Frame) {
@@ -603,7 +1552,14 @@ mod tests {
             };
             let mut buf = Vec::new();
             protocol::encode(frame, &mut buf);
-            self.nodes[to].handle_line(to_conn, &buf[..buf.len() - 1]);
+            let verb = String::from_utf8_lossy(&buf)
+                .split(' ')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            *self.sent.entry(verb).or_default() += 1;
+            self.nodes[to].handle_line(to_conn, &buf[..buf.len() - 1], self.now);
         }
 
         /// Carries out actions until every node is quiet.
@@ -613,24 +1569,7 @@ mod tests {
                 for i in 0..self.nodes.len() {
                     while let Some(action) = self.nodes[i].poll_action() {
                         busy = true;
-                        match action {
-                            Action::Broadcast { except, frame } => {
-                                let mut ends: Vec<ConnId> = self
-                                    .links
-                                    .keys()
-                                    .filter(|(n, c)| *n == i && Some(*c) != except)
-                                    .map(|&(_, c)| c)
-                                    .collect();
-                                ends.sort();
-                                for c in ends {
-                                    self.deliver(i, c, &frame);
-                                }
-                            }
-                            Action::Show(e) => self.shown[i].push(e),
-                            Action::Quit => self.quit[i] = true,
-                            Action::Close { conn, reason } => self.closed.push((i, conn, reason)),
-                            Action::Classify { .. } => {}
-                        }
+                        self.apply(i, action);
                     }
                 }
                 if !busy {
@@ -638,6 +1577,54 @@ mod tests {
                 }
             }
             panic!("the network never went quiet");
+        }
+
+        fn apply(&mut self, i: usize, action: Action) {
+            match action {
+                Action::Broadcast { except, frame } => {
+                    let mut ends: Vec<ConnId> = self
+                        .links
+                        .keys()
+                        .filter(|(n, c)| *n == i && Some(*c) != except)
+                        .map(|&(_, c)| c)
+                        .collect();
+                    ends.sort();
+                    for c in ends {
+                        self.deliver(i, c, &frame);
+                    }
+                }
+                Action::Send { conn, frame } => self.deliver(i, conn, &frame),
+                Action::Show(e) => self.shown[i].push(e),
+                Action::Quit => self.quit[i] = true,
+                Action::Close { conn, reason } => {
+                    self.closed.push((i, conn, reason.clone()));
+                    self.cut(i, conn, &reason, "closed");
+                }
+                Action::Retire { conn } => {
+                    self.closed.push((i, conn, "retired".into()));
+                    self.cut(i, conn, "retired", "closed");
+                }
+                Action::Dial(a) => {
+                    let target = a.ip().to_string();
+                    let to =
+                        (0..self.nodes.len()).find(|&j| addr(j, 5000).ip().to_string() == target);
+                    match to {
+                        Some(j) if self.allow_dials && !self.quit[j] && j != i => {
+                            self.link_raw(j, i, Origin::Auto)
+                        }
+                        _ => self.nodes[i].handle_dial_failed(a, self.now),
+                    }
+                }
+                Action::Classify { .. } | Action::Connect(_) => {}
+            }
+        }
+
+        fn tick(&mut self, by: Duration) {
+            self.now += by;
+            for i in 0..self.nodes.len() {
+                self.nodes[i].handle_tick(self.now);
+            }
+            self.run();
         }
 
         fn say(&mut self, node: usize, text: &str) {
@@ -654,22 +1641,47 @@ mod tests {
                 })
                 .collect()
         }
+
+        fn count(&self, node: usize, pred: impl Fn(&Event) -> bool) -> usize {
+            self.shown[node].iter().filter(|e| pred(e)).count()
+        }
+
+        fn joins_of(&self, node: usize, nick: &str) -> usize {
+            self.count(
+                node,
+                |e| matches!(e, Event::Join { nick: n, .. } if n == nick),
+            )
+        }
+
+        fn leaves_of(&self, node: usize, nick: &str) -> usize {
+            self.count(
+                node,
+                |e| matches!(e, Event::Leave { nick: n, .. } if n == nick),
+            )
+        }
+
+        fn clear_shown(&mut self) {
+            for s in &mut self.shown {
+                s.clear();
+            }
+        }
     }
 
-    fn every_node_but_sender_sees_each_once(net: &Net, count: usize) {
-        for node in 0..net.nodes.len() {
+    /// Every node but the sender shows each `m{s}-{k}` once, in per-origin order, for the
+    /// senders in `live`.
+    fn each_live_node_sees_each_once(net: &Net, live: &[usize], count: usize) {
+        for &node in live {
             let msgs = net.messages(node);
-            let expected: Vec<(String, String)> = (0..net.nodes.len())
-                .filter(|&s| s != node)
-                .flat_map(|s| (0..count).map(move |k| (format!("n{s}"), format!("m{s}-{k}"))))
+            let mut want: Vec<(String, String)> = live
+                .iter()
+                .filter(|&&s| s != node)
+                .flat_map(|&s| (0..count).map(move |k| (format!("n{s}"), format!("m{s}-{k}"))))
                 .collect();
             let mut got = msgs.clone();
             got.sort();
-            let mut want = expected;
             want.sort();
             assert_eq!(got, want, "node {node}");
-            // Per-origin order: each origin's messages appear in the order sent.
-            for s in 0..net.nodes.len() {
+            for &s in live {
                 let from_s: Vec<&String> = msgs
                     .iter()
                     .filter(|(f, _)| *f == format!("n{s}"))
@@ -681,64 +1693,180 @@ mod tests {
         }
     }
 
-    fn chat_all(net: &mut Net, count: usize) {
+    fn every_node_but_sender_sees_each_once(net: &Net, count: usize) {
+        let all: Vec<usize> = (0..net.nodes.len()).collect();
+        each_live_node_sees_each_once(net, &all, count);
+    }
+
+    fn chat_all(net: &mut Net, live: &[usize], count: usize) {
         for k in 0..count {
-            for s in 0..net.nodes.len() {
+            for &s in live {
                 net.say(s, &format!("m{s}-{k}"));
             }
         }
     }
 
-    #[test]
-    fn star_relays_every_message_once() {
-        let mut net = Net::new(4);
-        for leaf in 1..4 {
+    fn star(n: usize) -> Net {
+        let mut net = Net::new(n);
+        for leaf in 1..n {
             net.link(0, leaf);
         }
-        chat_all(&mut net, 3);
-        every_node_but_sender_sees_each_once(&net, 3);
+        net
     }
 
-    #[test]
-    fn chain_relays_end_to_end() {
-        let mut net = Net::new(4);
-        for i in 0..3 {
+    fn chain(n: usize) -> Net {
+        let mut net = Net::new(n);
+        for i in 0..n - 1 {
             net.link(i, i + 1);
         }
-        chat_all(&mut net, 2);
-        every_node_but_sender_sees_each_once(&net, 2);
+        net
     }
 
-    #[test]
-    fn ring_drops_duplicates() {
-        let mut net = Net::new(5);
-        for i in 0..5 {
-            net.link(i, (i + 1) % 5);
+    fn ring(n: usize) -> Net {
+        let mut net = chain(n);
+        net.link(n - 1, 0);
+        net
+    }
+
+    /// Each node shows every other node joining exactly once.
+    fn joins_once_everywhere(net: &Net) {
+        for node in 0..net.nodes.len() {
+            for other in (0..net.nodes.len()).filter(|&o| o != node) {
+                let nick = format!("n{other}");
+                assert_eq!(
+                    net.joins_of(node, &nick),
+                    1,
+                    "{nick} at n{node}: {:?}",
+                    net.shown[node]
+                );
+            }
         }
-        chat_all(&mut net, 3);
-        every_node_but_sender_sees_each_once(&net, 3);
     }
 
     #[test]
-    fn joins_are_shown_with_the_peer_address() {
+    fn star_chain_and_ring_relay_every_message_once_in_order() {
+        for (name, mut net) in [("star", star(4)), ("chain", chain(4)), ("ring", ring(5))] {
+            let all: Vec<usize> = (0..net.nodes.len()).collect();
+            chat_all(&mut net, &all, 3);
+            every_node_but_sender_sees_each_once(&net, 3);
+            joins_once_everywhere(&net);
+            assert!(net.closed.is_empty(), "{name}: {:?}", net.closed);
+        }
+    }
+
+    #[test]
+    fn a_node_leaving_and_rejoining_a_chain_ring_or_star() {
+        // Node 2 sits in the middle of the chain, on the ring, and is a leaf of the star.
+        for (name, mut net) in [("chain", chain(5)), ("ring", ring(5)), ("star", star(4))] {
+            let n = net.nodes.len();
+            net.say(2, "/quit back soon");
+            assert!(net.quit[2]);
+            for node in (0..n).filter(|&x| x != 2) {
+                assert_eq!(
+                    net.leaves_of(node, "n2"),
+                    1,
+                    "{name} n{node}: {:?}",
+                    net.shown[node]
+                );
+            }
+            net.crash(2);
+            // In the chain, the two halves are apart now; elsewhere everyone still talks.
+            let live: Vec<usize> = (0..n).filter(|&x| x != 2).collect();
+            net.clear_shown();
+            if name != "chain" {
+                chat_all(&mut net, &live, 2);
+                each_live_node_sees_each_once(&net, &live, 2);
+            }
+            // It comes back as a new run and links where it was.
+            net.restart(2, 1);
+            net.clear_shown();
+            match name {
+                "chain" => {
+                    net.link(1, 2);
+                    net.link(2, 3);
+                }
+                "ring" => {
+                    net.link(1, 2);
+                    net.link(2, 3);
+                }
+                _ => net.link(0, 2),
+            }
+            for node in (0..n).filter(|&x| x != 2) {
+                assert_eq!(
+                    net.joins_of(node, "n2"),
+                    1,
+                    "{name} n{node}: {:?}",
+                    net.shown[node]
+                );
+                assert_eq!(net.leaves_of(node, "n2"), 0, "{name} n{node}");
+            }
+            // The chain's halves met again through it: each side learns of the other once.
+            for other in (0..n).filter(|&x| x != 2) {
+                assert_eq!(
+                    net.joins_of(2, &format!("n{other}")),
+                    1,
+                    "{name}: {:?}",
+                    net.shown[2]
+                );
+            }
+            net.clear_shown();
+            let all: Vec<usize> = (0..n).collect();
+            chat_all(&mut net, &all, 2);
+            every_node_but_sender_sees_each_once(&net, 2);
+        }
+    }
+
+    #[test]
+    fn a_crashed_node_is_shown_leaving_once_even_told_by_several_neighbours() {
+        let mut net = ring(5);
+        net.crash(2);
+        for node in [0, 1, 3, 4] {
+            assert_eq!(
+                net.leaves_of(node, "n2"),
+                1,
+                "n{node}: {:?}",
+                net.shown[node]
+            );
+            assert!(net.shown[node].iter().any(|e| matches!(e,
+                Event::Leave { nick, reason: Some(r), .. } if nick == "n2" && r == "connection reset")));
+        }
+    }
+
+    #[test]
+    fn a_guest_of_a_crashed_node_leaves_with_it() {
+        let mut net = chain(3);
+        net.nodes[2].handle_opened(7, addr(9, 4000), Origin::Accepted, net.now);
+        net.nodes[2].handle_line(7, b"oi from nc", net.now);
+        net.run();
+        assert_eq!(
+            net.messages(0),
+            vec![("guest-1".into(), "oi from nc".into())]
+        );
+        net.crash(2);
+        assert_eq!(net.leaves_of(0, "guest-1"), 1, "{:?}", net.shown[0]);
+        assert_eq!(net.leaves_of(0, "n2"), 1);
+    }
+
+    #[test]
+    fn joins_are_shown_with_the_listening_address() {
         let mut net = Net::new(3);
         net.link(0, 1);
         net.link(0, 2);
+        // Accepted from an ephemeral port, but shown where it listens (hello port).
         assert!(net.shown[0].contains(&Event::Join {
             nick: "n1".into(),
             addr: Some("10.0.0.1:5000".into())
         }));
-        // n1 hears of n2 through the hub.
-        assert!(net.shown[1]
-            .iter()
-            .any(|e| matches!(e, Event::Join { nick, .. } if nick == "n2")));
+        // n1 hears of n2 through the hub, with the address the hub knows.
+        assert!(net.shown[1].contains(&Event::Join {
+            nick: "n2".into(),
+            addr: Some("10.0.0.2:5000".into())
+        }));
     }
 
     #[test]
     fn a_peer_that_quits_is_shown_leaving_once_everywhere() {
-        let mut net = Net::new(3);
-        net.link(0, 1);
-        net.link(0, 2);
+        let mut net = star(3);
         net.say(1, "/quit bye all");
         assert!(net.quit[1]);
         net.unlink(0, 1);
@@ -753,7 +1881,6 @@ mod tests {
                 if nick == "n1" && r == "bye all")
             );
         }
-        // The hub shows its direct peer's own goodbye with the address it knows it by.
         assert!(matches!(
             net.shown[0].iter().find(|e| matches!(e, Event::Leave { .. })),
             Some(Event::Leave { addr: Some(a), .. }) if a == "10.0.0.1:5000"
@@ -761,27 +1888,8 @@ mod tests {
     }
 
     #[test]
-    fn a_peer_that_vanishes_is_announced_by_its_neighbour() {
-        let mut net = Net::new(3);
-        net.link(0, 1);
-        net.link(0, 2);
-        net.unlink(0, 1);
-        for node in [0, 2] {
-            assert!(
-                net.shown[node].iter().any(|e| matches!(e,
-                    Event::Leave { nick, reason: Some(r), .. }
-                        if nick == "n1" && r == "connection reset")),
-                "node {node}: {:?}",
-                net.shown[node]
-            );
-        }
-    }
-
-    #[test]
     fn nothing_is_taken_from_a_peer_after_its_own_leave() {
-        let mut net = Net::new(3);
-        net.link(0, 1);
-        net.link(0, 2);
+        let mut net = star(3);
         net.say(1, "sair");
         // n1 keeps talking on the same connection after saying goodbye.
         net.nodes[1].quitting = false;
@@ -790,15 +1898,311 @@ mod tests {
     }
 
     #[test]
+    fn two_connections_between_the_same_nodes_become_one() {
+        for second_dialler in [0, 1] {
+            let mut net = Net::new(3);
+            net.link(0, 1);
+            net.link(1, 2);
+            // The other direction too, as two mesh nodes scanning each other at once would.
+            let other = 1 - second_dialler;
+            net.link(other, second_dialler);
+            assert_eq!(net.conns_between(0, 1).len(), 1, "{:?}", net.closed);
+            for node in 0..3 {
+                assert_eq!(net.count(node, |e| matches!(e, Event::Leave { .. })), 0);
+            }
+            joins_once_everywhere(&net);
+            let all = [0, 1, 2];
+            chat_all(&mut net, &all, 2);
+            every_node_but_sender_sees_each_once(&net, 2);
+        }
+    }
+
+    #[test]
+    fn peer_exchange_connects_a_newcomer_to_the_rest() {
+        let mut net = Net::new(4);
+        net.allow_dials = true;
+        net.link(0, 1);
+        net.link(0, 2);
+        net.link(0, 3);
+        // Each newcomer was told where the hub's other peers listen and dialled them.
+        for a in 0..4 {
+            for b in (0..4).filter(|&b| b != a) {
+                assert_eq!(net.conns_between(a, b).len(), 1, "n{a}-n{b}");
+            }
+        }
+        joins_once_everywhere(&net);
+        // Now the hub can go and the others still talk directly.
+        net.crash(0);
+        net.clear_shown();
+        chat_all(&mut net, &[1, 2, 3], 1);
+        each_live_node_sees_each_once(&net, &[1, 2, 3], 1);
+    }
+
+    #[test]
+    fn peer_exchange_stops_at_max_peers() {
+        let mut net = Net::new(5);
+        net.allow_dials = true;
+        net.nodes[4].cfg.max_peers = 2;
+        for leaf in 1..4 {
+            net.link(0, leaf);
+        }
+        net.link(0, 4);
+        let peers_of_4 = (0..4)
+            .filter(|&b| !net.conns_between(4, b).is_empty())
+            .count();
+        assert_eq!(peers_of_4, 2);
+        // The rest is reached by relay.
+        net.say(3, "far away");
+        assert_eq!(net.messages(4), vec![("n3".into(), "far away".into())]);
+    }
+
+    #[test]
+    fn an_idle_peer_is_pinged_and_a_silent_one_times_out() {
+        let mut net = chain(3);
+        let timeout = DEFAULT_PEER_TIMEOUT;
+        net.tick(timeout / 3);
+        assert!(
+            net.sent.get("PING").copied().unwrap_or(0) >= 2,
+            "{:?}",
+            net.sent
+        );
+        assert!(
+            net.sent.get("PONG").copied().unwrap_or(0) >= 2,
+            "{:?}",
+            net.sent
+        );
+        net.tick(timeout / 3);
+        net.tick(timeout / 3);
+        assert!(
+            net.closed.is_empty(),
+            "answered pings keep links up: {:?}",
+            net.closed
+        );
+        // The link 1-2 goes dead without a close (a cable pulled): nothing arrives any more.
+        let (c1, c2) = (net.conn_of(1, 2), net.conn_of(2, 1));
+        net.links.remove(&(1, c1));
+        net.links.remove(&(2, c2));
+        for _ in 0..4 {
+            net.tick(timeout / 3);
+        }
+        assert!(net.shown[1].iter().any(|e| matches!(e,
+            Event::Leave { nick, reason: Some(r), .. } if nick == "n2" && r == "timed out")));
+        assert_eq!(net.leaves_of(0, "n2"), 1, "{:?}", net.shown[0]);
+    }
+
+    #[test]
+    fn a_dropped_peer_is_dialled_again_with_backoff() {
+        let mut net = chain(2);
+        net.unlink(0, 1);
+        let mut dials = Vec::new();
+        for _ in 0..40 {
+            net.now += Duration::from_millis(500);
+            for i in 0..2 {
+                net.nodes[i].handle_tick(net.now);
+                while let Some(a) = net.nodes[i].poll_action() {
+                    if let Action::Dial(to) = a {
+                        dials.push((i, to, net.now));
+                        net.nodes[i].handle_dial_failed(to, net.now);
+                    }
+                }
+            }
+        }
+        // Node 1 accepted nothing but knows where n0 listens (and n0 where n1 does).
+        let of0: Vec<Instant> = dials.iter().filter(|d| d.0 == 0).map(|d| d.2).collect();
+        assert!(of0.len() >= 3, "{dials:?}");
+        let gaps: Vec<Duration> = of0.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(
+            gaps.windows(2).all(|g| g[1] >= g[0]),
+            "backoff grows: {gaps:?}"
+        );
+        assert!(dials.iter().all(|d| d.1.port() == 5000));
+    }
+
+    #[test]
+    fn mesh_mode_scans_its_range_but_not_itself() {
+        let now = Instant::now();
+        let mut cfg = Config::new("me".into(), 1, Some(5001));
+        cfg.mesh = Some(Mesh {
+            host: [127, 0, 0, 1].into(),
+            ports: 5000..=5004,
+        });
+        let mut chat = Chat::new(cfg, now);
+        chat.handle_tick(now);
+        let dials: Vec<u16> = drain(&mut chat)
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Dial(addr) => Some(addr.port()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(dials, vec![5000, 5002, 5003, 5004]);
+        // Nothing is dialled twice while dialling; the failures are tried again later.
+        chat.handle_tick(now + SCAN_FIRST);
+        assert!(drain(&mut chat).is_empty());
+        for port in [5000, 5002, 5003, 5004] {
+            chat.handle_dial_failed(SocketAddr::from(([127, 0, 0, 1], port)), now);
+        }
+        chat.handle_tick(now + SCAN_FIRST + SCAN_FIRST * 2);
+        assert_eq!(drain(&mut chat).len(), 4);
+    }
+
+    #[test]
+    fn something_else_on_a_scanned_port_is_not_taken_for_a_guest() {
+        let now = Instant::now();
+        let mut chat = Chat::new(Config::new("me".into(), 1, Some(5001)), now);
+        let web = SocketAddr::from(([127, 0, 0, 1], 5000));
+        chat.dialling.insert(web);
+        chat.handle_opened(3, web, Origin::Auto, now);
+        chat.handle_line(3, b"HTTP/1.1 400 Bad Request", now);
+        let actions = drain(&mut chat);
+        assert!(
+            matches!(&actions[..], [Action::Close { conn: 3, .. }]),
+            "{actions:?}"
+        );
+        assert!(chat.not_peers.contains(&web));
+        assert!(!chat.dial(web));
+    }
+
+    #[test]
+    fn direct_messages_reach_only_their_target() {
+        let mut net = chain(4);
+        net.say(0, "/msg n3 psst");
+        assert!(net.shown[3].contains(&Event::Dm {
+            from: "n0".into(),
+            to: "n3".into(),
+            text: "psst".into()
+        }));
+        assert!(net.shown[0].contains(&Event::Dm {
+            from: "n0".into(),
+            to: "n3".into(),
+            text: "psst".into()
+        }));
+        for node in [1, 2] {
+            assert!(
+                !net.shown[node]
+                    .iter()
+                    .any(|e| format!("{e:?}").contains("psst")),
+                "n{node}"
+            );
+        }
+        net.say(0, "/msg nobody hi");
+        assert!(net.shown[0]
+            .iter()
+            .any(|e| matches!(e, Event::Error(t) if t.contains("nobody"))));
+        net.say(0, "/msg n0 me");
+        net.say(0, "/msg n3");
+        assert_eq!(net.count(0, |e| matches!(e, Event::Error(_))), 3);
+    }
+
+    #[test]
+    fn a_dm_to_a_guest_goes_to_its_connection_only() {
+        let mut net = chain(2);
+        net.nodes[1].handle_opened(7, addr(9, 4000), Origin::Accepted, net.now);
+        net.nodes[1].handle_line(7, b"hello from nc", net.now);
+        net.run();
+        net.nodes[0].handle_input("/msg guest-1 just for you");
+        let mut sent_to_guest = false;
+        // Carry out by hand to see what node 1 does with it.
+        while let Some(a) = net.nodes[0].poll_action() {
+            net.apply(0, a);
+        }
+        while let Some(a) = net.nodes[1].poll_action() {
+            if let Action::Send { conn: 7, frame } = &a {
+                let mut buf = Vec::new();
+                assert!(protocol::encode_guest_direct(frame, &mut buf));
+                assert_eq!(buf, b"[dm] <n0> just for you\n");
+                sent_to_guest = true;
+            }
+            assert!(
+                !matches!(a, Action::Broadcast { ref frame, .. } if matches!(**frame, Frame::Dm { .. }))
+            );
+        }
+        assert!(sent_to_guest);
+    }
+
+    #[test]
+    fn nick_changes_are_announced_and_checked() {
+        let mut net = chain(3);
+        net.say(0, "/nick ana");
+        for node in [1, 2] {
+            assert!(net.shown[node].contains(&Event::Nick {
+                old: "n0".into(),
+                nick: "ana".into()
+            }));
+        }
+        net.say(0, "hi");
+        assert_eq!(net.messages(2), vec![("ana".into(), "hi".into())]);
+        net.say(0, "/nick bad name");
+        assert!(net.shown[0].iter().any(|e| matches!(e, Event::Error(_))));
+        assert_eq!(
+            net.nodes[0].hello(),
+            Frame::Hello(Hello {
+                nick: "ana".into(),
+                node: node_id(0),
+                listen: Some(5000)
+            })
+        );
+        net.say(2, "/msg ana to ana");
+        assert!(net.shown[0]
+            .iter()
+            .any(|e| matches!(e, Event::Dm { text, .. } if text == "to ana")));
+    }
+
+    #[test]
+    fn me_and_names() {
+        let mut net = star(3);
+        net.say(1, "/me waves");
+        assert!(net.shown[2].contains(&Event::Me {
+            from: "n1".into(),
+            text: "waves".into()
+        }));
+        net.say(2, "/names");
+        let names = net.shown[2].iter().find_map(|e| match e {
+            Event::Names(n) => Some(n.clone()),
+            _ => None,
+        });
+        let names = names.expect("names shown");
+        let nicks: Vec<&str> = names.iter().map(|n| n.nick.as_str()).collect();
+        assert_eq!(nicks, vec!["n0", "n1", "n2"]);
+        assert!(names[2].you && !names[0].you);
+        assert_eq!(names[0].addr.as_deref(), Some("10.0.0.0:5000"));
+    }
+
+    #[test]
+    fn the_same_nick_twice_is_told_apart_the_same_way_everywhere() {
+        let mut net = Net::new(3);
+        net.nodes[2] = Chat::new(Config::new("n1".into(), node_id(2), Some(5000)), net.now);
+        net.link(0, 1);
+        net.link(0, 2);
+        net.say(1, "from one");
+        net.say(2, "from two");
+        let got = net.messages(0);
+        assert_eq!(
+            got,
+            vec![
+                ("n1#0200".into(), "from one".into()),
+                ("n1#0300".into(), "from two".into())
+            ]
+        );
+        net.say(0, "/msg n1 which?");
+        assert!(net.shown[0]
+            .iter()
+            .any(|e| matches!(e, Event::Error(t) if t.contains("ambiguous"))));
+        net.say(0, "/msg n1#0300 you");
+        assert!(net.shown[2]
+            .iter()
+            .any(|e| matches!(e, Event::Dm { text, .. } if text == "you")));
+        assert!(!net.shown[1].iter().any(|e| matches!(e, Event::Dm { .. })));
+    }
+
+    #[test]
     fn quit_words_in_any_case_and_trimmed() {
         for word in ["sair", " SAIR ", "/quit", "/Exit", "/quit going home"] {
-            let mut net = Net::new(2);
-            net.link(0, 1);
+            let mut net = chain(2);
             net.say(0, word);
             assert!(net.quit[0], "{word:?}");
         }
-        let mut net = Net::new(2);
-        net.link(0, 1);
+        let mut net = chain(2);
         net.say(0, "sair agora");
         assert!(!net.quit[0]);
         assert_eq!(net.messages(1), vec![("n0".into(), "sair agora".into())]);
@@ -806,8 +2210,7 @@ mod tests {
 
     #[test]
     fn commands_are_not_sent_and_double_slash_escapes() {
-        let mut net = Net::new(2);
-        net.link(0, 1);
+        let mut net = chain(2);
         net.say(0, "/bogus x");
         net.say(0, "/help");
         net.say(0, "//etc/passwd is a path");
@@ -819,12 +2222,18 @@ mod tests {
         assert!(net.shown[0]
             .iter()
             .any(|e| matches!(e, Event::Error(t) if t.contains("/bogus"))));
+        assert_eq!(
+            net.shown[0]
+                .iter()
+                .filter(|e| matches!(e, Event::Sent(_)))
+                .count(),
+            1
+        );
     }
 
     #[test]
     fn a_long_line_is_split_not_cut() {
-        let mut net = Net::new(2);
-        net.link(0, 1);
+        let mut net = chain(2);
         let long = "é".repeat(MAX_TEXT);
         net.say(0, &long);
         let got: String = net.messages(1).into_iter().map(|(_, t)| t).collect();
@@ -834,13 +2243,9 @@ mod tests {
 
     fn guest_chat() -> (Chat, Instant) {
         let now = Instant::now();
-        let mut chat = Chat::new(Config {
-            nick: "hub".into(),
-            node: 1,
-            listen: Some(5000),
-        });
-        chat.handle_opened(7, "127.0.0.1:4000".into(), Origin::Accepted, now);
-        chat.handle_opened(8, "127.0.0.1:4001".into(), Origin::Accepted, now);
+        let mut chat = Chat::new(Config::new("hub".into(), 1, Some(5000)), now);
+        chat.handle_opened(7, "127.0.0.1:4000".parse().unwrap(), Origin::Accepted, now);
+        chat.handle_opened(8, "127.0.0.1:4001".parse().unwrap(), Origin::Accepted, now);
         (chat, now)
     }
 
@@ -850,8 +2255,8 @@ mod tests {
 
     #[test]
     fn a_first_line_that_is_not_a_hello_makes_a_guest() {
-        let (mut chat, _) = guest_chat();
-        chat.handle_line(7, "bob: oi ".as_bytes());
+        let (mut chat, now) = guest_chat();
+        chat.handle_line(7, "bob: oi ".as_bytes(), now);
         let actions = drain(&mut chat);
         assert_eq!(
             actions[0],
@@ -891,12 +2296,16 @@ mod tests {
 
     #[test]
     fn a_malformed_frame_closes_only_that_peer() {
-        let mut net = Net::new(3);
-        net.link(0, 1);
-        net.link(0, 2);
-        net.nodes[0].handle_line(101, b"MSG nonsense");
+        let mut net = star(3);
+        let c = net.conn_of(0, 1);
+        net.nodes[0].handle_line(c, b"MSG nonsense", net.now);
         // Whatever the same peer sent after the bad frame is not taken.
-        net.nodes[0].handle_line(101, b"MSG 0000000000001001:99 n1 sneaked in");
+        let sneaky = format!(
+            "MSG {:016x}:99 {:016x} n1 sneaked in",
+            node_id(1),
+            node_id(1)
+        );
+        net.nodes[0].handle_line(c, sneaky.as_bytes(), net.now);
         net.run();
         assert!(net.messages(0).is_empty() && net.messages(2).is_empty());
         assert!(
@@ -904,18 +2313,17 @@ mod tests {
             Event::Leave { nick, reason: Some(r), .. } if nick == "n1" && r.contains("malformed")))
         );
         assert_eq!(net.closed.len(), 1);
-        assert_eq!(net.closed[0].0, 0);
-        assert_eq!(net.closed[0].1, 101);
+        assert_eq!((net.closed[0].0, net.closed[0].1), (0, c));
         net.say(2, "still here");
         assert_eq!(net.messages(0), vec![("n2".into(), "still here".into())]);
     }
 
     #[test]
     fn a_node_that_reaches_itself_closes_that_connection() {
-        let (mut chat, _) = guest_chat();
+        let (mut chat, now) = guest_chat();
         let mut hello = Vec::new();
         protocol::encode(&chat.hello(), &mut hello);
-        chat.handle_line(7, &hello[..hello.len() - 1]);
+        chat.handle_line(7, &hello[..hello.len() - 1], now);
         assert!(matches!(
             &drain(&mut chat)[..],
             [Action::Close { conn: 7, .. }]
@@ -923,27 +2331,28 @@ mod tests {
     }
 
     #[test]
-    fn the_seen_set_is_bounded() {
-        let mut seen = Seen::default();
+    fn the_seen_set_is_bounded_by_count_and_age() {
+        let now = Instant::now();
+        let mut seen = Recent::new(SEEN_CAP, Some(SEEN_AGE));
         for seq in 0..(SEEN_CAP as u64 + 10) {
-            assert!(seen.insert(MsgId { node: 1, seq }));
+            assert!(seen.insert(MsgId { node: 1, seq }, now));
         }
         assert_eq!(seen.set.len(), SEEN_CAP);
-        assert!(!seen.insert(MsgId {
+        let last = MsgId {
             node: 1,
-            seq: SEEN_CAP as u64
-        }));
+            seq: SEEN_CAP as u64,
+        };
+        assert!(!seen.insert(last, now));
+        // Past the age, old ids are forgotten as new ones come.
+        assert!(seen.insert(MsgId { node: 2, seq: 0 }, now + SEEN_AGE * 2));
+        assert_eq!(seen.set.len(), 1);
     }
 
     #[test]
     fn a_dialled_connection_waits_longer_for_the_hello() {
         let now = Instant::now();
-        let mut chat = Chat::new(Config {
-            nick: "me".into(),
-            node: 1,
-            listen: None,
-        });
-        chat.handle_opened(3, "10.0.0.9:5000".into(), Origin::Dialled, now);
+        let mut chat = Chat::new(Config::new("me".into(), 1, None), now);
+        chat.handle_opened(3, "10.0.0.9:5000".parse().unwrap(), Origin::Dialled, now);
         assert_eq!(chat.next_deadline(), Some(now + HELLO_WAIT_DIALLED));
         chat.handle_tick(now + HELLO_WAIT);
         assert!(drain(&mut chat).is_empty());
@@ -957,6 +2366,7 @@ mod tests {
         chat.handle_line(
             7,
             b"peerchat/1 hello from bob (node=00000000000000bb listen=-)",
+            now,
         );
         let actions = drain(&mut chat);
         assert!(actions.contains(&Action::Show(Event::Leave {
@@ -973,16 +2383,21 @@ mod tests {
             addr: Some("127.0.0.1:4000".into()),
         })));
         // From now on it speaks frames.
-        chat.handle_line(7, b"MSG 00000000000000bb:1 bob late but here");
+        chat.handle_line(
+            7,
+            b"MSG 00000000000000bb:1 00000000000000bb bob late but here",
+            now,
+        );
         assert!(drain(&mut chat).contains(&Action::Show(Event::Message {
             from: "bob".into(),
             text: "late but here".into()
         })));
         // A guest that has typed is a guest for good: a hello later is just text.
-        chat.handle_line(8, b"hi");
+        chat.handle_line(8, b"hi", now);
         chat.handle_line(
             8,
             b"peerchat/1 hello from eve (node=00000000000000ee listen=-)",
+            now,
         );
         assert!(drain(&mut chat).iter().all(|a| !matches!(
             a,
@@ -995,10 +2410,10 @@ mod tests {
 
     #[test]
     fn guest_text_from_a_peer_that_took_us_for_a_guest_is_ignored() {
-        let mut net = Net::new(2);
-        net.link(0, 1);
-        net.nodes[0].handle_line(101, b"<n1> sent before my hello arrived");
-        net.nodes[0].handle_line(101, b"* n1 joined");
+        let mut net = chain(2);
+        let c = net.conn_of(0, 1);
+        net.nodes[0].handle_line(c, b"<n1> sent before my hello arrived", net.now);
+        net.nodes[0].handle_line(c, b"* n1 joined", net.now);
         net.run();
         assert!(net.closed.is_empty());
         assert!(net.messages(0).is_empty());

@@ -51,12 +51,16 @@ mod tests {
     fn each_role_gets_its_format() {
         let out = Outgoing::new(Rc::new(Frame::Msg {
             id: MsgId { node: 1, seq: 2 },
+            from: crate::protocol::MemberId::node(1),
             nick: "bob".into(),
             text: "hi".into(),
         }));
         assert_eq!(out.bytes(Role::Guest), b"<bob> hi\n");
-        assert_eq!(out.bytes(Role::Peer), b"MSG 0000000000000001:2 bob hi\n");
-        let unknown = Outgoing::new(Rc::new(Frame::Unknown("PING".into())));
+        assert_eq!(
+            out.bytes(Role::Peer),
+            b"MSG 0000000000000001:2 0000000000000001 bob hi\n"
+        );
+        let unknown = Outgoing::new(Rc::new(Frame::Ping));
         assert!(unknown.bytes(Role::Guest).is_empty());
     }
 }

@@ -4,12 +4,15 @@
 
 use std::io::{self, IsTerminal};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 
 use peerchat::cli::{self, Args, HostPort, Mode};
+use peerchat::core::Mesh;
+use peerchat::eventlog::EventLog;
 use peerchat::output::{Format, Output};
-use peerchat::reactor::{Dial, Reactor, Setup};
+use peerchat::reactor::{Dial, Listen, Reactor, Setup};
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -33,7 +36,16 @@ fn usage_error(msg: &str) -> ! {
 
 fn run(mut args: Args) -> Result<(), String> {
     let stdin_is_tty = io::stdin().is_terminal();
-    if args.listen.is_none() && args.peers.is_empty() {
+    if args.mesh.is_some() && args.nick.is_none() && stdin_is_tty {
+        // Like the seed: mesh mode asks for the user's name.
+        let mut input = io::stdin().lock();
+        let asked = cli::ask_nick(&mut input, &mut io::stderr(), &cli::default_nick());
+        let Some(nick) = answered(asked)? else {
+            return Ok(());
+        };
+        args.nick = Some(nick);
+    }
+    if args.listen.is_none() && args.peers.is_empty() && args.mesh.is_none() {
         if !stdin_is_tty {
             usage_error("nothing to do: give -l to listen or HOST[:PORT] to connect (see --help)");
         }
@@ -56,8 +68,22 @@ fn run(mut args: Args) -> Result<(), String> {
         }
     }
 
-    let listen = match &args.listen {
-        Some(hp) => Some(first_addr(hp)?),
+    let listen = match (&args.listen, &args.mesh) {
+        (Some(hp), _) => Listen::Addr(first_addr(hp)?),
+        (None, Some(range)) => {
+            let host = HostPort {
+                host: args.host.clone(),
+                port: range.first,
+            };
+            Listen::Range(Mesh {
+                host: first_addr(&host)?.ip(),
+                ports: range.first..=range.last,
+            })
+        }
+        (None, None) => Listen::None,
+    };
+    let log = match &args.log_file {
+        Some(path) => Some(EventLog::open(path)?),
         None => None,
     };
     let dials = args
@@ -83,6 +109,9 @@ fn run(mut args: Args) -> Result<(), String> {
         listen,
         dials,
         keep_open: args.keep_open,
+        max_peers: usize::from(args.max_peers),
+        peer_timeout: Duration::from_secs(args.timeout),
+        log,
     };
     Reactor::new(setup, Output::new(format, io::stdout()))?.run()
 }

@@ -72,6 +72,18 @@ impl<W: Write> Output<W> {
             Event::Message { from, text } => {
                 format!(r#""message","from":{},"text":{}"#, js(from), js(text))
             }
+            Event::Me { from, text } => {
+                format!(r#""me","from":{},"text":{}"#, js(from), js(text))
+            }
+            Event::Dm { from, to, text } => format!(
+                r#""dm","from":{},"to":{},"text":{}"#,
+                js(from),
+                js(to),
+                js(text)
+            ),
+            Event::Nick { old, nick } => {
+                format!(r#""nick","old":{},"nick":{}"#, js(old), js(nick))
+            }
             Event::Join { nick, addr } | Event::Leave { nick, addr, .. } => {
                 let kind = if matches!(event, Event::Join { .. }) {
                     "join"
@@ -90,6 +102,24 @@ impl<W: Write> Output<W> {
                 }
                 s
             }
+            Event::Names(names) => {
+                let list: Vec<serde_json::Value> = names
+                    .iter()
+                    .map(|n| {
+                        let mut o = serde_json::Map::new();
+                        o.insert("nick".into(), n.nick.clone().into());
+                        if let Some(a) = &n.addr {
+                            o.insert("addr".into(), a.clone().into());
+                        }
+                        if n.you {
+                            o.insert("you".into(), true.into());
+                        }
+                        serde_json::Value::Object(o)
+                    })
+                    .collect();
+                format!(r#""names","names":{}"#, serde_json::Value::from(list))
+            }
+            Event::Sent(_) => return Ok(()),
             Event::Info(text) => format!(r#""info","text":{}"#, js(text)),
             Event::Error(text) => format!(r#""error","text":{}"#, js(text)),
         };
@@ -97,6 +127,10 @@ impl<W: Write> Output<W> {
     }
 
     fn human(&mut self, event: &Event, colour: bool) -> io::Result<()> {
+        if let Event::Sent(_) = event {
+            // The user sees what they typed already.
+            return Ok(());
+        }
         let time = Local::now().format("%H:%M:%S");
         let (dim, reset) = if colour { (DIM, RESET) } else { ("", "") };
         write!(self.w, "{dim}{time}{reset} ")?;
@@ -106,12 +140,39 @@ impl<W: Write> Output<W> {
                 let nc = if colour { nick_colour(from) } else { "" };
                 writeln!(self.w, "{nc}<{}>{reset} {}", sanitize(from), sanitize(text))
             }
+            Event::Me { from, text } => {
+                let nc = if colour { nick_colour(from) } else { "" };
+                writeln!(self.w, "{nc}* {}{reset} {}", sanitize(from), sanitize(text))
+            }
+            Event::Dm { from, to, text } => writeln!(
+                self.w,
+                "{}[dm {} -> {}]{reset} {}",
+                star(YELLOW),
+                sanitize(from),
+                sanitize(to),
+                sanitize(text)
+            ),
+            Event::Nick { old, nick } => writeln!(
+                self.w,
+                "{}* {} is now known as {}{reset}",
+                star(YELLOW),
+                sanitize(old),
+                sanitize(nick)
+            ),
             Event::Join { nick, addr } => {
                 write!(self.w, "{}* {} joined", star(YELLOW), sanitize(nick))?;
                 if let Some(a) = addr {
                     write!(self.w, " from {}", sanitize(a))?;
                 }
                 writeln!(self.w, "{reset}")
+            }
+            Event::Leave { nick, reason, .. } if reason.as_deref() == Some("timed out") => {
+                writeln!(
+                    self.w,
+                    "{}* {} timed out{reset}",
+                    star(YELLOW),
+                    sanitize(nick)
+                )
             }
             Event::Leave { nick, reason, .. } => {
                 write!(self.w, "{}* {} left", star(YELLOW), sanitize(nick))?;
@@ -120,10 +181,32 @@ impl<W: Write> Output<W> {
                 }
                 writeln!(self.w, "{reset}")
             }
+            Event::Names(names) => {
+                let list: Vec<String> = names
+                    .iter()
+                    .map(|n| {
+                        let mut s = sanitize(&n.nick).into_owned();
+                        if n.you {
+                            s.push_str(" (you)");
+                        } else if let Some(a) = &n.addr {
+                            s.push_str(&format!(" ({})", sanitize(a)));
+                        }
+                        s
+                    })
+                    .collect();
+                writeln!(
+                    self.w,
+                    "{}* {} here: {}{reset}",
+                    star(DIM),
+                    names.len(),
+                    list.join(", ")
+                )
+            }
             Event::Info(text) => writeln!(self.w, "{}* {}{reset}", star(DIM), sanitize(text)),
             Event::Error(text) => {
                 writeln!(self.w, "{}* error: {}{reset}", star(RED), sanitize(text))
             }
+            Event::Sent(_) => Ok(()),
         }
     }
 }
@@ -163,7 +246,96 @@ mod tests {
                 reason: Some("timed out".into()),
             },
         );
-        assert!(s.ends_with(" * bob left (timed out)\n"), "{s}");
+        assert!(s.ends_with(" * bob timed out\n"), "{s}");
+        let human = |e: Event| render(Format::Human { colour: false }, e)[9..].to_string();
+        assert_eq!(
+            human(Event::Leave {
+                nick: "bob".into(),
+                addr: None,
+                reason: Some("bye".into()),
+            }),
+            "* bob left (bye)\n"
+        );
+        assert_eq!(
+            human(Event::Me {
+                from: "bob".into(),
+                text: "waves".into()
+            }),
+            "* bob waves\n"
+        );
+        assert_eq!(
+            human(Event::Dm {
+                from: "bob".into(),
+                to: "ana".into(),
+                text: "psst".into()
+            }),
+            "[dm bob -> ana] psst\n"
+        );
+        assert_eq!(
+            human(Event::Nick {
+                old: "bob".into(),
+                nick: "rob".into()
+            }),
+            "* bob is now known as rob\n"
+        );
+        assert_eq!(
+            render(
+                Format::Human { colour: false },
+                Event::Sent("<me> x".into())
+            ),
+            ""
+        );
+    }
+
+    #[test]
+    fn json_for_mesh_events() {
+        let json = |e: Event| {
+            let s = render(Format::Json, e);
+            let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+            v
+        };
+        let v = json(Event::Dm {
+            from: "a".into(),
+            to: "b".into(),
+            text: "t".into(),
+        });
+        assert_eq!(
+            (
+                v["event"].as_str(),
+                v["from"].as_str(),
+                v["to"].as_str(),
+                v["text"].as_str()
+            ),
+            (Some("dm"), Some("a"), Some("b"), Some("t"))
+        );
+        let v = json(Event::Nick {
+            old: "a".into(),
+            nick: "b".into(),
+        });
+        assert_eq!(
+            (v["old"].as_str(), v["nick"].as_str()),
+            (Some("a"), Some("b"))
+        );
+        let v = json(Event::Me {
+            from: "a".into(),
+            text: "waves".into(),
+        });
+        assert_eq!(v["event"], "me");
+        let v = json(Event::Names(vec![
+            crate::core::Name {
+                nick: "a".into(),
+                addr: None,
+                you: true,
+            },
+            crate::core::Name {
+                nick: "b".into(),
+                addr: Some("127.0.0.1:5001".into()),
+                you: false,
+            },
+        ]));
+        assert_eq!(v["names"][0]["you"], true);
+        assert_eq!(v["names"][1]["addr"], "127.0.0.1:5001");
+        assert!(render(Format::Json, Event::Sent("<a> x".into())).is_empty());
     }
 
     #[test]

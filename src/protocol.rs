@@ -5,6 +5,7 @@
 //! same format for people.
 
 use std::fmt;
+use std::net::SocketAddr;
 
 use crate::safe::{is_unsafe, sanitize};
 
@@ -68,31 +69,141 @@ pub struct Hello {
     pub listen: Option<u16>,
 }
 
+/// A member of the chat: a node (`guest == 0`), or guest number `guest` of node `node` (a person
+/// at `nc` connected to that node). Written `<16 hex>` or `<16 hex>.<guest>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MemberId {
+    pub node: NodeId,
+    pub guest: u32,
+}
+
+impl MemberId {
+    /// The node itself.
+    pub fn node(node: NodeId) -> MemberId {
+        MemberId { node, guest: 0 }
+    }
+
+    /// Short, stable tag used to tell apart members with the same nick: `#` and the first four
+    /// hex digits of the node id, plus `.N` for a guest.
+    pub fn tag(&self) -> String {
+        self.tag_of(4)
+    }
+
+    /// [`MemberId::tag`] with the first `len` (at most 16) hex digits.
+    pub fn tag_of(&self, len: usize) -> String {
+        let hex = format!("{:016x}", self.node);
+        let digits = &hex[..len.min(16)];
+        match self.guest {
+            0 => format!("#{digits}"),
+            g => format!("#{digits}.{g}"),
+        }
+    }
+
+    fn parse(s: &str) -> Option<MemberId> {
+        let (node, guest) = match s.split_once('.') {
+            Some((n, g)) => {
+                if g.is_empty() || !g.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                (n, g.parse().ok().filter(|&g| g > 0)?)
+            }
+            None => (s, 0),
+        };
+        Some(MemberId {
+            node: parse_node(node)?,
+            guest,
+        })
+    }
+}
+
+impl fmt::Display for MemberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.guest {
+            0 => write!(f, "{:016x}", self.node),
+            g => write!(f, "{:016x}.{g}", self.node),
+        }
+    }
+}
+
 /// One line on a peer connection.
+///
+/// Frames with an `id` are flooded: every node handles each id once and passes it on to its
+/// other peers. `Peers`, `Ping`, `Pong` and `Close` concern one connection only.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Frame {
     Hello(Hello),
-    /// A chat message from `nick`, first sent by node `id.node`.
+    /// A chat message from member `from` (called `nick`), first sent by node `id.node`.
     Msg {
         id: MsgId,
+        from: MemberId,
         nick: String,
         text: String,
     },
-    /// `nick` joined the chat (at `addr`, when the announcing node knows it).
+    /// An action (`/me waves`): shown as `* nick waves`.
+    Me {
+        id: MsgId,
+        from: MemberId,
+        nick: String,
+        text: String,
+    },
+    /// A direct message for member `to` only; other nodes pass it on without showing it.
+    Dm {
+        id: MsgId,
+        from: MemberId,
+        nick: String,
+        to: MemberId,
+        text: String,
+    },
+    /// Member `member` changed its nick from `old` to `nick`.
+    Nick {
+        id: MsgId,
+        member: MemberId,
+        old: String,
+        nick: String,
+    },
+    /// `member`, called `nick`, is in the chat (at `addr`, when the announcing node knows it).
     Join {
         id: MsgId,
+        member: MemberId,
         nick: String,
         addr: Option<String>,
     },
-    /// `nick` left the chat.
+    /// `member` left the chat. Sent by the member's own node (it left, or its guest did), or by a
+    /// neighbour that lost its connection to it (`reason` says how).
     Leave {
         id: MsgId,
+        member: MemberId,
         nick: String,
         reason: Option<String>,
     },
+    /// The peers the sender is connected to, by node and listening address (peer exchange).
+    Peers(Vec<(NodeId, SocketAddr)>),
+    /// Keepalive: answer with `Pong`.
+    Ping,
+    Pong,
+    /// The sender closes this connection on purpose (`reason`); nobody left the chat.
+    Close(String),
     /// A well-formed frame of a kind this version does not know; ignored for forward compatibility.
     Unknown(String),
 }
+
+impl Frame {
+    /// The flood id, for frames that have one.
+    pub fn id(&self) -> Option<MsgId> {
+        match self {
+            Frame::Msg { id, .. }
+            | Frame::Me { id, .. }
+            | Frame::Dm { id, .. }
+            | Frame::Nick { id, .. }
+            | Frame::Join { id, .. }
+            | Frame::Leave { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
+}
+
+/// The most addresses one `PEERS` frame carries (and the most taken from one).
+pub const MAX_PEERS_LISTED: usize = 64;
 
 /// Why bytes from a peer could not be taken.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -157,14 +268,60 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
                 h.nick, h.node
             )
         }
-        Frame::Msg { id, nick, text } => write!(s, "MSG {id} {nick} {text}"),
-        Frame::Join { id, nick, addr } => {
-            write!(s, "JOIN {id} {nick} {}", addr.as_deref().unwrap_or("-"))
-        }
-        Frame::Leave { id, nick, reason } => match reason {
-            Some(r) => write!(s, "LEAVE {id} {nick} {r}"),
-            None => write!(s, "LEAVE {id} {nick}"),
+        Frame::Msg {
+            id,
+            from,
+            nick,
+            text,
+        } => write!(s, "MSG {id} {from} {nick} {text}"),
+        Frame::Me {
+            id,
+            from,
+            nick,
+            text,
+        } => write!(s, "ME {id} {from} {nick} {text}"),
+        Frame::Dm {
+            id,
+            from,
+            nick,
+            to,
+            text,
+        } => write!(s, "DM {id} {from} {nick} {to} {text}"),
+        Frame::Nick {
+            id,
+            member,
+            old,
+            nick,
+        } => write!(s, "NICK {id} {member} {old} {nick}"),
+        Frame::Join {
+            id,
+            member,
+            nick,
+            addr,
+        } => write!(
+            s,
+            "JOIN {id} {member} {nick} {}",
+            addr.as_deref().unwrap_or("-")
+        ),
+        Frame::Leave {
+            id,
+            member,
+            nick,
+            reason,
+        } => match reason {
+            Some(r) => write!(s, "LEAVE {id} {member} {nick} {r}"),
+            None => write!(s, "LEAVE {id} {member} {nick}"),
         },
+        Frame::Peers(peers) => {
+            s.push_str("PEERS");
+            for (node, addr) in peers.iter().take(MAX_PEERS_LISTED) {
+                let _ = write!(s, " {node:016x}@{addr}");
+            }
+            Ok(())
+        }
+        Frame::Ping => write!(s, "PING"),
+        Frame::Pong => write!(s, "PONG"),
+        Frame::Close(reason) => write!(s, "CLOSE {reason}"),
         Frame::Unknown(line) => write!(s, "{line}"),
     };
     out.extend_from_slice(s.as_bytes());
@@ -172,7 +329,8 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
 }
 
 /// Appends what a guest (nc, telnet, a script) is shown for `frame`: a plain, terminal-safe line,
-/// or nothing for frames that mean nothing to a person. Returns whether anything was appended.
+/// or nothing for frames that mean nothing to a person or are not for every guest (a direct
+/// message; see [`encode_guest_direct`]). Returns whether anything was appended.
 pub fn encode_guest(frame: &Frame, out: &mut Vec<u8>) -> bool {
     let line = match frame {
         Frame::Hello(_) => {
@@ -180,6 +338,10 @@ pub fn encode_guest(frame: &Frame, out: &mut Vec<u8>) -> bool {
             return true;
         }
         Frame::Msg { nick, text, .. } => format!("<{}> {}", sanitize(nick), sanitize(text)),
+        Frame::Me { nick, text, .. } => format!("* {} {}", sanitize(nick), sanitize(text)),
+        Frame::Nick { old, nick, .. } => {
+            format!("* {} is now known as {}", sanitize(old), sanitize(nick))
+        }
         Frame::Join { nick, .. } => format!("* {} joined", sanitize(nick)),
         Frame::Leave {
             nick, reason: None, ..
@@ -191,11 +353,30 @@ pub fn encode_guest(frame: &Frame, out: &mut Vec<u8>) -> bool {
         } => {
             format!("* {} left ({})", sanitize(nick), sanitize(r))
         }
-        Frame::Unknown(_) => return false,
+        Frame::Dm { .. }
+        | Frame::Peers(_)
+        | Frame::Ping
+        | Frame::Pong
+        | Frame::Close(_)
+        | Frame::Unknown(_) => return false,
     };
     out.extend_from_slice(line.as_bytes());
     out.push(b'\n');
     true
+}
+
+/// What one guest is shown for a frame meant for it alone: a direct message reads
+/// `[dm] <nick> text`; anything else as in [`encode_guest`].
+pub fn encode_guest_direct(frame: &Frame, out: &mut Vec<u8>) -> bool {
+    match frame {
+        Frame::Dm { nick, text, .. } => {
+            let line = format!("[dm] <{}> {}", sanitize(nick), sanitize(text));
+            out.extend_from_slice(line.as_bytes());
+            out.push(b'\n');
+            true
+        }
+        _ => encode_guest(frame, out),
+    }
 }
 
 /// Reads a hello line. Anything else — another program's first line, another major version —
@@ -231,36 +412,95 @@ pub fn parse_hello(line: &str) -> Option<Hello> {
 
 /// Reads one frame from a peer that has sent its hello.
 pub fn parse_frame(line: &str) -> Result<Frame, ProtocolError> {
+    use ProtocolError::Malformed;
     let (verb, rest) = line.split_once(' ').unwrap_or((line, ""));
-    if !matches!(verb, "MSG" | "JOIN" | "LEAVE") {
-        return if !verb.is_empty() && verb.bytes().all(|b| b.is_ascii_uppercase()) {
-            Ok(Frame::Unknown(line.to_string()))
-        } else {
-            Err(ProtocolError::Malformed("not a frame"))
-        };
+    match verb {
+        "PING" => return Ok(Frame::Ping),
+        "PONG" => return Ok(Frame::Pong),
+        "CLOSE" => return Ok(Frame::Close(rest.to_string())),
+        "PEERS" => {
+            let peers = rest
+                .split(' ')
+                .filter(|w| !w.is_empty())
+                .take(MAX_PEERS_LISTED)
+                .map(|w| {
+                    let (node, addr) = w.split_once('@')?;
+                    Some((parse_node(node)?, addr.parse().ok()?))
+                })
+                .collect::<Option<Vec<_>>>()
+                .ok_or(Malformed("bad peer address"))?;
+            return Ok(Frame::Peers(peers));
+        }
+        "MSG" | "ME" | "DM" | "NICK" | "JOIN" | "LEAVE" => {}
+        _ if !verb.is_empty() && verb.bytes().all(|b| b.is_ascii_uppercase()) => {
+            return Ok(Frame::Unknown(line.to_string()))
+        }
+        _ => return Err(Malformed("not a frame")),
     }
-    let mut parts = rest.splitn(3, ' ');
+    // <id> <member> <nick> and, for DM and NICK, one more word, then the rest of the line.
+    let words = if matches!(verb, "DM" | "NICK") { 4 } else { 3 };
+    let mut parts = rest.splitn(words + 1, ' ');
     let id = parts
         .next()
         .and_then(MsgId::parse)
-        .ok_or(ProtocolError::Malformed("bad message id"))?;
+        .ok_or(Malformed("bad message id"))?;
+    let member = parts
+        .next()
+        .and_then(MemberId::parse)
+        .ok_or(Malformed("bad member id"))?;
     let nick = parts.next().unwrap_or("");
-    check_nick(nick).map_err(|_| ProtocolError::Malformed("bad nick"))?;
+    check_nick(nick).map_err(|_| Malformed("bad nick"))?;
     let nick = nick.to_string();
+    let fourth = if words == 4 {
+        Some(parts.next().ok_or(Malformed("missing field"))?)
+    } else {
+        None
+    };
     let tail = parts.next().map(str::to_string);
     Ok(match verb {
         "MSG" => Frame::Msg {
             id,
+            from: member,
             nick,
             text: tail.unwrap_or_default(),
         },
+        "ME" => Frame::Me {
+            id,
+            from: member,
+            nick,
+            text: tail.unwrap_or_default(),
+        },
+        "DM" => Frame::Dm {
+            id,
+            from: member,
+            nick,
+            to: fourth
+                .and_then(MemberId::parse)
+                .ok_or(Malformed("bad member id"))?,
+            text: tail.unwrap_or_default(),
+        },
+        "NICK" => {
+            let new = fourth.unwrap_or("");
+            check_nick(new).map_err(|_| Malformed("bad nick"))?;
+            if tail.is_some() {
+                return Err(Malformed("extra words"));
+            }
+            Frame::Nick {
+                id,
+                member,
+                old: nick,
+                nick: new.to_string(),
+            }
+        }
         "JOIN" => Frame::Join {
             id,
+            member,
             nick,
             addr: tail.filter(|a| a != "-"),
         },
         _ => Frame::Leave {
             id,
+            member,
             nick,
             reason: tail.filter(|r| !r.is_empty()),
         },
@@ -392,6 +632,10 @@ mod tests {
         }
     }
 
+    fn m(node: u64, guest: u32) -> MemberId {
+        MemberId { node, guest }
+    }
+
     fn lines_of(dec: &mut LineDecoder) -> Result<Vec<Vec<u8>>, ProtocolError> {
         let mut out = Vec::new();
         while let Some(line) = dec.next_line()? {
@@ -491,34 +735,67 @@ mod tests {
             }),
             Frame::Msg {
                 id: id(1),
+                from: m(7, 0),
                 nick: "ação".into(),
                 text: "  spaced  text 你好 ".into(),
             },
             Frame::Msg {
                 id: id(2),
+                from: m(7, 3),
                 nick: "a".into(),
                 text: String::new(),
             },
+            Frame::Me {
+                id: id(2),
+                from: m(7, 0),
+                nick: "a".into(),
+                text: "waves at everyone".into(),
+            },
+            Frame::Dm {
+                id: id(2),
+                from: m(7, 0),
+                nick: "a".into(),
+                to: m(u64::MAX, 12),
+                text: "psst  two spaces".into(),
+            },
+            Frame::Nick {
+                id: id(9),
+                member: m(7, 0),
+                old: "a".into(),
+                nick: "b".into(),
+            },
             Frame::Join {
                 id: id(3),
+                member: m(7, 2),
                 nick: "c".into(),
                 addr: Some("127.0.0.1:40522".into()),
             },
             Frame::Join {
                 id: id(4),
+                member: m(7, 0),
                 nick: "c".into(),
                 addr: None,
             },
             Frame::Leave {
                 id: id(5),
+                member: m(7, 0),
                 nick: "c".into(),
                 reason: Some("line too long".into()),
             },
             Frame::Leave {
                 id: id(6),
+                member: m(7, 1),
                 nick: "c".into(),
                 reason: None,
             },
+            Frame::Peers(vec![
+                (1, "127.0.0.1:5000".parse().unwrap()),
+                (u64::MAX, "[::1]:6000".parse().unwrap()),
+            ]),
+            Frame::Peers(vec![]),
+            Frame::Ping,
+            Frame::Pong,
+            Frame::Close("duplicate connection".into()),
         ];
         for frame in frames {
             let mut buf = Vec::new();
@@ -566,19 +843,28 @@ mod tests {
     #[test]
     fn malformed_and_unknown_frames() {
         assert_eq!(
-            parse_frame("PING 1 2"),
-            Ok(Frame::Unknown("PING 1 2".into()))
+            parse_frame("WHOIS 1 2"),
+            Ok(Frame::Unknown("WHOIS 1 2".into()))
         );
         for bad in [
             "",
             "hello there",
             "MSG",
-            "MSG 12:3 bob hi",
-            "MSG 0123456789abcdef:x bob hi",
-            "MSG 0123456789abcdef:1",
-            "MSG +123456789abcdef:1 bob hi",
-            "MSG 0123456789abcdef:+1 bob hi",
-            "JOIN 0123456789abcdef:1 \x1b[2J",
+            "MSG 12:3 0123456789abcdef bob hi",
+            "MSG 0123456789abcdef:x 0123456789abcdef bob hi",
+            "MSG 0123456789abcdef:1 0123456789abcdef",
+            "MSG 0123456789abcdef:1 bob hi",
+            "MSG 0123456789abcdef:1 0123456789abcdef.0 bob hi",
+            "MSG 0123456789abcdef:1 0123456789abcdef.x bob hi",
+            "MSG +123456789abcdef:1 0123456789abcdef bob hi",
+            "MSG 0123456789abcdef:+1 0123456789abcdef bob hi",
+            "JOIN 0123456789abcdef:1 0123456789abcdef \x1b[2J",
+            "DM 0123456789abcdef:1 0123456789abcdef bob",
+            "DM 0123456789abcdef:1 0123456789abcdef bob carol hi",
+            "NICK 0123456789abcdef:1 0123456789abcdef bob",
+            "NICK 0123456789abcdef:1 0123456789abcdef bob x y",
+            "PEERS 0123456789abcdef@nowhere",
+            "PEERS 127.0.0.1:5000",
         ] {
             assert!(
                 matches!(parse_frame(bad), Err(ProtocolError::Malformed(_))),
@@ -592,14 +878,38 @@ mod tests {
         let mut buf = Vec::new();
         let msg = Frame::Msg {
             id: id(1),
+            from: m(1, 0),
             nick: "bob".into(),
             text: "hi \x1b[2J".into(),
         };
         assert!(encode_guest(&msg, &mut buf));
         assert_eq!(buf, b"<bob> hi ^[[2J\n");
         buf.clear();
-        assert!(!encode_guest(&Frame::Unknown("PING".into()), &mut buf));
+        let dm = Frame::Dm {
+            id: id(1),
+            from: m(1, 0),
+            nick: "bob".into(),
+            to: m(2, 1),
+            text: "psst".into(),
+        };
+        for quiet in [Frame::Unknown("WHOIS".into()), Frame::Ping, dm.clone()] {
+            assert!(!encode_guest(&quiet, &mut buf));
+        }
         assert!(buf.is_empty());
+        assert!(encode_guest_direct(&dm, &mut buf));
+        assert_eq!(buf, b"[dm] <bob> psst\n");
+    }
+
+    #[test]
+    fn member_ids_and_tags() {
+        let node = 0xabcd_0000_0000_0001;
+        assert_eq!(m(node, 0).to_string(), "abcd000000000001");
+        assert_eq!(m(node, 4).to_string(), "abcd000000000001.4");
+        assert_eq!(m(node, 0).tag(), "#abcd");
+        assert_eq!(m(node, 4).tag(), "#abcd.4");
+        assert_eq!(MemberId::parse("abcd000000000001.4"), Some(m(node, 4)));
+        assert_eq!(MemberId::parse("abcd000000000001.0"), None);
+        assert_eq!(MemberId::parse("abcd000000000001."), None);
     }
 
     #[test]

@@ -20,7 +20,8 @@ use slab::Slab;
 use crate::conn::{
     Conn, Phase, ReadStatus, HIGH_WATER, MAX_BACKLOG, PARTIAL_LINE_IDLE, STALL_LIMIT,
 };
-use crate::core::{self, Action, Chat, ConnId, Event, Origin};
+use crate::core::{self, Action, Chat, ConnId, Event, Mesh, Origin};
+use crate::eventlog::{EventLog, Tag};
 use crate::fanout::Outgoing;
 use crate::input::{self, Input};
 use crate::output::Output;
@@ -34,6 +35,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// After the user leaves, how long queued output may take to reach the peers.
 const QUIT_GRACE: Duration = Duration::from_secs(3);
+
+/// How long a duplicate connection being retired may take to deliver what is queued for it.
+const RETIRE_GRACE: Duration = Duration::from_secs(5);
 
 /// Reads from one connection per readiness before the others get a turn: a flooding sender
 /// cannot starve the rest of the loop.
@@ -62,13 +66,62 @@ pub struct Dial {
     pub addrs: Vec<SocketAddr>,
 }
 
+/// Where to listen.
+#[derive(Clone, Debug)]
+pub enum Listen {
+    None,
+    Addr(SocketAddr),
+    /// Mesh mode: the first free port of the range on `host`.
+    Range(Mesh),
+}
+
 /// What the reactor is started with.
 pub struct Setup {
     pub nick: String,
-    pub listen: Option<SocketAddr>,
+    pub listen: Listen,
     pub dials: Vec<Dial>,
     /// Keep running after stdin ends.
     pub keep_open: bool,
+    pub max_peers: usize,
+    pub peer_timeout: Duration,
+    pub log: Option<EventLog>,
+}
+
+impl Setup {
+    /// A node that neither listens nor dials yet, with the default limits.
+    pub fn new(nick: String) -> Setup {
+        Setup {
+            nick,
+            listen: Listen::None,
+            dials: Vec::new(),
+            keep_open: false,
+            max_peers: core::DEFAULT_MAX_PEERS,
+            peer_timeout: core::DEFAULT_PEER_TIMEOUT,
+            log: None,
+        }
+    }
+}
+
+/// Binds the first port of `mesh`'s range that is free; the error names the range.
+fn bind_range(mesh: &Mesh) -> Result<TcpListener, String> {
+    let (first, last) = (mesh.ports.start(), mesh.ports.end());
+    for port in mesh.ports.clone() {
+        match TcpListener::bind(SocketAddr::new(mesh.host, port)) {
+            Ok(l) => return Ok(l),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
+            Err(e) => {
+                return Err(format!(
+                    "cannot listen on {}: {}",
+                    SocketAddr::new(mesh.host, port),
+                    describe(&e)
+                ))
+            }
+        }
+    }
+    Err(format!(
+        "every port of {first}-{last} on {} is busy",
+        mesh.host
+    ))
 }
 
 /// A short, lower-case description of an IO error, for one-line messages.
@@ -115,6 +168,9 @@ struct Entry {
     conn: Conn,
     /// While dialling: the addresses still to try if this one fails.
     next_addrs: Vec<SocketAddr>,
+    /// How it was opened; for [`Origin::Auto`] dials, the address the chat asked for.
+    origin: Origin,
+    target: Option<SocketAddr>,
 }
 
 /// The running node.
@@ -143,8 +199,8 @@ pub struct Reactor<W: Write> {
     /// "nobody is connected" was shown and nobody has connected since.
     told_nobody: bool,
     chat: Chat,
-    hello: Vec<u8>,
     out: Output<W>,
+    log: Option<EventLog>,
     out_broken: bool,
     input: Option<Receiver<Input>>,
     keep_open: bool,
@@ -159,23 +215,32 @@ impl<W: Write> Reactor<W> {
         let poll = Poll::new().map_err(|e| format!("cannot start the event loop: {e}"))?;
         let mut listener = None;
         let mut listen_port = None;
-        if let Some(addr) = setup.listen {
-            let mut l = TcpListener::bind(addr)
-                .map_err(|e| format!("cannot listen on {addr}: {}", describe(&e)))?;
+        let mut mesh = None;
+        let bound = match setup.listen {
+            Listen::None => None,
+            Listen::Addr(addr) => Some(
+                TcpListener::bind(addr)
+                    .map_err(|e| format!("cannot listen on {addr}: {}", describe(&e)))?,
+            ),
+            Listen::Range(m) => {
+                let l = bind_range(&m)?;
+                mesh = Some(m);
+                Some(l)
+            }
+        };
+        if let Some(mut l) = bound {
             poll.registry()
                 .register(&mut l, LISTENER, Interest::READABLE)
-                .map_err(|e| format!("cannot listen on {addr}: {}", describe(&e)))?;
+                .map_err(|e| format!("cannot listen: {}", describe(&e)))?;
             listen_port = l.local_addr().ok().map(|a| a.port());
             listener = Some(l);
         }
         let node = new_node_id();
-        let chat = Chat::new(crate::core::Config {
-            nick: setup.nick,
-            node,
-            listen: listen_port,
-        });
-        let mut hello = Vec::new();
-        protocol::encode(&chat.hello(), &mut hello);
+        let mut cfg = crate::core::Config::new(setup.nick, node, listen_port);
+        cfg.mesh = mesh;
+        cfg.max_peers = setup.max_peers;
+        cfg.peer_timeout = setup.peer_timeout;
+        let chat = Chat::new(cfg, Instant::now());
         let mut reactor = Reactor {
             poll,
             listener,
@@ -191,8 +256,8 @@ impl<W: Write> Reactor<W> {
             undelivered: 0,
             told_nobody: false,
             chat,
-            hello,
             out,
+            log: setup.log,
             out_broken: false,
             input: None,
             keep_open: setup.keep_open,
@@ -251,6 +316,11 @@ impl<W: Write> Reactor<W> {
                 }
             }
             if let Some(result) = self.finished(now) {
+                let how = match &result {
+                    Ok(()) => "chat closed".to_string(),
+                    Err(e) => format!("chat closed: {e}"),
+                };
+                self.record(Tag::Closed, &how);
                 return result;
             }
             let more_now = !self.unread.is_empty() || (self.input_more && self.behind == 0);
@@ -329,7 +399,28 @@ impl<W: Write> Reactor<W> {
             .min()
     }
 
+    /// Appends a line to the event log, if there is one; a failing log is reported once and
+    /// then closed.
+    fn record(&mut self, tag: Tag, text: &str) {
+        if let Some(log) = &mut self.log {
+            if let Err(e) = log.write(tag, text) {
+                self.log = None;
+                self.show(&Event::Error(format!(
+                    "log file failed, no longer written: {e}"
+                )));
+            }
+        }
+    }
+
     fn show(&mut self, event: &Event) {
+        if let Some(log) = &mut self.log {
+            if let Err(e) = log.event(event) {
+                self.log = None;
+                self.show(&Event::Error(format!(
+                    "log file failed, no longer written: {e}"
+                )));
+            }
+        }
         if self.out_broken {
             return;
         }
@@ -378,6 +469,8 @@ impl<W: Write> Reactor<W> {
                         stream,
                         conn,
                         next_addrs,
+                        origin: Origin::Dialled,
+                        target: None,
                     });
                     return Ok(());
                 }
@@ -389,6 +482,30 @@ impl<W: Write> Reactor<W> {
             dial.label,
             describe(&error)
         ))
+    }
+
+    /// Dials `addr` for the chat (mesh scan, peer exchange, re-dial). Failures go back to the
+    /// chat, not to the user.
+    fn auto_dial(&mut self, addr: SocketAddr, now: Instant) {
+        let key = self.conns.vacant_key();
+        match Self::start_connect(&self.poll, addr, key) {
+            Ok(stream) => {
+                let deadline = now + CONNECT_TIMEOUT;
+                let mut conn = Conn::new(addr.to_string(), Phase::Connecting { deadline }, now);
+                conn.writable = true;
+                self.conns.insert(Entry {
+                    stream,
+                    conn,
+                    next_addrs: Vec::new(),
+                    origin: Origin::Auto,
+                    target: Some(addr),
+                });
+            }
+            Err(e) => {
+                debug!("cannot connect to {addr}: {e}");
+                self.chat.handle_dial_failed(addr, now);
+            }
+        }
     }
 
     /// Dialling `k` failed: try its next address, keeping what is queued for it, or give up.
@@ -450,8 +567,11 @@ impl<W: Write> Reactor<W> {
                         stream,
                         conn,
                         next_addrs: Vec::new(),
+                        origin: Origin::Accepted,
+                        target: None,
                     });
-                    self.opened(key, Origin::Accepted, now);
+                    self.record(Tag::Accepted, &format!("connection from {addr}"));
+                    self.opened(key, addr, now);
                     self.accept_backoff = ACCEPT_BACKOFF_MIN;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -478,12 +598,14 @@ impl<W: Write> Reactor<W> {
     }
 
     /// A connection is up: send our hello and tell the chat.
-    fn opened(&mut self, k: usize, origin: Origin, now: Instant) {
+    fn opened(&mut self, k: usize, addr: SocketAddr, now: Instant) {
+        let mut hello = Vec::new();
+        protocol::encode(&self.chat.hello(), &mut hello);
         let Some(e) = self.conns.get_mut(k) else {
             return;
         };
-        e.conn.queue_raw(&self.hello);
-        let addr = e.conn.addr.clone();
+        e.conn.queue_raw(&hello);
+        let origin = e.origin;
         self.mark_dirty(k);
         self.told_nobody = false;
         if let Some(deadline) = &mut self.quit_deadline {
@@ -515,7 +637,8 @@ impl<W: Write> Reactor<W> {
                         e.conn.addr = addr.to_string();
                         let _ = e.stream.set_nodelay(true);
                         info!("connected to {addr}");
-                        self.opened(k, Origin::Dialled, now);
+                        self.record(Tag::Connected, &format!("connected to {addr}"));
+                        self.opened(k, addr, now);
                         None
                     }
                     Err(err) if err.kind() == io::ErrorKind::NotConnected => return,
@@ -545,7 +668,7 @@ impl<W: Write> Reactor<W> {
             };
             loop {
                 match e.conn.decoder.next_line() {
-                    Ok(Some(line)) => self.chat.handle_line(k, line),
+                    Ok(Some(line)) => self.chat.handle_line(k, line, now),
                     Ok(None) => break,
                     Err(err) => {
                         warn!("closing {}: {err}", e.conn.addr);
@@ -559,7 +682,7 @@ impl<W: Write> Reactor<W> {
                 ReadStatus::Eof => {
                     let rest = e.conn.decoder.take_partial();
                     if !rest.is_empty() {
-                        self.chat.handle_line(k, &rest);
+                        self.chat.handle_line(k, &rest, now);
                     }
                     return self.close(k, None);
                 }
@@ -599,6 +722,13 @@ impl<W: Write> Reactor<W> {
                 self.undelivered += 1;
             }
             if matches!(e.conn.phase, Phase::Connecting { .. }) {
+                if let Some(addr) = e.target {
+                    debug!(
+                        "cannot connect to {addr}: {}",
+                        reason.as_deref().unwrap_or("closed")
+                    );
+                    return self.chat.handle_dial_failed(addr, Instant::now());
+                }
                 return self.dial_failed(&e.conn.addr, reason.as_deref().unwrap_or("closed"));
             }
             self.chat.handle_closed(k, reason);
@@ -662,10 +792,12 @@ impl<W: Write> Reactor<W> {
         let mut stalled = Vec::new();
         let limit = self.stall_limit();
         let mut partial = Vec::new();
+        let mut retired = Vec::new();
         for (k, e) in &self.conns {
             let c = &e.conn;
             match c.phase {
                 Phase::Connecting { deadline } if now >= deadline => timed_out.push(k),
+                _ if c.retire_by.is_some_and(|t| now >= t) => retired.push(k),
                 _ if c.behind_since.is_some_and(|t| now >= t + limit) => stalled.push(k),
                 _ if c.has_guest_partial() && now >= c.last_read + PARTIAL_LINE_IDLE => {
                     partial.push(k)
@@ -686,8 +818,11 @@ impl<W: Write> Reactor<W> {
         for k in partial {
             if let Some(e) = self.conns.get_mut(k) {
                 let line = e.conn.decoder.take_partial();
-                self.chat.handle_line(k, &line);
+                self.chat.handle_line(k, &line, now);
             }
+        }
+        for k in retired {
+            self.close(k, Some("duplicate connection".into()));
         }
         self.chat.handle_tick(now);
         if self.accept_paused_until.is_some_and(|t| now >= t) {
@@ -712,14 +847,51 @@ impl<W: Write> Reactor<W> {
                     }
                     self.close(conn, Some(reason));
                 }
+                Action::Send { conn, frame } => {
+                    if let Some(e) = self.conns.get_mut(conn) {
+                        e.conn.queue_direct(&frame);
+                        self.mark_dirty(conn);
+                    }
+                }
+                Action::Retire { conn } => {
+                    if let Some(e) = self.conns.get_mut(conn) {
+                        debug!("retiring a duplicate connection to {}", e.conn.addr);
+                        e.conn.retire_by = Some(now + RETIRE_GRACE);
+                        self.mark_dirty(conn);
+                    }
+                }
+                Action::Dial(addr) => self.auto_dial(addr, now),
+                Action::Connect(label) => {
+                    let dial = crate::cli::parse_peer(&label).and_then(|hp| {
+                        Ok(Dial {
+                            label: hp.to_string(),
+                            addrs: hp.resolve()?,
+                        })
+                    });
+                    if let Err(msg) = dial.and_then(|d| self.dial(d, now)) {
+                        self.show(&Event::Error(msg));
+                    }
+                }
                 Action::Show(event) => self.show(&event),
                 Action::Quit => {
                     self.quit_deadline = Some(now + QUIT_GRACE);
                     if let Some(mut l) = self.listener.take() {
                         let _ = self.poll.registry().deregister(&mut l);
                     }
-                    for k in self.conns.iter().map(|(k, _)| k).collect::<Vec<_>>() {
-                        self.mark_dirty(k);
+                    let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+                    for k in keys {
+                        let auto_dial = self.conns.get(k).is_some_and(|e| {
+                            e.origin == Origin::Auto
+                                && matches!(e.conn.phase, Phase::Connecting { .. })
+                        });
+                        if auto_dial {
+                            // Nobody is waiting for it: not worth delaying the exit.
+                            if let Some(mut e) = self.conns.try_remove(k) {
+                                let _ = self.poll.registry().deregister(&mut e.stream);
+                            }
+                        } else {
+                            self.mark_dirty(k);
+                        }
                     }
                 }
             }
@@ -730,7 +902,7 @@ impl<W: Write> Reactor<W> {
         let out = Outgoing::new(frame);
         let mut sent = 0;
         for (k, e) in self.conns.iter_mut() {
-            if Some(k) == except || e.conn.phase == Phase::Shut {
+            if Some(k) == except || e.conn.phase == Phase::Shut || e.conn.retire_by.is_some() {
                 continue;
             }
             e.conn.queue(&out);
@@ -790,7 +962,8 @@ impl<W: Write> Reactor<W> {
                     Err(err) => to_close.push((k, describe(&err))),
                 }
             }
-            if quitting && backlog == 0 && e.conn.phase == Phase::Open && e.conn.role.is_some() {
+            let leaving = quitting || e.conn.retire_by.is_some();
+            if leaving && backlog == 0 && e.conn.phase == Phase::Open && e.conn.role.is_some() {
                 // Everything is out: say so with a FIN, and wait for the other end to close,
                 // so that nothing we sent is lost to a reset.
                 let _ = e.stream.shutdown(Shutdown::Write);

@@ -498,13 +498,11 @@ fn a_dial_falls_back_to_the_next_address_keeping_what_was_typed() {
     let dead: SocketAddr = format!("127.0.0.1:{}", closed_port()).parse().unwrap();
     let live: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let setup = Setup {
-        nick: "fallback".into(),
-        listen: None,
         dials: vec![Dial {
             label: "a-name-with-two-addresses".into(),
             addrs: vec![dead, live],
         }],
-        keep_open: false,
+        ..Setup::new("fallback".into())
     };
     // Typed before any connection is up, then input ends: both must survive the failed dial.
     let run = std::thread::spawn(move || {
