@@ -193,6 +193,9 @@ struct Peer {
     listen: Option<SocketAddr>,
     last_heard: Instant,
     pinged: bool,
+    /// Another node said it lost this peer: a `PING` went out, and its `PONG` will prove it is
+    /// still here (then the others are told so).
+    verify: bool,
 }
 
 #[derive(Debug)]
@@ -924,6 +927,7 @@ impl Chat {
                 listen,
                 last_heard: self.clock,
                 pinged: false,
+                verify: false,
             });
         }
         self.actions.push_back(Action::Classify {
@@ -1105,7 +1109,8 @@ impl Chat {
     fn peer_frame(&mut self, conn: ConnId, frame: Frame) {
         match frame {
             Frame::Ping => return self.send(conn, Frame::Pong),
-            Frame::Pong | Frame::Hello(_) | Frame::Unknown(_) => return,
+            Frame::Pong => return self.confirm_alive(conn),
+            Frame::Hello(_) | Frame::Unknown(_) => return,
             Frame::Close(reason) => {
                 if let Some(Conn {
                     kind: Kind::Peer(p),
@@ -1279,25 +1284,18 @@ impl Chat {
             return true;
         }
         if let Some(k) = direct {
-            // We still reach it: correct the others.
-            let Some(Conn {
+            // We still have a connection to it, but it may be dying too (a crash reaches its
+            // neighbours one by one): ask it, and tell the others it is here only if it answers.
+            if let Some(Conn {
                 kind: Kind::Peer(p),
                 ..
-            }) = self.conns.get(&k)
-            else {
-                return false;
-            };
-            let (nick, addr) = (p.nick.clone(), p.listen.map(|a| a.to_string()));
-            let id = self.next_id();
-            self.broadcast(
-                None,
-                Frame::Join {
-                    id,
-                    member,
-                    nick,
-                    addr,
-                },
-            );
+            }) = self.conns.get_mut(&k)
+            {
+                if !p.verify {
+                    p.verify = true;
+                    self.send(k, Frame::Ping);
+                }
+            }
             return false;
         }
         if member.guest == 0 && self.members.contains_key(&member) {
@@ -1305,6 +1303,38 @@ impl Chat {
             return self.remove_member(member, addr, reason);
         }
         false
+    }
+
+    /// A `PONG` came on `conn`: if another node had said this peer was lost, it is not, and
+    /// everyone is told with a fresh `JOIN`.
+    fn confirm_alive(&mut self, conn: ConnId) {
+        let Some(Conn {
+            kind: Kind::Peer(p),
+            ..
+        }) = self.conns.get_mut(&conn)
+        else {
+            return;
+        };
+        if !std::mem::take(&mut p.verify) || p.state != PeerState::Active {
+            return;
+        }
+        let member = MemberId::node(p.node);
+        let nick = p.nick.clone();
+        let addr = self
+            .members
+            .get(&member)
+            .and_then(|m| m.addr.clone())
+            .or_else(|| p.listen.map(|a| a.to_string()));
+        let id = self.next_id();
+        self.broadcast(
+            None,
+            Frame::Join {
+                id,
+                member,
+                nick,
+                addr,
+            },
+        );
     }
 
     /// Records a member we learn of from one of its messages (its join went by unseen).
@@ -1447,6 +1477,8 @@ mod tests {
         quit: Vec<bool>,
         closed: Vec<(usize, ConnId, String)>,
         allow_dials: bool,
+        /// Crashed nodes: whatever is sent to them is lost.
+        dead: Vec<bool>,
         /// Frames sent on a link, by kind ("PING", "MSG", ...).
         sent: HashMap<String, usize>,
         now: Instant,
@@ -1465,6 +1497,7 @@ mod tests {
                 quit: vec![false; n],
                 closed: Vec::new(),
                 allow_dials: false,
+                dead: vec![false; n],
                 sent: HashMap::new(),
                 now,
             }
@@ -1550,6 +1583,9 @@ mod tests {
             let Some(&(to, to_conn)) = self.links.get(&(from, conn)) else {
                 return;
             };
+            if self.dead[to] {
+                return;
+            }
             let mut buf = Vec::new();
             protocol::encode(frame, &mut buf);
             let verb = String::from_utf8_lossy(&buf)
@@ -1830,6 +1866,53 @@ mod tests {
             assert!(net.shown[node].iter().any(|e| matches!(e,
                 Event::Leave { nick, reason: Some(r), .. } if nick == "n2" && r == "connection reset")));
         }
+    }
+
+    #[test]
+    fn neighbours_noticing_a_crash_one_after_the_other_show_one_leave() {
+        let mut net = ring(5);
+        net.dead[2] = true;
+        // n1 notices first; its LEAVE reaches n3 while n3's own link to n2 still looks fine.
+        for neighbour in [1, 3] {
+            let c = net.conn_of(neighbour, 2);
+            net.links.remove(&(neighbour, c));
+            net.nodes[neighbour].handle_closed(c, Some("connection reset".into()));
+            net.run();
+        }
+        for node in [0, 1, 3, 4] {
+            assert_eq!(
+                net.leaves_of(node, "n2"),
+                1,
+                "n{node}: {:?}",
+                net.shown[node]
+            );
+            assert_eq!(
+                net.joins_of(node, "n2"),
+                1,
+                "n{node}: {:?}",
+                net.shown[node]
+            );
+        }
+    }
+
+    #[test]
+    fn a_broken_link_between_live_nodes_does_not_leave_them_out() {
+        let mut net = ring(4);
+        net.unlink(1, 2);
+        // n1 and n2 each said the other was lost; n0 and n3, still linked to both, checked
+        // with a PING and told everyone they are here.
+        for node in 0..4 {
+            net.say(node, "/names");
+            let names = net.shown[node].iter().rev().find_map(|e| match e {
+                Event::Names(n) => Some(n.len()),
+                _ => None,
+            });
+            assert_eq!(names, Some(4), "n{node}: {:?}", net.shown[node]);
+        }
+        net.clear_shown();
+        let all = [0, 1, 2, 3];
+        chat_all(&mut net, &all, 2);
+        every_node_but_sender_sees_each_once(&net, 2);
     }
 
     #[test]

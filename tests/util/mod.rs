@@ -3,10 +3,14 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -60,6 +64,7 @@ impl Node {
     }
 
     fn spawn_with(cmd: &mut Command) -> Node {
+        let spawning = spawning();
         let mut child = cmd
             .env_remove("RUST_LOG")
             .env("NO_COLOR", "1")
@@ -68,6 +73,7 @@ impl Node {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start peerchat");
+        drop(spawning);
         let stdin = child.stdin.take();
         let lines = pump(child.stdout.take().expect("stdout"));
         let stderr = pump(child.stderr.take().expect("stderr"));
@@ -306,6 +312,7 @@ pub struct Lan {
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
+    let _spawning = spawning();
     let out = Command::new("ip")
         .args(args)
         .output()
@@ -378,6 +385,7 @@ pub fn rss_kib(pid: u32) -> u64 {
 /// `peerchat 127.0.0.1:PORT --nick NICK [EXTRA]` as a plain child process with piped stdin and
 /// stderr, for tests that drive its stdin or stdout directly.
 pub fn client_process(port: u16, nick: &str, extra: &[&str], stdout: Stdio) -> Child {
+    let _spawning = spawning();
     Command::new(bin())
         .args([&format!("127.0.0.1:{port}"), "--nick", nick])
         .args(extra)
@@ -386,4 +394,232 @@ pub fn client_process(port: u16, nick: &str, extra: &[&str], stdout: Stdio) -> C
         .stderr(Stdio::piped())
         .spawn()
         .expect("start peerchat")
+}
+
+/// Taken shared while this process starts a child, exclusively while `free_range` probes ports.
+static FORK_LOCK: RwLock<()> = RwLock::new(());
+
+/// Hold this while starting a child process. Between fork and exec a child holds copies of all
+/// of this process's sockets, so a probe listener of `free_range` closed meanwhile would stay
+/// open (and its port busy, for a node about to bind it) until the exec; `free_range` waits for
+/// no child to be starting and lets none start while it probes.
+pub fn spawning() -> RwLockReadGuard<'static, ()> {
+    FORK_LOCK.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Ranges handed out by `free_range` in this process so far, in ports.
+static RANGES_GIVEN: AtomicU16 = AtomicU16::new(0);
+
+/// `n` consecutive ports, `(first, last)`, all bindable on 127.0.0.1 right now, from 20000-29999
+/// (below the Linux ephemeral range, so no outgoing connection takes one as its source port).
+/// Each process starts at its own offset (from its pid) and each call moves past the ports given
+/// before, going round the 10000 ports as a ring, so parallel tests, and parallel test binaries,
+/// get ranges of their own.
+pub fn free_range(n: u16) -> (u16, u16) {
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 10_000;
+    assert!(
+        (1..=100).contains(&n),
+        "free_range({n}): ask for 1 to 100 ports"
+    );
+    let base = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+    for _ in 0..200 {
+        let step = u32::from(RANGES_GIVEN.fetch_add(n, Ordering::Relaxed));
+        let offset = (base + step) % SPAN;
+        if offset + u32::from(n) > SPAN {
+            // Would run past 29999: this stretch is skipped (the counter has moved past it
+            // already), so no later range of this process can overlap it.
+            continue;
+        }
+        let first = u16::try_from(LOW + offset).expect("ports of 20000-29999 fit in u16");
+        let last = first + (n - 1);
+        // Bound all at once, then released when the vector is dropped, with no child process
+        // starting meanwhile (see `spawning`).
+        let probing = FORK_LOCK.write().unwrap_or_else(PoisonError::into_inner);
+        let held: Result<Vec<TcpListener>, _> = (first..=last)
+            .map(|p| TcpListener::bind(("127.0.0.1", p)))
+            .collect();
+        let free = held.is_ok();
+        drop(held);
+        drop(probing);
+        if free {
+            return (first, last);
+        }
+    }
+    panic!("no {n} consecutive free ports found in 20000-29999 after 200 tries");
+}
+
+/// Polls `check` every 20 ms until it returns `Ok`, for at most `DEADLINE`; on timeout panics with
+/// `what` and the last error. For conditions no process prints, such as which sockets are open.
+pub fn wait_until(what: &str, mut check: impl FnMut() -> Result<(), String>) {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let err = match check() {
+            Ok(()) => return,
+            Err(e) => e,
+        };
+        if Instant::now() > end {
+            panic!("timed out waiting for {what}: {err}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn proc_addr(hex: &str) -> Option<SocketAddrV4> {
+    let (ip, port) = hex.split_once(':')?;
+    let ip = u32::from_str_radix(ip, 16).ok()?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    // The kernel prints the address's bytes as a native-endian number.
+    Some(SocketAddrV4::new(Ipv4Addr::from(ip.to_ne_bytes()), port))
+}
+
+/// The established IPv4 TCP connections of process `pid`, as `(local, remote)`, read from
+/// `/proc` (Linux; also for a process in another network namespace). Empty once it has exited.
+pub fn tcp_connections(pid: u32) -> Vec<(SocketAddrV4, SocketAddrV4)> {
+    let inodes: HashSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| std::fs::read_link(entry.path()).ok())
+        .filter_map(|target| {
+            target
+                .to_str()?
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect();
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // sl local rem st ... inode (field 9); state 01 is ESTABLISHED.
+            if f.len() < 10 || f[3] != "01" {
+                return None;
+            }
+            let inode: u64 = f[9].parse().ok()?;
+            if !inodes.contains(&inode) {
+                return None;
+            }
+            Some((proc_addr(f[1])?, proc_addr(f[2])?))
+        })
+        .collect()
+}
+
+/// How many established TCP connections join processes `a` and `b` directly (each end's local
+/// address is the other's remote one).
+pub fn links_between(a: u32, b: u32) -> usize {
+    let theirs = tcp_connections(b);
+    tcp_connections(a)
+        .iter()
+        .filter(|(local, remote)| theirs.contains(&(*remote, *local)))
+        .count()
+}
+
+/// Temporary files handed out by `TempPath` in this process so far.
+static TEMPS_GIVEN: AtomicU16 = AtomicU16::new(0);
+
+/// A path in the temporary directory, unique to this process and call; whatever is there is
+/// removed on creation and on drop, also when the test fails.
+pub struct TempPath(pub PathBuf);
+
+impl TempPath {
+    pub fn new(tag: &str) -> TempPath {
+        let k = TEMPS_GIVEN.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("peerchat-test-{}-{k}-{tag}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        TempPath(path)
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().expect("temporary path is UTF-8")
+    }
+
+    /// The file's lines; empty when it does not exist.
+    pub fn lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.0)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Bridges made by `Bridge::new` in this process so far.
+static BRIDGES_MADE: AtomicU16 = AtomicU16::new(0);
+
+/// `n` hosts on one LAN segment: a network namespace each, every one joined by a veth pair to a
+/// Linux bridge that lives in a namespace of its own. Host `i` (from 0) is `hosts[i]` with
+/// address `ips[i]` = 10.232.X.(i+1)/24, X from the process id. Names are unique per process
+/// and call; every namespace (and with it every link) is removed on drop, also when the test
+/// fails or when building stops half way.
+pub struct Bridge {
+    pub hosts: Vec<String>,
+    pub ips: Vec<String>,
+    hub: String,
+}
+
+impl Bridge {
+    /// Builds the LAN, or says why it cannot (not root, no `ip`, no namespaces or bridges).
+    pub fn new(n: usize) -> Result<Bridge, String> {
+        assert!((1..=250).contains(&n), "Bridge::new({n}): 1 to 250 hosts");
+        let pid = std::process::id();
+        let tag = format!("{pid}-{}", BRIDGES_MADE.fetch_add(1, Ordering::Relaxed));
+        let x = pid % 250 + 1;
+        let mut lan = Bridge {
+            hosts: Vec::new(),
+            ips: Vec::new(),
+            hub: format!("pc-br-{tag}"),
+        };
+        ip(&["netns", "add", &lan.hub])?;
+        ip(&["-n", &lan.hub, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &lan.hub, "link", "set", "br0", "up"])?;
+        for i in 1..=n {
+            let ns = format!("pc-h{i}-{tag}");
+            ip(&["netns", "add", &ns])?;
+            lan.hosts.push(ns.clone());
+            // The bridge end lives in the bridge's namespace, the host end (eth0) in the host's.
+            let port = format!("p{i}");
+            ip(&[
+                "-n", &lan.hub, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
+                "netns", &ns,
+            ])?;
+            ip(&["-n", &lan.hub, "link", "set", &port, "master", "br0"])?;
+            ip(&["-n", &lan.hub, "link", "set", &port, "up"])?;
+            let addr = format!("10.232.{x}.{i}");
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "eth0",
+            ])?;
+            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            lan.ips.push(addr);
+        }
+        Ok(lan)
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes the links in it, and a veth end takes its pair along.
+        for ns in &self.hosts {
+            let _ = ip(&["netns", "del", ns]);
+        }
+        let _ = ip(&["netns", "del", &self.hub]);
+    }
 }

@@ -1,0 +1,921 @@
+//! Mesh mode (`--mesh RANGE`), the chat commands, the log file and peer exchange, end to end:
+//! the real binary over loopback, each test on a port range of its own (`util::free_range`), or
+//! over network namespaces joined by a bridge.
+//!
+//! Counting "exactly once" without sleeping: after everyone has seen a round of messages, each
+//! node sends a marker and everyone waits for all markers. A node relays what it receives before
+//! anything it types later, on the same ordered connection, so once every marker is in, every
+//! duplicate some node could have relayed would be in too.
+
+mod util;
+
+use std::net::TcpListener;
+use std::process::Command;
+
+use serde_json::Value;
+use util::{free_range, links_between, wait_until, Bridge, Node, TempPath};
+
+/// A running node and the nick the others know it by.
+struct Peer {
+    node: Node,
+    nick: String,
+    port: u16,
+}
+
+impl Peer {
+    fn pid(&self) -> u32 {
+        self.node.child.id()
+    }
+}
+
+fn range_arg((first, last): (u16, u16)) -> String {
+    format!("{first}-{last}")
+}
+
+/// Waits for the `listening on HOST:PORT` info, checks that it is the first line and well formed,
+/// and returns the port.
+fn listening_port(node: &mut Node) -> u16 {
+    let ev = node.wait_event(|v| {
+        v["event"] == "info"
+            && v["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("listening on "))
+    });
+    let first: Value = serde_json::from_str(&node.history[0]).expect("the first line is JSON");
+    assert_eq!(
+        first, ev,
+        "the listening line comes first: {:#?}",
+        node.history
+    );
+    assert!(ev["ts"].is_string(), "{ev}");
+    ev["text"]
+        .as_str()
+        .and_then(|t| t.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .expect("a port at the end of the listening line")
+}
+
+/// Starts `peerchat --mesh FIRST-LAST --json --nick NICK EXTRA...` and waits until it listens,
+/// on a port of the range.
+fn mesh(range: (u16, u16), nick: &str, extra: &[&str]) -> Peer {
+    let r = range_arg(range);
+    let mut args = vec!["--mesh", r.as_str(), "--json", "--nick", nick];
+    args.extend_from_slice(extra);
+    let mut node = Node::spawn(&args);
+    let port = listening_port(&mut node);
+    assert!(
+        (range.0..=range.1).contains(&port),
+        "{nick} listens on {port}, outside {r}"
+    );
+    Peer {
+        node,
+        nick: nick.to_string(),
+        port,
+    }
+}
+
+/// Every peer waits for every other one's join.
+fn wait_all_joined(peers: &mut [Peer]) {
+    let nicks: Vec<String> = peers.iter().map(|p| p.nick.clone()).collect();
+    for p in peers.iter_mut() {
+        for nick in &nicks {
+            if *nick != p.nick {
+                p.node.wait_join(nick);
+            }
+        }
+    }
+}
+
+/// Nodes with these nicks, started one after another on a range of as many ports, each having
+/// seen all the others join.
+fn joined_mesh(nicks: &[&str]) -> Vec<Peer> {
+    let n = u16::try_from(nicks.len()).expect("a few nodes");
+    let range = free_range(n);
+    let mut peers: Vec<Peer> = nicks.iter().map(|n| mesh(range, n, &[])).collect();
+    wait_all_joined(&mut peers);
+    peers
+}
+
+/// Each peer in turn says `"{tag} from {nick}"`, and every other peer waits for it.
+fn round(peers: &mut [Peer], tag: &str) {
+    for i in 0..peers.len() {
+        let from = peers[i].nick.clone();
+        let text = format!("{tag} from {from}");
+        peers[i].node.send(&text);
+        for (j, p) in peers.iter_mut().enumerate() {
+            if j != i {
+                p.node.wait_message(&from, &text);
+            }
+        }
+    }
+}
+
+fn count(node: &Node, pred: impl Fn(&Value) -> bool) -> usize {
+    node.events().iter().filter(|v| pred(v)).count()
+}
+
+fn joins(node: &Node, nick: &str) -> usize {
+    count(node, |v| v["event"] == "join" && v["nick"] == nick)
+}
+
+fn leaves(node: &Node, nick: &str) -> usize {
+    count(node, |v| v["event"] == "leave" && v["nick"] == nick)
+}
+
+fn messages(node: &Node, text: &str) -> usize {
+    count(node, |v| v["event"] == "message" && v["text"] == text)
+}
+
+/// No stdout line of `node` contains `needle`.
+fn never_saw(node: &Node, needle: &str) {
+    assert!(
+        node.history.iter().all(|l| !l.contains(needle)),
+        "{needle:?} was shown: {:#?}",
+        node.history
+    );
+}
+
+/// Every stdout line is a JSON object with a string `ts` and `event`.
+fn all_well_formed(node: &Node) {
+    for line in &node.history {
+        let v: Value = serde_json::from_str(line).unwrap_or(Value::Null);
+        assert!(
+            v["ts"].is_string() && v["event"].is_string(),
+            "not a JSON event with ts and event: {line}"
+        );
+    }
+}
+
+/// A leave for a killed peer says the connection broke, or gives no reason.
+fn assert_broken_leave(leave: &Value) {
+    let reason = leave.get("reason");
+    assert!(
+        reason.is_none()
+            || reason == Some(&Value::from("connection reset"))
+            || reason == Some(&Value::from("closed")),
+        "{leave}"
+    );
+}
+
+/// Each pair of peers is joined by exactly one TCP connection (waiting, as a duplicate made by
+/// two nodes dialling each other at once may take a moment to be closed).
+fn wait_one_link_per_pair(peers: &[Peer]) {
+    wait_until("one connection per pair of nodes", || {
+        for (i, p) in peers.iter().enumerate() {
+            for q in &peers[i + 1..] {
+                let n = links_between(p.pid(), q.pid());
+                if n != 1 {
+                    return Err(format!("{} and {} have {n} connections", p.nick, q.nick));
+                }
+            }
+        }
+        Ok(())
+    });
+}
+
+/// Sends `SIG` (e.g. `-STOP`) to a process with kill(1); false when that cannot be done.
+fn signal(pid: u32, sig: &str) -> bool {
+    let _spawning = util::spawning();
+    Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forming the mesh
+
+#[test]
+fn three_mesh_nodes_form_one_chat() {
+    let range = free_range(3);
+    let mut peers: Vec<Peer> = ["a", "b", "c"]
+        .iter()
+        .map(|n| mesh(range, n, &[]))
+        .collect();
+    // Started one after another, each takes the first port still free.
+    let ports: Vec<u16> = peers.iter().map(|p| p.port).collect();
+    assert_eq!(ports, [range.0, range.0 + 1, range.0 + 2]);
+    let first: Value = serde_json::from_str(&peers[0].node.history[0]).expect("JSON");
+    assert_eq!(
+        first["text"],
+        format!("listening on 127.0.0.1:{}", range.0).as_str(),
+        "{first}"
+    );
+    wait_all_joined(&mut peers);
+    round(&mut peers, "hello");
+    round(&mut peers, "settle");
+
+    for p in &peers {
+        all_well_formed(&p.node);
+        for q in &peers {
+            if q.nick == p.nick {
+                // Own messages are not echoed.
+                assert_eq!(messages(&p.node, &format!("hello from {}", q.nick)), 0);
+                continue;
+            }
+            let n = joins(&p.node, &q.nick);
+            assert_eq!(n, 1, "{} shows {} joining {n} times", p.nick, q.nick);
+            let text = format!("hello from {}", q.nick);
+            let n = messages(&p.node, &text);
+            assert_eq!(n, 1, "{} shows {text:?} {n} times", p.nick);
+            // The join's address, when given, is where that node listens.
+            for join in p
+                .node
+                .events()
+                .iter()
+                .filter(|v| v["event"] == "join" && v["nick"] == q.nick.as_str())
+            {
+                if let Some(addr) = join.get("addr") {
+                    assert_eq!(
+                        addr,
+                        &Value::from(format!("127.0.0.1:{}", q.port)),
+                        "{join}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            count(&p.node, |v| v["event"] == "leave"),
+            0,
+            "{:#?}",
+            p.node.history
+        );
+    }
+    wait_one_link_per_pair(&peers);
+}
+
+#[test]
+fn nodes_started_at_once_get_one_connection_per_pair() {
+    // Four nodes race for the ports and dial each other at the same moment.
+    let range = free_range(4);
+    let r = range_arg(range);
+    let nicks = ["a", "b", "c", "d"];
+    let nodes: Vec<Node> = nicks
+        .iter()
+        .map(|n| Node::spawn(&["--mesh", &r, "--json", "--nick", n]))
+        .collect();
+    let mut peers: Vec<Peer> = nodes
+        .into_iter()
+        .zip(nicks)
+        .map(|(mut node, nick)| {
+            let port = listening_port(&mut node);
+            Peer {
+                node,
+                nick: nick.to_string(),
+                port,
+            }
+        })
+        .collect();
+    let mut ports: Vec<u16> = peers.iter().map(|p| p.port).collect();
+    ports.sort_unstable();
+    assert_eq!(
+        ports,
+        (range.0..=range.1).collect::<Vec<u16>>(),
+        "one port each"
+    );
+    wait_all_joined(&mut peers);
+    wait_one_link_per_pair(&peers);
+    round(&mut peers, "hi");
+    round(&mut peers, "settle");
+    for p in &peers {
+        for q in &peers {
+            if q.nick != p.nick {
+                assert_eq!(
+                    joins(&p.node, &q.nick),
+                    1,
+                    "{}: {:#?}",
+                    p.nick,
+                    p.node.history
+                );
+                assert_eq!(
+                    leaves(&p.node, &q.nick),
+                    0,
+                    "{}: {:#?}",
+                    p.nick,
+                    p.node.history
+                );
+                assert_eq!(messages(&p.node, &format!("hi from {}", q.nick)), 1);
+            }
+        }
+    }
+}
+
+#[test]
+fn killed_mesh_node_leaves_and_rejoins_when_restarted() {
+    let range = free_range(4);
+    let mut peers: Vec<Peer> = ["a", "b", "c"]
+        .iter()
+        .map(|n| mesh(range, n, &[]))
+        .collect();
+    wait_all_joined(&mut peers);
+
+    peers[2].node.child.kill().expect("kill -9 c");
+    peers[2].node.child.wait().expect("reap c");
+    for p in &mut peers[..2] {
+        let leave = p.node.wait_leave("c");
+        assert_broken_leave(&leave);
+    }
+
+    // Same nick, same range: it finds the others again, and they find it.
+    peers[2] = mesh(range, "c", &[]);
+    for p in &mut peers[..2] {
+        p.node.wait_join("c");
+    }
+    peers[2].node.wait_join("a");
+    peers[2].node.wait_join("b");
+    round(&mut peers, "after the restart");
+    round(&mut peers, "settle");
+    for p in &peers[..2] {
+        assert_eq!(leaves(&p.node, "c"), 1, "{}: {:#?}", p.nick, p.node.history);
+        assert_eq!(joins(&p.node, "c"), 2, "{}: {:#?}", p.nick, p.node.history);
+    }
+    assert_eq!(
+        joins(&peers[2].node, "a"),
+        1,
+        "{:#?}",
+        peers[2].node.history
+    );
+    assert_eq!(
+        joins(&peers[2].node, "b"),
+        1,
+        "{:#?}",
+        peers[2].node.history
+    );
+}
+
+#[test]
+fn a_late_joiner_is_found_by_the_rescan() {
+    // a and b use ports P..P+2; c uses P+2..P+3, so c itself dials only P+3, where nobody
+    // listens: the others must find it on P+2 when they rescan their range.
+    let (p, _) = free_range(4);
+    let mut peers = vec![mesh((p, p + 2), "a", &[]), mesh((p, p + 2), "b", &[])];
+    wait_all_joined(&mut peers);
+    let late = mesh((p + 2, p + 3), "c", &[]);
+    assert_eq!(late.port, p + 2);
+    peers.push(late);
+    // a and b saw each other join already; now everyone sees c, and c sees both.
+    for p in &mut peers[..2] {
+        p.node.wait_join("c");
+    }
+    peers[2].node.wait_join("a");
+    peers[2].node.wait_join("b");
+    round(&mut peers, "all here");
+    round(&mut peers, "settle");
+    for p in &peers {
+        for q in &peers {
+            if q.nick != p.nick {
+                assert_eq!(
+                    joins(&p.node, &q.nick),
+                    1,
+                    "{}: {:#?}",
+                    p.nick,
+                    p.node.history
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn connect_joins_a_node_outside_the_range() {
+    // Two meshes of one node each, on ranges that do not overlap.
+    let (p, _) = free_range(4);
+    let mut a = mesh((p, p + 1), "a", &[]);
+    let mut b = mesh((p + 2, p + 3), "b", &[]);
+    assert_eq!((a.port, b.port), (p, p + 2));
+    a.node.send(&format!("/connect 127.0.0.1:{}", b.port));
+    b.node.wait_join("a");
+    a.node.wait_join("b");
+    let mut peers = [a, b];
+    round(&mut peers, "connected");
+}
+
+#[test]
+fn mesh_listens_and_dials_on_the_given_host() {
+    let range = free_range(2);
+    let mut peers: Vec<Peer> = ["a", "b"]
+        .iter()
+        .map(|n| mesh(range, n, &["--host", "127.0.0.2"]))
+        .collect();
+    assert!(
+        peers[0].node.history[0].contains(&format!("listening on 127.0.0.2:{}", range.0)),
+        "{}",
+        peers[0].node.history[0]
+    );
+    wait_all_joined(&mut peers);
+    round(&mut peers, "on 127.0.0.2");
+}
+
+#[test]
+fn quit_with_a_reason_is_shown_once_everywhere() {
+    let mut peers = joined_mesh(&["a", "b", "c"]);
+    peers[2].node.send("/quit gone fishing");
+    assert_eq!(peers[2].node.wait_exit().code(), Some(0));
+    let mut rest = peers.drain(..2).collect::<Vec<Peer>>();
+    for p in &mut rest {
+        let leave = p.node.wait_leave("c");
+        assert_eq!(leave["reason"], "gone fishing", "{leave}");
+    }
+    round(&mut rest, "settle");
+    for p in &rest {
+        assert_eq!(leaves(&p.node, "c"), 1, "{}: {:#?}", p.nick, p.node.history);
+    }
+}
+
+#[test]
+fn a_silent_peer_times_out_and_idle_ones_do_not() {
+    let range = free_range(3);
+    let mut peers: Vec<Peer> = ["a", "b", "c"]
+        .iter()
+        .map(|n| mesh(range, n, &["--timeout", "2"]))
+        .collect();
+    wait_all_joined(&mut peers);
+    // A stopped process keeps its sockets open (the kernel still acknowledges) but says nothing.
+    if !signal(peers[2].pid(), "-STOP") {
+        return util::skip_or_fail("cannot stop a process with `kill -STOP`");
+    }
+    for p in &mut peers[..2] {
+        let leave = p.node.wait_leave("c");
+        assert_eq!(leave["reason"], "timed out", "{leave}");
+    }
+    // a and b were idle for as long, and still chat.
+    let mut rest = peers.drain(..2).collect::<Vec<Peer>>();
+    round(&mut rest, "still here");
+    assert_eq!(leaves(&rest[0].node, "b"), 0, "{:#?}", rest[0].node.history);
+    assert_eq!(leaves(&rest[1].node, "a"), 0, "{:#?}", rest[1].node.history);
+    // Dropping the stopped node kills it (SIGKILL ends a stopped process too).
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exit codes
+
+#[test]
+fn all_ports_busy_exits_1() {
+    let range = free_range(2);
+    let _held: Vec<TcpListener> = (range.0..=range.1)
+        .map(|p| TcpListener::bind(("127.0.0.1", p)).expect("bind a port of the free range"))
+        .collect();
+    let r = range_arg(range);
+    let mut node = Node::spawn(&["--mesh", &r, "--json", "--nick", "a"]);
+    assert_eq!(node.wait_exit().code(), Some(1));
+    let err = node.stderr_lines();
+    assert_eq!(err.len(), 1, "one line on stderr: {err:#?}");
+    assert!(err[0].starts_with("peerchat: "), "{err:#?}");
+    assert!(err[0].contains(&r), "names the range {r}: {err:#?}");
+}
+
+#[test]
+fn bad_range_exits_2() {
+    for range in ["abc", "5004-5000", "0-10", "70000-70001", "5000-"] {
+        let mut node = Node::spawn(&["--mesh", range, "--json"]);
+        assert_eq!(node.wait_exit().code(), Some(2), "--mesh {range}");
+        let err = node.stderr_lines().join("\n");
+        assert!(!err.trim().is_empty(), "--mesh {range}: nothing on stderr");
+        assert!(!err.contains("panicked"), "--mesh {range}: {err}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands
+
+#[test]
+fn dm_reaches_only_its_target() {
+    let mut peers = joined_mesh(&["a", "b", "c"]);
+    peers[0].node.send("/msg b secret plans");
+    let dm = peers[1]
+        .node
+        .wait_event(|v| v["event"] == "dm" && v["text"] == "secret plans");
+    assert_eq!((&dm["from"], &dm["to"]), (&"a".into(), &"b".into()), "{dm}");
+    // The sender sees its DM as a confirmation.
+    let mine = peers[0]
+        .node
+        .wait_event(|v| v["event"] == "dm" && v["text"] == "secret plans");
+    assert_eq!(
+        (&mine["from"], &mine["to"]),
+        (&"a".into(), &"b".into()),
+        "{mine}"
+    );
+    // Anything a sent c before the marker is in once the marker is.
+    peers[0].node.send("marker");
+    peers[2].node.wait_message("a", "marker");
+    peers[1].node.wait_message("a", "marker");
+    never_saw(&peers[2].node, "secret");
+    assert_eq!(messages(&peers[1].node, "secret plans"), 0);
+    assert_eq!(
+        count(&peers[1].node, |v| v["event"] == "dm"),
+        1,
+        "{:#?}",
+        peers[1].node.history
+    );
+}
+
+#[test]
+fn dm_to_an_unknown_nick_is_an_error_and_sends_nothing() {
+    let mut peers = joined_mesh(&["a", "b"]);
+    peers[0].node.send("/msg nobody hush hush");
+    peers[0].node.wait_event(|v| v["event"] == "error");
+    peers[0].node.send("marker");
+    peers[1].node.wait_message("a", "marker");
+    never_saw(&peers[1].node, "hush");
+    assert_eq!(count(&peers[0].node, |v| v["event"] == "dm"), 0);
+}
+
+#[test]
+fn nick_change_is_announced() {
+    let mut peers = joined_mesh(&["a", "b", "c"]);
+    peers[0].node.send("/nick alice");
+    for p in &mut peers[1..] {
+        p.node
+            .wait_event(|v| v["event"] == "nick" && v["old"] == "a" && v["nick"] == "alice");
+    }
+    peers[0].nick = "alice".into();
+    round(&mut peers, "renamed");
+    for p in &peers[1..] {
+        assert_eq!(
+            count(&p.node, |v| v["event"] == "nick"),
+            1,
+            "{}: {:#?}",
+            p.nick,
+            p.node.history
+        );
+    }
+}
+
+#[test]
+fn me_action_is_shown_to_the_others() {
+    let mut peers = joined_mesh(&["a", "b", "c"]);
+    peers[0].node.send("/me waves");
+    for p in &mut peers[1..] {
+        p.node
+            .wait_event(|v| v["event"] == "me" && v["from"] == "a" && v["text"] == "waves");
+    }
+    round(&mut peers, "settle");
+    for p in &peers[1..] {
+        assert_eq!(
+            count(&p.node, |v| v["event"] == "me"),
+            1,
+            "{:#?}",
+            p.node.history
+        );
+        never_saw(&p.node, "/me");
+    }
+}
+
+#[test]
+fn names_lists_everyone() {
+    let mut peers = joined_mesh(&["a", "b", "c"]);
+    peers[0].node.send("/names");
+    let ev = peers[0].node.wait_event(|v| v["event"] == "names");
+    let list = ev["names"].as_array().expect("names is an array");
+    let mut nicks: Vec<&str> = list.iter().filter_map(|e| e["nick"].as_str()).collect();
+    nicks.sort_unstable();
+    assert_eq!(nicks, ["a", "b", "c"], "{ev}");
+    for entry in list {
+        if let Some(addr) = entry.get("addr") {
+            let addr = addr.as_str().expect("addr is a string");
+            assert!(addr.starts_with("127.0.0.1:"), "{ev}");
+        }
+    }
+}
+
+#[test]
+fn unknown_command_sends_nothing() {
+    let mut peers = joined_mesh(&["a", "b"]);
+    peers[0].node.send("/frob now");
+    peers[0].node.wait_event(|v| v["event"] == "error");
+    peers[0].node.send("marker");
+    peers[1].node.wait_message("a", "marker");
+    never_saw(&peers[1].node, "frob");
+}
+
+#[test]
+fn help_lists_the_commands_and_sends_nothing() {
+    let mut peers = joined_mesh(&["a", "b"]);
+    peers[0].node.send("/help");
+    peers[0].node.wait_event(|v| {
+        v["event"] == "info" && v["text"].as_str().is_some_and(|t| t.contains("/msg"))
+    });
+    peers[0].node.send("marker");
+    peers[1].node.wait_message("a", "marker");
+    never_saw(&peers[1].node, "help");
+}
+
+#[test]
+fn same_nick_is_disambiguated() {
+    let range = free_range(3);
+    let mut bob1 = mesh(range, "bob", &[]);
+    let mut bob2 = mesh(range, "bob", &[]);
+    let mut carol = mesh(range, "carol", &[]);
+    for _ in 0..2 {
+        carol.node.wait_event(|v| {
+            v["event"] == "join" && v["nick"].as_str().is_some_and(|n| n.starts_with("bob"))
+        });
+    }
+    bob1.node.wait_join("carol");
+    bob2.node.wait_join("carol");
+
+    bob1.node.send("from the first bob");
+    let first = carol
+        .node
+        .wait_event(|v| v["event"] == "message" && v["text"] == "from the first bob");
+    bob2.node.send("from the second bob");
+    let second = carol
+        .node
+        .wait_event(|v| v["event"] == "message" && v["text"] == "from the second bob");
+    let names = [&first["from"], &second["from"]].map(|f| f.as_str().unwrap_or("").to_string());
+    assert_ne!(names[0], names[1], "{first} {second}");
+    for name in &names {
+        let suffix = name.strip_prefix("bob#").unwrap_or("");
+        assert!(
+            suffix.len() == 4 && suffix.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{name:?} is not bob#xxxx"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The log file
+
+/// Splits `YYYY-MM-DD HH:MM:SS [TAG] text` into its tag and text; `None` for any other form.
+fn log_fields(line: &str) -> Option<(&str, &str)> {
+    let b = line.as_bytes();
+    if b.len() < 24 {
+        return None;
+    }
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    let stamp = digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b' '
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && b[19] == b' '
+        && b[20] == b'[';
+    if !stamp {
+        return None;
+    }
+    let (tag, text) = line[21..].split_once("] ")?;
+    if tag.is_empty() || !tag.bytes().all(|c| c.is_ascii_uppercase()) || text.is_empty() {
+        return None;
+    }
+    Some((tag, text))
+}
+
+#[test]
+fn log_fields_reads_only_the_log_form() {
+    assert_eq!(
+        log_fields("2026-11-21 14:02:44 [SENT] <ana> oi"),
+        Some(("SENT", "<ana> oi"))
+    );
+    for bad in [
+        "",
+        "2026-11-21 14:02:44 [SENT] ",
+        "2026-11-21 14:02:44 [] x",
+        "2026-11-21 14:02:44 [sent] x",
+        "2026-11-21T14:02:44 [SENT] x",
+        "26-11-21 14:02:44 [SENT] x",
+        "2026-11-21 14:02:44 SENT x",
+    ] {
+        assert_eq!(log_fields(bad), None, "{bad:?}");
+    }
+}
+
+#[test]
+fn log_file_holds_the_expected_lines() {
+    let log = TempPath::new("mesh.log");
+    let range = free_range(3);
+    let mut peers = vec![
+        mesh(range, "ana", &["--log-file", log.as_str()]),
+        mesh(range, "bia", &[]),
+        mesh(range, "cris", &[]),
+    ];
+    wait_all_joined(&mut peers);
+
+    peers[0].node.send("hello from ana");
+    peers[1].node.wait_message("ana", "hello from ana");
+    peers[2].node.wait_message("ana", "hello from ana");
+    peers[1].node.send("hello from bia");
+    peers[0].node.wait_message("bia", "hello from bia");
+    peers[2].node.send("sair");
+    assert_eq!(peers[2].node.wait_exit().code(), Some(0));
+    peers[0].node.wait_leave("cris");
+    peers[0].node.send("/quit");
+    assert_eq!(peers[0].node.wait_exit().code(), Some(0));
+
+    let lines = log.lines();
+    assert!(!lines.is_empty(), "the log file is empty or missing");
+    let fields: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| log_fields(l).unwrap_or_else(|| panic!("not a log line: {l:?} in {lines:#?}")))
+        .collect();
+    let tagged = |tag: &str| -> Vec<&str> {
+        fields
+            .iter()
+            .filter(|(t, _)| *t == tag)
+            .map(|(_, text)| *text)
+            .collect()
+    };
+    let sent = tagged("SENT");
+    assert_eq!(
+        sent.iter()
+            .filter(|t| **t == "<ana> hello from ana")
+            .count(),
+        1,
+        "one SENT line with two peers: {lines:#?}"
+    );
+    assert!(
+        tagged("RECEIVED").contains(&"<bia> hello from bia"),
+        "{lines:#?}"
+    );
+    for nick in ["bia", "cris"] {
+        assert!(
+            tagged("JOIN").iter().any(|t| t.contains(nick)),
+            "no JOIN of {nick}: {lines:#?}"
+        );
+    }
+    assert!(
+        tagged("LEFT").iter().any(|t| t.contains("cris")),
+        "{lines:#?}"
+    );
+    assert!(
+        !tagged("CONNECTED").is_empty() || !tagged("ACCEPTED").is_empty(),
+        "{lines:#?}"
+    );
+    assert_eq!(fields.last().map(|f| f.0), Some("CLOSED"), "{lines:#?}");
+}
+
+#[test]
+fn log_file_is_appended_and_flushed_per_event() {
+    let log = TempPath::new("flush.log");
+    let earlier = "2000-01-01 00:00:00 [CLOSED] chat closed";
+    std::fs::write(&log.0, format!("{earlier}\n")).expect("write the earlier run's line");
+    let range = free_range(2);
+    let mut peers = vec![
+        mesh(range, "ana", &["--log-file", log.as_str()]),
+        mesh(range, "bia", &[]),
+    ];
+    wait_all_joined(&mut peers);
+    peers[1].node.send("just before the kill");
+    peers[0].node.wait_message("bia", "just before the kill");
+    // Shown on stdout, so already in the file: kill -9 gives no chance to flush later.
+    peers[0].node.child.kill().expect("kill -9 ana");
+    peers[0].node.child.wait().expect("reap ana");
+
+    let lines = log.lines();
+    assert_eq!(
+        lines.first().map(String::as_str),
+        Some(earlier),
+        "{lines:#?}"
+    );
+    for l in &lines {
+        assert!(
+            log_fields(l).is_some(),
+            "not a log line: {l:?} in {lines:#?}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .filter_map(|l| log_fields(l))
+            .any(|f| f == ("RECEIVED", "<bia> just before the kill")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .filter_map(|l| log_fields(l))
+            .any(|(tag, text)| tag == "JOIN" && text.contains("bia")),
+        "{lines:#?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Peer exchange (without --mesh)
+
+#[test]
+fn peer_exchange_connects_to_the_rest() {
+    // a listens; b listens and dials a; c listens and dials only b.
+    let (a, pa) = Node::listener("a", &[]);
+    let (b, pb) = Node::listener("b", &[&format!("127.0.0.1:{pa}")]);
+    let (c, pc) = Node::listener("c", &[&format!("127.0.0.1:{pb}")]);
+    let mut peers = vec![
+        Peer {
+            node: a,
+            nick: "a".into(),
+            port: pa,
+        },
+        Peer {
+            node: b,
+            nick: "b".into(),
+            port: pb,
+        },
+        Peer {
+            node: c,
+            nick: "c".into(),
+            port: pc,
+        },
+    ];
+    wait_all_joined(&mut peers);
+    // c learns from b where a listens (or a learns where c does) and they connect directly.
+    let (pid_a, pid_c) = (peers[0].pid(), peers[2].pid());
+    wait_until(
+        "a direct connection between a and c",
+        || match links_between(pid_a, pid_c) {
+            0 => Err("none yet".into()),
+            _ => Ok(()),
+        },
+    );
+    round(&mut peers, "hello");
+
+    // Without b, only the direct link carries a and c's chat.
+    peers[1].node.child.kill().expect("kill -9 b");
+    peers[1].node.child.wait().expect("reap b");
+    peers.remove(1);
+    for p in &mut peers {
+        let leave = p.node.wait_leave("b");
+        assert_broken_leave(&leave);
+    }
+    round(&mut peers, "without b");
+}
+
+#[test]
+fn multi_host_mesh_over_a_bridge() {
+    let lan = match Bridge::new(3) {
+        Ok(lan) => lan,
+        Err(why) => {
+            return util::skip_or_fail(&format!(
+                "cannot build a bridged LAN of network namespaces ({why}); needs root and iproute2"
+            ))
+        }
+    };
+    let listen = ["-l", "0.0.0.0:5000", "--json"];
+    let mut peers = Vec::new();
+    for (i, nick) in ["a", "b", "c"].into_iter().enumerate() {
+        let mut args = listen.to_vec();
+        args.extend(["--nick", nick]);
+        // b dials a; c dials b only.
+        let dial = i
+            .checked_sub(1)
+            .map(|prev| format!("{}:5000", lan.ips[prev]));
+        if let Some(addr) = &dial {
+            args.push(addr);
+        }
+        let mut node = Node::spawn_in(&lan.hosts[i], &args);
+        node.wait_event(|v| v["event"] == "info" && v["text"] == "listening on 0.0.0.0:5000");
+        peers.push(Peer {
+            node,
+            nick: nick.to_string(),
+            port: 5000,
+        });
+    }
+    wait_all_joined(&mut peers);
+    round(&mut peers, "hello");
+    round(&mut peers, "settle");
+    for p in &peers {
+        for q in &peers {
+            if q.nick != p.nick {
+                assert_eq!(
+                    joins(&p.node, &q.nick),
+                    1,
+                    "{}: {:#?}",
+                    p.nick,
+                    p.node.history
+                );
+                let text = format!("hello from {}", q.nick);
+                assert_eq!(
+                    messages(&p.node, &text),
+                    1,
+                    "{}: {:#?}",
+                    p.nick,
+                    p.node.history
+                );
+            }
+        }
+    }
+    // Peer exchange: c, told by b where a listens, reaches a directly over the LAN.
+    let (pid_a, pid_c) = (peers[0].pid(), peers[2].pid());
+    wait_until(
+        "a direct connection between a and c",
+        || match links_between(pid_a, pid_c) {
+            0 => Err(format!(
+                "none yet; a has {:?}, c has {:?}",
+                util::tcp_connections(pid_a),
+                util::tcp_connections(pid_c)
+            )),
+            _ => Ok(()),
+        },
+    );
+    peers[1].node.child.kill().expect("kill -9 b");
+    peers[1].node.child.wait().expect("reap b");
+    peers.remove(1);
+    for p in &mut peers {
+        let leave = p.node.wait_leave("b");
+        assert_broken_leave(&leave);
+    }
+    round(&mut peers, "without b");
+}
