@@ -919,3 +919,44 @@ fn multi_host_mesh_over_a_bridge() {
     }
     round(&mut peers, "without b");
 }
+
+#[test]
+fn mesh_mode_on_a_terminal_asks_for_the_nick() {
+    use std::io::Write;
+    use std::process::Stdio;
+    // `script` (util-linux) gives peerchat a real terminal as stdin, like a person starting it.
+    if Command::new("script").arg("--version").output().is_err() {
+        return util::skip_or_fail("`script` (util-linux) is not installed: no terminal to use");
+    }
+    let range = free_range(2);
+    let mut other = mesh(range, "ana", &[]);
+    let cmd = format!("{} --mesh {}", util::bin(), range_arg(range));
+    let mut term = {
+        let _spawning = util::spawning();
+        Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start script")
+    };
+    let mut keys = term.stdin.take().expect("stdin");
+    // An invalid nick is asked again, as the seed re-asked bad answers.
+    write!(keys, "two words\nbia\n").expect("type");
+    keys.flush().expect("type");
+    other.node.wait_join("bia");
+    writeln!(keys, "oi, da malha").expect("type");
+    keys.flush().expect("type");
+    other.node.wait_message("bia", "oi, da malha");
+    writeln!(keys, "sair").expect("type");
+    keys.flush().expect("type");
+    other.node.wait_leave("bia");
+    let out = term.wait_with_output().expect("script ends");
+    drop(keys);
+    assert_eq!(out.status.code(), Some(0));
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("Your nick"), "{screen}");
+    assert!(screen.contains("* ana joined from 127.0.0.1:"), "{screen}");
+}
