@@ -68,14 +68,9 @@ pub struct Args {
     )]
     pub mesh: Option<PortRange>,
 
-    /// The host whose ports --mesh uses
-    #[arg(
-        long,
-        value_name = "HOST",
-        default_value = "127.0.0.1",
-        requires = "mesh"
-    )]
-    pub host: String,
+    /// The host whose ports --mesh uses [default: 127.0.0.1]
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
 
     /// Peer connections to open by itself (mesh scans, peer exchange), at most
     #[arg(long, value_name = "N", default_value_t = 8,

@@ -55,9 +55,31 @@ pub enum Origin {
     Accepted,
     /// The user asked for it (command line, `/connect`): failures are shown.
     Dialled,
-    /// The chat asked for it ([`Action::Dial`]): only peerchat nodes are kept.
-    Auto,
+    /// The chat asked for it ([`Action::Dial`] of this address): only peerchat nodes are kept.
+    Auto(SocketAddr),
 }
+
+/// A connection that just opened, as [`Chat::handle_opened`] gets it.
+#[derive(Clone, Copy, Debug)]
+pub struct Link {
+    /// The other end's address.
+    pub addr: SocketAddr,
+    pub origin: Origin,
+    /// The TCP port of the dialling side (ours if we dialled, the other end's if we accepted):
+    /// both ends see the same number, which settles which of two connections to keep.
+    pub dialler_port: u16,
+}
+
+/// Members with the same nick known at once, at most: joins past it are not recorded (a peer
+/// flooding joins under one nick cannot make every lookup slow).
+const MAX_SAME_NICK: usize = 64;
+
+/// How long a member announced lost stays lost: joins relayed by other nodes in that time do not
+/// bring it back (they may be older than the loss); only fresh evidence does.
+const LOST_AGE: Duration = Duration::from_secs(600);
+
+/// How long an address that answered with something other than a hello is not dialled again.
+const NOT_PEER_AGE: Duration = Duration::from_secs(300);
 
 /// What the other end of a connection turned out to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,7 +237,10 @@ enum Kind {
 struct Conn {
     addr: SocketAddr,
     origin: Origin,
+    dialler_port: u16,
     kind: Kind,
+    /// A `PEERS` frame was taken from it already (only one is).
+    got_peers: bool,
 }
 
 /// A bounded set, oldest forgotten first: by count, and by age when `age` is set.
@@ -267,6 +292,17 @@ struct Member {
     addr: Option<String>,
 }
 
+/// A peer whose last connection closed without a goodbye.
+#[derive(Debug)]
+struct Lost {
+    node: NodeId,
+    nick: String,
+    listen: Option<SocketAddr>,
+    /// Where it is shown to have been.
+    addr: SocketAddr,
+    reason: Option<String>,
+}
+
 /// A peer address to dial again.
 #[derive(Debug)]
 struct Redial {
@@ -295,10 +331,20 @@ pub struct Chat {
     dialling: HashSet<SocketAddr>,
     /// Peers that dropped, to dial again.
     redial: HashMap<SocketAddr, Redial>,
-    /// Addresses that answered but are not another peerchat node: not dialled again by itself.
-    not_peers: HashSet<SocketAddr>,
+    /// Addresses that answered but are not another peerchat node (or are this one): not dialled
+    /// again by itself for a while.
+    not_peers: Recent<SocketAddr>,
+    /// Members dropped because a neighbour lost them (see [`LOST_AGE`]).
+    lost: Recent<MemberId>,
+    /// Members by nick, to tell apart the same nick quickly.
+    by_nick: HashMap<String, Vec<MemberId>>,
+    /// Where the next mesh scan starts in the range, so that every port gets its turn.
+    scan_from: u16,
     next_scan: Option<Instant>,
     scan_every: Duration,
+    /// Peers whose retired duplicate closed before the connection kept was classified: lost
+    /// unless a connection to them is up at the instant given.
+    orphans: Vec<(Instant, Lost)>,
     quitting: bool,
     actions: VecDeque<Action>,
 }
@@ -333,6 +379,8 @@ impl Chat {
                 addr: None,
             },
         );
+        let mut by_nick = HashMap::new();
+        by_nick.insert(cfg.nick.clone(), vec![me]);
         let next_scan = cfg.mesh.as_ref().map(|_| now);
         Chat {
             me,
@@ -345,9 +393,13 @@ impl Chat {
             guests: 0,
             dialling: HashSet::new(),
             redial: HashMap::new(),
-            not_peers: HashSet::new(),
+            not_peers: Recent::new(1024, Some(NOT_PEER_AGE)),
+            lost: Recent::new(SEEN_CAP, Some(LOST_AGE)),
+            by_nick,
+            scan_from: 0,
             next_scan,
             scan_every: SCAN_FIRST,
+            orphans: Vec::new(),
             quitting: false,
             actions: VecDeque::new(),
             cfg,
@@ -381,8 +433,10 @@ impl Chat {
             _ => None,
         });
         let redials = self.redial.values().filter_map(|r| r.due);
+        let orphans = self.orphans.iter().map(|(due, _)| *due);
         conns
             .chain(redials)
+            .chain(orphans)
             .chain(self.next_scan.filter(|_| !self.quitting))
             .min()
     }
@@ -393,20 +447,36 @@ impl Chat {
     }
 
     /// A connection is open (accepted, or a dial succeeded). The caller has sent our hello.
-    pub fn handle_opened(&mut self, conn: ConnId, addr: SocketAddr, origin: Origin, now: Instant) {
+    pub fn handle_opened(&mut self, conn: ConnId, link: Link, now: Instant) {
         self.clock = now;
-        let wait = match origin {
+        let wait = match link.origin {
             Origin::Accepted => HELLO_WAIT,
-            Origin::Dialled | Origin::Auto => HELLO_WAIT_DIALLED,
+            Origin::Dialled => HELLO_WAIT_DIALLED,
+            Origin::Auto(target) => {
+                self.dialling.remove(&target);
+                HELLO_WAIT_DIALLED
+            }
         };
         self.conns.insert(
             conn,
             Conn {
-                addr,
-                origin,
+                addr: link.addr,
+                origin: link.origin,
+                dialler_port: link.dialler_port,
                 kind: Kind::Pending(now + wait),
+                got_peers: false,
             },
         );
+    }
+
+    /// True while dials the chat asked for are under way or waiting for their hello: typed
+    /// input waits for these at start-up (a piped line should reach the mesh, not nobody).
+    pub fn is_settling(&self) -> bool {
+        !self.dialling.is_empty()
+            || self
+                .conns
+                .values()
+                .any(|c| matches!(c.origin, Origin::Auto(_)) && matches!(c.kind, Kind::Pending(_)))
     }
 
     /// A dial asked for with [`Action::Dial`] failed.
@@ -430,13 +500,17 @@ impl Chat {
             return;
         };
         match c.kind {
-            Kind::Pending(_) => {}
+            Kind::Pending(_) => {
+                if let Origin::Auto(target) = c.origin {
+                    self.handle_dial_failed(target, self.clock);
+                }
+            }
             Kind::Guest { member, nick, .. } => {
                 if self.quitting {
                     return;
                 }
                 self.show_leave(member, Some(c.addr.to_string()), reason.clone());
-                self.members.remove(&member);
+                self.forget_member(member);
                 self.gone.insert(member, self.clock);
                 let id = self.next_id();
                 self.broadcast(
@@ -450,40 +524,61 @@ impl Chat {
                 );
             }
             Kind::Peer(p) => {
-                if p.state != PeerState::Active || self.quitting || self.peer_conn(p.node).is_some()
+                if p.state == PeerState::SaidBye
+                    || self.quitting
+                    || self.peer_conn(p.node).is_some()
                 {
                     return;
                 }
-                if let Some(addr) = p.listen.filter(|_| self.cfg.redial) {
-                    self.redial.insert(
-                        addr,
-                        Redial {
-                            due: Some(self.clock + REDIAL_FIRST),
-                            backoff: REDIAL_FIRST * 2,
-                            tries: 0,
-                        },
-                    );
-                }
-                if self.cfg.mesh.is_some() {
-                    // Look again soon: it may come back on another port.
-                    self.scan_every = SCAN_FIRST;
-                    self.next_scan = Some(self.clock + SCAN_FIRST);
-                }
-                let member = MemberId::node(p.node);
-                let addr = p.listen.unwrap_or(c.addr).to_string();
-                if self.remove_member(member, Some(addr), reason.clone()) {
-                    let id = self.next_id();
-                    self.broadcast(
-                        None,
-                        Frame::Leave {
-                            id,
-                            member,
-                            nick: p.nick,
-                            reason,
-                        },
-                    );
+                let addr = p.listen.unwrap_or(c.addr);
+                let lost = Lost {
+                    node: p.node,
+                    nick: p.nick,
+                    listen: p.listen,
+                    addr,
+                    reason: reason.or_else(|| Some("connection closed".to_string())),
+                };
+                if p.state == PeerState::Retired {
+                    // A duplicate closed on purpose, and its twin is not classified (yet): its
+                    // hello may still be on the way. Judge once it has had time to come.
+                    self.orphans.push((self.clock + HELLO_WAIT_DIALLED, lost));
+                } else {
+                    self.lose_peer(lost);
                 }
             }
+        }
+    }
+
+    /// A peer connection is gone for good: dial it again later, and tell everyone it left.
+    fn lose_peer(&mut self, lost: Lost) {
+        if let Some(addr) = lost.listen.filter(|_| self.cfg.redial) {
+            self.redial.insert(
+                addr,
+                Redial {
+                    due: Some(self.clock + REDIAL_FIRST),
+                    backoff: REDIAL_FIRST * 2,
+                    tries: 0,
+                },
+            );
+        }
+        if self.cfg.mesh.is_some() {
+            // Look again soon: it may come back on another port.
+            self.scan_every = SCAN_FIRST;
+            self.next_scan = Some(self.clock + SCAN_FIRST);
+        }
+        let member = MemberId::node(lost.node);
+        self.lost.insert(member, self.clock);
+        if self.remove_member(member, Some(lost.addr.to_string()), lost.reason.clone()) {
+            let id = self.next_id();
+            self.broadcast(
+                None,
+                Frame::Leave {
+                    id,
+                    member,
+                    nick: lost.nick,
+                    reason: lost.reason,
+                },
+            );
         }
     }
 
@@ -511,14 +606,18 @@ impl Chat {
         // In connection order, so guest numbers do not depend on hash order.
         due.sort_unstable();
         for conn in due {
-            if self
-                .conns
-                .get(&conn)
-                .is_some_and(|c| c.origin == Origin::Auto)
-            {
-                self.not_a_peer(conn);
-            } else {
-                self.make_guest(conn, true);
+            match self.conns.get(&conn).map(|c| c.origin) {
+                // Silent: perhaps a node too busy to answer (stopped, loaded). Not a guest, but
+                // not written off either: it is tried again later.
+                Some(Origin::Auto(target)) => {
+                    self.conns.remove(&conn);
+                    self.handle_dial_failed(target, now);
+                    self.actions.push_back(Action::Close {
+                        conn,
+                        reason: "no hello".into(),
+                    });
+                }
+                _ => self.make_guest(conn, true),
             }
         }
         ping.sort_unstable();
@@ -528,6 +627,15 @@ impl Chat {
         dead.sort_unstable();
         for conn in dead {
             self.drop_conn(conn, "timed out".to_string());
+        }
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.orphans)
+            .into_iter()
+            .partition(|(at, _)| now >= *at);
+        self.orphans = waiting;
+        for (_, lost) in due {
+            if !self.quitting && self.peer_conn(lost.node).is_none() {
+                self.lose_peer(lost);
+            }
         }
         if self.quitting {
             return;
@@ -566,7 +674,7 @@ impl Chat {
         match &mut c.kind {
             Kind::Pending(_) => match protocol::parse_hello(&text) {
                 Some(hello) => self.make_peer(conn, hello),
-                None if c.origin == Origin::Auto => self.not_a_peer(conn),
+                None if matches!(c.origin, Origin::Auto(_)) => self.not_a_peer(conn),
                 None => {
                     self.make_guest(conn, false);
                     self.guest_line(conn, &text);
@@ -657,7 +765,9 @@ impl Chat {
         for piece in protocol::split_text(text, MAX_TEXT) {
             let id = self.next_id();
             let nick = self.cfg.nick.clone();
-            self.show(Event::Sent(format!("<{nick}> {piece}")));
+            if self.anyone() {
+                self.show(Event::Sent(format!("<{nick}> {piece}")));
+            }
             self.broadcast(
                 None,
                 Frame::Msg {
@@ -676,7 +786,9 @@ impl Chat {
         };
         let id = self.next_id();
         let nick = self.cfg.nick.clone();
-        self.show(Event::Sent(format!("* {nick} {text}")));
+        if self.anyone() {
+            self.show(Event::Sent(format!("* {nick} {text}")));
+        }
         self.broadcast(
             None,
             Frame::Me {
@@ -752,9 +864,7 @@ impl Chat {
             return;
         }
         let old = std::mem::replace(&mut self.cfg.nick, new.to_string());
-        if let Some(m) = self.members.get_mut(&self.me) {
-            m.nick = new.to_string();
-        }
+        self.update_member(self.me, new, None);
         self.show(Event::Nick {
             old: old.clone(),
             nick: new.to_string(),
@@ -791,10 +901,12 @@ impl Chat {
             return format!("?{}", member.tag());
         };
         let twins: Vec<MemberId> = self
-            .members
-            .iter()
-            .filter(|(&other, o)| other != member && o.nick == m.nick)
-            .map(|(&other, _)| other)
+            .by_nick
+            .get(&m.nick)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|&other| other != member)
             .collect();
         if twins.is_empty() {
             return m.nick.clone();
@@ -836,13 +948,23 @@ impl Chat {
     /// and do not dial that address again.
     fn not_a_peer(&mut self, conn: ConnId) {
         if let Some(c) = self.conns.remove(&conn) {
-            self.not_peers.insert(c.addr);
-            self.redial.remove(&c.addr);
+            if let Origin::Auto(target) = c.origin {
+                self.not_peers.insert(target, self.clock);
+                self.redial.remove(&target);
+            }
         }
         self.actions.push_back(Action::Close {
             conn,
             reason: "not a peerchat node".into(),
         });
+    }
+
+    /// True if some connection may still get what we send (the log records a message as sent
+    /// only then).
+    fn anyone(&self) -> bool {
+        self.conns
+            .values()
+            .any(|c| !matches!(&c.kind, Kind::Peer(p) if p.state != PeerState::Active))
     }
 
     /// The open connection to `node`, if any.
@@ -876,7 +998,11 @@ impl Chat {
         self.dialling.contains(&addr)
             || self.conns.values().any(|c| match &c.kind {
                 Kind::Peer(p) => p.listen == Some(addr),
-                Kind::Pending(_) => c.origin != Origin::Accepted && c.addr == addr,
+                Kind::Pending(_) => match c.origin {
+                    Origin::Auto(target) => target == addr,
+                    Origin::Dialled => c.addr == addr,
+                    Origin::Accepted => false,
+                },
                 Kind::Guest { .. } => false,
             })
     }
@@ -899,10 +1025,24 @@ impl Chat {
         let Some(mesh) = self.cfg.mesh.clone() else {
             return;
         };
-        for port in mesh.ports {
-            if Some(port) != self.cfg.listen {
-                self.dial(SocketAddr::new(mesh.host, port));
+        // Start where the last scan stopped: with the peer cap reached early, the ports late in
+        // the range still get their turn.
+        let ports: Vec<u16> = mesh.ports.collect();
+        let start = usize::from(self.scan_from) % ports.len().max(1);
+        for i in 0..ports.len() {
+            let port = ports[(start + i) % ports.len()];
+            if Some(port) == self.cfg.listen {
+                continue;
             }
+            let addr = SocketAddr::new(mesh.host, port);
+            if !self.reaching(addr)
+                && !self.not_peers.contains(&addr)
+                && self.active_peers() + self.dialling.len() >= self.cfg.max_peers
+            {
+                self.scan_from = u16::try_from((start + i) % ports.len()).unwrap_or(0);
+                return;
+            }
+            self.dial(addr);
         }
     }
 
@@ -911,12 +1051,12 @@ impl Chat {
             return;
         };
         if hello.node == self.cfg.node {
-            if c.origin != Origin::Accepted {
-                self.not_peers.insert(c.addr);
+            if let Origin::Auto(target) = c.origin {
+                self.not_peers.insert(target, self.clock);
             }
             return self.drop_conn(conn, "connected to itself".to_string());
         }
-        let (origin, addr) = (c.origin, c.addr);
+        let addr = c.addr;
         let listen = hello.listen.map(|port| SocketAddr::new(addr.ip(), port));
         let existing = self.peer_conn(hello.node);
         if let Some(c) = self.conns.get_mut(&conn) {
@@ -938,11 +1078,12 @@ impl Chat {
             self.redial.remove(&listen);
         }
         if let Some(other) = existing {
-            return self.one_connection(conn, origin, other, hello.node);
+            return self.one_connection(conn, other, hello.node);
         }
         let member = MemberId::node(hello.node);
         let shown_addr = listen.unwrap_or(addr).to_string();
         self.gone.set.remove(&member);
+        self.lost.set.remove(&member);
         if self.members.contains_key(&member) {
             self.update_member(member, &hello.nick, Some(shown_addr));
         } else if !self.quitting {
@@ -997,20 +1138,21 @@ impl Chat {
     }
 
     /// Two connections to the same node: both ends keep the one dialled by the smaller node
-    /// id (the older one if that node dialled both) and retire the other.
-    fn one_connection(&mut self, new: ConnId, origin: Origin, old: ConnId, node: NodeId) {
-        let dialler = |origin: Origin| {
-            if origin == Origin::Accepted {
-                node
-            } else {
-                self.cfg.node
-            }
-        };
-        let old_origin = self.conns.get(&old).map_or(Origin::Accepted, |c| c.origin);
+    /// id, or if one node dialled both, the one from its lower port (both ends see the same
+    /// dialler and port), and retire the other.
+    fn one_connection(&mut self, new: ConnId, old: ConnId, node: NodeId) {
         let keeper = self.cfg.node.min(node);
-        let loser = if dialler(old_origin) == keeper {
-            new
-        } else if dialler(origin) == keeper {
+        let rank = |c: Option<&Conn>| {
+            c.map_or((true, u16::MAX), |c| {
+                let dialler = if c.origin == Origin::Accepted {
+                    node
+                } else {
+                    self.cfg.node
+                };
+                (dialler != keeper, c.dialler_port)
+            })
+        };
+        let loser = if rank(self.conns.get(&new)) < rank(self.conns.get(&old)) {
             old
         } else {
             new
@@ -1028,7 +1170,11 @@ impl Chat {
 
     /// A guest that turned out to be a peerchat node: its guest name leaves, the peer joins.
     fn upgrade_to_peer(&mut self, conn: ConnId, hello: Hello) {
-        let Some((addr, origin)) = self.conns.get(&conn).map(|c| (c.addr, c.origin)) else {
+        let Some((addr, origin, dialler_port)) = self
+            .conns
+            .get(&conn)
+            .map(|c| (c.addr, c.origin, c.dialler_port))
+        else {
             return;
         };
         let reason = Some(format!("it is {}, a peerchat node", hello.nick));
@@ -1038,7 +1184,9 @@ impl Chat {
             Conn {
                 addr,
                 origin,
+                dialler_port,
                 kind: Kind::Pending(self.clock),
+                got_peers: false,
             },
         );
         self.make_peer(conn, hello);
@@ -1119,11 +1267,24 @@ impl Chat {
                 {
                     p.state = PeerState::Retired;
                 }
-                let reason = format!("closed by the peer: {reason}");
-                return self.actions.push_back(Action::Close { conn, reason });
+                // Its end goes once what it sent is read; ours once what we queued is out.
+                let _ = reason;
+                return self.actions.push_back(Action::Retire { conn });
             }
             Frame::Peers(peers) => {
-                for (node, addr) in peers {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                if std::mem::replace(&mut c.got_peers, true) {
+                    return;
+                }
+                let sender = c.addr.ip();
+                for (node, mut addr) in peers {
+                    // "127.0.0.1" from a peer on another machine means that machine.
+                    let vague = addr.ip().is_loopback() || addr.ip().is_unspecified();
+                    if vague && !sender.is_loopback() {
+                        addr.set_ip(sender);
+                    }
                     if node != self.cfg.node && self.peer_conn(node).is_none() {
                         self.dial(addr);
                     }
@@ -1199,9 +1360,26 @@ impl Chat {
                 }
             }
             Frame::Join {
-                member, nick, addr, ..
+                id,
+                member,
+                nick,
+                addr,
+            }
+            | Frame::Here {
+                id,
+                member,
+                nick,
+                addr,
             } => {
-                if member.node == self.cfg.node || self.gone.contains(member) {
+                // Fresh evidence: from the member's own node, or from a node that just heard it.
+                let fresh = matches!(frame, Frame::Here { .. }) || id.node == member.node;
+                if fresh {
+                    self.lost.set.remove(member);
+                }
+                if member.node == self.cfg.node
+                    || self.gone.contains(member)
+                    || self.lost.contains(member)
+                {
                     false
                 } else if self.members.contains_key(member) {
                     // Known: the flood stops here.
@@ -1237,18 +1415,8 @@ impl Chat {
         // Sent by the member's own node: it (or its guest) left for good.
         let own = id.node == member.node;
         if member == self.me {
-            // A neighbour lost us, but we are here: say so to everyone.
-            let id = self.next_id();
-            let addr = self.members.get(&self.me).and_then(|m| m.addr.clone());
-            self.broadcast(
-                None,
-                Frame::Join {
-                    id,
-                    member: self.me,
-                    nick: self.cfg.nick.clone(),
-                    addr,
-                },
-            );
+            // A neighbour lost us, but we are here: say so to everyone, for our guests too.
+            self.announce_here(self.cfg.node);
             return false;
         }
         if member.node == self.cfg.node {
@@ -1300,6 +1468,7 @@ impl Chat {
         }
         if member.guest == 0 && self.members.contains_key(&member) {
             let addr = self.members.get(&member).and_then(|m| m.addr.clone());
+            self.lost.insert(member, self.clock);
             return self.remove_member(member, addr, reason);
         }
         false
@@ -1318,67 +1487,104 @@ impl Chat {
         if !std::mem::take(&mut p.verify) || p.state != PeerState::Active {
             return;
         }
-        let member = MemberId::node(p.node);
-        let nick = p.nick.clone();
-        let addr = self
-            .members
-            .get(&member)
-            .and_then(|m| m.addr.clone())
-            .or_else(|| p.listen.map(|a| a.to_string()));
-        let id = self.next_id();
-        self.broadcast(
-            None,
-            Frame::Join {
-                id,
-                member,
-                nick,
-                addr,
-            },
-        );
+        let node = p.node;
+        self.announce_here(node);
     }
 
-    /// Records a member we learn of from one of its messages (its join went by unseen).
-    fn note_member(&mut self, member: MemberId, nick: &str) {
-        if member.node == self.cfg.node || self.gone.contains(&member) {
-            return;
-        }
-        if self.members.contains_key(&member) {
-            self.update_member(member, nick, None);
-        } else if self.members.len() < MAX_MEMBERS {
-            self.members.insert(
-                member,
-                Member {
-                    nick: nick.to_string(),
-                    addr: None,
+    /// Tells everyone that node `node` and the guests it hosts are here (`HERE`), as this node
+    /// knows them.
+    fn announce_here(&mut self, node: NodeId) {
+        let mut here: Vec<(MemberId, Member)> = self
+            .members
+            .iter()
+            .filter(|(m, _)| m.node == node)
+            .map(|(&m, v)| (m, v.clone()))
+            .collect();
+        here.sort_unstable_by_key(|(m, _)| *m);
+        for (member, m) in here {
+            let id = self.next_id();
+            self.broadcast(
+                None,
+                Frame::Here {
+                    id,
+                    member,
+                    nick: m.nick,
+                    addr: m.addr,
                 },
             );
         }
     }
 
-    fn add_member(&mut self, member: MemberId, nick: &str, addr: Option<String>) {
-        if self.members.len() >= MAX_MEMBERS {
+    /// Records a member we learn of from one of its messages (its join went by unseen).
+    fn note_member(&mut self, member: MemberId, nick: &str) {
+        if member.node == self.cfg.node
+            || self.gone.contains(&member)
+            || self.lost.contains(&member)
+        {
             return;
+        }
+        if self.members.contains_key(&member) {
+            self.update_member(member, nick, None);
+        } else {
+            self.insert_member(member, nick, None);
+        }
+    }
+
+    /// Adds `member` to the roster, within the caps; false if it did not fit.
+    fn insert_member(&mut self, member: MemberId, nick: &str, addr: Option<String>) -> bool {
+        let twins = self.by_nick.get(nick).map_or(0, Vec::len);
+        if self.members.len() >= MAX_MEMBERS || twins >= MAX_SAME_NICK {
+            return false;
         }
         self.members.insert(
             member,
             Member {
                 nick: nick.to_string(),
-                addr: addr.clone(),
+                addr,
             },
         );
-        self.show(Event::Join {
-            nick: self.display(member),
-            addr,
-        });
+        self.by_nick
+            .entry(nick.to_string())
+            .or_default()
+            .push(member);
+        true
+    }
+
+    /// Takes `member` off the roster.
+    fn forget_member(&mut self, member: MemberId) {
+        let Some(m) = self.members.remove(&member) else {
+            return;
+        };
+        if let Some(list) = self.by_nick.get_mut(&m.nick) {
+            list.retain(|&x| x != member);
+            if list.is_empty() {
+                self.by_nick.remove(&m.nick);
+            }
+        }
+    }
+
+    fn add_member(&mut self, member: MemberId, nick: &str, addr: Option<String>) {
+        if self.insert_member(member, nick, addr.clone()) {
+            self.show(Event::Join {
+                nick: self.display(member),
+                addr,
+            });
+        }
     }
 
     fn update_member(&mut self, member: MemberId, nick: &str, addr: Option<String>) {
-        if let Some(m) = self.members.get_mut(&member) {
-            if m.nick != nick {
-                m.nick = nick.to_string();
-            }
-            if addr.is_some() {
-                m.addr = addr;
+        let Some(m) = self.members.get_mut(&member) else {
+            return;
+        };
+        if addr.is_some() {
+            m.addr = addr;
+        }
+        if m.nick != nick {
+            let (old_nick, old_addr) = (m.nick.clone(), m.addr.clone());
+            self.forget_member(member);
+            if !self.insert_member(member, nick, old_addr.clone()) {
+                // Too many with the new nick: keep the old one.
+                self.insert_member(member, &old_nick, old_addr);
             }
         }
     }
@@ -1395,7 +1601,7 @@ impl Chat {
             return false;
         }
         self.show_leave(member, addr, reason);
-        self.members.remove(&member);
+        self.forget_member(member);
         if member.guest == 0 {
             let mut hosted: Vec<MemberId> = self
                 .members
@@ -1407,7 +1613,8 @@ impl Chat {
             for guest in hosted {
                 let addr = self.members.get(&guest).and_then(|m| m.addr.clone());
                 self.show_leave(guest, addr, Some("its node left".into()));
-                self.members.remove(&guest);
+                self.forget_member(guest);
+                self.lost.insert(guest, self.clock);
             }
         }
         true
@@ -1465,6 +1672,14 @@ mod tests {
         SocketAddr::from(([10, 0, 0, i as u8], port))
     }
 
+    fn accepted(addr: SocketAddr) -> Link {
+        Link {
+            addr,
+            origin: Origin::Accepted,
+            dialler_port: addr.port(),
+        }
+    }
+
     /// Several chats wired to each other in memory: each link is a pair of connection ends, and
     /// frames travel through the real encoder and `handle_line`, in order per link. Dials the
     /// chats ask for are refused unless `allow_dials` is set, so a test's topology stays put.
@@ -1513,17 +1728,33 @@ mod tests {
 
         /// `a` accepts a connection dialled by `b`; both send their hello.
         fn link_raw(&mut self, a: usize, b: usize, origin: Origin) {
+            let (ca, cb) = self.open_raw(a, b, origin);
+            for (x, cx) in [(a, ca), (b, cb)] {
+                let hello = self.nodes[x].hello();
+                self.deliver(x, cx, &hello);
+            }
+        }
+
+        /// `a` accepts a connection dialled by `b`; nothing is sent yet. Returns both ends.
+        fn open_raw(&mut self, a: usize, b: usize, origin: Origin) -> (ConnId, ConnId) {
             let (ca, cb) = (self.next_conn, self.next_conn + 1);
             self.next_conn += 2;
             self.links.insert((a, ca), (b, cb));
             self.links.insert((b, cb), (a, ca));
             let from_port = 40000 + cb as u16;
-            self.nodes[a].handle_opened(ca, addr(b, from_port), Origin::Accepted, self.now);
-            self.nodes[b].handle_opened(cb, addr(a, 5000), origin, self.now);
-            for (x, cx) in [(a, ca), (b, cb)] {
-                let hello = self.nodes[x].hello();
-                self.deliver(x, cx, &hello);
-            }
+            let accepted = Link {
+                addr: addr(b, from_port),
+                origin: Origin::Accepted,
+                dialler_port: from_port,
+            };
+            let dialled = Link {
+                addr: addr(a, 5000),
+                origin,
+                dialler_port: from_port,
+            };
+            self.nodes[a].handle_opened(ca, accepted, self.now);
+            self.nodes[b].handle_opened(cb, dialled, self.now);
+            (ca, cb)
         }
 
         fn link(&mut self, a: usize, b: usize) {
@@ -1646,7 +1877,7 @@ mod tests {
                         (0..self.nodes.len()).find(|&j| addr(j, 5000).ip().to_string() == target);
                     match to {
                         Some(j) if self.allow_dials && !self.quit[j] && j != i => {
-                            self.link_raw(j, i, Origin::Auto)
+                            self.link_raw(j, i, Origin::Auto(a))
                         }
                         _ => self.nodes[i].handle_dial_failed(a, self.now),
                     }
@@ -1898,6 +2129,9 @@ mod tests {
     #[test]
     fn a_broken_link_between_live_nodes_does_not_leave_them_out() {
         let mut net = ring(4);
+        net.nodes[2].handle_opened(7, accepted(addr(9, 4000)), net.now);
+        net.nodes[2].handle_line(7, b"a guest of n2", net.now);
+        net.run();
         net.unlink(1, 2);
         // n1 and n2 each said the other was lost; n0 and n3, still linked to both, checked
         // with a PING and told everyone they are here.
@@ -1907,7 +2141,7 @@ mod tests {
                 Event::Names(n) => Some(n.len()),
                 _ => None,
             });
-            assert_eq!(names, Some(4), "n{node}: {:?}", net.shown[node]);
+            assert_eq!(names, Some(5), "n{node}: {:?}", net.shown[node]);
         }
         net.clear_shown();
         let all = [0, 1, 2, 3];
@@ -1916,9 +2150,199 @@ mod tests {
     }
 
     #[test]
+    fn two_connections_dialled_by_one_node_whose_hellos_cross_become_one() {
+        for dialler in [0, 1] {
+            let acceptor = 1 - dialler;
+            let mut net = Net::new(2);
+            let (a1, d1) = net.open_raw(acceptor, dialler, Origin::Dialled);
+            let (a2, d2) = net.open_raw(acceptor, dialler, Origin::Dialled);
+            // The acceptor reads the second connection's hello first, the dialler the first's.
+            let (h_acc, h_dia) = (net.nodes[acceptor].hello(), net.nodes[dialler].hello());
+            net.deliver(dialler, d2, &h_dia);
+            net.deliver(dialler, d1, &h_dia);
+            net.deliver(acceptor, a1, &h_acc);
+            net.deliver(acceptor, a2, &h_acc);
+            net.run();
+            assert_eq!(net.conns_between(0, 1).len(), 1, "dialler n{dialler}");
+            assert_eq!(net.conns_between(1, 0).len(), 1);
+            let _ = (a1, a2, d1, d2);
+            for node in 0..2 {
+                assert_eq!(net.count(node, |e| matches!(e, Event::Leave { .. })), 0);
+            }
+            chat_all(&mut net, &[0, 1], 2);
+            every_node_but_sender_sees_each_once(&net, 2);
+        }
+    }
+
+    #[test]
+    fn a_retired_link_with_no_twin_after_the_hello_wait_is_a_loss() {
+        let mut net = chain(2);
+        let c = net.conn_of(0, 1);
+        // n1 says it closes a duplicate, but no other connection from it ever comes.
+        net.nodes[0].handle_line(c, b"CLOSE duplicate connection", net.now);
+        net.run();
+        assert_eq!(
+            net.leaves_of(0, "n1"),
+            0,
+            "not at once: a twin may be on its way"
+        );
+        net.tick(HELLO_WAIT_DIALLED);
+        assert_eq!(net.leaves_of(0, "n1"), 1, "{:?}", net.shown[0]);
+    }
+
+    #[test]
+    fn a_join_relayed_after_a_crash_does_not_bring_the_member_back() {
+        let mut net = star(3);
+        // n0's roster exchange for a newcomer was still on its way when n1 crashed.
+        let stale = Frame::Join {
+            id: MsgId {
+                node: node_id(0),
+                seq: 999,
+            },
+            member: MemberId::node(node_id(1)),
+            nick: "n1".into(),
+            addr: Some("10.0.0.1:5000".into()),
+        };
+        net.crash(1);
+        let c = net.conn_of(0, 2);
+        net.deliver(0, c, &stale);
+        net.run();
+        assert_eq!(net.leaves_of(2, "n1"), 1);
+        assert_eq!(net.joins_of(2, "n1"), 1, "{:?}", net.shown[2]);
+        // Nor does an old message of its, arriving late.
+        let late = Frame::Msg {
+            id: MsgId {
+                node: node_id(1),
+                seq: 77,
+            },
+            from: MemberId::node(node_id(1)),
+            nick: "n1".into(),
+            text: "sent before the crash".into(),
+        };
+        net.deliver(0, c, &late);
+        net.run();
+        net.say(2, "/names");
+        assert!(net.shown[2]
+            .iter()
+            .any(|e| matches!(e, Event::Names(n) if n.len() == 2)));
+    }
+
+    #[test]
+    fn an_auto_dial_that_opens_is_no_longer_counted_as_dialling() {
+        let mut net = Net::new(3);
+        net.allow_dials = true;
+        net.link(0, 1);
+        net.link(0, 2);
+        for node in 0..3 {
+            assert!(net.nodes[node].dialling.is_empty(), "n{node}");
+            assert!(!net.nodes[node].is_settling());
+        }
+        // n2 dialled n1 by itself (peer exchange); n1 quits and a new run comes back at the
+        // same address: n2 may dial it again.
+        assert!(!net.conns_between(1, 2).is_empty());
+        net.say(1, "sair");
+        net.crash(1);
+        net.restart(1, 1);
+        net.link(0, 1);
+        assert_eq!(net.conns_between(1, 2).len(), 1, "{:?}", net.shown[2]);
+    }
+
+    #[test]
+    fn mesh_scans_give_every_port_a_turn_under_the_peer_cap() {
+        let now = Instant::now();
+        let mut cfg = Config::new("me".into(), 1, Some(5000));
+        cfg.max_peers = 2;
+        cfg.mesh = Some(Mesh {
+            host: [127, 0, 0, 1].into(),
+            ports: 5000..=5009,
+        });
+        let mut chat = Chat::new(cfg, now);
+        let mut seen = HashSet::new();
+        let mut t = now;
+        for _ in 0..10 {
+            chat.handle_tick(t);
+            for a in drain(&mut chat) {
+                if let Action::Dial(addr) = a {
+                    seen.insert(addr.port());
+                    chat.handle_dial_failed(addr, t);
+                }
+            }
+            t += SCAN_MAX;
+        }
+        let want: HashSet<u16> = (5001..=5009).collect();
+        assert_eq!(seen, want);
+    }
+
+    #[test]
+    fn a_silent_auto_dial_is_tried_again_and_a_wrong_answer_is_not() {
+        let now = Instant::now();
+        let mut cfg = Config::new("me".into(), 1, Some(5000));
+        cfg.mesh = Some(Mesh {
+            host: [127, 0, 0, 1].into(),
+            ports: 5000..=5001,
+        });
+        let mut chat = Chat::new(cfg, now);
+        let other = SocketAddr::from(([127, 0, 0, 1], 5001));
+        chat.handle_tick(now);
+        assert_eq!(drain(&mut chat), vec![Action::Dial(other)]);
+        let link = Link {
+            addr: other,
+            origin: Origin::Auto(other),
+            dialler_port: 40000,
+        };
+        chat.handle_opened(3, link, now);
+        // Stopped (Ctrl-Z): the kernel accepts, the node says nothing.
+        let later = now + HELLO_WAIT_DIALLED;
+        chat.handle_tick(later);
+        let actions = drain(&mut chat);
+        assert!(actions.contains(&Action::Close {
+            conn: 3,
+            reason: "no hello".into()
+        }));
+        // Not written off: the next scan (here, the same tick) dials it again.
+        assert!(actions.contains(&Action::Dial(other)), "{actions:?}");
+        chat.handle_opened(4, link, later);
+        chat.handle_line(4, b"SSH-2.0-OpenSSH_9.2", later);
+        drain(&mut chat);
+        chat.handle_tick(later + SCAN_MAX * 2);
+        assert!(drain(&mut chat).is_empty());
+    }
+
+    #[test]
+    fn peers_lists_are_taken_once_and_loopback_means_the_sender() {
+        let now = Instant::now();
+        let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000)), now);
+        let from: SocketAddr = "192.168.0.9:41000".parse().unwrap();
+        chat.handle_opened(3, accepted(from), now);
+        chat.handle_line(
+            3,
+            b"peerchat/1 hello from bob (node=00000000000000bb listen=5000)",
+            now,
+        );
+        drain(&mut chat);
+        chat.handle_line(3, b"PEERS 00000000000000cc@127.0.0.1:5002", now);
+        assert_eq!(
+            drain(&mut chat),
+            vec![Action::Dial("192.168.0.9:5002".parse().unwrap())]
+        );
+        chat.handle_line(3, b"PEERS 00000000000000dd@10.0.0.4:5000", now);
+        assert!(drain(&mut chat).is_empty());
+    }
+
+    #[test]
+    fn nothing_is_logged_as_sent_when_nobody_is_connected() {
+        let now = Instant::now();
+        let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000)), now);
+        chat.handle_input("into the void");
+        assert!(!drain(&mut chat)
+            .iter()
+            .any(|a| matches!(a, Action::Show(Event::Sent(_)))));
+    }
+
+    #[test]
     fn a_guest_of_a_crashed_node_leaves_with_it() {
         let mut net = chain(3);
-        net.nodes[2].handle_opened(7, addr(9, 4000), Origin::Accepted, net.now);
+        net.nodes[2].handle_opened(7, accepted(addr(9, 4000)), net.now);
         net.nodes[2].handle_line(7, b"oi from nc", net.now);
         net.run();
         assert_eq!(
@@ -2135,7 +2559,15 @@ mod tests {
         let mut chat = Chat::new(Config::new("me".into(), 1, Some(5001)), now);
         let web = SocketAddr::from(([127, 0, 0, 1], 5000));
         chat.dialling.insert(web);
-        chat.handle_opened(3, web, Origin::Auto, now);
+        chat.handle_opened(
+            3,
+            Link {
+                addr: web,
+                origin: Origin::Auto(web),
+                dialler_port: 40000,
+            },
+            now,
+        );
         chat.handle_line(3, b"HTTP/1.1 400 Bad Request", now);
         let actions = drain(&mut chat);
         assert!(
@@ -2180,7 +2612,7 @@ mod tests {
     #[test]
     fn a_dm_to_a_guest_goes_to_its_connection_only() {
         let mut net = chain(2);
-        net.nodes[1].handle_opened(7, addr(9, 4000), Origin::Accepted, net.now);
+        net.nodes[1].handle_opened(7, accepted(addr(9, 4000)), net.now);
         net.nodes[1].handle_line(7, b"hello from nc", net.now);
         net.run();
         net.nodes[0].handle_input("/msg guest-1 just for you");
@@ -2327,8 +2759,8 @@ mod tests {
     fn guest_chat() -> (Chat, Instant) {
         let now = Instant::now();
         let mut chat = Chat::new(Config::new("hub".into(), 1, Some(5000)), now);
-        chat.handle_opened(7, "127.0.0.1:4000".parse().unwrap(), Origin::Accepted, now);
-        chat.handle_opened(8, "127.0.0.1:4001".parse().unwrap(), Origin::Accepted, now);
+        chat.handle_opened(7, accepted("127.0.0.1:4000".parse().unwrap()), now);
+        chat.handle_opened(8, accepted("127.0.0.1:4001".parse().unwrap()), now);
         (chat, now)
     }
 
@@ -2435,7 +2867,14 @@ mod tests {
     fn a_dialled_connection_waits_longer_for_the_hello() {
         let now = Instant::now();
         let mut chat = Chat::new(Config::new("me".into(), 1, None), now);
-        chat.handle_opened(3, "10.0.0.9:5000".parse().unwrap(), Origin::Dialled, now);
+        chat.handle_opened(
+            3,
+            Link {
+                origin: Origin::Dialled,
+                ..accepted("10.0.0.9:5000".parse().unwrap())
+            },
+            now,
+        );
         assert_eq!(chat.next_deadline(), Some(now + HELLO_WAIT_DIALLED));
         chat.handle_tick(now + HELLO_WAIT);
         assert!(drain(&mut chat).is_empty());

@@ -3,6 +3,7 @@
 //! 2 usage error). Holds no chat logic.
 
 use std::io::{self, IsTerminal};
+use std::net::ToSocketAddrs;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -36,6 +37,9 @@ fn usage_error(msg: &str) -> ! {
 
 fn run(mut args: Args) -> Result<(), String> {
     let stdin_is_tty = io::stdin().is_terminal();
+    if args.host.is_some() && args.mesh.is_none() {
+        usage_error("--host goes with --mesh (for -l, give -l HOST:PORT)");
+    }
     if args.mesh.is_some() && args.nick.is_none() && stdin_is_tty {
         // Like the seed: mesh mode asks for the user's name.
         let mut input = io::stdin().lock();
@@ -70,16 +74,10 @@ fn run(mut args: Args) -> Result<(), String> {
 
     let listen = match (&args.listen, &args.mesh) {
         (Some(hp), _) => Listen::Addr(first_addr(hp)?),
-        (None, Some(range)) => {
-            let host = HostPort {
-                host: args.host.clone(),
-                port: range.first,
-            };
-            Listen::Range(Mesh {
-                host: first_addr(&host)?.ip(),
-                ports: range.first..=range.last,
-            })
-        }
+        (None, Some(range)) => Listen::Range(Mesh {
+            host: mesh_host(args.host.as_deref().unwrap_or("127.0.0.1")),
+            ports: range.first..=range.last,
+        }),
         (None, None) => Listen::None,
     };
     let log = match &args.log_file {
@@ -133,4 +131,21 @@ fn first_addr(hp: &HostPort) -> Result<std::net::SocketAddr, String> {
         .into_iter()
         .next()
         .ok_or_else(|| format!("cannot resolve {}: no address", hp.host))
+}
+
+/// The `--host` of mesh mode: an address (or name) the other nodes can be reached at. Anything
+/// else is a usage error.
+fn mesh_host(host: &str) -> std::net::IpAddr {
+    let ip = (host, 0)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .map(|a| a.ip());
+    match ip {
+        Some(ip) if !ip.is_unspecified() => ip,
+        Some(_) => usage_error(&format!(
+            "--host {host}: give an address the nodes listen and connect on, such as 127.0.0.1"
+        )),
+        None => usage_error(&format!("--host {host}: not a host name or address")),
+    }
 }

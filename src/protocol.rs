@@ -168,6 +168,14 @@ pub enum Frame {
         nick: String,
         addr: Option<String>,
     },
+    /// `member` is in the chat, and the sender has just heard from it (a `PONG` on its own
+    /// connection, or it is the member's own node): unlike `Join`, it overrides a recent loss.
+    Here {
+        id: MsgId,
+        member: MemberId,
+        nick: String,
+        addr: Option<String>,
+    },
     /// `member` left the chat. Sent by the member's own node (it left, or its guest did), or by a
     /// neighbour that lost its connection to it (`reason` says how).
     Leave {
@@ -196,6 +204,7 @@ impl Frame {
             | Frame::Dm { id, .. }
             | Frame::Nick { id, .. }
             | Frame::Join { id, .. }
+            | Frame::Here { id, .. }
             | Frame::Leave { id, .. } => Some(*id),
             _ => None,
         }
@@ -303,6 +312,16 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             "JOIN {id} {member} {nick} {}",
             addr.as_deref().unwrap_or("-")
         ),
+        Frame::Here {
+            id,
+            member,
+            nick,
+            addr,
+        } => write!(
+            s,
+            "HERE {id} {member} {nick} {}",
+            addr.as_deref().unwrap_or("-")
+        ),
         Frame::Leave {
             id,
             member,
@@ -354,6 +373,7 @@ pub fn encode_guest(frame: &Frame, out: &mut Vec<u8>) -> bool {
             format!("* {} left ({})", sanitize(nick), sanitize(r))
         }
         Frame::Dm { .. }
+        | Frame::Here { .. }
         | Frame::Peers(_)
         | Frame::Ping
         | Frame::Pong
@@ -431,7 +451,7 @@ pub fn parse_frame(line: &str) -> Result<Frame, ProtocolError> {
                 .ok_or(Malformed("bad peer address"))?;
             return Ok(Frame::Peers(peers));
         }
-        "MSG" | "ME" | "DM" | "NICK" | "JOIN" | "LEAVE" => {}
+        "MSG" | "ME" | "DM" | "NICK" | "JOIN" | "HERE" | "LEAVE" => {}
         _ if !verb.is_empty() && verb.bytes().all(|b| b.is_ascii_uppercase()) => {
             return Ok(Frame::Unknown(line.to_string()))
         }
@@ -493,6 +513,12 @@ pub fn parse_frame(line: &str) -> Result<Frame, ProtocolError> {
             }
         }
         "JOIN" => Frame::Join {
+            id,
+            member,
+            nick,
+            addr: tail.filter(|a| a != "-"),
+        },
+        "HERE" => Frame::Here {
             id,
             member,
             nick,
@@ -775,6 +801,12 @@ mod tests {
                 member: m(7, 0),
                 nick: "c".into(),
                 addr: None,
+            },
+            Frame::Here {
+                id: id(4),
+                member: m(7, 2),
+                nick: "c".into(),
+                addr: Some("10.0.0.1:5000".into()),
             },
             Frame::Leave {
                 id: id(5),

@@ -20,7 +20,7 @@ use slab::Slab;
 use crate::conn::{
     Conn, Phase, ReadStatus, HIGH_WATER, MAX_BACKLOG, PARTIAL_LINE_IDLE, STALL_LIMIT,
 };
-use crate::core::{self, Action, Chat, ConnId, Event, Mesh, Origin};
+use crate::core::{self, Action, Chat, ConnId, Event, Link, Mesh, Origin};
 use crate::eventlog::{EventLog, Tag};
 use crate::fanout::Outgoing;
 use crate::input::{self, Input};
@@ -35,6 +35,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// After the user leaves, how long queued output may take to reach the peers.
 const QUIT_GRACE: Duration = Duration::from_secs(3);
+
+/// Mesh mode: how long typed or piped input may wait at start-up for the first scan.
+const INPUT_HOLD: Duration = Duration::from_secs(3);
 
 /// How long a duplicate connection being retired may take to deliver what is queued for it.
 const RETIRE_GRACE: Duration = Duration::from_secs(5);
@@ -205,6 +208,9 @@ pub struct Reactor<W: Write> {
     input: Option<Receiver<Input>>,
     keep_open: bool,
     quit_deadline: Option<Instant>,
+    /// Mesh mode at start-up: typed or piped input waits for the first scan's dials, until
+    /// then at the latest.
+    input_hold: Option<Instant>,
     fatal: Option<String>,
     node: NodeId,
 }
@@ -262,6 +268,7 @@ impl<W: Write> Reactor<W> {
             input: None,
             keep_open: setup.keep_open,
             quit_deadline: None,
+            input_hold: None,
             fatal: None,
             node,
         };
@@ -269,6 +276,12 @@ impl<W: Write> Reactor<W> {
             reactor.show(&Event::Info(format!("listening on {addr}")));
         }
         let now = Instant::now();
+        if reactor.chat.next_deadline().is_some_and(|d| d <= now) {
+            // Mesh mode: the first scan starts now, and input waits a moment for it.
+            reactor.chat.handle_tick(now);
+            reactor.apply_actions(now);
+            reactor.input_hold = Some(now + INPUT_HOLD);
+        }
         // A peer that fails at once is fatal only if no other peer or listener is left.
         let failures: Vec<String> = setup
             .dials
@@ -390,10 +403,11 @@ impl<W: Write> Reactor<W> {
                 .has_guest_partial()
                 .then(|| c.last_read + PARTIAL_LINE_IDLE);
             let stall = c.behind_since.map(|t| t + self.stall_limit());
-            [connect, partial, stall].into_iter().flatten()
+            [connect, partial, stall, c.retire_by].into_iter().flatten()
         });
         conn_deadlines
             .chain(self.chat.next_deadline())
+            .chain(self.input_hold)
             .chain(self.accept_paused_until)
             .chain(self.quit_deadline)
             .min()
@@ -497,7 +511,7 @@ impl<W: Write> Reactor<W> {
                     stream,
                     conn,
                     next_addrs: Vec::new(),
-                    origin: Origin::Auto,
+                    origin: Origin::Auto(addr),
                     target: Some(addr),
                 });
             }
@@ -606,13 +620,27 @@ impl<W: Write> Reactor<W> {
         };
         e.conn.queue_raw(&hello);
         let origin = e.origin;
+        let dialler_port = match origin {
+            Origin::Accepted => addr.port(),
+            Origin::Dialled | Origin::Auto(_) => {
+                e.stream.local_addr().map(|a| a.port()).unwrap_or(0)
+            }
+        };
         self.mark_dirty(k);
         self.told_nobody = false;
         if let Some(deadline) = &mut self.quit_deadline {
             // A dial that completes while leaving still gets the full grace to deliver.
             *deadline = (*deadline).max(now + QUIT_GRACE);
         }
-        self.chat.handle_opened(k, addr, origin, now);
+        self.chat.handle_opened(
+            k,
+            Link {
+                addr,
+                origin,
+                dialler_port,
+            },
+            now,
+        );
     }
 
     fn mark_dirty(&mut self, k: usize) {
@@ -713,7 +741,9 @@ impl<W: Write> Reactor<W> {
             }
             let last_chance = self.chat.is_quitting()
                 || (self.listener.is_none() && self.conns.is_empty() && self.input.is_some());
-            if last_chance && e.conn.phase != Phase::Shut && e.conn.backlog() > 0 {
+            // A dial of our own that never proved to be a peer was nobody waiting for our lines.
+            let never_a_peer = matches!(e.origin, Origin::Auto(_)) && e.conn.role.is_none();
+            if last_chance && !never_a_peer && e.conn.phase != Phase::Shut && e.conn.backlog() > 0 {
                 warn!(
                     "could not deliver everything to {}: {}",
                     e.conn.addr,
@@ -740,6 +770,12 @@ impl<W: Write> Reactor<W> {
     /// instead of piling up in memory. A leave command among the waiting lines shortens the
     /// time a stalled reader may hold them up (see [`Reactor::stall_limit`]).
     fn drain_input(&mut self) {
+        if let Some(until) = self.input_hold {
+            if Instant::now() < until && self.chat.is_settling() {
+                return;
+            }
+            self.input_hold = None;
+        }
         let mut channel_open = true;
         while channel_open && self.queued.len() < INPUT_QUEUE {
             let Some(rx) = &self.input else { break };
@@ -881,11 +917,11 @@ impl<W: Write> Reactor<W> {
                     let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
                     for k in keys {
                         let auto_dial = self.conns.get(k).is_some_and(|e| {
-                            e.origin == Origin::Auto
-                                && matches!(e.conn.phase, Phase::Connecting { .. })
+                            matches!(e.origin, Origin::Auto(_)) && e.conn.role.is_none()
                         });
                         if auto_dial {
-                            // Nobody is waiting for it: not worth delaying the exit.
+                            // A dial of our own not yet known to be a peer: nobody is waiting
+                            // for it, so it is not worth delaying the exit.
                             if let Some(mut e) = self.conns.try_remove(k) {
                                 let _ = self.poll.registry().deregister(&mut e.stream);
                             }

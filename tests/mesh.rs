@@ -146,13 +146,12 @@ fn all_well_formed(node: &Node) {
     }
 }
 
-/// A leave for a killed peer says the connection broke, or gives no reason.
+/// A leave for a killed peer says the connection broke (it did not say goodbye).
 fn assert_broken_leave(leave: &Value) {
     let reason = leave.get("reason");
     assert!(
-        reason.is_none()
-            || reason == Some(&Value::from("connection reset"))
-            || reason == Some(&Value::from("closed")),
+        reason == Some(&Value::from("connection reset"))
+            || reason == Some(&Value::from("connection closed")),
         "{leave}"
     );
 }
@@ -959,4 +958,73 @@ fn mesh_mode_on_a_terminal_asks_for_the_nick() {
     let screen = String::from_utf8_lossy(&out.stdout);
     assert!(screen.contains("Your nick"), "{screen}");
     assert!(screen.contains("* ana joined from 127.0.0.1:"), "{screen}");
+}
+
+#[test]
+fn a_piped_mesh_node_delivers_its_lines_before_leaving() {
+    let range = free_range(3);
+    let mut a = mesh(range, "a", &[]);
+    let mut b = mesh(range, "b", &[]);
+    a.node.wait_join("b");
+    let r = range_arg(range);
+    // Lines and the end of input are there before the node has even found the others.
+    let mut c = Node::spawn(&["--mesh", &r, "--json", "--nick", "c"]);
+    c.send("piped one");
+    c.send("piped two");
+    c.close_stdin();
+    for p in [&mut a, &mut b] {
+        p.node.wait_message("c", "piped one");
+        p.node.wait_message("c", "piped two");
+        p.node.wait_leave("c");
+    }
+    assert_eq!(c.wait_exit().code(), Some(0), "{:?}", c.stderr_lines());
+}
+
+#[test]
+fn leaving_while_a_scanned_port_has_not_answered_exits_0() {
+    // Something that is not peerchat listens in the range and never says anything.
+    let range = free_range(2);
+    let _silent = TcpListener::bind(("127.0.0.1", range.1)).expect("bind the second port");
+    let r = range_arg(range);
+    let mut a = Node::spawn(&["--mesh", &r, "--json", "--nick", "a"]);
+    listening_port(&mut a);
+    a.send("/quit");
+    assert_eq!(a.wait_exit().code(), Some(0), "{:?}", a.stderr_lines());
+}
+
+#[test]
+fn two_connections_dialled_by_one_node_become_one() {
+    // b reaches a's one listener by two addresses: two connections, both dialled by b.
+    let mut a = Node::spawn(&["-l", "0.0.0.0:0", "--json", "--nick", "a"]);
+    let port = listening_port(&mut a);
+    let (one, two) = (format!("127.0.0.1:{port}"), format!("127.0.0.2:{port}"));
+    let args = ["-l", "127.0.0.1:0", "--json", "--nick", "b", &one, &two];
+    let mut b = Node::spawn(&args);
+    a.wait_join("b");
+    b.wait_join("a");
+    wait_until("one connection between a and b", || {
+        match links_between(a.child.id(), b.child.id()) {
+            1 => Ok(()),
+            n => Err(format!("{n} connections")),
+        }
+    });
+    b.send("still connected?");
+    a.wait_message("b", "still connected?");
+    a.send("yes");
+    b.wait_message("a", "yes");
+    assert_eq!(count(&a, |v| v["event"] == "leave"), 0, "{:#?}", a.history);
+    assert_eq!(count(&b, |v| v["event"] == "leave"), 0, "{:#?}", b.history);
+}
+
+#[test]
+fn host_is_checked() {
+    for args in [
+        &["-l", "127.0.0.1:0", "--host", "127.0.0.1"][..],
+        &["--mesh", "20000-20001", "--host", "0.0.0.0"][..],
+        &["--mesh", "20000-20001", "--host", "127.0.0.1:80"][..],
+    ] {
+        let mut node = Node::spawn(args);
+        assert_eq!(node.wait_exit().code(), Some(2), "{args:?}");
+        assert!(!node.stderr_lines().is_empty(), "{args:?}");
+    }
 }
