@@ -6,7 +6,7 @@
 //! closed, a dial that failed, a tick with the current time); outputs are [`Action`]s taken with
 //! [`Chat::poll_action`]. Must not do IO or read the clock: the caller passes `now`.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::rc::Rc;
@@ -322,8 +322,9 @@ pub struct Chat {
     clock: Instant,
     conns: HashMap<ConnId, Conn>,
     seen: Recent<MsgId>,
-    /// Everyone in the chat as far as this node knows, itself included.
-    members: HashMap<MemberId, Member>,
+    /// Everyone in the chat as far as this node knows, itself included; ordered, so that a
+    /// node's guests (same node id) are found as a range.
+    members: BTreeMap<MemberId, Member>,
     /// Members that left for good (their own node said so): late joins for them are stale.
     gone: Recent<MemberId>,
     guests: u32,
@@ -349,6 +350,14 @@ pub struct Chat {
     actions: VecDeque<Action>,
 }
 
+/// The member ids of `node` and of the guests it hosts, in roster order.
+fn hosted_by(node: NodeId) -> RangeInclusive<MemberId> {
+    MemberId { node, guest: 0 }..=MemberId {
+        node,
+        guest: u32::MAX,
+    }
+}
+
 /// Lines that leave the chat, compared trimmed and in any case, as the seed programs did.
 fn is_quit_word(word: &str) -> bool {
     ["sair", "/quit", "/exit"]
@@ -371,7 +380,7 @@ pub const HELP: &str = "type a line to send it. Commands: /msg NICK text (direct
 impl Chat {
     pub fn new(cfg: Config, now: Instant) -> Self {
         let me = MemberId::node(cfg.node);
-        let mut members = HashMap::new();
+        let mut members = BTreeMap::new();
         members.insert(
             me,
             Member {
@@ -1494,13 +1503,11 @@ impl Chat {
     /// Tells everyone that node `node` and the guests it hosts are here (`HERE`), as this node
     /// knows them.
     fn announce_here(&mut self, node: NodeId) {
-        let mut here: Vec<(MemberId, Member)> = self
+        let here: Vec<(MemberId, Member)> = self
             .members
-            .iter()
-            .filter(|(m, _)| m.node == node)
+            .range(hosted_by(node))
             .map(|(&m, v)| (m, v.clone()))
             .collect();
-        here.sort_unstable_by_key(|(m, _)| *m);
         for (member, m) in here {
             let id = self.next_id();
             self.broadcast(
@@ -1603,13 +1610,11 @@ impl Chat {
         self.show_leave(member, addr, reason);
         self.forget_member(member);
         if member.guest == 0 {
-            let mut hosted: Vec<MemberId> = self
+            let hosted: Vec<MemberId> = self
                 .members
-                .keys()
-                .filter(|m| m.node == member.node)
-                .copied()
+                .range(hosted_by(member.node))
+                .map(|(&m, _)| m)
                 .collect();
-            hosted.sort_unstable();
             for guest in hosted {
                 let addr = self.members.get(&guest).and_then(|m| m.addr.clone());
                 self.show_leave(guest, addr, Some("its node left".into()));
@@ -2327,6 +2332,30 @@ mod tests {
         );
         chat.handle_line(3, b"PEERS 00000000000000dd@10.0.0.4:5000", now);
         assert!(drain(&mut chat).is_empty());
+    }
+
+    #[test]
+    fn a_flood_of_joins_under_one_nick_is_capped() {
+        let now = Instant::now();
+        let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000)), now);
+        chat.handle_opened(3, accepted("10.0.0.2:40000".parse().unwrap()), now);
+        chat.handle_line(
+            3,
+            b"peerchat/1 hello from bob (node=00000000000000bb listen=5000)",
+            now,
+        );
+        for i in 0..20_000u64 {
+            let line = format!("JOIN 00000000000000bb:{i} {:016x} eve -", 0x1000 + i);
+            chat.handle_line(3, line.as_bytes(), now);
+        }
+        let shown = drain(&mut chat)
+            .iter()
+            .filter(
+                |a| matches!(a, Action::Show(Event::Join { nick, .. }) if nick.starts_with("eve")),
+            )
+            .count();
+        assert_eq!(shown, MAX_SAME_NICK);
+        assert_eq!(chat.by_nick["eve"].len(), MAX_SAME_NICK);
     }
 
     #[test]
