@@ -64,10 +64,20 @@ pub enum Origin {
 pub struct Link {
     /// The other end's address.
     pub addr: SocketAddr,
+    /// Our end's address.
+    pub local: SocketAddr,
     pub origin: Origin,
-    /// The TCP port of the dialling side (ours if we dialled, the other end's if we accepted):
-    /// both ends see the same number, which settles which of two connections to keep.
-    pub dialler_port: u16,
+}
+
+impl Link {
+    /// The dialling side's port and the accepting side's address: both ends of a connection see
+    /// the same pair, which settles which of two connections to keep.
+    fn dialler_and_acceptor(&self) -> (u16, SocketAddr) {
+        match self.origin {
+            Origin::Accepted => (self.addr.port(), self.local),
+            Origin::Dialled | Origin::Auto(_) => (self.local.port(), self.addr),
+        }
+    }
 }
 
 /// Members with the same nick known at once, at most: joins past it are not recorded (a peer
@@ -215,9 +225,11 @@ struct Peer {
     listen: Option<SocketAddr>,
     last_heard: Instant,
     pinged: bool,
-    /// Another node said it lost this peer: a `PING` went out, and its `PONG` will prove it is
-    /// still here (then the others are told so).
-    verify: bool,
+    /// `PING`s sent and not answered yet.
+    pongs_due: u32,
+    /// Another node said it lost this peer, and a `PING` went out: its `PONG`, the n-th to come
+    /// from now, will prove it is still here (then the others are told so).
+    verify: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -237,7 +249,8 @@ enum Kind {
 struct Conn {
     addr: SocketAddr,
     origin: Origin,
-    dialler_port: u16,
+    /// See [`Link::dialler_and_acceptor`].
+    ends: (u16, SocketAddr),
     kind: Kind,
     /// A `PEERS` frame was taken from it already (only one is).
     got_peers: bool,
@@ -246,7 +259,8 @@ struct Conn {
 /// A bounded set, oldest forgotten first: by count, and by age when `age` is set.
 #[derive(Debug)]
 struct Recent<T> {
-    set: HashSet<T>,
+    /// Each item and when it was recorded.
+    map: HashMap<T, Instant>,
     order: VecDeque<(T, Instant)>,
     cap: usize,
     age: Option<Duration>,
@@ -255,34 +269,45 @@ struct Recent<T> {
 impl<T: Copy + Eq + std::hash::Hash> Recent<T> {
     fn new(cap: usize, age: Option<Duration>) -> Self {
         Recent {
-            set: HashSet::new(),
+            map: HashMap::new(),
             order: VecDeque::new(),
             cap,
             age,
         }
     }
 
-    /// Records `item`; false if it was there already.
+    fn expired(&self, at: Instant, now: Instant) -> bool {
+        self.age
+            .is_some_and(|age| now.saturating_duration_since(at) > age)
+    }
+
+    /// Records `item`; false if it was there already (and not expired).
     fn insert(&mut self, item: T, now: Instant) -> bool {
         while let Some(&(old, at)) = self.order.front() {
-            let too_old = self
-                .age
-                .is_some_and(|age| now.saturating_duration_since(at) > age);
-            if self.order.len() < self.cap && !too_old {
+            if self.order.len() < self.cap && !self.expired(at, now) {
                 break;
             }
             self.order.pop_front();
-            self.set.remove(&old);
+            // Only if not recorded again since.
+            if self.map.get(&old) == Some(&at) {
+                self.map.remove(&old);
+            }
         }
-        if !self.set.insert(item) {
+        if self.contains(&item, now) {
             return false;
         }
+        self.map.insert(item, now);
         self.order.push_back((item, now));
         true
     }
 
-    fn contains(&self, item: &T) -> bool {
-        self.set.contains(item)
+    /// True if `item` was recorded and has not expired by `now`.
+    fn contains(&self, item: &T, now: Instant) -> bool {
+        self.map.get(item).is_some_and(|&at| !self.expired(at, now))
+    }
+
+    fn remove(&mut self, item: &T) {
+        self.map.remove(item);
     }
 }
 
@@ -471,7 +496,7 @@ impl Chat {
             Conn {
                 addr: link.addr,
                 origin: link.origin,
-                dialler_port: link.dialler_port,
+                ends: link.dialler_and_acceptor(),
                 kind: Kind::Pending(now + wait),
                 got_peers: false,
             },
@@ -606,6 +631,7 @@ impl Chat {
                         dead.push(k);
                     } else if !p.pinged && now >= p.last_heard + timeout / 3 {
                         p.pinged = true;
+                        p.pongs_due += 1;
                         ping.push(k);
                     }
                 }
@@ -971,9 +997,12 @@ impl Chat {
     /// True if some connection may still get what we send (the log records a message as sent
     /// only then).
     fn anyone(&self) -> bool {
-        self.conns
-            .values()
-            .any(|c| !matches!(&c.kind, Kind::Peer(p) if p.state != PeerState::Active))
+        self.conns.values().any(|c| match &c.kind {
+            Kind::Peer(p) => p.state == PeerState::Active,
+            Kind::Guest { .. } => true,
+            // A scan's connection is nobody until it proves to be a peer.
+            Kind::Pending(_) => !matches!(c.origin, Origin::Auto(_)),
+        })
     }
 
     /// The open connection to `node`, if any.
@@ -995,10 +1024,16 @@ impl Chat {
         })
     }
 
+    /// Peer connections, and the chat's own connections that may become one (counted against
+    /// `--max-peers` with the dials under way).
     fn active_peers(&self) -> usize {
         self.conns
             .values()
-            .filter(|c| matches!(&c.kind, Kind::Peer(p) if p.state == PeerState::Active))
+            .filter(|c| match &c.kind {
+                Kind::Peer(p) => p.state == PeerState::Active,
+                Kind::Pending(_) => matches!(c.origin, Origin::Auto(_)),
+                Kind::Guest { .. } => false,
+            })
             .count()
     }
 
@@ -1019,7 +1054,7 @@ impl Chat {
     /// Asks the caller to dial `addr`, unless it is reached already or the peer cap is met.
     fn dial(&mut self, addr: SocketAddr) -> bool {
         if self.reaching(addr)
-            || self.not_peers.contains(&addr)
+            || self.not_peers.contains(&addr, self.clock)
             || self.active_peers() + self.dialling.len() >= self.cfg.max_peers
         {
             return false;
@@ -1045,7 +1080,7 @@ impl Chat {
             }
             let addr = SocketAddr::new(mesh.host, port);
             if !self.reaching(addr)
-                && !self.not_peers.contains(&addr)
+                && !self.not_peers.contains(&addr, self.clock)
                 && self.active_peers() + self.dialling.len() >= self.cfg.max_peers
             {
                 self.scan_from = u16::try_from((start + i) % ports.len()).unwrap_or(0);
@@ -1076,7 +1111,8 @@ impl Chat {
                 listen,
                 last_heard: self.clock,
                 pinged: false,
-                verify: false,
+                pongs_due: 0,
+                verify: None,
             });
         }
         self.actions.push_back(Action::Classify {
@@ -1091,16 +1127,17 @@ impl Chat {
         }
         let member = MemberId::node(hello.node);
         let shown_addr = listen.unwrap_or(addr).to_string();
-        self.gone.set.remove(&member);
-        self.lost.set.remove(&member);
+        self.gone.remove(&member);
+        self.lost.remove(&member);
         if self.members.contains_key(&member) {
             self.update_member(member, &hello.nick, Some(shown_addr));
         } else if !self.quitting {
             self.add_member(member, &hello.nick, Some(shown_addr.clone()));
+            // Its hello is fresh evidence: a node that had it as lost takes it back.
             let id = self.next_id();
             self.broadcast(
                 Some(conn),
-                Frame::Join {
+                Frame::Here {
                     id,
                     member,
                     nick: hello.nick,
@@ -1152,13 +1189,13 @@ impl Chat {
     fn one_connection(&mut self, new: ConnId, old: ConnId, node: NodeId) {
         let keeper = self.cfg.node.min(node);
         let rank = |c: Option<&Conn>| {
-            c.map_or((true, u16::MAX), |c| {
+            c.map_or((true, u16::MAX, None), |c| {
                 let dialler = if c.origin == Origin::Accepted {
                     node
                 } else {
                     self.cfg.node
                 };
-                (dialler != keeper, c.dialler_port)
+                (dialler != keeper, c.ends.0, Some(c.ends.1))
             })
         };
         let loser = if rank(self.conns.get(&new)) < rank(self.conns.get(&old)) {
@@ -1179,10 +1216,7 @@ impl Chat {
 
     /// A guest that turned out to be a peerchat node: its guest name leaves, the peer joins.
     fn upgrade_to_peer(&mut self, conn: ConnId, hello: Hello) {
-        let Some((addr, origin, dialler_port)) = self
-            .conns
-            .get(&conn)
-            .map(|c| (c.addr, c.origin, c.dialler_port))
+        let Some((addr, origin, ends)) = self.conns.get(&conn).map(|c| (c.addr, c.origin, c.ends))
         else {
             return;
         };
@@ -1193,7 +1227,7 @@ impl Chat {
             Conn {
                 addr,
                 origin,
-                dialler_port,
+                ends,
                 kind: Kind::Pending(self.clock),
                 got_peers: false,
             },
@@ -1268,16 +1302,18 @@ impl Chat {
             Frame::Ping => return self.send(conn, Frame::Pong),
             Frame::Pong => return self.confirm_alive(conn),
             Frame::Hello(_) | Frame::Unknown(_) => return,
-            Frame::Close(reason) => {
+            Frame::Close(_) => {
                 if let Some(Conn {
                     kind: Kind::Peer(p),
                     ..
                 }) = self.conns.get_mut(&conn)
                 {
+                    if p.state == PeerState::Retired {
+                        return;
+                    }
                     p.state = PeerState::Retired;
                 }
                 // Its end goes once what it sent is read; ours once what we queued is out.
-                let _ = reason;
                 return self.actions.push_back(Action::Retire { conn });
             }
             Frame::Peers(peers) => {
@@ -1383,11 +1419,16 @@ impl Chat {
                 // Fresh evidence: from the member's own node, or from a node that just heard it.
                 let fresh = matches!(frame, Frame::Here { .. }) || id.node == member.node;
                 if fresh {
-                    self.lost.set.remove(member);
+                    self.lost.remove(member);
                 }
+                let host = MemberId::node(member.node);
+                let host_away = member.guest > 0
+                    && (self.gone.contains(&host, self.clock)
+                        || self.lost.contains(&host, self.clock));
                 if member.node == self.cfg.node
-                    || self.gone.contains(member)
-                    || self.lost.contains(member)
+                    || host_away
+                    || self.gone.contains(member, self.clock)
+                    || self.lost.contains(member, self.clock)
                 {
                     false
                 } else if self.members.contains_key(member) {
@@ -1468,8 +1509,9 @@ impl Chat {
                 ..
             }) = self.conns.get_mut(&k)
             {
-                if !p.verify {
-                    p.verify = true;
+                if p.verify.is_none() {
+                    p.pongs_due += 1;
+                    p.verify = Some(p.pongs_due);
                     self.send(k, Frame::Ping);
                 }
             }
@@ -1493,11 +1535,17 @@ impl Chat {
         else {
             return;
         };
-        if !std::mem::take(&mut p.verify) || p.state != PeerState::Active {
-            return;
+        p.pongs_due = p.pongs_due.saturating_sub(1);
+        match p.verify {
+            // An answer to an older ping: it proves nothing about now.
+            Some(n) if n > 1 => p.verify = Some(n - 1),
+            Some(_) if p.state == PeerState::Active => {
+                p.verify = None;
+                let node = p.node;
+                self.announce_here(node);
+            }
+            _ => p.verify = None,
         }
-        let node = p.node;
-        self.announce_here(node);
     }
 
     /// Tells everyone that node `node` and the guests it hosts are here (`HERE`), as this node
@@ -1508,25 +1556,36 @@ impl Chat {
             .range(hosted_by(node))
             .map(|(&m, v)| (m, v.clone()))
             .collect();
+        // To peers only: this node's guests never saw them go.
+        let mut peers: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(&c.kind, Kind::Peer(p) if p.state == PeerState::Active))
+            .map(|(&k, _)| k)
+            .collect();
+        peers.sort_unstable();
         for (member, m) in here {
             let id = self.next_id();
-            self.broadcast(
-                None,
-                Frame::Here {
-                    id,
-                    member,
-                    nick: m.nick,
-                    addr: m.addr,
-                },
-            );
+            let frame = Rc::new(Frame::Here {
+                id,
+                member,
+                nick: m.nick,
+                addr: m.addr,
+            });
+            for &conn in &peers {
+                self.actions.push_back(Action::Send {
+                    conn,
+                    frame: frame.clone(),
+                });
+            }
         }
     }
 
     /// Records a member we learn of from one of its messages (its join went by unseen).
     fn note_member(&mut self, member: MemberId, nick: &str) {
         if member.node == self.cfg.node
-            || self.gone.contains(&member)
-            || self.lost.contains(&member)
+            || self.gone.contains(&member, self.clock)
+            || self.lost.contains(&member, self.clock)
         {
             return;
         }
@@ -1680,8 +1739,8 @@ mod tests {
     fn accepted(addr: SocketAddr) -> Link {
         Link {
             addr,
+            local: SocketAddr::from(([10, 0, 0, 250], 5000)),
             origin: Origin::Accepted,
-            dialler_port: addr.port(),
         }
     }
 
@@ -1749,13 +1808,13 @@ mod tests {
             let from_port = 40000 + cb as u16;
             let accepted = Link {
                 addr: addr(b, from_port),
+                local: addr(a, 5000),
                 origin: Origin::Accepted,
-                dialler_port: from_port,
             };
             let dialled = Link {
                 addr: addr(a, 5000),
+                local: addr(b, from_port),
                 origin,
-                dialler_port: from_port,
             };
             self.nodes[a].handle_opened(ca, accepted, self.now);
             self.nodes[b].handle_opened(cb, dialled, self.now);
@@ -2225,6 +2284,20 @@ mod tests {
             text: "sent before the crash".into(),
         };
         net.deliver(0, c, &late);
+        // Nor a guest of it, announced by its own node before the crash.
+        let guest = Frame::Join {
+            id: MsgId {
+                node: node_id(1),
+                seq: 78,
+            },
+            member: MemberId {
+                node: node_id(1),
+                guest: 1,
+            },
+            nick: "guest-1".into(),
+            addr: None,
+        };
+        net.deliver(0, c, &guest);
         net.run();
         net.say(2, "/names");
         assert!(net.shown[2]
@@ -2292,8 +2365,8 @@ mod tests {
         assert_eq!(drain(&mut chat), vec![Action::Dial(other)]);
         let link = Link {
             addr: other,
+            local: SocketAddr::from(([127, 0, 0, 1], 40000)),
             origin: Origin::Auto(other),
-            dialler_port: 40000,
         };
         chat.handle_opened(3, link, now);
         // Stopped (Ctrl-Z): the kernel accepts, the node says nothing.
@@ -2332,6 +2405,79 @@ mod tests {
         );
         chat.handle_line(3, b"PEERS 00000000000000dd@10.0.0.4:5000", now);
         assert!(drain(&mut chat).is_empty());
+    }
+
+    #[test]
+    fn a_peer_back_after_a_lost_link_is_taken_back_by_nodes_beyond() {
+        let mut net = chain(3);
+        net.unlink(1, 2);
+        assert_eq!(net.leaves_of(0, "n2"), 1);
+        // The same run of n2 connects again: n0, which only hears of it through n1, takes it
+        // back although it had it as lost.
+        net.link(1, 2);
+        assert_eq!(net.joins_of(0, "n2"), 2, "{:?}", net.shown[0]);
+        net.say(2, "back");
+        assert_eq!(net.messages(0), vec![("n2".into(), "back".into())]);
+    }
+
+    #[test]
+    fn lost_and_not_peer_marks_expire() {
+        let now = Instant::now();
+        let mut r = Recent::new(10, Some(Duration::from_secs(5)));
+        assert!(r.insert(1, now));
+        assert!(r.contains(&1, now + Duration::from_secs(5)));
+        assert!(!r.contains(&1, now + Duration::from_secs(6)));
+        // Recorded again later: the old entry's eviction does not take the new one.
+        assert!(r.insert(1, now + Duration::from_secs(6)));
+        assert!(r.insert(2, now + Duration::from_secs(10)));
+        assert!(r.contains(&1, now + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn only_the_pong_to_the_checking_ping_confirms_a_peer() {
+        let now = Instant::now();
+        let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000)), now);
+        for (conn, port, node) in [(3, 41000, "bb"), (4, 41001, "cc")] {
+            chat.handle_opened(conn, accepted(SocketAddr::from(([10, 0, 0, 9], port))), now);
+            let hello =
+                format!("peerchat/1 hello from {node} (node=00000000000000{node} listen=-)");
+            chat.handle_line(conn, hello.as_bytes(), now);
+        }
+        let t = now + DEFAULT_PEER_TIMEOUT / 3;
+        chat.handle_tick(t);
+        drain(&mut chat);
+        // cc says it lost bb; we still have bb: we ask it.
+        chat.handle_line(
+            4,
+            b"LEAVE 00000000000000cc:9 00000000000000bb bb connection reset",
+            t,
+        );
+        assert!(drain(&mut chat).contains(&Action::Send {
+            conn: 3,
+            frame: Rc::new(Frame::Ping)
+        }));
+        let here = |a: &Action| matches!(a, Action::Send { frame, .. } if matches!(**frame, Frame::Here { .. }));
+        chat.handle_line(3, b"PONG", t);
+        assert!(!drain(&mut chat).iter().any(here), "the keepalive's answer");
+        chat.handle_line(3, b"PONG", t);
+        assert!(drain(&mut chat).iter().any(here), "the check's answer");
+    }
+
+    #[test]
+    fn a_scan_connection_without_a_hello_is_nobody_to_send_to() {
+        let now = Instant::now();
+        let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000)), now);
+        let other = SocketAddr::from(([127, 0, 0, 1], 5001));
+        let link = Link {
+            addr: other,
+            local: SocketAddr::from(([127, 0, 0, 1], 40000)),
+            origin: Origin::Auto(other),
+        };
+        chat.handle_opened(3, link, now);
+        chat.handle_input("anyone?");
+        assert!(!drain(&mut chat)
+            .iter()
+            .any(|a| matches!(a, Action::Show(Event::Sent(_)))));
     }
 
     #[test]
@@ -2592,8 +2738,8 @@ mod tests {
             3,
             Link {
                 addr: web,
+                local: SocketAddr::from(([127, 0, 0, 1], 40000)),
                 origin: Origin::Auto(web),
-                dialler_port: 40000,
             },
             now,
         );
@@ -2603,7 +2749,7 @@ mod tests {
             matches!(&actions[..], [Action::Close { conn: 3, .. }]),
             "{actions:?}"
         );
-        assert!(chat.not_peers.contains(&web));
+        assert!(chat.not_peers.contains(&web, now));
         assert!(!chat.dial(web));
     }
 
@@ -2881,7 +3027,7 @@ mod tests {
         for seq in 0..(SEEN_CAP as u64 + 10) {
             assert!(seen.insert(MsgId { node: 1, seq }, now));
         }
-        assert_eq!(seen.set.len(), SEEN_CAP);
+        assert_eq!(seen.map.len(), SEEN_CAP);
         let last = MsgId {
             node: 1,
             seq: SEEN_CAP as u64,
@@ -2889,7 +3035,7 @@ mod tests {
         assert!(!seen.insert(last, now));
         // Past the age, old ids are forgotten as new ones come.
         assert!(seen.insert(MsgId { node: 2, seq: 0 }, now + SEEN_AGE * 2));
-        assert_eq!(seen.set.len(), 1);
+        assert_eq!(seen.map.len(), 1);
     }
 
     #[test]

@@ -361,7 +361,9 @@ pub fn encode_guest(frame: &Frame, out: &mut Vec<u8>) -> bool {
         Frame::Nick { old, nick, .. } => {
             format!("* {} is now known as {}", sanitize(old), sanitize(nick))
         }
-        Frame::Join { nick, .. } => format!("* {} joined", sanitize(nick)),
+        Frame::Join { nick, .. } | Frame::Here { nick, .. } => {
+            format!("* {} joined", sanitize(nick))
+        }
         Frame::Leave {
             nick, reason: None, ..
         } => format!("* {} left", sanitize(nick)),
@@ -373,7 +375,6 @@ pub fn encode_guest(frame: &Frame, out: &mut Vec<u8>) -> bool {
             format!("* {} left ({})", sanitize(nick), sanitize(r))
         }
         Frame::Dm { .. }
-        | Frame::Here { .. }
         | Frame::Peers(_)
         | Frame::Ping
         | Frame::Pong

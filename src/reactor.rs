@@ -620,12 +620,10 @@ impl<W: Write> Reactor<W> {
         };
         e.conn.queue_raw(&hello);
         let origin = e.origin;
-        let dialler_port = match origin {
-            Origin::Accepted => addr.port(),
-            Origin::Dialled | Origin::Auto(_) => {
-                e.stream.local_addr().map(|a| a.port()).unwrap_or(0)
-            }
-        };
+        let local = e
+            .stream
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         self.mark_dirty(k);
         self.told_nobody = false;
         if let Some(deadline) = &mut self.quit_deadline {
@@ -636,8 +634,8 @@ impl<W: Write> Reactor<W> {
             k,
             Link {
                 addr,
+                local,
                 origin,
-                dialler_port,
             },
             now,
         );
@@ -770,12 +768,6 @@ impl<W: Write> Reactor<W> {
     /// instead of piling up in memory. A leave command among the waiting lines shortens the
     /// time a stalled reader may hold them up (see [`Reactor::stall_limit`]).
     fn drain_input(&mut self) {
-        if let Some(until) = self.input_hold {
-            if Instant::now() < until && self.chat.is_settling() {
-                return;
-            }
-            self.input_hold = None;
-        }
         let mut channel_open = true;
         while channel_open && self.queued.len() < INPUT_QUEUE {
             let Some(rx) = &self.input else { break };
@@ -792,6 +784,14 @@ impl<W: Write> Reactor<W> {
             .queued
             .iter()
             .any(|i| matches!(i, Input::Line(l) if core::is_leave_command(l)));
+        if let Some(until) = self.input_hold {
+            // Mesh start-up: wait for the first scan, unless the user is leaving already.
+            if Instant::now() < until && self.chat.is_settling() && !urgent {
+                self.input_more = false;
+                return;
+            }
+            self.input_hold = None;
+        }
         let (mut lines, mut bytes) = (0, 0);
         while let Some(input) = self.queued.front() {
             let over_budget = lines >= INPUT_BUDGET_LINES || bytes >= INPUT_BUDGET_BYTES;
@@ -892,7 +892,7 @@ impl<W: Write> Reactor<W> {
                 Action::Retire { conn } => {
                     if let Some(e) = self.conns.get_mut(conn) {
                         debug!("retiring a duplicate connection to {}", e.conn.addr);
-                        e.conn.retire_by = Some(now + RETIRE_GRACE);
+                        e.conn.retire_by.get_or_insert(now + RETIRE_GRACE);
                         self.mark_dirty(conn);
                     }
                 }
@@ -942,7 +942,10 @@ impl<W: Write> Reactor<W> {
                 continue;
             }
             e.conn.queue(&out);
-            sent += 1;
+            // A scan's connection is nobody until it proves to be a peer.
+            if !(matches!(e.origin, Origin::Auto(_)) && e.conn.role.is_none()) {
+                sent += 1;
+            }
             if !e.conn.dirty {
                 e.conn.dirty = true;
                 self.dirty.push(k);
