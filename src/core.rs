@@ -1347,21 +1347,15 @@ impl Chat {
         let forward = match &frame {
             Frame::Msg {
                 from, nick, text, ..
-            } => {
-                self.note_member(*from, nick);
-                self.show(Event::Message {
-                    from: self.display(*from),
-                    text: text.clone(),
-                });
-                true
             }
-            Frame::Me {
+            | Frame::Me {
                 from, nick, text, ..
             } => {
                 self.note_member(*from, nick);
-                self.show(Event::Me {
-                    from: self.display(*from),
-                    text: text.clone(),
+                let (from, text) = (self.display(*from), text.clone());
+                self.show(match frame {
+                    Frame::Me { .. } => Event::Me { from, text },
+                    _ => Event::Message { from, text },
                 });
                 true
             }
