@@ -2321,14 +2321,7 @@ mod tests {
 
     #[test]
     fn mesh_scans_give_every_port_a_turn_under_the_peer_cap() {
-        let now = Instant::now();
-        let mut cfg = Config::new("me".into(), 1, Some(5000));
-        cfg.max_peers = 2;
-        cfg.mesh = Some(Mesh {
-            host: [127, 0, 0, 1].into(),
-            ports: 5000..=5009,
-        });
-        let mut chat = Chat::new(cfg, now);
+        let (mut chat, now) = mesh_chat(5000, 5000..=5009, 2);
         let mut seen = HashSet::new();
         let mut t = now;
         for _ in 0..10 {
@@ -2347,13 +2340,7 @@ mod tests {
 
     #[test]
     fn a_silent_auto_dial_is_tried_again_and_a_wrong_answer_is_not() {
-        let now = Instant::now();
-        let mut cfg = Config::new("me".into(), 1, Some(5000));
-        cfg.mesh = Some(Mesh {
-            host: [127, 0, 0, 1].into(),
-            ports: 5000..=5001,
-        });
-        let mut chat = Chat::new(cfg, now);
+        let (mut chat, now) = mesh_chat(5000, 5000..=5001, DEFAULT_MAX_PEERS);
         let other = SocketAddr::from(([127, 0, 0, 1], 5001));
         chat.handle_tick(now);
         assert_eq!(drain(&mut chat), vec![Action::Dial(other)]);
@@ -2469,9 +2456,7 @@ mod tests {
         };
         chat.handle_opened(3, link, now);
         chat.handle_input("anyone?");
-        assert!(!drain(&mut chat)
-            .iter()
-            .any(|a| matches!(a, Action::Show(Event::Sent(_)))));
+        assert!(!logs_sent(&drain(&mut chat)));
     }
 
     #[test]
@@ -2503,9 +2488,7 @@ mod tests {
         let now = Instant::now();
         let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000)), now);
         chat.handle_input("into the void");
-        assert!(!drain(&mut chat)
-            .iter()
-            .any(|a| matches!(a, Action::Show(Event::Sent(_)))));
+        assert!(!logs_sent(&drain(&mut chat)));
     }
 
     #[test]
@@ -2696,13 +2679,7 @@ mod tests {
 
     #[test]
     fn mesh_mode_scans_its_range_but_not_itself() {
-        let now = Instant::now();
-        let mut cfg = Config::new("me".into(), 1, Some(5001));
-        cfg.mesh = Some(Mesh {
-            host: [127, 0, 0, 1].into(),
-            ports: 5000..=5004,
-        });
-        let mut chat = Chat::new(cfg, now);
+        let (mut chat, now) = mesh_chat(5001, 5000..=5004, DEFAULT_MAX_PEERS);
         chat.handle_tick(now);
         let dials: Vec<u16> = drain(&mut chat)
             .into_iter()
@@ -2931,6 +2908,25 @@ mod tests {
         chat.handle_opened(7, accepted("127.0.0.1:4000".parse().unwrap()), now);
         chat.handle_opened(8, accepted("127.0.0.1:4001".parse().unwrap()), now);
         (chat, now)
+    }
+
+    /// A mesh node listening on `listen` of 127.0.0.1's `ports`.
+    fn mesh_chat(listen: u16, ports: RangeInclusive<u16>, max_peers: usize) -> (Chat, Instant) {
+        let now = Instant::now();
+        let mut cfg = Config::new("me".into(), 1, Some(listen));
+        cfg.max_peers = max_peers;
+        cfg.mesh = Some(Mesh {
+            host: [127, 0, 0, 1].into(),
+            ports,
+        });
+        (Chat::new(cfg, now), now)
+    }
+
+    /// True if `actions` record a line as sent.
+    fn logs_sent(actions: &[Action]) -> bool {
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Show(Event::Sent(_))))
     }
 
     fn drain(chat: &mut Chat) -> Vec<Action> {

@@ -156,6 +156,21 @@ fn assert_broken_leave(leave: &Value) {
     );
 }
 
+/// Every peer showed every other one joining exactly once.
+fn each_saw_each_join_once(peers: &[Peer]) {
+    for p in peers {
+        for q in peers.iter().filter(|q| q.nick != p.nick) {
+            assert_eq!(
+                joins(&p.node, &q.nick),
+                1,
+                "{}: {:#?}",
+                p.nick,
+                p.node.history
+            );
+        }
+    }
+}
+
 /// Each pair of peers is joined by exactly one TCP connection (waiting, as a duplicate made by
 /// two nodes dialling each other at once may take a moment to be closed).
 fn wait_one_link_per_pair(peers: &[Peer]) {
@@ -276,16 +291,10 @@ fn nodes_started_at_once_get_one_connection_per_pair() {
     wait_one_link_per_pair(&peers);
     round(&mut peers, "hi");
     round(&mut peers, "settle");
+    each_saw_each_join_once(&peers);
     for p in &peers {
         for q in &peers {
             if q.nick != p.nick {
-                assert_eq!(
-                    joins(&p.node, &q.nick),
-                    1,
-                    "{}: {:#?}",
-                    p.nick,
-                    p.node.history
-                );
                 assert_eq!(
                     leaves(&p.node, &q.nick),
                     0,
@@ -360,19 +369,7 @@ fn a_late_joiner_is_found_by_the_rescan() {
     peers[2].node.wait_join("b");
     round(&mut peers, "all here");
     round(&mut peers, "settle");
-    for p in &peers {
-        for q in &peers {
-            if q.nick != p.nick {
-                assert_eq!(
-                    joins(&p.node, &q.nick),
-                    1,
-                    "{}: {:#?}",
-                    p.nick,
-                    p.node.history
-                );
-            }
-        }
-    }
+    each_saw_each_join_once(&peers);
 }
 
 #[test]
@@ -883,16 +880,10 @@ fn multi_host_mesh_over_a_bridge() {
     wait_all_joined(&mut peers);
     round(&mut peers, "hello");
     round(&mut peers, "settle");
+    each_saw_each_join_once(&peers);
     for p in &peers {
         for q in &peers {
             if q.nick != p.nick {
-                assert_eq!(
-                    joins(&p.node, &q.nick),
-                    1,
-                    "{}: {:#?}",
-                    p.nick,
-                    p.node.history
-                );
                 let text = format!("hello from {}", q.nick);
                 assert_eq!(
                     messages(&p.node, &text),
