@@ -82,6 +82,10 @@ pub struct Args {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub timeout: u64,
 
+    /// Show no chat traffic on stdout, only notices and errors (a node that only relays)
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
     /// Append events (connections, messages sent and received, leaves) to PATH, one line each
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<std::path::PathBuf>,

@@ -111,7 +111,11 @@ fn run(mut args: Args) -> Result<(), String> {
         peer_timeout: Duration::from_secs(args.timeout),
         log,
     };
-    Reactor::new(setup, Output::new(format, io::stdout()))?.run()
+    let mut out = Output::new(format, io::stdout());
+    if args.quiet {
+        out = out.quiet();
+    }
+    Reactor::new(setup, out)?.run()
 }
 
 /// `None` when input ended at the question; other errors are runtime errors.

@@ -22,6 +22,8 @@ pub enum Format {
 /// Renders events into a buffered writer.
 pub struct Output<W: Write> {
     format: Format,
+    /// `-q`: chat traffic (messages, joins, leaves...) is not shown; notices and errors are.
+    quiet: bool,
     w: io::BufWriter<W>,
 }
 
@@ -49,12 +51,23 @@ impl<W: Write> Output<W> {
     pub fn new(format: Format, w: W) -> Self {
         Output {
             format,
+            quiet: false,
             w: io::BufWriter::with_capacity(64 * 1024, w),
         }
     }
 
+    /// Shows only notices, errors and answers to commands (`-q`, for a node that only relays).
+    pub fn quiet(mut self) -> Self {
+        self.quiet = true;
+        self
+    }
+
     /// Appends one event to the buffer.
     pub fn show(&mut self, event: &Event) -> io::Result<()> {
+        let traffic = !matches!(event, Event::Info(_) | Event::Error(_) | Event::Names(_));
+        if self.quiet && traffic {
+            return Ok(());
+        }
         match self.format {
             Format::Json => self.json(event),
             Format::Human { colour } => self.human(event, colour),
@@ -285,6 +298,24 @@ mod tests {
             ),
             ""
         );
+    }
+
+    #[test]
+    fn quiet_shows_only_notices_errors_and_answers() {
+        let mut out = Output::new(Format::Human { colour: false }, Vec::new()).quiet();
+        out.show(&msg("hidden")).unwrap();
+        out.show(&Event::Join {
+            nick: "bob".into(),
+            addr: None,
+        })
+        .unwrap();
+        out.show(&Event::Info("listening on 127.0.0.1:5000".into()))
+            .unwrap();
+        out.show(&Event::Error("cannot connect".into())).unwrap();
+        out.flush().unwrap();
+        let s = String::from_utf8(out.w.into_inner().unwrap()).unwrap();
+        assert_eq!(s.lines().count(), 2, "{s}");
+        assert!(!s.contains("hidden") && !s.contains("bob"), "{s}");
     }
 
     #[test]

@@ -603,3 +603,23 @@ fn quit_is_not_held_up_by_a_stalled_reader() {
         "{cut}"
     );
 }
+
+#[test]
+fn a_quiet_hub_relays_without_showing_the_chat() {
+    let (mut hub, port) = Node::listener("hub", &["-q"]);
+    let mut bob = Node::client("bob", port, &[]);
+    // bob has read the hub's hello, so the hub has accepted bob: bob gets what follows.
+    bob.wait_join("hub");
+    let mut guest = Raw::joined(&mut bob, port, "guest-1", "hi from nc");
+    bob.send("relayed by a quiet hub");
+    guest.wait_line(|l| l == "<bob> relayed by a quiet hub");
+    // A command's answer still shows; then nothing else ever did.
+    hub.send("/names");
+    hub.wait_event(|v| v["event"] == "names");
+    let kinds: Vec<String> = hub
+        .events()
+        .iter()
+        .map(|v| v["event"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(kinds, vec!["info", "names"], "{:#?}", hub.events());
+}
