@@ -1,0 +1,703 @@
+//! Fan-out benchmark: one sender and N raw TCP receivers on loopback, through a hub — peerchat
+//! (`-l 127.0.0.1:0 -q --keep-open`) and, when it is installed, `ncat --chat`, in the same run.
+//!
+//! For each scenario and hub it prints deliveries per second, hub CPU time per delivery (from
+//! `/proc/PID/stat`), latency from send to receipt (p50, p99, max), messages lost, and the hub's
+//! peak RSS (`VmHWM`), then the ratio peerchat/ncat.
+//!
+//! ```text
+//! cargo bench --bench fanout                  # every scenario (a few minutes)
+//! cargo bench --bench fanout -- --quick       # the small ones
+//! cargo bench --bench fanout -- --only burst-64B-N200 --no-ncat
+//! ```
+//!
+//! Each message is one line `#SEQ:NANOS:` padded to its size; a hub prefixes it with the sender's
+//! name, and receivers find the `#`. NANOS is the send time on a clock shared by the sender and
+//! the receivers (one process), so latency needs no clock sync. Receivers never send: to the hub
+//! they are silent guests. Before the timed part, a warm-up message (sequence 0) must reach every
+//! receiver, so connection set-up (and peerchat's wait for a silent guest's first line) is not
+//! timed.
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream as MioStream;
+use mio::{Events, Interest, Poll, Token};
+
+/// Linux's clock ticks per second for `/proc/PID/stat` times.
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// A run ends when every healthy receiver has everything, or nothing arrives for this long.
+const QUIET_END: Duration = Duration::from_secs(3);
+
+/// And at the latest after this long.
+const MAX_RUN: Duration = Duration::from_secs(120);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hub {
+    Peerchat,
+    Ncat,
+}
+
+impl Hub {
+    fn name(self) -> &'static str {
+        match self {
+            Hub::Peerchat => "peerchat",
+            Hub::Ncat => "ncat",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Scenario {
+    name: String,
+    /// Receivers.
+    n: usize,
+    /// Bytes per message line, newline included (before the hub's prefix).
+    size: usize,
+    /// Messages per second, or as fast as possible.
+    pace: Option<u32>,
+    messages: usize,
+    /// One more receiver that never reads.
+    stalled: bool,
+    /// Only connect and measure memory; send nothing but the warm-up.
+    idle: bool,
+}
+
+fn burst(n: usize, size: usize) -> Scenario {
+    // About five million deliveries (hub CPU is read in 10 ms ticks), within sane bounds.
+    let messages = (5_000_000 / n).clamp(400, 200_000);
+    Scenario {
+        name: format!("burst-{}-N{n}", size_name(size)),
+        n,
+        size,
+        pace: None,
+        messages,
+        stalled: false,
+        idle: false,
+    }
+}
+
+fn size_name(size: usize) -> String {
+    if size >= 1024 {
+        format!("{}KiB", size / 1024)
+    } else {
+        format!("{size}B")
+    }
+}
+
+fn scenarios(quick: bool) -> Vec<Scenario> {
+    let mut all = vec![burst(10, 64), burst(100, 64), burst(200, 64), burst(1000, 64)];
+    if !quick {
+        all.push(burst(5000, 64));
+    }
+    all.extend([burst(100, 1024), burst(1000, 1024)]);
+    for n in [100, 1000] {
+        if quick && n > 100 {
+            continue;
+        }
+        all.push(Scenario {
+            name: format!("paced-1000/s-64B-N{n}"),
+            n,
+            size: 64,
+            pace: Some(1000),
+            messages: 3000,
+            stalled: false,
+            idle: false,
+        });
+    }
+    // Enough bytes (12.8 MB) that a reader who never reads overflows any per-connection cap
+    // and the kernel's socket buffers.
+    let stalled_messages = 200_000;
+    for stalled in [false, true] {
+        all.push(Scenario {
+            name: format!("burst-64B-N50{}", if stalled { "+stalled" } else { "" }),
+            n: 50,
+            size: 64,
+            pace: None,
+            messages: stalled_messages,
+            stalled,
+            idle: false,
+        });
+    }
+    all.push(Scenario {
+        name: "idle-N1000".into(),
+        n: 1000,
+        size: 64,
+        pace: None,
+        messages: 0,
+        stalled: false,
+        idle: true,
+    });
+    all
+}
+
+/// Latencies in microseconds, in log-linear buckets (16 per power of two), with the exact max.
+struct Histogram {
+    counts: Vec<u64>,
+    total: u64,
+    max: u64,
+}
+
+impl Histogram {
+    fn new() -> Self {
+        Histogram {
+            counts: vec![0; 64 + 60 * 16],
+            total: 0,
+            max: 0,
+        }
+    }
+
+    fn bucket(us: u64) -> usize {
+        if us < 64 {
+            return us as usize;
+        }
+        let bits = 63 - u64::from(us.leading_zeros());
+        let sub = (us >> (bits - 4)) & 15;
+        64 + (bits as usize - 6) * 16 + sub as usize
+    }
+
+    /// The smallest value of bucket `i`.
+    fn low(i: usize) -> u64 {
+        if i < 64 {
+            return i as u64;
+        }
+        let bits = (i - 64) / 16 + 6;
+        let sub = ((i - 64) % 16) as u64;
+        (1 << bits) | (sub << (bits - 4))
+    }
+
+    fn record(&mut self, us: u64) {
+        let i = Self::bucket(us).min(self.counts.len() - 1);
+        self.counts[i] += 1;
+        self.total += 1;
+        self.max = self.max.max(us);
+    }
+
+    fn percentile(&self, p: f64) -> u64 {
+        let want = ((self.total as f64) * p).ceil() as u64;
+        let mut seen = 0;
+        for (i, &c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= want.max(1) {
+                return Self::low(i);
+            }
+        }
+        self.max
+    }
+}
+
+/// What one hub did in one scenario.
+#[derive(Default)]
+struct Outcome {
+    failed: Option<String>,
+    deliveries: u64,
+    expected: u64,
+    duplicates: u64,
+    secs: f64,
+    cpu_secs: f64,
+    p50_us: u64,
+    p99_us: u64,
+    max_us: u64,
+    peak_rss_kib: u64,
+    rss_kib: u64,
+    /// For the stalled scenario: whether the hub closed the reader that never read.
+    stalled_cut: Option<bool>,
+}
+
+struct Running {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn start_hub(hub: Hub) -> Result<Running, String> {
+    match hub {
+        Hub::Peerchat => {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_peerchat"))
+                .args(["-l", "127.0.0.1:0", "-q", "--keep-open", "--nick", "hub"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("cannot start peerchat: {e}"))?;
+            let stdout = child.stdout.take().ok_or("no stdout")?;
+            let mut lines = BufReader::new(stdout);
+            let mut first = String::new();
+            lines
+                .read_line(&mut first)
+                .map_err(|e| format!("peerchat said nothing: {e}"))?;
+            let port = first
+                .trim()
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .ok_or_else(|| format!("no port in {first:?}"))?;
+            // Keep its stdout drained.
+            thread::spawn(move || io::copy(&mut lines, &mut io::sink()));
+            Ok(Running { child, port })
+        }
+        Hub::Ncat => {
+            let port = free_port().map_err(|e| e.to_string())?;
+            let child = Command::new("ncat")
+                .args(["--chat", "-l", "-m", "20000", "127.0.0.1", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("cannot start ncat: {e}"))?;
+            // No probe connection: ncat --chat quits when a client goes before it has looked at
+            // it. The first receiver's connect is retried instead.
+            Ok(Running { child, port })
+        }
+    }
+}
+
+fn cpu_secs(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    (ticks(11) + ticks(12)) / TICKS_PER_SEC
+}
+
+fn status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// One message line of `size` bytes (newline included).
+fn message(seq: u64, nanos: u128, size: usize) -> Vec<u8> {
+    let mut line = format!("#{seq}:{nanos}:").into_bytes();
+    line.resize(size.max(line.len() + 1) - 1, b'x');
+    line.push(b'\n');
+    line
+}
+
+/// `(seq, nanos)` from a received line, if it carries a message.
+fn parse(line: &[u8]) -> Option<(u64, u128)> {
+    let at = line.iter().position(|&b| b == b'#')?;
+    let text = std::str::from_utf8(&line[at + 1..]).ok()?;
+    let mut parts = text.splitn(3, ':');
+    let seq = parts.next()?.parse().ok()?;
+    let nanos = parts.next()?.parse().ok()?;
+    Some((seq, nanos))
+}
+
+struct Receiver {
+    stream: MioStream,
+    partial: Vec<u8>,
+    got: Vec<u64>,
+    unique: u64,
+    warm: bool,
+}
+
+fn run(hub: Hub, sc: &Scenario) -> Outcome {
+    let mut out = Outcome::default();
+    let running = match start_hub(hub) {
+        Ok(r) => r,
+        Err(e) => {
+            out.failed = Some(e);
+            return out;
+        }
+    };
+    let pid = running.child.id();
+    let addr = SocketAddr::from(([127, 0, 0, 1], running.port));
+    let epoch = Instant::now();
+
+    let mut poll = match Poll::new() {
+        Ok(p) => p,
+        Err(e) => {
+            out.failed = Some(e.to_string());
+            return out;
+        }
+    };
+    let words = sc.messages / 64 + 2;
+    let mut receivers = Vec::with_capacity(sc.n);
+    for i in 0..sc.n {
+        let mut attempt = TcpStream::connect_timeout(&addr, Duration::from_secs(5));
+        let listening_by = Instant::now() + Duration::from_secs(5);
+        while i == 0 && attempt.is_err() && Instant::now() < listening_by {
+            // The hub may not be listening yet.
+            thread::sleep(Duration::from_millis(20));
+            attempt = TcpStream::connect_timeout(&addr, Duration::from_secs(5));
+        }
+        let stream = match attempt {
+            Ok(s) => s,
+            Err(e) => {
+                out.failed = Some(format!("receiver {i} of {} could not connect: {e}", sc.n));
+                return out;
+            }
+        };
+        let _ = stream.set_nonblocking(true);
+        let mut stream = MioStream::from_std(stream);
+        if let Err(e) = poll
+            .registry()
+            .register(&mut stream, Token(i), Interest::READABLE)
+        {
+            out.failed = Some(e.to_string());
+            return out;
+        }
+        receivers.push(Receiver {
+            stream,
+            partial: Vec::new(),
+            got: vec![0; words],
+            unique: 0,
+            warm: false,
+        });
+    }
+    // The reader that never reads: connected, never registered.
+    let stalled = if sc.stalled {
+        TcpStream::connect(addr).ok()
+    } else {
+        None
+    };
+
+    let sender = match TcpStream::connect(addr) {
+        Ok(s) => s,
+        Err(e) => {
+            out.failed = Some(format!("sender could not connect: {e}"));
+            return out;
+        }
+    };
+    let _ = sender.set_nodelay(true);
+    let sender_handle = sender.try_clone().ok();
+    let go = Arc::new(AtomicBool::new(false));
+    let sent_all = Arc::new(AtomicBool::new(false));
+    let send_thread = {
+        let (go, sent_all, sc) = (go.clone(), sent_all.clone(), sc.clone());
+        let mut sender = sender;
+        thread::spawn(move || -> io::Result<()> {
+            sender.write_all(&message(0, 0, sc.size))?;
+            while !go.load(Ordering::Acquire) {
+                thread::park_timeout(Duration::from_millis(5));
+            }
+            let start = Instant::now();
+            match sc.pace {
+                Some(rate) => {
+                    for seq in 1..=sc.messages as u64 {
+                        let due = start + Duration::from_secs_f64(seq as f64 / f64::from(rate));
+                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            thread::sleep(wait);
+                        }
+                        let now = epoch.elapsed().as_nanos();
+                        sender.write_all(&message(seq, now, sc.size))?;
+                    }
+                }
+                None => {
+                    let mut w = BufWriter::with_capacity(64 * 1024, &mut sender);
+                    for seq in 1..=sc.messages as u64 {
+                        let now = epoch.elapsed().as_nanos();
+                        w.write_all(&message(seq, now, sc.size))?;
+                    }
+                    w.flush()?;
+                }
+            }
+            sent_all.store(true, Ordering::Release);
+            Ok(())
+        })
+    };
+
+    let mut events = Events::with_capacity(1024);
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut hist = Histogram::new();
+    let mut warm = 0;
+    let mut last_progress = Instant::now();
+    let mut started: Option<(Instant, f64)> = None;
+    let mut last_delivery = Instant::now();
+    let expected_each = sc.messages as u64;
+    let mut complete = 0;
+    let deadline = Instant::now() + MAX_RUN;
+    loop {
+        if let Err(e) = poll.poll(&mut events, Some(Duration::from_millis(100))) {
+            if e.kind() != ErrorKind::Interrupted {
+                out.failed = Some(e.to_string());
+                break;
+            }
+        }
+        let now = Instant::now();
+        for ev in events.iter() {
+            let Some(r) = receivers.get_mut(ev.token().0) else {
+                continue;
+            };
+            loop {
+                match r.stream.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        last_progress = now;
+                        r.partial.extend_from_slice(&buf[..n]);
+                        let mut start = 0;
+                        while let Some(i) = r.partial[start..].iter().position(|&b| b == b'\n') {
+                            let line = &r.partial[start..start + i];
+                            start += i + 1;
+                            let Some((seq, nanos)) = parse(line) else {
+                                continue;
+                            };
+                            if seq == 0 {
+                                if !r.warm {
+                                    r.warm = true;
+                                    warm += 1;
+                                }
+                                continue;
+                            }
+                            let (w, bit) = ((seq / 64) as usize, seq % 64);
+                            let Some(word) = r.got.get_mut(w) else {
+                                continue;
+                            };
+                            if *word & (1 << bit) != 0 {
+                                out.duplicates += 1;
+                                continue;
+                            }
+                            *word |= 1 << bit;
+                            r.unique += 1;
+                            out.deliveries += 1;
+                            last_delivery = now;
+                            let at = epoch.elapsed().as_nanos();
+                            hist.record((at.saturating_sub(nanos) / 1000) as u64);
+                            if r.unique == expected_each {
+                                complete += 1;
+                            }
+                        }
+                        r.partial.drain(..start);
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        if started.is_none() && warm == sc.n {
+            if sc.idle {
+                out.rss_kib = status_kib(pid, "VmRSS:");
+                break;
+            }
+            started = Some((Instant::now(), cpu_secs(pid)));
+            go.store(true, Ordering::Release);
+            send_thread.thread().unpark();
+            last_progress = Instant::now();
+        }
+        if started.is_some() && complete == sc.n {
+            break;
+        }
+        let quiet = now.duration_since(last_progress) > QUIET_END;
+        if started.is_none() && quiet {
+            out.failed = Some(format!("warm-up reached {warm} of {} receivers", sc.n));
+            break;
+        }
+        if started.is_some() && quiet {
+            // Sender done or stuck, nothing arriving: what is missing is lost.
+            break;
+        }
+        if now > deadline {
+            break;
+        }
+    }
+    if let Some((t0, cpu0)) = started {
+        out.secs = last_delivery
+            .saturating_duration_since(t0)
+            .as_secs_f64()
+            .max(1e-9);
+        out.cpu_secs = cpu_secs(pid) - cpu0;
+    }
+    out.expected = expected_each * sc.n as u64;
+    out.p50_us = hist.percentile(0.50);
+    out.p99_us = hist.percentile(0.99);
+    out.max_us = hist.max;
+    out.peak_rss_kib = status_kib(pid, "VmHWM:");
+    if out.rss_kib == 0 {
+        out.rss_kib = status_kib(pid, "VmRSS:");
+    }
+    if let Some(mut s) = stalled {
+        // Cut off means the hub closed it: reading it out ends in EOF or a reset.
+        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut sink = vec![0u8; 1 << 20];
+        let mut cut = false;
+        for _ in 0..200 {
+            match s.read(&mut sink) {
+                Ok(0) => {
+                    cut = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    break
+                }
+                Err(_) => {
+                    cut = true;
+                    break;
+                }
+            }
+        }
+        out.stalled_cut = Some(cut);
+    }
+    // Unblock the sender wherever it is: waiting for the start, or in a write a stuck hub does
+    // not take.
+    if let Some(h) = sender_handle {
+        let _ = h.shutdown(Shutdown::Both);
+    }
+    go.store(true, Ordering::Release);
+    send_thread.thread().unpark();
+    let _ = send_thread.join();
+    drop(running);
+    out
+}
+
+fn fmt_rate(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+fn fmt_us(us: u64) -> String {
+    if us >= 10_000 {
+        format!("{:.1}ms", us as f64 / 1000.0)
+    } else {
+        format!("{us}us")
+    }
+}
+
+fn row(hub: Hub, o: &Outcome) -> String {
+    if let Some(why) = &o.failed {
+        return format!("  {:<9} FAILED: {why}", hub.name());
+    }
+    if o.expected == 0 {
+        return format!(
+            "  {:<9} {:>10} KiB RSS with the connections idle (peak {} KiB)",
+            hub.name(),
+            o.rss_kib,
+            o.peak_rss_kib
+        );
+    }
+    let rate = o.deliveries as f64 / o.secs;
+    let per_cpu = if o.cpu_secs > 0.0 {
+        fmt_rate(o.deliveries as f64 / o.cpu_secs)
+    } else {
+        "n/a".into()
+    };
+    let lost = o.expected.saturating_sub(o.deliveries);
+    let mut s = format!(
+        "  {:<9} {:>9}/s {:>9}/cpu-s {:>8} {:>8} {:>8} {:>9} lost {:>7} KiB peak",
+        hub.name(),
+        fmt_rate(rate),
+        per_cpu,
+        fmt_us(o.p50_us),
+        fmt_us(o.p99_us),
+        fmt_us(o.max_us),
+        lost,
+        o.peak_rss_kib
+    );
+    if o.duplicates > 0 {
+        s.push_str(&format!(" ({} duplicates)", o.duplicates));
+    }
+    if let Some(cut) = o.stalled_cut {
+        s.push_str(if cut {
+            ", stalled reader cut off"
+        } else {
+            ", stalled reader still connected"
+        });
+    }
+    s
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let want_ncat = !args.iter().any(|a| a == "--no-ncat");
+    let ncat = want_ncat
+        && Command::new("ncat")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    let mut hubs = vec![Hub::Peerchat];
+    if ncat {
+        hubs.push(Hub::Ncat);
+    } else if want_ncat {
+        println!("ncat not installed (apt-get install -y ncat): peerchat only");
+    }
+    println!(
+        "fan-out through a hub on loopback; columns: deliveries/s, deliveries per hub CPU-second, \
+         latency p50 p99 max, lost, hub peak RSS"
+    );
+    for sc in scenarios(quick) {
+        if only.as_deref().is_some_and(|o| o != sc.name) {
+            continue;
+        }
+        let what = if sc.idle {
+            format!("{} connections, idle", sc.n)
+        } else {
+            format!(
+                "{} receivers, {} messages of {} B{}",
+                sc.n,
+                sc.messages,
+                sc.size,
+                sc.pace.map(|r| format!(" at {r}/s")).unwrap_or_default()
+            )
+        };
+        println!("\n{} ({what})", sc.name);
+        let mut outcomes = Vec::new();
+        for &hub in &hubs {
+            let o = run(hub, &sc);
+            println!("{}", row(hub, &o));
+            outcomes.push((hub, o));
+        }
+        let mut ratios = HashMap::new();
+        if let [(_, p), (_, n)] = &outcomes[..] {
+            if p.failed.is_none() && n.failed.is_none() {
+                if sc.idle {
+                    ratios.insert("rss", format!("{:.2}", p.rss_kib as f64 / n.rss_kib as f64));
+                } else {
+                    let rate = |o: &Outcome| o.deliveries as f64 / o.secs;
+                    let cpu = |o: &Outcome| o.deliveries as f64 / o.cpu_secs.max(1e-9);
+                    ratios.insert("rate", format!("{:.2}", rate(p) / rate(n)));
+                    ratios.insert("per-cpu", format!("{:.2}", cpu(p) / cpu(n)));
+                    ratios.insert(
+                        "p99",
+                        format!("{:.2}", p.p99_us as f64 / n.p99_us.max(1) as f64),
+                    );
+                }
+                let mut keys: Vec<_> = ratios.iter().collect();
+                keys.sort();
+                let text: Vec<String> = keys.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                println!("  peerchat/ncat: {}", text.join(", "));
+            }
+        }
+    }
+}
