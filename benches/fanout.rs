@@ -93,7 +93,12 @@ fn size_name(size: usize) -> String {
 }
 
 fn scenarios(quick: bool) -> Vec<Scenario> {
-    let mut all = vec![burst(10, 64), burst(100, 64), burst(200, 64), burst(1000, 64)];
+    let mut all = vec![
+        burst(10, 64),
+        burst(100, 64),
+        burst(200, 64),
+        burst(1000, 64),
+    ];
     if !quick {
         all.push(burst(5000, 64));
     }
@@ -256,7 +261,14 @@ fn start_hub(hub: Hub) -> Result<Running, String> {
         Hub::Ncat => {
             let port = free_port().map_err(|e| e.to_string())?;
             let child = Command::new("ncat")
-                .args(["--chat", "-l", "-m", "20000", "127.0.0.1", &port.to_string()])
+                .args([
+                    "--chat",
+                    "-l",
+                    "-m",
+                    "20000",
+                    "127.0.0.1",
+                    &port.to_string(),
+                ])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -546,9 +558,7 @@ fn run(hub: Hub, sc: &Scenario) -> Outcome {
                     break;
                 }
                 Ok(_) => {}
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    break
-                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
                 Err(_) => {
                     cut = true;
                     break;

@@ -1,7 +1,7 @@
 //! peerchat: a peer-to-peer terminal chat on one `mio::Poll` event loop.
 //!
 //! Modules, arrows one way: `reactor` -> `conn` -> `core` -> `protocol`, with `output`, `eventlog`,
-//! `input`, `fanout` and `safe` beside them. `main.rs` only wires the command line to the reactor.
+//! `input`, `fanout`, `limits` and `safe` beside them. `main.rs` only wires the command line to the reactor.
 
 pub mod cli;
 pub mod conn;
@@ -9,6 +9,7 @@ pub mod core;
 pub mod eventlog;
 pub mod fanout;
 pub mod input;
+pub mod limits;
 pub mod output;
 pub mod protocol;
 pub mod reactor;

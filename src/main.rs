@@ -12,6 +12,7 @@ use clap::{CommandFactory, Parser};
 use peerchat::cli::{self, Args, HostPort, Mode};
 use peerchat::core::Mesh;
 use peerchat::eventlog::EventLog;
+use peerchat::limits;
 use peerchat::output::{Format, Output};
 use peerchat::reactor::{Dial, Listen, Reactor, Setup};
 
@@ -80,6 +81,7 @@ fn run(mut args: Args) -> Result<(), String> {
         }),
         (None, None) => Listen::None,
     };
+    let listening = !matches!(listen, Listen::None);
     let log = match &args.log_file {
         Some(path) => Some(EventLog::open(path)?),
         None => None,
@@ -111,6 +113,19 @@ fn run(mut args: Args) -> Result<(), String> {
         peer_timeout: Duration::from_secs(args.timeout),
         log,
     };
+    if listening {
+        // A listener holds one file descriptor per connection.
+        match limits::raise_fd_limit() {
+            Ok(n) if n < limits::WANT_FDS => log::warn!(
+                "the open-file limit is {n}: at most about {} connections; raise it with \
+                 `ulimit -n {}` (or the hard limit, as root) for more",
+                n.saturating_sub(16),
+                limits::WANT_FDS
+            ),
+            Ok(_) => {}
+            Err(e) => log::warn!("{e}"),
+        }
+    }
     let mut out = Output::new(format, io::stdout());
     if args.quiet {
         out = out.quiet();

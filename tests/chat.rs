@@ -623,3 +623,26 @@ fn a_quiet_hub_relays_without_showing_the_chat() {
         .collect();
     assert_eq!(kinds, vec!["info", "names"], "{:#?}", hub.events());
 }
+
+#[test]
+fn a_listener_raises_its_open_file_limit_and_warns_when_it_is_low() {
+    // Room to raise: the soft limit goes up to the hard one.
+    let mut hub = Node::spawn_with_fd_limit(256, 4096, &["-l", "127.0.0.1:0", "--json"]);
+    hub.wait_event(|v| v["event"] == "info");
+    let limits =
+        std::fs::read_to_string(format!("/proc/{}/limits", hub.child.id())).expect("/proc limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("open files line");
+    let nums: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(nums, vec!["4096", "4096"], "{line}");
+
+    // No room: a clear warning on stderr, and it still runs.
+    let mut low = Node::spawn_with_fd_limit(300, 300, &["-l", "127.0.0.1:0", "--json"]);
+    low.wait_event(|v| v["event"] == "info");
+    low.close_stdin();
+    assert_eq!(low.wait_exit().code(), Some(0));
+    let err = low.stderr_lines().join("\n");
+    assert!(err.contains("open-file limit is 300"), "{err}");
+}

@@ -63,6 +63,13 @@ impl Node {
         )
     }
 
+    /// Starts `peerchat ARGS` under open-file limits `soft` and `hard` (set by `sh`'s `ulimit`,
+    /// which then execs peerchat, so the child's pid is peerchat's).
+    pub fn spawn_with_fd_limit(soft: u32, hard: u32, args: &[&str]) -> Node {
+        let script = format!("ulimit -Sn {soft} && ulimit -Hn {hard} && exec \"$0\" \"$@\"");
+        Node::spawn_with(Command::new("sh").args(["-c", &script, bin()]).args(args))
+    }
+
     fn spawn_with(cmd: &mut Command) -> Node {
         let spawning = spawning();
         let mut child = cmd
