@@ -1341,7 +1341,9 @@ impl Chat {
         let Some(id) = frame.id() else {
             return;
         };
-        if !self.seen.insert(id, self.clock) {
+        // Our own frames coming back around a loop: dropped without a lookup (they are not
+        // recorded in `seen`, which keeps the sending path cheap).
+        if id.node == self.cfg.node || !self.seen.insert(id, self.clock) {
             return;
         }
         let forward = match &frame {
@@ -1704,16 +1706,14 @@ impl Chat {
         self.actions.push_back(Action::Show(event));
     }
 
-    /// A fresh id for a frame this node originates, already marked seen so that it is not shown
-    /// again if it comes back around a loop.
+    /// A fresh id for a frame this node originates (frames with our node id are never taken
+    /// from peers, so it is not shown again if it comes back around a loop).
     fn next_id(&mut self) -> MsgId {
         self.seq += 1;
-        let id = MsgId {
+        MsgId {
             node: self.cfg.node,
             seq: self.seq,
-        };
-        self.seen.insert(id, self.clock);
-        id
+        }
     }
 }
 

@@ -22,7 +22,9 @@ pub fn is_unsafe(c: char) -> bool {
 /// C0 controls and DEL (`^[` for ESC, `^@` for NUL, `^?` for DEL), `\u{…}` for the rest.
 /// Printable text, including any non-ASCII script and emoji, passes through unchanged.
 pub fn sanitize(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(is_unsafe) {
+    // Fast path for the common case, printable ASCII, byte by byte.
+    let printable_ascii = text.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if printable_ascii || !text.chars().any(is_unsafe) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
