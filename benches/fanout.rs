@@ -239,7 +239,8 @@ fn start_hub(hub: Hub) -> Result<Running, String> {
                 .args(["-l", "127.0.0.1:0", "-q", "--keep-open", "--nick", "hub"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
-                .stderr(Stdio::null())
+                // Its warnings (a receiver closed as too slow) belong in the report.
+                .stderr(Stdio::inherit())
                 .spawn()
                 .map_err(|e| format!("cannot start peerchat: {e}"))?;
             let stdout = child.stdout.take().ok_or("no stdout")?;

@@ -1,10 +1,12 @@
-//! One connection's buffers and state: the line decoder on the way in, the pending bytes on the
-//! way out, frames held until we know whether the other end is a peer or a guest.
+//! One connection's buffers and state: the line decoder on the way in, the pending output on the
+//! way out (a queue of encoded frames shared with every other connection that gets them, written
+//! with `write_vectored`), frames held until we know whether the other end is a peer or a guest.
 //!
 //! Reads and writes go through `impl Read` / `impl Write`, so short writes and would-block are
 //! tested without sockets. Must not know about other connections or chat rules.
 
-use std::io::{self, Read, Write};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +20,9 @@ pub const MAX_BACKLOG: usize = 4 * 1024 * 1024;
 /// Past this much unsent output a connection is "behind": local input waits for it, and if it
 /// stays behind for [`STALL_LIMIT`] it is closed, so one stalled reader cannot freeze the chat.
 pub const HIGH_WATER: usize = 1024 * 1024;
+
+/// Slices per `write_vectored` call, at most (Linux's `IOV_MAX`).
+const MAX_SLICES: usize = 1024;
 
 /// How long a connection may stay past [`HIGH_WATER`].
 pub const STALL_LIMIT: Duration = Duration::from_secs(10);
@@ -66,11 +71,19 @@ pub struct Conn {
     pub unread: bool,
     /// Since when the output has been past [`HIGH_WATER`].
     pub behind_since: Option<Instant>,
+    /// When a write last took bytes (or the connection fell behind): a connection behind that
+    /// moved recently is slow, one that has not is stalled.
+    pub last_progress: Instant,
     /// Being closed on purpose once its output is out (a duplicate link), by this instant at
     /// the latest.
     pub retire_by: Option<Instant>,
-    out: Vec<u8>,
-    out_pos: usize,
+    /// Encoded frames to send, in order: most are shared with the other connections that get
+    /// the same frame (one allocation per frame and wire format, not per connection).
+    out: VecDeque<Rc<[u8]>>,
+    /// Bytes of `out[0]` already written.
+    out_off: usize,
+    /// Unsent bytes in `out`.
+    out_len: usize,
     held: Vec<Rc<Frame>>,
     /// Bytes the held frames will take, roughly.
     held_bytes: usize,
@@ -88,23 +101,33 @@ impl Conn {
             dirty: false,
             unread: false,
             behind_since: None,
+            last_progress: now,
             retire_by: None,
-            out: Vec::new(),
-            out_pos: 0,
+            out: VecDeque::new(),
+            out_off: 0,
+            out_len: 0,
             held: Vec::new(),
             held_bytes: 0,
         }
     }
 
-    /// Appends raw bytes to the output, whatever the role (our hello).
-    pub fn queue_raw(&mut self, bytes: &[u8]) {
-        self.out.extend_from_slice(bytes);
+    fn push(&mut self, bytes: Rc<[u8]>) {
+        if !bytes.is_empty() {
+            self.out_len += bytes.len();
+            self.out.push_back(bytes);
+        }
     }
 
-    /// Queues a frame in this connection's format, or holds it until the role is known.
+    /// Appends raw bytes to the output, whatever the role (our hello).
+    pub fn queue_raw(&mut self, bytes: &[u8]) {
+        self.push(Rc::from(bytes));
+    }
+
+    /// Queues a frame in this connection's format (shared, not copied), or holds it until the
+    /// role is known.
     pub fn queue(&mut self, out: &Outgoing) {
         match self.role {
-            Some(role) => self.out.extend_from_slice(out.bytes(role)),
+            Some(role) => self.push(out.shared(role)),
             None => {
                 self.held_bytes += out.bytes(Role::Peer).len();
                 self.held.push(out.frame.clone());
@@ -114,13 +137,15 @@ impl Conn {
 
     /// Queues a frame meant for this connection alone (a guest gets a DM in its direct form).
     pub fn queue_direct(&mut self, frame: &Rc<Frame>) {
+        let mut bytes = Vec::new();
         match self.role {
-            Some(Role::Peer) => protocol::encode(frame, &mut self.out),
+            Some(Role::Peer) => protocol::encode(frame, &mut bytes),
             Some(Role::Guest) => {
-                protocol::encode_guest_direct(frame, &mut self.out);
+                protocol::encode_guest_direct(frame, &mut bytes);
             }
-            None => self.queue(&Outgoing::new(frame.clone())),
+            None => return self.queue(&Outgoing::new(frame.clone())),
         }
+        self.push(Rc::from(bytes));
     }
 
     /// Sets the role and moves held frames to the output in that format.
@@ -128,13 +153,13 @@ impl Conn {
         self.role = Some(role);
         self.held_bytes = 0;
         for frame in std::mem::take(&mut self.held) {
-            self.out.extend_from_slice(Outgoing::new(frame).bytes(role));
+            self.push(Outgoing::new(frame).shared(role));
         }
     }
 
     /// Unsent output, in bytes, counting frames held until the role is known.
     pub fn backlog(&self) -> usize {
-        self.out.len() - self.out_pos + self.held_bytes
+        self.out_len + self.held_bytes
     }
 
     /// True when a guest-like unterminated line is waiting to be taken as a message after
@@ -169,28 +194,53 @@ impl Conn {
         }
     }
 
-    /// Writes as much pending output as `w` takes, until it would block.
+    /// Writes as much pending output as `w` takes, until it would block: many frames per
+    /// system call (`write_vectored`), never one call per frame.
     pub fn flush_to(&mut self, w: &mut impl Write) -> io::Result<()> {
-        while self.out_pos < self.out.len() {
-            match w.write(&self.out[self.out_pos..]) {
+        while self.out_len > 0 {
+            let result = {
+                let slices: Vec<IoSlice<'_>> = self
+                    .out
+                    .iter()
+                    .take(MAX_SLICES)
+                    .enumerate()
+                    .map(|(i, piece)| {
+                        let skip = if i == 0 { self.out_off } else { 0 };
+                        IoSlice::new(&piece[skip..])
+                    })
+                    .collect();
+                w.write_vectored(&slices)
+            };
+            match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.out_pos += n,
+                Ok(n) => self.consume(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        if self.out_pos == self.out.len() {
-            self.out.clear();
-            self.out_pos = 0;
-            if self.out.capacity() > 64 * 1024 {
-                self.out.shrink_to(64 * 1024);
-            }
-        } else if self.out_pos > self.out.len() / 2 {
-            self.out.drain(..self.out_pos);
-            self.out_pos = 0;
+        if self.out.is_empty() && self.out.capacity() > 4096 {
+            self.out.shrink_to(4096);
         }
         Ok(())
+    }
+
+    /// Drops the first `n` unsent bytes, which were written.
+    fn consume(&mut self, mut n: usize) {
+        self.out_len -= n.min(self.out_len);
+        while n > 0 {
+            let Some(front) = self.out.front() else {
+                return;
+            };
+            let left = front.len() - self.out_off;
+            if n < left {
+                self.out_off += n;
+                return;
+            }
+            n -= left;
+            self.out.pop_front();
+            self.out_off = 0;
+        }
     }
 }
 
@@ -256,6 +306,61 @@ mod tests {
         }
         assert_eq!(conn.backlog(), 0);
         assert_eq!(w.got, want);
+    }
+
+    /// Takes everything, counting calls.
+    struct Greedy {
+        got: Vec<u8>,
+        calls: usize,
+    }
+
+    impl Write for Greedy {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.calls += 1;
+            self.got.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.calls += 1;
+            let mut n = 0;
+            for b in bufs {
+                self.got.extend_from_slice(b);
+                n += b.len();
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn frames_are_shared_and_many_go_out_per_write() {
+        let (mut a, mut b) = (
+            Conn::new("a".into(), Phase::Open, Instant::now()),
+            Conn::new("b".into(), Phase::Open, Instant::now()),
+        );
+        a.classify(Role::Guest);
+        b.classify(Role::Guest);
+        let mut want = Vec::new();
+        for seq in 0..1500 {
+            let out = msg(seq);
+            want.extend_from_slice(out.bytes(Role::Guest));
+            a.queue(&out);
+            b.queue(&out);
+            // One encoding, referenced by both connections (and the Outgoing).
+            assert_eq!(Rc::strong_count(&out.shared(Role::Guest)), 4);
+        }
+        let mut w = Greedy {
+            got: Vec::new(),
+            calls: 0,
+        };
+        a.flush_to(&mut w).unwrap();
+        assert_eq!(w.got, want);
+        // 1500 frames, at most 1024 slices per call: two calls, not 1500.
+        assert_eq!(w.calls, 2);
+        assert_eq!(a.backlog(), 0);
+        assert!(b.backlog() > 0);
     }
 
     #[test]

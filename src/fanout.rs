@@ -9,11 +9,12 @@ use std::rc::Rc;
 use crate::core::Role;
 use crate::protocol::{self, Frame};
 
-/// One frame on its way out, with its encodings made on first use.
+/// One frame on its way out, with its encodings made on first use and shared (reference
+/// counted) by every connection that queues them.
 pub struct Outgoing {
     pub frame: Rc<Frame>,
-    peer: OnceCell<Vec<u8>>,
-    guest: OnceCell<Vec<u8>>,
+    peer: OnceCell<Rc<[u8]>>,
+    guest: OnceCell<Rc<[u8]>>,
 }
 
 impl Outgoing {
@@ -27,16 +28,25 @@ impl Outgoing {
 
     /// The bytes for a connection of `role` (empty when that role is shown nothing).
     pub fn bytes(&self, role: Role) -> &[u8] {
+        self.cell(role)
+    }
+
+    /// The same bytes, shared: queueing them costs a reference, not a copy.
+    pub fn shared(&self, role: Role) -> Rc<[u8]> {
+        self.cell(role).clone()
+    }
+
+    fn cell(&self, role: Role) -> &Rc<[u8]> {
         match role {
             Role::Peer => self.peer.get_or_init(|| {
                 let mut buf = Vec::new();
                 protocol::encode(&self.frame, &mut buf);
-                buf
+                Rc::from(buf)
             }),
             Role::Guest => self.guest.get_or_init(|| {
                 let mut buf = Vec::new();
                 protocol::encode_guest(&self.frame, &mut buf);
-                buf
+                Rc::from(buf)
             }),
         }
     }

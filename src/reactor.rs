@@ -57,6 +57,15 @@ const INPUT_QUEUE: usize = 1024;
 /// How long a reader may stay behind while the user is waiting to leave.
 const URGENT_STALL_LIMIT: Duration = Duration::from_secs(1);
 
+/// Backpressure: while a connection that is behind has written something this recently, reads
+/// from every connection wait, so a fast sender is slowed to what slow readers take instead of
+/// their falling further behind. One that has not moved for this long is stalled and holds no
+/// one up (it is cut off by the backlog caps instead).
+const PROGRESS_WINDOW: Duration = Duration::from_millis(200);
+
+/// How often reads held back by backpressure look again.
+const HOLD_RECHECK: Duration = Duration::from_millis(20);
+
 /// Accepting again after running out of file descriptors: first wait, and the most.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -188,6 +197,8 @@ pub struct Reactor<W: Write> {
     unread: Vec<usize>,
     /// How many connections are past [`HIGH_WATER`]; local input waits while any is.
     behind: usize,
+    /// Backpressure this loop turn (see [`PROGRESS_WINDOW`]): reads wait on the `unread` list.
+    hold_reads: bool,
     /// Input is waiting (queued here, or left in the channel) that this turn did not take.
     input_more: bool,
     /// A leave command waits among the queued lines: a stalled reader holding them up gets
@@ -256,6 +267,7 @@ impl<W: Write> Reactor<W> {
             dirty: Vec::new(),
             unread: Vec::new(),
             behind: 0,
+            hold_reads: false,
             input_more: false,
             queued: std::collections::VecDeque::new(),
             input_urgent: false,
@@ -336,11 +348,17 @@ impl<W: Write> Reactor<W> {
                 self.record(Tag::Closed, &how);
                 return result;
             }
-            let more_now = !self.unread.is_empty() || (self.input_more && self.behind == 0);
+            self.hold_reads = self.backpressure(now);
+            let more_now = (!self.unread.is_empty() && !self.hold_reads)
+                || (self.input_more && self.behind == 0);
             let timeout = if more_now {
                 Some(Duration::ZERO)
             } else {
+                let hold = (self.hold_reads && !self.unread.is_empty()).then(|| now + HOLD_RECHECK);
                 self.next_deadline()
+                    .into_iter()
+                    .chain(hold)
+                    .min()
                     .map(|d| d.saturating_duration_since(now))
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -361,11 +379,13 @@ impl<W: Write> Reactor<W> {
                 // writes still happen once per turn.)
                 self.apply_actions(now);
             }
-            for k in std::mem::take(&mut self.unread) {
-                if let Some(e) = self.conns.get_mut(k) {
-                    e.conn.unread = false;
-                    self.read(k, now);
-                    self.apply_actions(now);
+            if !self.hold_reads {
+                for k in std::mem::take(&mut self.unread) {
+                    if let Some(e) = self.conns.get_mut(k) {
+                        e.conn.unread = false;
+                        self.read(k, now);
+                        self.apply_actions(now);
+                    }
                 }
             }
             self.tick(now);
@@ -678,7 +698,26 @@ impl<W: Write> Reactor<W> {
         if writable {
             self.mark_dirty(k);
         }
+        if self.hold_reads {
+            // Backpressure: read it once the slow readers have caught up.
+            if let Some(e) = self.conns.get_mut(k) {
+                if !e.conn.unread {
+                    e.conn.unread = true;
+                    self.unread.push(k);
+                }
+            }
+            return;
+        }
         self.read(k, now);
+    }
+
+    /// True while some connection is behind but still draining (see [`PROGRESS_WINDOW`]).
+    fn backpressure(&self, now: Instant) -> bool {
+        self.behind > 0
+            && self.conns.iter().any(|(_, e)| {
+                e.conn.behind_since.is_some()
+                    && now.saturating_duration_since(e.conn.last_progress) < PROGRESS_WINDOW
+            })
     }
 
     /// Reads `k` until it would block or its budget is spent, passing every complete line to
@@ -975,9 +1014,13 @@ impl<W: Write> Reactor<W> {
                 track_behind(&mut e.conn, &mut self.behind, now);
                 continue;
             }
+            let before = e.conn.backlog();
             if let Err(err) = e.conn.flush_to(&mut e.stream) {
                 to_close.push((k, describe(&err)));
                 continue;
+            }
+            if e.conn.backlog() < before {
+                e.conn.last_progress = now;
             }
             track_behind(&mut e.conn, &mut self.behind, now);
             let backlog = e.conn.backlog();
@@ -1063,6 +1106,8 @@ fn track_behind(conn: &mut Conn, behind: &mut usize, now: Instant) {
     match (over, conn.behind_since.is_some()) {
         (true, false) => {
             conn.behind_since = Some(now);
+            // Just fell behind: it has the progress window to show it is draining.
+            conn.last_progress = now;
             *behind += 1;
         }
         (false, true) => {
