@@ -646,3 +646,57 @@ fn a_listener_raises_its_open_file_limit_and_warns_when_it_is_low() {
     let err = low.stderr_lines().join("\n");
     assert!(err.contains("open-file limit is 300"), "{err}");
 }
+
+#[test]
+fn backpressure_slows_a_fast_sender_to_a_slow_reader_without_losing_lines() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+
+    const LINES: usize = 48_000;
+    // Quiet: a hub writing 48 000 chat lines to its stdout pipe would be slowed by that instead.
+    let (hub, port) = Node::listener("hub", &["-q"]);
+    let mut slow = Raw::connect(port);
+    slow.send(b"slow reader here\n");
+    let mut sender = Raw::connect(port);
+    sender.send(b"sender here\n");
+    slow.wait_line(|l| l == "<guest-2> sender here");
+    // 24 MB: more than what a connection may have unsent (4 MiB) plus what the kernel's socket
+    // buffers hold on loopback. Without backpressure the hub would take it all at once and
+    // cut the slow reader off.
+    let mut out = sender.stream.try_clone().expect("clone");
+    let sending = std::thread::spawn(move || {
+        for i in 0..LINES {
+            let line = format!("n {i:06} {}\n", "z".repeat(490));
+            if out.write_all(line.as_bytes()).is_err() {
+                return false;
+            }
+        }
+        true
+    });
+    // A reader that takes about 16 KiB every 2 ms (8 MB/s): slow, but always draining.
+    let mut got = 0;
+    let end = Instant::now() + Duration::from_secs(60);
+    while got < LINES && Instant::now() < end {
+        let Some(line) = slow.line() else {
+            panic!("the hub closed the slow reader after {got} lines");
+        };
+        if let Some(rest) = line.strip_prefix("<guest-2> n ") {
+            assert_eq!(
+                rest.get(..6),
+                Some(format!("{got:06}").as_str()),
+                "in order"
+            );
+            got += 1;
+            if got % 32 == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+    assert_eq!(got, LINES);
+    assert!(
+        sending.join().expect("sender thread"),
+        "the sender was cut off"
+    );
+    let warnings = hub.stderr_lines().join("\n");
+    assert!(!warnings.contains("too slow"), "{warnings}");
+}
