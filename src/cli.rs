@@ -86,6 +86,15 @@ pub struct Args {
     #[arg(short = 'q', long)]
     pub quiet: bool,
 
+    /// Unsent output a connection may have before it is closed as too slow (K, M suffixes
+    /// allowed); local input and reads pause while one is past a quarter of it
+    #[arg(long, value_name = "BYTES", default_value = "4M", value_parser = parse_size)]
+    pub max_backlog: usize,
+
+    /// Seconds a connection may stay past a quarter of --max-backlog before it is closed
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    pub slow_timeout: std::time::Duration,
+
     /// Append events (connections, messages sent and received, leaves) to PATH, one line each
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<std::path::PathBuf>,
@@ -101,6 +110,38 @@ pub struct PortRange {
 impl fmt::Display for PortRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+/// Parses a byte count: `65536`, `64K`, `4M`, `1G` (powers of 1024; `KiB`, `MB`… also
+/// read), from 64 KiB to 1 GiB.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("'{s}' is not a size like 4M or 65536")),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size like 4M or 65536"))?;
+    let bytes = n.checked_shl(shift).filter(|&b| b >> shift == n);
+    match bytes {
+        Some(b) if (64 << 10..=1 << 30).contains(&b) => Ok(b as usize),
+        _ => Err(format!("'{s}': give from 64K to 1G")),
+    }
+}
+
+/// Parses seconds, fractions allowed: from 0.1 to 3600.
+pub fn parse_secs(s: &str) -> Result<std::time::Duration, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.1..=3600.0).contains(&v) => Ok(std::time::Duration::from_secs_f64(v)),
+        Ok(_) => Err(format!("'{s}': give from 0.1 to 3600 seconds")),
+        Err(_) => Err(format!("'{s}' is not a number of seconds")),
     }
 }
 
@@ -315,6 +356,23 @@ mod tests {
         HostPort {
             host: host.into(),
             port,
+        }
+    }
+
+    #[test]
+    fn sizes_and_seconds() {
+        assert_eq!(parse_size("4M"), Ok(4 << 20));
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_size("512 KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("100000"), Ok(100_000));
+        for bad in ["", "M", "4X", "-1M", "1000", "2G", "99999999999999999999M"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_secs("0.5"), Ok(std::time::Duration::from_millis(500)));
+        assert_eq!(parse_secs("10"), Ok(std::time::Duration::from_secs(10)));
+        for bad in ["0", "0.01", "x", "3601", "NaN", "inf"] {
+            assert!(parse_secs(bad).is_err(), "{bad}");
         }
     }
 

@@ -1,30 +1,27 @@
-//! One connection's buffers and state: the line decoder on the way in, the pending output on the
-//! way out (a queue of encoded frames shared with every other connection that gets them, written
-//! with `write_vectored`), frames held until we know whether the other end is a peer or a guest.
+//! One connection's buffers and state: the line decoder on the way in; on the way out, its
+//! place in the shared log (see `fanout`) plus the few bytes meant for it alone (its hello, a
+//! direct frame), in order, written with `write_vectored` straight from where they are; frames
+//! held until we know whether the other end is a peer or a guest.
 //!
 //! Reads and writes go through `impl Read` / `impl Write`, so short writes and would-block are
 //! tested without sockets. Must not know about other connections or chat rules.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read, Write};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::core::Role;
-use crate::fanout::Outgoing;
+use crate::fanout::{side, Log, Pos, Slices};
 use crate::protocol::{self, Frame, LineDecoder};
 
-/// A connection whose unsent output grows past this is too slow to keep: it is closed.
+/// Default for the most unsent output a connection may have: past it, it is too slow to keep
+/// and is closed (`--max-backlog`).
 pub const MAX_BACKLOG: usize = 4 * 1024 * 1024;
 
-/// Past this much unsent output a connection is "behind": local input waits for it, and if it
-/// stays behind for [`STALL_LIMIT`] it is closed, so one stalled reader cannot freeze the chat.
-pub const HIGH_WATER: usize = 1024 * 1024;
-
-/// Slices per `write_vectored` call, at most (Linux's `IOV_MAX`).
-const MAX_SLICES: usize = 1024;
-
-/// How long a connection may stay past [`HIGH_WATER`].
+/// Default for how long a connection may stay past its high-water mark (a quarter of the most
+/// unsent output) before it is closed (`--slow-timeout`), so one stalled reader cannot freeze
+/// the chat.
 pub const STALL_LIMIT: Duration = Duration::from_secs(10);
 
 /// A guest's unterminated line is taken as a message once the guest has been quiet this long
@@ -53,6 +50,16 @@ pub enum ReadStatus {
     WouldBlock,
 }
 
+/// A piece of a connection's output queue.
+enum Seg {
+    /// A range of the shared log.
+    Log { start: Pos, end: Pos },
+    /// Bytes for this connection alone (its hello, a direct frame).
+    Own(Vec<u8>),
+    /// A direct frame for a connection whose role is not known yet: encoded when it is.
+    Frame(Rc<Frame>),
+}
+
 /// One connection, without its socket.
 pub struct Conn {
     /// Where the other end is, as shown to the user.
@@ -63,13 +70,14 @@ pub struct Conn {
     pub decoder: LineDecoder,
     /// When bytes last arrived.
     pub last_read: Instant,
-    /// WRITABLE interest is registered.
-    pub writable: bool,
+    /// The last write would have blocked: nothing more is written until the socket says it is
+    /// writable again.
+    pub blocked: bool,
     /// Has output that this loop turn has not tried to write.
     pub dirty: bool,
     /// Is on the reactor's list of connections to read again next turn.
     pub unread: bool,
-    /// Since when the output has been past [`HIGH_WATER`].
+    /// Since when the output has been past the high-water mark.
     pub behind_since: Option<Instant>,
     /// When a write last took bytes (or the connection fell behind): a connection behind that
     /// moved recently is slow, one that has not is stalled.
@@ -77,16 +85,15 @@ pub struct Conn {
     /// Being closed on purpose once its output is out (a duplicate link), by this instant at
     /// the latest.
     pub retire_by: Option<Instant>,
-    /// Encoded frames to send, in order: most are shared with the other connections that get
-    /// the same frame (one allocation per frame and wire format, not per connection).
-    out: VecDeque<Rc<[u8]>>,
+    /// What to send before the tail, in order.
+    out: VecDeque<Seg>,
     /// Bytes of `out[0]` already written.
     out_off: usize,
-    /// Unsent bytes in `out`.
-    out_len: usize,
-    held: Vec<Rc<Frame>>,
-    /// Bytes the held frames will take, roughly.
-    held_bytes: usize,
+    /// Unsent bytes in `out`, in this connection's format (the peer format while unknown).
+    queued: usize,
+    /// Receiving broadcasts: everything in the shared log from here on is for this connection
+    /// too, after `out`.
+    tail: Option<Pos>,
 }
 
 impl Conn {
@@ -97,7 +104,7 @@ impl Conn {
             role: None,
             decoder: LineDecoder::default(),
             last_read: now,
-            writable: false,
+            blocked: false,
             dirty: false,
             unread: false,
             behind_since: None,
@@ -105,64 +112,154 @@ impl Conn {
             retire_by: None,
             out: VecDeque::new(),
             out_off: 0,
-            out_len: 0,
-            held: Vec::new(),
-            held_bytes: 0,
+            queued: 0,
+            tail: None,
         }
     }
 
-    fn push(&mut self, bytes: Rc<[u8]>) {
-        if !bytes.is_empty() {
-            self.out_len += bytes.len();
-            self.out.push_back(bytes);
-        }
+    /// Which half of a [`Pos`] this connection reads (the peer half while unknown).
+    fn side(&self) -> usize {
+        side(self.role.unwrap_or(Role::Peer))
     }
 
-    /// Appends raw bytes to the output, whatever the role (our hello).
-    pub fn queue_raw(&mut self, bytes: &[u8]) {
-        self.push(Rc::from(bytes));
-    }
-
-    /// Queues a frame in this connection's format (shared, not copied), or holds it until the
-    /// role is known.
-    pub fn queue(&mut self, out: &Outgoing) {
-        match self.role {
-            Some(role) => self.push(out.shared(role)),
-            None => {
-                self.held_bytes += out.bytes(Role::Peer).len();
-                self.held.push(out.frame.clone());
+    /// Bytes `seg` takes in this connection's format.
+    fn seg_len(&self, seg: &Seg) -> usize {
+        match seg {
+            Seg::Log { start, end } => {
+                let s = self.side();
+                (end[s] - start[s]) as usize
+            }
+            Seg::Own(b) => b.len(),
+            Seg::Frame(f) => {
+                let mut buf = Vec::new();
+                protocol::encode(f, &mut buf);
+                buf.len()
             }
         }
     }
 
-    /// Queues a frame meant for this connection alone (a guest gets a DM in its direct form).
-    pub fn queue_direct(&mut self, frame: &Rc<Frame>) {
-        let mut bytes = Vec::new();
-        match self.role {
-            Some(Role::Peer) => protocol::encode(frame, &mut bytes),
-            Some(Role::Guest) => {
-                protocol::encode_guest_direct(frame, &mut bytes);
-            }
-            None => return self.queue(&Outgoing::new(frame.clone())),
-        }
-        self.push(Rc::from(bytes));
+    /// From now on every frame appended to the log at or after `at` is for this connection.
+    pub fn subscribe(&mut self, at: Pos) {
+        self.tail = Some(at);
     }
 
-    /// Sets the role and moves held frames to the output in that format.
-    pub fn classify(&mut self, role: Role) {
+    /// True while it gets broadcasts.
+    pub fn is_subscribed(&self) -> bool {
+        self.tail.is_some()
+    }
+
+    /// No more broadcasts for it; what the log holds for it up to `log_end` is still sent.
+    pub fn unsubscribe(&mut self, log_end: Pos) {
+        self.take_tail(log_end);
+        self.tail = None;
+    }
+
+    /// The frame at `[start, end)` of the log is not for this connection (it came from it).
+    pub fn skip(&mut self, start: Pos, end: Pos) {
+        if self.tail.is_some() {
+            self.take_tail(start);
+            self.tail = Some(end);
+        }
+    }
+
+    /// Moves the tail up to `upto` into the queue, so that something can be queued after it.
+    fn take_tail(&mut self, upto: Pos) {
+        let Some(t) = self.tail else { return };
+        let empty = match self.role {
+            Some(r) => t[side(r)] == upto[side(r)],
+            None => t == upto,
+        };
+        if empty {
+            return;
+        }
+        let s = self.side();
+        self.queued += (upto[s] - t[s]) as usize;
+        match self.out.back_mut() {
+            Some(Seg::Log { end, .. }) if *end == t => *end = upto,
+            _ => self.out.push_back(Seg::Log {
+                start: t,
+                end: upto,
+            }),
+        }
+        self.tail = Some(upto);
+    }
+
+    /// Appends bytes for this connection alone, after everything queued so far (our hello).
+    /// `log_end` is the log's end now.
+    pub fn queue_raw(&mut self, bytes: &[u8], log_end: Pos) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.take_tail(log_end);
+        self.queued += bytes.len();
+        self.out.push_back(Seg::Own(bytes.to_vec()));
+    }
+
+    /// Puts our hello before everything queued so far (broadcasts that came while a dial
+    /// was connecting). Only before anything was written.
+    pub fn queue_first(&mut self, hello: Vec<u8>) {
+        debug_assert_eq!(self.out_off, 0);
+        self.queued += hello.len();
+        self.out.push_front(Seg::Own(hello));
+    }
+
+    /// Queues a frame meant for this connection alone (a guest gets a DM in its direct form),
+    /// in its format, or held until that is known.
+    pub fn queue_direct(&mut self, frame: &Rc<Frame>, log_end: Pos) {
+        self.take_tail(log_end);
+        let seg = match self.role {
+            Some(role) => Seg::Own(encode_direct(frame, role)),
+            None => Seg::Frame(frame.clone()),
+        };
+        self.queued += self.seg_len(&seg);
+        self.out.push_back(seg);
+    }
+
+    /// Sets the role: what was held goes out in that format. A connection taken for a guest
+    /// that turns out to be a peer keeps what was queued for it as a guest, and gets frames
+    /// from then on.
+    pub fn classify(&mut self, role: Role, log: &Log) {
+        if self.role.is_some_and(|old| old != role) {
+            let mut was = Vec::new();
+            // Writing to a Vec cannot fail.
+            let _ = self.flush_to(&mut was, log);
+            self.blocked = false;
+            self.role = Some(role);
+            self.tail = self.tail.map(|_| log.end());
+            self.queued = was.len();
+            if !was.is_empty() {
+                self.out.push_back(Seg::Own(was));
+            }
+            return;
+        }
         self.role = Some(role);
-        self.held_bytes = 0;
-        for frame in std::mem::take(&mut self.held) {
-            self.push(Outgoing::new(frame).shared(role));
+        for seg in self.out.iter_mut() {
+            if let Seg::Frame(f) = seg {
+                *seg = Seg::Own(encode_direct(f, role));
+            }
         }
+        self.queued = self.out.iter().map(|seg| self.seg_len(seg)).sum::<usize>() - self.out_off;
     }
 
-    /// Unsent output, in bytes, counting frames held until the role is known.
-    pub fn backlog(&self) -> usize {
-        self.out_len + self.held_bytes
+    /// Unsent output, in bytes, counting what is held until the role is known.
+    pub fn backlog(&self, log: &Log) -> usize {
+        let s = self.side();
+        let tail = self.tail.map_or(0, |t| (log.end()[s] - t[s]) as usize);
+        self.queued + tail
     }
 
-    /// True when a guest-like unterminated line is waiting to be taken as a message after
+    /// The earliest place in the log this connection still has to send, if any.
+    pub fn pin(&self) -> Option<Pos> {
+        self.out
+            .iter()
+            .find_map(|seg| match seg {
+                Seg::Log { start, .. } => Some(*start),
+                _ => None,
+            })
+            .or(self.tail)
+    }
+
+    /// True for a guest-like unterminated line waiting to be taken as a message after
     /// [`PARTIAL_LINE_IDLE`]: the other end is a guest, or not yet known and not in the middle
     /// of sending a hello.
     pub fn has_guest_partial(&self) -> bool {
@@ -194,60 +291,100 @@ impl Conn {
         }
     }
 
+    /// Collects what can be written now: the queue, then the tail, until something held for
+    /// an unknown role.
+    fn pending<'a>(&'a self, log: &'a Log, out: &mut Slices<'a>) {
+        for (i, seg) in self.out.iter().enumerate() {
+            let skip = if i == 0 { self.out_off } else { 0 };
+            let more = match (seg, self.role) {
+                (Seg::Own(b), _) => out.push(&b[skip..]),
+                (Seg::Log { start, end }, Some(role)) => {
+                    let s = side(role);
+                    log.slices(role, start[s] + skip as u64, end[s], out)
+                }
+                // Held until the role is known.
+                _ => false,
+            };
+            if !more {
+                return;
+            }
+        }
+        if let (Some(t), Some(role)) = (self.tail, self.role) {
+            let s = side(role);
+            log.slices(role, t[s], log.end()[s], out);
+        }
+    }
+
     /// Writes as much pending output as `w` takes, until it would block: many frames per
-    /// system call (`write_vectored`), never one call per frame.
-    pub fn flush_to(&mut self, w: &mut impl Write) -> io::Result<()> {
-        while self.out_len > 0 {
+    /// system call (`write_vectored` straight from the log), never one call per frame. Sets
+    /// [`Conn::blocked`] when `w` would block.
+    pub fn flush_to(&mut self, w: &mut impl Write, log: &Log) -> io::Result<()> {
+        loop {
             let result = {
-                let slices: Vec<IoSlice<'_>> = self
-                    .out
-                    .iter()
-                    .take(MAX_SLICES)
-                    .enumerate()
-                    .map(|(i, piece)| {
-                        let skip = if i == 0 { self.out_off } else { 0 };
-                        IoSlice::new(&piece[skip..])
-                    })
-                    .collect();
-                w.write_vectored(&slices)
+                let mut slices = Slices::new();
+                self.pending(log, &mut slices);
+                if slices.bytes() == 0 {
+                    break;
+                }
+                w.write_vectored(slices.as_slice())
             };
             match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.consume(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.blocked = true;
+                    break;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        if self.out.is_empty() && self.out.capacity() > 4096 {
-            self.out.shrink_to(4096);
+        if self.out.is_empty() && self.out.capacity() > 16 {
+            self.out.shrink_to(16);
         }
         Ok(())
     }
 
     /// Drops the first `n` unsent bytes, which were written.
     fn consume(&mut self, mut n: usize) {
-        self.out_len -= n.min(self.out_len);
         while n > 0 {
             let Some(front) = self.out.front() else {
-                return;
+                break;
             };
-            let left = front.len() - self.out_off;
+            let left = self.seg_len(front) - self.out_off;
             if n < left {
                 self.out_off += n;
+                self.queued -= n;
                 return;
             }
             n -= left;
+            self.queued -= left;
             self.out.pop_front();
             self.out_off = 0;
         }
+        let s = self.side();
+        if let Some(t) = &mut self.tail {
+            t[s] += n as u64;
+        }
     }
+}
+
+/// `frame` as sent to one connection of `role` alone.
+fn encode_direct(frame: &Frame, role: Role) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    match role {
+        Role::Peer => protocol::encode(frame, &mut bytes),
+        Role::Guest => {
+            protocol::encode_guest_direct(frame, &mut bytes);
+        }
+    }
+    bytes
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::MsgId;
+    use crate::protocol::{MemberId, MsgId};
 
     /// Takes at most `chunk` bytes per call and refuses every other call, like a full socket.
     struct Stingy {
@@ -271,44 +408,8 @@ mod tests {
         }
     }
 
-    fn msg(seq: u64) -> Outgoing {
-        Outgoing::new(Rc::new(Frame::Msg {
-            id: MsgId { node: 9, seq },
-            from: crate::protocol::MemberId::node(9),
-            nick: "bob".into(),
-            text: format!("message {seq}"),
-        }))
-    }
-
-    #[test]
-    fn short_writes_deliver_everything_in_order() {
-        let mut conn = Conn::new("x".into(), Phase::Open, Instant::now());
-        conn.classify(Role::Guest);
-        let mut want = Vec::new();
-        let mut w = Stingy {
-            got: Vec::new(),
-            chunk: 7,
-            calls: 0,
-        };
-        for seq in 0..200 {
-            let out = msg(seq);
-            want.extend_from_slice(out.bytes(Role::Guest));
-            conn.queue(&out);
-            if seq % 3 == 0 {
-                conn.flush_to(&mut w).unwrap();
-            }
-        }
-        for _ in 0..10_000 {
-            if conn.backlog() == 0 {
-                break;
-            }
-            conn.flush_to(&mut w).unwrap();
-        }
-        assert_eq!(conn.backlog(), 0);
-        assert_eq!(w.got, want);
-    }
-
     /// Takes everything, counting calls.
+    #[derive(Default)]
     struct Greedy {
         got: Vec<u8>,
         calls: usize,
@@ -320,7 +421,7 @@ mod tests {
             self.got.extend_from_slice(buf);
             Ok(buf.len())
         }
-        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
             self.calls += 1;
             let mut n = 0;
             for b in bufs {
@@ -334,47 +435,169 @@ mod tests {
         }
     }
 
-    #[test]
-    fn frames_are_shared_and_many_go_out_per_write() {
-        let (mut a, mut b) = (
-            Conn::new("a".into(), Phase::Open, Instant::now()),
-            Conn::new("b".into(), Phase::Open, Instant::now()),
-        );
-        a.classify(Role::Guest);
-        b.classify(Role::Guest);
-        let mut want = Vec::new();
-        for seq in 0..1500 {
-            let out = msg(seq);
-            want.extend_from_slice(out.bytes(Role::Guest));
-            a.queue(&out);
-            b.queue(&out);
-            // One encoding, referenced by both connections (and the Outgoing).
-            assert_eq!(Rc::strong_count(&out.shared(Role::Guest)), 4);
+    fn msg(seq: u64) -> Frame {
+        Frame::Msg {
+            id: MsgId { node: 9, seq },
+            from: MemberId::node(9),
+            nick: "bob".into(),
+            text: format!("message {seq}"),
         }
-        let mut w = Greedy {
+    }
+
+    fn guest_line(seq: u64) -> Vec<u8> {
+        format!("<bob> message {seq}\n").into_bytes()
+    }
+
+    fn open(role: Option<Role>, log: &Log) -> Conn {
+        let mut conn = Conn::new("x".into(), Phase::Open, Instant::now());
+        conn.subscribe(log.end());
+        if let Some(role) = role {
+            conn.classify(role, log);
+        }
+        conn
+    }
+
+    const BOTH: [bool; 2] = [true, true];
+
+    #[test]
+    fn short_writes_deliver_everything_in_order() {
+        let mut log = Log::new();
+        let mut conn = open(Some(Role::Guest), &log);
+        let mut want = Vec::new();
+        let mut w = Stingy {
             got: Vec::new(),
+            chunk: 7,
             calls: 0,
         };
-        a.flush_to(&mut w).unwrap();
+        for seq in 0..200 {
+            if seq % 10 == 5 {
+                // Something for this connection alone, between two broadcasts.
+                let dm = Rc::new(Frame::Dm {
+                    id: MsgId { node: 9, seq },
+                    from: MemberId::node(9),
+                    to: MemberId::node(1),
+                    nick: "bob".into(),
+                    text: "psst".into(),
+                });
+                conn.queue_direct(&dm, log.end());
+                want.extend_from_slice(b"[dm] <bob> psst\n");
+            }
+            log.append(&msg(seq), BOTH);
+            want.extend_from_slice(&guest_line(seq));
+            if seq % 3 == 0 {
+                conn.flush_to(&mut w, &log).unwrap();
+            }
+        }
+        for _ in 0..10_000 {
+            if conn.backlog(&log) == 0 {
+                break;
+            }
+            conn.flush_to(&mut w, &log).unwrap();
+        }
+        assert_eq!(conn.backlog(&log), 0);
+        assert_eq!(
+            String::from_utf8_lossy(&w.got),
+            String::from_utf8_lossy(&want)
+        );
+    }
+
+    #[test]
+    fn a_burst_is_encoded_once_and_goes_out_in_one_write() {
+        let mut log = Log::new();
+        let mut a = open(Some(Role::Guest), &log);
+        let mut b = open(Some(Role::Guest), &log);
+        let mut want = Vec::new();
+        for seq in 0..1500 {
+            log.append(&msg(seq), [false, true]);
+            want.extend_from_slice(&guest_line(seq));
+        }
+        // One copy of the bytes, whoever reads them.
+        assert_eq!(log.held(), want.len());
+        assert_eq!(a.backlog(&log), want.len());
+        let mut w = Greedy::default();
+        a.flush_to(&mut w, &log).unwrap();
         assert_eq!(w.got, want);
-        // 1500 frames, at most 1024 slices per call: two calls, not 1500.
-        assert_eq!(w.calls, 2);
-        assert_eq!(a.backlog(), 0);
-        assert!(b.backlog() > 0);
+        // 1500 frames, one system call.
+        assert_eq!(w.calls, 1);
+        assert_eq!(a.backlog(&log), 0);
+        assert_eq!(b.backlog(&log), want.len());
+        // `a` is done with the log, `b` is not.
+        assert_eq!(a.pin(), Some(log.end()));
+        assert_eq!(b.pin(), Some([0, 0]));
+        let mut w = Greedy::default();
+        b.flush_to(&mut w, &log).unwrap();
+        assert_eq!(w.got, want);
+    }
+
+    #[test]
+    fn a_sender_does_not_get_its_own_frames_back() {
+        let mut log = Log::new();
+        let mut sender = open(Some(Role::Guest), &log);
+        let mut want = Vec::new();
+        for seq in 0..50 {
+            let (start, end) = log.append(&msg(seq), BOTH);
+            if seq % 7 == 0 {
+                want.extend_from_slice(&guest_line(seq));
+            } else {
+                sender.skip(start, end);
+            }
+        }
+        let mut w = Greedy::default();
+        sender.flush_to(&mut w, &log).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&w.got),
+            String::from_utf8_lossy(&want)
+        );
+        assert_eq!(sender.backlog(&log), 0);
     }
 
     #[test]
     fn frames_are_held_until_the_role_is_known() {
-        let mut conn = Conn::new("x".into(), Phase::Open, Instant::now());
-        conn.queue_raw(b"hello\n");
-        conn.queue(&msg(1));
-        conn.queue(&msg(2));
-        assert!(conn.backlog() > 6, "held frames count in the backlog");
-        conn.classify(Role::Guest);
-        assert_eq!(conn.backlog(), 6 + 2 * "<bob> message 1\n".len());
+        let mut log = Log::new();
+        let mut conn = open(None, &log);
+        conn.queue_raw(b"hello\n", log.end());
+        log.append(&msg(1), BOTH);
+        log.append(&msg(2), BOTH);
+        assert!(conn.backlog(&log) > 6, "held frames count in the backlog");
         let mut got = Vec::new();
-        conn.flush_to(&mut got).unwrap();
+        conn.flush_to(&mut got, &log).unwrap();
+        assert_eq!(
+            got, b"hello\n",
+            "only the hello goes out before the role is known"
+        );
+        conn.classify(Role::Guest, &log);
+        assert_eq!(conn.backlog(&log), 2 * guest_line(1).len());
+        conn.flush_to(&mut got, &log).unwrap();
         assert_eq!(got, b"hello\n<bob> message 1\n<bob> message 2\n");
+    }
+
+    #[test]
+    fn a_guest_that_turns_out_to_be_a_peer_keeps_its_queue_then_gets_frames() {
+        let mut log = Log::new();
+        let mut conn = open(Some(Role::Guest), &log);
+        log.append(&msg(1), BOTH);
+        conn.classify(Role::Peer, &log);
+        log.append(&msg(2), BOTH);
+        let mut got = Vec::new();
+        conn.flush_to(&mut got, &log).unwrap();
+        let mut want = guest_line(1);
+        protocol::encode(&msg(2), &mut want);
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn unsubscribing_keeps_what_was_queued_and_nothing_after() {
+        let mut log = Log::new();
+        let mut conn = open(Some(Role::Guest), &log);
+        log.append(&msg(1), BOTH);
+        conn.unsubscribe(log.end());
+        log.append(&msg(2), BOTH);
+        let close = Rc::new(msg(3));
+        conn.queue_direct(&close, log.end());
+        let mut got = Vec::new();
+        conn.flush_to(&mut got, &log).unwrap();
+        assert_eq!(got, [guest_line(1), guest_line(3)].concat());
+        assert_eq!(conn.pin(), None);
     }
 
     #[test]
@@ -388,9 +611,31 @@ mod tests {
                 Ok(())
             }
         }
+        let log = Log::new();
         let mut conn = Conn::new("x".into(), Phase::Open, Instant::now());
-        conn.queue_raw(b"x\n");
-        assert!(conn.flush_to(&mut Broken).is_err());
+        conn.queue_raw(b"x\n", log.end());
+        assert!(conn.flush_to(&mut Broken, &log).is_err());
+    }
+
+    #[test]
+    fn would_block_marks_the_connection_blocked() {
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let log = Log::new();
+        let mut conn = Conn::new("x".into(), Phase::Open, Instant::now());
+        conn.flush_to(&mut Full, &log).unwrap();
+        assert!(!conn.blocked, "nothing to write is not blocked");
+        conn.queue_raw(b"x\n", log.end());
+        conn.flush_to(&mut Full, &log).unwrap();
+        assert!(conn.blocked);
+        assert_eq!(conn.backlog(&log), 2);
     }
 
     #[test]
@@ -411,6 +656,7 @@ mod tests {
 
     #[test]
     fn a_hello_in_pieces_is_not_taken_for_a_guest_line() {
+        let log = Log::new();
         let mut conn = Conn::new("x".into(), Phase::Open, Instant::now());
         for piece in [&b"p"[..], b"eerchat", b"/1 hello fr"] {
             conn.decoder.push(piece);
@@ -419,7 +665,7 @@ mod tests {
         let mut conn = Conn::new("x".into(), Phase::Open, Instant::now());
         conn.decoder.push(b"Ol\xc3\xa1");
         assert!(conn.has_guest_partial());
-        conn.classify(Role::Peer);
+        conn.classify(Role::Peer, &log);
         assert!(!conn.has_guest_partial());
     }
 }

@@ -1,76 +1,302 @@
-//! Outbound frames, encoded once per wire format and shared by every connection that gets them.
+//! The outbound log shared by every connection: each broadcast frame is encoded once per wire
+//! format (peer frame, guest line) and appended to that format's log; connections keep a
+//! position in it instead of a copy, and are written straight from it with `write_vectored`.
 //!
-//! A broadcast to N connections encodes its frame at most twice (peer frame, guest line), not N
-//! times. Must not format text for people beyond what `protocol::encode_guest` does.
+//! So a broadcast costs one encoding and one append whatever the number of recipients, and
+//! memory is the log (as long as the slowest reader is behind, which the reactor caps) plus
+//! a few words per connection. Must not format text for people beyond what
+//! `protocol::encode_guest` does, nor know about sockets.
 
-use std::cell::OnceCell;
-use std::rc::Rc;
+use std::collections::VecDeque;
+use std::io::IoSlice;
 
 use crate::core::Role;
 use crate::protocol::{self, Frame};
 
-/// One frame on its way out, with its encodings made on first use and shared (reference
-/// counted) by every connection that queues them.
-pub struct Outgoing {
-    pub frame: Rc<Frame>,
-    peer: OnceCell<Rc<[u8]>>,
-    guest: OnceCell<Rc<[u8]>>,
+/// A place in both logs at once: the byte offset in the peer log and in the guest log, counted
+/// from the start of the run (offsets are never reused). A connection whose role is not known
+/// yet keeps both; once it is, only its role's half matters.
+pub type Pos = [u64; 2];
+
+/// The index of `role`'s half of a [`Pos`].
+pub fn side(role: Role) -> usize {
+    match role {
+        Role::Peer => 0,
+        Role::Guest => 1,
+    }
 }
 
-impl Outgoing {
-    pub fn new(frame: Rc<Frame>) -> Self {
-        Outgoing {
-            frame,
-            peer: OnceCell::new(),
-            guest: OnceCell::new(),
+/// Size of one block of a log. Frames are not split across blocks.
+const BLOCK: usize = 64 * 1024;
+
+/// One wire format's log: blocks of encoded frames, oldest first.
+#[derive(Default)]
+struct Stream {
+    /// `(offset of the block's first byte, bytes)`.
+    blocks: VecDeque<(u64, Vec<u8>)>,
+    /// Offset just past the last byte.
+    end: u64,
+    /// A block given back by [`Stream::trim`], reused for the next one (no allocation per
+    /// block while a burst goes through).
+    spare: Option<Vec<u8>>,
+}
+
+impl Stream {
+    fn append(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let fits = self
+            .blocks
+            .back()
+            .is_some_and(|(_, b)| b.capacity() - b.len() >= bytes.len());
+        if !fits {
+            let mut block = match self.spare.take() {
+                Some(b) if b.capacity() >= bytes.len() => b,
+                _ => Vec::with_capacity(BLOCK.max(bytes.len())),
+            };
+            block.clear();
+            self.blocks.push_back((self.end, block));
+        }
+        if let Some((_, b)) = self.blocks.back_mut() {
+            b.extend_from_slice(bytes);
+            self.end += bytes.len() as u64;
         }
     }
 
-    /// The bytes for a connection of `role` (empty when that role is shown nothing).
-    pub fn bytes(&self, role: Role) -> &[u8] {
-        self.cell(role)
-    }
-
-    /// The same bytes, shared: queueing them costs a reference, not a copy.
-    pub fn shared(&self, role: Role) -> Rc<[u8]> {
-        self.cell(role).clone()
-    }
-
-    fn cell(&self, role: Role) -> &Rc<[u8]> {
-        match role {
-            Role::Peer => self.peer.get_or_init(|| {
-                let mut buf = Vec::new();
-                protocol::encode(&self.frame, &mut buf);
-                Rc::from(buf)
-            }),
-            Role::Guest => self.guest.get_or_init(|| {
-                let mut buf = Vec::new();
-                protocol::encode_guest(&self.frame, &mut buf);
-                Rc::from(buf)
-            }),
+    /// Adds the bytes `[from, to)` to `out` as slices, one per block, while `out` has room.
+    /// Returns false when `out` filled up before `to`.
+    fn slices<'a>(&'a self, from: u64, to: u64, out: &mut Slices<'a>) -> bool {
+        if from >= to {
+            return true;
         }
+        let first = self
+            .blocks
+            .partition_point(|(start, b)| start + b.len() as u64 <= from);
+        for (start, b) in self.blocks.range(first..) {
+            if *start >= to {
+                break;
+            }
+            let lo = from.saturating_sub(*start) as usize;
+            let hi = ((to - start) as usize).min(b.len());
+            if lo < hi && !out.push(&b[lo..hi]) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Forgets every byte before `keep` (nobody needs them any more).
+    fn trim(&mut self, keep: u64) {
+        while let Some((start, b)) = self.blocks.front() {
+            if start + b.len() as u64 > keep {
+                break;
+            }
+            if let Some((_, b)) = self.blocks.pop_front() {
+                if b.capacity() == BLOCK {
+                    self.spare = Some(b);
+                }
+            }
+        }
+    }
+
+    /// Bytes held.
+    fn held(&self) -> usize {
+        self.blocks.iter().map(|(_, b)| b.len()).sum()
+    }
+}
+
+/// The two logs, and a scratch buffer for encoding.
+#[derive(Default)]
+pub struct Log {
+    streams: [Stream; 2],
+    scratch: Vec<u8>,
+}
+
+impl Log {
+    pub fn new() -> Self {
+        Log::default()
+    }
+
+    /// Where the next frame will start.
+    pub fn end(&self) -> Pos {
+        [self.streams[0].end, self.streams[1].end]
+    }
+
+    /// Encodes `frame` once in each format that `wanted` asks for (a format nobody reads is not
+    /// encoded) and appends it; returns where it starts and ends. A frame not shown to guests
+    /// takes no room in the guest log.
+    pub fn append(&mut self, frame: &Frame, wanted: [bool; 2]) -> (Pos, Pos) {
+        let start = self.end();
+        for (i, want) in wanted.into_iter().enumerate() {
+            if !want {
+                continue;
+            }
+            self.scratch.clear();
+            if i == 0 {
+                protocol::encode(frame, &mut self.scratch);
+            } else {
+                protocol::encode_guest(frame, &mut self.scratch);
+            }
+            self.streams[i].append(&self.scratch);
+        }
+        (start, self.end())
+    }
+
+    /// Adds the bytes `[from, to)` of `role`'s log to `out`; false when `out` filled up first.
+    pub fn slices<'a>(&'a self, role: Role, from: u64, to: u64, out: &mut Slices<'a>) -> bool {
+        self.streams[side(role)].slices(from, to, out)
+    }
+
+    /// Forgets what comes before `keep` in each log: `keep[i]` is the earliest byte some
+    /// connection still has to send, or `None` when nobody reads that log.
+    pub fn trim(&mut self, keep: [Option<u64>; 2]) {
+        for (stream, keep) in self.streams.iter_mut().zip(keep) {
+            let end = stream.end;
+            stream.trim(keep.unwrap_or(end));
+        }
+    }
+
+    /// True when either log holds more than its block being filled (worth trying to trim).
+    pub fn has_old_blocks(&self) -> bool {
+        self.streams.iter().any(|s| s.blocks.len() > 1)
+    }
+
+    /// Bytes held in both logs.
+    pub fn held(&self) -> usize {
+        self.streams.iter().map(Stream::held).sum()
+    }
+}
+
+/// Slices to hand to one `write_vectored` call, kept on the stack.
+pub struct Slices<'a> {
+    slices: [IoSlice<'a>; MAX_SLICES],
+    len: usize,
+    bytes: usize,
+}
+
+/// Slices per `write_vectored` call, at most. A connection's queue is mostly one range of the
+/// log (one or two slices), so few are needed; more go out in the next call.
+pub const MAX_SLICES: usize = 64;
+
+impl<'a> Slices<'a> {
+    pub fn new() -> Self {
+        Slices {
+            slices: [IoSlice::new(&[]); MAX_SLICES],
+            len: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Adds `bytes`; false (and nothing added) when full.
+    pub fn push(&mut self, bytes: &'a [u8]) -> bool {
+        if self.len == MAX_SLICES {
+            return false;
+        }
+        if !bytes.is_empty() {
+            self.slices[self.len] = IoSlice::new(bytes);
+            self.len += 1;
+            self.bytes += bytes.len();
+        }
+        true
+    }
+
+    pub fn as_slice(&self) -> &[IoSlice<'a>] {
+        &self.slices[..self.len]
+    }
+
+    /// Total bytes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl Default for Slices<'_> {
+    fn default() -> Self {
+        Slices::new()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::MsgId;
+    use crate::protocol::{MemberId, MsgId};
+
+    fn msg(seq: u64, text: &str) -> Frame {
+        Frame::Msg {
+            id: MsgId { node: 1, seq },
+            from: MemberId::node(1),
+            nick: "bob".into(),
+            text: text.into(),
+        }
+    }
+
+    fn read(log: &Log, role: Role, from: u64, to: u64) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut at = from;
+        while at < to {
+            let mut s = Slices::new();
+            log.slices(role, at, to, &mut s);
+            for piece in s.as_slice() {
+                got.extend_from_slice(piece);
+            }
+            at += s.bytes() as u64;
+        }
+        got
+    }
 
     #[test]
-    fn each_role_gets_its_format() {
-        let out = Outgoing::new(Rc::new(Frame::Msg {
-            id: MsgId { node: 1, seq: 2 },
-            from: crate::protocol::MemberId::node(1),
-            nick: "bob".into(),
-            text: "hi".into(),
-        }));
-        assert_eq!(out.bytes(Role::Guest), b"<bob> hi\n");
+    fn each_format_is_encoded_once_and_only_when_wanted() {
+        let mut log = Log::new();
+        let (a, b) = log.append(&msg(2, "hi"), [true, true]);
+        assert_eq!(read(&log, Role::Guest, a[1], b[1]), b"<bob> hi\n");
         assert_eq!(
-            out.bytes(Role::Peer),
+            read(&log, Role::Peer, a[0], b[0]),
             b"MSG 0000000000000001:2 0000000000000001 bob hi\n"
         );
-        let unknown = Outgoing::new(Rc::new(Frame::Ping));
-        assert!(unknown.bytes(Role::Guest).is_empty());
+        // Nobody reads the peer log: nothing is encoded for it.
+        let (c, d) = log.append(&msg(3, "yo"), [false, true]);
+        assert_eq!(c[0], d[0]);
+        assert_eq!(read(&log, Role::Guest, c[1], d[1]), b"<bob> yo\n");
+        // A frame guests are not shown takes no room in their log.
+        let (e, f) = log.append(&Frame::Ping, [true, true]);
+        assert_eq!(e[1], f[1]);
+        assert!(f[0] > e[0]);
+    }
+
+    #[test]
+    fn ranges_span_blocks_and_trimming_frees_them() {
+        let mut log = Log::new();
+        let text = "x".repeat(1000);
+        let mut want = Vec::new();
+        for seq in 0..300 {
+            log.append(&msg(seq, &text), [false, true]);
+            want.extend_from_slice(format!("<bob> {text}\n").as_bytes());
+        }
+        let end = log.end()[1];
+        assert_eq!(end as usize, want.len());
+        assert!(log.has_old_blocks());
+        assert_eq!(read(&log, Role::Guest, 0, end), want);
+        // A range that starts inside one block and ends inside another.
+        assert_eq!(
+            read(&log, Role::Guest, 70_000, 140_000),
+            &want[70_000..140_000]
+        );
+        log.trim([None, Some(140_000)]);
+        assert!(log.held() < want.len() - 140_000 + BLOCK);
+        assert_eq!(read(&log, Role::Guest, 140_000, end), &want[140_000..]);
+        // Nobody behind: only the block being filled stays.
+        log.trim([None, None]);
+        assert!(!log.has_old_blocks());
+        log.append(&msg(9, "after"), [false, true]);
+        assert_eq!(read(&log, Role::Guest, end, log.end()[1]), b"<bob> after\n");
+    }
+
+    #[test]
+    fn a_frame_larger_than_a_block_gets_its_own() {
+        let mut log = Log::new();
+        let big = "y".repeat(BLOCK + 10);
+        let (a, b) = log.append(&msg(1, &big), [false, true]);
+        assert_eq!(read(&log, Role::Guest, a[1], b[1]).len(), BLOCK + 17);
     }
 }

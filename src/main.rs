@@ -112,6 +112,8 @@ fn run(mut args: Args) -> Result<(), String> {
         max_peers: usize::from(args.max_peers),
         peer_timeout: Duration::from_secs(args.timeout),
         log,
+        max_backlog: args.max_backlog,
+        slow_timeout: args.slow_timeout,
     };
     if listening {
         // A listener holds one file descriptor per connection.

@@ -17,12 +17,10 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::conn::{
-    Conn, Phase, ReadStatus, HIGH_WATER, MAX_BACKLOG, PARTIAL_LINE_IDLE, STALL_LIMIT,
-};
-use crate::core::{self, Action, Chat, ConnId, Event, Link, Mesh, Origin};
+use crate::conn::{Conn, Phase, ReadStatus, MAX_BACKLOG, PARTIAL_LINE_IDLE, STALL_LIMIT};
+use crate::core::{self, Action, Chat, ConnId, Event, Link, Mesh, Origin, Role};
 use crate::eventlog::{EventLog, Tag};
-use crate::fanout::Outgoing;
+use crate::fanout::{side, Log};
 use crate::input::{self, Input};
 use crate::output::Output;
 use crate::protocol::{self, Frame, NodeId};
@@ -97,6 +95,10 @@ pub struct Setup {
     pub max_peers: usize,
     pub peer_timeout: Duration,
     pub log: Option<EventLog>,
+    /// A connection with more unsent output than this is closed as too slow.
+    pub max_backlog: usize,
+    /// A connection past a quarter of `max_backlog` for this long is closed as too slow.
+    pub slow_timeout: Duration,
 }
 
 impl Setup {
@@ -110,6 +112,8 @@ impl Setup {
             max_peers: core::DEFAULT_MAX_PEERS,
             peer_timeout: core::DEFAULT_PEER_TIMEOUT,
             log: None,
+            max_backlog: MAX_BACKLOG,
+            slow_timeout: STALL_LIMIT,
         }
     }
 }
@@ -192,17 +196,28 @@ pub struct Reactor<W: Write> {
     accept_paused_until: Option<Instant>,
     accept_backoff: Duration,
     conns: Slab<Entry>,
+    /// Broadcast frames, encoded once and shared by every connection.
+    shared: Log,
+    /// Something was appended to the log since the connections were last written.
+    log_grew: bool,
+    /// Connections by role: peers, guests, not known yet (which format the log must hold).
+    roles: [usize; 3],
+    /// Past this much unsent output a connection is "behind": local input waits for it, and
+    /// if it stays behind for `stall_limit` it is closed.
+    high_water: usize,
+    max_backlog: usize,
+    stall_limit: Duration,
     dirty: Vec<usize>,
     /// Connections whose read budget ran out before they would block: read again next turn.
     unread: Vec<usize>,
-    /// How many connections are past [`HIGH_WATER`]; local input waits while any is.
+    /// How many connections are past `high_water`; local input waits while any is.
     behind: usize,
     /// Backpressure this loop turn (see [`PROGRESS_WINDOW`]): reads wait on the `unread` list.
     hold_reads: bool,
     /// Input is waiting (queued here, or left in the channel) that this turn did not take.
     input_more: bool,
     /// A leave command waits among the queued lines: a stalled reader holding them up gets
-    /// [`URGENT_STALL_LIMIT`] instead of [`STALL_LIMIT`].
+    /// [`URGENT_STALL_LIMIT`] instead of `stall_limit`.
     input_urgent: bool,
     /// Lines taken off the channel but not yet given to the chat.
     queued: std::collections::VecDeque<Input>,
@@ -264,6 +279,12 @@ impl<W: Write> Reactor<W> {
             accept_paused_until: None,
             accept_backoff: ACCEPT_BACKOFF_MIN,
             conns: Slab::new(),
+            shared: Log::new(),
+            log_grew: false,
+            roles: [0; 3],
+            high_water: (setup.max_backlog / 4).max(1),
+            max_backlog: setup.max_backlog,
+            stall_limit: setup.slow_timeout,
             dirty: Vec::new(),
             unread: Vec::new(),
             behind: 0,
@@ -396,19 +417,19 @@ impl<W: Write> Reactor<W> {
     fn settle(&mut self, now: Instant) {
         for _ in 0..64 {
             self.apply_actions(now);
-            if self.dirty.is_empty() {
+            if self.dirty.is_empty() && !self.log_grew {
                 return;
             }
             self.flush_conns(now);
         }
     }
 
-    /// How long a connection may stay past [`HIGH_WATER`] before it is closed.
+    /// How long a connection may stay past the high-water mark before it is closed.
     fn stall_limit(&self) -> Duration {
         if self.input_urgent {
-            URGENT_STALL_LIMIT
+            URGENT_STALL_LIMIT.min(self.stall_limit)
         } else {
-            STALL_LIMIT
+            self.stall_limit
         }
     }
 
@@ -490,16 +511,15 @@ impl<W: Write> Reactor<W> {
         for addr in addrs.by_ref() {
             match Self::start_connect(&self.poll, addr, key) {
                 Ok(stream) => {
-                    let mut conn = Conn::new(
+                    let conn = Conn::new(
                         dial.label,
                         Phase::Connecting {
                             deadline: now + CONNECT_TIMEOUT,
                         },
                         now,
                     );
-                    conn.writable = true;
                     let next_addrs = addrs.collect();
-                    self.conns.insert(Entry {
+                    self.insert(Entry {
                         stream,
                         conn,
                         next_addrs,
@@ -525,9 +545,8 @@ impl<W: Write> Reactor<W> {
         match Self::start_connect(&self.poll, addr, key) {
             Ok(stream) => {
                 let deadline = now + CONNECT_TIMEOUT;
-                let mut conn = Conn::new(addr.to_string(), Phase::Connecting { deadline }, now);
-                conn.writable = true;
-                self.conns.insert(Entry {
+                let conn = Conn::new(addr.to_string(), Phase::Connecting { deadline }, now);
+                self.insert(Entry {
                     stream,
                     conn,
                     next_addrs: Vec::new(),
@@ -558,7 +577,7 @@ impl<W: Write> Reactor<W> {
                     e.conn.phase = Phase::Connecting {
                         deadline: now + CONNECT_TIMEOUT,
                     };
-                    e.conn.writable = true;
+                    e.conn.blocked = false;
                     return;
                 }
                 Err(err) => error = err,
@@ -584,20 +603,19 @@ impl<W: Write> Reactor<W> {
             };
             match listener.accept() {
                 Ok((mut stream, addr)) => {
-                    let entry = self.conns.vacant_entry();
-                    let key = entry.key();
-                    if let Err(e) =
-                        self.poll
-                            .registry()
-                            .register(&mut stream, Token(key), Interest::READABLE)
-                    {
+                    let key = self.conns.vacant_key();
+                    if let Err(e) = self.poll.registry().register(
+                        &mut stream,
+                        Token(key),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
                         warn!("cannot register connection from {addr}: {e}");
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
                     info!("connection from {addr}");
                     let conn = Conn::new(addr.to_string(), Phase::Open, now);
-                    entry.insert(Entry {
+                    self.insert(Entry {
                         stream,
                         conn,
                         next_addrs: Vec::new(),
@@ -638,7 +656,7 @@ impl<W: Write> Reactor<W> {
         let Some(e) = self.conns.get_mut(k) else {
             return;
         };
-        e.conn.queue_raw(&hello);
+        e.conn.queue_first(hello);
         let origin = e.origin;
         let local = e
             .stream
@@ -659,6 +677,24 @@ impl<W: Write> Reactor<W> {
             },
             now,
         );
+    }
+
+    /// Adds a connection, receiving broadcasts from now on; its role is not known yet.
+    fn insert(&mut self, mut entry: Entry) -> usize {
+        entry.conn.subscribe(self.shared.end());
+        self.roles[role_slot(None)] += 1;
+        self.conns.insert(entry)
+    }
+
+    /// Takes connection `k` out of the table and the poll.
+    fn remove(&mut self, k: usize) -> Option<Entry> {
+        let mut e = self.conns.try_remove(k)?;
+        let _ = self.poll.registry().deregister(&mut e.stream);
+        self.roles[role_slot(e.conn.role)] -= 1;
+        if e.conn.behind_since.is_some() {
+            self.behind -= 1;
+        }
+        Some(e)
     }
 
     fn mark_dirty(&mut self, k: usize) {
@@ -696,6 +732,9 @@ impl<W: Write> Reactor<W> {
             }
         }
         if writable {
+            if let Some(e) = self.conns.get_mut(k) {
+                e.conn.blocked = false;
+            }
             self.mark_dirty(k);
         }
         if self.hold_reads {
@@ -763,7 +802,11 @@ impl<W: Write> Reactor<W> {
 
     /// Drops connection `k` and tells the chat.
     fn close(&mut self, k: usize, reason: Option<String>) {
-        if let Some(mut e) = self.conns.try_remove(k) {
+        let backlog = self
+            .conns
+            .get(k)
+            .map_or(0, |e| e.conn.backlog(&self.shared));
+        if let Some(e) = self.remove(k) {
             info!(
                 "closed {}{}",
                 e.conn.addr,
@@ -772,15 +815,11 @@ impl<W: Write> Reactor<W> {
                     .map(|r| format!(": {r}"))
                     .unwrap_or_default()
             );
-            let _ = self.poll.registry().deregister(&mut e.stream);
-            if e.conn.behind_since.is_some() {
-                self.behind -= 1;
-            }
             let last_chance = self.chat.is_quitting()
                 || (self.listener.is_none() && self.conns.is_empty() && self.input.is_some());
             // A dial of our own that never proved to be a peer was nobody waiting for our lines.
             let never_a_peer = matches!(e.origin, Origin::Auto(_)) && e.conn.role.is_none();
-            if last_chance && !never_a_peer && e.conn.phase != Phase::Shut && e.conn.backlog() > 0 {
+            if last_chance && !never_a_peer && e.conn.phase != Phase::Shut && backlog > 0 {
                 warn!(
                     "could not deliver everything to {}: {}",
                     e.conn.addr,
@@ -885,8 +924,9 @@ impl<W: Write> Reactor<W> {
         }
         for k in stalled {
             let reason = format!(
-                "too slow: over {HIGH_WATER} bytes unsent for {}s",
-                limit.as_secs()
+                "too slow: over {} bytes unsent for {}s",
+                self.high_water,
+                limit.as_secs_f64()
             );
             self.close(k, Some(reason));
         }
@@ -911,7 +951,9 @@ impl<W: Write> Reactor<W> {
             match action {
                 Action::Classify { conn, role } => {
                     if let Some(e) = self.conns.get_mut(conn) {
-                        e.conn.classify(role);
+                        self.roles[role_slot(e.conn.role)] -= 1;
+                        self.roles[role_slot(Some(role))] += 1;
+                        e.conn.classify(role, &self.shared);
                         self.mark_dirty(conn);
                     }
                 }
@@ -924,7 +966,7 @@ impl<W: Write> Reactor<W> {
                 }
                 Action::Send { conn, frame } => {
                     if let Some(e) = self.conns.get_mut(conn) {
-                        e.conn.queue_direct(&frame);
+                        e.conn.queue_direct(&frame, self.shared.end());
                         self.mark_dirty(conn);
                     }
                 }
@@ -932,6 +974,7 @@ impl<W: Write> Reactor<W> {
                     if let Some(e) = self.conns.get_mut(conn) {
                         debug!("retiring a duplicate connection to {}", e.conn.addr);
                         e.conn.retire_by.get_or_insert(now + RETIRE_GRACE);
+                        e.conn.unsubscribe(self.shared.end());
                         self.mark_dirty(conn);
                     }
                 }
@@ -961,9 +1004,7 @@ impl<W: Write> Reactor<W> {
                         if auto_dial {
                             // A dial of our own not yet known to be a peer: nobody is waiting
                             // for it, so it is not worth delaying the exit.
-                            if let Some(mut e) = self.conns.try_remove(k) {
-                                let _ = self.poll.registry().deregister(&mut e.stream);
-                            }
+                            self.remove(k);
                         } else {
                             self.mark_dirty(k);
                         }
@@ -973,87 +1014,80 @@ impl<W: Write> Reactor<W> {
         }
     }
 
+    /// Appends `frame` to the shared log, which every connection receiving broadcasts reads
+    /// (all but `except`, a duplicate being retired, and those we are leaving): one encoding
+    /// per format, no copy per connection. They are written at the end of the turn.
     fn broadcast(&mut self, except: Option<ConnId>, frame: std::rc::Rc<Frame>) {
-        let out = Outgoing::new(frame);
-        let mut sent = 0;
-        for (k, e) in self.conns.iter_mut() {
-            if Some(k) == except || e.conn.phase == Phase::Shut || e.conn.retire_by.is_some() {
-                continue;
-            }
-            e.conn.queue(&out);
-            // A scan's connection is nobody until it proves to be a peer.
-            if !(matches!(e.origin, Origin::Auto(_)) && e.conn.role.is_none()) {
-                sent += 1;
-            }
-            if !e.conn.dirty {
-                e.conn.dirty = true;
-                self.dirty.push(k);
-            }
+        let unknown = self.roles[role_slot(None)];
+        let wanted = [
+            self.roles[role_slot(Some(Role::Peer))] + unknown > 0,
+            self.roles[role_slot(Some(Role::Guest))] + unknown > 0,
+        ];
+        let (start, end) = self.shared.append(&frame, wanted);
+        self.log_grew = true;
+        if let Some(e) = except.and_then(|k| self.conns.get_mut(k)) {
+            e.conn.skip(start, end);
         }
-        if sent == 0 && !self.told_nobody {
-            if let Frame::Msg { id, .. } = &*out.frame {
-                if id.node == self.node && except.is_none() {
-                    // Once until someone connects, not once per line of a pipe.
-                    self.told_nobody = true;
-                    self.show(&Event::Info("nobody is connected; not sent".into()));
-                }
+        if self.told_nobody || except.is_some() {
+            return;
+        }
+        if let Frame::Msg { id, .. } = &*frame {
+            // A scan's connection is nobody until it proves to be a peer.
+            let someone = self.conns.iter().any(|(_, e)| {
+                e.conn.is_subscribed()
+                    && !(matches!(e.origin, Origin::Auto(_)) && e.conn.role.is_none())
+            });
+            if id.node == self.node && !someone {
+                // Once until someone connects, not once per line of a pipe.
+                self.told_nobody = true;
+                self.show(&Event::Info("nobody is connected; not sent".into()));
             }
         }
     }
 
-    /// Writes every dirty connection once; adjusts WRITABLE interest; closes the too slow.
+    /// Writes what is pending, once per turn: every connection when the log grew (each gets
+    /// one `write_vectored` from its place in the log), else those marked dirty. Keeps the
+    /// behind count, closes the too slow, shuts down those that are done while leaving, and
+    /// lets the log forget what everyone has sent.
     fn flush_conns(&mut self, now: Instant) {
-        let quitting = self.chat.is_quitting();
-        let mut to_close = Vec::new();
-        for k in std::mem::take(&mut self.dirty) {
-            let Some(e) = self.conns.get_mut(k) else {
-                continue;
-            };
-            e.conn.dirty = false;
-            if matches!(e.conn.phase, Phase::Connecting { .. }) {
-                track_behind(&mut e.conn, &mut self.behind, now);
-                continue;
+        let mut pass = Pass {
+            log: &self.shared,
+            now,
+            leaving: self.chat.is_quitting(),
+            high_water: self.high_water,
+            max_backlog: self.max_backlog,
+            behind: &mut self.behind,
+            to_close: Vec::new(),
+        };
+        let dirty = std::mem::take(&mut self.dirty);
+        if std::mem::take(&mut self.log_grew) {
+            for (k, e) in self.conns.iter_mut() {
+                pass.flush(k, e);
             }
-            let before = e.conn.backlog();
-            if let Err(err) = e.conn.flush_to(&mut e.stream) {
-                to_close.push((k, describe(&err)));
-                continue;
-            }
-            if e.conn.backlog() < before {
-                e.conn.last_progress = now;
-            }
-            track_behind(&mut e.conn, &mut self.behind, now);
-            let backlog = e.conn.backlog();
-            if backlog > MAX_BACKLOG {
-                to_close.push((k, format!("too slow: over {MAX_BACKLOG} bytes unsent")));
-                continue;
-            }
-            let want_writable = backlog > 0;
-            if want_writable != e.conn.writable {
-                let interest = if want_writable {
-                    Interest::READABLE | Interest::WRITABLE
-                } else {
-                    Interest::READABLE
-                };
-                match self
-                    .poll
-                    .registry()
-                    .reregister(&mut e.stream, Token(k), interest)
-                {
-                    Ok(()) => e.conn.writable = want_writable,
-                    Err(err) => to_close.push((k, describe(&err))),
+        } else {
+            for k in dirty {
+                if let Some(e) = self.conns.get_mut(k) {
+                    pass.flush(k, e);
                 }
             }
-            let leaving = quitting || e.conn.retire_by.is_some();
-            if leaving && backlog == 0 && e.conn.phase == Phase::Open && e.conn.role.is_some() {
-                // Everything is out: say so with a FIN, and wait for the other end to close,
-                // so that nothing we sent is lost to a reset.
-                let _ = e.stream.shutdown(Shutdown::Write);
-                e.conn.phase = Phase::Shut;
-            }
         }
+        let to_close = pass.to_close;
         for (k, reason) in to_close {
             self.close(k, Some(reason));
+        }
+        if self.shared.has_old_blocks() {
+            let mut keep = [None::<u64>; 2];
+            for (_, e) in &self.conns {
+                let Some(pin) = e.conn.pin() else { continue };
+                let sides = match e.conn.role {
+                    Some(role) => side(role)..side(role) + 1,
+                    None => 0..2,
+                };
+                for s in sides {
+                    keep[s] = Some(keep[s].map_or(pin[s], |k: u64| k.min(pin[s])));
+                }
+            }
+            self.shared.trim(keep);
         }
     }
 
@@ -1100,9 +1134,66 @@ impl<W: Write> Reactor<W> {
     }
 }
 
-/// Keeps `behind` (how many connections are past [`HIGH_WATER`]) in step with `conn`.
-fn track_behind(conn: &mut Conn, behind: &mut usize, now: Instant) {
-    let over = conn.backlog() > HIGH_WATER;
+/// Where a connection's role is counted in `Reactor::roles`.
+fn role_slot(role: Option<Role>) -> usize {
+    match role {
+        Some(role) => side(role),
+        None => 2,
+    }
+}
+
+/// One pass of writes over the connections (see `Reactor::flush_conns`).
+struct Pass<'a> {
+    log: &'a Log,
+    now: Instant,
+    leaving: bool,
+    high_water: usize,
+    max_backlog: usize,
+    behind: &'a mut usize,
+    to_close: Vec<(usize, String)>,
+}
+
+impl Pass<'_> {
+    fn flush(&mut self, k: usize, e: &mut Entry) {
+        e.conn.dirty = false;
+        let now = self.now;
+        if matches!(e.conn.phase, Phase::Connecting { .. }) {
+            track_behind(&mut e.conn, self.log, self.high_water, self.behind, now);
+            return;
+        }
+        let before = e.conn.backlog(self.log);
+        if before > 0 && !e.conn.blocked {
+            if let Err(err) = e.conn.flush_to(&mut e.stream, self.log) {
+                self.to_close.push((k, describe(&err)));
+                return;
+            }
+        }
+        let backlog = e.conn.backlog(self.log);
+        if backlog < before {
+            e.conn.last_progress = now;
+        }
+        track_behind(&mut e.conn, self.log, self.high_water, self.behind, now);
+        if backlog > self.max_backlog {
+            self.to_close.push((
+                k,
+                format!("too slow: over {} bytes unsent", self.max_backlog),
+            ));
+            return;
+        }
+        let leaving = self.leaving || e.conn.retire_by.is_some();
+        if leaving && backlog == 0 && e.conn.phase == Phase::Open && e.conn.role.is_some() {
+            // Everything is out: say so with a FIN, and wait for the other end to close,
+            // so that nothing we sent is lost to a reset.
+            let _ = e.stream.shutdown(Shutdown::Write);
+            e.conn.phase = Phase::Shut;
+            e.conn.unsubscribe(self.log.end());
+        }
+    }
+}
+
+/// Keeps `behind` (how many connections are past `high_water`) in step with `conn`.
+fn track_behind(conn: &mut Conn, log: &Log, high_water: usize, behind: &mut usize, now: Instant) {
+    let over = conn.backlog(log) > high_water;
     match (over, conn.behind_since.is_some()) {
         (true, false) => {
             conn.behind_since = Some(now);
