@@ -82,6 +82,8 @@ pub struct Conn {
     /// When a write last took bytes (or the connection fell behind): a connection behind that
     /// moved recently is slow, one that has not is stalled.
     pub last_progress: Instant,
+    /// What the kernel still held for it when last looked at (see `limits::unsent_bytes`).
+    pub kernel_unsent: usize,
     /// Being closed on purpose once its output is out (a duplicate link), by this instant at
     /// the latest.
     pub retire_by: Option<Instant>,
@@ -109,6 +111,7 @@ impl Conn {
             unread: false,
             behind_since: None,
             last_progress: now,
+            kernel_unsent: 0,
             retire_by: None,
             out: VecDeque::new(),
             out_off: 0,

@@ -1,5 +1,7 @@
-//! Process limits: the open-file limit, raised at start-up so a hub can hold thousands of
-//! connections (each one is a file descriptor). Must not know about chat or sockets.
+//! What the operating system knows and the standard library does not tell: the open-file
+//! limit, raised at start-up so a hub can hold thousands of connections (each one is a file
+//! descriptor), and how many bytes a socket's kernel queue still holds. Must not know about
+//! chat.
 
 /// Connections a listening node should be able to hold before it warns that the open-file
 /// limit is too low.
@@ -44,6 +46,27 @@ pub fn raise_fd_limit() -> Result<u64, String> {
     Ok(lim.rlim_cur)
 }
 
+/// Bytes written to socket `fd` that the other end has not taken yet (Linux `SIOCOUTQ`): when
+/// this shrinks, the other end is reading, even while its buffers are still too full for us to
+/// write more. `None` where the system cannot tell.
+pub fn unsent_bytes(fd: std::os::fd::RawFd) -> Option<usize> {
+    #[cfg(target_os = "linux")]
+    {
+        let mut n: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int, which lives for the call; a bad or closed
+        // descriptor makes it fail, not misbehave.
+        if unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) } == 0 {
+            return usize::try_from(n).ok();
+        }
+        None
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = fd;
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +82,29 @@ mod tests {
         assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
         assert_eq!(lim.rlim_cur, now);
         assert!(lim.rlim_cur == lim.rlim_max || lim.rlim_cur == CEILING);
+    }
+
+    #[test]
+    fn unsent_bytes_counts_what_the_other_end_has_not_read() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut a = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (b, _) = listener.accept().unwrap();
+        assert_eq!(unsent_bytes(a.as_raw_fd()), Some(0));
+        a.set_nonblocking(true).unwrap();
+        // Write until the kernel takes no more: the reader's buffers are full, and what is
+        // left on our side shows as unsent.
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut total = 0;
+        for _ in 0..10_000 {
+            match a.write(&chunk) {
+                Ok(n) => total += n,
+                Err(_) => break,
+            }
+        }
+        let unsent = unsent_bytes(a.as_raw_fd()).unwrap();
+        assert!(unsent > 0 && unsent <= total, "{unsent} of {total}");
+        drop(b);
     }
 }

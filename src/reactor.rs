@@ -8,6 +8,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ use crate::core::{self, Action, Chat, ConnId, Event, Link, Mesh, Origin, Role};
 use crate::eventlog::{EventLog, Tag};
 use crate::fanout::{side, Log};
 use crate::input::{self, Input};
+use crate::limits;
 use crate::output::Output;
 use crate::protocol::{self, Frame, NodeId};
 
@@ -214,6 +216,8 @@ pub struct Reactor<W: Write> {
     behind: usize,
     /// Backpressure this loop turn (see [`PROGRESS_WINDOW`]): reads wait on the `unread` list.
     hold_reads: bool,
+    /// Until when the last backpressure verdict holds.
+    hold_checked: Option<(Instant, bool)>,
     /// Input is waiting (queued here, or left in the channel) that this turn did not take.
     input_more: bool,
     /// A leave command waits among the queued lines: a stalled reader holding them up gets
@@ -289,6 +293,7 @@ impl<W: Write> Reactor<W> {
             unread: Vec::new(),
             behind: 0,
             hold_reads: false,
+            hold_checked: None,
             input_more: false,
             queued: std::collections::VecDeque::new(),
             input_urgent: false,
@@ -751,12 +756,33 @@ impl<W: Write> Reactor<W> {
     }
 
     /// True while some connection is behind but still draining (see [`PROGRESS_WINDOW`]).
-    fn backpressure(&self, now: Instant) -> bool {
-        self.behind > 0
-            && self.conns.iter().any(|(_, e)| {
-                e.conn.behind_since.is_some()
-                    && now.saturating_duration_since(e.conn.last_progress) < PROGRESS_WINDOW
-            })
+    /// Looked at every [`HOLD_RECHECK`] at most.
+    fn backpressure(&mut self, now: Instant) -> bool {
+        if self.behind == 0 {
+            return false;
+        }
+        if let Some((until, hold)) = self.hold_checked {
+            if now < until {
+                return hold;
+            }
+        }
+        let mut hold = false;
+        for (_, e) in self.conns.iter_mut() {
+            if e.conn.behind_since.is_none() {
+                continue;
+            }
+            // A reader with large socket buffers can take a while to make room for our next
+            // write while reading all along: the kernel's queue shrinking shows it.
+            if let Some(q) = limits::unsent_bytes(e.stream.as_raw_fd()) {
+                if q < e.conn.kernel_unsent {
+                    e.conn.last_progress = now;
+                }
+                e.conn.kernel_unsent = q;
+            }
+            hold |= now.saturating_duration_since(e.conn.last_progress) < PROGRESS_WINDOW;
+        }
+        self.hold_checked = Some((now + HOLD_RECHECK, hold));
+        hold
     }
 
     /// Reads `k` until it would block or its budget is spent, passing every complete line to
@@ -1050,6 +1076,7 @@ impl<W: Write> Reactor<W> {
     /// behind count, closes the too slow, shuts down those that are done while leaving, and
     /// lets the log forget what everyone has sent.
     fn flush_conns(&mut self, now: Instant) {
+        let behind_before = self.behind;
         let mut pass = Pass {
             log: &self.shared,
             now,
@@ -1072,6 +1099,10 @@ impl<W: Write> Reactor<W> {
             }
         }
         let to_close = pass.to_close;
+        if self.behind > behind_before {
+            // Someone just fell behind: look at backpressure again now.
+            self.hold_checked = None;
+        }
         for (k, reason) in to_close {
             self.close(k, Some(reason));
         }
