@@ -17,6 +17,27 @@ use crate::protocol::{self, check_nick, Frame, Hello, MemberId, MsgId, NodeId, M
 /// Identifies one connection; the reactor uses its slab key.
 pub type ConnId = usize;
 
+/// Hashes a connection id with one multiplication: the ids are ours (slab keys), so SipHash's
+/// defence against chosen keys buys nothing on this per-message lookup.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64 ^ self.0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type ConnMap<V> = HashMap<ConnId, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 /// How long a connection we accepted may stay silent before it is taken for a guest (a person
 /// at `nc` who has not typed yet). A peerchat node sends its hello at once, so one round trip
 /// suffices.
@@ -345,7 +366,7 @@ pub struct Chat {
     seq: u64,
     /// The latest `now` the caller passed.
     clock: Instant,
-    conns: HashMap<ConnId, Conn>,
+    conns: ConnMap<Conn>,
     seen: Recent<MsgId>,
     /// Everyone in the chat as far as this node knows, itself included; ordered, so that a
     /// node's guests (same node id) are found as a range.
@@ -420,7 +441,7 @@ impl Chat {
             me,
             seq: 0,
             clock: now,
-            conns: HashMap::new(),
+            conns: ConnMap::default(),
             seen: Recent::new(SEEN_CAP, Some(SEEN_AGE)),
             members,
             gone: Recent::new(SEEN_CAP, None),
@@ -701,7 +722,11 @@ impl Chat {
     /// One complete line arrived on `conn` (without its `\n`).
     pub fn handle_line(&mut self, conn: ConnId, line: &[u8], now: Instant) {
         self.clock = now;
-        let text = String::from_utf8_lossy(line);
+        // Checking valid UTF-8 is fast; the lossy path is only for lines that are not.
+        let text = match std::str::from_utf8(line) {
+            Ok(s) => std::borrow::Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(line),
+        };
         let quitting = self.quitting;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
@@ -816,7 +841,7 @@ impl Chat {
     }
 
     fn act(&mut self, text: &str) {
-        let Some(text) = protocol::split_text(text, MAX_TEXT).first().copied() else {
+        let Some(text) = protocol::split_text(text, MAX_TEXT).next() else {
             return;
         };
         let id = self.next_id();
@@ -844,7 +869,7 @@ impl Chat {
             return self.show(Event::Error("that is you; nothing was sent".into()));
         }
         let to_name = self.display(to);
-        let Some(text) = protocol::split_text(text, MAX_TEXT).first().copied() else {
+        let Some(text) = protocol::split_text(text, MAX_TEXT).next() else {
             return;
         };
         let id = self.next_id();
@@ -1279,10 +1304,11 @@ impl Chat {
             return;
         }
         let (member, nick) = (*member, nick.clone());
+        let from = self.display(member);
         for piece in protocol::split_text(text, MAX_TEXT) {
             let id = self.next_id();
             self.show(Event::Message {
-                from: self.display(member),
+                from: from.clone(),
                 text: piece.to_string(),
             });
             self.broadcast(

@@ -266,8 +266,8 @@ pub fn check_nick(nick: &str) -> Result<(), NickError> {
 /// Appends the peer encoding of `frame`, `\n` included.
 pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
     use std::fmt::Write as _;
-    let mut s = String::new();
-    // Writing to a String cannot fail.
+    let mut s = Appender(out);
+    // Appending to a Vec cannot fail.
     let _ = match frame {
         Frame::Hello(h) => {
             let listen = h.listen.map_or_else(|| "-".to_string(), |p| p.to_string());
@@ -332,7 +332,7 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             None => write!(s, "LEAVE {id} {member} {nick}"),
         },
         Frame::Peers(peers) => {
-            s.push_str("PEERS");
+            let _ = s.write_str("PEERS");
             for (node, addr) in peers.iter().take(MAX_PEERS_LISTED) {
                 let _ = write!(s, " {node:016x}@{addr}");
             }
@@ -343,46 +343,85 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
         Frame::Close(reason) => write!(s, "CLOSE {reason}"),
         Frame::Unknown(line) => write!(s, "{line}"),
     };
-    out.extend_from_slice(s.as_bytes());
     out.push(b'\n');
+}
+
+/// Formats straight into a byte buffer (no `String` in between).
+struct Appender<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Appender<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Appends `pieces`, each terminal-safe where marked, then `\n`.
+fn push_line(out: &mut Vec<u8>, pieces: &[Piece<'_>]) {
+    for piece in pieces {
+        match piece {
+            Piece::Plain(s) => out.extend_from_slice(s.as_bytes()),
+            Piece::Peer(s) => out.extend_from_slice(sanitize(s).as_bytes()),
+        }
+    }
+    out.push(b'\n');
+}
+
+/// Part of a guest line: our own words, or a peer's, which are made terminal-safe.
+enum Piece<'a> {
+    Plain(&'a str),
+    Peer(&'a str),
 }
 
 /// Appends what a guest (nc, telnet, a script) is shown for `frame`: a plain, terminal-safe line,
 /// or nothing for frames that mean nothing to a person or are not for every guest (a direct
 /// message; see [`encode_guest_direct`]). Returns whether anything was appended.
 pub fn encode_guest(frame: &Frame, out: &mut Vec<u8>) -> bool {
-    let line = match frame {
-        Frame::Hello(_) => {
-            encode(frame, out);
-            return true;
+    use Piece::{Peer, Plain};
+    match frame {
+        Frame::Hello(_) => encode(frame, out),
+        Frame::Msg { nick, text, .. } => {
+            push_line(out, &[Plain("<"), Peer(nick), Plain("> "), Peer(text)])
         }
-        Frame::Msg { nick, text, .. } => format!("<{}> {}", sanitize(nick), sanitize(text)),
-        Frame::Me { nick, text, .. } => format!("* {} {}", sanitize(nick), sanitize(text)),
-        Frame::Nick { old, nick, .. } => {
-            format!("* {} is now known as {}", sanitize(old), sanitize(nick))
+        Frame::Me { nick, text, .. } => {
+            push_line(out, &[Plain("* "), Peer(nick), Plain(" "), Peer(text)])
         }
+        Frame::Nick { old, nick, .. } => push_line(
+            out,
+            &[
+                Plain("* "),
+                Peer(old),
+                Plain(" is now known as "),
+                Peer(nick),
+            ],
+        ),
         Frame::Join { nick, .. } | Frame::Here { nick, .. } => {
-            format!("* {} joined", sanitize(nick))
+            push_line(out, &[Plain("* "), Peer(nick), Plain(" joined")])
         }
         Frame::Leave {
             nick, reason: None, ..
-        } => format!("* {} left", sanitize(nick)),
+        } => push_line(out, &[Plain("* "), Peer(nick), Plain(" left")]),
         Frame::Leave {
             nick,
             reason: Some(r),
             ..
-        } => {
-            format!("* {} left ({})", sanitize(nick), sanitize(r))
-        }
+        } => push_line(
+            out,
+            &[
+                Plain("* "),
+                Peer(nick),
+                Plain(" left ("),
+                Peer(r),
+                Plain(")"),
+            ],
+        ),
         Frame::Dm { .. }
         | Frame::Peers(_)
         | Frame::Ping
         | Frame::Pong
         | Frame::Close(_)
         | Frame::Unknown(_) => return false,
-    };
-    out.extend_from_slice(line.as_bytes());
-    out.push(b'\n');
+    }
     true
 }
 
@@ -391,9 +430,8 @@ pub fn encode_guest(frame: &Frame, out: &mut Vec<u8>) -> bool {
 pub fn encode_guest_direct(frame: &Frame, out: &mut Vec<u8>) -> bool {
     match frame {
         Frame::Dm { nick, text, .. } => {
-            let line = format!("[dm] <{}> {}", sanitize(nick), sanitize(text));
-            out.extend_from_slice(line.as_bytes());
-            out.push(b'\n');
+            use Piece::{Peer, Plain};
+            push_line(out, &[Plain("[dm] <"), Peer(nick), Plain("> "), Peer(text)]);
             true
         }
         _ => encode_guest(frame, out),
@@ -542,20 +580,26 @@ pub fn is_guest_text(line: &str) -> bool {
 
 /// Splits `text` into pieces of at most `max` bytes, at character boundaries, so that a long
 /// line becomes several messages instead of being cut.
-pub fn split_text(text: &str, max: usize) -> Vec<&str> {
-    let mut pieces = Vec::new();
-    let mut rest = text;
-    while rest.len() > max {
-        let mut cut = max;
-        while !rest.is_char_boundary(cut) {
+pub fn split_text(text: &str, max: usize) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        if r.len() <= max {
+            rest = None;
+            return Some(r);
+        }
+        let mut cut = max.max(1);
+        while !r.is_char_boundary(cut) {
             cut -= 1;
         }
-        let (head, tail) = rest.split_at(cut);
-        pieces.push(head);
-        rest = tail;
-    }
-    pieces.push(rest);
-    pieces
+        if cut == 0 {
+            // `max` is shorter than the first character: it goes whole.
+            cut = r.chars().next().map_or(r.len(), char::len_utf8);
+        }
+        let (head, tail) = r.split_at(cut);
+        rest = Some(tail).filter(|t| !t.is_empty());
+        Some(head)
+    })
 }
 
 /// Splits a byte stream into lines. Feed it with [`LineDecoder::push`], then call
@@ -960,9 +1004,12 @@ mod tests {
     #[test]
     fn split_text_keeps_every_byte_and_char_boundaries() {
         let text = "ação".repeat(1000);
-        let pieces = split_text(&text, 7);
+        let pieces: Vec<&str> = split_text(&text, 7).collect();
         assert!(pieces.iter().all(|p| p.len() <= 7 && !p.is_empty()));
         assert_eq!(pieces.concat(), text);
-        assert_eq!(split_text("short", 100), vec!["short"]);
+        assert_eq!(split_text("short", 100).collect::<Vec<_>>(), vec!["short"]);
+        assert_eq!(split_text("", 100).collect::<Vec<_>>(), vec![""]);
+        // A limit under one character still moves on, a character at a time.
+        assert_eq!(split_text("çç", 1).collect::<Vec<_>>(), vec!["ç", "ç"]);
     }
 }

@@ -23,7 +23,10 @@ pub fn is_unsafe(c: char) -> bool {
 /// Printable text, including any non-ASCII script and emoji, passes through unchanged.
 pub fn sanitize(text: &str) -> Cow<'_, str> {
     // Fast path for the common case, printable ASCII, byte by byte.
-    let printable_ascii = text.bytes().all(|b| (0x20..0x7f).contains(&b));
+    // Branch-free, so that it runs many bytes at a time.
+    let printable_ascii = text
+        .bytes()
+        .fold(true, |ok, b| ok & (b.wrapping_sub(0x20) < 0x5f));
     if printable_ascii || !text.chars().any(is_unsafe) {
         return Cow::Borrowed(text);
     }
