@@ -176,9 +176,10 @@ fn new_node_id() -> NodeId {
     h.finish()
 }
 
-/// True for accept errors that mean "out of file descriptors" (EMFILE, ENFILE).
-fn out_of_fds(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(23 | 24))
+/// True for accept errors that mean "out of resources for now": file descriptors (EMFILE,
+/// ENFILE) or kernel memory (ENOBUFS, ENOMEM). Accepting again later may work.
+fn out_of_resources(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12))
 }
 
 struct Entry {
@@ -601,7 +602,13 @@ impl<W: Write> Reactor<W> {
         }
     }
 
+    /// Accepts every waiting connection. Out of file descriptors, it stops for a while (10 ms,
+    /// doubling to 1 s while it lasts): the waiting connections stay queued in the kernel and
+    /// are taken when the timer fires, so the loop neither spins nor stops accepting.
     fn accept(&mut self, now: Instant) {
+        if self.accept_paused_until.is_some() {
+            return;
+        }
         loop {
             let Some(listener) = &self.listener else {
                 return;
@@ -632,9 +639,10 @@ impl<W: Write> Reactor<W> {
                     self.accept_backoff = ACCEPT_BACKOFF_MIN;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if out_of_fds(&e) => {
+                Err(e) if out_of_resources(&e) => {
                     warn!(
-                        "out of file descriptors; accepting again in {:?}",
+                        "cannot accept: {}; accepting again in {:?}",
+                        describe(&e),
                         self.accept_backoff
                     );
                     self.accept_paused_until = Some(now + self.accept_backoff);

@@ -220,6 +220,20 @@ impl Node {
         }
     }
 
+    /// Waits for a stderr line matching `pred`; lines before it are dropped.
+    pub fn wait_stderr(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let end = Instant::now() + DEADLINE;
+        let mut seen = Vec::new();
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if pred(&line) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("no {what} on stderr; it said: {seen:#?}"),
+            }
+        }
+    }
+
     /// Everything on stderr so far (only complete once the process has exited).
     pub fn stderr_lines(&self) -> Vec<String> {
         let end = Instant::now() + Duration::from_secs(2);

@@ -1,0 +1,301 @@
+//! Fan-out under load, with the real binary on loopback: order kept when many messages go out
+//! in one write, a reader that never reads cut off while the others get everything, thousands
+//! of connections, and running out of file descriptors. Speed is measured by
+//! `benches/fanout.rs`, not here.
+
+mod util;
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use util::{Node, Raw};
+
+/// Reads `raw` until `want` lines of each sender arrived, checking that each sender's lines come
+/// in the order sent, none twice. Lines look like `<guest-N> sK NNNNN ...`; others are skipped.
+fn read_in_order(raw: &mut Raw, senders: &[String], want: usize) -> Result<(), String> {
+    let mut next = vec![0usize; senders.len()];
+    while next.iter().any(|&n| n < want) {
+        let line = raw
+            .line()
+            .ok_or_else(|| format!("connection closed; got {next:?} of {want} each"))?;
+        let Some((from, rest)) = line.split_once("> ") else {
+            continue;
+        };
+        let Some(s) = senders.iter().position(|n| from == format!("<{n}")) else {
+            continue;
+        };
+        let mut words = rest.split(' ');
+        if words.next() != Some(format!("s{s}").as_str()) {
+            // Not one of the numbered lines (the sender's first line, say).
+            continue;
+        }
+        let seq: usize = words
+            .next()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("bad line {line:?}"))?;
+        if seq != next[s] {
+            return Err(format!(
+                "from {}: got {seq} where {} was due",
+                senders[s], next[s]
+            ));
+        }
+        next[s] += 1;
+    }
+    Ok(())
+}
+
+/// `count` lines `sK NNNNN` padded to `size` bytes, newline included.
+fn burst(k: usize, count: usize, size: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(count * size);
+    for i in 0..count {
+        let mut line = format!("s{k} {i:05} ");
+        line.push_str(&"x".repeat(size.saturating_sub(line.len() + 1)));
+        line.push('\n');
+        out.extend_from_slice(line.as_bytes());
+    }
+    out
+}
+
+#[test]
+fn coalesced_writes_keep_each_senders_order() {
+    const LINES: usize = 3000;
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let mut readers: Vec<Raw> = (1..=3)
+        .map(|i| Raw::joined(&mut hub, port, &format!("guest-{i}"), "reader"))
+        .collect();
+    let mut peer = Node::client("peer", port, &[]);
+    hub.wait_join("peer");
+    let senders: Vec<Raw> = (4..=6)
+        .map(|i| Raw::joined(&mut hub, port, &format!("guest-{i}"), "sender"))
+        .collect();
+    let names: Vec<String> = (4..=6).map(|i| format!("guest-{i}")).collect();
+    // Each sender writes all its lines at once, all three at the same time: the hub reads
+    // them in large chunks and writes each reader many lines per system call.
+    let writers: Vec<_> = senders
+        .into_iter()
+        .enumerate()
+        .map(|(k, mut raw)| {
+            thread::spawn(move || {
+                raw.send(&burst(k, LINES, 100));
+                raw
+            })
+        })
+        .collect();
+    let checks: Vec<_> = readers
+        .drain(..)
+        .map(|mut raw| {
+            let names = names.clone();
+            thread::spawn(move || read_in_order(&mut raw, &names, LINES))
+        })
+        .collect();
+    for c in checks {
+        c.join()
+            .expect("reader thread")
+            .expect("every line, in order");
+    }
+    // The peer gets frames rather than text lines: same order, nothing twice.
+    for (k, name) in names.iter().enumerate() {
+        for i in 0..LINES {
+            let prefix = format!("s{k} {i:05} ");
+            peer.wait_event(|v| {
+                v["event"] == "message"
+                    && v["from"] == name.as_str()
+                    && v["text"].as_str().is_some_and(|t| t.starts_with(&prefix))
+            });
+        }
+    }
+    let messages = peer
+        .events()
+        .iter()
+        .filter(|v| {
+            let text = v["event"] == "message" && v["text"].as_str().is_some_and(|t| t.len() > 3);
+            text && ["s0 ", "s1 ", "s2 "].contains(&&v["text"].as_str().unwrap_or("")[..3])
+        })
+        .count();
+    assert_eq!(messages, 3 * LINES, "no line twice");
+    for w in writers {
+        w.join().expect("writer thread");
+    }
+}
+
+#[test]
+fn a_stalled_reader_is_cut_off_while_the_others_get_every_message() {
+    const LINES: usize = 40_000;
+    // Small caps so the test is quick: 256 KiB unsent at most, 1 s past a quarter of that.
+    let (mut hub, port) = Node::listener("hub", &["--max-backlog", "256K", "--slow-timeout", "1"]);
+    let mut stalled = Raw::joined(&mut hub, port, "guest-1", "I will never read");
+    let readers: Vec<Raw> = (2..=4)
+        .map(|i| Raw::joined(&mut hub, port, &format!("guest-{i}"), "reader"))
+        .collect();
+    let mut sender = Raw::joined(&mut hub, port, "guest-5", "sender");
+    let names = vec!["guest-5".to_string()];
+    let checks: Vec<_> = readers
+        .into_iter()
+        .map(|mut raw| {
+            let names = names.clone();
+            thread::spawn(move || read_in_order(&mut raw, &names, LINES))
+        })
+        .collect();
+    // 16 MB: far more than the cap plus what the kernel buffers for a reader that never reads.
+    let writer = thread::spawn(move || {
+        sender.send(&burst(0, LINES, 400));
+        sender
+    });
+    for c in checks {
+        c.join()
+            .expect("reader thread")
+            .expect("every line, in order");
+    }
+    writer.join().expect("the sender was not cut off");
+    let leave = hub.wait_leave("guest-1");
+    let reason = leave["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("too slow"), "{leave}");
+    // Reading it now: what the kernel held for it, then the end of the connection.
+    stalled
+        .stream
+        .set_read_timeout(Some(util::DEADLINE))
+        .expect("timeout");
+    let mut sink = vec![0u8; 1 << 16];
+    let end = Instant::now() + util::DEADLINE;
+    loop {
+        match stalled.stream.read(&mut sink) {
+            Ok(0) => break,
+            Ok(_) => assert!(
+                Instant::now() < end,
+                "the stalled reader is still connected"
+            ),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the stalled reader is still connected: {e}"),
+        }
+    }
+}
+
+/// Raises this process's soft open-file limit to the hard one; returns the new soft limit.
+fn raise_own_fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read or write only the struct passed, which lives here.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+    }
+    lim.rlim_cur
+}
+
+#[test]
+fn two_thousand_connections_all_receive_a_message() {
+    const N: usize = 2000;
+    if raise_own_fd_limit() < (N as u64) + 64 {
+        return util::skip_or_fail("the open-file limit is below 2064");
+    }
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let mut conns: Vec<TcpStream> = Vec::with_capacity(N);
+    for _ in 0..N {
+        conns.push(TcpStream::connect(("127.0.0.1", port)).expect("connect"));
+    }
+    // The hub has taken every connection once it shows the last guest joining (silent guests
+    // are guests after a second).
+    hub.wait_join(&format!("guest-{N}"));
+    let mut sender = conns.pop().expect("a sender");
+    sender.write_all(b"hello, two thousand\n").expect("send");
+    let want = format!("<guest-{N}> hello, two thousand");
+    // Everyone but the sender: after the join notices of those who came later, the message.
+    for (i, stream) in conns.into_iter().enumerate() {
+        stream
+            .set_read_timeout(Some(util::DEADLINE))
+            .expect("timeout");
+        let mut lines = BufReader::new(stream).lines();
+        let found = lines.any(|l| l.is_ok_and(|l| l == want));
+        assert!(found, "connection {i} of {N} did not get the message");
+    }
+}
+
+/// CPU time of process `pid` so far (all threads), from `/proc/PID/task/*/schedstat`.
+fn cpu_time(pid: u32) -> Duration {
+    let mut nanos = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        nanos += stat
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Duration::from_nanos(nanos)
+}
+
+#[test]
+fn out_of_file_descriptors_it_neither_spins_nor_stops_accepting() {
+    // 64 descriptors: a few for itself, the rest for about 55 connections.
+    let mut hub = Node::spawn_with_fd_limit(64, 64, &["-l", "127.0.0.1:0", "--json"]);
+    let ev = hub.wait_event(|v| v["event"] == "info");
+    let port: u16 = ev["text"]
+        .as_str()
+        .and_then(|t| t.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let pid = hub.child.id();
+    // 100 connections: the kernel queues what the hub cannot accept.
+    let mut conns: Vec<BufReader<TcpStream>> = (0..100)
+        .map(|_| {
+            let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            s.set_read_timeout(Some(util::DEADLINE)).expect("timeout");
+            BufReader::new(s)
+        })
+        .collect();
+    // It says so, and waits longer each time it tries again while the pressure lasts.
+    let warning = |l: &str| l.contains("cannot accept: too many open files");
+    hub.wait_stderr("a warning about file descriptors", warning);
+    let (t0, cpu0) = (Instant::now(), cpu_time(pid));
+    for _ in 0..3 {
+        hub.wait_stderr("another try", warning);
+    }
+    let wall = t0.elapsed();
+    let cpu = cpu_time(pid) - cpu0;
+    // Three retries (10, 20, 40 ms apart at least) of a loop that does not spin: a little CPU,
+    // where a spinning loop would burn all of the wall time.
+    assert!(
+        cpu < wall / 2,
+        "{cpu:?} of CPU in {wall:?} while out of file descriptors"
+    );
+    // The accepted connections got the hello long ago (when they were accepted); the others
+    // have nothing yet.
+    let mut accepted = Vec::new();
+    let mut waiting = Vec::new();
+    for r in conns.drain(..) {
+        r.get_ref().set_nonblocking(true).expect("nonblocking");
+        let mut first = [0u8; 9];
+        match r.get_ref().peek(&mut first) {
+            Ok(n) if n > 0 => accepted.push(r),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => waiting.push(r),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        !accepted.is_empty() && !waiting.is_empty(),
+        "{} accepted, {} waiting",
+        accepted.len(),
+        waiting.len()
+    );
+    // The pressure ends: every connection still waiting is accepted and greeted.
+    drop(accepted);
+    for mut r in waiting {
+        r.get_ref().set_nonblocking(false).expect("blocking");
+        let mut line = String::new();
+        r.read_line(&mut line)
+            .expect("a hello once descriptors are free");
+        assert!(line.starts_with("peerchat/"), "{line:?}");
+    }
+}
