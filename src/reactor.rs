@@ -834,6 +834,15 @@ impl<W: Write> Reactor<W> {
         }
     }
 
+    /// Cuts off a reader that cannot keep up, saying so on stderr (a hub's operator wants to
+    /// know); the chat shows its leave with `reason`.
+    fn cut_slow(&mut self, k: usize, reason: String) {
+        if let Some(e) = self.conns.get(k) {
+            warn!("closing {}: {reason}", e.conn.addr);
+        }
+        self.close(k, Some(reason));
+    }
+
     /// Drops connection `k` and tells the chat.
     fn close(&mut self, k: usize, reason: Option<String>) {
         let backlog = self
@@ -962,7 +971,7 @@ impl<W: Write> Reactor<W> {
                 self.high_water,
                 limit.as_secs_f64()
             );
-            self.close(k, Some(reason));
+            self.cut_slow(k, reason);
         }
         for k in partial {
             if let Some(e) = self.conns.get_mut(k) {
@@ -1093,6 +1102,7 @@ impl<W: Write> Reactor<W> {
             max_backlog: self.max_backlog,
             behind: &mut self.behind,
             to_close: Vec::new(),
+            too_slow: Vec::new(),
         };
         let dirty = std::mem::take(&mut self.dirty);
         if std::mem::take(&mut self.log_grew) {
@@ -1106,13 +1116,16 @@ impl<W: Write> Reactor<W> {
                 }
             }
         }
-        let to_close = pass.to_close;
+        let (to_close, too_slow) = (pass.to_close, pass.too_slow);
         if self.behind > behind_before {
             // Someone just fell behind: look at backpressure again now.
             self.hold_checked = None;
         }
         for (k, reason) in to_close {
             self.close(k, Some(reason));
+        }
+        for (k, reason) in too_slow {
+            self.cut_slow(k, reason);
         }
         if self.shared.has_old_blocks() {
             let mut keep = [None::<u64>; 2];
@@ -1190,6 +1203,8 @@ struct Pass<'a> {
     max_backlog: usize,
     behind: &'a mut usize,
     to_close: Vec<(usize, String)>,
+    /// Over the byte cap.
+    too_slow: Vec<(usize, String)>,
 }
 
 impl Pass<'_> {
@@ -1213,7 +1228,7 @@ impl Pass<'_> {
         }
         track_behind(&mut e.conn, self.log, self.high_water, self.behind, now);
         if backlog > self.max_backlog {
-            self.to_close.push((
+            self.too_slow.push((
                 k,
                 format!("too slow: over {} bytes unsent", self.max_backlog),
             ));
