@@ -10,6 +10,7 @@
 //! cargo bench --bench fanout -- --quick       # the small ones
 //! cargo bench --bench fanout -- --only burst-64B-N200 --no-ncat
 //! cargo bench --bench fanout -- --only burst-64B-N10 --scale 10   # ten times the messages
+//! cargo bench --bench fanout -- --repeat 5    # five runs each, hubs taking turns; medians
 //! ```
 //!
 //! Each message is one line `#SEQ:NANOS:` padded to its size; a hub prefixes it with the sender's
@@ -118,7 +119,7 @@ fn scenarios(quick: bool, scale: f64) -> Vec<Scenario> {
             n,
             size: 64,
             pace: Some(1000),
-            messages: 3000,
+            messages: 10_000,
             stalled: false,
             idle: false,
         });
@@ -624,6 +625,42 @@ fn run(hub: Hub, sc: &Scenario) -> Outcome {
     out
 }
 
+/// The median of each figure over several runs (a failed run, if any, wins: it is the news).
+fn median(mut outs: Vec<Outcome>) -> Outcome {
+    if let Some(i) = outs.iter().position(|o| o.failed.is_some()) {
+        return outs.swap_remove(i);
+    }
+    if outs.len() == 1 {
+        return outs.remove(0);
+    }
+    fn mid<T: PartialOrd + Copy>(mut v: Vec<T>) -> T {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        v[v.len() / 2]
+    }
+    let deliveries = mid(outs.iter().map(|o| o.deliveries).collect());
+    let rate = mid(outs.iter().map(|o| o.deliveries as f64 / o.secs).collect());
+    let per_cpu = mid(outs
+        .iter()
+        .map(|o| o.deliveries as f64 / o.cpu_secs.max(1e-9))
+        .collect());
+    Outcome {
+        failed: None,
+        deliveries,
+        expected: outs[0].expected,
+        duplicates: mid(outs.iter().map(|o| o.duplicates).collect()),
+        secs: deliveries as f64 / rate,
+        cpu_secs: deliveries as f64 / per_cpu,
+        p50_us: mid(outs.iter().map(|o| o.p50_us).collect()),
+        p99_us: mid(outs.iter().map(|o| o.p99_us).collect()),
+        max_us: mid(outs.iter().map(|o| o.max_us).collect()),
+        peak_rss_kib: mid(outs.iter().map(|o| o.peak_rss_kib).collect()),
+        rss_kib: mid(outs.iter().map(|o| o.rss_kib).collect()),
+        stalled_cut: outs[0]
+            .stalled_cut
+            .map(|_| outs.iter().all(|o| o.stalled_cut == Some(true))),
+    }
+}
+
 fn fmt_rate(v: f64) -> String {
     if v >= 1e6 {
         format!("{:.2}M", v / 1e6)
@@ -694,6 +731,13 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .cloned();
     let want_ncat = !args.iter().any(|a| a == "--no-ncat");
+    let repeat = args
+        .iter()
+        .position(|a| a == "--repeat")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|v| (1..=20).contains(v))
+        .unwrap_or(1);
     let scale = args
         .iter()
         .position(|a| a == "--scale")
@@ -734,7 +778,7 @@ fn main() {
             )
         };
         println!("\n{} ({what})", sc.name);
-        let mut outcomes = Vec::new();
+        let mut runs: Vec<(Hub, Vec<Outcome>)> = Vec::new();
         for &hub in &hubs {
             if hub == Hub::Ncat && sc.n > NCAT_MAX {
                 println!(
@@ -743,10 +787,26 @@ fn main() {
                 );
                 continue;
             }
-            let o = run(hub, &sc);
-            println!("{}", row(hub, &o));
-            outcomes.push((hub, o));
+            runs.push((hub, Vec::new()));
         }
+        // The hubs take turns, so that whatever else the machine does falls on both.
+        for _ in 0..repeat {
+            for (hub, outs) in runs.iter_mut() {
+                let o = run(*hub, &sc);
+                println!("{}", row(*hub, &o));
+                outs.push(o);
+            }
+        }
+        let outcomes: Vec<(Hub, Outcome)> = runs
+            .into_iter()
+            .map(|(hub, outs)| {
+                let m = median(outs);
+                if repeat > 1 {
+                    println!("{} (median of {repeat})", row(hub, &m));
+                }
+                (hub, m)
+            })
+            .collect();
         let mut ratios = HashMap::new();
         if let [(_, p), (_, n)] = &outcomes[..] {
             if p.failed.is_none() && n.failed.is_none() {
