@@ -1,7 +1,7 @@
 //! peerchat: a peer-to-peer terminal chat on one `mio::Poll` event loop.
 //!
 //! Modules, arrows one way: `reactor` -> `conn` -> `core` -> `protocol`, with `output`, `eventlog`,
-//! `input`, `fanout`, `limits` and `safe` beside them. `main.rs` only wires the command line to the reactor.
+//! `input`, `fanout`, `limits`, `safe` and `signals` beside them. `main.rs` only wires the command line to the reactor.
 
 pub mod cli;
 pub mod conn;
@@ -14,3 +14,4 @@ pub mod output;
 pub mod protocol;
 pub mod reactor;
 pub mod safe;
+pub mod signals;

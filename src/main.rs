@@ -14,15 +14,19 @@ use peerchat::core::Mesh;
 use peerchat::eventlog::EventLog;
 use peerchat::limits;
 use peerchat::output::{Format, Output};
-use peerchat::reactor::{Dial, Listen, Reactor, Setup};
+use peerchat::reactor::{Dial, Ended, Listen, Reactor, Setup};
+use peerchat::signals::{self, Signals};
 
 fn main() -> ExitCode {
+    // First, before any other thread starts: they must inherit the blocked signals.
+    let signals = Signals::install();
     let args = Args::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp(None)
         .init();
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+    match run(args, signals) {
+        Ok(Ended::Done) => ExitCode::SUCCESS,
+        Ok(Ended::Signal(sig)) => ExitCode::from(signals::exit_code(sig)),
         Err(msg) => {
             eprintln!("peerchat: {msg}");
             ExitCode::from(1)
@@ -36,7 +40,7 @@ fn usage_error(msg: &str) -> ! {
         .exit()
 }
 
-fn run(mut args: Args) -> Result<(), String> {
+fn run(mut args: Args, signals: Signals) -> Result<Ended, String> {
     let stdin_is_tty = io::stdin().is_terminal();
     if args.host.is_some() && args.mesh.is_none() {
         usage_error("--host goes with --mesh (for -l, give -l HOST:PORT)");
@@ -46,7 +50,7 @@ fn run(mut args: Args) -> Result<(), String> {
         let mut input = io::stdin().lock();
         let asked = cli::ask_nick(&mut input, &mut io::stderr(), &cli::default_nick());
         let Some(nick) = answered(asked)? else {
-            return Ok(());
+            return Ok(Ended::Done);
         };
         args.nick = Some(nick);
     }
@@ -58,7 +62,7 @@ fn run(mut args: Args) -> Result<(), String> {
         let mut prompt = io::stderr();
         // Ctrl-D at a question is the user leaving before the chat started: exit 0.
         let Some(mode) = answered(cli::ask_mode(&mut input, &mut prompt))? else {
-            return Ok(());
+            return Ok(Ended::Done);
         };
         match mode {
             Mode::Listen(hp) => args.listen = Some(hp),
@@ -67,7 +71,7 @@ fn run(mut args: Args) -> Result<(), String> {
         if args.nick.is_none() {
             let asked = cli::ask_nick(&mut input, &mut prompt, &cli::default_nick());
             let Some(nick) = answered(asked)? else {
-                return Ok(());
+                return Ok(Ended::Done);
             };
             args.nick = Some(nick);
         }
@@ -132,7 +136,7 @@ fn run(mut args: Args) -> Result<(), String> {
     if args.quiet {
         out = out.quiet();
     }
-    Reactor::new(setup, out)?.run()
+    Reactor::new(setup, out)?.with_signals(signals).run()
 }
 
 /// `None` when input ended at the question; other errors are runtime errors.

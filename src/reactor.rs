@@ -26,6 +26,7 @@ use crate::input::{self, Input};
 use crate::limits;
 use crate::output::Output;
 use crate::protocol::{self, Frame, NodeId};
+use crate::signals::{self, Signals};
 
 const WAKER: Token = Token(usize::MAX);
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -244,6 +245,18 @@ pub struct Reactor<W: Write> {
     input_hold: Option<Instant>,
     fatal: Option<String>,
     node: NodeId,
+    signals: Option<Signals>,
+    /// The signal that made us leave.
+    signal: Option<i32>,
+}
+
+/// How a run ended, short of an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The user left, input ended, or nobody was left.
+    Done,
+    /// This signal made it leave (exit code 128 + its number).
+    Signal(i32),
 }
 
 impl<W: Write> Reactor<W> {
@@ -310,6 +323,8 @@ impl<W: Write> Reactor<W> {
             input_hold: None,
             fatal: None,
             node,
+            signals: None,
+            signal: None,
         };
         if let Some(addr) = reactor.listener.as_ref().and_then(|l| l.local_addr().ok()) {
             reactor.show(&Event::Info(format!("listening on {addr}")));
@@ -336,9 +351,16 @@ impl<W: Write> Reactor<W> {
         Ok(reactor)
     }
 
-    /// Runs until the user leaves, stdin ends (without `--keep-open`), or nobody is left.
-    pub fn run(self) -> Result<(), String> {
+    /// Runs until the user leaves, stdin ends (without `--keep-open`), a signal asks it to,
+    /// or nobody is left.
+    pub fn run(self) -> Result<Ended, String> {
         self.run_with_input(input::spawn)
+    }
+
+    /// A signal (see `signals`) makes the node leave cleanly, as `/quit` does.
+    pub fn with_signals(mut self, signals: Signals) -> Self {
+        self.signals = Some(signals);
+        self
     }
 
     /// [`Reactor::run`] with another source of typed lines: `start` gets the waker to call
@@ -346,7 +368,7 @@ impl<W: Write> Reactor<W> {
     pub fn run_with_input(
         mut self,
         start: impl FnOnce(Arc<Waker>) -> io::Result<Receiver<Input>>,
-    ) -> Result<(), String> {
+    ) -> Result<Ended, String> {
         // The reactor keeps a reference: if the stdin thread held the last one, its exit would
         // close the waker before the loop saw the final wake (the end of input).
         let waker = Arc::new(
@@ -354,11 +376,15 @@ impl<W: Write> Reactor<W> {
                 .map_err(|e| format!("cannot start the event loop: {e}"))?,
         );
         self.input = Some(start(waker.clone()).map_err(|e| format!("cannot read stdin: {e}"))?);
+        if let Some(signals) = &self.signals {
+            signals.attach(waker.clone());
+        }
         let mut events = Events::with_capacity(1024);
         loop {
             // Finish the previous turn (or the start-up): input, actions, one write per dirty
             // connection, one write to stdout.
             let now = Instant::now();
+            self.take_signal();
             self.drain_input();
             self.settle(now);
             if !self.out_broken {
@@ -373,7 +399,10 @@ impl<W: Write> Reactor<W> {
                     Err(e) => format!("chat closed: {e}"),
                 };
                 self.record(Tag::Closed, &how);
-                return result;
+                return match self.signal {
+                    Some(sig) => Ok(Ended::Signal(sig)),
+                    None => result.map(|()| Ended::Done),
+                };
             }
             self.hold_reads = self.backpressure(now);
             let more_now = (!self.unread.is_empty() && !self.hold_reads)
@@ -888,6 +917,20 @@ impl<W: Write> Reactor<W> {
     /// behind: a slow peer makes input wait (the stdin thread then blocks on its full channel)
     /// instead of piling up in memory. A leave command among the waiting lines shortens the
     /// time a stalled reader may hold them up (see [`Reactor::stall_limit`]).
+    /// A signal arrived: leave as `/quit` does (once).
+    fn take_signal(&mut self) {
+        let Some(sig) = self.signals.as_ref().and_then(Signals::received) else {
+            return;
+        };
+        if self.signal.replace(sig).is_none() {
+            self.show(&Event::Info(format!(
+                "{}: leaving (again to quit at once)",
+                signals::name(sig)
+            )));
+            self.chat.handle_input_end();
+        }
+    }
+
     fn drain_input(&mut self) {
         let mut channel_open = true;
         while channel_open && self.queued.len() < INPUT_QUEUE {

@@ -149,6 +149,34 @@ fn sair_exits_zero_and_the_other_side_sees_the_leave() {
 }
 
 #[test]
+fn sigint_and_sigterm_leave_cleanly_with_the_shells_exit_codes() {
+    for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let dir = std::env::temp_dir().join(format!("peerchat-sig-{}-{sig}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let log = dir.to_string_lossy().to_string();
+        let (mut hub, mut bob, _) = Node::pair("hub", "bob", &["--log-file", &log]);
+        bob.send("before the signal");
+        hub.wait_message("bob", "before the signal");
+        // SAFETY: kill only sends a signal to our own child.
+        assert_eq!(unsafe { libc::kill(bob.child.id() as i32, sig) }, 0);
+        // The others are told (a goodbye, not a lost connection), and it ends with the code a
+        // shell shows for that signal.
+        let leave = hub.wait_leave("bob");
+        assert!(leave.get("reason").is_none(), "{leave}");
+        assert_eq!(bob.wait_exit().code(), Some(code));
+        let logged = std::fs::read_to_string(&dir).expect("log file");
+        let _ = std::fs::remove_file(&dir);
+        assert!(
+            logged
+                .lines()
+                .last()
+                .is_some_and(|l| l.ends_with("[CLOSED] chat closed")),
+            "{logged}"
+        );
+    }
+}
+
+#[test]
 fn quit_with_a_reason_and_leaves_are_relayed() {
     let (mut hub, port) = Node::listener("hub", &[]);
     let mut a = Node::client("a", port, &[]);
@@ -517,7 +545,7 @@ fn a_dial_falls_back_to_the_next_address_keeping_what_was_typed() {
     hub.wait_join("fallback");
     hub.wait_message("fallback", "typed early");
     hub.wait_leave("fallback");
-    assert_eq!(run.join().unwrap(), Ok(()));
+    assert_eq!(run.join().unwrap(), Ok(peerchat::reactor::Ended::Done));
 }
 
 #[test]
