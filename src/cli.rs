@@ -91,6 +91,11 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value = "4M", value_parser = parse_size)]
     pub max_backlog: usize,
 
+    /// Connections at once, at most; more are told the chat is full and closed [default: the
+    /// open-file limit less 64]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_conns: Option<u32>,
+
     /// Seconds a connection may stay past a quarter of --max-backlog before it is closed
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
     pub slow_timeout: std::time::Duration,

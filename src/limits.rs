@@ -7,6 +7,11 @@
 /// limit is too low.
 pub const WANT_FDS: u64 = 10_240;
 
+/// Descriptors a listener keeps for itself (stdin, stdout, stderr, epoll, the waker, the
+/// listener, the log file, refusing a connection politely) rather than for connections; a
+/// quarter of the limit when that is less.
+pub const RESERVED_FDS: u64 = 64;
+
 /// The most the soft limit is raised to, when the hard limit is unlimited.
 const CEILING: u64 = 1 << 20;
 

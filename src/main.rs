@@ -118,17 +118,32 @@ fn run(mut args: Args, signals: Signals) -> Result<Ended, String> {
         log,
         max_backlog: args.max_backlog,
         slow_timeout: args.slow_timeout,
+        max_conns: args.max_conns.map_or(usize::MAX, |n| n as usize),
     };
+    let mut setup = setup;
     if listening {
-        // A listener holds one file descriptor per connection.
+        // A listener holds one file descriptor per connection, and keeps a few for itself
+        // (stdin, stdout, the log file, epoll) and for refusing connections politely.
         match limits::raise_fd_limit() {
-            Ok(n) if n < limits::WANT_FDS => log::warn!(
-                "the open-file limit is {n}: at most about {} connections; raise it with \
-                 `ulimit -n {}` (or the hard limit, as root) for more",
-                n.saturating_sub(16),
-                limits::WANT_FDS
-            ),
-            Ok(_) => {}
+            Ok(n) => {
+                let reserved = limits::RESERVED_FDS.min(n / 4);
+                let room = usize::try_from(n - reserved).unwrap_or(usize::MAX);
+                if n < limits::WANT_FDS {
+                    log::warn!(
+                        "the open-file limit is {n}: at most about {room} connections; raise it \
+                         with `ulimit -n {}` (or the hard limit, as root) for more",
+                        limits::WANT_FDS
+                    );
+                }
+                if args.max_conns.is_none() {
+                    setup.max_conns = room.max(1);
+                } else if setup.max_conns > room {
+                    log::warn!(
+                        "--max-conns {} is more than the open-file limit {n} allows (about {room})",
+                        setup.max_conns
+                    );
+                }
+            }
             Err(e) => log::warn!("{e}"),
         }
     }

@@ -102,6 +102,8 @@ pub struct Setup {
     pub max_backlog: usize,
     /// A connection past a quarter of `max_backlog` for this long is closed as too slow.
     pub slow_timeout: Duration,
+    /// Connections at once, at most: more are told the chat is full and closed.
+    pub max_conns: usize,
 }
 
 impl Setup {
@@ -117,6 +119,7 @@ impl Setup {
             log: None,
             max_backlog: MAX_BACKLOG,
             slow_timeout: STALL_LIMIT,
+            max_conns: usize::MAX,
         }
     }
 }
@@ -211,6 +214,9 @@ pub struct Reactor<W: Write> {
     high_water: usize,
     max_backlog: usize,
     stall_limit: Duration,
+    max_conns: usize,
+    /// Refusing connections (the chat is full) was said, and nobody has left since.
+    told_full: bool,
     dirty: Vec<usize>,
     /// Connections whose read budget ran out before they would block: read again next turn.
     unread: Vec<usize>,
@@ -303,6 +309,8 @@ impl<W: Write> Reactor<W> {
             high_water: (setup.max_backlog / 4).max(1),
             max_backlog: setup.max_backlog,
             stall_limit: setup.slow_timeout,
+            max_conns: setup.max_conns,
+            told_full: false,
             dirty: Vec::new(),
             unread: Vec::new(),
             behind: 0,
@@ -643,6 +651,9 @@ impl<W: Write> Reactor<W> {
                 return;
             };
             match listener.accept() {
+                Ok((stream, addr)) if self.conns.len() >= self.max_conns => {
+                    self.refuse(stream, addr);
+                }
                 Ok((mut stream, addr)) => {
                     let key = self.conns.vacant_key();
                     if let Err(e) = self.poll.registry().register(
@@ -691,6 +702,26 @@ impl<W: Write> Reactor<W> {
         }
     }
 
+    /// The chat is full: one line saying so, then the connection is closed.
+    fn refuse(&mut self, mut stream: TcpStream, addr: SocketAddr) {
+        let line = format!(
+            "peerchat: this chat is full ({} connections); try again later\n",
+            self.max_conns
+        );
+        // A fresh socket takes a short line whole; if not, the close alone says enough.
+        let _ = stream.write(line.as_bytes());
+        if self.told_full {
+            info!("refused {addr}: the chat is full");
+        } else {
+            self.told_full = true;
+            warn!(
+                "the chat is full ({} connections, --max-conns): refusing {addr} and others",
+                self.max_conns
+            );
+        }
+        self.record(Tag::Info, &format!("refused {addr}: the chat is full"));
+    }
+
     /// A connection is up: send our hello and tell the chat.
     fn opened(&mut self, k: usize, addr: SocketAddr, now: Instant) {
         let mut hello = Vec::new();
@@ -732,6 +763,7 @@ impl<W: Write> Reactor<W> {
     fn remove(&mut self, k: usize) -> Option<Entry> {
         let mut e = self.conns.try_remove(k)?;
         let _ = self.poll.registry().deregister(&mut e.stream);
+        self.told_full = false;
         self.roles[role_slot(e.conn.role)] -= 1;
         if e.conn.behind_since.is_some() {
             self.behind -= 1;

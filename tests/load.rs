@@ -239,7 +239,12 @@ fn cpu_time(pid: u32) -> Duration {
 #[test]
 fn out_of_file_descriptors_it_neither_spins_nor_stops_accepting() {
     // 64 descriptors: a few for itself, the rest for about 55 connections.
-    let mut hub = Node::spawn_with_fd_limit(64, 64, &["-l", "127.0.0.1:0", "--json"]);
+    // A --max-conns above what the descriptors allow, so that they run out.
+    let mut hub = Node::spawn_with_fd_limit(
+        64,
+        64,
+        &["-l", "127.0.0.1:0", "--json", "--max-conns", "1000"],
+    );
     let ev = hub.wait_event(|v| v["event"] == "info");
     let port: u16 = ev["text"]
         .as_str()
@@ -298,4 +303,30 @@ fn out_of_file_descriptors_it_neither_spins_nor_stops_accepting() {
             .expect("a hello once descriptors are free");
         assert!(line.starts_with("peerchat/"), "{line:?}");
     }
+}
+
+#[test]
+fn connections_past_max_conns_are_refused_politely_and_the_rest_go_on() {
+    let (mut hub, port) = Node::listener("hub", &["--max-conns", "3"]);
+    let mut a = Raw::joined(&mut hub, port, "guest-1", "one");
+    let mut b = Raw::joined(&mut hub, port, "guest-2", "two");
+    let c = Raw::joined(&mut hub, port, "guest-3", "three");
+    // The fourth is told, then closed.
+    let mut extra = Raw::connect(port);
+    let said = extra.line().expect("a line before the close");
+    assert_eq!(
+        said,
+        "peerchat: this chat is full (3 connections); try again later"
+    );
+    assert_eq!(extra.line(), None, "closed after saying so");
+    hub.wait_stderr("a warning", |l| {
+        l.contains("the chat is full (3 connections")
+    });
+    // The others are not disturbed.
+    a.send(b"still here\n");
+    b.wait_line(|l| l == "<guest-1> still here");
+    // Room again once someone leaves.
+    drop(c);
+    hub.wait_leave("guest-3");
+    let _d = Raw::joined(&mut hub, port, "guest-4", "in at last");
 }
