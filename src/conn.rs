@@ -244,11 +244,29 @@ impl Conn {
         self.queued = self.out.iter().map(|seg| self.seg_len(seg)).sum::<usize>() - self.out_off;
     }
 
-    /// Unsent output, in bytes, counting what is held until the role is known.
+    /// Unsent output, in bytes, counting what is held until the role is known (in the larger
+    /// of the two formats then: a guest line can be longer than the frame it shows).
     pub fn backlog(&self, log: &Log) -> usize {
-        let s = self.side();
-        let tail = self.tail.map_or(0, |t| (log.end()[s] - t[s]) as usize);
-        self.queued + tail
+        let end = log.end();
+        match (self.role, self.tail) {
+            (Some(role), Some(t)) => self.queued + (end[side(role)] - t[side(role)]) as usize,
+            (Some(_), None) => self.queued,
+            (None, _) => {
+                let segs = |s: usize| -> usize {
+                    self.out
+                        .iter()
+                        .map(|seg| match seg {
+                            Seg::Log { start, end } => (end[s] - start[s]) as usize,
+                            _ => 0,
+                        })
+                        .sum()
+                };
+                let tail = |s: usize| self.tail.map_or(0, |t| (end[s] - t[s]) as usize);
+                // `queued` counts the log ranges in the peer format: count the larger one.
+                let own = self.queued.saturating_sub(segs(0));
+                own + (segs(0) + tail(0)).max(segs(1) + tail(1))
+            }
+        }
     }
 
     /// The earliest place in the log this connection still has to send, if any.
@@ -572,6 +590,21 @@ mod tests {
         assert_eq!(conn.backlog(&log), 2 * guest_line(1).len());
         conn.flush_to(&mut got, &log).unwrap();
         assert_eq!(got, b"hello\n<bob> message 1\n<bob> message 2\n");
+    }
+
+    #[test]
+    fn an_unknown_role_counts_the_larger_format() {
+        let mut log = Log::new();
+        let conn = open(None, &log);
+        // Each U+009B is 2 bytes in a frame and 8 (`\u{9b}`) in a guest line.
+        let mut frame = msg(1);
+        if let Frame::Msg { text, .. } = &mut frame {
+            *text = "\u{9b}".repeat(1000);
+        }
+        let (start, end) = log.append(&frame, BOTH);
+        let guest = (end[1] - start[1]) as usize;
+        assert!(guest > (end[0] - start[0]) as usize);
+        assert_eq!(conn.backlog(&log), guest);
     }
 
     #[test]

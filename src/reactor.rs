@@ -414,7 +414,9 @@ impl<W: Write> Reactor<W> {
             }
             self.hold_reads = self.backpressure(now);
             let more_now = (!self.unread.is_empty() && !self.hold_reads)
-                || (self.input_more && self.behind == 0);
+                || (self.input_more && self.behind == 0)
+                || self.log_grew
+                || !self.dirty.is_empty();
             let timeout = if more_now {
                 Some(Duration::ZERO)
             } else {
@@ -443,13 +445,15 @@ impl<W: Write> Reactor<W> {
                 // writes still happen once per turn.)
                 self.apply_actions(now);
             }
-            if !self.hold_reads {
-                for k in std::mem::take(&mut self.unread) {
-                    if let Some(e) = self.conns.get_mut(k) {
-                        e.conn.unread = false;
-                        self.read(k, now);
-                        self.apply_actions(now);
-                    }
+            for k in std::mem::take(&mut self.unread) {
+                if self.held(k) {
+                    self.unread.push(k);
+                    continue;
+                }
+                if let Some(e) = self.conns.get_mut(k) {
+                    e.conn.unread = false;
+                    self.read(k, now);
+                    self.apply_actions(now);
                 }
             }
             self.tick(now);
@@ -811,7 +815,7 @@ impl<W: Write> Reactor<W> {
             }
             self.mark_dirty(k);
         }
-        if self.hold_reads {
+        if self.held(k) {
             // Backpressure: read it once the slow readers have caught up.
             if let Some(e) = self.conns.get_mut(k) {
                 if !e.conn.unread {
@@ -822,6 +826,18 @@ impl<W: Write> Reactor<W> {
             return;
         }
         self.read(k, now);
+    }
+
+    /// True when backpressure keeps connection `k` from being read this turn. Not one whose
+    /// role is not known yet (a hello is short, and must not wait), nor one that is behind
+    /// itself: what it sends goes to the others, and two nodes each waiting for the other to
+    /// read would both stall.
+    fn held(&self, k: usize) -> bool {
+        self.hold_reads
+            && self
+                .conns
+                .get(k)
+                .is_some_and(|e| e.conn.role.is_some() && e.conn.behind_since.is_none())
     }
 
     /// True while some connection is behind but still draining (see [`PROGRESS_WINDOW`]).
@@ -1288,6 +1304,12 @@ impl Pass<'_> {
         let now = self.now;
         if matches!(e.conn.phase, Phase::Connecting { .. }) {
             track_behind(&mut e.conn, self.log, self.high_water, self.behind, now);
+            if e.conn.backlog(self.log) > self.max_backlog {
+                self.too_slow.push((
+                    k,
+                    format!("too slow: over {} bytes unsent", self.max_backlog),
+                ));
+            }
             return;
         }
         let before = e.conn.backlog(self.log);
@@ -1326,8 +1348,13 @@ fn track_behind(conn: &mut Conn, log: &Log, high_water: usize, behind: &mut usiz
     match (over, conn.behind_since.is_some()) {
         (true, false) => {
             conn.behind_since = Some(now);
-            // Just fell behind: it has the progress window to show it is draining.
-            conn.last_progress = now;
+            // Just fell behind: one that can be written has the progress window to show it is
+            // draining; one that cannot yet (connecting, or its role unknown) holds no one up.
+            let writable = conn.role.is_some() && !matches!(conn.phase, Phase::Connecting { .. });
+            if writable {
+                conn.last_progress = now;
+            }
+            conn.kernel_unsent = 0;
             *behind += 1;
         }
         (false, true) => {
