@@ -243,7 +243,17 @@ fn start_hub(hub: Hub) -> Result<Running, String> {
     match hub {
         Hub::Peerchat => {
             let mut child = Command::new(env!("CARGO_BIN_EXE_peerchat"))
-                .args(["-l", "127.0.0.1:0", "-q", "--keep-open", "--nick", "hub"])
+                // A benchmark's sender is a guest sending as fast as it can: no flood limit.
+                .args([
+                    "-l",
+                    "127.0.0.1:0",
+                    "-q",
+                    "--keep-open",
+                    "--nick",
+                    "hub",
+                    "--rate-limit",
+                    "0",
+                ])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 // Its warnings (a receiver closed as too slow) belong in the report.

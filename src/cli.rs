@@ -96,6 +96,11 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_conns: Option<u32>,
 
+    /// Lines a second a guest (nc, telnet, a script) may send, in bursts of ten seconds' worth;
+    /// more are dropped (the guest is told), and ten seconds of that disconnects it. 0: no limit
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub rate_limit: u32,
+
     /// Seconds a connection may stay past a quarter of --max-backlog before it is closed
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
     pub slow_timeout: std::time::Duration,

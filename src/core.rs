@@ -177,6 +177,8 @@ pub enum Action {
     },
     /// Send `frame` on `conn` only (a guest gets the direct form of a DM).
     Send { conn: ConnId, frame: Rc<Frame> },
+    /// Send guest `conn` this line of text, from peerchat itself (not from a member).
+    Tell { conn: ConnId, text: String },
     /// Close `conn` now; `reason` says why, for the log.
     Close { conn: ConnId, reason: String },
     /// Deliver what is queued for `conn` (a `CLOSE` frame last), then close it. Nobody left.
@@ -211,6 +213,97 @@ pub struct Config {
     pub peer_timeout: Duration,
     /// Re-dial peers that drop without saying goodbye (a node that listens stays in the chat).
     pub redial: bool,
+    /// Flood control for guests; `None` for none.
+    pub guest_rate: Option<RateLimit>,
+}
+
+/// How many lines a guest may send: `per_sec` on average, `burst` at once.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateLimit {
+    pub per_sec: f64,
+    pub burst: f64,
+}
+
+impl RateLimit {
+    /// `per_sec` lines a second, bursts of ten seconds' worth.
+    pub fn per_second(per_sec: u32) -> RateLimit {
+        RateLimit {
+            per_sec: f64::from(per_sec),
+            burst: f64::from(per_sec) * 10.0,
+        }
+    }
+}
+
+/// The default flood limit for guests, in lines per second (`--rate-limit`).
+pub const DEFAULT_GUEST_RATE: u32 = 20;
+
+/// A guest whose lines are dropped without a pause of this long is still flooding...
+const FLOOD_PAUSE: Duration = Duration::from_secs(1);
+/// ...and one that floods this long is disconnected.
+const FLOOD_CUT: Duration = Duration::from_secs(10);
+
+/// One guest's token bucket of lines.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+    /// Lines dropped that the guest has not been told about.
+    dropped: u64,
+    told: Option<Instant>,
+    flooding_since: Option<Instant>,
+    last_drop: Option<Instant>,
+}
+
+/// What the bucket says about one line.
+enum Verdict {
+    Pass,
+    /// Dropped; tell the guest this many were dropped (at most once a second); cut it off.
+    Drop {
+        tell: Option<u64>,
+        cut: bool,
+    },
+}
+
+impl Bucket {
+    fn new(now: Instant, limit: Option<RateLimit>) -> Bucket {
+        Bucket {
+            tokens: limit.map_or(0.0, |l| l.burst),
+            last: now,
+            dropped: 0,
+            told: None,
+            flooding_since: None,
+            last_drop: None,
+        }
+    }
+
+    fn take(&mut self, now: Instant, limit: RateLimit) -> Verdict {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * limit.per_sec).min(limit.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Verdict::Pass;
+        }
+        if self
+            .last_drop
+            .is_none_or(|t| now.saturating_duration_since(t) > FLOOD_PAUSE)
+        {
+            self.flooding_since = Some(now);
+        }
+        self.last_drop = Some(now);
+        self.dropped += 1;
+        let cut = self
+            .flooding_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= FLOOD_CUT);
+        let tell = self
+            .told
+            .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
+        let tell = tell.then(|| {
+            self.told = Some(now);
+            std::mem::take(&mut self.dropped)
+        });
+        Verdict::Drop { tell, cut }
+    }
 }
 
 impl Config {
@@ -224,6 +317,7 @@ impl Config {
             max_peers: DEFAULT_MAX_PEERS,
             peer_timeout: DEFAULT_PEER_TIMEOUT,
             redial: listen.is_some(),
+            guest_rate: Some(RateLimit::per_second(DEFAULT_GUEST_RATE)),
         }
     }
 }
@@ -263,6 +357,7 @@ enum Kind {
         nick: String,
         /// Made a guest by its silence, and still silent: a hello may yet come (late).
         silent: bool,
+        bucket: Bucket,
     },
 }
 
@@ -1274,6 +1369,7 @@ impl Chat {
             member,
             nick: nick.clone(),
             silent,
+            bucket: Bucket::new(self.clock, self.cfg.guest_rate),
         };
         let addr = c.addr.to_string();
         self.actions.push_back(Action::Classify {
@@ -1297,11 +1393,34 @@ impl Chat {
     }
 
     fn guest_line(&mut self, conn: ConnId, text: &str) {
-        let Some(Kind::Guest { member, nick, .. }) = self.conns.get(&conn).map(|c| &c.kind) else {
+        let now = self.clock;
+        let limit = self.cfg.guest_rate;
+        let Some(Kind::Guest {
+            member,
+            nick,
+            bucket,
+            ..
+        }) = self.conns.get_mut(&conn).map(|c| &mut c.kind)
+        else {
             return;
         };
         if self.quitting || text.trim().is_empty() {
             return;
+        }
+        if let Some(limit) = limit {
+            if let Verdict::Drop { tell, cut } = bucket.take(now, limit) {
+                if let Some(n) = tell {
+                    let text = format!(
+                        "peerchat: slow down: {n} line(s) not sent (at most {} a second)",
+                        limit.per_sec
+                    );
+                    self.actions.push_back(Action::Tell { conn, text });
+                }
+                if cut {
+                    self.drop_conn(conn, "flooding".into());
+                }
+                return;
+            }
         }
         let (member, nick) = (*member, nick.clone());
         let from = self.display(member);
@@ -1966,7 +2085,7 @@ mod tests {
                         _ => self.nodes[i].handle_dial_failed(a, self.now),
                     }
                 }
-                Action::Classify { .. } | Action::Connect(_) => {}
+                Action::Classify { .. } | Action::Connect(_) | Action::Tell { .. } => {}
             }
         }
 
@@ -2979,6 +3098,87 @@ mod tests {
             actions.iter().any(|a| matches!(a,
             Action::Broadcast { except: Some(7), frame } if matches!(&**frame, Frame::Msg { .. })))
         );
+    }
+
+    /// Counts what a guest's lines turned into: messages sent on, and what it was told.
+    fn sent_and_told(actions: &[Action]) -> (usize, Vec<String>) {
+        let sent = actions
+            .iter()
+            .filter(|a| matches!(a, Action::Broadcast { frame, .. } if matches!(**frame, Frame::Msg { .. })))
+            .count();
+        let told = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Tell { text, .. } => Some(text.clone()),
+                _ => None,
+            })
+            .collect();
+        (sent, told)
+    }
+
+    #[test]
+    fn a_flooding_guest_is_limited_told_and_then_cut_off() {
+        let (mut chat, start) = guest_chat();
+        chat.handle_line(7, b"hello", start);
+        drain(&mut chat);
+        // A burst: ten seconds' worth (200) go through, less the one above; the rest are not
+        // sent, and the guest is told at once.
+        for i in 0..300 {
+            chat.handle_line(7, format!("line {i}").as_bytes(), start);
+        }
+        let (sent, told) = sent_and_told(&drain(&mut chat));
+        assert_eq!(sent, 199);
+        assert_eq!(
+            told,
+            vec!["peerchat: slow down: 1 line(s) not sent (at most 20 a second)".to_string()]
+        );
+        // Then 20 a second: a steady 40 a second for 9 s is half dropped, told once a second,
+        // and not cut off yet.
+        let mut now = start;
+        let mut sent_total = 0;
+        let mut told_total = Vec::new();
+        for tick in 1..=360 {
+            now = start + Duration::from_millis(25 * tick);
+            chat.handle_line(7, b"more", now);
+            let (sent, told) = sent_and_told(&drain(&mut chat));
+            sent_total += sent;
+            told_total.extend(told);
+        }
+        assert!((179..=181).contains(&sent_total), "{sent_total}");
+        // Once a second: the 100 of the burst and those of the first second, then 20 each.
+        assert!((8..=9).contains(&told_total.len()), "{told_total:?}");
+        assert!(told_total[0].contains("121 line(s)"), "{told_total:?}");
+        assert!(told_total[1..].iter().all(|t| t.contains(" 20 line(s)")));
+        // Ten seconds of flooding: cut off, and everyone told why.
+        for tick in 361..=440 {
+            now = start + Duration::from_millis(25 * tick);
+            chat.handle_line(7, b"more", now);
+        }
+        let actions = drain(&mut chat);
+        assert!(actions.contains(&Action::Close {
+            conn: 7,
+            reason: "flooding".into()
+        }));
+        assert!(actions.iter().any(|a| matches!(a,
+            Action::Broadcast { frame, .. }
+                if matches!(&**frame, Frame::Leave { reason: Some(r), .. } if r == "flooding"))));
+        // The other guest, and a guest that pauses, are not affected.
+        chat.handle_line(8, b"hi", now);
+        assert_eq!(sent_and_told(&drain(&mut chat)).0, 1);
+    }
+
+    #[test]
+    fn no_rate_limit_when_turned_off() {
+        let now = Instant::now();
+        let mut cfg = Config::new("hub".into(), 1, Some(5000));
+        cfg.guest_rate = None;
+        let mut chat = Chat::new(cfg, now);
+        chat.handle_opened(7, accepted("127.0.0.1:4000".parse().unwrap()), now);
+        for i in 0..5000 {
+            chat.handle_line(7, format!("line {i}").as_bytes(), now);
+        }
+        let (sent, told) = sent_and_told(&drain(&mut chat));
+        assert_eq!((sent, told.len()), (5000, 0));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser};
 
 use peerchat::cli::{self, Args, HostPort, Mode};
-use peerchat::core::Mesh;
+use peerchat::core::{Mesh, RateLimit};
 use peerchat::eventlog::EventLog;
 use peerchat::limits;
 use peerchat::output::{Format, Output};
@@ -119,6 +119,7 @@ fn run(mut args: Args, signals: Signals) -> Result<Ended, String> {
         max_backlog: args.max_backlog,
         slow_timeout: args.slow_timeout,
         max_conns: args.max_conns.map_or(usize::MAX, |n| n as usize),
+        guest_rate: (args.rate_limit > 0).then(|| RateLimit::per_second(args.rate_limit)),
     };
     let mut setup = setup;
     if listening {

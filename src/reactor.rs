@@ -104,6 +104,8 @@ pub struct Setup {
     pub slow_timeout: Duration,
     /// Connections at once, at most: more are told the chat is full and closed.
     pub max_conns: usize,
+    /// Flood control for guests.
+    pub guest_rate: Option<core::RateLimit>,
 }
 
 impl Setup {
@@ -120,6 +122,7 @@ impl Setup {
             max_backlog: MAX_BACKLOG,
             slow_timeout: STALL_LIMIT,
             max_conns: usize::MAX,
+            guest_rate: Some(core::RateLimit::per_second(core::DEFAULT_GUEST_RATE)),
         }
     }
 }
@@ -296,6 +299,7 @@ impl<W: Write> Reactor<W> {
         cfg.mesh = mesh;
         cfg.max_peers = setup.max_peers;
         cfg.peer_timeout = setup.peer_timeout;
+        cfg.guest_rate = setup.guest_rate;
         let chat = Chat::new(cfg, Instant::now());
         let mut reactor = Reactor {
             poll,
@@ -1101,6 +1105,13 @@ impl<W: Write> Reactor<W> {
                 Action::Send { conn, frame } => {
                     if let Some(e) = self.conns.get_mut(conn) {
                         e.conn.queue_direct(&frame, self.shared.end());
+                        self.mark_dirty(conn);
+                    }
+                }
+                Action::Tell { conn, text } => {
+                    if let Some(e) = self.conns.get_mut(conn) {
+                        let line = format!("{}\n", crate::safe::sanitize(&text));
+                        e.conn.queue_raw(line.as_bytes(), self.shared.end());
                         self.mark_dirty(conn);
                     }
                 }

@@ -682,7 +682,7 @@ fn backpressure_slows_a_fast_sender_to_a_slow_reader_without_losing_lines() {
 
     const LINES: usize = 48_000;
     // Quiet: a hub writing 48 000 chat lines to its stdout pipe would be slowed by that instead.
-    let (hub, port) = Node::listener("hub", &["-q"]);
+    let (hub, port) = Node::listener("hub", &["-q", "--rate-limit", "0"]);
     let mut slow = Raw::connect(port);
     slow.send(b"slow reader here\n");
     let mut sender = Raw::connect(port);

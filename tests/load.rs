@@ -61,7 +61,8 @@ fn burst(k: usize, count: usize, size: usize) -> Vec<u8> {
 #[test]
 fn coalesced_writes_keep_each_senders_order() {
     const LINES: usize = 3000;
-    let (mut hub, port) = Node::listener("hub", &[]);
+    // Guests bursting thousands of lines: no flood limit here.
+    let (mut hub, port) = Node::listener("hub", &["--rate-limit", "0"]);
     let mut readers: Vec<Raw> = (1..=3)
         .map(|i| Raw::joined(&mut hub, port, &format!("guest-{i}"), "reader"))
         .collect();
@@ -124,7 +125,17 @@ fn coalesced_writes_keep_each_senders_order() {
 fn a_stalled_reader_is_cut_off_while_the_others_get_every_message() {
     const LINES: usize = 40_000;
     // Small caps so the test is quick: 256 KiB unsent at most, 1 s past a quarter of that.
-    let (mut hub, port) = Node::listener("hub", &["--max-backlog", "256K", "--slow-timeout", "1"]);
+    let (mut hub, port) = Node::listener(
+        "hub",
+        &[
+            "--max-backlog",
+            "256K",
+            "--slow-timeout",
+            "1",
+            "--rate-limit",
+            "0",
+        ],
+    );
     let mut stalled = Raw::joined(&mut hub, port, "guest-1", "I will never read");
     let readers: Vec<Raw> = (2..=4)
         .map(|i| Raw::joined(&mut hub, port, &format!("guest-{i}"), "reader"))
@@ -329,4 +340,39 @@ fn connections_past_max_conns_are_refused_politely_and_the_rest_go_on() {
     drop(c);
     hub.wait_leave("guest-3");
     let _d = Raw::joined(&mut hub, port, "guest-4", "in at last");
+}
+
+#[test]
+fn a_flooding_guest_is_held_to_the_rate_limit_and_told() {
+    // The default limit: 20 lines a second, bursts of 200.
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let mut reader = Raw::joined(&mut hub, port, "guest-1", "reader");
+    let mut flood = Raw::joined(&mut hub, port, "guest-2", "flood");
+    let mut marker = Raw::joined(&mut hub, port, "guest-3", "marker");
+    flood.send(&burst(0, 1000, 40));
+    // The flooder is told; then a line from someone else marks the end of what went out.
+    let told = flood.wait_line(|l| l.starts_with("peerchat: slow down: "));
+    assert!(
+        told.ends_with("line(s) not sent (at most 20 a second)"),
+        "{told}"
+    );
+    marker.send(b"done\n");
+    let mut got = Vec::new();
+    loop {
+        let line = reader.line().expect("the reader stays connected");
+        if line == "<guest-3> done" {
+            break;
+        }
+        if let Some(rest) = line.strip_prefix("<guest-2> s0 ") {
+            got.push(rest[..5].parse::<usize>().expect("a number"));
+        }
+    }
+    // The first ones, in order, as many as the burst allows (less the guest's first line,
+    // plus what trickled back in meanwhile); none of the rest.
+    assert!(
+        (199..=230).contains(&got.len()),
+        "{} lines went out",
+        got.len()
+    );
+    assert!(got.iter().enumerate().all(|(i, &n)| i == n), "{got:?}");
 }
