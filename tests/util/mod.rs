@@ -330,6 +330,9 @@ pub fn closed_port() -> u16 {
 pub struct Lan {
     pub a: String,
     pub b: String,
+    /// The veth ends: `dev_a` in `a`, `dev_b` in `b`.
+    pub dev_a: String,
+    pub dev_b: String,
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
@@ -353,12 +356,16 @@ impl Lan {
     /// Builds the two hosts, or says why it cannot (not root, no `ip`, no namespaces).
     pub fn new() -> Result<Lan, String> {
         let tag = std::process::id();
+        // Tests in one binary run at once: each LAN gets names of its own.
+        let n = LANS.fetch_add(1, Ordering::Relaxed);
+        let va = format!("pca{tag}x{n}");
+        let vb = format!("pcb{tag}x{n}");
         let lan = Lan {
-            a: format!("pc-a-{tag}"),
-            b: format!("pc-b-{tag}"),
+            a: format!("pc-a-{tag}-{n}"),
+            b: format!("pc-b-{tag}-{n}"),
+            dev_a: va.clone(),
+            dev_b: vb.clone(),
         };
-        let va = format!("pca{tag}");
-        let vb = format!("pcb{tag}");
         ip(&["netns", "add", &lan.a])?;
         ip(&["netns", "add", &lan.b])?;
         ip(&["link", "add", &va, "type", "veth", "peer", "name", &vb])?;
@@ -373,6 +380,36 @@ impl Lan {
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
         }
         Ok(lan)
+    }
+}
+
+static LANS: AtomicU16 = AtomicU16::new(0);
+
+impl Lan {
+    /// Runs `ip ARGS` inside host `ns` (one of this LAN's).
+    pub fn ip(&self, ns: &str, args: &[&str]) -> Result<(), String> {
+        let mut all = vec!["-n", ns];
+        all.extend_from_slice(args);
+        ip(&all)
+    }
+
+    /// Runs `nft ARGS` inside host `ns`.
+    pub fn nft(&self, ns: &str, args: &[&str]) -> Result<(), String> {
+        let _spawning = spawning();
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "nft"])
+            .args(args)
+            .output()
+            .map_err(|e| format!("cannot run nft: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "nft {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
     }
 }
 
