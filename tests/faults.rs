@@ -141,3 +141,74 @@ fn messages_arrive_once_and_in_order_over_a_lossy_link() {
     each_once_in_order(&mut ana, "bia", &from_bia);
     each_once_in_order(&mut bia, "ana", &from_ana);
 }
+
+#[test]
+fn a_guest_that_half_closes_has_every_line_delivered_once() {
+    use std::net::Shutdown;
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let mut reader = util::Raw::joined(&mut hub, port, "guest-1", "reader");
+    let mut writer = util::Raw::joined(&mut hub, port, "guest-2", "first");
+    // Like `printf … | nc -N`: lines, the last without a newline, then end of sending.
+    writer.send(b"second\nthird\nlast, no newline");
+    writer.stream.shutdown(Shutdown::Write).expect("half-close");
+    for want in ["second", "third", "last, no newline"] {
+        reader.wait_line(|l| l == format!("<guest-2> {want}"));
+    }
+    let leave = hub.wait_leave("guest-2");
+    assert!(
+        leave.get("reason").is_none(),
+        "a goodbye, not a fault: {leave}"
+    );
+    for text in ["first", "second", "third", "last, no newline"] {
+        let n = hub
+            .events()
+            .iter()
+            .filter(|v| v["event"] == "message" && v["text"] == text)
+            .count();
+        assert_eq!(n, 1, "{text}");
+    }
+}
+
+#[test]
+fn a_reset_connection_is_a_leave_with_its_reason_and_the_rest_go_on() {
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let mut reader = util::Raw::joined(&mut hub, port, "guest-1", "reader");
+    let reset = util::Raw::joined(&mut hub, port, "guest-2", "about to reset");
+    // Closing with unread data in our receive buffer makes the kernel send a reset: the
+    // guest-1 join notice and more are waiting there, unread.
+    reader.send(b"something for guest-2 to leave unread\n");
+    hub.wait_message("guest-1", "something for guest-2 to leave unread");
+    drop(reset);
+    let leave = hub.wait_leave("guest-2");
+    assert_eq!(leave["reason"], "connection reset", "{leave}");
+    reader.wait_line(|l| l.starts_with("* guest-2 left"));
+    reader.send(b"still chatting\n");
+    hub.wait_message("guest-1", "still chatting");
+}
+
+#[test]
+fn a_peer_trickling_a_line_forever_times_out() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let (mut hub, port) = Node::listener("hub", &["--timeout", "2"]);
+    let raw = util::Raw::connect(port);
+    let mut out = raw.stream.try_clone().expect("clone");
+    out.write_all(b"peerchat/1 hello from troll (node=00000000000000aa listen=-)\n")
+        .expect("hello");
+    hub.wait_join("troll");
+    // One byte every 100 ms, never a newline: bytes keep coming, but never a frame, so the
+    // keepalive's ping goes unanswered. Bounded by time, and by the hub closing it.
+    let trickle = std::thread::spawn(move || {
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            if out.write_all(b"M").is_err() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    });
+    let leave = hub.wait_leave("troll");
+    assert_eq!(leave["reason"], "timed out", "{leave}");
+    assert!(trickle.join().expect("trickle thread"), "still connected");
+}
