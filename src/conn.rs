@@ -50,6 +50,17 @@ pub enum ReadStatus {
     WouldBlock,
 }
 
+/// An unterminated line, after the other end went quiet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PartialLine {
+    /// Nothing to do (none, a peer's, or a hello still in time).
+    None,
+    /// A guest's line without `\n` (some programs send lines so): taken as a message.
+    GuestLine,
+    /// The start of a hello that was never finished: the connection is closed.
+    IncompleteHello,
+}
+
 /// A piece of a connection's output queue.
 enum Seg {
     /// A range of the shared log.
@@ -280,18 +291,28 @@ impl Conn {
             .or(self.tail)
     }
 
+    /// What the unterminated line waiting in the decoder is, once the other end has been quiet
+    /// for [`PARTIAL_LINE_IDLE`].
+    pub fn partial_line(&self) -> PartialLine {
+        const HELLO: &[u8] = b"peerchat/";
+        let p = self.decoder.partial();
+        let hello = p.starts_with(HELLO) || HELLO.starts_with(p);
+        match self.role {
+            _ if p.is_empty() => PartialLine::None,
+            Some(Role::Peer) => PartialLine::None,
+            // The hello may still be coming: the chat's hello wait decides.
+            None if hello => PartialLine::None,
+            // The hello wait is over, and the hello never came whole.
+            Some(Role::Guest) if hello => PartialLine::IncompleteHello,
+            _ => PartialLine::GuestLine,
+        }
+    }
+
     /// True for a guest-like unterminated line waiting to be taken as a message after
     /// [`PARTIAL_LINE_IDLE`]: the other end is a guest, or not yet known and not in the middle
     /// of sending a hello.
     pub fn has_guest_partial(&self) -> bool {
-        const HELLO: &[u8] = b"peerchat/";
-        let p = self.decoder.partial();
-        !p.is_empty()
-            && match self.role {
-                Some(Role::Peer) => false,
-                Some(Role::Guest) => true,
-                None => !(p.starts_with(HELLO) || HELLO.starts_with(p)),
-            }
+        self.partial_line() == PartialLine::GuestLine
     }
 
     /// One read from `r` into the decoder.

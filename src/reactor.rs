@@ -18,7 +18,9 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::conn::{Conn, Phase, ReadStatus, MAX_BACKLOG, PARTIAL_LINE_IDLE, STALL_LIMIT};
+use crate::conn::{
+    Conn, PartialLine, Phase, ReadStatus, MAX_BACKLOG, PARTIAL_LINE_IDLE, STALL_LIMIT,
+};
 use crate::core::{self, Action, Chat, ConnId, Event, Link, Mesh, Origin, Role};
 use crate::eventlog::{EventLog, Tag};
 use crate::fanout::{side, Log};
@@ -491,9 +493,8 @@ impl<W: Write> Reactor<W> {
                 Phase::Connecting { deadline } => Some(deadline),
                 _ => None,
             };
-            let partial = c
-                .has_guest_partial()
-                .then(|| c.last_read + PARTIAL_LINE_IDLE);
+            let partial =
+                (c.partial_line() != PartialLine::None).then(|| c.last_read + PARTIAL_LINE_IDLE);
             let stall = c.behind_since.map(|t| t + self.stall_limit());
             [connect, partial, stall, c.retire_by].into_iter().flatten()
         });
@@ -1044,6 +1045,7 @@ impl<W: Write> Reactor<W> {
         let mut stalled = Vec::new();
         let limit = self.stall_limit();
         let mut partial = Vec::new();
+        let mut incomplete = Vec::new();
         let mut retired = Vec::new();
         for (k, e) in &self.conns {
             let c = &e.conn;
@@ -1051,9 +1053,11 @@ impl<W: Write> Reactor<W> {
                 Phase::Connecting { deadline } if now >= deadline => timed_out.push(k),
                 _ if c.retire_by.is_some_and(|t| now >= t) => retired.push(k),
                 _ if c.behind_since.is_some_and(|t| now >= t + limit) => stalled.push(k),
-                _ if c.has_guest_partial() && now >= c.last_read + PARTIAL_LINE_IDLE => {
-                    partial.push(k)
-                }
+                _ if now >= c.last_read + PARTIAL_LINE_IDLE => match c.partial_line() {
+                    PartialLine::GuestLine => partial.push(k),
+                    PartialLine::IncompleteHello => incomplete.push(k),
+                    PartialLine::None => {}
+                },
                 _ => {}
             }
         }
@@ -1076,6 +1080,12 @@ impl<W: Write> Reactor<W> {
         }
         for k in retired {
             self.close(k, Some("duplicate connection".into()));
+        }
+        for k in incomplete {
+            if let Some(e) = self.conns.get(k) {
+                warn!("closing {}: incomplete hello", e.conn.addr);
+            }
+            self.close(k, Some("incomplete hello".into()));
         }
         self.chat.handle_tick(now);
         if self.accept_paused_until.is_some_and(|t| now >= t) {

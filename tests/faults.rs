@@ -212,3 +212,51 @@ fn a_peer_trickling_a_line_forever_times_out() {
     assert_eq!(leave["reason"], "timed out", "{leave}");
     assert!(trickle.join().expect("trickle thread"), "still connected");
 }
+
+#[test]
+fn a_malformed_frame_closes_only_that_peer_with_the_reason() {
+    use std::io::Write;
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let mut reader = util::Raw::joined(&mut hub, port, "guest-1", "reader");
+    let mut troll = util::Raw::connect(port);
+    troll
+        .stream
+        .write_all(b"peerchat/1 hello from troll (node=00000000000000cc listen=-)\n")
+        .expect("hello");
+    hub.wait_join("troll");
+    troll.send(b"MSG not-an-id 00000000000000cc troll hi\n");
+    let leave = hub.wait_leave("troll");
+    let reason = leave["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("malformed frame"), "{leave}");
+    hub.wait_stderr("a warning", |l| l.contains("malformed frame"));
+    reader.send(b"the hub goes on\n");
+    hub.wait_message("guest-1", "the hub goes on");
+}
+
+#[test]
+fn a_hello_that_never_completes_is_closed_with_the_reason() {
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let mut half = util::Raw::connect(port);
+    half.send(b"peerchat/1 hello from sl");
+    // After the hello wait it is taken for a guest; then, the hello still unfinished, closed.
+    let leave = hub.wait_leave("guest-1");
+    assert_eq!(leave["reason"], "incomplete hello", "{leave}");
+    assert!(
+        !hub.events().iter().any(|v| v["event"] == "message"),
+        "the half hello was not shown as chat: {:?}",
+        hub.events()
+    );
+    half.wait_line(|l| l.starts_with("peerchat/1 hello from hub"));
+}
+
+#[test]
+fn nul_bytes_and_invalid_utf8_are_shown_harmlessly() {
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let mut reader = util::Raw::joined(&mut hub, port, "guest-1", "reader");
+    let mut odd = util::Raw::connect(port);
+    odd.send(b"a\x00b\xffc\n");
+    // JSON keeps the text exactly, escaped; a guest's terminal gets it made visible.
+    let msg = hub.wait_event(|v| v["event"] == "message" && v["from"] == "guest-2");
+    assert_eq!(msg["text"], "a\u{0}b\u{fffd}c");
+    reader.wait_line(|l| l == "<guest-2> a^@b\u{fffd}c");
+}
