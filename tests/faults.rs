@@ -260,3 +260,72 @@ fn nul_bytes_and_invalid_utf8_are_shown_harmlessly() {
     assert_eq!(msg["text"], "a\u{0}b\u{fffd}c");
     reader.wait_line(|l| l == "<guest-2> a^@b\u{fffd}c");
 }
+
+/// A TCP relay on loopback that holds every byte for `delay` in each direction: a slow link
+/// (the kernel here has no netem). Serves one connection; its threads end when either side
+/// closes.
+fn delay_proxy(target: u16, delay: std::time::Duration) -> u16 {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::mpsc::channel;
+    use std::time::Instant;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let Ok((a, _)) = listener.accept() else {
+            return;
+        };
+        let Ok(b) = TcpStream::connect(("127.0.0.1", target)) else {
+            return;
+        };
+        let pipe = |mut from: TcpStream, mut to: TcpStream| {
+            let (tx, rx) = channel::<(Instant, Vec<u8>)>();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = from.read(&mut buf) {
+                    if n == 0
+                        || tx
+                            .send((Instant::now() + delay, buf[..n].to_vec()))
+                            .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+            std::thread::spawn(move || {
+                for (due, bytes) in rx {
+                    // The link's delay, not a wait for a condition.
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                    if to.write_all(&bytes).is_err() {
+                        break;
+                    }
+                }
+                let _ = to.shutdown(std::net::Shutdown::Write);
+            });
+        };
+        let (a2, b2) = (a.try_clone().expect("clone"), b.try_clone().expect("clone"));
+        pipe(a, b);
+        pipe(b2, a2);
+    });
+    port
+}
+
+#[test]
+fn messages_arrive_once_and_in_order_over_a_link_with_100ms_delay() {
+    let (mut ana, port) = Node::listener("ana", &[]);
+    let relay = delay_proxy(port, std::time::Duration::from_millis(100));
+    let mut bia = Node::client("bia", relay, &[]);
+    ana.wait_join("bia");
+    bia.wait_join("ana");
+    let from_bia: Vec<String> = (0..100).map(|i| format!("b {i:03}")).collect();
+    let from_ana: Vec<String> = (0..100).map(|i| format!("a {i:03}")).collect();
+    for (b, a) in from_bia.iter().zip(&from_ana) {
+        bia.send(b);
+        ana.send(a);
+    }
+    each_once_in_order(&mut ana, "bia", &from_bia);
+    each_once_in_order(&mut bia, "ana", &from_ana);
+    bia.send("sair");
+    assert_eq!(bia.wait_exit().code(), Some(0));
+    ana.wait_leave("bia");
+}
