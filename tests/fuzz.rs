@@ -406,5 +406,19 @@ fn the_chat_core_shows_each_message_once_whatever_it_is_fed() {
         for (text, n) in &shown {
             assert_eq!(*n, 1, "{text:?} shown {n} times");
         }
+        // Memory stays bounded by what exists: the roster holds at most the members the input
+        // could name (4 nodes with 4 guests each, our guests, ourselves), whatever it said.
+        if !chat.is_quitting() {
+            chat.handle_input("/names");
+            let names = std::iter::from_fn(|| chat.poll_action()).find_map(|a| match a {
+                Action::Show(Event::Names(list)) => Some(list.len()),
+                _ => None,
+            });
+            let most = 4 * 4 + next_conn + 1;
+            assert!(
+                names.is_some_and(|n| n <= most),
+                "{names:?} members, at most {most}"
+            );
+        }
     });
 }
