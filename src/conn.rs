@@ -81,6 +81,8 @@ pub struct Conn {
     pub decoder: LineDecoder,
     /// When bytes last arrived.
     pub last_read: Instant,
+    /// A whole line has come from it (so an unfinished one is not a hello still on its way).
+    pub got_line: bool,
     /// The last write would have blocked: nothing more is written until the socket says it is
     /// writable again.
     pub blocked: bool,
@@ -117,6 +119,7 @@ impl Conn {
             role: None,
             decoder: LineDecoder::default(),
             last_read: now,
+            got_line: false,
             blocked: false,
             dirty: false,
             unread: false,
@@ -296,14 +299,16 @@ impl Conn {
     pub fn partial_line(&self) -> PartialLine {
         const HELLO: &[u8] = b"peerchat/";
         let p = self.decoder.partial();
-        let hello = p.starts_with(HELLO) || HELLO.starts_with(p);
         match self.role {
             _ if p.is_empty() => PartialLine::None,
             Some(Role::Peer) => PartialLine::None,
             // The hello may still be coming: the chat's hello wait decides.
-            None if hello => PartialLine::None,
-            // The hello wait is over, and the hello never came whole.
-            Some(Role::Guest) if hello => PartialLine::IncompleteHello,
+            None if p.starts_with(HELLO) || HELLO.starts_with(p) => PartialLine::None,
+            // Taken for a guest by its silence, and what it began to send, its first line, is a
+            // hello that never came whole.
+            Some(Role::Guest) if !self.got_line && p.starts_with(HELLO) => {
+                PartialLine::IncompleteHello
+            }
             _ => PartialLine::GuestLine,
         }
     }
@@ -709,6 +714,27 @@ mod tests {
             conn.read_some(&mut src, Instant::now()).unwrap(),
             ReadStatus::Eof
         );
+    }
+
+    #[test]
+    fn only_a_silent_guests_unfinished_hello_is_an_incomplete_hello() {
+        let log = Log::new();
+        let guest = |first: &[&[u8]], partial: &[u8]| {
+            let mut conn = Conn::new("x".into(), Phase::Open, Instant::now());
+            conn.classify(Role::Guest, &log);
+            for line in first {
+                conn.decoder.push(line);
+                conn.got_line |= conn.decoder.next_line().unwrap().is_some();
+            }
+            conn.decoder.push(partial);
+            conn.partial_line()
+        };
+        assert_eq!(guest(&[], b"peerchat/1 hel"), PartialLine::IncompleteHello);
+        // A guest typing: a word that starts like a hello, or after lines of its own.
+        assert_eq!(guest(&[], b"pee"), PartialLine::GuestLine);
+        assert_eq!(guest(&[b"hi there\n"], b"p"), PartialLine::GuestLine);
+        assert_eq!(guest(&[b"hi\n"], b"peerchat/1 x"), PartialLine::GuestLine);
+        assert_eq!(guest(&[], b""), PartialLine::None);
     }
 
     #[test]

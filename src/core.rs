@@ -179,6 +179,9 @@ pub enum Action {
     Send { conn: ConnId, frame: Rc<Frame> },
     /// Send guest `conn` this line of text, from peerchat itself (not from a member).
     Tell { conn: ConnId, text: String },
+    /// The node the user dialled on `conn` refused us (it is full): close it and say so, as a
+    /// failed dial.
+    Refused { conn: ConnId, reason: String },
     /// Close `conn` now; `reason` says why, for the log.
     Close { conn: ConnId, reason: String },
     /// Deliver what is queued for `conn` (a `CLOSE` frame last), then close it. Nobody left.
@@ -278,7 +281,7 @@ impl Bucket {
 
     fn take(&mut self, now: Instant, limit: RateLimit) -> Verdict {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
+        self.last = self.last.max(now);
         self.tokens = (self.tokens + elapsed * limit.per_sec).min(limit.burst);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -829,6 +832,9 @@ impl Chat {
         match &mut c.kind {
             Kind::Pending(_) => match protocol::parse_hello(&text) {
                 Some(hello) => self.make_peer(conn, hello),
+                None if c.origin != Origin::Accepted && protocol::is_refusal(&text) => {
+                    self.refused(conn)
+                }
                 None if matches!(c.origin, Origin::Auto(_)) => self.not_a_peer(conn),
                 None => {
                     self.make_guest(conn, false);
@@ -1101,6 +1107,19 @@ impl Chat {
 
     /// A connection the chat dialled by itself is not another peerchat node: close it quietly
     /// and do not dial that address again.
+    /// A node we dialled is full: a dial of ours is tried again later as if it had failed;
+    /// one the user asked for is an error.
+    fn refused(&mut self, conn: ConnId) {
+        let reason = "the chat is full".to_string();
+        match self.conns.remove(&conn).map(|c| c.origin) {
+            Some(Origin::Auto(target)) => {
+                self.handle_dial_failed(target, self.clock);
+                self.actions.push_back(Action::Close { conn, reason });
+            }
+            _ => self.actions.push_back(Action::Refused { conn, reason }),
+        }
+    }
+
     fn not_a_peer(&mut self, conn: ConnId) {
         if let Some(c) = self.conns.remove(&conn) {
             if let Origin::Auto(target) = c.origin {
@@ -1417,6 +1436,10 @@ impl Chat {
                     self.actions.push_back(Action::Tell { conn, text });
                 }
                 if cut {
+                    self.actions.push_back(Action::Tell {
+                        conn,
+                        text: "peerchat: disconnected for flooding".into(),
+                    });
                     self.drop_conn(conn, "flooding".into());
                 }
                 return;
@@ -2085,7 +2108,10 @@ mod tests {
                         _ => self.nodes[i].handle_dial_failed(a, self.now),
                     }
                 }
-                Action::Classify { .. } | Action::Connect(_) | Action::Tell { .. } => {}
+                Action::Classify { .. }
+                | Action::Connect(_)
+                | Action::Tell { .. }
+                | Action::Refused { .. } => {}
             }
         }
 
@@ -2510,6 +2536,36 @@ mod tests {
         drain(&mut chat);
         chat.handle_tick(later + SCAN_MAX * 2);
         assert!(drain(&mut chat).is_empty());
+    }
+
+    #[test]
+    fn a_full_node_is_dialled_again_later_not_written_off() {
+        let (mut chat, now) = mesh_chat(5000, 5000..=5001, DEFAULT_MAX_PEERS);
+        let other = SocketAddr::from(([127, 0, 0, 1], 5001));
+        chat.handle_tick(now);
+        assert_eq!(drain(&mut chat), vec![Action::Dial(other)]);
+        let link = Link {
+            addr: other,
+            local: SocketAddr::from(([127, 0, 0, 1], 40000)),
+            origin: Origin::Auto(other),
+        };
+        chat.handle_opened(3, link, now);
+        chat.handle_line(
+            3,
+            b"peerchat: this chat is full (8 connections); try again later",
+            now,
+        );
+        let actions = drain(&mut chat);
+        assert_eq!(
+            actions,
+            vec![Action::Close {
+                conn: 3,
+                reason: "the chat is full".into()
+            }]
+        );
+        // The next scan dials it again (a port that is not peerchat would not be).
+        chat.handle_tick(now + SCAN_MAX * 2);
+        assert!(drain(&mut chat).contains(&Action::Dial(other)));
     }
 
     #[test]

@@ -572,6 +572,15 @@ pub fn parse_frame(line: &str) -> Result<Frame, ProtocolError> {
     })
 }
 
+/// How a listener that is full starts the one line it sends before closing.
+pub const FULL: &str = "peerchat: this chat is full";
+
+/// True for a full listener's line (see [`FULL`]): a peerchat node that dialled it tries again
+/// later instead of taking it for something else.
+pub fn is_refusal(line: &str) -> bool {
+    line.starts_with(FULL)
+}
+
 /// True for the lines [`encode_guest`] makes (`<nick> text`, `* event`): what a peerchat node
 /// sends to a connection it has not (yet) recognised as a peer.
 pub fn is_guest_text(line: &str) -> bool {

@@ -714,21 +714,36 @@ impl<W: Write> Reactor<W> {
     /// The chat is full: one line saying so, then the connection is closed.
     fn refuse(&mut self, mut stream: TcpStream, addr: SocketAddr) {
         let line = format!(
-            "peerchat: this chat is full ({} connections); try again later\n",
+            "{} ({} connections); try again later\n",
+            protocol::FULL,
             self.max_conns
         );
-        // A fresh socket takes a short line whole; if not, the close alone says enough.
+        // A fresh socket takes a short line whole; if not, the close alone says enough. Then
+        // a FIN, and what the other end sent already (a node's hello) is read off, so that the
+        // close is not a reset that could destroy the line before it is read.
         let _ = stream.write(line.as_bytes());
+        let _ = stream.shutdown(Shutdown::Write);
+        let mut sink = [0u8; 4096];
+        for _ in 0..4 {
+            if !matches!(io::Read::read(&mut stream, &mut sink), Ok(n) if n > 0) {
+                break;
+            }
+        }
         if self.told_full {
             info!("refused {addr}: the chat is full");
         } else {
+            // Once per spell of being full, here and in the event log: a flood of connections
+            // to a full node does not flood the log.
             self.told_full = true;
             warn!(
                 "the chat is full ({} connections, --max-conns): refusing {addr} and others",
                 self.max_conns
             );
+            self.record(
+                Tag::Info,
+                &format!("the chat is full: refusing {addr} and others"),
+            );
         }
-        self.record(Tag::Info, &format!("refused {addr}: the chat is full"));
     }
 
     /// A connection is up: send our hello and tell the chat.
@@ -888,7 +903,10 @@ impl<W: Write> Reactor<W> {
             };
             loop {
                 match e.conn.decoder.next_line() {
-                    Ok(Some(line)) => self.chat.handle_line(k, line, now),
+                    Ok(Some(line)) => {
+                        e.conn.got_line = true;
+                        self.chat.handle_line(k, line, now)
+                    }
                     Ok(None) => break,
                     Err(err) => {
                         warn!("closing {}: {err}", e.conn.addr);
@@ -896,6 +914,12 @@ impl<W: Write> Reactor<W> {
                     }
                 }
             }
+            // What the chat made of those lines comes first: a close it asked for (with its
+            // reason) is not to be overtaken by the end of the connection read next.
+            self.apply_actions(now);
+            let Some(e) = self.conns.get_mut(k) else {
+                return;
+            };
             match status {
                 ReadStatus::Data => {}
                 ReadStatus::WouldBlock => return,
@@ -903,8 +927,12 @@ impl<W: Write> Reactor<W> {
                     let rest = e.conn.decoder.take_partial();
                     if !rest.is_empty() {
                         self.chat.handle_line(k, &rest, now);
+                        self.apply_actions(now);
                     }
-                    return self.close(k, None);
+                    if self.conns.contains(k) {
+                        self.close(k, None);
+                    }
+                    return;
                 }
             }
         }
@@ -927,6 +955,13 @@ impl<W: Write> Reactor<W> {
 
     /// Drops connection `k` and tells the chat.
     fn close(&mut self, k: usize, reason: Option<String>) {
+        if let Some(e) = self.conns.get_mut(k) {
+            // A last try at what is queued for it (why it is being closed, say): the socket
+            // may well take it.
+            if e.conn.phase == Phase::Open && e.conn.role.is_some() && !e.conn.blocked {
+                let _ = e.conn.flush_to(&mut e.stream, &self.shared);
+            }
+        }
         let backlog = self
             .conns
             .get(k)
@@ -1075,6 +1110,7 @@ impl<W: Write> Reactor<W> {
         for k in partial {
             if let Some(e) = self.conns.get_mut(k) {
                 let line = e.conn.decoder.take_partial();
+                e.conn.got_line = true;
                 self.chat.handle_line(k, &line, now);
             }
         }
@@ -1116,6 +1152,12 @@ impl<W: Write> Reactor<W> {
                     if let Some(e) = self.conns.get_mut(conn) {
                         e.conn.queue_direct(&frame, self.shared.end());
                         self.mark_dirty(conn);
+                    }
+                }
+                Action::Refused { conn, reason } => {
+                    if let Some(label) = self.conns.get(conn).map(|e| e.conn.addr.clone()) {
+                        self.close(conn, Some(reason.clone()));
+                        self.dial_failed(&label, &reason);
                     }
                 }
                 Action::Tell { conn, text } => {

@@ -1,5 +1,6 @@
 //! Ctrl-C and friends. SIGINT, SIGTERM and SIGHUP are blocked in every thread and taken by one
-//! small thread with `sigwait`, so no code runs inside a signal handler. While the event loop
+//! small thread with `sigwait`, so no code runs inside a signal handler (one the program was
+//! started with ignored, as `nohup` does, stays ignored). While the event loop
 //! runs, the first one asks it to leave cleanly (peers told, queued output sent, the log file
 //! closed) and a second one ends the program at once; before the loop runs (at the start-up
 //! questions) the first one ends it at once. The exit code is 128 + the signal's number (130 for
@@ -47,12 +48,20 @@ impl Signals {
     /// their default effect.
     pub fn install() -> Signals {
         let signals = Signals::default();
-        // SAFETY: sigemptyset/sigaddset fill the set we own; pthread_sigmask reads it.
+        // SAFETY: sigaction with no new action only reads the current one into `old`, which we
+        // own; sigemptyset/sigaddset fill the set we own; pthread_sigmask reads it.
         let set = unsafe {
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
             for s in TAKEN {
-                libc::sigaddset(&mut set, s);
+                // A signal we were started with ignored (`nohup`, a background job of a
+                // script) stays ignored: blocked, it would still reach sigwait.
+                let mut old: libc::sigaction = std::mem::zeroed();
+                let ignored = libc::sigaction(s, std::ptr::null(), &mut old) == 0
+                    && old.sa_sigaction == libc::SIG_IGN;
+                if !ignored {
+                    libc::sigaddset(&mut set, s);
+                }
             }
             libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
             set

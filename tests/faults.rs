@@ -329,3 +329,51 @@ fn messages_arrive_once_and_in_order_over_a_link_with_100ms_delay() {
     assert_eq!(bia.wait_exit().code(), Some(0));
     ana.wait_leave("bia");
 }
+
+#[test]
+fn a_node_dialling_a_full_chat_says_so_and_exits_1() {
+    let (mut hub, port) = Node::listener("hub", &["--max-conns", "1"]);
+    let _first = util::Raw::joined(&mut hub, port, "guest-1", "in first");
+    let late = std::process::Command::new(util::bin())
+        .args([&format!("127.0.0.1:{port}"), "--nick", "late"])
+        .stdin(std::process::Stdio::piped())
+        .output()
+        .expect("run peerchat");
+    assert_eq!(late.status.code(), Some(1), "{late:?}");
+    let err = String::from_utf8_lossy(&late.stderr);
+    assert!(
+        err.contains(&format!(
+            "peerchat: cannot connect to 127.0.0.1:{port}: the chat is full"
+        )),
+        "{err}"
+    );
+    // It was not taken for a guest of ours, nor shown as chat.
+    let out = String::from_utf8_lossy(&late.stdout);
+    assert!(!out.contains("guest-1"), "{out}");
+}
+
+#[test]
+fn a_signal_ignored_at_start_stays_ignored() {
+    // As `nohup` starts it: SIGHUP ignored, and inherited so across exec.
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let mut bob = Node::spawn_with_shell(
+        "trap '' HUP",
+        &[&format!("127.0.0.1:{port}"), "--json", "--nick", "bob"],
+    );
+    hub.wait_join("bob");
+    bob.wait_join("hub");
+    // SAFETY: kill only sends a signal to our own child.
+    assert_eq!(
+        unsafe { libc::kill(bob.child.id() as i32, libc::SIGHUP) },
+        0
+    );
+    hub.send("still there?");
+    bob.wait_message("hub", "still there?");
+    bob.send("yes");
+    hub.wait_message("bob", "yes");
+    assert!(
+        !hub.events().iter().any(|v| v["event"] == "leave"),
+        "{:?}",
+        hub.events()
+    );
+}

@@ -70,6 +70,14 @@ impl Node {
         Node::spawn_with(Command::new("sh").args(["-c", &script, bin()]).args(args))
     }
 
+    /// Starts `peerchat ARGS` from `sh`, after the shell command `setup` (which may change
+    /// what peerchat inherits, such as ignored signals); `sh` execs peerchat, so the child's
+    /// pid is peerchat's.
+    pub fn spawn_with_shell(setup: &str, args: &[&str]) -> Node {
+        let script = format!("{setup} && exec \"$0\" \"$@\"");
+        Node::spawn_with(Command::new("sh").args(["-c", &script, bin()]).args(args))
+    }
+
     fn spawn_with(cmd: &mut Command) -> Node {
         let spawning = spawning();
         let mut child = cmd
@@ -366,6 +374,7 @@ impl Lan {
             dev_a: va.clone(),
             dev_b: vb.clone(),
         };
+        // From here on, dropping `lan` (on an error too) removes whatever was made.
         ip(&["netns", "add", &lan.a])?;
         ip(&["netns", "add", &lan.b])?;
         ip(&["link", "add", &va, "type", "veth", "peer", "name", &vb])?;
@@ -415,9 +424,11 @@ impl Lan {
 
 impl Drop for Lan {
     fn drop(&mut self) {
-        // Deleting a namespace deletes the veth end inside it, and with it the pair.
+        // Deleting a namespace deletes the veth end inside it, and with it the pair; a pair
+        // left outside (set-up failed half way) is deleted by name.
         let _ = ip(&["netns", "del", &self.a]);
         let _ = ip(&["netns", "del", &self.b]);
+        let _ = ip(&["link", "del", &self.dev_a]);
     }
 }
 
