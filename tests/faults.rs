@@ -91,41 +91,45 @@ fn a_link_that_goes_down_times_out_and_the_peers_find_each_other_again() {
     );
 }
 
+/// Drops 5 % of the packets into and out of host `ns`, at random (nftables; the kernel here has
+/// no netem).
+fn drop_packets(lan: &Lan, ns: &str) -> Result<(), String> {
+    const IN: &str = "{ type filter hook input priority 0; }";
+    const OUT: &str = "{ type filter hook output priority 0; }";
+    let drop5 = |chain: &'static str| {
+        vec![
+            "add", "rule", "inet", "loss", chain, "numgen", "random", "mod", "100", "<", "5",
+            "drop",
+        ]
+    };
+    for cmd in [
+        vec!["add", "table", "inet", "loss"],
+        vec!["add", "chain", "inet", "loss", "in", IN],
+        vec!["add", "chain", "inet", "loss", "out", OUT],
+        drop5("in"),
+        drop5("out"),
+    ] {
+        lan.nft(ns, &cmd)?;
+    }
+    Ok(())
+}
+
+/// A child process killed when dropped (the test's relay), also when the test fails.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn messages_arrive_once_and_in_order_over_a_lossy_link() {
     let Some(lan) = lan_or_skip() else { return };
-    // 5 % of the packets into and out of one host dropped at random (nftables; the kernel here
-    // has no netem for delays).
-    let loss = [
-        vec!["add", "table", "inet", "loss"],
-        vec![
-            "add",
-            "chain",
-            "inet",
-            "loss",
-            "in",
-            "{ type filter hook input priority 0; }",
-        ],
-        vec![
-            "add",
-            "chain",
-            "inet",
-            "loss",
-            "out",
-            "{ type filter hook output priority 0; }",
-        ],
-        vec![
-            "add", "rule", "inet", "loss", "in", "numgen", "random", "mod", "100", "<", "5", "drop",
-        ],
-        vec![
-            "add", "rule", "inet", "loss", "out", "numgen", "random", "mod", "100", "<", "5",
-            "drop",
-        ],
-    ];
-    for cmd in &loss {
-        if let Err(why) = lan.nft(&lan.a, cmd) {
-            return util::skip_or_fail(&format!("cannot drop packets with nftables: {why}"));
-        }
+    // 5 % of the packets into and out of one host dropped at random.
+    if let Err(why) = drop_packets(&lan, &lan.a) {
+        return util::skip_or_fail(&format!("cannot drop packets with nftables: {why}"));
     }
     let mut ana = Node::spawn_in(&lan.a, &["-l", "--json", "--nick", "ana"]);
     ana.wait_event(|v| v["event"] == "info" && v["text"] == "listening on 0.0.0.0:5000");
@@ -376,4 +380,82 @@ fn a_signal_ignored_at_start_stays_ignored() {
         "{:?}",
         hub.events()
     );
+}
+
+/// A relay that holds every byte for 100 ms each way, as a Python process (so that it can run
+/// inside a network namespace): listens on 127.0.0.1:`listen`, forwards to `target`.
+const DELAY_RELAY: &str = r#"
+import socket, sys, threading, time, heapq
+listen, host, port, delay = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", listen)); srv.listen(1)
+print("ready", flush=True)
+a, _ = srv.accept()
+b = socket.create_connection((host, port))
+def pipe(src, dst):
+    q = []; lock = threading.Condition()
+    def reader():
+        while True:
+            try: data = src.recv(65536)
+            except OSError: data = b""
+            with lock:
+                q.append((time.monotonic() + delay, data)); lock.notify()
+            if not data: return
+    threading.Thread(target=reader, daemon=True).start()
+    while True:
+        with lock:
+            while not q: lock.wait()
+            due, data = q.pop(0)
+        time.sleep(max(0.0, due - time.monotonic()))
+        if not data:
+            try: dst.shutdown(socket.SHUT_WR)
+            except OSError: pass
+            return
+        try: dst.sendall(data)
+        except OSError: return
+t = threading.Thread(target=pipe, args=(b, a), daemon=True); t.start()
+pipe(a, b); t.join(30)
+"#;
+
+#[test]
+fn messages_arrive_once_and_in_order_with_loss_and_delay_together() {
+    use std::io::BufRead;
+    let Some(lan) = lan_or_skip() else { return };
+    if std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return util::skip_or_fail("no python3 for the delay relay");
+    }
+    // 5 % loss on ana's side, 100 ms each way on bia's (the relay in bia's host).
+    if let Err(why) = drop_packets(&lan, &lan.a) {
+        return util::skip_or_fail(&format!("cannot drop packets with nftables: {why}"));
+    }
+    let mut ana = Node::spawn_in(&lan.a, &["-l", "--json", "--nick", "ana"]);
+    ana.wait_event(|v| v["event"] == "info" && v["text"] == "listening on 0.0.0.0:5000");
+    let mut relay = Killed(
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &lan.b, "python3", "-c", DELAY_RELAY])
+            .args(["6000", "10.231.0.1", "5000", "0.1"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the relay"),
+    );
+    let mut ready = String::new();
+    std::io::BufReader::new(relay.0.stdout.take().expect("stdout"))
+        .read_line(&mut ready)
+        .expect("the relay says it is ready");
+    assert_eq!(ready.trim(), "ready");
+    let mut bia = Node::spawn_in(&lan.b, &["127.0.0.1:6000", "--json", "--nick", "bia"]);
+    ana.wait_join("bia");
+    bia.wait_join("ana");
+    let from_bia: Vec<String> = (0..100).map(|i| format!("b {i:03}")).collect();
+    let from_ana: Vec<String> = (0..100).map(|i| format!("a {i:03}")).collect();
+    for (b, a) in from_bia.iter().zip(&from_ana) {
+        bia.send(b);
+        ana.send(a);
+    }
+    each_once_in_order(&mut ana, "bia", &from_bia);
+    each_once_in_order(&mut bia, "ana", &from_ana);
 }
