@@ -42,6 +42,21 @@ fn each_once_in_order(node: &mut Node, from: &str, lines: &[String]) {
     assert!(seen.values().all(|&n| n == 1));
 }
 
+/// Once `ana` and `bia` see each other, each sends `n` numbered lines, interleaved; each must
+/// arrive once and in order.
+fn chat_both_ways(ana: &mut Node, bia: &mut Node, n: usize) {
+    ana.wait_join("bia");
+    bia.wait_join("ana");
+    let from_bia: Vec<String> = (0..n).map(|i| format!("b {i:03}")).collect();
+    let from_ana: Vec<String> = (0..n).map(|i| format!("a {i:03}")).collect();
+    for (b, a) in from_bia.iter().zip(&from_ana) {
+        bia.send(b);
+        ana.send(a);
+    }
+    each_once_in_order(ana, "bia", &from_bia);
+    each_once_in_order(bia, "ana", &from_ana);
+}
+
 #[test]
 fn a_link_that_goes_down_times_out_and_the_peers_find_each_other_again() {
     let Some(lan) = lan_or_skip() else { return };
@@ -134,16 +149,7 @@ fn messages_arrive_once_and_in_order_over_a_lossy_link() {
     let mut ana = Node::spawn_in(&lan.a, &["-l", "--json", "--nick", "ana"]);
     ana.wait_event(|v| v["event"] == "info" && v["text"] == "listening on 0.0.0.0:5000");
     let mut bia = Node::spawn_in(&lan.b, &["10.231.0.1", "--json", "--nick", "bia"]);
-    ana.wait_join("bia");
-    bia.wait_join("ana");
-    let from_bia: Vec<String> = (0..200).map(|i| format!("b {i:03}")).collect();
-    let from_ana: Vec<String> = (0..200).map(|i| format!("a {i:03}")).collect();
-    for (b, a) in from_bia.iter().zip(&from_ana) {
-        bia.send(b);
-        ana.send(a);
-    }
-    each_once_in_order(&mut ana, "bia", &from_bia);
-    each_once_in_order(&mut bia, "ana", &from_ana);
+    chat_both_ways(&mut ana, &mut bia, 200);
 }
 
 #[test]
@@ -319,16 +325,7 @@ fn messages_arrive_once_and_in_order_over_a_link_with_100ms_delay() {
     let (mut ana, port) = Node::listener("ana", &[]);
     let relay = delay_proxy(port, std::time::Duration::from_millis(100));
     let mut bia = Node::client("bia", relay, &[]);
-    ana.wait_join("bia");
-    bia.wait_join("ana");
-    let from_bia: Vec<String> = (0..100).map(|i| format!("b {i:03}")).collect();
-    let from_ana: Vec<String> = (0..100).map(|i| format!("a {i:03}")).collect();
-    for (b, a) in from_bia.iter().zip(&from_ana) {
-        bia.send(b);
-        ana.send(a);
-    }
-    each_once_in_order(&mut ana, "bia", &from_bia);
-    each_once_in_order(&mut bia, "ana", &from_ana);
+    chat_both_ways(&mut ana, &mut bia, 100);
     bia.send("sair");
     assert_eq!(bia.wait_exit().code(), Some(0));
     ana.wait_leave("bia");
@@ -448,14 +445,5 @@ fn messages_arrive_once_and_in_order_with_loss_and_delay_together() {
         .expect("the relay says it is ready");
     assert_eq!(ready.trim(), "ready");
     let mut bia = Node::spawn_in(&lan.b, &["127.0.0.1:6000", "--json", "--nick", "bia"]);
-    ana.wait_join("bia");
-    bia.wait_join("ana");
-    let from_bia: Vec<String> = (0..100).map(|i| format!("b {i:03}")).collect();
-    let from_ana: Vec<String> = (0..100).map(|i| format!("a {i:03}")).collect();
-    for (b, a) in from_bia.iter().zip(&from_ana) {
-        bia.send(b);
-        ana.send(a);
-    }
-    each_once_in_order(&mut ana, "bia", &from_bia);
-    each_once_in_order(&mut bia, "ana", &from_ana);
+    chat_both_ways(&mut ana, &mut bia, 100);
 }
