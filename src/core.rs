@@ -2509,8 +2509,8 @@ mod tests {
         assert_eq!(seen, want);
     }
 
-    #[test]
-    fn a_silent_auto_dial_is_tried_again_and_a_wrong_answer_is_not() {
+    /// A mesh node of 5000-5001 whose first scan dialled 5001, and the link of that dial.
+    fn first_scan() -> (Chat, Instant, SocketAddr, Link) {
         let (mut chat, now) = mesh_chat(5000, 5000..=5001, DEFAULT_MAX_PEERS);
         let other = SocketAddr::from(([127, 0, 0, 1], 5001));
         chat.handle_tick(now);
@@ -2520,6 +2520,12 @@ mod tests {
             local: SocketAddr::from(([127, 0, 0, 1], 40000)),
             origin: Origin::Auto(other),
         };
+        (chat, now, other, link)
+    }
+
+    #[test]
+    fn a_silent_auto_dial_is_tried_again_and_a_wrong_answer_is_not() {
+        let (mut chat, now, other, link) = first_scan();
         chat.handle_opened(3, link, now);
         // Stopped (Ctrl-Z): the kernel accepts, the node says nothing.
         let later = now + HELLO_WAIT_DIALLED;
@@ -2540,15 +2546,7 @@ mod tests {
 
     #[test]
     fn a_full_node_is_dialled_again_later_not_written_off() {
-        let (mut chat, now) = mesh_chat(5000, 5000..=5001, DEFAULT_MAX_PEERS);
-        let other = SocketAddr::from(([127, 0, 0, 1], 5001));
-        chat.handle_tick(now);
-        assert_eq!(drain(&mut chat), vec![Action::Dial(other)]);
-        let link = Link {
-            addr: other,
-            local: SocketAddr::from(([127, 0, 0, 1], 40000)),
-            origin: Origin::Auto(other),
-        };
+        let (mut chat, now, other, link) = first_scan();
         chat.handle_opened(3, link, now);
         chat.handle_line(
             3,
