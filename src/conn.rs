@@ -28,6 +28,10 @@ pub const STALL_LIMIT: Duration = Duration::from_secs(10);
 /// (some programs send lines without `\n`).
 pub const PARTIAL_LINE_IDLE: Duration = Duration::from_millis(250);
 
+/// ...or once it is this old, quiet or not: a guest sending a byte now and then cannot keep an
+/// unfinished line (and its connection) waiting for ever.
+pub const PARTIAL_LINE_MAX_AGE: Duration = Duration::from_secs(5);
+
 /// Where a connection is in its life.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -83,6 +87,8 @@ pub struct Conn {
     pub last_read: Instant,
     /// A whole line has come from it (so an unfinished one is not a hello still on its way).
     pub got_line: bool,
+    /// Since when the unfinished line in the decoder has been waiting.
+    pub partial_since: Option<Instant>,
     /// The last write would have blocked: nothing more is written until the socket says it is
     /// writable again.
     pub blocked: bool,
@@ -120,6 +126,7 @@ impl Conn {
             decoder: LineDecoder::default(),
             last_read: now,
             got_line: false,
+            partial_since: None,
             blocked: false,
             dirty: false,
             unread: false,
@@ -310,6 +317,29 @@ impl Conn {
                 PartialLine::IncompleteHello
             }
             _ => PartialLine::GuestLine,
+        }
+    }
+
+    /// When the unfinished line is due to be dealt with (see [`Conn::partial_line`]): after
+    /// [`PARTIAL_LINE_IDLE`] of quiet, or [`PARTIAL_LINE_MAX_AGE`] after it began.
+    pub fn partial_due(&self) -> Option<Instant> {
+        if self.partial_line() == PartialLine::None {
+            return None;
+        }
+        let quiet = self.last_read + PARTIAL_LINE_IDLE;
+        Some(
+            self.partial_since
+                .map_or(quiet, |t| quiet.min(t + PARTIAL_LINE_MAX_AGE)),
+        )
+    }
+
+    /// Notes, after the lines of a read were taken (`took_lines`), when the unfinished line
+    /// left in the decoder began.
+    pub fn note_partial(&mut self, took_lines: bool, now: Instant) {
+        if self.decoder.partial().is_empty() {
+            self.partial_since = None;
+        } else if took_lines || self.partial_since.is_none() {
+            self.partial_since = Some(now);
         }
     }
 

@@ -18,9 +18,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::conn::{
-    Conn, PartialLine, Phase, ReadStatus, MAX_BACKLOG, PARTIAL_LINE_IDLE, STALL_LIMIT,
-};
+use crate::conn::{Conn, PartialLine, Phase, ReadStatus, MAX_BACKLOG, STALL_LIMIT};
 use crate::core::{self, Action, Chat, ConnId, Event, Link, Mesh, Origin, Role};
 use crate::eventlog::{EventLog, Tag};
 use crate::fanout::{side, Log};
@@ -493,8 +491,7 @@ impl<W: Write> Reactor<W> {
                 Phase::Connecting { deadline } => Some(deadline),
                 _ => None,
             };
-            let partial =
-                (c.partial_line() != PartialLine::None).then(|| c.last_read + PARTIAL_LINE_IDLE);
+            let partial = c.partial_due();
             let stall = c.behind_since.map(|t| t + self.stall_limit());
             [connect, partial, stall, c.retire_by].into_iter().flatten()
         });
@@ -901,10 +898,11 @@ impl<W: Write> Reactor<W> {
                 Ok(status) => status,
                 Err(err) => return self.close(k, Some(describe(&err))),
             };
+            let mut took_lines = false;
             loop {
                 match e.conn.decoder.next_line() {
                     Ok(Some(line)) => {
-                        e.conn.got_line = true;
+                        took_lines = true;
                         self.chat.handle_line(k, line, now)
                     }
                     Ok(None) => break,
@@ -914,6 +912,8 @@ impl<W: Write> Reactor<W> {
                     }
                 }
             }
+            e.conn.got_line |= took_lines;
+            e.conn.note_partial(took_lines, now);
             // What the chat made of those lines comes first: a close it asked for (with its
             // reason) is not to be overtaken by the end of the connection read next.
             self.apply_actions(now);
@@ -1088,7 +1088,7 @@ impl<W: Write> Reactor<W> {
                 Phase::Connecting { deadline } if now >= deadline => timed_out.push(k),
                 _ if c.retire_by.is_some_and(|t| now >= t) => retired.push(k),
                 _ if c.behind_since.is_some_and(|t| now >= t + limit) => stalled.push(k),
-                _ if now >= c.last_read + PARTIAL_LINE_IDLE => match c.partial_line() {
+                _ if c.partial_due().is_some_and(|due| now >= due) => match c.partial_line() {
                     PartialLine::GuestLine => partial.push(k),
                     PartialLine::IncompleteHello => incomplete.push(k),
                     PartialLine::None => {}
@@ -1111,6 +1111,7 @@ impl<W: Write> Reactor<W> {
             if let Some(e) = self.conns.get_mut(k) {
                 let line = e.conn.decoder.take_partial();
                 e.conn.got_line = true;
+                e.conn.partial_since = None;
                 self.chat.handle_line(k, &line, now);
             }
         }

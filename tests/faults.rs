@@ -447,3 +447,49 @@ fn messages_arrive_once_and_in_order_with_loss_and_delay_together() {
     let mut bia = Node::spawn_in(&lan.b, &["127.0.0.1:6000", "--json", "--nick", "bia"]);
     chat_both_ways(&mut ana, &mut bia, 100);
 }
+
+#[test]
+fn a_guest_trickling_a_line_has_it_taken_after_a_while() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let guest = util::Raw::joined(&mut hub, port, "guest-1", "hello");
+    let mut out = guest.stream.try_clone().expect("clone");
+    let stop = Arc::new(AtomicBool::new(false));
+    // A byte every 100 ms, never a newline, never quiet long enough to count as the end of a
+    // line: after 5 s what came is taken as a message anyway.
+    let trickle = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let end = Instant::now() + Duration::from_secs(20);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                if out.write_all(b"z").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let msg = hub.wait_event(|v| {
+        v["event"] == "message"
+            && v["from"] == "guest-1"
+            && v["text"].as_str().is_some_and(|t| t.starts_with("zz"))
+    });
+    assert!(
+        !trickle.is_finished(),
+        "taken while it was still trickling: {msg}"
+    );
+    stop.store(true, Ordering::Relaxed);
+    trickle.join().expect("trickle thread");
+}
+
+#[test]
+fn stdin_closed_from_the_start_is_the_end_of_input() {
+    // Not an empty stdin but no stdin at all (descriptor 0 closed): no panic, a normal end.
+    let mut node = Node::spawn_with_shell("exec 0<&-", &["-l", "127.0.0.1:0", "--json"]);
+    assert_eq!(node.wait_exit().code(), Some(0));
+    let err = node.stderr_lines().join("\n");
+    assert!(!err.contains("panicked"), "{err}");
+}
