@@ -343,13 +343,6 @@ impl Conn {
         }
     }
 
-    /// True for a guest-like unterminated line waiting to be taken as a message after
-    /// [`PARTIAL_LINE_IDLE`]: the other end is a guest, or not yet known and not in the middle
-    /// of sending a hello.
-    pub fn has_guest_partial(&self) -> bool {
-        self.partial_line() == PartialLine::GuestLine
-    }
-
     /// One read from `r` into the decoder.
     pub fn read_some(&mut self, r: &mut impl Read, now: Instant) -> io::Result<ReadStatus> {
         let mut buf = [0u8; 16 * 1024];
@@ -773,12 +766,17 @@ mod tests {
         let mut conn = Conn::new("x".into(), Phase::Open, Instant::now());
         for piece in [&b"p"[..], b"eerchat", b"/1 hello fr"] {
             conn.decoder.push(piece);
-            assert!(!conn.has_guest_partial(), "{:?}", conn.decoder.partial());
+            assert_eq!(
+                conn.partial_line(),
+                PartialLine::None,
+                "{:?}",
+                conn.decoder.partial()
+            );
         }
         let mut conn = Conn::new("x".into(), Phase::Open, Instant::now());
         conn.decoder.push(b"Ol\xc3\xa1");
-        assert!(conn.has_guest_partial());
+        assert_eq!(conn.partial_line(), PartialLine::GuestLine);
         conn.classify(Role::Peer, &log);
-        assert!(!conn.has_guest_partial());
+        assert_eq!(conn.partial_line(), PartialLine::None);
     }
 }

@@ -906,10 +906,7 @@ impl<W: Write> Reactor<W> {
                         self.chat.handle_line(k, line, now)
                     }
                     Ok(None) => break,
-                    Err(err) => {
-                        warn!("closing {}: {err}", e.conn.addr);
-                        return self.close(k, Some(err.to_string()));
-                    }
+                    Err(err) => return self.close_warning(k, err.to_string()),
                 }
             }
             e.conn.got_line |= took_lines;
@@ -944,9 +941,9 @@ impl<W: Write> Reactor<W> {
         }
     }
 
-    /// Cuts off a reader that cannot keep up, saying so on stderr (a hub's operator wants to
-    /// know); the chat shows its leave with `reason`.
-    fn cut_slow(&mut self, k: usize, reason: String) {
+    /// Closes `k` for something it did (too slow, a bad frame, an unfinished hello), saying so
+    /// on stderr (a hub's operator wants to know); the chat shows its leave with `reason`.
+    fn close_warning(&mut self, k: usize, reason: String) {
         if let Some(e) = self.conns.get(k) {
             warn!("closing {}: {reason}", e.conn.addr);
         }
@@ -955,17 +952,17 @@ impl<W: Write> Reactor<W> {
 
     /// Drops connection `k` and tells the chat.
     fn close(&mut self, k: usize, reason: Option<String>) {
-        if let Some(e) = self.conns.get_mut(k) {
-            // A last try at what is queued for it (why it is being closed, say): the socket
-            // may well take it.
-            if e.conn.phase == Phase::Open && e.conn.role.is_some() && !e.conn.blocked {
-                let _ = e.conn.flush_to(&mut e.stream, &self.shared);
+        let backlog = match self.conns.get_mut(k) {
+            Some(e) => {
+                // A last try at what is queued for it (why it is being closed, say): the
+                // socket may well take it.
+                if e.conn.phase == Phase::Open && e.conn.role.is_some() && !e.conn.blocked {
+                    let _ = e.conn.flush_to(&mut e.stream, &self.shared);
+                }
+                e.conn.backlog(&self.shared)
             }
-        }
-        let backlog = self
-            .conns
-            .get(k)
-            .map_or(0, |e| e.conn.backlog(&self.shared));
+            None => 0,
+        };
         if let Some(e) = self.remove(k) {
             info!(
                 "closed {}{}",
@@ -1105,7 +1102,7 @@ impl<W: Write> Reactor<W> {
                 self.high_water,
                 limit.as_secs_f64()
             );
-            self.cut_slow(k, reason);
+            self.close_warning(k, reason);
         }
         for k in partial {
             if let Some(e) = self.conns.get_mut(k) {
@@ -1119,10 +1116,7 @@ impl<W: Write> Reactor<W> {
             self.close(k, Some("duplicate connection".into()));
         }
         for k in incomplete {
-            if let Some(e) = self.conns.get(k) {
-                warn!("closing {}: incomplete hello", e.conn.addr);
-            }
-            self.close(k, Some("incomplete hello".into()));
+            self.close_warning(k, "incomplete hello".into());
         }
         self.chat.handle_tick(now);
         if self.accept_paused_until.is_some_and(|t| now >= t) {
@@ -1143,12 +1137,7 @@ impl<W: Write> Reactor<W> {
                     }
                 }
                 Action::Broadcast { except, frame } => self.broadcast(except, frame),
-                Action::Close { conn, reason } => {
-                    if let Some(e) = self.conns.get(conn) {
-                        warn!("closing {}: {reason}", e.conn.addr);
-                    }
-                    self.close(conn, Some(reason));
-                }
+                Action::Close { conn, reason } => self.close_warning(conn, reason),
                 Action::Send { conn, frame } => {
                     if let Some(e) = self.conns.get_mut(conn) {
                         e.conn.queue_direct(&frame, self.shared.end());
@@ -1280,7 +1269,7 @@ impl<W: Write> Reactor<W> {
             self.close(k, Some(reason));
         }
         for (k, reason) in too_slow {
-            self.cut_slow(k, reason);
+            self.close_warning(k, reason);
         }
         if self.shared.has_old_blocks() {
             let mut keep = [None::<u64>; 2];

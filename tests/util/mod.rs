@@ -66,8 +66,7 @@ impl Node {
     /// Starts `peerchat ARGS` under open-file limits `soft` and `hard` (set by `sh`'s `ulimit`,
     /// which then execs peerchat, so the child's pid is peerchat's).
     pub fn spawn_with_fd_limit(soft: u32, hard: u32, args: &[&str]) -> Node {
-        let script = format!("ulimit -Sn {soft} && ulimit -Hn {hard} && exec \"$0\" \"$@\"");
-        Node::spawn_with(Command::new("sh").args(["-c", &script, bin()]).args(args))
+        Node::spawn_with_shell(&format!("ulimit -Sn {soft} && ulimit -Hn {hard}"), args)
     }
 
     /// Starts `peerchat ARGS` from `sh`, after the shell command `setup` (which may change
