@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::core::Role;
+use crate::event::Role;
 use crate::fanout::{side, Log, Pos, Slices};
 use crate::protocol::{self, Frame, LineDecoder};
 

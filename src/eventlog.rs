@@ -11,7 +11,7 @@ use std::path::Path;
 
 use chrono::Local;
 
-use crate::core::Event;
+use crate::event::Event;
 use crate::safe::sanitize;
 
 /// What kind of event a log line records.

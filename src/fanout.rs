@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 
-use crate::core::Role;
+use crate::event::Role;
 use crate::protocol::{self, Frame};
 
 /// A place in both logs at once: the byte offset in the peer log and in the guest log, counted

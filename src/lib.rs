@@ -1,11 +1,13 @@
 //! peerchat: a peer-to-peer terminal chat on one `mio::Poll` event loop.
 //!
-//! Modules, arrows one way: `reactor` -> `conn` -> `core` -> `protocol`, with `output`, `eventlog`,
-//! `input`, `fanout`, `limits`, `safe` and `signals` beside them. `main.rs` only wires the command line to the reactor.
+//! Modules, arrows one way: `reactor` -> `conn` -> `chat` -> `protocol`, with `event` (the shared
+//! vocabulary), `output`, `eventlog`, `input`, `fanout`, `timers`, `limits`, `safe` and `signals`
+//! beside them. `main.rs` only wires the command line to the reactor. See `docs/DESIGN.md`.
 
+pub mod chat;
 pub mod cli;
 pub mod conn;
-pub mod core;
+pub mod event;
 pub mod eventlog;
 pub mod fanout;
 pub mod input;
@@ -15,3 +17,4 @@ pub mod protocol;
 pub mod reactor;
 pub mod safe;
 pub mod signals;
+pub mod timers;

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 
+use peerchat::chat::{Mesh, RateLimit};
 use peerchat::cli::{self, Args, HostPort, Mode};
-use peerchat::core::{Mesh, RateLimit};
 use peerchat::eventlog::EventLog;
 use peerchat::limits;
 use peerchat::output::{Format, Output};

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 
 use chrono::{Local, SecondsFormat, Utc};
 
-use crate::core::Event;
+use crate::event::Event;
 use crate::safe::sanitize;
 
 /// How events are written.
@@ -353,12 +353,12 @@ mod tests {
         });
         assert_eq!(v["event"], "me");
         let v = json(Event::Names(vec![
-            crate::core::Name {
+            crate::event::Name {
                 nick: "a".into(),
                 addr: None,
                 you: true,
             },
-            crate::core::Name {
+            crate::event::Name {
                 nick: "b".into(),
                 addr: Some("127.0.0.1:5001".into()),
                 you: false,

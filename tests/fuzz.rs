@@ -17,7 +17,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use peerchat::core::{Action, Chat, Config, Event, Link, Origin};
+use peerchat::chat::{Action, Chat, Config, Event, Link, Origin};
 use peerchat::protocol::{self, Frame, Hello, LineDecoder, MemberId, MsgId};
 use peerchat::safe::is_unsafe;
 

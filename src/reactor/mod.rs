@@ -2,7 +2,7 @@
 //! Turns readiness into calls on the chat, carries out the chat's actions on the connections,
 //! and writes each dirty connection once per loop turn.
 //!
-//! Must not hold chat rules (those are in `core`) or wire details (in `protocol`).
+//! Must not hold chat rules (those are in `chat`) or wire details (in `protocol`).
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -18,8 +18,9 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
+use crate::chat::{self, Action, Chat, ConnId, Link, Mesh, Origin};
 use crate::conn::{Conn, PartialLine, Phase, ReadStatus, MAX_BACKLOG, STALL_LIMIT};
-use crate::core::{self, Action, Chat, ConnId, Event, Link, Mesh, Origin, Role};
+use crate::event::{Event, Role};
 use crate::eventlog::{EventLog, Tag};
 use crate::fanout::{side, Log};
 use crate::input::{self, Input};
@@ -105,7 +106,7 @@ pub struct Setup {
     /// Connections at once, at most: more are told the chat is full and closed.
     pub max_conns: usize,
     /// Flood control for guests.
-    pub guest_rate: Option<core::RateLimit>,
+    pub guest_rate: Option<chat::RateLimit>,
 }
 
 impl Setup {
@@ -116,13 +117,13 @@ impl Setup {
             listen: Listen::None,
             dials: Vec::new(),
             keep_open: false,
-            max_peers: core::DEFAULT_MAX_PEERS,
-            peer_timeout: core::DEFAULT_PEER_TIMEOUT,
+            max_peers: chat::DEFAULT_MAX_PEERS,
+            peer_timeout: chat::DEFAULT_PEER_TIMEOUT,
             log: None,
             max_backlog: MAX_BACKLOG,
             slow_timeout: STALL_LIMIT,
             max_conns: usize::MAX,
-            guest_rate: Some(core::RateLimit::per_second(core::DEFAULT_GUEST_RATE)),
+            guest_rate: Some(chat::RateLimit::per_second(chat::DEFAULT_GUEST_RATE)),
         }
     }
 }
@@ -295,7 +296,7 @@ impl<W: Write> Reactor<W> {
             listener = Some(l);
         }
         let node = new_node_id();
-        let mut cfg = crate::core::Config::new(setup.nick, node, listen_port);
+        let mut cfg = chat::Config::new(setup.nick, node, listen_port);
         cfg.mesh = mesh;
         cfg.max_peers = setup.max_peers;
         cfg.peer_timeout = setup.peer_timeout;
@@ -1032,7 +1033,7 @@ impl<W: Write> Reactor<W> {
         let urgent = self
             .queued
             .iter()
-            .any(|i| matches!(i, Input::Line(l) if core::is_leave_command(l)));
+            .any(|i| matches!(i, Input::Line(l) if chat::is_leave_command(l)));
         if let Some(until) = self.input_hold {
             // Mesh start-up: wait for the first scan, unless the user is leaving already.
             if Instant::now() < until && self.chat.is_settling() && !urgent {

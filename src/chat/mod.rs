@@ -12,6 +12,7 @@ use std::ops::RangeInclusive;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+pub use crate::event::{Event, Name, Role};
 use crate::protocol::{self, check_nick, Frame, Hello, MemberId, MsgId, NodeId, MAX_TEXT};
 
 /// Identifies one connection; the reactor uses its slab key.
@@ -111,59 +112,6 @@ const LOST_AGE: Duration = Duration::from_secs(600);
 
 /// How long an address that answered with something other than a hello is not dialled again.
 const NOT_PEER_AGE: Duration = Duration::from_secs(300);
-
-/// What the other end of a connection turned out to be.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// A peerchat node: it speaks frames.
-    Peer,
-    /// Anything else (nc, telnet, a script): it sends plain lines and gets plain lines.
-    Guest,
-}
-
-/// One line of `/names`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Name {
-    pub nick: String,
-    pub addr: Option<String>,
-    pub you: bool,
-}
-
-/// Something for the user to see (or, for `Sent`, only for the event log).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
-    Message {
-        from: String,
-        text: String,
-    },
-    Me {
-        from: String,
-        text: String,
-    },
-    Dm {
-        from: String,
-        to: String,
-        text: String,
-    },
-    Nick {
-        old: String,
-        nick: String,
-    },
-    Join {
-        nick: String,
-        addr: Option<String>,
-    },
-    Leave {
-        nick: String,
-        addr: Option<String>,
-        reason: Option<String>,
-    },
-    Names(Vec<Name>),
-    /// The local user sent this line (as `<nick> text` or `* nick action`); not shown on stdout.
-    Sent(String),
-    Info(String),
-    Error(String),
-}
 
 /// What the chat asks the caller to do, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]

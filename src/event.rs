@@ -1,0 +1,58 @@
+//! The vocabulary shared by the chat, the output, the event log and the fan-out log: what the
+//! other end of a connection is ([`Role`]) and what the user is shown ([`Event`], [`Name`]).
+//!
+//! Holds types only. It sits below the chat so that `output`, `eventlog` and `fanout` never
+//! import the chat itself.
+
+/// What the other end of a connection turned out to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A peerchat node: it speaks frames.
+    Peer,
+    /// Anything else (nc, telnet, a script): it sends plain lines and gets plain lines.
+    Guest,
+}
+
+/// One line of `/names`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Name {
+    pub nick: String,
+    pub addr: Option<String>,
+    pub you: bool,
+}
+
+/// Something for the user to see (or, for `Sent`, only for the event log).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Message {
+        from: String,
+        text: String,
+    },
+    Me {
+        from: String,
+        text: String,
+    },
+    Dm {
+        from: String,
+        to: String,
+        text: String,
+    },
+    Nick {
+        old: String,
+        nick: String,
+    },
+    Join {
+        nick: String,
+        addr: Option<String>,
+    },
+    Leave {
+        nick: String,
+        addr: Option<String>,
+        reason: Option<String>,
+    },
+    Names(Vec<Name>),
+    /// The local user sent this line (as `<nick> text` or `* nick action`); not shown on stdout.
+    Sent(String),
+    Info(String),
+    Error(String),
+}
