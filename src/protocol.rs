@@ -1,8 +1,8 @@
 //! Wire protocol v1: frames, their encodings (peer frames and plain guest lines), and the line
 //! decoder with its hard length cap.
 //!
-//! Pure code: bytes in, frames out. Must not import `std::io` or `mio`. PROTOCOL.md describes the
-//! same format for people.
+//! Pure code: bytes in, frames out. Must not import `std::io` or `mio`. docs/PROTOCOL.md
+//! describes the same format for people.
 
 use std::fmt;
 use std::net::SocketAddr;
