@@ -7,13 +7,11 @@
 //! anything it types later, on the same ordered connection, so once every marker is in, every
 //! duplicate some node could have relayed would be in too.
 
-mod util;
-
 use std::net::TcpListener;
 use std::process::Command;
 
+use crate::util::{self, free_range, links_between, wait_until, Bridge, Node, TempPath};
 use serde_json::Value;
-use util::{free_range, links_between, wait_until, Bridge, Node, TempPath};
 
 /// A running node and the nick the others know it by.
 struct Peer {

@@ -3,14 +3,12 @@
 //! of connections, and running out of file descriptors. Speed is measured by
 //! `benches/fanout.rs`, not here.
 
-mod util;
-
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use util::{Node, Raw};
+use crate::util::{self, Node, Raw};
 
 /// Reads `raw` until `want` lines of each sender arrived, checking that each sender's lines come
 /// in the order sent, none twice. Lines look like `<guest-N> sK NNNNN ...`; others are skipped.

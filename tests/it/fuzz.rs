@@ -6,9 +6,9 @@
 //! seed, and `PEERCHAT_FUZZ_SEED=N` replays it.
 //!
 //! ```text
-//! cargo test --release --test fuzz                               # 2 s a target
-//! PEERCHAT_FUZZ_SECS=600 cargo test --release --test fuzz        # 10 min a target
-//! PEERCHAT_FUZZ_SEED=1234 cargo test --release --test fuzz       # one seed
+//! cargo test --release --test it fuzz::                           # 2 s a target
+//! PEERCHAT_FUZZ_SECS=600 cargo test --release --test it fuzz::    # 10 min a target
+//! PEERCHAT_FUZZ_SEED=1234 cargo test --release --test it fuzz::   # one seed
 //! ```
 
 use std::collections::HashMap;

@@ -1,12 +1,10 @@
 //! End-to-end behaviour of the real binary over loopback: peers, guests, pipes, exits, errors.
 
-mod util;
-
 use std::io::Read;
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 
-use util::{bin, closed_port, Node, Raw};
+use crate::util::{self, bin, closed_port, Node, Raw};
 
 #[test]
 fn two_peers_exchange_both_ways() {
