@@ -5,6 +5,8 @@
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -179,6 +181,55 @@ fn a_stalled_reader_is_cut_off_while_the_others_get_every_message() {
             Err(e) => panic!("the stalled reader is still connected: {e}"),
         }
     }
+}
+
+/// The byte cap on its own: with `--slow-timeout` far longer than the test, only
+/// `--max-backlog` can close a reader that never reads, and it must, with that reason, while
+/// the sender goes on. Without the cap the unsent output would grow for as long as the sender
+/// sends.
+#[test]
+fn a_stalled_reader_is_cut_by_the_byte_cap_when_the_time_cut_cannot_fire() {
+    // 64 MiB at most, in 1 MiB bursts: far past the cap plus what the kernel buffers for a
+    // reader that never reads, yet bounded if the cut never comes.
+    const BURSTS: usize = 64;
+    const BURST_LINES: usize = 2621;
+    let (mut hub, port) = Node::listener(
+        "hub",
+        &[
+            "--max-backlog",
+            "256K",
+            "--slow-timeout",
+            "3600",
+            "--rate-limit",
+            "0",
+        ],
+    );
+    let _stalled = Raw::joined(&mut hub, port, "guest-1", "I will never read");
+    let mut sender = Raw::joined(&mut hub, port, "guest-2", "sender");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            for b in 0..BURSTS {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                sender.send(&burst(b % 10, BURST_LINES, 400));
+            }
+            sender
+        })
+    };
+    let leave = hub.wait_leave("guest-1");
+    stop.store(true, Ordering::Relaxed);
+    let want = format!("too slow: over {} bytes unsent", 256 * 1024);
+    assert_eq!(leave["reason"].as_str(), Some(want.as_str()), "{leave}");
+    hub.wait_stderr("the cut logged as a warning", |l| {
+        l.contains("WARN") && l.ends_with(&format!(": {want}"))
+    });
+    // The sender was not cut with it: what it says next still arrives.
+    let mut sender = writer.join().expect("writer thread");
+    sender.send(b"still here\n");
+    hub.wait_message("guest-2", "still here");
 }
 
 /// Raises this process's soft open-file limit to the hard one; returns the new soft limit.
