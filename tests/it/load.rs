@@ -50,16 +50,38 @@ fn coalesced_writes_keep_each_senders_order() {
             .expect("reader thread")
             .expect("every line, in order");
     }
-    // The peer gets frames rather than text lines: same order, nothing twice.
+    // The peer gets frames rather than text lines: same order, nothing twice. Each sender's
+    // last line first, then every line checked in one pass over what was shown (waiting for
+    // each line in turn would parse the whole history again for every one).
     for (k, name) in names.iter().enumerate() {
-        for i in 0..LINES {
-            let prefix = format!("s{k} {i:05} ");
-            peer.wait_event(|v| {
-                v["event"] == "message"
-                    && v["from"] == name.as_str()
-                    && v["text"].as_str().is_some_and(|t| t.starts_with(&prefix))
-            });
-        }
+        let prefix = format!("s{k} {:05} ", LINES - 1);
+        peer.wait_event(|v| {
+            v["event"] == "message"
+                && v["from"] == name.as_str()
+                && v["text"].as_str().is_some_and(|t| t.starts_with(&prefix))
+        });
+    }
+    let events = peer.events();
+    for (k, name) in names.iter().enumerate() {
+        let tag = format!("s{k} ");
+        let seqs: Vec<usize> = events
+            .iter()
+            .filter(|v| v["event"] == "message" && v["from"] == name.as_str())
+            .filter_map(|v| {
+                v["text"]
+                    .as_str()?
+                    .strip_prefix(&tag)?
+                    .get(..5)?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        let want: Vec<usize> = (0..LINES).collect();
+        assert!(
+            seqs == want,
+            "{name}'s lines at the peer: {} shown, not 0..{LINES} in order",
+            seqs.len()
+        );
     }
     let messages = peer
         .events()
