@@ -777,6 +777,51 @@ mod tests {
     }
 
     #[test]
+    fn decoder_refuses_one_byte_past_the_cap_with_a_newline() {
+        let mut dec = LineDecoder::new(10);
+        dec.push(b"0123456789x\n");
+        assert_eq!(dec.next_line(), Err(ProtocolError::LineTooLong));
+    }
+
+    #[test]
+    fn default_cap_is_64_kib_a_line_of_exactly_that_passes_whole_one_more_byte_is_refused() {
+        // The promise is 64 KiB a line, without its newline; pinned here by value, not by
+        // MAX_LINE, so that moving the cap fails a test.
+        const CAP: usize = 64 * 1024;
+        let full = vec![b'x'; CAP];
+        let over = vec![b'y'; CAP + 1];
+
+        let mut dec = LineDecoder::default();
+        dec.push(&full);
+        assert_eq!(
+            dec.next_line(),
+            Ok(None),
+            "exactly the cap waits for its newline"
+        );
+        dec.push(b"\nnext\n");
+        assert_eq!(dec.next_line(), Ok(Some(&full[..])));
+        assert_eq!(dec.next_line(), Ok(Some(&b"next"[..])));
+
+        let mut dec = LineDecoder::default();
+        dec.push(&full);
+        dec.push(b"\n");
+        assert_eq!(lines_of(&mut dec), Ok(vec![full.clone()]));
+
+        // One byte more is refused at once, before any newline comes...
+        let mut dec = LineDecoder::default();
+        dec.push(&over);
+        assert_eq!(dec.next_line(), Err(ProtocolError::LineTooLong));
+
+        // ...and with its newline too, even after a line that was fine.
+        let mut dec = LineDecoder::default();
+        dec.push(b"ok\n");
+        dec.push(&over);
+        dec.push(b"\n");
+        assert_eq!(dec.next_line(), Ok(Some(&b"ok"[..])));
+        assert_eq!(dec.next_line(), Err(ProtocolError::LineTooLong));
+    }
+
+    #[test]
     fn decoder_passes_invalid_utf8_bytes_through() {
         let mut dec = LineDecoder::default();
         dec.push(b"\xff\xfeok\n");

@@ -72,6 +72,41 @@ mod tests {
         assert_eq!(sanitize("\u{feff}"), "\\u{feff}");
     }
 
+    /// The visible form `sanitize` promises for a control character.
+    fn escaped(c: char) -> String {
+        match c as u32 {
+            n @ 0..=0x1f => format!("^{}", char::from(b'@' + n as u8)),
+            0x7f => "^?".to_string(),
+            n => format!("\\u{{{n:x}}}"),
+        }
+    }
+
+    #[test]
+    fn every_c0_control_del_and_c1_control_is_escaped_alone_and_amid_text() {
+        let controls = (0u32..0x20).chain([0x7f]).chain(0x80..0xa0);
+        for c in controls.filter_map(char::from_u32) {
+            let e = escaped(c);
+            // Alone, amid plain ASCII (the fast path's case) and amid other scripts.
+            for (text, want) in [
+                (format!("{c}"), e.clone()),
+                (format!("x{c}y"), format!("x{e}y")),
+                (format!("ação {c}你好"), format!("ação {e}你好")),
+            ] {
+                let got = sanitize(&text);
+                assert_eq!(got, want, "U+{:04X}", c as u32);
+                assert!(!got.chars().any(|g| g.is_control()), "U+{:04X}", c as u32);
+            }
+        }
+    }
+
+    #[test]
+    fn del_alone_in_printable_ascii_is_escaped() {
+        // DEL is the one control just past the printable ASCII range the fast path accepts.
+        assert_eq!(sanitize("rm -rf\x7f"), "rm -rf^?");
+        assert_eq!(sanitize("~\x7f"), "~^?");
+        assert!(matches!(sanitize("~ }"), Cow::Borrowed(_)));
+    }
+
     #[test]
     fn output_never_contains_an_unsafe_char() {
         let all: String = (0u32..0x3000).filter_map(char::from_u32).collect();

@@ -3,60 +3,14 @@
 //! of connections, and running out of file descriptors. Speed is measured by
 //! `benches/fanout.rs`, not here.
 
-mod util;
-
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use util::{Node, Raw};
-
-/// Reads `raw` until `want` lines of each sender arrived, checking that each sender's lines come
-/// in the order sent, none twice. Lines look like `<guest-N> sK NNNNN ...`; others are skipped.
-fn read_in_order(raw: &mut Raw, senders: &[String], want: usize) -> Result<(), String> {
-    let mut next = vec![0usize; senders.len()];
-    while next.iter().any(|&n| n < want) {
-        let line = raw
-            .line()
-            .ok_or_else(|| format!("connection closed; got {next:?} of {want} each"))?;
-        let Some((from, rest)) = line.split_once("> ") else {
-            continue;
-        };
-        let Some(s) = senders.iter().position(|n| from == format!("<{n}")) else {
-            continue;
-        };
-        let mut words = rest.split(' ');
-        if words.next() != Some(format!("s{s}").as_str()) {
-            // Not one of the numbered lines (the sender's first line, say).
-            continue;
-        }
-        let seq: usize = words
-            .next()
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| format!("bad line {line:?}"))?;
-        if seq != next[s] {
-            return Err(format!(
-                "from {}: got {seq} where {} was due",
-                senders[s], next[s]
-            ));
-        }
-        next[s] += 1;
-    }
-    Ok(())
-}
-
-/// `count` lines `sK NNNNN` padded to `size` bytes, newline included.
-fn burst(k: usize, count: usize, size: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(count * size);
-    for i in 0..count {
-        let mut line = format!("s{k} {i:05} ");
-        line.push_str(&"x".repeat(size.saturating_sub(line.len() + 1)));
-        line.push('\n');
-        out.extend_from_slice(line.as_bytes());
-    }
-    out
-}
+use crate::util::{self, burst, read_in_order, Node, Raw};
 
 #[test]
 fn coalesced_writes_keep_each_senders_order() {
@@ -96,16 +50,38 @@ fn coalesced_writes_keep_each_senders_order() {
             .expect("reader thread")
             .expect("every line, in order");
     }
-    // The peer gets frames rather than text lines: same order, nothing twice.
+    // The peer gets frames rather than text lines: same order, nothing twice. Each sender's
+    // last line first, then every line checked in one pass over what was shown (waiting for
+    // each line in turn would parse the whole history again for every one).
     for (k, name) in names.iter().enumerate() {
-        for i in 0..LINES {
-            let prefix = format!("s{k} {i:05} ");
-            peer.wait_event(|v| {
-                v["event"] == "message"
-                    && v["from"] == name.as_str()
-                    && v["text"].as_str().is_some_and(|t| t.starts_with(&prefix))
-            });
-        }
+        let prefix = format!("s{k} {:05} ", LINES - 1);
+        peer.wait_event(|v| {
+            v["event"] == "message"
+                && v["from"] == name.as_str()
+                && v["text"].as_str().is_some_and(|t| t.starts_with(&prefix))
+        });
+    }
+    let events = peer.events();
+    for (k, name) in names.iter().enumerate() {
+        let tag = format!("s{k} ");
+        let seqs: Vec<usize> = events
+            .iter()
+            .filter(|v| v["event"] == "message" && v["from"] == name.as_str())
+            .filter_map(|v| {
+                v["text"]
+                    .as_str()?
+                    .strip_prefix(&tag)?
+                    .get(..5)?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        let want: Vec<usize> = (0..LINES).collect();
+        assert!(
+            seqs == want,
+            "{name}'s lines at the peer: {} shown, not 0..{LINES} in order",
+            seqs.len()
+        );
     }
     let messages = peer
         .events()
@@ -181,6 +157,55 @@ fn a_stalled_reader_is_cut_off_while_the_others_get_every_message() {
             Err(e) => panic!("the stalled reader is still connected: {e}"),
         }
     }
+}
+
+/// The byte cap on its own: with `--slow-timeout` far longer than the test, only
+/// `--max-backlog` can close a reader that never reads, and it must, with that reason, while
+/// the sender goes on. Without the cap the unsent output would grow for as long as the sender
+/// sends.
+#[test]
+fn a_stalled_reader_is_cut_by_the_byte_cap_when_the_time_cut_cannot_fire() {
+    // 64 MiB at most, in 1 MiB bursts: far past the cap plus what the kernel buffers for a
+    // reader that never reads, yet bounded if the cut never comes.
+    const BURSTS: usize = 64;
+    const BURST_LINES: usize = 2621;
+    let (mut hub, port) = Node::listener(
+        "hub",
+        &[
+            "--max-backlog",
+            "256K",
+            "--slow-timeout",
+            "3600",
+            "--rate-limit",
+            "0",
+        ],
+    );
+    let _stalled = Raw::joined(&mut hub, port, "guest-1", "I will never read");
+    let mut sender = Raw::joined(&mut hub, port, "guest-2", "sender");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            for b in 0..BURSTS {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                sender.send(&burst(b % 10, BURST_LINES, 400));
+            }
+            sender
+        })
+    };
+    let leave = hub.wait_leave("guest-1");
+    stop.store(true, Ordering::Relaxed);
+    let want = format!("too slow: over {} bytes unsent", 256 * 1024);
+    assert_eq!(leave["reason"].as_str(), Some(want.as_str()), "{leave}");
+    hub.wait_stderr("the cut logged as a warning", |l| {
+        l.contains("WARN") && l.ends_with(&format!(": {want}"))
+    });
+    // The sender was not cut with it: what it says next still arrives.
+    let mut sender = writer.join().expect("writer thread");
+    sender.send(b"still here\n");
+    hub.wait_message("guest-2", "still here");
 }
 
 /// Raises this process's soft open-file limit to the hard one; returns the new soft limit.

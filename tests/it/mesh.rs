@@ -7,13 +7,11 @@
 //! anything it types later, on the same ordered connection, so once every marker is in, every
 //! duplicate some node could have relayed would be in too.
 
-mod util;
-
 use std::net::TcpListener;
 use std::process::Command;
 
+use crate::util::{self, free_range, links_between, wait_until, Bridge, Node, TempPath};
 use serde_json::Value;
-use util::{free_range, links_between, wait_until, Bridge, Node, TempPath};
 
 /// A running node and the nick the others know it by.
 struct Peer {
@@ -198,6 +196,69 @@ fn signal(pid: u32, sig: &str) -> bool {
 
 // ---------------------------------------------------------------------------------------------
 // Forming the mesh
+
+/// Every peer types `per` lines, all peers at once (their lines go out interleaved), then each
+/// waits for everyone's last line and a round of markers (so any repeat would be in); each peer
+/// must show each other peer's lines exactly once and in the order typed.
+fn interleaved_lines_arrive_once_in_each_senders_order(peers: &mut [Peer], per: usize) {
+    for k in 0..per {
+        for p in peers.iter_mut() {
+            let text = format!("{} line {k:03}", p.nick);
+            p.node.send(&text);
+        }
+    }
+    let nicks: Vec<String> = peers.iter().map(|p| p.nick.clone()).collect();
+    for p in peers.iter_mut() {
+        for from in nicks.iter().filter(|n| **n != p.nick) {
+            p.node
+                .wait_message(from, &format!("{from} line {:03}", per - 1));
+        }
+    }
+    round(peers, "marker");
+    for p in peers.iter() {
+        for from in nicks.iter().filter(|n| **n != p.nick) {
+            let prefix = format!("{from} line ");
+            let got: Vec<String> = p
+                .node
+                .events()
+                .iter()
+                .filter(|v| v["event"] == "message" && v["from"] == from.as_str())
+                .filter_map(|v| v["text"].as_str().map(str::to_string))
+                .filter(|t| t.starts_with(&prefix))
+                .collect();
+            let want: Vec<String> = (0..per).map(|k| format!("{from} line {k:03}")).collect();
+            assert_eq!(got, want, "{} showing {from}'s lines", p.nick);
+        }
+    }
+}
+
+/// "In the order sent" with many lines from every sender at once, over two hops: a hub and
+/// three peers dialled to it, all four typing.
+#[test]
+fn many_lines_from_every_star_node_arrive_once_in_each_senders_order() {
+    let (hub, port) = Node::listener("hub", &[]);
+    let mut peers = vec![Peer {
+        node: hub,
+        nick: "hub".into(),
+        port,
+    }];
+    for nick in ["a", "b", "c"] {
+        peers.push(Peer {
+            node: Node::client(nick, port, &[]),
+            nick: nick.into(),
+            port,
+        });
+    }
+    wait_all_joined(&mut peers);
+    interleaved_lines_arrive_once_in_each_senders_order(&mut peers, 300);
+}
+
+/// The same over a full mesh, where each line reaches a node by several paths at once.
+#[test]
+fn many_lines_from_every_mesh_node_arrive_once_in_each_senders_order() {
+    let mut peers = joined_mesh(&["a", "b", "c", "d"]);
+    interleaved_lines_arrive_once_in_each_senders_order(&mut peers, 300);
+}
 
 #[test]
 fn three_mesh_nodes_form_one_chat() {

@@ -326,6 +326,52 @@ impl Raw {
     }
 }
 
+/// Reads `raw` until `want` lines of each sender arrived, checking that each sender's lines come
+/// in the order sent, none twice. Lines look like `<guest-N> sK NNNNN ...`; others are skipped.
+pub fn read_in_order(raw: &mut Raw, senders: &[String], want: usize) -> Result<(), String> {
+    let mut next = vec![0usize; senders.len()];
+    while next.iter().any(|&n| n < want) {
+        let line = raw
+            .line()
+            .ok_or_else(|| format!("connection closed; got {next:?} of {want} each"))?;
+        let Some((from, rest)) = line.split_once("> ") else {
+            continue;
+        };
+        let Some(s) = senders.iter().position(|n| from == format!("<{n}")) else {
+            continue;
+        };
+        let mut words = rest.split(' ');
+        if words.next() != Some(format!("s{s}").as_str()) {
+            // Not one of the numbered lines (the sender's first line, say).
+            continue;
+        }
+        let seq: usize = words
+            .next()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("bad line {line:?}"))?;
+        if seq != next[s] {
+            return Err(format!(
+                "from {}: got {seq} where {} was due",
+                senders[s], next[s]
+            ));
+        }
+        next[s] += 1;
+    }
+    Ok(())
+}
+
+/// `count` lines `sK NNNNN` padded to `size` bytes, newline included.
+pub fn burst(k: usize, count: usize, size: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(count * size);
+    for i in 0..count {
+        let mut line = format!("s{k} {i:05} ");
+        line.push_str(&"x".repeat(size.saturating_sub(line.len() + 1)));
+        line.push('\n');
+        out.extend_from_slice(line.as_bytes());
+    }
+    out
+}
+
 /// A loopback port that nothing listens on (bound, then released).
 pub fn closed_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -3,11 +3,9 @@
 //! comes back, and a link that loses packets. Skipped with the reason printed where they cannot
 //! run, failing instead under `CI`.
 
-mod util;
-
 use std::collections::HashMap;
 
-use util::{Lan, Node};
+use crate::util::{self, Lan, Node};
 
 fn lan_or_skip() -> Option<Lan> {
     match Lan::new() {

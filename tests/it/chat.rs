@@ -1,12 +1,10 @@
 //! End-to-end behaviour of the real binary over loopback: peers, guests, pipes, exits, errors.
 
-mod util;
-
 use std::io::Read;
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 
-use util::{bin, closed_port, Node, Raw};
+use crate::util::{self, bin, burst, closed_port, read_in_order, Node, Raw, TempPath};
 
 #[test]
 fn two_peers_exchange_both_ways() {
@@ -176,6 +174,87 @@ fn sigint_and_sigterm_leave_cleanly_with_the_shells_exit_codes() {
     }
 }
 
+/// The most bytes the kernel can be holding for `reader`'s connection: what waits in its receive
+/// queue now, plus the largest send buffer the other end may have grown (`tcp_wmem`'s maximum).
+fn kernel_can_hold(reader: &Raw) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut queued: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int, which lives here, about a socket this test owns.
+    let ok = unsafe { libc::ioctl(reader.stream.as_raw_fd(), libc::FIONREAD, &mut queued) };
+    assert_eq!(ok, 0, "FIONREAD");
+    let wmem = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem").expect("tcp_wmem");
+    let send_max: usize = wmem
+        .split_whitespace()
+        .last()
+        .and_then(|v| v.parse().ok())
+        .expect("tcp_wmem's maximum");
+    usize::try_from(queued).unwrap_or(0) + send_max
+}
+
+/// "Queued output is sent" with output queued: the hub has taken in a burst far larger than the
+/// kernel can hold for a guest that has not read yet when SIGINT comes; the guest, reading only
+/// then, still gets every line in order, then the end of the stream, and the log says all was
+/// delivered.
+#[test]
+fn sigint_with_output_queued_for_a_reader_still_delivers_all_of_it() {
+    const LINES: usize = 30_000;
+    const SIZE: usize = 400;
+    let log = TempPath::new("sigint-queued.log");
+    // Nothing cuts the reader off: a byte cap above the burst, a time cut longer than the test.
+    let (mut hub, port) = Node::listener(
+        "hub",
+        &[
+            "--max-backlog",
+            "64M",
+            "--slow-timeout",
+            "3600",
+            "--rate-limit",
+            "0",
+            "--log-file",
+            log.as_str(),
+        ],
+    );
+    let mut reader = Raw::joined(&mut hub, port, "guest-1", "I read later");
+    let mut sender = Raw::joined(&mut hub, port, "guest-2", "sender");
+    sender.send(&burst(0, LINES, SIZE));
+    // Shown by the hub means read by it, and so queued for the reader.
+    let last = format!("s0 {:05} ", LINES - 1);
+    hub.wait_event(|v| {
+        v["event"] == "message"
+            && v["from"] == "guest-2"
+            && v["text"].as_str().is_some_and(|t| t.starts_with(&last))
+    });
+    let room = kernel_can_hold(&reader);
+    assert!(
+        LINES * SIZE > room + (1 << 20),
+        "the burst must outgrow the kernel's buffers ({room} bytes) to be queued in the hub"
+    );
+    // SAFETY: kill only sends a signal to our own child.
+    assert_eq!(
+        unsafe { libc::kill(hub.child.id() as i32, libc::SIGINT) },
+        0
+    );
+    read_in_order(&mut reader, &["guest-2".to_string()], LINES).expect("every line, in order");
+    let mut after = Vec::new();
+    while let Some(line) = reader.line() {
+        after.push(line);
+    }
+    assert!(
+        after.iter().all(|l| !l.contains("s0 ")),
+        "a line came twice: {after:?}"
+    );
+    drop(reader);
+    assert_eq!(hub.wait_exit().code(), Some(130));
+    let logged = log.lines();
+    assert!(
+        logged
+            .last()
+            .is_some_and(|l| l.ends_with("[CLOSED] chat closed")),
+        "{:?}",
+        logged.last()
+    );
+}
+
 #[test]
 fn quit_with_a_reason_and_leaves_are_relayed() {
     let (mut hub, port) = Node::listener("hub", &[]);
@@ -305,6 +384,69 @@ fn an_oversize_line_drops_only_that_connection() {
     hub.wait_message("guest-1", "still here");
     hub.send("to the survivor");
     other.wait_line(|l| l == "<hub> to the survivor");
+}
+
+/// Bad input closes only the connection it came on: with a peer and a guest chatting through a
+/// hub, a peer that sends a malformed frame and another that sends a line past the cap are
+/// each closed with the reason and their sockets ended; nobody else leaves, and the others go
+/// on chatting every way.
+#[test]
+fn bad_input_closes_only_that_connection_and_the_others_keep_chatting() {
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let mut bob = Node::client("bob", port, &[]);
+    hub.wait_join("bob");
+    bob.wait_join("hub");
+    let mut guest = Raw::joined(&mut hub, port, "guest-1", "hi all");
+    bob.wait_message("guest-1", "hi all");
+    let troubles: [(&str, &str, Vec<u8>, &str); 2] = [
+        (
+            "troll",
+            "00000000000000cc",
+            b"MSG not-an-id 00000000000000cc troll hi\n".to_vec(),
+            "malformed frame",
+        ),
+        (
+            "bigmouth",
+            "00000000000000dd",
+            vec![b'a'; 70 * 1024],
+            "line longer than 65536 bytes",
+        ),
+    ];
+    for (nick, node, bad, why) in troubles {
+        let mut raw = Raw::connect(port);
+        raw.send(format!("peerchat/1 hello from {nick} (node={node} listen=-)\n").as_bytes());
+        hub.wait_join(nick);
+        bob.wait_join(nick);
+        raw.send(&bad);
+        let leave = hub.wait_leave(nick);
+        let reason = leave["reason"].as_str().unwrap_or_default();
+        assert!(reason.starts_with(why), "{leave}");
+        bob.wait_leave(nick);
+        // Its socket is closed (end of stream or reset, not silence).
+        let mut rest = Vec::new();
+        if let Err(e) = raw.stream.read_to_end(&mut rest) {
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+        }
+    }
+    // Everyone else is still here, and every way still works.
+    bob.send("after the trouble");
+    hub.wait_message("bob", "after the trouble");
+    guest.wait_line(|l| l == "<bob> after the trouble");
+    guest.send(b"still with you\n");
+    hub.wait_message("guest-1", "still with you");
+    bob.wait_message("guest-1", "still with you");
+    hub.send("the hub too");
+    bob.wait_message("hub", "the hub too");
+    guest.wait_line(|l| l == "<hub> the hub too");
+    for node in [&hub, &bob] {
+        let left: Vec<String> = node
+            .events()
+            .iter()
+            .filter(|v| v["event"] == "leave")
+            .map(|v| v["nick"].as_str().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(left, ["troll", "bigmouth"], "{:#?}", node.history);
+    }
 }
 
 #[test]

@@ -1,0 +1,22 @@
+//! The integration tests, one binary so the helpers in `util` compile once. Each module runs the
+//! real `peerchat` binary (or, in `fuzz`, the library) and waits for conditions with deadlines,
+//! never fixed sleeps. Run one area with `cargo test --test it MODULE::`.
+//!
+//! - `chat`: peers, guests, pipes, exits, errors and signals over loopback.
+//! - `faults`: network faults between namespaces: links that go down, lose or delay packets,
+//!   resets, half-closes and trickled lines.
+//! - `fuzz`: seeded property tests of the line decoder, the frame parser and the chat core.
+//! - `load`: fan-out under load: order across coalesced writes, stalled readers, thousands of
+//!   connections, running out of file descriptors.
+//! - `mesh`: mesh mode, the chat commands, the log file and peer exchange.
+//! - `util`: starting nodes and raw connections, waiting with deadlines, namespaces.
+//!
+//! This file must hold no tests itself, only the module list.
+
+mod util;
+
+mod chat;
+mod faults;
+mod fuzz;
+mod load;
+mod mesh;
