@@ -11,7 +11,15 @@
 //! cargo bench --bench fanout -- --only burst-64B-N200 --no-ncat
 //! cargo bench --bench fanout -- --only burst-64B-N10 --scale 10   # ten times the messages
 //! cargo bench --bench fanout -- --repeat 5    # five runs each, hubs taking turns; medians
+//! PEERCHAT_BIN=/path/to/peerchat cargo bench --bench fanout -- --no-ncat --repeat 3
 //! ```
+//!
+//! `PEERCHAT_BIN` names the peerchat binary to measure (default: the one cargo built with this
+//! benchmark), so that two builds — a release binary of an older commit kept aside, and the
+//! current one — run the very same scenarios, one run of the benchmark per binary. The first
+//! line printed names the binary. This process raises its own open-file limit to the hard one
+//! for the N=5000 and N=10000 scenarios (the hub raises its own); a scenario the limit cannot
+//! hold is skipped, and says so.
 //!
 //! Each message is one line `#SEQ:NANOS:` padded to its size; a hub prefixes it with the sender's
 //! name, and receivers find the `#`. NANOS is the send time on a clock shared by the sender and
@@ -23,7 +31,7 @@
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -32,8 +40,8 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream as MioStream;
 use mio::{Events, Interest, Poll, Token};
 
-/// Linux's clock ticks per second for `/proc/PID/stat` times.
-const TICKS_PER_SEC: f64 = 100.0;
+mod common;
+use common::{cpu_secs, peerchat_bin, raise_fd_limit, status_field, Killed};
 
 /// Past this many receivers ncat is not run: it stops accepting near 1000 connections, and
 /// waiting for the connects that time out takes minutes. (N=1000 still shows that.)
@@ -223,16 +231,10 @@ struct Outcome {
     stalled_cut: Option<bool>,
 }
 
+/// A hub; killed when dropped.
 struct Running {
-    child: Child,
+    child: Killed,
     port: u16,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn free_port() -> io::Result<u16> {
@@ -242,7 +244,7 @@ fn free_port() -> io::Result<u16> {
 fn start_hub(hub: Hub) -> Result<Running, String> {
     match hub {
         Hub::Peerchat => {
-            let mut child = Command::new(env!("CARGO_BIN_EXE_peerchat"))
+            let mut child = Command::new(peerchat_bin())
                 // A benchmark's sender is a guest sending as fast as it can: no flood limit.
                 .args([
                     "-l",
@@ -274,7 +276,10 @@ fn start_hub(hub: Hub) -> Result<Running, String> {
                 .ok_or_else(|| format!("no port in {first:?}"))?;
             // Keep its stdout drained.
             thread::spawn(move || io::copy(&mut lines, &mut io::sink()));
-            Ok(Running { child, port })
+            Ok(Running {
+                child: Killed(child),
+                port,
+            })
         }
         Hub::Ncat => {
             let port = free_port().map_err(|e| e.to_string())?;
@@ -294,52 +299,12 @@ fn start_hub(hub: Hub) -> Result<Running, String> {
                 .map_err(|e| format!("cannot start ncat: {e}"))?;
             // No probe connection: ncat --chat quits when a client goes before it has looked at
             // it. The first receiver's connect is retried instead.
-            Ok(Running { child, port })
+            Ok(Running {
+                child: Killed(child),
+                port,
+            })
         }
     }
-}
-
-/// CPU time of every thread of `pid`, in seconds, to the nanosecond (`/proc/PID/task/*/schedstat`,
-/// whose first field is time on a CPU); `/proc/PID/stat`'s 10 ms ticks when that is missing.
-fn cpu_secs(pid: u32) -> f64 {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
-    let mut nanos = 0u64;
-    let mut found = false;
-    for task in tasks.into_iter().flatten().flatten() {
-        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
-        if let Some(v) = stat
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse::<u64>().ok())
-        {
-            nanos += v;
-            found = true;
-        }
-    }
-    if found {
-        return nanos as f64 / 1e9;
-    }
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
-    (ticks(11) + ticks(12)) / TICKS_PER_SEC
-}
-
-fn status_kib(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// One message line of `size` bytes (newline included).
@@ -377,7 +342,7 @@ fn run(hub: Hub, sc: &Scenario) -> Outcome {
             return out;
         }
     };
-    let pid = running.child.id();
+    let pid = running.child.0.id();
     let addr = SocketAddr::from(([127, 0, 0, 1], running.port));
     let epoch = Instant::now();
 
@@ -563,7 +528,7 @@ fn run(hub: Hub, sc: &Scenario) -> Outcome {
         }
         if started.is_none() && warm == sc.n {
             if sc.idle {
-                out.rss_kib = status_kib(pid, "VmRSS:");
+                out.rss_kib = status_field(pid, "VmRSS:");
                 break;
             }
             started = Some((Instant::now(), cpu_secs(pid)));
@@ -598,9 +563,9 @@ fn run(hub: Hub, sc: &Scenario) -> Outcome {
     out.p50_us = hist.percentile(0.50);
     out.p99_us = hist.percentile(0.99);
     out.max_us = hist.max;
-    out.peak_rss_kib = status_kib(pid, "VmHWM:");
+    out.peak_rss_kib = status_field(pid, "VmHWM:");
     if out.rss_kib == 0 {
-        out.rss_kib = status_kib(pid, "VmRSS:");
+        out.rss_kib = status_field(pid, "VmRSS:");
     }
     if let Some(mut s) = stalled {
         // Cut off means the hub closed it: reading it out ends in EOF or a reset.
@@ -768,6 +733,8 @@ fn main() {
     } else if want_ncat {
         println!("ncat not installed (apt-get install -y ncat): peerchat only");
     }
+    println!("peerchat binary: {}", peerchat_bin().to_string_lossy());
+    let fd_limit = raise_fd_limit();
     println!(
         "fan-out through a hub on loopback; columns: deliveries/s, deliveries per hub CPU-second, \
          latency p50 p99 max, lost, hub peak RSS"
@@ -788,6 +755,13 @@ fn main() {
             )
         };
         println!("\n{} ({what})", sc.name);
+        if fd_limit < sc.n as u64 + 64 {
+            println!(
+                "  skipped: the open-file limit ({fd_limit}) is below {}",
+                sc.n + 64
+            );
+            continue;
+        }
         let mut runs: Vec<(Hub, Vec<Outcome>)> = Vec::new();
         for &hub in &hubs {
             if hub == Hub::Ncat && sc.n > NCAT_MAX {

@@ -1,0 +1,95 @@
+//! What the process benchmarks (`fanout`, `idle`) share: which peerchat binary to run
+//! (`PEERCHAT_BIN`), a process's CPU time and memory from `/proc`, the open-file limit, and a
+//! child process that is killed when dropped. Must not measure or print anything itself: each
+//! benchmark decides what its figures are.
+
+use std::ffi::OsString;
+use std::process::Child;
+
+/// Linux's clock ticks per second for `/proc/PID/stat` times.
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// The peerchat binary to run: `$PEERCHAT_BIN` when set and not empty (so that two builds,
+/// say before and after a change, can be measured by the same benchmark code), else the one
+/// cargo built with this benchmark.
+pub fn peerchat_bin() -> OsString {
+    std::env::var_os("PEERCHAT_BIN")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_peerchat").into())
+}
+
+/// A child process that is killed and reaped when dropped, so that a benchmark that fails
+/// half-way leaves no hub or peer running.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// CPU time of every thread of `pid`, in seconds, to the nanosecond (`/proc/PID/task/*/schedstat`,
+/// whose first field is time on a CPU); `/proc/PID/stat`'s 10 ms ticks when that is missing.
+pub fn cpu_secs(pid: u32) -> f64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
+    let mut nanos = 0u64;
+    let mut found = false;
+    for task in tasks.into_iter().flatten().flatten() {
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        if let Some(v) = stat
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            nanos += v;
+            found = true;
+        }
+    }
+    if found {
+        return nanos as f64 / 1e9;
+    }
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    (ticks(11) + ticks(12)) / TICKS_PER_SEC
+}
+
+/// A number field of `/proc/PID/status` (`VmRSS:`, `VmHWM:` in KiB, `voluntary_ctxt_switches:`
+/// of the main thread), 0 when it cannot be read.
+pub fn status_field(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Raises this process's soft open-file limit to the hard one (the benchmark holds one
+/// descriptor per connection, as the hub does; the hub raises its own); returns the soft limit
+/// now in force.
+pub fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read or write only the struct passed, which lives here.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+    }
+    lim.rlim_cur
+}
