@@ -152,7 +152,12 @@ fn run(mut args: Args, signals: Signals) -> Result<Ended, String> {
     if args.quiet {
         out = out.quiet();
     }
-    Reactor::new(setup, out)?.with_signals(signals).run()
+    // Every error of starting or running is a runtime error: its message, exit code 1.
+    let reactor = Reactor::new(setup, out).map_err(|e| e.to_string())?;
+    reactor
+        .with_signals(signals)
+        .run()
+        .map_err(|e| e.to_string())
 }
 
 /// `None` when input ended at the question; other errors are runtime errors.

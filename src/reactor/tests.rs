@@ -1,0 +1,191 @@
+//! The reactor driven whole over loopback, with typed lines fed by the test and an injected
+//! resolver: what the loop does while a helper thread is slow.
+
+use std::io::{Read, Write};
+use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::output::Format;
+
+/// Output shared with the test thread.
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("output lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Shared {
+    /// Waits (10 s at most) for a line of output containing `want`; returns that line.
+    fn wait_for(&self, want: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = String::from_utf8_lossy(&self.0.lock().expect("output lock")).into_owned();
+            if let Some(line) = text.lines().find(|l| l.contains(want)) {
+                return line.to_string();
+            }
+            assert!(Instant::now() < deadline, "no {want:?} in output:\n{text}");
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// A listening node run on its own thread, fed typed lines by the test.
+struct Node {
+    out: Shared,
+    typed: SyncSender<Input>,
+    waker: Arc<Waker>,
+    run: JoinHandle<Result<Ended, RunError>>,
+}
+
+impl Node {
+    fn start(resolve: Resolve) -> Node {
+        let out = Shared::default();
+        let (typed, rx) = sync_channel(16);
+        let (waker_tx, waker_rx) = channel();
+        let shown = out.clone();
+        let run = std::thread::spawn(move || {
+            let mut setup = Setup::new("hub".into());
+            setup.listen = Listen::Addr(SocketAddr::from(([127, 0, 0, 1], 0)));
+            let reactor = Reactor::new(setup, Output::new(Format::Json, shown))?;
+            reactor.with_resolver(resolve).run_with_input(move |waker| {
+                let _ = waker_tx.send(waker);
+                Ok(rx)
+            })
+        });
+        let waker = waker_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the loop started");
+        Node {
+            out,
+            typed,
+            waker,
+            run,
+        }
+    }
+
+    fn type_in(&self, input: Input) {
+        self.typed.send(input).expect("typed");
+        self.waker.wake().expect("wake");
+    }
+
+    fn port(&self) -> u16 {
+        let line = self.out.wait_for("listening on 127.0.0.1:");
+        let digits: String = line
+            .rsplit(':')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        digits.parse().expect("a port")
+    }
+}
+
+/// A resolver that says it started, then blocks until released, then fails.
+fn blocking_resolver() -> (Resolve, Receiver<String>, SyncSender<()>) {
+    let (started_tx, started) = channel();
+    let (release, release_rx) = sync_channel(1);
+    let started_tx = Mutex::new(started_tx);
+    let release_rx = Mutex::new(release_rx);
+    let resolve: Resolve = Arc::new(move |hp| {
+        let _ = started_tx.lock().map(|tx| tx.send(hp.host.clone()));
+        let _ = release_rx.lock().map(|rx| rx.recv());
+        Err(format!("cannot resolve {}: the test says no", hp.host))
+    });
+    (resolve, started, release)
+}
+
+#[test]
+fn a_slow_name_lookup_for_connect_does_not_freeze_the_chat() {
+    let (resolve, started, release) = blocking_resolver();
+    let node = Node::start(resolve);
+    let port = node.port();
+    node.type_in(Input::Line("/connect slow.example:5000".into()));
+    let host = started
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the lookup started");
+    assert_eq!(host, "slow.example");
+
+    // The lookup hangs; a guest still gets its hello and is heard.
+    let mut guest = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    guest
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut hello = [0u8; 9];
+    guest.read_exact(&mut hello).expect("the node's hello");
+    assert_eq!(&hello, b"peerchat/");
+    guest
+        .write_all(b"heard while the lookup hangs\n")
+        .expect("send");
+    node.out.wait_for("heard while the lookup hangs");
+
+    release.send(()).expect("release");
+    node.out
+        .wait_for("cannot resolve slow.example: the test says no");
+    drop(guest);
+    node.type_in(Input::End);
+    let ended = node.run.join().expect("the loop did not panic");
+    assert_eq!(ended, Ok(Ended::Done));
+}
+
+#[test]
+fn a_name_looked_up_is_dialled_and_a_refusal_is_shown_not_fatal() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead = closed.local_addr().expect("addr");
+    drop(closed);
+    let resolve: Resolve = Arc::new(move |_| Ok(vec![dead]));
+    let node = Node::start(resolve);
+    node.port();
+    node.type_in(Input::Line("/connect somewhere:1".into()));
+    node.out
+        .wait_for("cannot connect to somewhere:1: connection refused");
+    node.type_in(Input::End);
+    assert_eq!(node.run.join().expect("no panic"), Ok(Ended::Done));
+}
+
+#[test]
+fn a_dial_falls_through_to_the_next_address() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead = closed.local_addr().expect("addr");
+    drop(closed);
+    let live = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let live_addr = live.local_addr().expect("addr");
+    let resolve: Resolve = Arc::new(move |_| Ok(vec![dead, live_addr]));
+    let node = Node::start(resolve);
+    node.port();
+    node.type_in(Input::Line("/connect two-addresses:1".into()));
+    live.set_nonblocking(true).expect("nonblocking");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut peer = loop {
+        match live.accept() {
+            Ok((peer, _)) => break peer,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the second address was not dialled"
+                );
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    };
+    peer.set_nonblocking(false).expect("blocking");
+    peer.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut hello = [0u8; 9];
+    peer.read_exact(&mut hello).expect("the node's hello");
+    assert_eq!(&hello, b"peerchat/");
+    drop(peer);
+    node.type_in(Input::End);
+    assert_eq!(node.run.join().expect("no panic"), Ok(Ended::Done));
+}
