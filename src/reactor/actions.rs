@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use log::debug;
 
+use super::gate::Waits;
 use super::table::role_slot;
 use super::timers::{Timer, RETIRE_GRACE};
 use super::Reactor;
@@ -47,7 +48,7 @@ impl<W: Write> Reactor<W> {
                 }
                 Action::Retire { conn } => self.retire(conn, now),
                 Action::Dial(addr) => self.auto_dial(addr, now),
-                Action::Connect(label) => self.connect(&label),
+                Action::Connect(label) => self.connect(&label, now),
                 Action::Show(event) => self.show(&event),
                 Action::Quit => self.quit(now),
             }
@@ -129,14 +130,26 @@ impl<W: Write> Reactor<W> {
     /// among the waiting lines shortens the time a stalled reader may hold them up.
     pub(super) fn drain_input(&mut self, now: Instant) {
         let was_urgent = self.gate.is_urgent();
-        let settling = self.chat.is_settling();
-        for input in self.gate.take(now, settling, !self.behind.is_empty()) {
+        let waits = Waits {
+            settling: self.chat.is_settling(),
+            lookup: self.resolver.is_pending(),
+            behind: !self.behind.is_empty(),
+        };
+        let mut taken = self.gate.take(now, waits).into_iter();
+        while let Some(input) = taken.next() {
             match input {
                 Input::Line(line) => self.chat.handle_input(&line),
                 Input::End if self.gate.keeps_open() => self.show(&Event::Info(
                     "input ended; still receiving (--keep-open)".into(),
                 )),
                 Input::End => self.chat.handle_input_end(),
+            }
+            // A `/connect` of a name is dialled once it is looked up: the lines after it wait,
+            // so that they reach the new peer as when the lookup blocked the loop.
+            self.apply_actions(now);
+            if self.resolver.is_pending() {
+                self.gate.put_back(taken.collect());
+                break;
             }
         }
         if self.gate.is_urgent() != was_urgent {

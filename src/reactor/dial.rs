@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::time::Instant;
@@ -167,29 +167,45 @@ impl<W: Write> Reactor<W> {
         }
     }
 
-    /// `/connect label`: a bad address is said at once; a good one is looked up off the loop
-    /// thread and dialled when the answer comes back (see [`Reactor::take_resolved`]).
-    pub(super) fn connect(&mut self, label: &str) {
-        match cli::parse_peer(label) {
-            Ok(hp) => self.resolver.start(hp),
-            Err(msg) => self.show(&Event::Error(msg)),
+    /// `/connect label`: a bad address is said at once, an IP address dialled at once, and a
+    /// host name looked up off the loop thread and dialled when the answer comes back (see
+    /// [`Reactor::take_resolved`]).
+    pub(super) fn connect(&mut self, label: &str, now: Instant) {
+        let hp = match cli::parse_peer(label) {
+            Ok(hp) => hp,
+            Err(msg) => return self.show(&Event::Error(msg)),
+        };
+        match hp.host.parse::<IpAddr>() {
+            Ok(ip) => {
+                self.dial_resolved(hp.to_string(), Ok(vec![SocketAddr::new(ip, hp.port)]), now)
+            }
+            Err(_) => self.resolver.start(hp),
         }
     }
 
-    /// Dials the names that were looked up; a failure is shown, not fatal.
+    /// Dials the names that were looked up (not any more once the user is leaving).
     pub(super) fn take_resolved(&mut self, now: Instant) {
         while let Some(Resolved { label, addrs }) = self.resolver.next_resolved() {
-            if self.chat.is_quitting() {
-                continue;
+            if !self.chat.is_quitting() {
+                self.dial_resolved(label, addrs, now);
             }
-            let dialled = addrs.and_then(|addrs| {
-                let dial = Dial { label, addrs };
-                self.start_dial(dial, Origin::Dialled, now)
-                    .map_err(|e| e.to_string())
-            });
-            if let Err(msg) = dialled {
-                self.show(&Event::Error(msg));
-            }
+        }
+    }
+
+    /// Dials what `/connect label` resolved to; a failure is shown, not fatal.
+    fn dial_resolved(
+        &mut self,
+        label: String,
+        addrs: Result<Vec<SocketAddr>, String>,
+        now: Instant,
+    ) {
+        let dialled = addrs.and_then(|addrs| {
+            let dial = Dial { label, addrs };
+            self.start_dial(dial, Origin::Dialled, now)
+                .map_err(|e| e.to_string())
+        });
+        if let Err(msg) = dialled {
+            self.show(&Event::Error(msg));
         }
     }
 

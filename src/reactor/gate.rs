@@ -21,6 +21,18 @@ const BUDGET_BYTES: usize = 256 * 1024;
 /// seen at once.
 const QUEUE: usize = 1024;
 
+/// What input may be waiting for, as [`Gate::take`] is told each time.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Waits {
+    /// Mesh start-up: the chat's first scan is still dialling.
+    pub settling: bool,
+    /// A host name of `/connect` is being looked up: the lines after it wait for its dial, so
+    /// that they reach the new peer.
+    pub lookup: bool,
+    /// Some connection is behind: input waits for it.
+    pub behind: bool,
+}
+
 /// The stdin gate.
 pub(super) struct Gate {
     input: Option<Receiver<Input>>,
@@ -78,25 +90,26 @@ impl Gate {
     }
 
     /// What may go to the chat now, in order: within the turn's budget, nothing while a
-    /// connection is `behind` (the stdin thread then blocks on its full channel instead of
-    /// input piling up in memory), and, during the start-up hold, nothing while the chat is
-    /// `settling` unless the user is leaving.
-    pub(super) fn take(&mut self, now: Instant, settling: bool, behind: bool) -> Vec<Input> {
+    /// connection is behind (the stdin thread then blocks on its full channel instead of
+    /// input piling up in memory), and nothing during the start-up hold while the chat is
+    /// settling, or while a name is looked up, unless the user is leaving.
+    pub(super) fn take(&mut self, now: Instant, waits: Waits) -> Vec<Input> {
         let channel_open = self.fill();
-        let urgent = self
-            .queued
-            .iter()
-            .any(|i| matches!(i, Input::Line(l) if chat::is_leave_command(l)));
+        let urgent = self.leave_waits();
         if let Some(until) = self.hold_until {
-            if now < until && settling && !urgent {
+            if now < until && waits.settling && !urgent {
                 self.more = false;
                 return Vec::new();
             }
             self.hold_until = None;
         }
+        if waits.lookup && !urgent {
+            self.more = false;
+            return Vec::new();
+        }
         let mut taken = Vec::new();
         let (mut lines, mut bytes) = (0, 0);
-        while !behind && lines < BUDGET_LINES && bytes < BUDGET_BYTES {
+        while !waits.behind && lines < BUDGET_LINES && bytes < BUDGET_BYTES {
             let Some(input) = self.queued.pop_front() else {
                 break;
             };
@@ -112,6 +125,24 @@ impl Gate {
         self.more = !self.queued.is_empty() || (channel_open && self.input.is_some());
         self.urgent = urgent && !self.queued.is_empty();
         taken
+    }
+
+    /// Puts back, in front of what waits, lines that [`Gate::take`] gave but the chat did not
+    /// get (a lookup began before them). They wait for the next wake, or come at once if a
+    /// leave command is among them.
+    pub(super) fn put_back(&mut self, rest: Vec<Input>) {
+        for input in rest.into_iter().rev() {
+            self.queued.push_front(input);
+        }
+        self.urgent = self.leave_waits();
+        self.more = self.urgent;
+    }
+
+    /// A leave command is among the queued lines.
+    fn leave_waits(&self) -> bool {
+        self.queued
+            .iter()
+            .any(|i| matches!(i, Input::Line(l) if chat::is_leave_command(l)))
     }
 
     /// Moves lines from the channel to the queue, up to [`QUEUE`]; false once it is empty.
@@ -137,6 +168,22 @@ mod tests {
     use std::sync::mpsc::{sync_channel, SyncSender};
     use std::time::Duration;
 
+    const BEHIND: Waits = Waits {
+        settling: false,
+        lookup: false,
+        behind: true,
+    };
+    const SETTLING: Waits = Waits {
+        settling: true,
+        lookup: false,
+        behind: false,
+    };
+    const LOOKUP: Waits = Waits {
+        settling: false,
+        lookup: true,
+        behind: false,
+    };
+
     fn line(s: &str) -> Input {
         Input::Line(s.into())
     }
@@ -156,11 +203,11 @@ mod tests {
     fn lines_wait_while_a_connection_is_behind_and_a_leave_among_them_is_urgent() {
         let now = Instant::now();
         let (mut gate, _tx) = gate_with(vec![line("one"), line("/quit")]);
-        assert!(gate.take(now, false, true).is_empty());
+        assert!(gate.take(now, BEHIND).is_empty());
         assert!(gate.has_more());
         assert!(gate.is_urgent());
         assert_eq!(
-            gate.take(now, false, false),
+            gate.take(now, Waits::default()),
             vec![line("one"), line("/quit")]
         );
         assert!(!gate.is_urgent());
@@ -173,9 +220,9 @@ mod tests {
             .map(|i| line(&i.to_string()))
             .collect();
         let (mut gate, _tx) = gate_with(inputs);
-        assert_eq!(gate.take(now, false, false).len(), BUDGET_LINES);
+        assert_eq!(gate.take(now, Waits::default()).len(), BUDGET_LINES);
         assert!(gate.has_more());
-        assert_eq!(gate.take(now, false, false).len(), 5);
+        assert_eq!(gate.take(now, Waits::default()).len(), 5);
     }
 
     #[test]
@@ -184,12 +231,12 @@ mod tests {
         let until = now + Duration::from_secs(3);
         let (mut gate, _tx) = gate_with(vec![line("early")]);
         gate.hold(until);
-        assert!(gate.take(now, true, false).is_empty());
-        assert_eq!(gate.take(until, true, false), vec![line("early")]);
+        assert!(gate.take(now, SETTLING).is_empty());
+        assert_eq!(gate.take(until, SETTLING), vec![line("early")]);
 
         let (mut leaving, _tx2) = gate_with(vec![line("early"), line("/quit")]);
         leaving.hold(until);
-        assert_eq!(leaving.take(now, true, false).len(), 2);
+        assert_eq!(leaving.take(now, SETTLING).len(), 2);
     }
 
     #[test]
@@ -200,10 +247,28 @@ mod tests {
         let mut gate = Gate::new(false);
         gate.attach(rx);
         assert_eq!(
-            gate.take(Instant::now(), false, false),
+            gate.take(Instant::now(), Waits::default()),
             vec![line("last"), Input::End]
         );
         assert!(!gate.is_open());
         assert!(!gate.has_more());
+    }
+
+    #[test]
+    fn lines_put_back_during_a_lookup_wait_for_it_unless_a_leave_is_among_them() {
+        let now = Instant::now();
+        let (mut gate, _tx) = gate_with(vec![line("/connect far:1"), line("hi")]);
+        let mut taken = gate.take(now, Waits::default());
+        assert_eq!(taken.len(), 2);
+        gate.put_back(taken.split_off(1));
+        assert!(!gate.has_more(), "nothing to do until the lookup is back");
+        assert!(gate.take(now, LOOKUP).is_empty());
+        assert_eq!(gate.take(now, Waits::default()), vec![line("hi")]);
+
+        let (mut leaving, _tx2) = gate_with(vec![line("/connect far:1"), line("/quit")]);
+        let mut taken = leaving.take(now, Waits::default());
+        leaving.put_back(taken.split_off(1));
+        assert!(leaving.has_more() && leaving.is_urgent());
+        assert_eq!(leaving.take(now, LOOKUP), vec![line("/quit")]);
     }
 }

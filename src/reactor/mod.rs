@@ -320,8 +320,8 @@ impl<W: Write> Reactor<W> {
 
     /// The waker was called: typed lines, or a name looked up.
     fn woken(&mut self, now: Instant) {
-        self.drain_input(now);
         self.take_resolved(now);
+        self.drain_input(now);
     }
 
     /// Carries out the chat's actions and writes dirty connections until nothing is left to do.

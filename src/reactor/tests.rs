@@ -153,6 +153,50 @@ fn a_name_looked_up_is_dialled_and_a_refusal_is_shown_not_fatal() {
     assert_eq!(node.run.join().expect("no panic"), Ok(Ended::Done));
 }
 
+/// Accepts one connection on `listener` within 10 s.
+fn accept_one(listener: &std::net::TcpListener) -> std::net::TcpStream {
+    listener.set_nonblocking(true).expect("nonblocking");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let peer = loop {
+        match listener.accept() {
+            Ok((peer, _)) => break peer,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "nothing dialled {listener:?}");
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    };
+    peer.set_nonblocking(false).expect("blocking");
+    peer.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    peer
+}
+
+#[test]
+fn lines_typed_after_a_connect_of_a_name_reach_the_new_peer() {
+    let live = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let live_addr = live.local_addr().expect("addr");
+    let resolve: Resolve = Arc::new(move |_| Ok(vec![live_addr]));
+    let node = Node::start(resolve);
+    node.port();
+    // Both lines in one batch: the second must wait for the dial the first starts.
+    node.typed
+        .send(Input::Line("/connect plain-listener:1".into()))
+        .expect("typed");
+    node.type_in(Input::Line("after the connect".into()));
+    let peer = accept_one(&live);
+    // A plain listener never says hello: after the hello wait it is taken for a guest, and
+    // what was held for it goes out as text.
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(peer));
+    let hello = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert!(hello.starts_with("peerchat/"), "{hello:?}");
+    let said = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert_eq!(said, "<hub> after the connect");
+    node.type_in(Input::End);
+    assert_eq!(node.run.join().expect("no panic"), Ok(Ended::Done));
+}
+
 #[test]
 fn a_dial_falls_through_to_the_next_address() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -164,24 +208,7 @@ fn a_dial_falls_through_to_the_next_address() {
     let node = Node::start(resolve);
     node.port();
     node.type_in(Input::Line("/connect two-addresses:1".into()));
-    live.set_nonblocking(true).expect("nonblocking");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut peer = loop {
-        match live.accept() {
-            Ok((peer, _)) => break peer,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                assert!(
-                    Instant::now() < deadline,
-                    "the second address was not dialled"
-                );
-                std::thread::yield_now();
-            }
-            Err(e) => panic!("accept: {e}"),
-        }
-    };
-    peer.set_nonblocking(false).expect("blocking");
-    peer.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+    let mut peer = accept_one(&live);
     let mut hello = [0u8; 9];
     peer.read_exact(&mut hello).expect("the node's hello");
     assert_eq!(&hello, b"peerchat/");
