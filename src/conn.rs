@@ -838,4 +838,58 @@ mod tests {
         conn.classify(Role::Peer, &log);
         assert_eq!(conn.partial_line(), PartialLine::None);
     }
+
+    #[test]
+    fn a_dial_goes_from_connecting_to_open_keeping_what_was_queued() {
+        let log = Log::new();
+        let mut conn = Conn::new("name:1".into(), Phase::Connecting, Instant::now());
+        conn.subscribe(log.end());
+        conn.queue_raw(b"typed early\n", log.end());
+        assert!(conn.is_connecting());
+        conn.blocked = true;
+        conn.reconnecting();
+        assert!(
+            conn.is_connecting() && !conn.is_blocked(),
+            "a fresh socket is not blocked"
+        );
+        conn.connected("127.0.0.1:1".into());
+        assert_eq!((conn.phase(), conn.addr()), (&Phase::Open, "127.0.0.1:1"));
+        conn.queue_first(b"hello\n".to_vec());
+        let mut got = Vec::new();
+        conn.flush_to(&mut got, &log).unwrap();
+        assert_eq!(got, b"hello\ntyped early\n");
+    }
+
+    #[test]
+    fn shut_and_retired_connections_get_no_more_broadcasts_but_keep_their_queue() {
+        let mut log = Log::new();
+        let mut shut = open(Some(Role::Guest), &log);
+        let mut retired = open(Some(Role::Guest), &log);
+        log.append(&msg(1), BOTH);
+        shut.shut(log.end());
+        retired.retire(log.end());
+        log.append(&msg(2), BOTH);
+        assert_eq!(*shut.phase(), Phase::Shut);
+        assert!(retired.is_retiring() && !shut.is_retiring());
+        for conn in [&mut shut, &mut retired] {
+            assert!(!conn.is_subscribed());
+            let mut got = Vec::new();
+            conn.flush_to(&mut got, &log).unwrap();
+            assert_eq!(got, guest_line(1));
+        }
+    }
+
+    #[test]
+    fn taking_the_unfinished_line_counts_as_a_line_and_clears_its_timer() {
+        let now = Instant::now();
+        let log = Log::new();
+        let mut conn = open(Some(Role::Guest), &log);
+        conn.read_some(&mut &b"no newline"[..], now).unwrap();
+        conn.note_partial(false, now);
+        assert_eq!(conn.partial_due(), Some(now + PARTIAL_LINE_IDLE));
+        assert_eq!(conn.take_partial(), b"no newline");
+        assert!(conn.got_line);
+        assert_eq!(conn.partial_due(), None);
+        assert_eq!(conn.next_line().unwrap(), None);
+    }
 }

@@ -216,3 +216,37 @@ fn a_dial_falls_through_to_the_next_address() {
     node.type_in(Input::End);
     assert_eq!(node.run.join().expect("no panic"), Ok(Ended::Done));
 }
+
+#[test]
+fn idle_connections_arm_no_timer_and_an_unfinished_line_arms_one() {
+    let mut setup = Setup::new("hub".into());
+    setup.listen = Listen::Addr(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let mut r = Reactor::new(setup, Output::new(Format::Json, std::io::sink())).expect("start");
+    let addr = r.acceptor.local_addr().expect("listening");
+    let mut clients: Vec<std::net::TcpStream> = (0..20)
+        .map(|_| std::net::TcpStream::connect(addr).expect("connect"))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while r.conns.len() < clients.len() {
+        assert!(Instant::now() < deadline, "accepted {} only", r.conns.len());
+        r.accept(Instant::now());
+    }
+    // Idle connections cost the loop nothing: no deadline of theirs to look at.
+    assert!(r.timers.is_empty(), "{:?}", r.timers);
+
+    clients[7].write_all(b"no newline").expect("send");
+    let keys: Vec<usize> = r.conns.iter().map(|(k, _)| k).collect();
+    loop {
+        assert!(Instant::now() < deadline, "the line never arrived");
+        let now = Instant::now();
+        for &k in &keys {
+            r.conn_ready(k, false, now);
+        }
+        if let Some(due) = r.timers.next() {
+            assert_eq!(due, now + crate::conn::PARTIAL_LINE_IDLE);
+            assert_eq!(r.timers.len(), 1);
+            break;
+        }
+        std::thread::yield_now();
+    }
+}
