@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::conn::STALL_LIMIT as STALL;
 use crate::output::Format;
 
 /// Output shared with the test thread.
@@ -249,4 +250,44 @@ fn idle_connections_arm_no_timer_and_an_unfinished_line_arms_one() {
         }
         std::thread::yield_now();
     }
+}
+
+#[test]
+fn a_leave_typed_while_a_reader_is_stalled_gives_it_one_second_from_when_it_fell_behind() {
+    let mut setup = Setup::new("hub".into());
+    setup.listen = Listen::Addr(SocketAddr::from(([127, 0, 0, 1], 0)));
+    // High water 16 MiB, and no cut by bytes before 64 MiB.
+    setup.max_backlog = 64 << 20;
+    let mut r = Reactor::new(setup, Output::new(Format::Json, std::io::sink())).expect("start");
+    let addr = r.acceptor.local_addr().expect("listening");
+    let _never_reads = std::net::TcpStream::connect(addr).expect("connect");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while r.conns.is_empty() {
+        assert!(Instant::now() < deadline, "not accepted");
+        r.accept(Instant::now());
+    }
+    let k = r.conns.iter().map(|(k, _)| k).next().expect("a connection");
+
+    // More than the kernel takes plus the high water: it falls behind, 10 s to catch up.
+    let t0 = Instant::now();
+    let end = r.shared.end();
+    r.conns[k].conn.queue_raw(&vec![b'x'; 40 << 20], end);
+    r.mark_dirty(k);
+    r.flush_conns(t0);
+    assert!(r.behind.contains(&k), "not behind");
+    assert_eq!(r.timers.get(&Timer::Stall(k)), Some(t0 + STALL));
+
+    // `/quit` waits behind it, and shortens its time to one second from t0.
+    let (tx, rx) = sync_channel(4);
+    tx.send(Input::Line("/quit".into())).expect("typed");
+    r.gate.attach(rx);
+    let later = t0 + Duration::from_millis(300);
+    r.drain_input(later);
+    assert!(r.gate.is_urgent());
+    assert_eq!(
+        r.timers.get(&Timer::Stall(k)),
+        Some(t0 + Duration::from_secs(1))
+    );
+    r.tick(t0 + Duration::from_secs(1));
+    assert!(r.conns.is_empty(), "the stalled reader was not cut");
 }
