@@ -6,14 +6,16 @@
 //! The rooms: `setup` (what it starts with, binding, errors), `accept` (listener, back-off,
 //! `--max-conns`), `dial` (one `start_dial`, name resolution off this thread), `io` (reads
 //! with a budget, writes, backpressure), `table` (adding and closing connections), `actions`
-//! (the chat's actions), `gate` (stdin) and `timers` (every deadline in one table). This file
-//! dispatches; it must not hold chat rules (those are in `chat`) or wire details (`protocol`).
+//! (the chat's actions), `gate` (stdin), `screen` (stdout and the event log) and `timers`
+//! (every deadline in one table). This file dispatches; it must not hold chat rules (those
+//! are in `chat`) or wire details (`protocol`).
 
 mod accept;
 mod actions;
 mod dial;
 mod gate;
 mod io;
+mod screen;
 mod setup;
 mod table;
 mod timers;
@@ -25,7 +27,6 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use log::debug;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
@@ -33,7 +34,7 @@ use slab::Slab;
 use crate::chat::{self, Chat, Origin};
 use crate::conn::Conn;
 use crate::event::Event;
-use crate::eventlog::{EventLog, Tag};
+use crate::eventlog::Tag;
 use crate::fanout::Log;
 use crate::input::{self, Input};
 use crate::output::Output;
@@ -47,6 +48,7 @@ use accept::Acceptor;
 use dial::Resolver;
 use gate::Gate;
 use io::{Limits, Pace};
+use screen::{Screen, StdoutGone};
 use timers::{Table, Timer};
 
 const WAKER: Token = Token(usize::MAX);
@@ -107,9 +109,7 @@ pub struct Reactor<W: std::io::Write> {
     /// "nobody is connected" was shown and nobody has connected since.
     told_nobody: bool,
     chat: Chat,
-    out: Output<W>,
-    log: Option<EventLog>,
-    out_broken: bool,
+    screen: Screen<W>,
     /// Leaving: queued output has until then.
     quit_deadline: Option<Instant>,
     fatal: Option<DialError>,
@@ -176,9 +176,7 @@ impl<W: Write> Reactor<W> {
             undelivered: 0,
             told_nobody: false,
             chat: Chat::new(cfg, now),
-            out,
-            log: setup.log,
-            out_broken: false,
+            screen: Screen::new(out, setup.log),
             quit_deadline: None,
             fatal: None,
             node,
@@ -281,11 +279,9 @@ impl<W: Write> Reactor<W> {
         self.take_signal();
         self.woken(now);
         self.settle(now);
-        if !self.out_broken {
-            if let Err(e) = self.out.flush() {
-                self.stdout_failed(e);
-                self.settle(now);
-            }
+        if let Err(gone) = self.screen.flush() {
+            self.stdout_gone(gone);
+            self.settle(now);
         }
         let result = self.finished(now)?;
         let how = match &result {
@@ -376,40 +372,21 @@ impl<W: Write> Reactor<W> {
         self.timers.set(Timer::QuitGrace, until);
     }
 
-    /// Appends a line to the event log, if there is one; a failing log is reported once and
-    /// then closed.
+    /// Appends a line to the event log, if there is one.
     fn record(&mut self, tag: Tag, text: &str) {
-        if let Some(log) = &mut self.log {
-            if let Err(e) = log.write(tag, text) {
-                self.log = None;
-                self.show(&Event::Error(format!(
-                    "log file failed, no longer written: {e}"
-                )));
-            }
+        if let Err(gone) = self.screen.record(tag, text) {
+            self.stdout_gone(gone);
         }
     }
 
     fn show(&mut self, event: &Event) {
-        if let Some(log) = &mut self.log {
-            if let Err(e) = log.event(event) {
-                self.log = None;
-                self.show(&Event::Error(format!(
-                    "log file failed, no longer written: {e}"
-                )));
-            }
-        }
-        if self.out_broken {
-            return;
-        }
-        if let Err(e) = self.out.show(event) {
-            self.stdout_failed(e);
+        if let Err(gone) = self.screen.show(event) {
+            self.stdout_gone(gone);
         }
     }
 
     /// Stdout is gone (`| head -1`): leave quietly, as if input had ended.
-    fn stdout_failed(&mut self, e: std::io::Error) {
-        debug!("stdout failed: {e}");
-        self.out_broken = true;
+    fn stdout_gone(&mut self, _: StdoutGone) {
         self.chat.handle_input_end();
     }
 
@@ -456,9 +433,8 @@ impl<W: Write> Reactor<W> {
         }
         if !self.acceptor.is_listening() && self.conns.is_empty() && !self.resolver.is_pending() {
             self.show(&Event::Info("no connections left".into()));
-            if !self.out_broken {
-                let _ = self.out.flush();
-            }
+            // Stdout going away now changes nothing: the run is over.
+            let _ = self.screen.flush();
             return Some(match self.undelivered {
                 0 => Ok(()),
                 _ => Err(RunError::LastUndelivered),
