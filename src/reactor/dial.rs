@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::time::Instant;
@@ -67,13 +68,17 @@ impl Resolver {
         self.pending > 0
     }
 
-    /// Starts looking `hp` up on a thread of its own.
+    /// Starts looking `hp` up on a thread of its own (or here, if no thread can start).
     fn start(&mut self, hp: HostPort) {
         self.pending += 1;
         let (resolve, tx, waker) = (self.resolve.clone(), self.tx.clone(), self.waker.clone());
-        let label = hp.to_string();
+        let (host, label) = (hp.clone(), hp.to_string());
         let job = move || {
-            let addrs = resolve(&hp);
+            // An answer always comes back, or typed input would wait for it for ever.
+            let addrs = std::panic::catch_unwind(AssertUnwindSafe(|| resolve(&host)))
+                .unwrap_or_else(|_| {
+                    Err(format!("cannot resolve {}: the lookup failed", host.host))
+                });
             // The loop may be gone (the user left): nobody wants the answer then.
             if tx.send(Resolved { label, addrs }).is_ok() {
                 let _ = waker.wake();
@@ -83,8 +88,11 @@ impl Resolver {
             .name("resolve".into())
             .spawn(job);
         if let Err(e) = spawned {
-            warn!("cannot start a thread to look up a name: {e}");
-            self.pending -= 1;
+            warn!("cannot start a thread to look up {}: {e}", hp.host);
+            let addrs = (self.resolve)(&hp);
+            let label = hp.to_string();
+            // Taken on the next turn, as if it came from a thread.
+            let _ = self.tx.send(Resolved { label, addrs });
         }
     }
 

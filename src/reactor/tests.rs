@@ -291,3 +291,18 @@ fn a_leave_typed_while_a_reader_is_stalled_gives_it_one_second_from_when_it_fell
     r.tick(t0 + Duration::from_secs(1));
     assert!(r.conns.is_empty(), "the stalled reader was not cut");
 }
+
+#[test]
+fn a_lookup_that_panics_is_a_failed_lookup_and_input_goes_on() {
+    let resolve: Resolve = Arc::new(|_| panic!("a resolver bug"));
+    let node = Node::start(resolve);
+    node.port();
+    node.typed
+        .send(Input::Line("/connect buggy:1".into()))
+        .expect("typed");
+    node.type_in(Input::Line("/nick after".into()));
+    node.out.wait_for("cannot resolve buggy: the lookup failed");
+    node.out.wait_for(r#""old":"hub","nick":"after""#);
+    node.type_in(Input::End);
+    assert_eq!(node.run.join().expect("no panic"), Ok(Ended::Done));
+}
