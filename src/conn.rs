@@ -35,8 +35,8 @@ pub const PARTIAL_LINE_MAX_AGE: Duration = Duration::from_secs(5);
 /// Where a connection is in its life.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Phase {
-    /// Our dial is in progress; it fails if not connected by `deadline`.
-    Connecting { deadline: Instant },
+    /// Our dial is in progress (its deadline is the reactor's timer).
+    Connecting,
     /// Connected; the chat has been told.
     Open,
     /// We are leaving: our side is shut down, waiting for the other end to close.
@@ -75,37 +75,27 @@ enum Seg {
     Frame(Rc<Frame>),
 }
 
-/// One connection, without its socket.
+/// One connection, without its socket. Its fields are private: the reactor moves it through
+/// its life with the methods below (call [`Conn::connected`] before reading, [`Conn::classify`]
+/// once the chat knows the role).
 pub struct Conn {
     /// Where the other end is, as shown to the user.
-    pub addr: String,
-    pub phase: Phase,
+    addr: String,
+    phase: Phase,
     /// `None` until the chat classifies the other end.
-    pub role: Option<Role>,
-    pub decoder: LineDecoder,
+    role: Option<Role>,
+    decoder: LineDecoder,
     /// When bytes last arrived.
-    pub last_read: Instant,
+    last_read: Instant,
     /// A whole line has come from it (so an unfinished one is not a hello still on its way).
-    pub got_line: bool,
+    got_line: bool,
     /// Since when the unfinished line in the decoder has been waiting.
-    pub partial_since: Option<Instant>,
+    partial_since: Option<Instant>,
     /// The last write would have blocked: nothing more is written until the socket says it is
     /// writable again.
-    pub blocked: bool,
-    /// Has output that this loop turn has not tried to write.
-    pub dirty: bool,
-    /// Is on the reactor's list of connections to read again next turn.
-    pub unread: bool,
-    /// Since when the output has been past the high-water mark.
-    pub behind_since: Option<Instant>,
-    /// When a write last took bytes (or the connection fell behind): a connection behind that
-    /// moved recently is slow, one that has not is stalled.
-    pub last_progress: Instant,
-    /// What the kernel still held for it when last looked at (see `limits::unsent_bytes`).
-    pub kernel_unsent: usize,
-    /// Being closed on purpose once its output is out (a duplicate link), by this instant at
-    /// the latest.
-    pub retire_by: Option<Instant>,
+    blocked: bool,
+    /// Being closed on purpose once its output is out (a duplicate link).
+    retiring: bool,
     /// What to send before the tail, in order.
     out: VecDeque<Seg>,
     /// Bytes of `out[0]` already written.
@@ -118,6 +108,7 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// A connection to or from `addr` (as shown to the user), in `phase`.
     pub fn new(addr: String, phase: Phase, now: Instant) -> Self {
         Conn {
             addr,
@@ -128,17 +119,84 @@ impl Conn {
             got_line: false,
             partial_since: None,
             blocked: false,
-            dirty: false,
-            unread: false,
-            behind_since: None,
-            last_progress: now,
-            kernel_unsent: 0,
-            retire_by: None,
+            retiring: false,
             out: VecDeque::new(),
             out_off: 0,
             queued: 0,
             tail: None,
         }
+    }
+
+    /// Where the other end is, as shown to the user.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub fn phase(&self) -> &Phase {
+        &self.phase
+    }
+
+    /// True while our dial is in progress.
+    pub fn is_connecting(&self) -> bool {
+        self.phase == Phase::Connecting
+    }
+
+    /// `None` until the chat classifies the other end.
+    pub fn role(&self) -> Option<Role> {
+        self.role
+    }
+
+    /// Our dial reached `addr`: the connection is open.
+    pub fn connected(&mut self, addr: String) {
+        self.phase = Phase::Open;
+        self.addr = addr;
+    }
+
+    /// Our dial failed and the next address is being tried: what is queued stays.
+    pub fn reconnecting(&mut self) {
+        self.phase = Phase::Connecting;
+        self.blocked = false;
+    }
+
+    /// Our side was shut down after everything went out: no more broadcasts, and only the other
+    /// end's close is awaited. `log_end` is the log's end now.
+    pub fn shut(&mut self, log_end: Pos) {
+        self.phase = Phase::Shut;
+        self.unsubscribe(log_end);
+    }
+
+    /// The last write would have blocked: nothing is written until [`Conn::writable`].
+    pub fn is_blocked(&self) -> bool {
+        self.blocked
+    }
+
+    /// The socket said it is writable again.
+    pub fn writable(&mut self) {
+        self.blocked = false;
+    }
+
+    /// It is a duplicate, closed on purpose once what is queued is out: no more broadcasts.
+    pub fn retire(&mut self, log_end: Pos) {
+        self.retiring = true;
+        self.unsubscribe(log_end);
+    }
+
+    pub fn is_retiring(&self) -> bool {
+        self.retiring
+    }
+
+    /// The next complete line read, if any (see [`LineDecoder::next_line`]).
+    pub fn next_line(&mut self) -> Result<Option<&[u8]>, protocol::ProtocolError> {
+        self.decoder.next_line()
+    }
+
+    /// Takes the unfinished line out of the decoder, as a line of its own (its sender went
+    /// quiet, or closed).
+    pub fn take_partial(&mut self) -> Vec<u8> {
+        let line = self.decoder.take_partial();
+        self.got_line = true;
+        self.partial_since = None;
+        line
     }
 
     /// Which half of a [`Pos`] this connection reads (the peer half while unknown).
@@ -336,6 +394,7 @@ impl Conn {
     /// Notes, after the lines of a read were taken (`took_lines`), when the unfinished line
     /// left in the decoder began.
     pub fn note_partial(&mut self, took_lines: bool, now: Instant) {
+        self.got_line |= took_lines;
         if self.decoder.partial().is_empty() {
             self.partial_since = None;
         } else if took_lines || self.partial_since.is_none() {
@@ -387,7 +446,7 @@ impl Conn {
 
     /// Writes as much pending output as `w` takes, until it would block: many frames per
     /// system call (`write_vectored` straight from the log), never one call per frame. Sets
-    /// [`Conn::blocked`] when `w` would block.
+    /// [`Conn::is_blocked`] when `w` would block.
     pub fn flush_to(&mut self, w: &mut impl Write, log: &Log) -> io::Result<()> {
         loop {
             let result = {
@@ -778,5 +837,59 @@ mod tests {
         assert_eq!(conn.partial_line(), PartialLine::GuestLine);
         conn.classify(Role::Peer, &log);
         assert_eq!(conn.partial_line(), PartialLine::None);
+    }
+
+    #[test]
+    fn a_dial_goes_from_connecting_to_open_keeping_what_was_queued() {
+        let log = Log::new();
+        let mut conn = Conn::new("name:1".into(), Phase::Connecting, Instant::now());
+        conn.subscribe(log.end());
+        conn.queue_raw(b"typed early\n", log.end());
+        assert!(conn.is_connecting());
+        conn.blocked = true;
+        conn.reconnecting();
+        assert!(
+            conn.is_connecting() && !conn.is_blocked(),
+            "a fresh socket is not blocked"
+        );
+        conn.connected("127.0.0.1:1".into());
+        assert_eq!((conn.phase(), conn.addr()), (&Phase::Open, "127.0.0.1:1"));
+        conn.queue_first(b"hello\n".to_vec());
+        let mut got = Vec::new();
+        conn.flush_to(&mut got, &log).unwrap();
+        assert_eq!(got, b"hello\ntyped early\n");
+    }
+
+    #[test]
+    fn shut_and_retired_connections_get_no_more_broadcasts_but_keep_their_queue() {
+        let mut log = Log::new();
+        let mut shut = open(Some(Role::Guest), &log);
+        let mut retired = open(Some(Role::Guest), &log);
+        log.append(&msg(1), BOTH);
+        shut.shut(log.end());
+        retired.retire(log.end());
+        log.append(&msg(2), BOTH);
+        assert_eq!(*shut.phase(), Phase::Shut);
+        assert!(retired.is_retiring() && !shut.is_retiring());
+        for conn in [&mut shut, &mut retired] {
+            assert!(!conn.is_subscribed());
+            let mut got = Vec::new();
+            conn.flush_to(&mut got, &log).unwrap();
+            assert_eq!(got, guest_line(1));
+        }
+    }
+
+    #[test]
+    fn taking_the_unfinished_line_counts_as_a_line_and_clears_its_timer() {
+        let now = Instant::now();
+        let log = Log::new();
+        let mut conn = open(Some(Role::Guest), &log);
+        conn.read_some(&mut &b"no newline"[..], now).unwrap();
+        conn.note_partial(false, now);
+        assert_eq!(conn.partial_due(), Some(now + PARTIAL_LINE_IDLE));
+        assert_eq!(conn.take_partial(), b"no newline");
+        assert!(conn.got_line);
+        assert_eq!(conn.partial_due(), None);
+        assert_eq!(conn.next_line().unwrap(), None);
     }
 }

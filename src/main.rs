@@ -41,42 +41,75 @@ fn usage_error(msg: &str) -> ! {
 }
 
 fn run(mut args: Args, signals: Signals) -> Result<Ended, String> {
-    let stdin_is_tty = io::stdin().is_terminal();
     if args.host.is_some() && args.mesh.is_none() {
         usage_error("--host goes with --mesh (for -l, give -l HOST:PORT)");
     }
+    if ask_what_is_missing(&mut args)?.is_none() {
+        // Ctrl-D at a question is the user leaving before the chat started: exit 0.
+        return Ok(Ended::Done);
+    }
+    let setup = setup_from(&args)?;
+    let colour =
+        io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let format = if args.json {
+        Format::Json
+    } else {
+        Format::Human { colour }
+    };
+    let mut out = Output::new(format, io::stdout());
+    if args.quiet {
+        out = out.quiet();
+    }
+    // Every error of starting or running is a runtime error: its message, exit code 1.
+    let reactor = Reactor::new(setup, out).map_err(|e| e.to_string())?;
+    reactor
+        .with_signals(signals)
+        .run()
+        .map_err(|e| e.to_string())
+}
+
+/// Asks, on a terminal, what the command line left out: the nick in mesh mode, or whether to
+/// listen or connect (and the nick) when there is nothing to do. `None` when input ended at a
+/// question.
+fn ask_what_is_missing(args: &mut Args) -> Result<Option<()>, String> {
+    let stdin_is_tty = io::stdin().is_terminal();
     if args.mesh.is_some() && args.nick.is_none() && stdin_is_tty {
         // Like the seed: mesh mode asks for the user's name.
         let mut input = io::stdin().lock();
         let asked = cli::ask_nick(&mut input, &mut io::stderr(), &cli::default_nick());
         let Some(nick) = answered(asked)? else {
-            return Ok(Ended::Done);
+            return Ok(None);
         };
         args.nick = Some(nick);
     }
-    if args.listen.is_none() && args.peers.is_empty() && args.mesh.is_none() {
-        if !stdin_is_tty {
-            usage_error("nothing to do: give -l to listen or HOST[:PORT] to connect (see --help)");
-        }
-        let mut input = io::stdin().lock();
-        let mut prompt = io::stderr();
-        // Ctrl-D at a question is the user leaving before the chat started: exit 0.
-        let Some(mode) = answered(cli::ask_mode(&mut input, &mut prompt))? else {
-            return Ok(Ended::Done);
-        };
-        match mode {
-            Mode::Listen(hp) => args.listen = Some(hp),
-            Mode::Connect(hp) => args.peers.push(hp),
-        }
-        if args.nick.is_none() {
-            let asked = cli::ask_nick(&mut input, &mut prompt, &cli::default_nick());
-            let Some(nick) = answered(asked)? else {
-                return Ok(Ended::Done);
-            };
-            args.nick = Some(nick);
-        }
+    if args.listen.is_some() || !args.peers.is_empty() || args.mesh.is_some() {
+        return Ok(Some(()));
     }
+    if !stdin_is_tty {
+        usage_error("nothing to do: give -l to listen or HOST[:PORT] to connect (see --help)");
+    }
+    let mut input = io::stdin().lock();
+    let mut prompt = io::stderr();
+    let Some(mode) = answered(cli::ask_mode(&mut input, &mut prompt))? else {
+        return Ok(None);
+    };
+    match mode {
+        Mode::Listen(hp) => args.listen = Some(hp),
+        Mode::Connect(hp) => args.peers.push(hp),
+    }
+    if args.nick.is_none() {
+        let asked = cli::ask_nick(&mut input, &mut prompt, &cli::default_nick());
+        let Some(nick) = answered(asked)? else {
+            return Ok(None);
+        };
+        args.nick = Some(nick);
+    }
+    Ok(Some(()))
+}
 
+/// The reactor's setup from the command line: where to listen, the peers resolved, the log
+/// file opened, the limits (fitted to the open-file limit when listening).
+fn setup_from(args: &Args) -> Result<Setup, String> {
     let listen = match (&args.listen, &args.mesh) {
         (Some(hp), _) => Listen::Addr(first_addr(hp)?),
         (None, Some(range)) => Listen::Range(Mesh {
@@ -100,16 +133,8 @@ fn run(mut args: Args, signals: Signals) -> Result<Ended, String> {
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
-
-    let colour =
-        io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let format = if args.json {
-        Format::Json
-    } else {
-        Format::Human { colour }
-    };
-    let setup = Setup {
-        nick: args.nick.unwrap_or_else(cli::default_nick),
+    let mut setup = Setup {
+        nick: args.nick.clone().unwrap_or_else(cli::default_nick),
         listen,
         dials,
         keep_open: args.keep_open,
@@ -121,38 +146,38 @@ fn run(mut args: Args, signals: Signals) -> Result<Ended, String> {
         max_conns: args.max_conns.map_or(usize::MAX, |n| n as usize),
         guest_rate: (args.rate_limit > 0).then(|| RateLimit::per_second(args.rate_limit)),
     };
-    let mut setup = setup;
     if listening {
-        // A listener holds one file descriptor per connection, and keeps a few for itself
-        // (stdin, stdout, the log file, epoll) and for refusing connections politely.
-        match limits::raise_fd_limit() {
-            Ok(n) => {
-                let reserved = limits::RESERVED_FDS.min(n / 4);
-                let room = usize::try_from(n - reserved).unwrap_or(usize::MAX);
-                if n < limits::WANT_FDS {
-                    log::warn!(
-                        "the open-file limit is {n}: at most about {room} connections; raise it \
-                         with `ulimit -n {}` (or the hard limit, as root) for more",
-                        limits::WANT_FDS
-                    );
-                }
-                if args.max_conns.is_none() {
-                    setup.max_conns = room.max(1);
-                } else if setup.max_conns > room {
-                    log::warn!(
-                        "--max-conns {} is more than the open-file limit {n} allows (about {room})",
-                        setup.max_conns
-                    );
-                }
+        fit_fd_limit(&mut setup, args.max_conns.is_some());
+    }
+    Ok(setup)
+}
+
+/// A listener holds one file descriptor per connection, and keeps a few for itself (stdin,
+/// stdout, the log file, epoll) and for refusing connections politely: raise the limit, and
+/// take `--max-conns` from it unless it was `given`.
+fn fit_fd_limit(setup: &mut Setup, given: bool) {
+    match limits::raise_fd_limit() {
+        Ok(n) => {
+            let reserved = limits::RESERVED_FDS.min(n / 4);
+            let room = usize::try_from(n - reserved).unwrap_or(usize::MAX);
+            if n < limits::WANT_FDS {
+                log::warn!(
+                    "the open-file limit is {n}: at most about {room} connections; raise it \
+                     with `ulimit -n {}` (or the hard limit, as root) for more",
+                    limits::WANT_FDS
+                );
             }
-            Err(e) => log::warn!("{e}"),
+            if !given {
+                setup.max_conns = room.max(1);
+            } else if setup.max_conns > room {
+                log::warn!(
+                    "--max-conns {} is more than the open-file limit {n} allows (about {room})",
+                    setup.max_conns
+                );
+            }
         }
+        Err(e) => log::warn!("{e}"),
     }
-    let mut out = Output::new(format, io::stdout());
-    if args.quiet {
-        out = out.quiet();
-    }
-    Reactor::new(setup, out)?.with_signals(signals).run()
 }
 
 /// `None` when input ended at the question; other errors are runtime errors.

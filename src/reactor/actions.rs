@@ -1,0 +1,159 @@
+//! Carrying out what the chat asks, in the order it asks (the order is visible to users):
+//! classifying, broadcasting through the shared log, direct frames and lines, closing,
+//! retiring duplicates, dialling, showing, leaving. Also hands typed lines to the chat.
+//!
+//! Must not decide anything the chat decides; it only turns actions into bytes and calls.
+
+use std::io::Write;
+use std::rc::Rc;
+use std::time::Instant;
+
+use log::debug;
+
+use super::gate::Waits;
+use super::table::role_slot;
+use super::timers::{Timer, RETIRE_GRACE};
+use super::Reactor;
+use crate::chat::{Action, ConnId};
+use crate::event::{Event, Role};
+use crate::input::Input;
+use crate::protocol::Frame;
+
+impl<W: Write> Reactor<W> {
+    /// Carries out every action the chat has queued.
+    pub(super) fn apply_actions(&mut self, now: Instant) {
+        while let Some(action) = self.chat.poll_action() {
+            match action {
+                Action::Classify { conn, role } => self.classify(conn, role),
+                Action::Broadcast { except, frame } => self.broadcast(except, frame),
+                Action::Close { conn, reason } => self.close_warning(conn, reason, now),
+                Action::Send { conn, frame } => {
+                    if let Some(e) = self.conns.get_mut(conn) {
+                        e.conn.queue_direct(&frame, self.shared.end());
+                        self.mark_dirty(conn);
+                    }
+                }
+                Action::Refused { conn, reason } => {
+                    if let Some(label) = self.conns.get(conn).map(|e| e.conn.addr().to_string()) {
+                        self.close(conn, Some(reason.clone()), now);
+                        self.dial_failed(super::DialError::Connect { label, why: reason });
+                    }
+                }
+                Action::Tell { conn, text } => {
+                    if let Some(e) = self.conns.get_mut(conn) {
+                        let line = format!("{}\n", crate::safe::sanitize(&text));
+                        e.conn.queue_raw(line.as_bytes(), self.shared.end());
+                        self.mark_dirty(conn);
+                    }
+                }
+                Action::Retire { conn } => self.retire(conn, now),
+                Action::Dial(addr) => self.auto_dial(addr, now),
+                Action::Connect(label) => self.connect(&label, now),
+                Action::Show(event) => self.show(&event),
+                Action::Quit => self.quit(now),
+            }
+        }
+    }
+
+    /// The chat knows what `conn` is: what was held for it goes out in that format.
+    fn classify(&mut self, conn: ConnId, role: Role) {
+        if let Some(e) = self.conns.get_mut(conn) {
+            self.roles[role_slot(e.conn.role())] -= 1;
+            self.roles[role_slot(Some(role))] += 1;
+            e.conn.classify(role, &self.shared);
+            self.mark_dirty(conn);
+            // A guest's unfinished line is due by other rules than a connection not known yet.
+            self.arm_partial(conn);
+        }
+    }
+
+    /// A duplicate link: no more broadcasts, closed once what is queued is out or the grace
+    /// is over.
+    fn retire(&mut self, conn: ConnId, now: Instant) {
+        if let Some(e) = self.conns.get_mut(conn) {
+            debug!("retiring a duplicate connection to {}", e.conn.addr());
+            e.conn.retire(self.shared.end());
+            self.timers
+                .set_earliest(Timer::Retire(conn), now + RETIRE_GRACE);
+            self.mark_dirty(conn);
+        }
+    }
+
+    /// The user leaves: stop listening, drop our own dials nobody waits for, and give the rest
+    /// the quit grace to deliver.
+    fn quit(&mut self, now: Instant) {
+        self.quit_deadline = None;
+        self.extend_quit_grace(now);
+        self.acceptor.close(self.poll.registry());
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            if self.conns.get(k).is_some_and(|e| e.is_speculative()) {
+                // Not worth delaying the exit for.
+                self.drop_speculative(k);
+            } else {
+                self.mark_dirty(k);
+            }
+        }
+    }
+
+    /// Appends `frame` to the shared log, which every connection receiving broadcasts reads
+    /// (all but `except`, a duplicate being retired, and those we are leaving): one encoding
+    /// per format, no copy per connection. They are written at the end of the turn.
+    fn broadcast(&mut self, except: Option<ConnId>, frame: Rc<Frame>) {
+        let unknown = self.roles[role_slot(None)];
+        let wanted = [
+            self.roles[role_slot(Some(Role::Peer))] + unknown > 0,
+            self.roles[role_slot(Some(Role::Guest))] + unknown > 0,
+        ];
+        let (start, end) = self.shared.append(&frame, wanted);
+        self.log_grew = true;
+        if let Some(e) = except.and_then(|k| self.conns.get_mut(k)) {
+            e.conn.skip(start, end);
+        }
+        if self.told_nobody || except.is_some() {
+            return;
+        }
+        if let Frame::Msg { id, .. } = &*frame {
+            let someone = self
+                .conns
+                .iter()
+                .any(|(_, e)| e.conn.is_subscribed() && !e.is_speculative());
+            if id.node == self.node && !someone {
+                // Once until someone connects, not once per line of a pipe.
+                self.told_nobody = true;
+                self.show(&Event::Info("nobody is connected; not sent".into()));
+            }
+        }
+    }
+
+    /// Takes typed or piped lines through the gate (see `gate`) to the chat. A leave command
+    /// among the waiting lines shortens the time a stalled reader may hold them up.
+    pub(super) fn drain_input(&mut self, now: Instant) {
+        let was_urgent = self.gate.is_urgent();
+        let waits = Waits {
+            settling: self.chat.is_settling(),
+            lookup: self.resolver.is_pending(),
+            behind: !self.behind.is_empty(),
+        };
+        let mut taken = self.gate.take(now, waits).into_iter();
+        while let Some(input) = taken.next() {
+            match input {
+                Input::Line(line) => self.chat.handle_input(&line),
+                Input::End if self.gate.keeps_open() => self.show(&Event::Info(
+                    "input ended; still receiving (--keep-open)".into(),
+                )),
+                Input::End => self.chat.handle_input_end(),
+            }
+            // A `/connect` of a name is dialled once it is looked up: the lines after it wait,
+            // so that they reach the new peer as when the lookup blocked the loop.
+            self.apply_actions(now);
+            if self.resolver.is_pending() {
+                self.gate.put_back(taken.collect());
+                break;
+            }
+        }
+        if self.gate.is_urgent() != was_urgent {
+            self.rearm_stalls();
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! Dialling: one `start_dial` for the user's peers, the chat's own dials and `/connect`; the
+//! next address when one fails; and looking up `/connect`'s host name on a helper thread,
+//! whose answer comes back over a channel and the loop's waker (as typed lines do), so a slow
+//! resolver never freezes the chat.
+//!
+//! Must not decide whom to dial (the chat and the user do) nor block the loop thread.
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+use std::time::Instant;
+
+use log::{debug, info, warn};
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token, Waker};
+
+use super::setup::{describe, Dial, DialError};
+use super::timers::{Timer, CONNECT_TIMEOUT};
+use super::{io::Pace, Entry, Reactor};
+use crate::chat::Origin;
+use crate::cli::{self, HostPort};
+use crate::conn::{Conn, Phase};
+use crate::event::Event;
+use crate::eventlog::Tag;
+
+/// Looks a host up: every address, or the one-line message saying why not. Runs on a helper
+/// thread, so it may block.
+pub type Resolve = Arc<dyn Fn(&HostPort) -> Result<Vec<SocketAddr>, String> + Send + Sync>;
+
+/// A lookup's answer, as the helper thread hands it back.
+struct Resolved {
+    label: String,
+    addrs: Result<Vec<SocketAddr>, String>,
+}
+
+/// Host names being looked up for `/connect`, off the loop thread.
+pub(super) struct Resolver {
+    resolve: Resolve,
+    tx: Sender<Resolved>,
+    rx: Receiver<Resolved>,
+    waker: Arc<Waker>,
+    /// Lookups started and not yet taken back.
+    pending: usize,
+}
+
+impl Resolver {
+    /// Uses the system's resolver; `waker` is called when an answer is ready.
+    pub(super) fn new(waker: Arc<Waker>) -> Self {
+        let (tx, rx) = channel();
+        Resolver {
+            resolve: Arc::new(|hp: &HostPort| hp.resolve()),
+            tx,
+            rx,
+            waker,
+            pending: 0,
+        }
+    }
+
+    pub(super) fn set(&mut self, resolve: Resolve) {
+        self.resolve = resolve;
+    }
+
+    /// True while a lookup has not come back.
+    pub(super) fn is_pending(&self) -> bool {
+        self.pending > 0
+    }
+
+    /// Starts looking `hp` up on a thread of its own (or here, if no thread can start).
+    fn start(&mut self, hp: HostPort) {
+        self.pending += 1;
+        let (resolve, tx, waker) = (self.resolve.clone(), self.tx.clone(), self.waker.clone());
+        let (host, label) = (hp.clone(), hp.to_string());
+        let job = move || {
+            // An answer always comes back, or typed input would wait for it for ever.
+            let addrs = std::panic::catch_unwind(AssertUnwindSafe(|| resolve(&host)))
+                .unwrap_or_else(|_| {
+                    Err(format!("cannot resolve {}: the lookup failed", host.host))
+                });
+            // The loop may be gone (the user left): nobody wants the answer then.
+            if tx.send(Resolved { label, addrs }).is_ok() {
+                let _ = waker.wake();
+            }
+        };
+        let spawned = std::thread::Builder::new()
+            .name("resolve".into())
+            .spawn(job);
+        if let Err(e) = spawned {
+            warn!("cannot start a thread to look up {}: {e}", hp.host);
+            let addrs = (self.resolve)(&hp);
+            let label = hp.to_string();
+            // Taken on the next turn, as if it came from a thread.
+            let _ = self.tx.send(Resolved { label, addrs });
+        }
+    }
+
+    /// The next answer that came back, if any.
+    fn next_resolved(&mut self) -> Option<Resolved> {
+        let r = self.rx.try_recv().ok()?;
+        self.pending -= 1;
+        Some(r)
+    }
+}
+
+/// Starts a non-blocking connect to the first of `addrs` that will, registered under `key`;
+/// those after it stay in `addrs`. `error` is the reason if none will.
+fn connect_first(
+    registry: &Registry,
+    addrs: &mut VecDeque<SocketAddr>,
+    key: usize,
+    mut error: io::Error,
+) -> Result<TcpStream, io::Error> {
+    while let Some(addr) = addrs.pop_front() {
+        let started = TcpStream::connect(addr).and_then(|mut stream| {
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            registry.register(&mut stream, Token(key), interest)?;
+            Ok(stream)
+        });
+        match started {
+            Ok(stream) => return Ok(stream),
+            Err(e) => {
+                debug!("cannot connect to {addr}: {e}");
+                error = e;
+            }
+        }
+    }
+    Err(error)
+}
+
+impl<W: Write> Reactor<W> {
+    /// Starts dialling `dial`, opened for `origin`; the error is for a peer none of whose
+    /// addresses could even start connecting.
+    pub(super) fn start_dial(
+        &mut self,
+        dial: Dial,
+        origin: Origin,
+        now: Instant,
+    ) -> Result<(), DialError> {
+        let key = self.conns.vacant_key();
+        let mut addrs = VecDeque::from(dial.addrs);
+        let none = io::Error::from(io::ErrorKind::AddrNotAvailable);
+        match connect_first(self.poll.registry(), &mut addrs, key, none) {
+            Ok(stream) => {
+                self.insert(Entry {
+                    stream,
+                    conn: Conn::new(dial.label, Phase::Connecting, now),
+                    next_addrs: addrs,
+                    origin,
+                    dirty: false,
+                    unread: false,
+                    pace: Pace::new(now),
+                });
+                self.timers.set(Timer::Connect(key), now + CONNECT_TIMEOUT);
+                Ok(())
+            }
+            Err(e) => Err(DialError::Connect {
+                label: dial.label,
+                why: describe(&e),
+            }),
+        }
+    }
+
+    /// Dials `addr` for the chat (mesh scan, peer exchange, re-dial). Failures go back to the
+    /// chat, not to the user.
+    pub(super) fn auto_dial(&mut self, addr: SocketAddr, now: Instant) {
+        let dial = Dial {
+            label: addr.to_string(),
+            addrs: vec![addr],
+        };
+        if let Err(e) = self.start_dial(dial, Origin::Auto(addr), now) {
+            debug!("{e}");
+            self.chat.handle_dial_failed(addr, now);
+        }
+    }
+
+    /// `/connect label`: a bad address is said at once, an IP address dialled at once, and a
+    /// host name looked up off the loop thread and dialled when the answer comes back (see
+    /// [`Reactor::take_resolved`]).
+    pub(super) fn connect(&mut self, label: &str, now: Instant) {
+        let hp = match cli::parse_peer(label) {
+            Ok(hp) => hp,
+            Err(msg) => return self.show(&Event::Error(msg)),
+        };
+        match hp.host.parse::<IpAddr>() {
+            Ok(ip) => {
+                self.dial_resolved(hp.to_string(), Ok(vec![SocketAddr::new(ip, hp.port)]), now)
+            }
+            Err(_) => self.resolver.start(hp),
+        }
+    }
+
+    /// Dials the names that were looked up (not any more once the user is leaving).
+    pub(super) fn take_resolved(&mut self, now: Instant) {
+        while let Some(Resolved { label, addrs }) = self.resolver.next_resolved() {
+            if !self.chat.is_quitting() {
+                self.dial_resolved(label, addrs, now);
+            }
+        }
+    }
+
+    /// Dials what `/connect label` resolved to; a failure is shown, not fatal.
+    fn dial_resolved(
+        &mut self,
+        label: String,
+        addrs: Result<Vec<SocketAddr>, String>,
+        now: Instant,
+    ) {
+        let dialled = addrs.and_then(|addrs| {
+            let dial = Dial { label, addrs };
+            self.start_dial(dial, Origin::Dialled, now)
+                .map_err(|e| e.to_string())
+        });
+        if let Err(msg) = dialled {
+            self.show(&Event::Error(msg));
+        }
+    }
+
+    /// Our dial on `k` became ready: true once it is open (the chat has been told), false
+    /// while it is still connecting or after it failed (see [`Reactor::dial_error`]).
+    pub(super) fn dial_ready(&mut self, k: usize, now: Instant) -> bool {
+        let Some(e) = self.conns.get_mut(k) else {
+            return false;
+        };
+        let err = match e.stream.take_error() {
+            Ok(Some(err)) | Err(err) => err,
+            Ok(None) => match e.stream.peer_addr() {
+                Ok(addr) => {
+                    e.conn.connected(addr.to_string());
+                    let _ = e.stream.set_nodelay(true);
+                    self.timers.cancel(&Timer::Connect(k));
+                    info!("connected to {addr}");
+                    self.record(Tag::Connected, &format!("connected to {addr}"));
+                    self.opened(k, addr, now);
+                    return true;
+                }
+                Err(err) if err.kind() == io::ErrorKind::NotConnected => return false,
+                Err(err) => err,
+            },
+        };
+        self.dial_error(k, err, now);
+        false
+    }
+
+    /// Dialling `k` failed: try its next address, keeping what is queued for it, or give up.
+    pub(super) fn dial_error(&mut self, k: usize, error: io::Error, now: Instant) {
+        let Some(e) = self.conns.get_mut(k) else {
+            return;
+        };
+        if !e.next_addrs.is_empty() {
+            debug!("cannot connect: {error}; trying the next address");
+        }
+        let registry = self.poll.registry();
+        let _ = registry.deregister(&mut e.stream);
+        match connect_first(registry, &mut e.next_addrs, k, error) {
+            Ok(stream) => {
+                e.stream = stream;
+                e.conn.reconnecting();
+                self.timers.set(Timer::Connect(k), now + CONNECT_TIMEOUT);
+            }
+            Err(error) => self.close(k, Some(describe(&error)), now),
+        }
+    }
+
+    /// A dial the user asked for failed: the end of the run if nothing else is left, else
+    /// an error shown.
+    pub(super) fn dial_failed(&mut self, e: DialError) {
+        if !self.acceptor.is_listening() && self.conns.is_empty() {
+            self.fatal = Some(e);
+        } else {
+            warn!("{e}");
+            self.show(&Event::Error(e.to_string()));
+        }
+    }
+}

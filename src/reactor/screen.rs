@@ -1,0 +1,131 @@
+//! What the user sees, and the event log: every event goes to the log file (if any) and to
+//! stdout (human or JSON); a failing log is said once and dropped; stdout going away (`| head
+//! -1`) is noticed once, and the caller then leaves quietly.
+//!
+//! Must not decide what is shown (the chat does) nor act on stdout going away itself.
+
+use std::io::{self, Write};
+
+use log::debug;
+
+use crate::event::Event;
+use crate::eventlog::{EventLog, Tag};
+use crate::output::Output;
+
+/// Stdout just went away: leave as if input had ended. Returned once.
+#[derive(Debug)]
+pub(super) struct StdoutGone;
+
+/// Stdout and the event log.
+pub(super) struct Screen<W: Write> {
+    out: Output<W>,
+    log: Option<EventLog>,
+    /// Stdout failed: nothing more is written to it.
+    broken: bool,
+}
+
+impl<W: Write> Screen<W> {
+    pub(super) fn new(out: Output<W>, log: Option<EventLog>) -> Self {
+        Screen {
+            out,
+            log,
+            broken: false,
+        }
+    }
+
+    /// Logs and shows `event`.
+    pub(super) fn show(&mut self, event: &Event) -> Result<(), StdoutGone> {
+        let logged = match &mut self.log {
+            Some(log) => log.event(event),
+            None => Ok(()),
+        };
+        self.log_failed(logged)?;
+        self.write_stdout(event)
+    }
+
+    /// Appends a line to the event log, if there is one.
+    pub(super) fn record(&mut self, tag: Tag, text: &str) -> Result<(), StdoutGone> {
+        let logged = match &mut self.log {
+            Some(log) => log.write(tag, text),
+            None => Ok(()),
+        };
+        self.log_failed(logged)
+    }
+
+    /// Writes out what stdout holds.
+    pub(super) fn flush(&mut self) -> Result<(), StdoutGone> {
+        if self.broken {
+            return Ok(());
+        }
+        let flushed = self.out.flush();
+        self.stdout_failed(flushed)
+    }
+
+    /// A failing log is closed, and said once on stdout.
+    fn log_failed(&mut self, logged: io::Result<()>) -> Result<(), StdoutGone> {
+        let Err(e) = logged else {
+            return Ok(());
+        };
+        self.log = None;
+        self.write_stdout(&Event::Error(format!(
+            "log file failed, no longer written: {e}"
+        )))
+    }
+
+    fn write_stdout(&mut self, event: &Event) -> Result<(), StdoutGone> {
+        if self.broken {
+            return Ok(());
+        }
+        let shown = self.out.show(event);
+        self.stdout_failed(shown)
+    }
+
+    fn stdout_failed(&mut self, r: io::Result<()>) -> Result<(), StdoutGone> {
+        let Err(e) = r else {
+            return Ok(());
+        };
+        debug!("stdout failed: {e}");
+        self.broken = true;
+        Err(StdoutGone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::Format;
+
+    /// Takes `room` bytes, then fails as a closed pipe does.
+    struct Pipe {
+        room: usize,
+        got: Vec<u8>,
+    }
+
+    impl Write for Pipe {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.got.len() + buf.len() > self.room {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            self.got.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn stdout_going_away_is_said_once_and_nothing_more_is_written() {
+        let pipe = Pipe {
+            room: 0,
+            got: Vec::new(),
+        };
+        let mut screen = Screen::new(Output::new(Format::Json, pipe), None);
+        let mut gone = 0;
+        for _ in 0..3 {
+            gone += usize::from(screen.show(&Event::Info("x".into())).is_err());
+            gone += usize::from(screen.flush().is_err());
+        }
+        assert_eq!(gone, 1);
+    }
+}

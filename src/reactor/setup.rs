@@ -1,0 +1,302 @@
+//! What the reactor is started with (`Setup`, `Listen`, `Dial`), binding the listener, the
+//! node's identity, and the typed errors of starting and running, each with the one-line
+//! message the user sees.
+//!
+//! Must not run the loop or hold chat rules: it only turns a setup into bound sockets.
+
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use mio::net::TcpListener;
+
+use crate::chat::{self, Mesh};
+use crate::conn::{MAX_BACKLOG, STALL_LIMIT};
+use crate::eventlog::EventLog;
+use crate::protocol::NodeId;
+
+/// A peer to dial: as the user wrote it, and every address it resolved to, tried in order
+/// (a name may resolve to an IPv6 address first while the peer listens on IPv4 only).
+#[derive(Clone, Debug)]
+pub struct Dial {
+    pub label: String,
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// Where to listen.
+#[derive(Clone, Debug)]
+pub enum Listen {
+    None,
+    Addr(SocketAddr),
+    /// Mesh mode: the first free port of the range on `host`.
+    Range(Mesh),
+}
+
+/// What the reactor is started with.
+pub struct Setup {
+    pub nick: String,
+    pub listen: Listen,
+    pub dials: Vec<Dial>,
+    /// Keep running after stdin ends.
+    pub keep_open: bool,
+    pub max_peers: usize,
+    pub peer_timeout: Duration,
+    pub log: Option<EventLog>,
+    /// A connection with more unsent output than this is closed as too slow.
+    pub max_backlog: usize,
+    /// A connection past a quarter of `max_backlog` for this long is closed as too slow.
+    pub slow_timeout: Duration,
+    /// Connections at once, at most: more are told the chat is full and closed.
+    pub max_conns: usize,
+    /// Flood control for guests.
+    pub guest_rate: Option<chat::RateLimit>,
+}
+
+impl Setup {
+    /// A node that neither listens nor dials yet, with the default limits.
+    pub fn new(nick: String) -> Setup {
+        Setup {
+            nick,
+            listen: Listen::None,
+            dials: Vec::new(),
+            keep_open: false,
+            max_peers: chat::DEFAULT_MAX_PEERS,
+            peer_timeout: chat::DEFAULT_PEER_TIMEOUT,
+            log: None,
+            max_backlog: MAX_BACKLOG,
+            slow_timeout: STALL_LIMIT,
+            max_conns: usize::MAX,
+            guest_rate: Some(chat::RateLimit::per_second(chat::DEFAULT_GUEST_RATE)),
+        }
+    }
+}
+
+/// A dial that could not even start, or that failed later when it was the user's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DialError {
+    /// None of `label`'s addresses could be connected to; `why` is the last reason.
+    Connect { label: String, why: String },
+}
+
+impl fmt::Display for DialError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DialError::Connect { label, why } => write!(f, "cannot connect to {label}: {why}"),
+        }
+    }
+}
+
+/// Why the node could not start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SetupError {
+    /// The poll or its waker could not be created.
+    EventLoop(String),
+    /// Binding `addr` failed.
+    Listen { addr: SocketAddr, why: String },
+    /// The listener could not be added to the poll.
+    Register(String),
+    /// Mesh mode: every port of the range is taken.
+    NoFreePort { host: IpAddr, first: u16, last: u16 },
+    /// The stdin thread could not start.
+    Stdin(String),
+    /// Nothing listens and every peer failed at once.
+    Dial(Vec<DialError>),
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::EventLoop(e) => write!(f, "cannot start the event loop: {e}"),
+            SetupError::Listen { addr, why } => write!(f, "cannot listen on {addr}: {why}"),
+            SetupError::Register(why) => write!(f, "cannot listen: {why}"),
+            SetupError::NoFreePort { host, first, last } => {
+                write!(f, "every port of {first}-{last} on {host} is busy")
+            }
+            SetupError::Stdin(e) => write!(f, "cannot read stdin: {e}"),
+            SetupError::Dial(failures) => {
+                for (i, e) in failures.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{e}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for SetupError {}
+
+/// Why a run ended in error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunError {
+    Setup(SetupError),
+    /// Waiting on the poll failed.
+    Poll(String),
+    /// The only dial left failed, with nothing listening.
+    Dial(DialError),
+    /// Leaving, `n` connections did not get everything queued for them.
+    Undelivered(usize),
+    /// The last connection closed with output for it unsent.
+    LastUndelivered,
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Setup(e) => e.fmt(f),
+            RunError::Poll(e) => write!(f, "event loop failed: {e}"),
+            RunError::Dial(e) => e.fmt(f),
+            RunError::Undelivered(n) => {
+                write!(
+                    f,
+                    "left before everything was delivered to {n} connection(s)"
+                )
+            }
+            RunError::LastUndelivered => {
+                f.write_str("the last connection closed before everything was delivered")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+impl From<SetupError> for RunError {
+    fn from(e: SetupError) -> Self {
+        RunError::Setup(e)
+    }
+}
+
+/// Binds where `listen` says; `None` for a node that does not listen.
+pub(super) fn bind(listen: &Listen) -> Result<Option<TcpListener>, SetupError> {
+    match listen {
+        Listen::None => Ok(None),
+        Listen::Addr(addr) => TcpListener::bind(*addr)
+            .map(Some)
+            .map_err(|e| SetupError::Listen {
+                addr: *addr,
+                why: describe(&e),
+            }),
+        Listen::Range(mesh) => bind_range(mesh).map(Some),
+    }
+}
+
+/// Binds the first port of `mesh`'s range that is free; the error names the range.
+fn bind_range(mesh: &Mesh) -> Result<TcpListener, SetupError> {
+    for port in mesh.ports.clone() {
+        let addr = SocketAddr::new(mesh.host, port);
+        match TcpListener::bind(addr) {
+            Ok(l) => return Ok(l),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
+            Err(e) => {
+                return Err(SetupError::Listen {
+                    addr,
+                    why: describe(&e),
+                })
+            }
+        }
+    }
+    Err(SetupError::NoFreePort {
+        host: mesh.host,
+        first: *mesh.ports.start(),
+        last: *mesh.ports.end(),
+    })
+}
+
+/// A short, lower-case description of an IO error, for one-line messages.
+pub fn describe(e: &io::Error) -> String {
+    use io::ErrorKind::*;
+    let text = match e.kind() {
+        AddrInUse => "address in use",
+        AddrNotAvailable => "address not available",
+        ConnectionRefused => "connection refused",
+        ConnectionReset => "connection reset",
+        ConnectionAborted => "connection aborted",
+        BrokenPipe => "connection broken",
+        PermissionDenied => "permission denied",
+        TimedOut => "timed out",
+        HostUnreachable => "host unreachable",
+        NetworkUnreachable => "network unreachable",
+        _ => {
+            let s = e.to_string();
+            let s = s.split(" (os error").next().unwrap_or(&s);
+            let mut c = s.chars();
+            return match c.next() {
+                Some(first) => first.to_lowercase().chain(c).collect(),
+                None => s.to_string(),
+            };
+        }
+    };
+    text.to_string()
+}
+
+/// A random identity for this run of the node.
+pub(super) fn new_node_id() -> NodeId {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_read_as_one_line_messages() {
+        let addr: SocketAddr = "127.0.0.1:7".parse().unwrap_or_else(|_| unreachable!());
+        let refused = DialError::Connect {
+            label: "a:1".into(),
+            why: "connection refused".into(),
+        };
+        let cases = [
+            (
+                SetupError::Dial(vec![refused.clone(), refused.clone()]),
+                "cannot connect to a:1: connection refused; cannot connect to a:1: connection refused",
+            ),
+            (
+                SetupError::Listen {
+                    addr,
+                    why: "address in use".into(),
+                },
+                "cannot listen on 127.0.0.1:7: address in use",
+            ),
+            (
+                SetupError::NoFreePort {
+                    host: addr.ip(),
+                    first: 5000,
+                    last: 5002,
+                },
+                "every port of 5000-5002 on 127.0.0.1 is busy",
+            ),
+        ];
+        for (e, text) in cases {
+            assert_eq!(RunError::from(e).to_string(), text);
+        }
+        assert_eq!(
+            RunError::Undelivered(2).to_string(),
+            "left before everything was delivered to 2 connection(s)"
+        );
+    }
+
+    #[test]
+    fn a_busy_range_names_the_range() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = taken.local_addr().expect("addr").port();
+        let mesh = Mesh {
+            host: "127.0.0.1".parse().expect("ip"),
+            ports: port..=port,
+        };
+        match bind(&Listen::Range(mesh)) {
+            Err(e) => assert_eq!(
+                e.to_string(),
+                format!("every port of {port}-{port} on 127.0.0.1 is busy")
+            ),
+            Ok(_) => panic!("bound a port that is taken"),
+        }
+    }
+}

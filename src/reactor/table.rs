@@ -1,0 +1,144 @@
+//! The connection table: adding a connection, telling the chat it opened, and closing it (a
+//! last write, what was left undelivered, the chat told, its timers forgotten).
+//!
+//! Must not decide when to close (the chat, the timers and the writes do) nor read or write
+//! beyond the last try at what is queued.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use log::{debug, info, warn};
+
+use super::{timers, Entry, Reactor};
+use crate::chat::{Link, Origin};
+use crate::conn::Phase;
+use crate::event::Role;
+use crate::fanout::side;
+use crate::protocol;
+
+/// Where a connection's role is counted in `Reactor::roles`.
+pub(super) fn role_slot(role: Option<Role>) -> usize {
+    match role {
+        Some(role) => side(role),
+        None => 2,
+    }
+}
+
+impl<W: Write> Reactor<W> {
+    /// Adds a connection, receiving broadcasts from now on; its role is not known yet.
+    pub(super) fn insert(&mut self, mut entry: Entry) -> usize {
+        entry.conn.subscribe(self.shared.end());
+        self.roles[role_slot(None)] += 1;
+        self.conns.insert(entry)
+    }
+
+    /// Takes connection `k` out of the table, the poll and the timers.
+    fn remove(&mut self, k: usize) -> Option<Entry> {
+        let mut e = self.conns.try_remove(k)?;
+        let _ = self.poll.registry().deregister(&mut e.stream);
+        self.acceptor.someone_left();
+        self.roles[role_slot(e.conn.role())] -= 1;
+        self.behind.remove(&k);
+        timers::forget_conn(&mut self.timers, k);
+        Some(e)
+    }
+
+    /// Drops a dial of our own that nobody waits for (leaving), without telling the chat.
+    pub(super) fn drop_speculative(&mut self, k: usize) {
+        self.remove(k);
+    }
+
+    pub(super) fn mark_dirty(&mut self, k: usize) {
+        if let Some(e) = self.conns.get_mut(k) {
+            if !e.dirty {
+                e.dirty = true;
+                self.dirty.push(k);
+            }
+        }
+    }
+
+    /// A connection is up: send our hello and tell the chat.
+    pub(super) fn opened(&mut self, k: usize, addr: SocketAddr, now: Instant) {
+        let mut hello = Vec::new();
+        protocol::encode(&self.chat.hello(), &mut hello);
+        let Some(e) = self.conns.get_mut(k) else {
+            return;
+        };
+        e.conn.queue_first(hello);
+        let origin = e.origin;
+        let local = e
+            .stream
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        self.mark_dirty(k);
+        self.told_nobody = false;
+        if self.quit_deadline.is_some() {
+            // A dial that completes while leaving still gets the full grace to deliver.
+            self.extend_quit_grace(now);
+        }
+        let link = Link {
+            addr,
+            local,
+            origin,
+        };
+        self.chat.handle_opened(k, link, now);
+    }
+
+    /// Closes `k` for something it did (too slow, a bad frame, an unfinished hello), saying so
+    /// on stderr (a hub's operator wants to know); the chat shows its leave with `reason`.
+    pub(super) fn close_warning(&mut self, k: usize, reason: String, now: Instant) {
+        if let Some(e) = self.conns.get(k) {
+            warn!("closing {}: {reason}", e.conn.addr());
+        }
+        self.close(k, Some(reason), now);
+    }
+
+    /// Drops connection `k` and tells the chat (or, for a dial that never connected, whoever
+    /// asked for it).
+    pub(super) fn close(&mut self, k: usize, reason: Option<String>, now: Instant) {
+        let backlog = match self.conns.get_mut(k) {
+            Some(e) => {
+                // A last try at what is queued for it (why it is being closed, say): the
+                // socket may well take it.
+                let c = &mut e.conn;
+                if *c.phase() == Phase::Open && c.role().is_some() && !c.is_blocked() {
+                    let _ = c.flush_to(&mut e.stream, &self.shared);
+                }
+                c.backlog(&self.shared)
+            }
+            None => 0,
+        };
+        let Some(e) = self.remove(k) else {
+            return;
+        };
+        let why = reason.as_deref().unwrap_or("closed");
+        info!(
+            "closed {}{}",
+            e.conn.addr(),
+            reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        );
+        let last_chance = self.chat.is_quitting()
+            || (!self.acceptor.is_listening() && self.conns.is_empty() && self.gate.is_open());
+        let unsent = backlog > 0 && *e.conn.phase() != Phase::Shut;
+        if last_chance && !e.is_speculative() && unsent {
+            warn!("could not deliver everything to {}: {why}", e.conn.addr());
+            self.undelivered += 1;
+        }
+        if e.conn.is_connecting() {
+            if let Origin::Auto(addr) = e.origin {
+                debug!("cannot connect to {addr}: {why}");
+                return self.chat.handle_dial_failed(addr, now);
+            }
+            let label = e.conn.addr().to_string();
+            return self.dial_failed(super::DialError::Connect {
+                label,
+                why: why.to_string(),
+            });
+        }
+        self.chat.handle_closed(k, reason);
+    }
+}

@@ -1,0 +1,308 @@
+//! The reactor driven whole over loopback, with typed lines fed by the test and an injected
+//! resolver: what the loop does while a helper thread is slow.
+
+use std::io::{Read, Write};
+use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::conn::STALL_LIMIT as STALL;
+use crate::output::Format;
+
+/// Output shared with the test thread.
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("output lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Shared {
+    /// Waits (10 s at most) for a line of output containing `want`; returns that line.
+    fn wait_for(&self, want: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = String::from_utf8_lossy(&self.0.lock().expect("output lock")).into_owned();
+            if let Some(line) = text.lines().find(|l| l.contains(want)) {
+                return line.to_string();
+            }
+            assert!(Instant::now() < deadline, "no {want:?} in output:\n{text}");
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// A listening node run on its own thread, fed typed lines by the test.
+struct Node {
+    out: Shared,
+    typed: SyncSender<Input>,
+    waker: Arc<Waker>,
+    run: JoinHandle<Result<Ended, RunError>>,
+}
+
+impl Node {
+    fn start(resolve: Resolve) -> Node {
+        let out = Shared::default();
+        let (typed, rx) = sync_channel(16);
+        let (waker_tx, waker_rx) = channel();
+        let shown = out.clone();
+        let run = std::thread::spawn(move || {
+            let mut setup = Setup::new("hub".into());
+            setup.listen = Listen::Addr(SocketAddr::from(([127, 0, 0, 1], 0)));
+            let reactor = Reactor::new(setup, Output::new(Format::Json, shown))?;
+            reactor.with_resolver(resolve).run_with_input(move |waker| {
+                let _ = waker_tx.send(waker);
+                Ok(rx)
+            })
+        });
+        let waker = waker_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the loop started");
+        Node {
+            out,
+            typed,
+            waker,
+            run,
+        }
+    }
+
+    fn type_in(&self, input: Input) {
+        self.typed.send(input).expect("typed");
+        self.waker.wake().expect("wake");
+    }
+
+    fn port(&self) -> u16 {
+        let line = self.out.wait_for("listening on 127.0.0.1:");
+        let digits: String = line
+            .rsplit(':')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        digits.parse().expect("a port")
+    }
+}
+
+/// A resolver that says it started, then blocks until released, then fails.
+fn blocking_resolver() -> (Resolve, Receiver<String>, SyncSender<()>) {
+    let (started_tx, started) = channel();
+    let (release, release_rx) = sync_channel(1);
+    let started_tx = Mutex::new(started_tx);
+    let release_rx = Mutex::new(release_rx);
+    let resolve: Resolve = Arc::new(move |hp| {
+        let _ = started_tx.lock().map(|tx| tx.send(hp.host.clone()));
+        let _ = release_rx.lock().map(|rx| rx.recv());
+        Err(format!("cannot resolve {}: the test says no", hp.host))
+    });
+    (resolve, started, release)
+}
+
+#[test]
+fn a_slow_name_lookup_for_connect_does_not_freeze_the_chat() {
+    let (resolve, started, release) = blocking_resolver();
+    let node = Node::start(resolve);
+    let port = node.port();
+    node.type_in(Input::Line("/connect slow.example:5000".into()));
+    let host = started
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the lookup started");
+    assert_eq!(host, "slow.example");
+
+    // The lookup hangs; a guest still gets its hello and is heard.
+    let mut guest = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    guest
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut hello = [0u8; 9];
+    guest.read_exact(&mut hello).expect("the node's hello");
+    assert_eq!(&hello, b"peerchat/");
+    guest
+        .write_all(b"heard while the lookup hangs\n")
+        .expect("send");
+    node.out.wait_for("heard while the lookup hangs");
+
+    release.send(()).expect("release");
+    node.out
+        .wait_for("cannot resolve slow.example: the test says no");
+    drop(guest);
+    node.type_in(Input::End);
+    let ended = node.run.join().expect("the loop did not panic");
+    assert_eq!(ended, Ok(Ended::Done));
+}
+
+#[test]
+fn a_name_looked_up_is_dialled_and_a_refusal_is_shown_not_fatal() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead = closed.local_addr().expect("addr");
+    drop(closed);
+    let resolve: Resolve = Arc::new(move |_| Ok(vec![dead]));
+    let node = Node::start(resolve);
+    node.port();
+    node.type_in(Input::Line("/connect somewhere:1".into()));
+    node.out
+        .wait_for("cannot connect to somewhere:1: connection refused");
+    node.type_in(Input::End);
+    assert_eq!(node.run.join().expect("no panic"), Ok(Ended::Done));
+}
+
+/// Accepts one connection on `listener` within 10 s.
+fn accept_one(listener: &std::net::TcpListener) -> std::net::TcpStream {
+    listener.set_nonblocking(true).expect("nonblocking");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let peer = loop {
+        match listener.accept() {
+            Ok((peer, _)) => break peer,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "nothing dialled {listener:?}");
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    };
+    peer.set_nonblocking(false).expect("blocking");
+    peer.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    peer
+}
+
+#[test]
+fn lines_typed_after_a_connect_of_a_name_reach_the_new_peer() {
+    let live = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let live_addr = live.local_addr().expect("addr");
+    let resolve: Resolve = Arc::new(move |_| Ok(vec![live_addr]));
+    let node = Node::start(resolve);
+    node.port();
+    // Both lines in one batch: the second must wait for the dial the first starts.
+    node.typed
+        .send(Input::Line("/connect plain-listener:1".into()))
+        .expect("typed");
+    node.type_in(Input::Line("after the connect".into()));
+    let peer = accept_one(&live);
+    // A plain listener never says hello: after the hello wait it is taken for a guest, and
+    // what was held for it goes out as text.
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(peer));
+    let hello = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert!(hello.starts_with("peerchat/"), "{hello:?}");
+    let said = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert_eq!(said, "<hub> after the connect");
+    node.type_in(Input::End);
+    assert_eq!(node.run.join().expect("no panic"), Ok(Ended::Done));
+}
+
+#[test]
+fn a_dial_falls_through_to_the_next_address() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead = closed.local_addr().expect("addr");
+    drop(closed);
+    let live = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let live_addr = live.local_addr().expect("addr");
+    let resolve: Resolve = Arc::new(move |_| Ok(vec![dead, live_addr]));
+    let node = Node::start(resolve);
+    node.port();
+    node.type_in(Input::Line("/connect two-addresses:1".into()));
+    let mut peer = accept_one(&live);
+    let mut hello = [0u8; 9];
+    peer.read_exact(&mut hello).expect("the node's hello");
+    assert_eq!(&hello, b"peerchat/");
+    drop(peer);
+    node.type_in(Input::End);
+    assert_eq!(node.run.join().expect("no panic"), Ok(Ended::Done));
+}
+
+#[test]
+fn idle_connections_arm_no_timer_and_an_unfinished_line_arms_one() {
+    let mut setup = Setup::new("hub".into());
+    setup.listen = Listen::Addr(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let mut r = Reactor::new(setup, Output::new(Format::Json, std::io::sink())).expect("start");
+    let addr = r.acceptor.local_addr().expect("listening");
+    let mut clients: Vec<std::net::TcpStream> = (0..20)
+        .map(|_| std::net::TcpStream::connect(addr).expect("connect"))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while r.conns.len() < clients.len() {
+        assert!(Instant::now() < deadline, "accepted {} only", r.conns.len());
+        r.accept(Instant::now());
+    }
+    // Idle connections cost the loop nothing: no deadline of theirs to look at.
+    assert!(r.timers.is_empty(), "{:?}", r.timers);
+
+    clients[7].write_all(b"no newline").expect("send");
+    let keys: Vec<usize> = r.conns.iter().map(|(k, _)| k).collect();
+    loop {
+        assert!(Instant::now() < deadline, "the line never arrived");
+        let now = Instant::now();
+        for &k in &keys {
+            r.conn_ready(k, false, now);
+        }
+        if let Some(due) = r.timers.next() {
+            assert_eq!(due, now + crate::conn::PARTIAL_LINE_IDLE);
+            assert_eq!(r.timers.len(), 1);
+            break;
+        }
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn a_leave_typed_while_a_reader_is_stalled_gives_it_one_second_from_when_it_fell_behind() {
+    let mut setup = Setup::new("hub".into());
+    setup.listen = Listen::Addr(SocketAddr::from(([127, 0, 0, 1], 0)));
+    // High water 16 MiB, and no cut by bytes before 64 MiB.
+    setup.max_backlog = 64 << 20;
+    let mut r = Reactor::new(setup, Output::new(Format::Json, std::io::sink())).expect("start");
+    let addr = r.acceptor.local_addr().expect("listening");
+    let _never_reads = std::net::TcpStream::connect(addr).expect("connect");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while r.conns.is_empty() {
+        assert!(Instant::now() < deadline, "not accepted");
+        r.accept(Instant::now());
+    }
+    let k = r.conns.iter().map(|(k, _)| k).next().expect("a connection");
+
+    // More than the kernel takes plus the high water: it falls behind, 10 s to catch up.
+    let t0 = Instant::now();
+    let end = r.shared.end();
+    r.conns[k].conn.queue_raw(&vec![b'x'; 40 << 20], end);
+    r.mark_dirty(k);
+    r.flush_conns(t0);
+    assert!(r.behind.contains(&k), "not behind");
+    assert_eq!(r.timers.get(&Timer::Stall(k)), Some(t0 + STALL));
+
+    // `/quit` waits behind it, and shortens its time to one second from t0.
+    let (tx, rx) = sync_channel(4);
+    tx.send(Input::Line("/quit".into())).expect("typed");
+    r.gate.attach(rx);
+    let later = t0 + Duration::from_millis(300);
+    r.drain_input(later);
+    assert!(r.gate.is_urgent());
+    assert_eq!(
+        r.timers.get(&Timer::Stall(k)),
+        Some(t0 + Duration::from_secs(1))
+    );
+    r.tick(t0 + Duration::from_secs(1));
+    assert!(r.conns.is_empty(), "the stalled reader was not cut");
+}
+
+#[test]
+fn a_lookup_that_panics_is_a_failed_lookup_and_input_goes_on() {
+    let resolve: Resolve = Arc::new(|_| panic!("a resolver bug"));
+    let node = Node::start(resolve);
+    node.port();
+    node.typed
+        .send(Input::Line("/connect buggy:1".into()))
+        .expect("typed");
+    node.type_in(Input::Line("/nick after".into()));
+    node.out.wait_for("cannot resolve buggy: the lookup failed");
+    node.out.wait_for(r#""old":"hub","nick":"after""#);
+    node.type_in(Input::End);
+    assert_eq!(node.run.join().expect("no panic"), Ok(Ended::Done));
+}

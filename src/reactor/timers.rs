@@ -1,0 +1,113 @@
+//! The reactor's deadlines: one `enum Timer` kept in the generic table (`crate::timers`), so
+//! that a loop turn costs what is due, not a pass over every connection.
+//!
+//! Deadlines that follow moving state (a stalled reader's limit, a guest's unfinished line)
+//! are armed when that state changes and checked again when they fire. Must not act on
+//! connections itself: `Reactor::tick` does, with what `pop_due` hands it.
+
+use std::time::{Duration, Instant};
+
+use crate::timers::Timers;
+
+/// A dial that has not connected by then has failed.
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After the user leaves, how long queued output may take to reach the peers.
+pub(super) const QUIT_GRACE: Duration = Duration::from_secs(3);
+
+/// Mesh mode: how long typed or piped input may wait at start-up for the first scan.
+pub(super) const INPUT_HOLD: Duration = Duration::from_secs(3);
+
+/// How long a duplicate connection being retired may take to deliver what is queued for it.
+pub(super) const RETIRE_GRACE: Duration = Duration::from_secs(5);
+
+/// How often reads held back by backpressure look again.
+pub(super) const HOLD_RECHECK: Duration = Duration::from_millis(20);
+
+/// One deadline of the reactor; the per-connection ones carry the slab key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) enum Timer {
+    /// Our dial has not connected in time.
+    Connect(usize),
+    /// A duplicate being retired has had its grace.
+    Retire(usize),
+    /// A reader past the high-water mark for too long (checked again when it fires).
+    Stall(usize),
+    /// A guest's unfinished line is due (checked again when it fires).
+    Partial(usize),
+    /// Accepting again after running out of descriptors.
+    AcceptPause,
+    /// Leaving: the grace for queued output is over.
+    QuitGrace,
+    /// Mesh start-up: input stops waiting for the first scan.
+    InputHold,
+    /// Reads held back by backpressure look again.
+    HoldRecheck,
+}
+
+impl Timer {
+    /// Every timer of connection `k`, to cancel when it goes (its slab key is reused).
+    pub(super) fn of_conn(k: usize) -> [Timer; 4] {
+        [
+            Timer::Connect(k),
+            Timer::Retire(k),
+            Timer::Stall(k),
+            Timer::Partial(k),
+        ]
+    }
+}
+
+/// The reactor's timer table.
+pub(super) type Table = Timers<Timer>;
+
+/// Sets `timer` to `at`, or cancels it when `at` is `None`.
+pub(super) fn arm(table: &mut Table, timer: Timer, at: Option<Instant>) {
+    match at {
+        Some(at) => table.set(timer, at),
+        None => {
+            table.cancel(&timer);
+        }
+    }
+}
+
+/// Cancels every timer of connection `k`.
+pub(super) fn forget_conn(table: &mut Table, k: usize) {
+    for t in Timer::of_conn(k) {
+        table.cancel(&t);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_connection_leaves_no_timer_behind_for_the_next_one_with_its_key() {
+        let t0 = Instant::now();
+        let mut table = Table::new();
+        table.set(Timer::Connect(3), t0 + CONNECT_TIMEOUT);
+        table.set(Timer::Partial(3), t0);
+        table.set(Timer::Stall(4), t0);
+        table.set(Timer::AcceptPause, t0);
+        forget_conn(&mut table, 3);
+        let mut due = Vec::new();
+        while let Some(t) = table.pop_due(t0 + CONNECT_TIMEOUT) {
+            due.push(t);
+        }
+        assert_eq!(due, vec![Timer::Stall(4), Timer::AcceptPause]);
+    }
+
+    #[test]
+    fn arming_with_none_cancels_and_a_turn_sees_only_the_earliest() {
+        let t0 = Instant::now();
+        let mut table = Table::new();
+        arm(&mut table, Timer::Partial(1), Some(t0 + RETIRE_GRACE));
+        arm(&mut table, Timer::QuitGrace, Some(t0 + QUIT_GRACE));
+        assert_eq!(table.next(), Some(t0 + QUIT_GRACE));
+        arm(&mut table, Timer::QuitGrace, None);
+        assert_eq!(table.next(), Some(t0 + RETIRE_GRACE));
+        assert_eq!(table.pop_due(t0 + QUIT_GRACE), None);
+        assert_eq!(table.pop_due(t0 + RETIRE_GRACE), Some(Timer::Partial(1)));
+        assert!(table.is_empty());
+    }
+}
