@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use super::flood::Bucket;
 use super::keepalive::Keepalive;
-use super::neighbours::{Guest, Kind, Neighbour, Peer, PeerState};
+use super::neighbours::{Guest, Kind, Neighbour, Peer, PeerState, Voice};
 use super::{Action, Chat, ConnId, Due, Origin, HELLO_WAIT_DIALLED};
 use crate::event::Role;
 use crate::protocol::{self, Frame, Hello, MemberId, NodeId};
@@ -94,7 +94,7 @@ impl Chat {
             FirstLine::Refusal => self.refused(conn),
             FirstLine::NotAPeer => self.not_a_peer(conn),
             FirstLine::Guest => {
-                self.make_guest(conn, false);
+                self.make_guest(conn, Voice::Spoken);
                 self.guest_line(conn, text);
             }
         }
@@ -120,7 +120,7 @@ impl Chat {
                     reason: "no hello".into(),
                 });
             }
-            _ => self.make_guest(conn, true),
+            _ => self.make_guest(conn, Voice::Silent),
         }
     }
 
@@ -268,9 +268,9 @@ impl Chat {
         self.make_peer(conn, hello);
     }
 
-    /// `conn` is a guest: it gets the next guest number and joins the chat. `silent` when made
-    /// one by its silence (a late hello may still come).
-    pub(super) fn make_guest(&mut self, conn: ConnId, silent: bool) {
+    /// `conn` is a guest: it gets the next guest number and joins the chat. [`Voice::Silent`]
+    /// when made one by its silence (a late hello may still come).
+    pub(super) fn make_guest(&mut self, conn: ConnId, voice: Voice) {
         self.guests += 1;
         let member = MemberId {
             node: self.cfg.node,
@@ -283,7 +283,7 @@ impl Chat {
         c.kind = Kind::Guest(Guest {
             member,
             nick: nick.clone(),
-            silent,
+            voice,
             bucket: Bucket::new(self.clock, self.cfg.guest_rate),
         });
         let addr = c.addr.to_string();

@@ -7,14 +7,15 @@
 //! [`Chat::poll_action`]. Must not do IO or read the clock: the caller passes `now`.
 //!
 //! [`Chat`] composes rooms that each own their state, with their unit tests beside them:
-//! [`roster`] (members, nicks, gone/lost), [`neighbours`] (connections as the chat sees them),
-//! [`discovery`] (dials, re-dials, scans), [`relay`] (the seen set), [`keepalive`], [`flood`],
-//! [`recent`], [`commands`] (the typed-line parser), [`handshake`] (orphans), and one timer
-//! table for every deadline. Only `Chat` queues actions, because their order is what users
+//! `roster.rs` (members, nicks, gone/lost), `neighbours.rs` (connections as the chat sees them),
+//! `discovery.rs` (dials, re-dials, scans), `relay.rs` (the seen set), `keepalive.rs`,
+//! `flood.rs`, `recent.rs`, `commands.rs` (the typed-line parser), `handshake.rs` (orphans),
+//! `api.rs` (the public types), and one timer table for every deadline. Only `Chat` queues actions, because their order is what users
 //! see. The steps that need several rooms at once and queue actions are `impl Chat` blocks in
 //! the file of the concern they serve (handshake, relay, discovery), rather than methods of a
 //! room that would have to hold the others: the state types never import `Chat`.
 
+mod api;
 mod commands;
 mod discovery;
 mod flood;
@@ -28,143 +29,26 @@ mod roster;
 mod tests;
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr};
-use std::ops::RangeInclusive;
+use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+pub use self::api::{
+    Action, Config, ConnId, Link, Mesh, Origin, DEFAULT_MAX_PEERS, DEFAULT_PEER_TIMEOUT,
+    HELLO_WAIT, HELLO_WAIT_DIALLED,
+};
 pub use self::commands::{is_leave_command, Command, HELP};
 pub use self::flood::{RateLimit, DEFAULT_GUEST_RATE};
 pub use crate::event::{Event, Name, Role};
-use crate::protocol::{self, check_nick, Frame, Hello, MemberId, MsgId, NodeId, MAX_TEXT};
+use crate::protocol::{self, check_nick, Frame, Hello, MemberId, MsgId, MAX_TEXT};
 use crate::timers::Timers;
 
 use self::discovery::Discovery;
 use self::handshake::{Lost, Orphans};
 use self::keepalive::Check;
-use self::neighbours::{Kind, Neighbour, Neighbours, PeerState};
+use self::neighbours::{Kind, Neighbour, Neighbours, PeerState, Voice};
 use self::relay::{Seen, Speech};
 use self::roster::Roster;
-
-/// Identifies one connection; the reactor uses its slab key.
-pub type ConnId = usize;
-
-/// How long a connection we accepted may stay silent before it is taken for a guest (a person
-/// at `nc` who has not typed yet). A peerchat node sends its hello at once, so one round trip
-/// suffices.
-pub const HELLO_WAIT: Duration = Duration::from_millis(1000);
-
-/// The same for a connection we dialled: a listener that is slow to answer (busy, or on a far
-/// network) is more likely than a person typing nothing into `nc -l`.
-pub const HELLO_WAIT_DIALLED: Duration = Duration::from_millis(3000);
-
-/// A peer silent this long is dropped (`--timeout`); it is pinged after a third of it.
-pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Direct peer connections a node opens by itself, at most (`--max-peers`).
-pub const DEFAULT_MAX_PEERS: usize = 8;
-
-/// Which side opened a connection, and why.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Origin {
-    Accepted,
-    /// The user asked for it (command line, `/connect`): failures are shown.
-    Dialled,
-    /// The chat asked for it ([`Action::Dial`] of this address): only peerchat nodes are kept.
-    Auto(SocketAddr),
-}
-
-/// A connection that just opened, as [`Chat::handle_opened`] gets it.
-#[derive(Clone, Copy, Debug)]
-pub struct Link {
-    /// The other end's address.
-    pub addr: SocketAddr,
-    /// Our end's address.
-    pub local: SocketAddr,
-    pub origin: Origin,
-}
-
-impl Link {
-    /// The dialling side's port and the accepting side's address: both ends of a connection see
-    /// the same pair, which settles which of two connections to keep.
-    fn dialler_and_acceptor(&self) -> (u16, SocketAddr) {
-        match self.origin {
-            Origin::Accepted => (self.addr.port(), self.local),
-            Origin::Dialled | Origin::Auto(_) => (self.local.port(), self.addr),
-        }
-    }
-}
-
-/// What the chat asks the caller to do, in order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// `conn` is now a peer or a guest: release what was held for it, in that format.
-    Classify { conn: ConnId, role: Role },
-    /// Send `frame` on every open connection but `except`.
-    Broadcast {
-        except: Option<ConnId>,
-        frame: Rc<Frame>,
-    },
-    /// Send `frame` on `conn` only (a guest gets the direct form of a DM).
-    Send { conn: ConnId, frame: Rc<Frame> },
-    /// Send guest `conn` this line of text, from peerchat itself (not from a member).
-    Tell { conn: ConnId, text: String },
-    /// The node the user dialled on `conn` refused us (it is full): close it and say so, as a
-    /// failed dial.
-    Refused { conn: ConnId, reason: String },
-    /// Close `conn` now; `reason` says why, for the log.
-    Close { conn: ConnId, reason: String },
-    /// Deliver what is queued for `conn` (a `CLOSE` frame last), then close it. Nobody left.
-    Retire { conn: ConnId },
-    /// Dial `addr` on the chat's behalf: open it with [`Origin::Auto`], or report
-    /// [`Chat::handle_dial_failed`]. Failures are not shown.
-    Dial(SocketAddr),
-    /// The user asked to connect to `HOST[:PORT]`: resolve and dial it as a command-line peer.
-    Connect(String),
-    /// Show an event to the user.
-    Show(Event),
-    /// The local user left: deliver what is queued, then end.
-    Quit,
-}
-
-/// Mesh mode: the host and port range scanned for other nodes.
-#[derive(Clone, Debug)]
-pub struct Mesh {
-    pub host: IpAddr,
-    pub ports: RangeInclusive<u16>,
-}
-
-/// Who this node is and how it finds others.
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub nick: String,
-    pub node: NodeId,
-    /// The port this node listens on, announced in the hello.
-    pub listen: Option<u16>,
-    pub mesh: Option<Mesh>,
-    pub max_peers: usize,
-    pub peer_timeout: Duration,
-    /// Re-dial peers that drop without saying goodbye (a node that listens stays in the chat).
-    pub redial: bool,
-    /// Flood control for guests; `None` for none.
-    pub guest_rate: Option<RateLimit>,
-}
-
-impl Config {
-    /// A node with the default limits, not in mesh mode.
-    pub fn new(nick: String, node: NodeId, listen: Option<u16>) -> Config {
-        Config {
-            nick,
-            node,
-            listen,
-            mesh: None,
-            max_peers: DEFAULT_MAX_PEERS,
-            peer_timeout: DEFAULT_PEER_TIMEOUT,
-            redial: listen.is_some(),
-            guest_rate: Some(RateLimit::per_second(DEFAULT_GUEST_RATE)),
-        }
-    }
-}
 
 /// Every deadline the chat keeps, one timer each. The order of the variants is the order in
 /// which a tick handles what is due (then by key): that order is visible (guest numbers).
@@ -424,10 +308,10 @@ impl Chat {
             Kind::Pending => self.first_line(conn, origin, &text),
             // Taken for a guest by its silence, but its first line is a hello: a peerchat node
             // that was slow to answer. It becomes the peer it is.
-            Kind::Guest(g) if g.silent => match protocol::parse_hello(&text) {
+            Kind::Guest(g) if g.voice == Voice::Silent => match protocol::parse_hello(&text) {
                 Some(hello) => self.upgrade_to_peer(conn, hello),
                 None => {
-                    g.silent = false;
+                    g.voice = Voice::Spoken;
                     self.guest_line(conn, &text);
                 }
             },

@@ -58,9 +58,17 @@ pub(super) struct Peer {
 pub(super) struct Guest {
     pub(super) member: MemberId,
     pub(super) nick: String,
-    /// Made a guest by its silence, and still silent: a hello may yet come (late).
-    pub(super) silent: bool,
+    pub(super) voice: Voice,
     pub(super) bucket: Bucket,
+}
+
+/// Whether a guest has sent a line yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Voice {
+    /// Made a guest by its silence, and still silent: a hello may yet come (late).
+    Silent,
+    /// It has sent a line: a guest for good.
+    Spoken,
 }
 
 /// What a connection turned out to be.
