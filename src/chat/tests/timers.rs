@@ -102,3 +102,61 @@ fn only_a_scan_connection_without_its_hello_is_speculative() {
     );
     assert!(!chat.is_speculative(3), "a peer now");
 }
+
+#[test]
+fn silent_connections_due_together_are_numbered_in_connection_order() {
+    let now = Instant::now();
+    let mut chat = Chat::new(Config::new("hub".into(), 1, Some(5000)), now);
+    for (conn, port) in [(9, 4009), (3, 4003), (5, 4005)] {
+        chat.handle_opened(conn, accepted(SocketAddr::from(([10, 0, 0, 9], port))), now);
+    }
+    chat.handle_tick(now + HELLO_WAIT);
+    let joins: Vec<(Option<ConnId>, String)> = drain(&mut chat)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Broadcast { except, frame } => match &*frame {
+                Frame::Join { nick, .. } => Some((except, nick.clone())),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    let want = [(3, "guest-1"), (5, "guest-2"), (9, "guest-3")];
+    let want: Vec<(Option<ConnId>, String)> = want
+        .iter()
+        .map(|&(c, n)| (Some(c), n.to_string()))
+        .collect();
+    assert_eq!(joins, want);
+}
+
+#[test]
+fn a_peer_lost_when_a_scan_is_due_is_looked_for_a_second_later_not_at_once() {
+    let (mut chat, now, other, link) = first_scan();
+    chat.handle_opened(3, link, now);
+    chat.handle_line(
+        3,
+        b"peerchat/1 hello from bob (node=00000000000000bb listen=5001)",
+        now,
+    );
+    chat.handle_tick(now + DEFAULT_PEER_TIMEOUT / 3);
+    drain(&mut chat);
+    // It never answered: dropped at a tick when the next scan is overdue too.
+    let dead = now + DEFAULT_PEER_TIMEOUT + Duration::from_secs(10);
+    chat.handle_tick(dead);
+    let actions = drain(&mut chat);
+    assert!(actions.contains(&Action::Close {
+        conn: 3,
+        reason: "timed out".into()
+    }));
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::Dial(_))),
+        "{actions:?}"
+    );
+    assert_eq!(chat.next_deadline(), Some(dead + SCAN_FIRST));
+    chat.handle_tick(dead + SCAN_FIRST);
+    let dials: Vec<Action> = drain(&mut chat)
+        .into_iter()
+        .filter(|a| matches!(a, Action::Dial(_)))
+        .collect();
+    assert_eq!(dials, vec![Action::Dial(other)]);
+}
