@@ -1,0 +1,165 @@
+//! What the user types: a [`Command`] enum, one variant per command, and its pure parser.
+//!
+//! Must not act on a command (the chat does that) nor know who is in the chat: parsing a line
+//! never depends on state.
+
+/// The commands, for `/help`.
+pub const HELP: &str = "type a line to send it. Commands: /msg NICK text (direct message), \
+/me action, /nick NEW, /names (who is here), /connect HOST[:PORT], /help, \
+/quit [reason] (also /exit, sair); //text sends a line starting with /";
+
+/// One typed line, understood.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// A blank line: nothing to do.
+    Blank,
+    /// Plain text to send (a `//` escape has lost its first `/`).
+    Say(&'a str),
+    /// `/me action`.
+    Me(&'a str),
+    /// `/msg NICK text`.
+    Msg { nick: &'a str, text: &'a str },
+    /// `/nick NEW` (checked by the chat).
+    Nick(&'a str),
+    /// `/names` or `/who`.
+    Names,
+    /// `/connect HOST[:PORT]`.
+    Connect(&'a str),
+    /// `/help`.
+    Help,
+    /// `sair`, `/quit [reason]`, `/exit [reason]`.
+    Quit(Option<&'a str>),
+    /// A known command used wrongly: the message to show.
+    Usage(String),
+    /// `/something` else: the word typed.
+    Unknown(&'a str),
+}
+
+impl<'a> Command<'a> {
+    /// Parses a typed line (without its `\n`). Never fails: every line means something.
+    pub fn parse(line: &'a str) -> Command<'a> {
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            return Command::Blank;
+        }
+        let (word, arg) = trimmed.split_once(' ').unwrap_or((trimmed, ""));
+        let arg = arg.trim();
+        if is_leave_command(trimmed) {
+            return Command::Quit(Some(arg).filter(|r| !r.is_empty()));
+        }
+        let Some(rest) = trimmed.strip_prefix('/') else {
+            // Sent as typed, spaces and all.
+            return Command::Say(line);
+        };
+        if rest.starts_with('/') {
+            return Command::Say(&line[line.find('/').unwrap_or(0) + 1..]);
+        }
+        match word.to_ascii_lowercase().as_str() {
+            "/help" => Command::Help,
+            "/names" | "/who" => Command::Names,
+            "/nick" => Command::Nick(arg),
+            "/me" if !arg.is_empty() => Command::Me(arg),
+            "/msg" => match arg.split_once(' ') {
+                Some((nick, text)) if !text.trim().is_empty() => Command::Msg {
+                    nick,
+                    text: text.trim(),
+                },
+                _ => Command::Usage("usage: /msg NICK text".into()),
+            },
+            "/connect" if !arg.is_empty() && !arg.contains(' ') => Command::Connect(arg),
+            "/me" | "/connect" => Command::Usage(format!(
+                "usage: {word} {}",
+                // Compared as typed, so `/ME` alone reads as `/connect`'s usage; kept as it was.
+                if word == "/me" {
+                    "action"
+                } else {
+                    "HOST[:PORT]"
+                }
+            )),
+            _ => Command::Unknown(word),
+        }
+    }
+}
+
+/// Lines that leave the chat, compared trimmed and in any case, as the seed programs did.
+fn is_quit_word(word: &str) -> bool {
+    ["sair", "/quit", "/exit"]
+        .iter()
+        .any(|q| word.eq_ignore_ascii_case(q))
+}
+
+/// True for a typed line that leaves the chat: `sair`, `/quit [reason]`, `/exit [reason]`.
+pub fn is_leave_command(line: &str) -> bool {
+    let trimmed = line.trim();
+    let (word, arg) = trimmed.split_once(' ').unwrap_or((trimmed, ""));
+    is_quit_word(word) && (arg.is_empty() || word.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_lines_are_said_as_typed_and_blank_ones_are_nothing() {
+        assert_eq!(Command::parse("  hi there "), Command::Say("  hi there "));
+        assert_eq!(Command::parse("   "), Command::Blank);
+        assert_eq!(Command::parse(""), Command::Blank);
+        assert_eq!(Command::parse("sair agora"), Command::Say("sair agora"));
+    }
+
+    #[test]
+    fn a_double_slash_escapes_a_line_that_starts_with_a_slash() {
+        assert_eq!(
+            Command::parse("//etc/passwd is a path"),
+            Command::Say("/etc/passwd is a path")
+        );
+        assert_eq!(Command::parse("  //x"), Command::Say("/x"));
+    }
+
+    #[test]
+    fn leave_words_in_any_case_with_or_without_a_reason() {
+        assert_eq!(Command::parse(" SAIR "), Command::Quit(None));
+        assert_eq!(Command::parse("/Exit"), Command::Quit(None));
+        assert_eq!(
+            Command::parse("/quit going  home "),
+            Command::Quit(Some("going  home"))
+        );
+        assert!(is_leave_command("/QUIT now"));
+        assert!(!is_leave_command("sair agora"));
+        assert!(!is_leave_command("/quitter"));
+    }
+
+    #[test]
+    fn each_command_and_its_arguments() {
+        assert_eq!(Command::parse("/HELP"), Command::Help);
+        assert_eq!(Command::parse("/names"), Command::Names);
+        assert_eq!(Command::parse("/who"), Command::Names);
+        assert_eq!(Command::parse("/nick  ana "), Command::Nick("ana"));
+        assert_eq!(Command::parse("/me waves  "), Command::Me("waves"));
+        assert_eq!(
+            Command::parse("/msg bob  hi there "),
+            Command::Msg {
+                nick: "bob",
+                text: "hi there"
+            }
+        );
+        assert_eq!(
+            Command::parse("/connect host:5000"),
+            Command::Connect("host:5000")
+        );
+        assert_eq!(Command::parse("/bogus x"), Command::Unknown("/bogus"));
+    }
+
+    #[test]
+    fn commands_used_wrongly_say_how_to_use_them() {
+        let usage = |s: &str| match Command::parse(s) {
+            Command::Usage(u) => u,
+            other => panic!("{s:?} gave {other:?}"),
+        };
+        assert_eq!(usage("/msg bob"), "usage: /msg NICK text");
+        assert_eq!(usage("/msg bob   "), "usage: /msg NICK text");
+        assert_eq!(usage("/me"), "usage: /me action");
+        assert_eq!(usage("/connect"), "usage: /connect HOST[:PORT]");
+        assert_eq!(usage("/connect a b"), "usage: /connect HOST[:PORT]");
+    }
+}

@@ -1,0 +1,340 @@
+//! Finding other nodes: dials the chat asks for, re-dials of peers that dropped (with back-off),
+//! mesh scans of a port range, and the `PEERS` lists neighbours send.
+//!
+//! [`Discovery`] owns that state and decides whom to dial; the `impl Chat` steps below turn its
+//! answers into actions and timers. Must not do IO: a dial is an [`Action::Dial`] for the caller.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use super::neighbours::Neighbours;
+use super::recent::Recent;
+use super::{Action, Chat, ConnId, Due, Mesh};
+use crate::protocol::NodeId;
+
+/// Mesh mode scans its port range again after this long at first, doubling up to the most.
+pub(super) const SCAN_FIRST: Duration = Duration::from_secs(1);
+pub(super) const SCAN_MAX: Duration = Duration::from_secs(8);
+
+/// Re-dialling a peer that dropped: first wait, the most, and how many tries.
+const REDIAL_FIRST: Duration = Duration::from_secs(1);
+const REDIAL_MAX: Duration = Duration::from_secs(30);
+const REDIAL_TRIES: u32 = 10;
+
+/// How long an address that answered with something other than a hello is not dialled again.
+const NOT_PEER_AGE: Duration = Duration::from_secs(300);
+
+/// A peer address to dial again. When is the chat's timer `Due::Redial`: none while a dial is
+/// under way.
+#[derive(Debug)]
+struct Redial {
+    backoff: Duration,
+    tries: u32,
+}
+
+/// Whom to dial, and whom not to.
+#[derive(Debug)]
+pub(super) struct Discovery {
+    /// Dials the chat asked for that have not opened or failed yet.
+    pub(super) dialling: HashSet<SocketAddr>,
+    /// Peers that dropped, to dial again.
+    redial: HashMap<SocketAddr, Redial>,
+    /// Addresses that answered but are not another peerchat node (or are this one): not dialled
+    /// again by itself for a while.
+    pub(super) not_peers: Recent<SocketAddr>,
+    /// Where the next mesh scan starts in the range, so that every port gets its turn.
+    scan_from: u16,
+    scan_every: Duration,
+}
+
+impl Discovery {
+    pub(super) fn new() -> Discovery {
+        Discovery {
+            dialling: HashSet::new(),
+            redial: HashMap::new(),
+            not_peers: Recent::new(1024, Some(NOT_PEER_AGE)),
+            scan_from: 0,
+            scan_every: SCAN_FIRST,
+        }
+    }
+
+    /// True if `addr` is a peer we have, or a connection to it is being made.
+    fn reaching(&self, addr: SocketAddr, neighbours: &Neighbours) -> bool {
+        self.dialling.contains(&addr) || neighbours.reaching(addr)
+    }
+
+    /// True if the peer cap leaves no room for another dial.
+    fn full(&self, neighbours: &Neighbours, max_peers: usize) -> bool {
+        neighbours.peer_count() + self.dialling.len() >= max_peers
+    }
+
+    /// Records a dial of `addr` unless it is reached already, not a peer, or the cap is met;
+    /// true if the caller is to dial it.
+    fn start(&mut self, addr: SocketAddr, n: &Neighbours, max_peers: usize, now: Instant) -> bool {
+        if self.reaching(addr, n) || self.not_peers.contains(&addr, now) || self.full(n, max_peers)
+        {
+            return false;
+        }
+        self.dialling.insert(addr);
+        true
+    }
+
+    /// The ports of the mesh range to dial now, starting where the last scan stopped.
+    fn scan(
+        &mut self,
+        mesh: &Mesh,
+        listen: Option<u16>,
+        n: &Neighbours,
+        max_peers: usize,
+        now: Instant,
+    ) -> Vec<SocketAddr> {
+        // Start where the last scan stopped: with the peer cap reached early, the ports late in
+        // the range still get their turn.
+        let ports: Vec<u16> = mesh.ports.clone().collect();
+        let start = usize::from(self.scan_from) % ports.len().max(1);
+        let mut dials = Vec::new();
+        for i in 0..ports.len() {
+            let port = ports[(start + i) % ports.len()];
+            if Some(port) == listen {
+                continue;
+            }
+            let addr = SocketAddr::new(mesh.host, port);
+            if !self.reaching(addr, n)
+                && !self.not_peers.contains(&addr, now)
+                && self.full(n, max_peers)
+            {
+                self.scan_from = u16::try_from((start + i) % ports.len()).unwrap_or(0);
+                break;
+            }
+            if self.start(addr, n, max_peers, now) {
+                dials.push(addr);
+            }
+        }
+        dials
+    }
+
+    /// The next scan's instant, a scan being due at `now`; the one after waits twice as long.
+    fn next_scan(&mut self, now: Instant) -> Instant {
+        let next = now + self.scan_every;
+        self.scan_every = (self.scan_every * 2).min(SCAN_MAX);
+        next
+    }
+
+    /// A peer was lost: look again soon (it may come back on another port). The next scan's
+    /// instant.
+    fn scan_soon(&mut self, now: Instant) -> Instant {
+        self.scan_every = SCAN_FIRST;
+        now + SCAN_FIRST
+    }
+
+    /// A dial of `addr` failed (or could not start): when to try it again, if it is a peer to
+    /// re-dial that has tries left.
+    fn failed(&mut self, addr: SocketAddr, now: Instant) -> Option<Instant> {
+        self.dialling.remove(&addr);
+        let r = self.redial.get_mut(&addr)?;
+        r.tries += 1;
+        if r.tries >= REDIAL_TRIES {
+            self.redial.remove(&addr);
+            return None;
+        }
+        let due = now + r.backoff;
+        r.backoff = (r.backoff * 2).min(REDIAL_MAX);
+        Some(due)
+    }
+
+    /// A peer listening at `addr` dropped: dial it again from the start of the back-off. When.
+    fn redial(&mut self, addr: SocketAddr, now: Instant) -> Instant {
+        self.redial.insert(
+            addr,
+            Redial {
+                backoff: REDIAL_FIRST * 2,
+                tries: 0,
+            },
+        );
+        now + REDIAL_FIRST
+    }
+}
+
+/// Where a peer listed in `PEERS` by the node at `sender` is: "127.0.0.1" from a peer on another
+/// machine means that machine.
+pub(super) fn locate(mut addr: SocketAddr, sender: IpAddr) -> SocketAddr {
+    let vague = addr.ip().is_loopback() || addr.ip().is_unspecified();
+    if vague && !sender.is_loopback() {
+        addr.set_ip(sender);
+    }
+    addr
+}
+
+impl Chat {
+    /// Asks the caller to dial `addr`, unless it is reached already or the peer cap is met.
+    pub(super) fn dial(&mut self, addr: SocketAddr) -> bool {
+        let started = self
+            .discovery
+            .start(addr, &self.neighbours, self.cfg.max_peers, self.clock);
+        if started {
+            self.actions.push_back(Action::Dial(addr));
+        }
+        started
+    }
+
+    /// A dial failed or a connection of ours ended before its hello: try it again later if it
+    /// is a peer to re-dial.
+    pub(super) fn dial_failed(&mut self, addr: SocketAddr, now: Instant) {
+        match self.discovery.failed(addr, now) {
+            Some(at) => self.timers.set(Due::Redial(addr), at),
+            None => {
+                self.timers.cancel(&Due::Redial(addr));
+            }
+        }
+    }
+
+    /// Not to be dialled again (it is here, or said goodbye, or is not a peer).
+    pub(super) fn forget_redial(&mut self, addr: SocketAddr) {
+        self.discovery.redial.remove(&addr);
+        self.timers.cancel(&Due::Redial(addr));
+    }
+
+    /// Marks `addr`, a dial of ours, as not another peerchat node.
+    pub(super) fn not_peer(&mut self, addr: SocketAddr) {
+        self.discovery.not_peers.insert(addr, self.clock);
+    }
+
+    /// A peer listening at `listen` is gone: dial it again later (if this node re-dials), and
+    /// scan again soon in mesh mode.
+    pub(super) fn look_for(&mut self, listen: Option<SocketAddr>) {
+        if let Some(addr) = listen.filter(|_| self.cfg.redial) {
+            let at = self.discovery.redial(addr, self.clock);
+            self.timers.set(Due::Redial(addr), at);
+        }
+        if self.cfg.mesh.is_some() {
+            let at = self.discovery.scan_soon(self.clock);
+            self.timers.set(Due::Scan, at);
+        }
+    }
+
+    /// A re-dial timer of `addr` fired.
+    pub(super) fn redial_due(&mut self, addr: SocketAddr, now: Instant) {
+        // Set again since it fired (the peer dropped again this turn), or no longer wanted.
+        if self.timers.get(&Due::Redial(addr)).is_some()
+            || !self.discovery.redial.contains_key(&addr)
+        {
+            return;
+        }
+        if !self.dial(addr) {
+            // Connected or being dialled already, or too many peers: try later.
+            self.dial_failed(addr, now);
+        }
+    }
+
+    /// The scan timer fired: dial every port of the range that is not ours and not reached yet.
+    pub(super) fn scan_due(&mut self, now: Instant) {
+        // Set again since it fired (a peer was lost this turn): not due any more.
+        if self.timers.get(&Due::Scan).is_some() {
+            return;
+        }
+        let Some(mesh) = self.cfg.mesh.clone() else {
+            return;
+        };
+        let next = self.discovery.next_scan(now);
+        self.timers.set(Due::Scan, next);
+        let dials = self.discovery.scan(
+            &mesh,
+            self.cfg.listen,
+            &self.neighbours,
+            self.cfg.max_peers,
+            now,
+        );
+        self.actions.extend(dials.into_iter().map(Action::Dial));
+    }
+
+    /// A `PEERS` frame on `conn`: dial the peers listed that are not neighbours (only the first
+    /// list a connection sends is taken).
+    pub(super) fn peers_frame(&mut self, conn: ConnId, peers: Vec<(NodeId, SocketAddr)>) {
+        let Some(c) = self.neighbours.get_mut(conn) else {
+            return;
+        };
+        if std::mem::replace(&mut c.got_peers, true) {
+            return;
+        }
+        let sender = c.addr.ip();
+        for (node, addr) in peers {
+            if node != self.cfg.node && self.neighbours.peer_conn(node).is_none() {
+                self.dial(locate(addr, sender));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::neighbours::Neighbour;
+    use crate::chat::Origin;
+
+    fn at(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn re_dials_back_off_and_give_up() {
+        let t0 = Instant::now();
+        let mut d = Discovery::new();
+        assert_eq!(d.failed(at(5000), t0), None, "not a peer to re-dial");
+        assert_eq!(d.redial(at(5000), t0), t0 + REDIAL_FIRST);
+        let waits: Vec<Duration> = (0..REDIAL_TRIES)
+            .map_while(|_| d.failed(at(5000), t0).map(|due| due - t0))
+            .collect();
+        assert_eq!(waits.len(), REDIAL_TRIES as usize - 1);
+        assert_eq!(
+            waits[..3],
+            [REDIAL_FIRST * 2, REDIAL_FIRST * 4, REDIAL_FIRST * 8]
+        );
+        assert!(waits.iter().all(|&w| w <= REDIAL_MAX));
+        assert_eq!(d.failed(at(5000), t0), None, "given up");
+    }
+
+    #[test]
+    fn a_dial_is_not_started_twice_nor_past_the_cap() {
+        let t0 = Instant::now();
+        let mut d = Discovery::new();
+        let mut n = Neighbours::default();
+        assert!(d.start(at(5001), &n, 2, t0));
+        assert!(!d.start(at(5001), &n, 2, t0), "being dialled");
+        n.insert(
+            9,
+            Neighbour::pending(at(5002), Origin::Auto(at(5002)), (1, at(5002))),
+        );
+        assert!(
+            !d.start(at(5003), &n, 2, t0),
+            "a dial and a scan connection: full"
+        );
+        d.failed(at(5001), t0);
+        d.not_peers.insert(at(5003), t0);
+        assert!(!d.start(at(5003), &n, 2, t0), "not a peer");
+        assert!(d.start(at(5004), &n, 2, t0));
+    }
+
+    #[test]
+    fn scans_wait_longer_each_time_and_again_briefly_after_a_loss() {
+        let t0 = Instant::now();
+        let mut d = Discovery::new();
+        assert_eq!(d.next_scan(t0), t0 + SCAN_FIRST);
+        assert_eq!(d.next_scan(t0), t0 + SCAN_FIRST * 2);
+        for _ in 0..5 {
+            d.next_scan(t0);
+        }
+        assert_eq!(d.next_scan(t0), t0 + SCAN_MAX);
+        assert_eq!(d.scan_soon(t0), t0 + SCAN_FIRST);
+        assert_eq!(d.next_scan(t0), t0 + SCAN_FIRST);
+    }
+
+    #[test]
+    fn a_loopback_address_in_peers_means_the_sender() {
+        let lan: IpAddr = [192, 168, 0, 9].into();
+        assert_eq!(locate(at(5002), lan), SocketAddr::new(lan, 5002));
+        assert_eq!(locate(at(5002), [127, 0, 0, 1].into()), at(5002));
+        let far = SocketAddr::from(([10, 0, 0, 4], 5000));
+        assert_eq!(locate(far, lan), far);
+    }
+}

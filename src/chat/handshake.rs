@@ -1,0 +1,370 @@
+//! What a connection is: classifying it by its first line (a hello, a refusal, something that is
+//! not a peer, a guest) or its silence, keeping one connection per pair of nodes, turning a
+//! silent guest that says hello late into the peer it is, and judging orphans (a duplicate that
+//! closed before its twin was classified).
+//!
+//! The pure decisions are the free functions and [`Orphans`]; the `impl Chat` steps carry them
+//! out. Must not parse frames past the hello (the relay does) nor do IO.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::flood::Bucket;
+use super::keepalive::Keepalive;
+use super::neighbours::{Guest, Kind, Neighbour, Peer, PeerState, Voice};
+use super::{Action, Chat, ConnId, Due, Origin, HELLO_WAIT_DIALLED};
+use crate::event::Role;
+use crate::protocol::{self, Frame, Hello, MemberId, NodeId};
+
+/// What the first line on a connection says it is.
+#[derive(Debug, PartialEq)]
+pub(super) enum FirstLine {
+    Hello(Hello),
+    /// A full node refused us (only a node we dialled can).
+    Refusal,
+    /// A dial of ours reached something that does not speak first as a node does.
+    NotAPeer,
+    /// A person (or a script): the line is its first message.
+    Guest,
+}
+
+/// Classifies the first line `text` on a connection opened as `origin`.
+pub(super) fn classify(origin: Origin, text: &str) -> FirstLine {
+    match protocol::parse_hello(text) {
+        Some(hello) => FirstLine::Hello(hello),
+        None if origin != Origin::Accepted && protocol::is_refusal(text) => FirstLine::Refusal,
+        None if matches!(origin, Origin::Auto(_)) => FirstLine::NotAPeer,
+        None => FirstLine::Guest,
+    }
+}
+
+/// How a connection to node `node` ranks for keeping (smaller is kept): the one dialled by the
+/// smaller node id, or if one node dialled both, the one from its lower port. Both ends see the
+/// same dialler and ports, so both keep the same one.
+fn rank(me: NodeId, node: NodeId, c: Option<&Neighbour>) -> (bool, u16, Option<SocketAddr>) {
+    let keeper = me.min(node);
+    c.map_or((true, u16::MAX, None), |c| {
+        let dialler = if c.origin == Origin::Accepted {
+            node
+        } else {
+            me
+        };
+        (dialler != keeper, c.ends.0, Some(c.ends.1))
+    })
+}
+
+/// A peer whose last connection closed without a goodbye.
+#[derive(Debug)]
+pub(super) struct Lost {
+    pub(super) node: NodeId,
+    pub(super) nick: String,
+    pub(super) listen: Option<SocketAddr>,
+    /// Where it is shown to have been.
+    pub(super) addr: SocketAddr,
+    pub(super) reason: Option<String>,
+}
+
+/// Peers whose retired duplicate closed before the connection kept was classified: lost unless
+/// a connection to them is up when their timer (`Due::Orphan`) fires.
+#[derive(Debug, Default)]
+pub(super) struct Orphans {
+    next: u64,
+    waiting: BTreeMap<u64, Lost>,
+}
+
+impl Orphans {
+    /// Keeps `lost` until judged; its number, in the order kept.
+    fn add(&mut self, lost: Lost) -> u64 {
+        self.next += 1;
+        self.waiting.insert(self.next, lost);
+        self.next
+    }
+
+    fn take(&mut self, n: u64) -> Option<Lost> {
+        self.waiting.remove(&n)
+    }
+}
+
+impl Chat {
+    /// The first line on a connection not classified yet.
+    pub(super) fn first_line(&mut self, conn: ConnId, origin: Origin, text: &str) {
+        match classify(origin, text) {
+            FirstLine::Hello(hello) => self.make_peer(conn, hello),
+            FirstLine::Refusal => self.refused(conn),
+            FirstLine::NotAPeer => self.not_a_peer(conn),
+            FirstLine::Guest => {
+                self.make_guest(conn, Voice::Spoken);
+                self.guest_line(conn, text);
+            }
+        }
+    }
+
+    /// The hello wait of `conn` is over and it said nothing.
+    pub(super) fn hello_overdue(&mut self, conn: ConnId, now: Instant) {
+        let Some(c) = self
+            .neighbours
+            .get(conn)
+            .filter(|c| matches!(c.kind, Kind::Pending))
+        else {
+            return;
+        };
+        match c.origin {
+            // Silent: perhaps a node too busy to answer (stopped, loaded). Not a guest, but not
+            // written off either: it is tried again later.
+            Origin::Auto(target) => {
+                self.neighbours.remove(conn);
+                self.handle_dial_failed(target, now);
+                self.actions.push_back(Action::Close {
+                    conn,
+                    reason: "no hello".into(),
+                });
+            }
+            _ => self.make_guest(conn, Voice::Silent),
+        }
+    }
+
+    /// A node we dialled is full: a dial of ours is tried again later as if it had failed;
+    /// one the user asked for is an error.
+    fn refused(&mut self, conn: ConnId) {
+        let reason = "the chat is full".to_string();
+        self.timers.cancel(&Due::Hello(conn));
+        match self.neighbours.remove(conn).map(|c| c.origin) {
+            Some(Origin::Auto(target)) => {
+                self.dial_failed(target, self.clock);
+                self.actions.push_back(Action::Close { conn, reason });
+            }
+            _ => self.actions.push_back(Action::Refused { conn, reason }),
+        }
+    }
+
+    /// A connection the chat dialled by itself is not another peerchat node: close it quietly
+    /// and do not dial that address again.
+    fn not_a_peer(&mut self, conn: ConnId) {
+        self.timers.cancel(&Due::Hello(conn));
+        if let Some(Origin::Auto(target)) = self.neighbours.remove(conn).map(|c| c.origin) {
+            self.not_peer(target);
+            self.forget_redial(target);
+        }
+        self.actions.push_back(Action::Close {
+            conn,
+            reason: "not a peerchat node".into(),
+        });
+    }
+
+    /// `conn` said hello: it is a peer. Joins it to the chat unless it is a second connection
+    /// to a node we have (then one of the two is retired) or this node itself.
+    pub(super) fn make_peer(&mut self, conn: ConnId, hello: Hello) {
+        let Some(c) = self.neighbours.get(conn) else {
+            return;
+        };
+        if hello.node == self.cfg.node {
+            if let Origin::Auto(target) = c.origin {
+                self.not_peer(target);
+            }
+            return self.drop_conn(conn, "connected to itself".to_string());
+        }
+        let addr = c.addr;
+        let listen = hello.listen.map(|port| SocketAddr::new(addr.ip(), port));
+        let existing = self.neighbours.peer_conn(hello.node);
+        if let Some(c) = self.neighbours.get_mut(conn) {
+            c.kind = Kind::Peer(Peer {
+                nick: hello.nick.clone(),
+                node: hello.node,
+                state: PeerState::Active,
+                listen,
+                alive: Keepalive::new(self.clock),
+            });
+        }
+        self.timers.cancel(&Due::Hello(conn));
+        let first_check = self.clock + self.cfg.peer_timeout / 3;
+        self.timers.set(Due::Keepalive(conn), first_check);
+        self.actions.push_back(Action::Classify {
+            conn,
+            role: Role::Peer,
+        });
+        if let Some(listen) = listen {
+            self.forget_redial(listen);
+        }
+        if let Some(other) = existing {
+            return self.one_connection(conn, other, hello.node);
+        }
+        let member = MemberId::node(hello.node);
+        let shown_addr = listen.unwrap_or(addr).to_string();
+        self.roster.gone.remove(&member);
+        self.roster.lost.remove(&member);
+        if self.roster.contains(&member) {
+            self.roster.update(member, &hello.nick, Some(shown_addr));
+        } else if !self.quitting {
+            self.add_member(member, &hello.nick, Some(shown_addr.clone()));
+            // Its hello is fresh evidence: a node that had it as lost takes it back.
+            let id = self.next_id();
+            self.broadcast(
+                Some(conn),
+                Frame::Here {
+                    id,
+                    member,
+                    nick: hello.nick,
+                    addr: Some(shown_addr),
+                },
+            );
+        }
+        if !self.quitting {
+            self.welcome(conn, member);
+        }
+    }
+
+    /// Tells the new peer `member` on `conn` who is here, and where our other peers listen.
+    fn welcome(&mut self, conn: ConnId, member: MemberId) {
+        for (m, v) in self.roster.others(member) {
+            let id = self.next_id();
+            self.send(
+                conn,
+                Frame::Join {
+                    id,
+                    member: m,
+                    nick: v.nick,
+                    addr: v.addr,
+                },
+            );
+        }
+        let peers = self.neighbours.listening_peers(conn);
+        if !peers.is_empty() {
+            self.send(conn, Frame::Peers(peers));
+        }
+    }
+
+    /// Two connections to the same node: both ends keep the same one (see [`rank`]) and retire
+    /// the other.
+    fn one_connection(&mut self, new: ConnId, old: ConnId, node: NodeId) {
+        let me = self.cfg.node;
+        let loser = if rank(me, node, self.neighbours.get(new))
+            < rank(me, node, self.neighbours.get(old))
+        {
+            old
+        } else {
+            new
+        };
+        if let Some(p) = self.neighbours.peer_mut(loser) {
+            p.state = PeerState::Retired;
+        }
+        self.send(loser, Frame::Close("duplicate connection".into()));
+        self.actions.push_back(Action::Retire { conn: loser });
+    }
+
+    /// A guest that turned out to be a peerchat node: its guest name leaves, the peer joins.
+    pub(super) fn upgrade_to_peer(&mut self, conn: ConnId, hello: Hello) {
+        let Some((addr, origin, ends)) = self
+            .neighbours
+            .get(conn)
+            .map(|c| (c.addr, c.origin, c.ends))
+        else {
+            return;
+        };
+        let reason = Some(format!("it is {}, a peerchat node", hello.nick));
+        self.handle_closed(conn, reason);
+        self.neighbours
+            .insert(conn, Neighbour::pending(addr, origin, ends));
+        self.make_peer(conn, hello);
+    }
+
+    /// `conn` is a guest: it gets the next guest number and joins the chat. [`Voice::Silent`]
+    /// when made one by its silence (a late hello may still come).
+    pub(super) fn make_guest(&mut self, conn: ConnId, voice: Voice) {
+        self.guests += 1;
+        let member = MemberId {
+            node: self.cfg.node,
+            guest: self.guests,
+        };
+        let nick = format!("guest-{}", self.guests);
+        let Some(c) = self.neighbours.get_mut(conn) else {
+            return;
+        };
+        c.kind = Kind::Guest(Guest {
+            member,
+            nick: nick.clone(),
+            voice,
+            bucket: Bucket::new(self.clock, self.cfg.guest_rate),
+        });
+        let addr = c.addr.to_string();
+        self.timers.cancel(&Due::Hello(conn));
+        self.actions.push_back(Action::Classify {
+            conn,
+            role: Role::Guest,
+        });
+        if self.quitting {
+            return;
+        }
+        self.add_member(member, &nick, Some(addr.clone()));
+        let id = self.next_id();
+        self.broadcast(
+            Some(conn),
+            Frame::Join {
+                id,
+                member,
+                nick,
+                addr: Some(addr),
+            },
+        );
+    }
+
+    /// A retired duplicate to `lost`'s node closed before its twin was classified: its hello
+    /// may still be on the way. Judged once it has had time to come.
+    pub(super) fn orphan(&mut self, lost: Lost) {
+        let n = self.orphans.add(lost);
+        self.timers
+            .set(Due::Orphan(n), self.clock + HELLO_WAIT_DIALLED);
+    }
+
+    /// An orphan's time is up: lost, unless a connection to its node is up now.
+    pub(super) fn orphan_due(&mut self, n: u64) {
+        let Some(lost) = self.orphans.take(n) else {
+            return;
+        };
+        if !self.quitting && self.neighbours.peer_conn(lost.node).is_none() {
+            self.lose_peer(lost);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_lines_by_origin() {
+        let hello = "peerchat/1 hello from bob (node=00000000000000bb listen=-)";
+        let full = "peerchat: this chat is full (8 connections); try again later";
+        let scan = Origin::Auto(SocketAddr::from(([127, 0, 0, 1], 5001)));
+        for origin in [Origin::Accepted, Origin::Dialled, scan] {
+            assert!(matches!(classify(origin, hello), FirstLine::Hello(_)));
+        }
+        assert_eq!(classify(Origin::Dialled, full), FirstLine::Refusal);
+        assert_eq!(classify(scan, full), FirstLine::Refusal);
+        // Only a node we dialled refuses: on an accepted connection it is someone typing.
+        assert_eq!(classify(Origin::Accepted, full), FirstLine::Guest);
+        assert_eq!(classify(scan, "SSH-2.0-OpenSSH_9.2"), FirstLine::NotAPeer);
+        assert_eq!(classify(Origin::Dialled, "hi"), FirstLine::Guest);
+    }
+
+    #[test]
+    fn both_ends_rank_the_same_connection_first() {
+        let (a, b): (NodeId, NodeId) = (1, 2);
+        let a_addr = SocketAddr::from(([10, 0, 0, 1], 5000));
+        let b_addr = SocketAddr::from(([10, 0, 0, 2], 5000));
+        // Connection x: a dialled b from port 40001; y: b dialled a from port 40002.
+        let conn = |origin, addr, ends| Neighbour::pending(addr, origin, ends);
+        let x_at_a = conn(Origin::Dialled, b_addr, (40001, b_addr));
+        let x_at_b = conn(Origin::Accepted, a_addr, (40001, b_addr));
+        let y_at_a = conn(Origin::Accepted, b_addr, (40002, a_addr));
+        let y_at_b = conn(Origin::Dialled, a_addr, (40002, a_addr));
+        assert!(rank(a, b, Some(&x_at_a)) < rank(a, b, Some(&y_at_a)));
+        assert!(rank(b, a, Some(&x_at_b)) < rank(b, a, Some(&y_at_b)));
+        // One node dialled both: the lower port wins at both ends.
+        let z_at_a = conn(Origin::Dialled, b_addr, (40000, b_addr));
+        let z_at_b = conn(Origin::Accepted, a_addr, (40000, b_addr));
+        assert!(rank(a, b, Some(&z_at_a)) < rank(a, b, Some(&x_at_a)));
+        assert!(rank(b, a, Some(&z_at_b)) < rank(b, a, Some(&x_at_b)));
+        assert!(rank(a, b, Some(&x_at_a)) < rank(a, b, None));
+    }
+}

@@ -1,0 +1,164 @@
+//! Keepalive of one peer connection: when it was last heard, the pings sent and not answered,
+//! and the check asked for when another node says it lost this peer.
+//!
+//! Pure: the caller passes `now` and the timeout, and sends the `PING`s this asks for. Must not
+//! queue actions or know other connections.
+
+use std::time::{Duration, Instant};
+
+/// What a keepalive timer finds when it fires.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Check {
+    /// Silent for the whole timeout: drop it.
+    Dead,
+    /// Silent for a third of it: send a `PING`, and look again at the instant given.
+    Ping(Instant),
+    /// Heard since the timer was set: look again at the instant given.
+    Later(Instant),
+}
+
+/// What a `PONG` proves.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Pong {
+    /// Nothing new (the answer to a keepalive ping, or to an older one).
+    Nothing,
+    /// The answer to the check: the peer is here although another node lost it.
+    Confirmed,
+}
+
+/// One peer's keepalive.
+#[derive(Debug)]
+pub(super) struct Keepalive {
+    last_heard: Instant,
+    /// A keepalive `PING` went out since it was last heard.
+    pinged: bool,
+    /// `PING`s sent and not answered yet.
+    pongs_due: u32,
+    /// Another node said it lost this peer, and a `PING` went out: its `PONG`, the n-th to come
+    /// from now, will prove it is still here (then the others are told so).
+    verify: Option<u32>,
+}
+
+impl Keepalive {
+    pub(super) fn new(now: Instant) -> Keepalive {
+        Keepalive {
+            last_heard: now,
+            pinged: false,
+            pongs_due: 0,
+            verify: None,
+        }
+    }
+
+    /// When the peer next needs looking at: a ping after a third of the timeout, a drop after
+    /// all of it.
+    pub(super) fn due(&self, timeout: Duration) -> Instant {
+        if self.pinged {
+            self.last_heard + timeout
+        } else {
+            self.last_heard + timeout / 3
+        }
+    }
+
+    /// A line came. Returns a new, earlier deadline only when the one set is now too late (an
+    /// answer after a ping): on most lines there is nothing to re-arm, the timer looks again
+    /// when it fires.
+    pub(super) fn heard(&mut self, now: Instant, timeout: Duration) -> Option<Instant> {
+        self.last_heard = now;
+        std::mem::take(&mut self.pinged).then(|| self.due(timeout))
+    }
+
+    /// The keepalive timer fired at `now`.
+    pub(super) fn check(&mut self, now: Instant, timeout: Duration) -> Check {
+        if now >= self.last_heard + timeout {
+            Check::Dead
+        } else if !self.pinged && now >= self.last_heard + timeout / 3 {
+            self.pinged = true;
+            self.pongs_due += 1;
+            Check::Ping(self.due(timeout))
+        } else {
+            Check::Later(self.due(timeout))
+        }
+    }
+
+    /// Another node lost this peer: true if a `PING` is to go out to check (one check at a
+    /// time).
+    pub(super) fn verify(&mut self) -> bool {
+        if self.verify.is_some() {
+            return false;
+        }
+        self.pongs_due += 1;
+        self.verify = Some(self.pongs_due);
+        true
+    }
+
+    /// A `PONG` came.
+    pub(super) fn pong(&mut self) -> Pong {
+        self.pongs_due = self.pongs_due.saturating_sub(1);
+        match self.verify {
+            // An answer to an older ping: it proves nothing about now.
+            Some(n) if n > 1 => {
+                self.verify = Some(n - 1);
+                Pong::Nothing
+            }
+            Some(_) => {
+                self.verify = None;
+                Pong::Confirmed
+            }
+            None => Pong::Nothing,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn silent_a_third_of_the_timeout_is_pinged_and_all_of_it_is_dead() {
+        let t0 = Instant::now();
+        let mut k = Keepalive::new(t0);
+        assert_eq!(k.due(TIMEOUT), t0 + TIMEOUT / 3);
+        assert_eq!(
+            k.check(t0 + TIMEOUT / 3, TIMEOUT),
+            Check::Ping(t0 + TIMEOUT)
+        );
+        // Pinged once only.
+        assert_eq!(
+            k.check(t0 + TIMEOUT / 2, TIMEOUT),
+            Check::Later(t0 + TIMEOUT)
+        );
+        assert_eq!(k.check(t0 + TIMEOUT, TIMEOUT), Check::Dead);
+    }
+
+    #[test]
+    fn a_line_moves_the_deadline_and_re_arms_only_after_a_ping() {
+        let t0 = Instant::now();
+        let mut k = Keepalive::new(t0);
+        let t1 = t0 + Duration::from_secs(4);
+        // Not pinged: the timer set for t0 + 10 s fires early and looks again.
+        assert_eq!(k.heard(t1, TIMEOUT), None);
+        assert_eq!(
+            k.check(t0 + TIMEOUT / 3, TIMEOUT),
+            Check::Later(t1 + TIMEOUT / 3)
+        );
+        assert!(matches!(k.check(t1 + TIMEOUT / 3, TIMEOUT), Check::Ping(_)));
+        // The answer comes: the next ping is due a third of the timeout later, earlier than
+        // the drop the timer was set for.
+        let t2 = t1 + TIMEOUT / 3 + Duration::from_secs(1);
+        assert_eq!(k.heard(t2, TIMEOUT), Some(t2 + TIMEOUT / 3));
+    }
+
+    #[test]
+    fn only_the_pong_to_the_checking_ping_confirms() {
+        let t0 = Instant::now();
+        let mut k = Keepalive::new(t0);
+        assert!(matches!(k.check(t0 + TIMEOUT / 3, TIMEOUT), Check::Ping(_)));
+        assert!(k.verify());
+        assert!(!k.verify(), "one check at a time");
+        assert_eq!(k.pong(), Pong::Nothing);
+        assert_eq!(k.pong(), Pong::Confirmed);
+        assert_eq!(k.pong(), Pong::Nothing);
+    }
+}

@@ -1,0 +1,312 @@
+//! The connections as the chat sees them: each one's other end, who opened it and why, and
+//! what it turned out to be (not yet known, a peer node, or a guest).
+//!
+//! Owns the map of connections and answers questions about them. Must not queue actions, touch
+//! the roster or decide what a line means (the handshake and relay do).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use super::flood::Bucket;
+use super::keepalive::Keepalive;
+use super::{ConnId, Origin};
+use crate::protocol::{MemberId, NodeId};
+
+/// Hashes a connection id with one multiplication: the ids are ours (slab keys), so SipHash's
+/// defence against chosen keys buys nothing on this per-message lookup.
+#[derive(Default)]
+pub(super) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64 ^ self.0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type ConnMap<V> = HashMap<ConnId, V, std::hash::BuildHasherDefault<IdHasher>>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum PeerState {
+    Active,
+    /// It announced its own leave, so its close needs no announcement.
+    SaidBye,
+    /// A second connection to the same node: being closed on purpose, nobody left.
+    Retired,
+}
+
+/// A connection to another peerchat node.
+#[derive(Debug)]
+pub(super) struct Peer {
+    pub(super) nick: String,
+    pub(super) node: NodeId,
+    pub(super) state: PeerState,
+    /// Where it listens (its address as we see it, with the port from its hello).
+    pub(super) listen: Option<SocketAddr>,
+    pub(super) alive: Keepalive,
+}
+
+/// A connection from something that is not a peerchat node (nc, telnet, a script).
+#[derive(Debug)]
+pub(super) struct Guest {
+    pub(super) member: MemberId,
+    pub(super) nick: String,
+    pub(super) voice: Voice,
+    pub(super) bucket: Bucket,
+}
+
+/// Whether a guest has sent a line yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Voice {
+    /// Made a guest by its silence, and still silent: a hello may yet come (late).
+    Silent,
+    /// It has sent a line: a guest for good.
+    Spoken,
+}
+
+/// What a connection turned out to be.
+#[derive(Debug)]
+pub(super) enum Kind {
+    /// No line yet; taken for a guest when its hello wait (a chat timer) is over.
+    Pending,
+    Peer(Peer),
+    Guest(Guest),
+}
+
+/// One connection, as the chat sees it.
+#[derive(Debug)]
+pub(super) struct Neighbour {
+    pub(super) addr: SocketAddr,
+    pub(super) origin: Origin,
+    /// See [`super::Link::dialler_and_acceptor`].
+    pub(super) ends: (u16, SocketAddr),
+    pub(super) kind: Kind,
+    /// A `PEERS` frame was taken from it already (only one is).
+    pub(super) got_peers: bool,
+}
+
+impl Neighbour {
+    /// A connection just opened, before its first line.
+    pub(super) fn pending(addr: SocketAddr, origin: Origin, ends: (u16, SocketAddr)) -> Self {
+        Neighbour {
+            addr,
+            origin,
+            ends,
+            kind: Kind::Pending,
+            got_peers: false,
+        }
+    }
+
+    /// True for a connection the chat dialled by itself that has not proven to be a peer yet:
+    /// nobody to send to, nor to wait for.
+    pub(super) fn is_speculative(&self) -> bool {
+        matches!(self.origin, Origin::Auto(_)) && matches!(self.kind, Kind::Pending)
+    }
+
+    /// The peer on it, if it is an active one.
+    fn active_peer(&self) -> Option<&Peer> {
+        match &self.kind {
+            Kind::Peer(p) if p.state == PeerState::Active => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// Every open connection.
+#[derive(Debug, Default)]
+pub(super) struct Neighbours {
+    conns: ConnMap<Neighbour>,
+}
+
+impl Neighbours {
+    pub(super) fn insert(&mut self, conn: ConnId, n: Neighbour) {
+        self.conns.insert(conn, n);
+    }
+
+    pub(super) fn remove(&mut self, conn: ConnId) -> Option<Neighbour> {
+        self.conns.remove(&conn)
+    }
+
+    pub(super) fn get(&self, conn: ConnId) -> Option<&Neighbour> {
+        self.conns.get(&conn)
+    }
+
+    pub(super) fn get_mut(&mut self, conn: ConnId) -> Option<&mut Neighbour> {
+        self.conns.get_mut(&conn)
+    }
+
+    /// The peer on `conn`, whatever its state.
+    pub(super) fn peer_mut(&mut self, conn: ConnId) -> Option<&mut Peer> {
+        match self.conns.get_mut(&conn).map(|c| &mut c.kind) {
+            Some(Kind::Peer(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The open connection to `node`, if any.
+    pub(super) fn peer_conn(&self, node: NodeId) -> Option<ConnId> {
+        self.conns
+            .iter()
+            .find_map(|(&k, c)| c.active_peer().filter(|p| p.node == node).map(|_| k))
+    }
+
+    /// The connection of guest `member`, if it is one of this node's (`me`).
+    pub(super) fn guest_conn(&self, member: MemberId, me: NodeId) -> Option<ConnId> {
+        if member.node != me || member.guest == 0 {
+            return None;
+        }
+        self.conns.iter().find_map(|(&k, c)| match &c.kind {
+            Kind::Guest(g) if g.member == member => Some(k),
+            _ => None,
+        })
+    }
+
+    /// Active peer connections, in connection order.
+    pub(super) fn active_peers(&self) -> Vec<ConnId> {
+        let mut peers: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.active_peer().is_some())
+            .map(|(&k, _)| k)
+            .collect();
+        peers.sort_unstable();
+        peers
+    }
+
+    /// Where the active peers but the one on `except` listen, in node order.
+    pub(super) fn listening_peers(&self, except: ConnId) -> Vec<(NodeId, SocketAddr)> {
+        let mut peers: Vec<(NodeId, SocketAddr)> = self
+            .conns
+            .iter()
+            .filter(|(&k, _)| k != except)
+            .filter_map(|(_, c)| c.active_peer().and_then(|p| Some((p.node, p.listen?))))
+            .collect();
+        peers.sort_unstable();
+        peers
+    }
+
+    /// True if some connection may still get what we send (the log records a message as sent
+    /// only then).
+    pub(super) fn anyone(&self) -> bool {
+        self.conns.values().any(|c| match &c.kind {
+            Kind::Peer(p) => p.state == PeerState::Active,
+            Kind::Guest(_) => true,
+            Kind::Pending => !c.is_speculative(),
+        })
+    }
+
+    /// Peer connections, and the chat's own connections that may become one (counted against
+    /// `--max-peers` with the dials under way).
+    pub(super) fn peer_count(&self) -> usize {
+        self.conns
+            .values()
+            .filter(|c| c.active_peer().is_some() || c.is_speculative())
+            .count()
+    }
+
+    /// True if a connection to `addr` is up or being made (its hello not read yet).
+    pub(super) fn reaching(&self, addr: SocketAddr) -> bool {
+        self.conns.values().any(|c| match &c.kind {
+            Kind::Peer(p) => p.listen == Some(addr),
+            Kind::Pending => match c.origin {
+                Origin::Auto(target) => target == addr,
+                Origin::Dialled => c.addr == addr,
+                Origin::Accepted => false,
+            },
+            Kind::Guest(_) => false,
+        })
+    }
+
+    /// True while a connection the chat dialled by itself has not proven to be a peer.
+    pub(super) fn any_speculative(&self) -> bool {
+        self.conns.values().any(Neighbour::is_speculative)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn at(port: u16) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, 1], port))
+    }
+
+    fn peer(node: NodeId, state: PeerState, listen: Option<SocketAddr>) -> Kind {
+        Kind::Peer(Peer {
+            nick: "p".into(),
+            node,
+            state,
+            listen,
+            alive: Keepalive::new(Instant::now()),
+        })
+    }
+
+    fn with(kind: Kind, origin: Origin, addr: SocketAddr) -> Neighbour {
+        Neighbour {
+            kind,
+            ..Neighbour::pending(addr, origin, (1, addr))
+        }
+    }
+
+    #[test]
+    fn a_scan_connection_is_nobody_until_it_proves_to_be_a_peer() {
+        let mut n = Neighbours::default();
+        let target = at(5001);
+        n.insert(
+            1,
+            Neighbour::pending(target, Origin::Auto(target), (1, target)),
+        );
+        assert!(n.get(1).is_some_and(Neighbour::is_speculative));
+        assert!(n.any_speculative());
+        assert!(!n.anyone());
+        // It counts against the peer cap, and its address is being reached.
+        assert_eq!(n.peer_count(), 1);
+        assert!(n.reaching(target));
+        if let Some(c) = n.get_mut(1) {
+            c.kind = peer(7, PeerState::Active, Some(target));
+        }
+        assert!(!n.any_speculative());
+        assert!(n.anyone());
+        assert_eq!(n.peer_conn(7), Some(1));
+        assert!(n.reaching(target));
+    }
+
+    #[test]
+    fn only_active_peers_count_and_are_found() {
+        let mut n = Neighbours::default();
+        n.insert(
+            1,
+            with(peer(7, PeerState::Retired, None), Origin::Accepted, at(1)),
+        );
+        n.insert(
+            2,
+            with(peer(8, PeerState::SaidBye, None), Origin::Accepted, at(2)),
+        );
+        n.insert(
+            3,
+            with(
+                peer(9, PeerState::Active, Some(at(5009))),
+                Origin::Accepted,
+                at(3),
+            ),
+        );
+        n.insert(4, Neighbour::pending(at(4), Origin::Accepted, (1, at(4))));
+        assert_eq!(n.peer_conn(7), None);
+        assert_eq!(n.peer_conn(9), Some(3));
+        assert_eq!(n.active_peers(), vec![3]);
+        assert_eq!(n.peer_count(), 1);
+        assert_eq!(n.listening_peers(4), vec![(9, at(5009))]);
+        assert!(n.listening_peers(3).is_empty());
+        // An accepted connection without its hello may be a person typing: someone.
+        assert!(n.anyone());
+        assert!(!n.reaching(at(4)));
+    }
+}

@@ -1,0 +1,120 @@
+//! A bounded set that forgets its oldest items first: by count, and by age when it has one.
+//!
+//! Used for the seen message ids, members gone or lost, and addresses that are not peers. Pure:
+//! the caller passes `now`; nothing here reads the clock or knows what it holds.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+/// A bounded set, oldest forgotten first: by count, and by age when `age` is set.
+#[derive(Debug)]
+pub(super) struct Recent<T> {
+    /// Each item and when it was recorded.
+    map: HashMap<T, Instant>,
+    /// The same items in the order recorded, to forget the oldest without a scan. Kept in step
+    /// with `map` by this type alone; an entry whose instant no longer matches `map` is stale.
+    order: VecDeque<(T, Instant)>,
+    cap: usize,
+    age: Option<Duration>,
+}
+
+impl<T: Copy + Eq + Hash> Recent<T> {
+    pub(super) fn new(cap: usize, age: Option<Duration>) -> Self {
+        Recent {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            cap,
+            age,
+        }
+    }
+
+    fn expired(&self, at: Instant, now: Instant) -> bool {
+        self.age
+            .is_some_and(|age| now.saturating_duration_since(at) > age)
+    }
+
+    /// Records `item`; false if it was there already (and not expired).
+    pub(super) fn insert(&mut self, item: T, now: Instant) -> bool {
+        while let Some(&(old, at)) = self.order.front() {
+            if self.order.len() < self.cap && !self.expired(at, now) {
+                break;
+            }
+            self.order.pop_front();
+            // Only if not recorded again since.
+            if self.map.get(&old) == Some(&at) {
+                self.map.remove(&old);
+            }
+        }
+        if self.contains(&item, now) {
+            return false;
+        }
+        self.map.insert(item, now);
+        self.order.push_back((item, now));
+        true
+    }
+
+    /// True if `item` was recorded and has not expired by `now`.
+    pub(super) fn contains(&self, item: &T, now: Instant) -> bool {
+        self.map.get(item).is_some_and(|&at| !self.expired(at, now))
+    }
+
+    pub(super) fn remove(&mut self, item: &T) {
+        self.map.remove(item);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::MsgId;
+
+    #[test]
+    fn lost_and_not_peer_marks_expire() {
+        let now = Instant::now();
+        let mut r = Recent::new(10, Some(Duration::from_secs(5)));
+        assert!(r.insert(1, now));
+        assert!(r.contains(&1, now + Duration::from_secs(5)));
+        assert!(!r.contains(&1, now + Duration::from_secs(6)));
+        // Recorded again later: the old entry's eviction does not take the new one.
+        assert!(r.insert(1, now + Duration::from_secs(6)));
+        assert!(r.insert(2, now + Duration::from_secs(10)));
+        assert!(r.contains(&1, now + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn the_seen_set_is_bounded_by_count_and_age() {
+        use crate::chat::relay::{SEEN_AGE, SEEN_CAP};
+        let now = Instant::now();
+        let mut seen = Recent::new(SEEN_CAP, Some(SEEN_AGE));
+        for seq in 0..(SEEN_CAP as u64 + 10) {
+            assert!(seen.insert(MsgId { node: 1, seq }, now));
+        }
+        assert_eq!(seen.map.len(), SEEN_CAP);
+        let last = MsgId {
+            node: 1,
+            seq: SEEN_CAP as u64,
+        };
+        assert!(!seen.insert(last, now));
+        // Past the age, old ids are forgotten as new ones come.
+        assert!(seen.insert(MsgId { node: 2, seq: 0 }, now + SEEN_AGE * 2));
+        assert_eq!(seen.map.len(), 1);
+    }
+
+    #[test]
+    fn removed_items_are_not_contained_and_can_be_recorded_again() {
+        let now = Instant::now();
+        let mut r = Recent::new(4, None);
+        assert!(r.insert('a', now));
+        assert!(!r.insert('a', now));
+        r.remove(&'a');
+        assert!(!r.contains(&'a', now));
+        assert!(r.insert('a', now));
+        // Without an age, only the count forgets: the oldest goes first.
+        for c in ['b', 'c', 'd', 'e'] {
+            assert!(r.insert(c, now + Duration::from_secs(3600)));
+        }
+        assert!(!r.contains(&'a', now + Duration::from_secs(3600)));
+        assert!(r.contains(&'b', now + Duration::from_secs(3600)));
+    }
+}

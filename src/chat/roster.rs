@@ -1,0 +1,382 @@
+//! The roster: everyone in the chat as far as this node knows (itself included), their nicks
+//! and addresses, how each is shown, and who left for good or was lost.
+//!
+//! Owns the members and the index by nick. Must not queue actions or know connections: it
+//! returns the [`Event`]s to show and the chat decides when.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::RangeInclusive;
+use std::time::{Duration, Instant};
+
+use super::recent::Recent;
+use crate::event::{Event, Name};
+use crate::protocol::{MemberId, NodeId};
+
+/// Members of the chat known at once, at most; joins past it are not recorded.
+const MAX_MEMBERS: usize = 100_000;
+
+/// Members with the same nick known at once, at most: joins past it are not recorded (a peer
+/// flooding joins under one nick cannot make every lookup slow).
+pub(super) const MAX_SAME_NICK: usize = 64;
+
+/// How long a member announced lost stays lost: joins relayed by other nodes in that time do not
+/// bring it back (they may be older than the loss); only fresh evidence does.
+const LOST_AGE: Duration = Duration::from_secs(600);
+
+/// Members gone for good remembered at once, at most.
+const GONE_CAP: usize = 100_000;
+
+/// One member as the roster knows it.
+#[derive(Clone, Debug)]
+pub(super) struct Member {
+    pub(super) nick: String,
+    pub(super) addr: Option<String>,
+}
+
+/// The member ids of `node` and of the guests it hosts, in roster order.
+fn hosted_by(node: NodeId) -> RangeInclusive<MemberId> {
+    MemberId { node, guest: 0 }..=MemberId {
+        node,
+        guest: u32::MAX,
+    }
+}
+
+/// Everyone in the chat, as this node knows it.
+#[derive(Debug)]
+pub(super) struct Roster {
+    me: MemberId,
+    /// Ordered, so that a node's guests (same node id) are found as a range.
+    members: BTreeMap<MemberId, Member>,
+    /// Members by nick, to tell apart the same nick quickly. An index of `members`, kept in step
+    /// by `insert` and `forget` alone.
+    by_nick: HashMap<String, Vec<MemberId>>,
+    /// Members that left for good (their own node said so): late joins for them are stale.
+    pub(super) gone: Recent<MemberId>,
+    /// Members dropped because a neighbour lost them (see [`LOST_AGE`]).
+    pub(super) lost: Recent<MemberId>,
+}
+
+impl Roster {
+    /// A roster with only this node, `me`, called `nick`.
+    pub(super) fn new(me: MemberId, nick: &str) -> Roster {
+        let mut roster = Roster {
+            me,
+            members: BTreeMap::new(),
+            by_nick: HashMap::new(),
+            gone: Recent::new(GONE_CAP, None),
+            lost: Recent::new(GONE_CAP, Some(LOST_AGE)),
+        };
+        roster.insert(me, nick, None);
+        roster
+    }
+
+    pub(super) fn contains(&self, member: &MemberId) -> bool {
+        self.members.contains_key(member)
+    }
+
+    /// Where `member` is shown to be, if known.
+    pub(super) fn addr_of(&self, member: &MemberId) -> Option<String> {
+        self.members.get(member).and_then(|m| m.addr.clone())
+    }
+
+    /// How many members go by `nick` exactly.
+    pub(super) fn same_nick(&self, nick: &str) -> usize {
+        self.by_nick.get(nick).map_or(0, Vec::len)
+    }
+
+    /// True if `member` left for good or was lost, by `now`.
+    pub(super) fn is_away(&self, member: &MemberId, now: Instant) -> bool {
+        self.gone.contains(member, now) || self.lost.contains(member, now)
+    }
+
+    /// Adds `member` to the roster, within the caps; false if it did not fit.
+    pub(super) fn insert(&mut self, member: MemberId, nick: &str, addr: Option<String>) -> bool {
+        if self.members.len() >= MAX_MEMBERS || self.same_nick(nick) >= MAX_SAME_NICK {
+            return false;
+        }
+        let nick = nick.to_string();
+        self.by_nick.entry(nick.clone()).or_default().push(member);
+        self.members.insert(member, Member { nick, addr });
+        true
+    }
+
+    /// Adds `member`; the join to show if it fitted.
+    pub(super) fn add(
+        &mut self,
+        member: MemberId,
+        nick: &str,
+        addr: Option<String>,
+    ) -> Option<Event> {
+        self.insert(member, nick, addr.clone())
+            .then(|| Event::Join {
+                nick: self.display(member),
+                addr,
+            })
+    }
+
+    /// Takes `member` off the roster.
+    pub(super) fn forget(&mut self, member: MemberId) {
+        let Some(m) = self.members.remove(&member) else {
+            return;
+        };
+        if let Some(list) = self.by_nick.get_mut(&m.nick) {
+            list.retain(|&x| x != member);
+            if list.is_empty() {
+                self.by_nick.remove(&m.nick);
+            }
+        }
+    }
+
+    /// A known member's new nick and, when given, address.
+    pub(super) fn update(&mut self, member: MemberId, nick: &str, addr: Option<String>) {
+        let Some(m) = self.members.get_mut(&member) else {
+            return;
+        };
+        if addr.is_some() {
+            m.addr = addr;
+        }
+        if m.nick != nick {
+            let (old_nick, old_addr) = (m.nick.clone(), m.addr.clone());
+            self.forget(member);
+            if !self.insert(member, nick, old_addr.clone()) {
+                // Too many with the new nick: keep the old one.
+                self.insert(member, &old_nick, old_addr);
+            }
+        }
+    }
+
+    /// Records a member learnt of from one of its messages (its join went by unseen).
+    pub(super) fn note(&mut self, member: MemberId, nick: &str, now: Instant) {
+        if member.node == self.me.node || self.is_away(&member, now) {
+            return;
+        }
+        if self.contains(&member) {
+            self.update(member, nick, None);
+        } else {
+            self.insert(member, nick, None);
+        }
+    }
+
+    /// The leave of `member` as shown (its name is taken while it is still on the roster).
+    pub(super) fn leave(
+        &self,
+        member: MemberId,
+        addr: Option<String>,
+        reason: Option<String>,
+    ) -> Event {
+        Event::Leave {
+            nick: self.display(member),
+            addr,
+            reason,
+        }
+    }
+
+    /// Removes `member` (and, for a node, the guests it hosted, marked lost at `now`); the
+    /// leaves to show, none if it was not known.
+    pub(super) fn remove(
+        &mut self,
+        member: MemberId,
+        addr: Option<String>,
+        reason: Option<String>,
+        now: Instant,
+    ) -> Vec<Event> {
+        if !self.contains(&member) {
+            return Vec::new();
+        }
+        let mut leaves = vec![self.leave(member, addr, reason)];
+        self.forget(member);
+        if member.guest == 0 {
+            for (guest, m) in self.hosted(member.node) {
+                leaves.push(self.leave(guest, m.addr, Some("its node left".into())));
+                self.forget(guest);
+                self.lost.insert(guest, now);
+            }
+        }
+        leaves
+    }
+
+    /// Node `node` and the guests it hosts, in roster order.
+    pub(super) fn hosted(&self, node: NodeId) -> Vec<(MemberId, Member)> {
+        self.members
+            .range(hosted_by(node))
+            .map(|(&m, v)| (m, v.clone()))
+            .collect()
+    }
+
+    /// Everyone but `except` and this node, in roster order.
+    pub(super) fn others(&self, except: MemberId) -> Vec<(MemberId, Member)> {
+        self.members
+            .iter()
+            .filter(|(&m, _)| m != except && m != self.me)
+            .map(|(&m, v)| (m, v.clone()))
+            .collect()
+    }
+
+    /// How `member` is shown: its nick, with its tag when another member has the same nick.
+    pub(super) fn display(&self, member: MemberId) -> String {
+        let Some(m) = self.members.get(&member) else {
+            return format!("?{}", member.tag());
+        };
+        let twins: Vec<MemberId> = self
+            .by_nick
+            .get(&m.nick)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|&other| other != member)
+            .collect();
+        if twins.is_empty() {
+            return m.nick.clone();
+        }
+        // The shortest tag (4 hex digits at least) that none of the twins shares.
+        let len = (4..16)
+            .find(|&len| twins.iter().all(|t| t.tag_of(len) != member.tag_of(len)))
+            .unwrap_or(16);
+        format!("{}{}", m.nick, member.tag_of(len))
+    }
+
+    /// The member a typed nick means: a shown name (`bob#1a2b`), else a nick that only one
+    /// member has. Errors are messages for the user.
+    pub(super) fn resolve(&self, nick: &str) -> Result<MemberId, String> {
+        let ids: Vec<MemberId> = self.members.keys().copied().collect();
+        if let Some(&m) = ids.iter().find(|&&m| self.display(m) == nick) {
+            return Ok(m);
+        }
+        let same: Vec<MemberId> = ids
+            .into_iter()
+            .filter(|m| {
+                self.members
+                    .get(m)
+                    .is_some_and(|v| v.nick.eq_ignore_ascii_case(nick))
+            })
+            .collect();
+        match same.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(format!("no one called {nick} is here; nothing was sent")),
+            many => Err(format!(
+                "{nick} is ambiguous ({}); nothing was sent",
+                many.iter()
+                    .map(|&m| self.display(m))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+
+    /// The `/names` list, sorted by shown name.
+    pub(super) fn names(&self) -> Vec<Name> {
+        let mut names: Vec<Name> = self
+            .members
+            .iter()
+            .map(|(&m, member)| Name {
+                nick: self.display(m),
+                addr: member.addr.clone(),
+                you: m == self.me,
+            })
+            .collect();
+        names.sort_by(|a, b| a.nick.cmp(&b.nick));
+        names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ME: MemberId = MemberId {
+        node: 0x0100_0000_0000_0000,
+        guest: 0,
+    };
+
+    fn node(n: u64) -> MemberId {
+        MemberId::node(n << 56)
+    }
+
+    #[test]
+    fn the_same_nick_is_shown_with_the_shortest_tag_that_tells_them_apart() {
+        let mut r = Roster::new(ME, "me");
+        r.insert(node(2), "bob", None);
+        assert_eq!(r.display(node(2)), "bob");
+        r.insert(node(3), "bob", None);
+        assert_eq!(r.display(node(2)), "bob#0200");
+        assert_eq!(r.display(node(3)), "bob#0300");
+        assert_eq!(r.resolve("bob#0300"), Ok(node(3)));
+        assert!(r.resolve("bob").is_err_and(|e| e.contains("ambiguous")));
+        r.forget(node(2));
+        assert_eq!(r.display(node(3)), "bob");
+        assert_eq!(r.resolve("BOB"), Ok(node(3)));
+        assert!(r
+            .resolve("eve")
+            .is_err_and(|e| e.contains("no one called eve")));
+    }
+
+    #[test]
+    fn removing_a_node_takes_its_guests_and_marks_them_lost() {
+        let now = Instant::now();
+        let mut r = Roster::new(ME, "me");
+        r.insert(node(2), "bob", Some("10.0.0.2:5000".into()));
+        let guest = MemberId {
+            node: node(2).node,
+            guest: 1,
+        };
+        r.insert(guest, "guest-1", None);
+        let leaves = r.remove(node(2), r.addr_of(&node(2)), Some("bye".into()), now);
+        assert_eq!(
+            leaves,
+            vec![
+                Event::Leave {
+                    nick: "bob".into(),
+                    addr: Some("10.0.0.2:5000".into()),
+                    reason: Some("bye".into())
+                },
+                Event::Leave {
+                    nick: "guest-1".into(),
+                    addr: None,
+                    reason: Some("its node left".into())
+                },
+            ]
+        );
+        assert!(r.lost.contains(&guest, now));
+        assert!(r.remove(node(2), None, None, now).is_empty());
+        assert_eq!(r.names().len(), 1);
+    }
+
+    #[test]
+    fn a_nick_change_past_the_cap_keeps_the_old_nick() {
+        let mut r = Roster::new(ME, "me");
+        for i in 0..MAX_SAME_NICK as u64 {
+            assert!(r.insert(
+                MemberId {
+                    node: 7,
+                    guest: 1 + i as u32
+                },
+                "eve",
+                None
+            ));
+        }
+        assert!(!r.insert(node(2), "eve", None));
+        r.insert(node(2), "bob", None);
+        r.update(node(2), "eve", None);
+        assert_eq!(r.display(node(2)), "bob");
+        assert_eq!(r.same_nick("eve"), MAX_SAME_NICK);
+    }
+
+    #[test]
+    fn members_noted_from_messages_skip_this_node_and_those_away() {
+        let now = Instant::now();
+        let mut r = Roster::new(ME, "me");
+        r.gone.insert(node(2), now);
+        r.note(node(2), "bob", now);
+        r.note(
+            MemberId {
+                node: ME.node,
+                guest: 4,
+            },
+            "guest-4",
+            now,
+        );
+        r.note(node(3), "cat", now);
+        let nicks: Vec<String> = r.names().into_iter().map(|n| n.nick).collect();
+        assert_eq!(nicks, vec!["cat", "me"]);
+    }
+}

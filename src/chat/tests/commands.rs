@@ -1,0 +1,105 @@
+//! Typed commands as the chat carries them out.
+
+use super::net::*;
+
+#[test]
+fn nothing_is_logged_as_sent_when_nobody_is_connected() {
+    let now = Instant::now();
+    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000)), now);
+    chat.handle_input("into the void");
+    assert!(!logs_sent(&drain(&mut chat)));
+}
+
+#[test]
+fn nick_changes_are_announced_and_checked() {
+    let mut net = chain(3);
+    net.say(0, "/nick ana");
+    for node in [1, 2] {
+        assert!(net.shown[node].contains(&Event::Nick {
+            old: "n0".into(),
+            nick: "ana".into()
+        }));
+    }
+    net.say(0, "hi");
+    assert_eq!(net.messages(2), vec![("ana".into(), "hi".into())]);
+    net.say(0, "/nick bad name");
+    assert!(net.shown[0].iter().any(|e| matches!(e, Event::Error(_))));
+    assert_eq!(
+        net.nodes[0].hello(),
+        Frame::Hello(Hello {
+            nick: "ana".into(),
+            node: node_id(0),
+            listen: Some(5000)
+        })
+    );
+    net.say(2, "/msg ana to ana");
+    assert!(net.shown[0]
+        .iter()
+        .any(|e| matches!(e, Event::Dm { text, .. } if text == "to ana")));
+}
+
+#[test]
+fn me_and_names() {
+    let mut net = star(3);
+    net.say(1, "/me waves");
+    assert!(net.shown[2].contains(&Event::Me {
+        from: "n1".into(),
+        text: "waves".into()
+    }));
+    net.say(2, "/names");
+    let names = net.shown[2].iter().find_map(|e| match e {
+        Event::Names(n) => Some(n.clone()),
+        _ => None,
+    });
+    let names = names.expect("names shown");
+    let nicks: Vec<&str> = names.iter().map(|n| n.nick.as_str()).collect();
+    assert_eq!(nicks, vec!["n0", "n1", "n2"]);
+    assert!(names[2].you && !names[0].you);
+    assert_eq!(names[0].addr.as_deref(), Some("10.0.0.0:5000"));
+}
+
+#[test]
+fn quit_words_in_any_case_and_trimmed() {
+    for word in ["sair", " SAIR ", "/quit", "/Exit", "/quit going home"] {
+        let mut net = chain(2);
+        net.say(0, word);
+        assert!(net.quit[0], "{word:?}");
+    }
+    let mut net = chain(2);
+    net.say(0, "sair agora");
+    assert!(!net.quit[0]);
+    assert_eq!(net.messages(1), vec![("n0".into(), "sair agora".into())]);
+}
+
+#[test]
+fn commands_are_not_sent_and_double_slash_escapes() {
+    let mut net = chain(2);
+    net.say(0, "/bogus x");
+    net.say(0, "/help");
+    net.say(0, "//etc/passwd is a path");
+    net.say(0, "   ");
+    assert_eq!(
+        net.messages(1),
+        vec![("n0".into(), "/etc/passwd is a path".into())]
+    );
+    assert!(net.shown[0]
+        .iter()
+        .any(|e| matches!(e, Event::Error(t) if t.contains("/bogus"))));
+    assert_eq!(
+        net.shown[0]
+            .iter()
+            .filter(|e| matches!(e, Event::Sent(_)))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_long_line_is_split_not_cut() {
+    let mut net = chain(2);
+    let long = "é".repeat(MAX_TEXT);
+    net.say(0, &long);
+    let got: String = net.messages(1).into_iter().map(|(_, t)| t).collect();
+    assert_eq!(got, long);
+    assert_eq!(net.messages(1).len(), 2);
+}

@@ -1,0 +1,198 @@
+//! Classifying connections: guests by their first line or silence, late hellos, a node that
+//! reaches itself, and one connection per pair of nodes.
+
+use super::net::*;
+
+#[test]
+fn two_connections_dialled_by_one_node_whose_hellos_cross_become_one() {
+    for dialler in [0, 1] {
+        let acceptor = 1 - dialler;
+        let mut net = Net::new(2);
+        let (a1, d1) = net.open_raw(acceptor, dialler, Origin::Dialled);
+        let (a2, d2) = net.open_raw(acceptor, dialler, Origin::Dialled);
+        // The acceptor reads the second connection's hello first, the dialler the first's.
+        let (h_acc, h_dia) = (net.nodes[acceptor].hello(), net.nodes[dialler].hello());
+        net.deliver(dialler, d2, &h_dia);
+        net.deliver(dialler, d1, &h_dia);
+        net.deliver(acceptor, a1, &h_acc);
+        net.deliver(acceptor, a2, &h_acc);
+        net.run();
+        assert_eq!(net.conns_between(0, 1).len(), 1, "dialler n{dialler}");
+        assert_eq!(net.conns_between(1, 0).len(), 1);
+        let _ = (a1, a2, d1, d2);
+        for node in 0..2 {
+            assert_eq!(net.count(node, |e| matches!(e, Event::Leave { .. })), 0);
+        }
+        chat_all(&mut net, &[0, 1], 2);
+        every_node_but_sender_sees_each_once(&net, 2);
+    }
+}
+
+#[test]
+fn a_retired_link_with_no_twin_after_the_hello_wait_is_a_loss() {
+    let mut net = chain(2);
+    let c = net.conn_of(0, 1);
+    // n1 says it closes a duplicate, but no other connection from it ever comes.
+    net.nodes[0].handle_line(c, b"CLOSE duplicate connection", net.now);
+    net.run();
+    assert_eq!(
+        net.leaves_of(0, "n1"),
+        0,
+        "not at once: a twin may be on its way"
+    );
+    net.tick(HELLO_WAIT_DIALLED);
+    assert_eq!(net.leaves_of(0, "n1"), 1, "{:?}", net.shown[0]);
+}
+
+#[test]
+fn two_connections_between_the_same_nodes_become_one() {
+    for second_dialler in [0, 1] {
+        let mut net = Net::new(3);
+        net.link(0, 1);
+        net.link(1, 2);
+        // The other direction too, as two mesh nodes scanning each other at once would.
+        let other = 1 - second_dialler;
+        net.link(other, second_dialler);
+        assert_eq!(net.conns_between(0, 1).len(), 1, "{:?}", net.closed);
+        for node in 0..3 {
+            assert_eq!(net.count(node, |e| matches!(e, Event::Leave { .. })), 0);
+        }
+        joins_once_everywhere(&net);
+        let all = [0, 1, 2];
+        chat_all(&mut net, &all, 2);
+        every_node_but_sender_sees_each_once(&net, 2);
+    }
+}
+
+#[test]
+fn a_first_line_that_is_not_a_hello_makes_a_guest() {
+    let (mut chat, now) = guest_chat();
+    chat.handle_line(7, "bob: oi ".as_bytes(), now);
+    let actions = drain(&mut chat);
+    assert_eq!(
+        actions[0],
+        Action::Classify {
+            conn: 7,
+            role: Role::Guest
+        }
+    );
+    assert!(actions.contains(&Action::Show(Event::Message {
+        from: "guest-1".into(),
+        text: "bob: oi ".into()
+    })));
+    assert!(actions.iter().any(|a| matches!(a,
+        Action::Broadcast { except: Some(7), frame } if matches!(&**frame, Frame::Msg { .. }))));
+}
+
+#[test]
+fn a_silent_connection_becomes_a_guest_after_the_hello_wait() {
+    let (mut chat, now) = guest_chat();
+    assert_eq!(chat.next_deadline(), Some(now + HELLO_WAIT));
+    chat.handle_tick(now + HELLO_WAIT / 2);
+    assert!(drain(&mut chat).is_empty());
+    chat.handle_tick(now + HELLO_WAIT);
+    let actions = drain(&mut chat);
+    assert!(actions.contains(&Action::Classify {
+        conn: 7,
+        role: Role::Guest
+    }));
+    assert!(actions.contains(&Action::Classify {
+        conn: 8,
+        role: Role::Guest
+    }));
+    assert_eq!(chat.next_deadline(), None);
+}
+
+#[test]
+fn a_node_that_reaches_itself_closes_that_connection() {
+    let (mut chat, now) = guest_chat();
+    let mut hello = Vec::new();
+    protocol::encode(&chat.hello(), &mut hello);
+    chat.handle_line(7, &hello[..hello.len() - 1], now);
+    assert!(matches!(
+        &drain(&mut chat)[..],
+        [Action::Close { conn: 7, .. }]
+    ));
+}
+
+#[test]
+fn a_dialled_connection_waits_longer_for_the_hello() {
+    let now = Instant::now();
+    let mut chat = Chat::new(Config::new("me".into(), 1, None), now);
+    chat.handle_opened(
+        3,
+        Link {
+            origin: Origin::Dialled,
+            ..accepted("10.0.0.9:5000".parse().unwrap())
+        },
+        now,
+    );
+    assert_eq!(chat.next_deadline(), Some(now + HELLO_WAIT_DIALLED));
+    chat.handle_tick(now + HELLO_WAIT);
+    assert!(drain(&mut chat).is_empty());
+}
+
+#[test]
+fn a_late_hello_turns_a_silent_guest_into_the_peer() {
+    let (mut chat, now) = guest_chat();
+    chat.handle_tick(now + HELLO_WAIT);
+    drain(&mut chat);
+    chat.handle_line(
+        7,
+        b"peerchat/1 hello from bob (node=00000000000000bb listen=-)",
+        now,
+    );
+    let actions = drain(&mut chat);
+    assert!(actions.contains(&Action::Show(Event::Leave {
+        nick: "guest-1".into(),
+        addr: Some("127.0.0.1:4000".into()),
+        reason: Some("it is bob, a peerchat node".into()),
+    })));
+    assert!(actions.contains(&Action::Classify {
+        conn: 7,
+        role: Role::Peer
+    }));
+    assert!(actions.contains(&Action::Show(Event::Join {
+        nick: "bob".into(),
+        addr: Some("127.0.0.1:4000".into()),
+    })));
+    // From now on it speaks frames.
+    chat.handle_line(
+        7,
+        b"MSG 00000000000000bb:1 00000000000000bb bob late but here",
+        now,
+    );
+    assert!(drain(&mut chat).contains(&Action::Show(Event::Message {
+        from: "bob".into(),
+        text: "late but here".into()
+    })));
+    // A guest that has typed is a guest for good: a hello later is just text.
+    chat.handle_line(8, b"hi", now);
+    chat.handle_line(
+        8,
+        b"peerchat/1 hello from eve (node=00000000000000ee listen=-)",
+        now,
+    );
+    assert!(drain(&mut chat).iter().all(|a| !matches!(
+        a,
+        Action::Classify {
+            role: Role::Peer,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn a_scan_connection_without_a_hello_is_nobody_to_send_to() {
+    let now = Instant::now();
+    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000)), now);
+    let other = SocketAddr::from(([127, 0, 0, 1], 5001));
+    let link = Link {
+        addr: other,
+        local: SocketAddr::from(([127, 0, 0, 1], 40000)),
+        origin: Origin::Auto(other),
+    };
+    chat.handle_opened(3, link, now);
+    chat.handle_input("anyone?");
+    assert!(!logs_sent(&drain(&mut chat)));
+}

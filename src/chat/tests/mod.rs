@@ -1,0 +1,12 @@
+//! Scenario tests of the chat: single chats driven by events with a fake clock, and several
+//! chats wired in memory ([`net::Net`]) to prove relay, dedup and order over chain, ring and
+//! star topologies. Unit tests of each room live beside it.
+
+mod commands;
+mod discovery;
+mod flood;
+mod handshake;
+mod keepalive;
+mod net;
+mod relay;
+mod timers;

@@ -1,0 +1,434 @@
+//! The in-memory test network shared by the chat's scenario tests: several chats wired to each
+//! other, frames carried through the real encoder, a fake clock; and small helpers to build
+//! single chats and read their actions.
+//!
+//! Test support only: it must not hold assertions of its own beyond helpers that check a whole
+//! scenario's outcome.
+
+pub(super) use std::collections::{HashMap, HashSet};
+pub(super) use std::net::SocketAddr;
+pub(super) use std::ops::RangeInclusive;
+pub(super) use std::rc::Rc;
+pub(super) use std::time::{Duration, Instant};
+
+pub(super) use crate::chat::discovery::{SCAN_FIRST, SCAN_MAX};
+pub(super) use crate::chat::roster::MAX_SAME_NICK;
+pub(super) use crate::chat::{
+    Action, Chat, Config, ConnId, Event, Link, Mesh, Origin, Role, DEFAULT_MAX_PEERS,
+    DEFAULT_PEER_TIMEOUT, HELLO_WAIT, HELLO_WAIT_DIALLED,
+};
+pub(super) use crate::protocol::{self, Frame, Hello, MemberId, MsgId, NodeId, MAX_TEXT};
+
+pub(super) fn node_id(i: usize) -> NodeId {
+    // Distinct first hex digits, so tags are short in assertions.
+    ((i as u64 + 1) << 56) | 0x1000 | i as u64
+}
+
+pub(super) fn addr(i: usize, port: u16) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, i as u8], port))
+}
+
+pub(super) fn accepted(addr: SocketAddr) -> Link {
+    Link {
+        addr,
+        local: SocketAddr::from(([10, 0, 0, 250], 5000)),
+        origin: Origin::Accepted,
+    }
+}
+
+/// Several chats wired to each other in memory: each link is a pair of connection ends, and
+/// frames travel through the real encoder and `handle_line`, in order per link. Dials the
+/// chats ask for are refused unless `allow_dials` is set, so a test's topology stays put.
+pub(super) struct Net {
+    pub(super) nodes: Vec<Chat>,
+    /// (node, conn) -> the other end.
+    pub(super) links: HashMap<(usize, ConnId), (usize, ConnId)>,
+    pub(super) next_conn: ConnId,
+    pub(super) shown: Vec<Vec<Event>>,
+    pub(super) quit: Vec<bool>,
+    pub(super) closed: Vec<(usize, ConnId, String)>,
+    pub(super) allow_dials: bool,
+    /// Crashed nodes: whatever is sent to them is lost.
+    pub(super) dead: Vec<bool>,
+    /// Frames sent on a link, by kind ("PING", "MSG", ...).
+    pub(super) sent: HashMap<String, usize>,
+    pub(super) now: Instant,
+}
+
+impl Net {
+    pub(super) fn new(n: usize) -> Net {
+        let now = Instant::now();
+        Net {
+            nodes: (0..n)
+                .map(|i| Chat::new(Config::new(format!("n{i}"), node_id(i), Some(5000)), now))
+                .collect(),
+            links: HashMap::new(),
+            next_conn: 100,
+            shown: vec![Vec::new(); n],
+            quit: vec![false; n],
+            closed: Vec::new(),
+            allow_dials: false,
+            dead: vec![false; n],
+            sent: HashMap::new(),
+            now,
+        }
+    }
+
+    /// Replaces node `i` with a fresh run of it (a new node id, like a restarted process).
+    pub(super) fn restart(&mut self, i: usize, run: u64) {
+        let nick = format!("n{i}");
+        let id = node_id(i) ^ (run << 40);
+        self.nodes[i] = Chat::new(Config::new(nick, id, Some(5000)), self.now);
+        self.quit[i] = false;
+    }
+
+    /// `a` accepts a connection dialled by `b`; both send their hello.
+    pub(super) fn link_raw(&mut self, a: usize, b: usize, origin: Origin) {
+        let (ca, cb) = self.open_raw(a, b, origin);
+        for (x, cx) in [(a, ca), (b, cb)] {
+            let hello = self.nodes[x].hello();
+            self.deliver(x, cx, &hello);
+        }
+    }
+
+    /// `a` accepts a connection dialled by `b`; nothing is sent yet. Returns both ends.
+    pub(super) fn open_raw(&mut self, a: usize, b: usize, origin: Origin) -> (ConnId, ConnId) {
+        let (ca, cb) = (self.next_conn, self.next_conn + 1);
+        self.next_conn += 2;
+        self.links.insert((a, ca), (b, cb));
+        self.links.insert((b, cb), (a, ca));
+        let from_port = 40000 + cb as u16;
+        let accepted = Link {
+            addr: addr(b, from_port),
+            local: addr(a, 5000),
+            origin: Origin::Accepted,
+        };
+        let dialled = Link {
+            addr: addr(a, 5000),
+            local: addr(b, from_port),
+            origin,
+        };
+        self.nodes[a].handle_opened(ca, accepted, self.now);
+        self.nodes[b].handle_opened(cb, dialled, self.now);
+        (ca, cb)
+    }
+
+    pub(super) fn link(&mut self, a: usize, b: usize) {
+        self.link_raw(a, b, Origin::Dialled);
+        self.run();
+    }
+
+    pub(super) fn conns_between(&self, a: usize, b: usize) -> Vec<ConnId> {
+        let mut v: Vec<ConnId> = self
+            .links
+            .iter()
+            .filter(|(&(n, _), &(m, _))| n == a && m == b)
+            .map(|(&(_, c), _)| c)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    pub(super) fn conn_of(&self, a: usize, b: usize) -> ConnId {
+        self.conns_between(a, b)[0]
+    }
+
+    /// Ends the connection between `a` and `b` as a reset would, on both sides.
+    pub(super) fn unlink(&mut self, a: usize, b: usize) {
+        for ca in self.conns_between(a, b) {
+            self.cut(a, ca, "connection reset", "connection reset");
+        }
+        self.run();
+    }
+
+    /// Every link of `i` breaks (a crash): its neighbours see resets.
+    pub(super) fn crash(&mut self, i: usize) {
+        let ends: Vec<(usize, ConnId)> = self
+            .links
+            .keys()
+            .filter(|(n, _)| *n == i)
+            .copied()
+            .collect();
+        for (n, c) in ends {
+            if let Some((m, mc)) = self.links.remove(&(n, c)) {
+                self.links.remove(&(m, mc));
+                self.nodes[m].handle_closed(mc, Some("connection reset".into()));
+            }
+        }
+        self.run();
+    }
+
+    pub(super) fn cut(&mut self, i: usize, conn: ConnId, here: &str, there: &str) {
+        self.nodes[i].handle_closed(conn, Some(here.into()));
+        if let Some((m, mc)) = self.links.remove(&(i, conn)) {
+            self.links.remove(&(m, mc));
+            self.nodes[m].handle_closed(mc, Some(there.into()));
+        }
+    }
+
+    pub(super) fn deliver(&mut self, from: usize, conn: ConnId, frame: &Frame) {
+        let Some(&(to, to_conn)) = self.links.get(&(from, conn)) else {
+            return;
+        };
+        if self.dead[to] {
+            return;
+        }
+        let mut buf = Vec::new();
+        protocol::encode(frame, &mut buf);
+        let verb = String::from_utf8_lossy(&buf)
+            .split(' ')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        *self.sent.entry(verb).or_default() += 1;
+        self.nodes[to].handle_line(to_conn, &buf[..buf.len() - 1], self.now);
+    }
+
+    /// Carries out actions until every node is quiet.
+    pub(super) fn run(&mut self) {
+        for _ in 0..100_000 {
+            let mut busy = false;
+            for i in 0..self.nodes.len() {
+                while let Some(action) = self.nodes[i].poll_action() {
+                    busy = true;
+                    self.apply(i, action);
+                }
+            }
+            if !busy {
+                return;
+            }
+        }
+        panic!("the network never went quiet");
+    }
+
+    pub(super) fn apply(&mut self, i: usize, action: Action) {
+        match action {
+            Action::Broadcast { except, frame } => {
+                let mut ends: Vec<ConnId> = self
+                    .links
+                    .keys()
+                    .filter(|(n, c)| *n == i && Some(*c) != except)
+                    .map(|&(_, c)| c)
+                    .collect();
+                ends.sort();
+                for c in ends {
+                    self.deliver(i, c, &frame);
+                }
+            }
+            Action::Send { conn, frame } => self.deliver(i, conn, &frame),
+            Action::Show(e) => self.shown[i].push(e),
+            Action::Quit => self.quit[i] = true,
+            Action::Close { conn, reason } => {
+                self.closed.push((i, conn, reason.clone()));
+                self.cut(i, conn, &reason, "closed");
+            }
+            Action::Retire { conn } => {
+                self.closed.push((i, conn, "retired".into()));
+                self.cut(i, conn, "retired", "closed");
+            }
+            Action::Dial(a) => {
+                let target = a.ip().to_string();
+                let to = (0..self.nodes.len()).find(|&j| addr(j, 5000).ip().to_string() == target);
+                match to {
+                    Some(j) if self.allow_dials && !self.quit[j] && j != i => {
+                        self.link_raw(j, i, Origin::Auto(a))
+                    }
+                    _ => self.nodes[i].handle_dial_failed(a, self.now),
+                }
+            }
+            Action::Classify { .. }
+            | Action::Connect(_)
+            | Action::Tell { .. }
+            | Action::Refused { .. } => {}
+        }
+    }
+
+    pub(super) fn tick(&mut self, by: Duration) {
+        self.now += by;
+        for i in 0..self.nodes.len() {
+            self.nodes[i].handle_tick(self.now);
+        }
+        self.run();
+    }
+
+    pub(super) fn say(&mut self, node: usize, text: &str) {
+        self.nodes[node].handle_input(text);
+        self.run();
+    }
+
+    pub(super) fn messages(&self, node: usize) -> Vec<(String, String)> {
+        self.shown[node]
+            .iter()
+            .filter_map(|e| match e {
+                Event::Message { from, text } => Some((from.clone(), text.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub(super) fn count(&self, node: usize, pred: impl Fn(&Event) -> bool) -> usize {
+        self.shown[node].iter().filter(|e| pred(e)).count()
+    }
+
+    pub(super) fn joins_of(&self, node: usize, nick: &str) -> usize {
+        self.count(
+            node,
+            |e| matches!(e, Event::Join { nick: n, .. } if n == nick),
+        )
+    }
+
+    pub(super) fn leaves_of(&self, node: usize, nick: &str) -> usize {
+        self.count(
+            node,
+            |e| matches!(e, Event::Leave { nick: n, .. } if n == nick),
+        )
+    }
+
+    pub(super) fn clear_shown(&mut self) {
+        for s in &mut self.shown {
+            s.clear();
+        }
+    }
+}
+
+/// Every node but the sender shows each `m{s}-{k}` once, in per-origin order, for the
+/// senders in `live`.
+pub(super) fn each_live_node_sees_each_once(net: &Net, live: &[usize], count: usize) {
+    for &node in live {
+        let msgs = net.messages(node);
+        let mut want: Vec<(String, String)> = live
+            .iter()
+            .filter(|&&s| s != node)
+            .flat_map(|&s| (0..count).map(move |k| (format!("n{s}"), format!("m{s}-{k}"))))
+            .collect();
+        let mut got = msgs.clone();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "node {node}");
+        for &s in live {
+            let from_s: Vec<&String> = msgs
+                .iter()
+                .filter(|(f, _)| *f == format!("n{s}"))
+                .map(|(_, t)| t)
+                .collect();
+            let sent: Vec<String> = (0..from_s.len()).map(|k| format!("m{s}-{k}")).collect();
+            assert_eq!(from_s, sent.iter().collect::<Vec<_>>(), "order at {node}");
+        }
+    }
+}
+
+pub(super) fn every_node_but_sender_sees_each_once(net: &Net, count: usize) {
+    let all: Vec<usize> = (0..net.nodes.len()).collect();
+    each_live_node_sees_each_once(net, &all, count);
+}
+
+pub(super) fn chat_all(net: &mut Net, live: &[usize], count: usize) {
+    for k in 0..count {
+        for &s in live {
+            net.say(s, &format!("m{s}-{k}"));
+        }
+    }
+}
+
+pub(super) fn star(n: usize) -> Net {
+    let mut net = Net::new(n);
+    for leaf in 1..n {
+        net.link(0, leaf);
+    }
+    net
+}
+
+pub(super) fn chain(n: usize) -> Net {
+    let mut net = Net::new(n);
+    for i in 0..n - 1 {
+        net.link(i, i + 1);
+    }
+    net
+}
+
+pub(super) fn ring(n: usize) -> Net {
+    let mut net = chain(n);
+    net.link(n - 1, 0);
+    net
+}
+
+/// Each node shows every other node joining exactly once.
+pub(super) fn joins_once_everywhere(net: &Net) {
+    for node in 0..net.nodes.len() {
+        for other in (0..net.nodes.len()).filter(|&o| o != node) {
+            let nick = format!("n{other}");
+            assert_eq!(
+                net.joins_of(node, &nick),
+                1,
+                "{nick} at n{node}: {:?}",
+                net.shown[node]
+            );
+        }
+    }
+}
+
+/// A mesh node of 5000-5001 whose first scan dialled 5001, and the link of that dial.
+pub(super) fn first_scan() -> (Chat, Instant, SocketAddr, Link) {
+    let (mut chat, now) = mesh_chat(5000, 5000..=5001, DEFAULT_MAX_PEERS);
+    let other = SocketAddr::from(([127, 0, 0, 1], 5001));
+    chat.handle_tick(now);
+    assert_eq!(drain(&mut chat), vec![Action::Dial(other)]);
+    let link = Link {
+        addr: other,
+        local: SocketAddr::from(([127, 0, 0, 1], 40000)),
+        origin: Origin::Auto(other),
+    };
+    (chat, now, other, link)
+}
+
+pub(super) fn guest_chat() -> (Chat, Instant) {
+    let now = Instant::now();
+    let mut chat = Chat::new(Config::new("hub".into(), 1, Some(5000)), now);
+    chat.handle_opened(7, accepted("127.0.0.1:4000".parse().unwrap()), now);
+    chat.handle_opened(8, accepted("127.0.0.1:4001".parse().unwrap()), now);
+    (chat, now)
+}
+
+/// A mesh node listening on `listen` of 127.0.0.1's `ports`.
+pub(super) fn mesh_chat(
+    listen: u16,
+    ports: RangeInclusive<u16>,
+    max_peers: usize,
+) -> (Chat, Instant) {
+    let now = Instant::now();
+    let mut cfg = Config::new("me".into(), 1, Some(listen));
+    cfg.max_peers = max_peers;
+    cfg.mesh = Some(Mesh {
+        host: [127, 0, 0, 1].into(),
+        ports,
+    });
+    (Chat::new(cfg, now), now)
+}
+
+/// True if `actions` record a line as sent.
+pub(super) fn logs_sent(actions: &[Action]) -> bool {
+    actions
+        .iter()
+        .any(|a| matches!(a, Action::Show(Event::Sent(_))))
+}
+
+pub(super) fn drain(chat: &mut Chat) -> Vec<Action> {
+    std::iter::from_fn(|| chat.poll_action()).collect()
+}
+
+/// Counts what a guest's lines turned into: messages sent on, and what it was told.
+pub(super) fn sent_and_told(actions: &[Action]) -> (usize, Vec<String>) {
+    let sent = actions
+        .iter()
+        .filter(|a| matches!(a, Action::Broadcast { frame, .. } if matches!(**frame, Frame::Msg { .. })))
+        .count();
+    let told = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Tell { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    (sent, told)
+}

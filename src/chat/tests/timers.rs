@@ -1,0 +1,162 @@
+//! The chat's timer table: deadlines come when due (never late), cost nothing per line heard,
+//! and which connections are only speculative.
+
+use super::net::*;
+
+/// A chat with one peer, `bob`, on connection 3, classified at `now`.
+fn with_peer() -> (Chat, Instant) {
+    let now = Instant::now();
+    let mut chat = Chat::new(Config::new("me".into(), 1, None), now);
+    chat.handle_opened(3, accepted("10.0.0.9:41000".parse().unwrap()), now);
+    chat.handle_line(
+        3,
+        b"peerchat/1 hello from bob (node=00000000000000bb listen=-)",
+        now,
+    );
+    drain(&mut chat);
+    (chat, now)
+}
+
+fn pings(actions: &[Action]) -> usize {
+    actions
+        .iter()
+        .filter(|a| matches!(a, Action::Send { frame, .. } if **frame == Frame::Ping))
+        .count()
+}
+
+#[test]
+fn a_peer_answering_a_ping_is_pinged_again_a_third_of_the_timeout_later_not_later() {
+    let (mut chat, now) = with_peer();
+    let third = DEFAULT_PEER_TIMEOUT / 3;
+    assert_eq!(chat.next_deadline(), Some(now + third));
+    chat.handle_tick(now + third);
+    assert_eq!(pings(&drain(&mut chat)), 1);
+    // The answer comes a second later: the next ping is due a third of the timeout after it,
+    // well before the drop the timer was set for.
+    let answered = now + third + Duration::from_secs(1);
+    chat.handle_line(3, b"PONG", answered);
+    assert_eq!(chat.next_deadline(), Some(answered + third));
+    chat.handle_tick(answered + third);
+    assert_eq!(pings(&drain(&mut chat)), 1);
+}
+
+#[test]
+fn lines_heard_move_no_timer_and_an_early_tick_does_nothing() {
+    let (mut chat, now) = with_peer();
+    let third = DEFAULT_PEER_TIMEOUT / 3;
+    let mut t = now;
+    for _ in 0..5 {
+        t += Duration::from_secs(2);
+        chat.handle_line(3, b"PING", t);
+        drain(&mut chat);
+    }
+    // Still the first instant: early, which is harmless.
+    assert_eq!(chat.next_deadline(), Some(now + third));
+    chat.handle_tick(now + third);
+    assert!(drain(&mut chat).is_empty(), "heard since: no ping");
+    assert_eq!(chat.next_deadline(), Some(t + third));
+    chat.handle_tick(t + third);
+    assert_eq!(pings(&drain(&mut chat)), 1);
+}
+
+#[test]
+fn a_silent_peer_times_out_exactly_at_the_timeout() {
+    let (mut chat, now) = with_peer();
+    chat.handle_tick(now + DEFAULT_PEER_TIMEOUT / 3);
+    drain(&mut chat);
+    assert_eq!(chat.next_deadline(), Some(now + DEFAULT_PEER_TIMEOUT));
+    chat.handle_tick(now + DEFAULT_PEER_TIMEOUT - Duration::from_millis(1));
+    assert!(drain(&mut chat).is_empty());
+    chat.handle_tick(now + DEFAULT_PEER_TIMEOUT);
+    assert!(drain(&mut chat).contains(&Action::Close {
+        conn: 3,
+        reason: "timed out".into()
+    }));
+    assert_eq!(chat.next_deadline(), None);
+}
+
+#[test]
+fn a_node_that_left_does_not_wake_up_to_scan() {
+    let (mut chat, now) = mesh_chat(5000, 5000..=5001, DEFAULT_MAX_PEERS);
+    assert_eq!(chat.next_deadline(), Some(now));
+    chat.handle_input("/quit");
+    assert_eq!(chat.next_deadline(), None);
+    chat.handle_tick(now + SCAN_MAX);
+    assert!(!drain(&mut chat)
+        .iter()
+        .any(|a| matches!(a, Action::Dial(_))));
+}
+
+#[test]
+fn only_a_scan_connection_without_its_hello_is_speculative() {
+    let (mut chat, now, _, link) = first_scan();
+    chat.handle_opened(3, link, now);
+    chat.handle_opened(4, accepted("10.0.0.9:41000".parse().unwrap()), now);
+    assert!(chat.is_speculative(3));
+    assert!(!chat.is_speculative(4), "accepted: perhaps a person typing");
+    assert!(!chat.is_speculative(99), "unknown");
+    chat.handle_line(
+        3,
+        b"peerchat/1 hello from bob (node=00000000000000bb listen=5001)",
+        now,
+    );
+    assert!(!chat.is_speculative(3), "a peer now");
+}
+
+#[test]
+fn silent_connections_due_together_are_numbered_in_connection_order() {
+    let now = Instant::now();
+    let mut chat = Chat::new(Config::new("hub".into(), 1, Some(5000)), now);
+    for (conn, port) in [(9, 4009), (3, 4003), (5, 4005)] {
+        chat.handle_opened(conn, accepted(SocketAddr::from(([10, 0, 0, 9], port))), now);
+    }
+    chat.handle_tick(now + HELLO_WAIT);
+    let joins: Vec<(Option<ConnId>, String)> = drain(&mut chat)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Broadcast { except, frame } => match &*frame {
+                Frame::Join { nick, .. } => Some((except, nick.clone())),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    let want = [(3, "guest-1"), (5, "guest-2"), (9, "guest-3")];
+    let want: Vec<(Option<ConnId>, String)> = want
+        .iter()
+        .map(|&(c, n)| (Some(c), n.to_string()))
+        .collect();
+    assert_eq!(joins, want);
+}
+
+#[test]
+fn a_peer_lost_when_a_scan_is_due_is_looked_for_a_second_later_not_at_once() {
+    let (mut chat, now, other, link) = first_scan();
+    chat.handle_opened(3, link, now);
+    chat.handle_line(
+        3,
+        b"peerchat/1 hello from bob (node=00000000000000bb listen=5001)",
+        now,
+    );
+    chat.handle_tick(now + DEFAULT_PEER_TIMEOUT / 3);
+    drain(&mut chat);
+    // It never answered: dropped at a tick when the next scan is overdue too.
+    let dead = now + DEFAULT_PEER_TIMEOUT + Duration::from_secs(10);
+    chat.handle_tick(dead);
+    let actions = drain(&mut chat);
+    assert!(actions.contains(&Action::Close {
+        conn: 3,
+        reason: "timed out".into()
+    }));
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::Dial(_))),
+        "{actions:?}"
+    );
+    assert_eq!(chat.next_deadline(), Some(dead + SCAN_FIRST));
+    chat.handle_tick(dead + SCAN_FIRST);
+    let dials: Vec<Action> = drain(&mut chat)
+        .into_iter()
+        .filter(|a| matches!(a, Action::Dial(_)))
+        .collect();
+    assert_eq!(dials, vec![Action::Dial(other)]);
+}
