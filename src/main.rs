@@ -14,7 +14,7 @@ use peerchat::cli::{self, Args, HostPort, Mode};
 use peerchat::eventlog::EventLog;
 use peerchat::limits;
 use peerchat::output::{Format, Output};
-use peerchat::reactor::{Dial, Ended, Listen, Reactor, Setup};
+use peerchat::reactor::{Dial, DialError, Ended, Listen, Reactor, Setup};
 use peerchat::signals::{self, Signals};
 
 fn main() -> ExitCode {
@@ -129,7 +129,7 @@ fn setup_from(args: &Args) -> Result<Setup, String> {
         .map(|hp| {
             Ok(Dial {
                 label: hp.to_string(),
-                addrs: hp.resolve()?,
+                addrs: resolve(hp)?,
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
@@ -193,10 +193,19 @@ fn answered<T>(r: io::Result<T>) -> Result<Option<T>, String> {
 }
 
 fn first_addr(hp: &HostPort) -> Result<std::net::SocketAddr, String> {
-    hp.resolve()?
-        .into_iter()
-        .next()
-        .ok_or_else(|| format!("cannot resolve {}: no address", hp.host))
+    // `lookup` gives at least one address or an error.
+    let first = resolve(hp)?.into_iter().next();
+    first.ok_or_else(|| unresolved(hp, "no address".into()))
+}
+
+/// Every address of `hp`, or the one line saying why not.
+fn resolve(hp: &HostPort) -> Result<Vec<std::net::SocketAddr>, String> {
+    hp.lookup().map_err(|why| unresolved(hp, why))
+}
+
+fn unresolved(hp: &HostPort, why: String) -> String {
+    let host = hp.host.clone();
+    DialError::Resolve { host, why }.to_string()
 }
 
 /// The `--host` of mesh mode: an address (or name) the other nodes can be reached at. Anything

@@ -204,7 +204,7 @@ impl<W: Write> Reactor<W> {
             .into_iter()
             .filter_map(|dial| self.start_dial(dial, Origin::Dialled, now).err())
             .collect();
-        if !self.acceptor.is_listening() && self.conns.is_empty() && !failures.is_empty() {
+        if self.nothing_left() && !failures.is_empty() {
             return Err(SetupError::Dial(failures));
         }
         for e in failures {
@@ -349,6 +349,9 @@ impl<W: Write> Reactor<W> {
                     }
                 }
                 Timer::Retire(k) => self.close(k, Some("duplicate connection".into()), now),
+                // A duplicate whose grace is over too closes as a duplicate: the retire was
+                // always looked at first.
+                Timer::Stall(k) | Timer::Partial(k) if self.retire_due(k, now) => {}
                 Timer::Stall(k) => self.check_stall(k, now),
                 Timer::Partial(k) => self.check_partial(k, now),
                 Timer::AcceptPause => {
@@ -356,17 +359,39 @@ impl<W: Write> Reactor<W> {
                     self.accept(now);
                 }
                 // Only to wake the loop: the turn looks at these itself.
-                Timer::QuitGrace | Timer::InputHold | Timer::HoldRecheck => {}
+                Timer::QuitGrace | Timer::InputHold | Timer::HoldRecheck | Timer::LookupWait => {}
             }
         }
         self.chat.handle_tick(now);
+    }
+
+    /// Closes `k` as a duplicate if its retire grace is over; true if it did.
+    fn retire_due(&mut self, k: usize, now: Instant) -> bool {
+        let retire = Timer::Retire(k);
+        if self.timers.get(&retire).is_none_or(|at| at > now) {
+            return false;
+        }
+        self.timers.cancel(&retire);
+        self.close(k, Some("duplicate connection".into()), now);
+        true
+    }
+
+    /// Leaving with a lookup under way: it has until the quit deadline (its dial then gets
+    /// the grace to deliver), unless typed lines already waited their cap for it.
+    fn lookup_waits(&self, now: Instant) -> bool {
+        self.resolver.is_pending() && self.gate.waits_for_lookups(now)
+    }
+
+    /// Nothing is left to wait for: not listening, no connection, no lookup to come back.
+    fn nothing_left(&self) -> bool {
+        !self.acceptor.is_listening() && self.conns.is_empty() && !self.resolver.is_pending()
     }
 
     /// Leaving: queued output has [`timers::QUIT_GRACE`] from `now`, or longer if it had.
     fn extend_quit_grace(&mut self, now: Instant) {
         let until = self
             .quit_deadline
-            .map_or(now, |d| d)
+            .unwrap_or(now)
             .max(now + timers::QUIT_GRACE);
         self.quit_deadline = Some(until);
         self.timers.set(Timer::QuitGrace, until);
@@ -407,6 +432,8 @@ impl<W: Write> Reactor<W> {
     /// `Some` when the run is over.
     fn finished(&mut self, now: Instant) -> Option<Result<(), RunError>> {
         if let Some(e) = self.fatal.take() {
+            self.drop_lookups();
+            let _ = self.screen.flush();
             return Some(Err(RunError::Dial(e)));
         }
         if let Some(deadline) = self.quit_deadline {
@@ -423,15 +450,18 @@ impl<W: Write> Reactor<W> {
                         self.undelivered += 1;
                     }
                 }
-            } else if !self.conns.is_empty() {
+            } else if !self.conns.is_empty() || self.lookup_waits(now) {
                 return None;
             }
+            self.drop_lookups();
+            // Stdout going away now changes nothing: the run is over.
+            let _ = self.screen.flush();
             return Some(match self.undelivered {
                 0 => Ok(()),
                 n => Err(RunError::Undelivered(n)),
             });
         }
-        if !self.acceptor.is_listening() && self.conns.is_empty() && !self.resolver.is_pending() {
+        if self.nothing_left() {
             self.show(&Event::Info("no connections left".into()));
             // Stdout going away now changes nothing: the run is over.
             let _ = self.screen.flush();

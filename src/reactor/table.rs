@@ -121,8 +121,7 @@ impl<W: Write> Reactor<W> {
                 .map(|r| format!(": {r}"))
                 .unwrap_or_default()
         );
-        let last_chance = self.chat.is_quitting()
-            || (!self.acceptor.is_listening() && self.conns.is_empty() && self.gate.is_open());
+        let last_chance = self.chat.is_quitting() || (self.nothing_left() && self.gate.is_open());
         let unsent = backlog > 0 && *e.conn.phase() != Phase::Shut;
         if last_chance && !e.is_speculative() && unsent {
             warn!("could not deliver everything to {}: {why}", e.conn.addr());

@@ -50,13 +50,21 @@ struct Node {
 
 impl Node {
     fn start(resolve: Resolve) -> Node {
+        let mut setup = Setup::new("hub".into());
+        setup.listen = Listen::Addr(SocketAddr::from(([127, 0, 0, 1], 0)));
+        Node::start_with(setup, resolve, Vec::new())
+    }
+
+    /// A node from `setup` whose first turn finds `typed` waiting.
+    fn start_with(setup: Setup, resolve: Resolve, typed_first: Vec<Input>) -> Node {
         let out = Shared::default();
         let (typed, rx) = sync_channel(16);
+        for input in typed_first {
+            typed.send(input).expect("typed");
+        }
         let (waker_tx, waker_rx) = channel();
         let shown = out.clone();
         let run = std::thread::spawn(move || {
-            let mut setup = Setup::new("hub".into());
-            setup.listen = Listen::Addr(SocketAddr::from(([127, 0, 0, 1], 0)));
             let reactor = Reactor::new(setup, Output::new(Format::Json, shown))?;
             reactor.with_resolver(resolve).run_with_input(move |waker| {
                 let _ = waker_tx.send(waker);
@@ -101,7 +109,8 @@ fn blocking_resolver() -> (Resolve, Receiver<String>, SyncSender<()>) {
     let resolve: Resolve = Arc::new(move |hp| {
         let _ = started_tx.lock().map(|tx| tx.send(hp.host.clone()));
         let _ = release_rx.lock().map(|rx| rx.recv());
-        Err(format!("cannot resolve {}: the test says no", hp.host))
+        let _ = hp;
+        Err("the test says no".into())
     });
     (resolve, started, release)
 }
@@ -304,5 +313,87 @@ fn a_lookup_that_panics_is_a_failed_lookup_and_input_goes_on() {
     node.out.wait_for("cannot resolve buggy: the lookup failed");
     node.out.wait_for(r#""old":"hub","nick":"after""#);
     node.type_in(Input::End);
+    assert_eq!(node.run.join().expect("no panic"), Ok(Ended::Done));
+}
+
+#[test]
+fn a_connect_typed_before_quit_is_dialled_and_the_lines_between_reach_it() {
+    let live = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let live_addr = live.local_addr().expect("addr");
+    let resolve: Resolve = Arc::new(move |_| {
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(vec![live_addr])
+    });
+    let node = Node::start(resolve);
+    node.port();
+    // One batch: before the lookup moved off the loop thread, it blocked, the dial started,
+    // the line was queued on it and the quit grace waited for the dial.
+    node.typed
+        .send(Input::Line("/connect slowname:1".into()))
+        .expect("typed");
+    node.typed
+        .send(Input::Line("said before quit".into()))
+        .expect("typed");
+    node.type_in(Input::Line("/quit".into()));
+    let peer = accept_one(&live);
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(peer));
+    let hello = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert!(hello.starts_with("peerchat/"), "{hello:?}");
+    // A plain listener: after the hello wait it is taken for a guest, and the line goes out
+    // as text (unless the quit grace is over first, which the run's result then says).
+    let said = lines.next().and_then(Result::ok);
+    let ended = node.run.join().expect("no panic");
+    match said {
+        Some(said) => assert_eq!(said, "<hub> said before quit"),
+        None => assert_eq!(ended, Err(RunError::Undelivered(1))),
+    }
+}
+
+#[test]
+fn leaving_waits_for_a_hanging_lookup_only_so_long_and_says_its_connect_was_dropped() {
+    let (resolve, started, _release) = blocking_resolver();
+    let node = Node::start(resolve);
+    node.port();
+    node.type_in(Input::Line("/connect hangs.example:1".into()));
+    started
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the lookup started");
+    let t0 = Instant::now();
+    node.type_in(Input::Line("/quit".into()));
+    let ended = node.run.join().expect("no panic");
+    let waited = t0.elapsed();
+    assert_eq!(ended, Ok(Ended::Done));
+    assert!(
+        waited >= timers::LOOKUP_WAIT_LEAVING - Duration::from_millis(100),
+        "left after {waited:?}, before the lookup had its time"
+    );
+    assert!(waited < Duration::from_secs(6), "left after {waited:?}");
+    node.out
+        .wait_for("not connecting to hangs.example:1: still looking it up when leaving");
+}
+
+#[test]
+fn a_peer_failing_while_a_connect_is_looked_up_is_not_the_end_of_the_run() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead = closed.local_addr().expect("addr");
+    drop(closed);
+    let (resolve, started, release) = blocking_resolver();
+    let mut setup = Setup::new("client".into());
+    setup.dials = vec![Dial {
+        label: dead.to_string(),
+        addrs: vec![dead],
+    }];
+    // The lookup starts on the first turn, before the refusal can be seen.
+    let first = vec![Input::Line("/connect looked-up.example:1".into())];
+    let node = Node::start_with(setup, resolve, first);
+    started
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the lookup started");
+    node.out
+        .wait_for(&format!("cannot connect to {dead}: connection refused"));
+    release.send(()).expect("release");
+    node.out
+        .wait_for("cannot resolve looked-up.example: the test says no");
+    node.out.wait_for("no connections left");
     assert_eq!(node.run.join().expect("no panic"), Ok(Ended::Done));
 }
