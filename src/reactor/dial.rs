@@ -19,7 +19,7 @@ use mio::{Interest, Registry, Token, Waker};
 
 use super::setup::{describe, Dial, DialError};
 use super::timers::{Timer, CONNECT_TIMEOUT};
-use super::{io::Pace, Entry, Reactor};
+use super::{Entry, Reactor};
 use crate::chat::Origin;
 use crate::cli::{self, HostPort};
 use crate::conn::{Conn, Phase};
@@ -202,15 +202,8 @@ impl<W: Write> Reactor<W> {
         let none = io::Error::from(io::ErrorKind::AddrNotAvailable);
         match connect_first(self.poll.registry(), &mut addrs, key, none) {
             Ok(stream) => {
-                self.insert(Entry {
-                    stream,
-                    conn: Conn::new(dial.label, Phase::Connecting, now),
-                    next_addrs: addrs,
-                    origin,
-                    dirty: false,
-                    unread: false,
-                    pace: Pace::new(now),
-                });
+                let conn = Conn::new(dial.label, Phase::Connecting, now);
+                self.insert(key, Entry::new(stream, conn, origin, addrs, now));
                 self.timers.set(Timer::Connect(key), now + CONNECT_TIMEOUT);
                 Ok(())
             }

@@ -20,7 +20,7 @@ mod setup;
 mod table;
 mod timers;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::mpsc::Receiver;
@@ -70,6 +70,25 @@ struct Entry {
 }
 
 impl Entry {
+    /// A connection just accepted or dialled; `next_addrs` are the dial's other addresses.
+    fn new(
+        stream: TcpStream,
+        conn: Conn,
+        origin: Origin,
+        next_addrs: VecDeque<SocketAddr>,
+        now: Instant,
+    ) -> Self {
+        Entry {
+            stream,
+            conn,
+            next_addrs,
+            origin,
+            dirty: false,
+            unread: false,
+            pace: Pace::new(now),
+        }
+    }
+
     /// A scan's connection is nobody until it proves to be a peer: a dial of our own the chat
     /// asked for, whose role is not known yet. Nobody waits for our lines on it.
     fn is_speculative(&self) -> bool {
@@ -94,8 +113,9 @@ pub struct Reactor<W: std::io::Write> {
     dirty: Vec<usize>,
     /// Connections whose read budget ran out before they would block: read again next turn.
     unread: Vec<usize>,
-    /// Connections past the high-water mark; local input waits while there is any.
-    behind: BTreeSet<usize>,
+    /// Connections past the high-water mark, with since when; local input waits while there
+    /// is any.
+    behind: BTreeMap<usize, Instant>,
     /// Backpressure this loop turn (see `io`): reads wait on the `unread` list.
     hold_reads: bool,
     /// Until when the last backpressure verdict holds.
@@ -169,7 +189,7 @@ impl<W: Write> Reactor<W> {
             limits: Limits::new(setup.max_backlog, setup.slow_timeout),
             dirty: Vec::new(),
             unread: Vec::new(),
-            behind: BTreeSet::new(),
+            behind: BTreeMap::new(),
             hold_reads: false,
             hold_checked: None,
             gate: Gate::new(setup.keep_open),
@@ -442,7 +462,7 @@ impl<W: Write> Reactor<W> {
                 // Connections still waiting for their hello or with bytes unsent did not get
                 // everything; those only waiting for the other end to close did.
                 for (_, e) in &self.conns {
-                    if *e.conn.phase() != crate::conn::Phase::Shut {
+                    if !e.conn.is_shut() {
                         log::warn!(
                             "could not deliver everything to {}: timed out",
                             e.conn.addr()
