@@ -405,3 +405,46 @@ fn a_peer_failing_while_a_connect_is_looked_up_is_not_the_end_of_the_run() {
     node.out.wait_for("no connections left");
     assert_eq!(node.run.join().expect("no panic"), Ok(Ended::Done));
 }
+
+#[test]
+fn a_duplicate_that_is_also_stalled_closes_as_a_duplicate_connection() {
+    let mut setup = Setup::new("hub".into());
+    setup.listen = Listen::Addr(SocketAddr::from(([127, 0, 0, 1], 0)));
+    setup.max_backlog = 64 << 20;
+    let out = Shared::default();
+    let mut r = Reactor::new(setup, Output::new(Format::Json, out.clone())).expect("start");
+    let addr = r.acceptor.local_addr().expect("listening");
+    let mut guest = std::net::TcpStream::connect(addr).expect("connect");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while r.conns.is_empty() {
+        assert!(Instant::now() < deadline, "not accepted");
+        r.accept(Instant::now());
+        pause();
+    }
+    let k = r.conns.iter().map(|(k, _)| k).next().expect("a connection");
+    // A line makes it a guest, whose leave (with its reason) is shown.
+    guest.write_all(b"hi\n").expect("send");
+    while r.conns[k].conn.role().is_none() {
+        assert!(Instant::now() < deadline, "never a guest");
+        r.conn_ready(k, false, Instant::now());
+        r.apply_actions(Instant::now());
+        pause();
+    }
+
+    // Behind (a stall due at t0 + STALL), and retired with its grace over just after.
+    let t0 = Instant::now();
+    let end = r.shared.end();
+    r.conns[k].conn.queue_raw(&vec![b'x'; 40 << 20], end);
+    r.mark_dirty(k);
+    r.flush_conns(t0);
+    assert_eq!(r.timers.get(&Timer::Stall(k)), Some(t0 + STALL));
+    r.timers
+        .set(Timer::Retire(k), t0 + STALL + Duration::from_millis(1));
+    let later = t0 + STALL + Duration::from_secs(1);
+    r.tick(later);
+    r.apply_actions(later);
+    r.screen.flush().expect("output");
+    assert!(r.conns.is_empty(), "not closed");
+    let leave = out.wait_for(r#""event":"leave""#);
+    assert!(leave.contains("duplicate connection"), "{leave}");
+}
