@@ -112,16 +112,20 @@ impl Resolver {
             .spawn(job);
         if let Err(e) = spawned {
             warn!("cannot start a thread to look up {}: {e}", hp.host);
-            let addrs = (self.resolve)(&hp).map_err(|why| DialError::Resolve {
-                host: hp.host.clone(),
-                why,
-            });
-            let label = hp.to_string();
-            // Taken on the next turn, as if it came from a thread; the wake makes sure there
-            // is one (the poll may otherwise wait for nothing).
-            let _ = self.tx.send(Resolved { label, addrs });
-            let _ = self.waker.wake();
+            self.answer_here(&hp);
         }
+    }
+
+    /// Looks `hp` up on this thread (no helper thread could start): the answer is taken on
+    /// the next turn, as if it came from a thread, and the wake makes sure there is one.
+    fn answer_here(&mut self, hp: &HostPort) {
+        let addrs = (self.resolve)(hp).map_err(|why| DialError::Resolve {
+            host: hp.host.clone(),
+            why,
+        });
+        let label = hp.to_string();
+        let _ = self.tx.send(Resolved { label, addrs });
+        let _ = self.waker.wake();
     }
 
     /// The next answer that came back, if any; the next lookup waiting starts.
@@ -328,5 +332,93 @@ impl<W: Write> Reactor<W> {
             warn!("{e}");
             self.show(&Event::Error(e.to_string()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use mio::{Events, Poll};
+
+    const WAKE: Token = Token(7);
+
+    fn resolver(poll: &Poll) -> Resolver {
+        let waker = Waker::new(poll.registry(), WAKE).expect("waker");
+        Resolver::new(Arc::new(waker))
+    }
+
+    fn hp(host: &str) -> HostPort {
+        cli::parse_peer(&format!("{host}:1")).expect("an address")
+    }
+
+    /// Waits (10 s at most) for the waker; false if it never came.
+    fn woken(poll: &mut Poll) -> bool {
+        let mut events = Events::with_capacity(4);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if poll.poll(&mut events, Some(left)).is_ok()
+                && events.iter().any(|e| e.token() == WAKE)
+            {
+                return true;
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn one_lookup_runs_at_a_time_and_answers_come_in_the_order_asked() {
+        let mut poll = Poll::new().expect("poll");
+        let mut r = resolver(&poll);
+        let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (run, max) = (running.clone(), most.clone());
+        r.set(Arc::new(move |_| {
+            let now = run.fetch_add(1, Ordering::SeqCst) + 1;
+            max.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(20));
+            run.fetch_sub(1, Ordering::SeqCst);
+            Err("no such host".into())
+        }));
+        for host in ["a.example", "b.example", "c.example"] {
+            r.start(hp(host));
+        }
+        assert_eq!(
+            r.unanswered(),
+            vec!["a.example:1", "b.example:1", "c.example:1"]
+        );
+        let mut answered = Vec::new();
+        while answered.len() < 3 {
+            assert!(r.is_pending());
+            assert!(woken(&mut poll), "no wake for {answered:?}");
+            while let Some(Resolved { label, addrs }) = r.next_resolved() {
+                let host = label.trim_end_matches(":1").to_string();
+                let why = "no such host".to_string();
+                assert_eq!(addrs, Err(DialError::Resolve { host, why }));
+                answered.push(label);
+            }
+        }
+        assert_eq!(answered, vec!["a.example:1", "b.example:1", "c.example:1"]);
+        assert!(!r.is_pending());
+        assert_eq!(most.load(Ordering::SeqCst), 1, "lookups overlapped");
+    }
+
+    #[test]
+    fn a_lookup_answered_on_the_loop_thread_still_wakes_the_loop() {
+        let mut poll = Poll::new().expect("poll");
+        let mut r = resolver(&poll);
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        r.set(Arc::new(move |_| Ok(vec![addr])));
+        r.running = Some("here.example:1".into());
+        r.answer_here(&hp("here.example"));
+        assert!(woken(&mut poll), "the loop would sleep on the answer");
+        let got = r.next_resolved().expect("the answer");
+        assert_eq!(
+            (got.label.as_str(), got.addrs),
+            ("here.example:1", Ok(vec![addr]))
+        );
+        assert!(!r.is_pending());
     }
 }
