@@ -168,7 +168,8 @@ impl<W: Write> Reactor<W> {
         for action in batch {
             self.apply_action(action, now);
         }
-        match self.gate.lookup_cap() {
+        // Only a cap still ahead: one passed would wake the loop at once, every turn.
+        match self.gate.lookup_cap().filter(|&cap| cap > now) {
             Some(cap) => self.timers.set(Timer::LookupWait, cap),
             None => {
                 self.timers.cancel(&Timer::LookupWait);

@@ -448,3 +448,35 @@ fn a_duplicate_that_is_also_stalled_closes_as_a_duplicate_connection() {
     let leave = out.wait_for(r#""event":"leave""#);
     assert!(leave.contains("duplicate connection"), "{leave}");
 }
+
+#[test]
+fn a_leave_past_its_wait_for_a_lookup_goes_through_and_leaves_no_timer_that_spins_the_loop() {
+    let (resolve, started, _release) = blocking_resolver();
+    let mut setup = Setup::new("hub".into());
+    setup.listen = Listen::Addr(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let mut r = Reactor::new(setup, Output::new(Format::Json, std::io::sink())).expect("start");
+    r.resolver.set(resolve);
+    let (tx, rx) = sync_channel(4);
+    tx.send(Input::Line("/connect hangs.example:1".into()))
+        .expect("typed");
+    tx.send(Input::Line("/quit".into())).expect("typed");
+    r.gate.attach(rx);
+
+    let t0 = Instant::now();
+    r.drain_input(t0);
+    started
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the lookup started");
+    r.drain_input(t0);
+    assert!(
+        !r.chat.is_quitting(),
+        "the leave did not wait for the lookup"
+    );
+    let cap = t0 + timers::LOOKUP_WAIT_LEAVING;
+    assert_eq!(r.timers.get(&Timer::LookupWait), Some(cap));
+
+    r.drain_input(cap);
+    assert!(r.chat.is_quitting(), "the leave waited past its cap");
+    // One left set at the cap would be due at once, every turn, while the lookup hangs.
+    assert_eq!(r.timers.get(&Timer::LookupWait), None);
+}
