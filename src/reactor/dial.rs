@@ -1,7 +1,7 @@
 //! Dialling: one `start_dial` for the user's peers, the chat's own dials and `/connect`; the
-//! next address when one fails; and looking up `/connect`'s host name on a helper thread,
-//! whose answer comes back over a channel and the loop's waker (as typed lines do), so a slow
-//! resolver never freezes the chat.
+//! next address when one fails; and looking up `/connect`'s host names on a helper thread,
+//! one at a time, whose answers come back over a channel and the loop's waker (as typed lines
+//! do), so a slow resolver never freezes the chat.
 //!
 //! Must not decide whom to dial (the chat and the user do) nor block the loop thread.
 
