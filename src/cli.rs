@@ -197,14 +197,15 @@ impl fmt::Display for HostPort {
 }
 
 impl HostPort {
-    /// Looks the host up; the error is a one-line message.
-    pub fn resolve(&self) -> Result<Vec<SocketAddr>, String> {
+    /// Looks the host up: every address, or why not (the reason only; the caller says which
+    /// host, see `reactor::DialError::Resolve`).
+    pub fn lookup(&self) -> Result<Vec<SocketAddr>, String> {
         let addrs: Vec<SocketAddr> = (self.host.as_str(), self.port)
             .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve {}: {}", self.host, e))?
+            .map_err(|e| e.to_string())?
             .collect();
         if addrs.is_empty() {
-            return Err(format!("cannot resolve {}: no address", self.host));
+            return Err("no address".into());
         }
         Ok(addrs)
     }

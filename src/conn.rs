@@ -141,6 +141,11 @@ impl Conn {
         self.phase == Phase::Connecting
     }
 
+    /// True once our side was shut down after everything went out (see [`Conn::shut`]).
+    pub fn is_shut(&self) -> bool {
+        self.phase == Phase::Shut
+    }
+
     /// `None` until the chat classifies the other end.
     pub fn role(&self) -> Option<Role> {
         self.role
@@ -870,6 +875,7 @@ mod tests {
         retired.retire(log.end());
         log.append(&msg(2), BOTH);
         assert_eq!(*shut.phase(), Phase::Shut);
+        assert!(shut.is_shut());
         assert!(retired.is_retiring() && !shut.is_retiring());
         for conn in [&mut shut, &mut retired] {
             assert!(!conn.is_subscribed());

@@ -14,7 +14,7 @@ use peerchat::cli::{self, Args, HostPort, Mode};
 use peerchat::eventlog::EventLog;
 use peerchat::limits;
 use peerchat::output::{Format, Output};
-use peerchat::reactor::{Dial, Ended, Listen, Reactor, Setup};
+use peerchat::reactor::{Dial, DialError, Ended, Listen, Reactor, Setup};
 use peerchat::signals::{self, Signals};
 
 fn main() -> ExitCode {
@@ -44,7 +44,7 @@ fn run(mut args: Args, signals: Signals) -> Result<Ended, String> {
     if args.host.is_some() && args.mesh.is_none() {
         usage_error("--host goes with --mesh (for -l, give -l HOST:PORT)");
     }
-    if ask_what_is_missing(&mut args)?.is_none() {
+    if ask_what_is_missing(&mut args)? == Asked::InputEnded {
         // Ctrl-D at a question is the user leaving before the chat started: exit 0.
         return Ok(Ended::Done);
     }
@@ -68,22 +68,30 @@ fn run(mut args: Args, signals: Signals) -> Result<Ended, String> {
         .map_err(|e| e.to_string())
 }
 
+/// How asking what the command line left out ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Asked {
+    /// Nothing is missing any more: the chat can start.
+    Complete,
+    /// Input ended at a question.
+    InputEnded,
+}
+
 /// Asks, on a terminal, what the command line left out: the nick in mesh mode, or whether to
-/// listen or connect (and the nick) when there is nothing to do. `None` when input ended at a
-/// question.
-fn ask_what_is_missing(args: &mut Args) -> Result<Option<()>, String> {
+/// listen or connect (and the nick) when there is nothing to do.
+fn ask_what_is_missing(args: &mut Args) -> Result<Asked, String> {
     let stdin_is_tty = io::stdin().is_terminal();
     if args.mesh.is_some() && args.nick.is_none() && stdin_is_tty {
         // Like the seed: mesh mode asks for the user's name.
         let mut input = io::stdin().lock();
         let asked = cli::ask_nick(&mut input, &mut io::stderr(), &cli::default_nick());
         let Some(nick) = answered(asked)? else {
-            return Ok(None);
+            return Ok(Asked::InputEnded);
         };
         args.nick = Some(nick);
     }
     if args.listen.is_some() || !args.peers.is_empty() || args.mesh.is_some() {
-        return Ok(Some(()));
+        return Ok(Asked::Complete);
     }
     if !stdin_is_tty {
         usage_error("nothing to do: give -l to listen or HOST[:PORT] to connect (see --help)");
@@ -91,7 +99,7 @@ fn ask_what_is_missing(args: &mut Args) -> Result<Option<()>, String> {
     let mut input = io::stdin().lock();
     let mut prompt = io::stderr();
     let Some(mode) = answered(cli::ask_mode(&mut input, &mut prompt))? else {
-        return Ok(None);
+        return Ok(Asked::InputEnded);
     };
     match mode {
         Mode::Listen(hp) => args.listen = Some(hp),
@@ -100,11 +108,11 @@ fn ask_what_is_missing(args: &mut Args) -> Result<Option<()>, String> {
     if args.nick.is_none() {
         let asked = cli::ask_nick(&mut input, &mut prompt, &cli::default_nick());
         let Some(nick) = answered(asked)? else {
-            return Ok(None);
+            return Ok(Asked::InputEnded);
         };
         args.nick = Some(nick);
     }
-    Ok(Some(()))
+    Ok(Asked::Complete)
 }
 
 /// The reactor's setup from the command line: where to listen, the peers resolved, the log
@@ -129,7 +137,7 @@ fn setup_from(args: &Args) -> Result<Setup, String> {
         .map(|hp| {
             Ok(Dial {
                 label: hp.to_string(),
-                addrs: hp.resolve()?,
+                addrs: resolve(hp)?,
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
@@ -193,10 +201,19 @@ fn answered<T>(r: io::Result<T>) -> Result<Option<T>, String> {
 }
 
 fn first_addr(hp: &HostPort) -> Result<std::net::SocketAddr, String> {
-    hp.resolve()?
-        .into_iter()
-        .next()
-        .ok_or_else(|| format!("cannot resolve {}: no address", hp.host))
+    // `lookup` gives at least one address or an error.
+    let first = resolve(hp)?.into_iter().next();
+    first.ok_or_else(|| unresolved(hp, "no address".into()))
+}
+
+/// Every address of `hp`, or the one line saying why not.
+fn resolve(hp: &HostPort) -> Result<Vec<std::net::SocketAddr>, String> {
+    hp.lookup().map_err(|why| unresolved(hp, why))
+}
+
+fn unresolved(hp: &HostPort, why: String) -> String {
+    let host = hp.host.clone();
+    DialError::Resolve { host, why }.to_string()
 }
 
 /// The `--host` of mesh mode: an address (or name) the other nodes can be reached at. Anything

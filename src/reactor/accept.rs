@@ -15,7 +15,6 @@ use log::{info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 
-use super::io::Pace;
 use super::setup::describe;
 use super::timers::Timer;
 use super::{Entry, Reactor};
@@ -241,15 +240,9 @@ impl<W: Write> Reactor<W> {
         }
         let _ = stream.set_nodelay(true);
         info!("connection from {addr}");
-        self.insert(Entry {
-            stream,
-            conn: Conn::new(addr.to_string(), Phase::Open, now),
-            next_addrs: VecDeque::new(),
-            origin: Origin::Accepted,
-            dirty: false,
-            unread: false,
-            pace: Pace::new(now),
-        });
+        let conn = Conn::new(addr.to_string(), Phase::Open, now);
+        let entry = Entry::new(stream, conn, Origin::Accepted, VecDeque::new(), now);
+        self.insert(key, entry);
         self.record(Tag::Accepted, &format!("connection from {addr}"));
         self.opened(key, addr, now);
     }

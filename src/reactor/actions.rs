@@ -13,7 +13,7 @@ use log::debug;
 use super::gate::Waits;
 use super::table::role_slot;
 use super::timers::{Timer, RETIRE_GRACE};
-use super::Reactor;
+use super::{dial, Reactor};
 use crate::chat::{Action, ConnId};
 use crate::event::{Event, Role};
 use crate::input::Input;
@@ -23,35 +23,40 @@ impl<W: Write> Reactor<W> {
     /// Carries out every action the chat has queued.
     pub(super) fn apply_actions(&mut self, now: Instant) {
         while let Some(action) = self.chat.poll_action() {
-            match action {
-                Action::Classify { conn, role } => self.classify(conn, role),
-                Action::Broadcast { except, frame } => self.broadcast(except, frame),
-                Action::Close { conn, reason } => self.close_warning(conn, reason, now),
-                Action::Send { conn, frame } => {
-                    if let Some(e) = self.conns.get_mut(conn) {
-                        e.conn.queue_direct(&frame, self.shared.end());
-                        self.mark_dirty(conn);
-                    }
+            self.apply_action(action, now);
+        }
+    }
+
+    /// Carries out one action of the chat's.
+    fn apply_action(&mut self, action: Action, now: Instant) {
+        match action {
+            Action::Classify { conn, role } => self.classify(conn, role),
+            Action::Broadcast { except, frame } => self.broadcast(except, frame),
+            Action::Close { conn, reason } => self.close_warning(conn, reason, now),
+            Action::Send { conn, frame } => {
+                if let Some(e) = self.conns.get_mut(conn) {
+                    e.conn.queue_direct(&frame, self.shared.end());
+                    self.mark_dirty(conn);
                 }
-                Action::Refused { conn, reason } => {
-                    if let Some(label) = self.conns.get(conn).map(|e| e.conn.addr().to_string()) {
-                        self.close(conn, Some(reason.clone()), now);
-                        self.dial_failed(super::DialError::Connect { label, why: reason });
-                    }
-                }
-                Action::Tell { conn, text } => {
-                    if let Some(e) = self.conns.get_mut(conn) {
-                        let line = format!("{}\n", crate::safe::sanitize(&text));
-                        e.conn.queue_raw(line.as_bytes(), self.shared.end());
-                        self.mark_dirty(conn);
-                    }
-                }
-                Action::Retire { conn } => self.retire(conn, now),
-                Action::Dial(addr) => self.auto_dial(addr, now),
-                Action::Connect(label) => self.connect(&label, now),
-                Action::Show(event) => self.show(&event),
-                Action::Quit => self.quit(now),
             }
+            Action::Refused { conn, reason } => {
+                if let Some(label) = self.conns.get(conn).map(|e| e.conn.addr().to_string()) {
+                    self.close(conn, Some(reason.clone()), now);
+                    self.dial_failed(super::DialError::Connect { label, why: reason });
+                }
+            }
+            Action::Tell { conn, text } => {
+                if let Some(e) = self.conns.get_mut(conn) {
+                    let line = format!("{}\n", crate::safe::sanitize(&text));
+                    e.conn.queue_raw(line.as_bytes(), self.shared.end());
+                    self.mark_dirty(conn);
+                }
+            }
+            Action::Retire { conn } => self.retire(conn, now),
+            Action::Dial(addr) => self.auto_dial(addr, now),
+            Action::Connect(label) => self.connect(&label, now),
+            Action::Show(event) => self.show(&event),
+            Action::Quit => self.quit(now),
         }
     }
 
@@ -82,6 +87,8 @@ impl<W: Write> Reactor<W> {
     /// The user leaves: stop listening, drop our own dials nobody waits for, and give the rest
     /// the quit grace to deliver.
     fn quit(&mut self, now: Instant) {
+        // The grace runs from the leave: only a dial completing while leaving extends it
+        // (see `opened`), so nothing that came before may stretch it.
         self.quit_deadline = None;
         self.extend_quit_grace(now);
         self.acceptor.close(self.poll.registry());
@@ -126,8 +133,11 @@ impl<W: Write> Reactor<W> {
         }
     }
 
-    /// Takes typed or piped lines through the gate (see `gate`) to the chat. A leave command
-    /// among the waiting lines shortens the time a stalled reader may hold them up.
+    /// Takes typed or piped lines through the gate (see `gate`) to the chat, then carries out
+    /// what they asked for, as one batch. A `/connect` of a name ends the batch: the lines
+    /// after it wait for the lookup, so that they reach the new peer as when the lookup
+    /// blocked the loop. A leave command among the waiting lines shortens the time a stalled
+    /// reader may hold them up, and caps the wait for a lookup.
     pub(super) fn drain_input(&mut self, now: Instant) {
         let was_urgent = self.gate.is_urgent();
         let waits = Waits {
@@ -136,6 +146,7 @@ impl<W: Write> Reactor<W> {
             behind: !self.behind.is_empty(),
         };
         let mut taken = self.gate.take(now, waits).into_iter();
+        let mut batch = Vec::new();
         while let Some(input) = taken.next() {
             match input {
                 Input::Line(line) => self.chat.handle_input(&line),
@@ -144,12 +155,24 @@ impl<W: Write> Reactor<W> {
                 )),
                 Input::End => self.chat.handle_input_end(),
             }
-            // A `/connect` of a name is dialled once it is looked up: the lines after it wait,
-            // so that they reach the new peer as when the lookup blocked the loop.
-            self.apply_actions(now);
-            if self.resolver.is_pending() {
+            let from = batch.len();
+            batch.extend(std::iter::from_fn(|| self.chat.poll_action()));
+            let looks_up = batch[from..]
+                .iter()
+                .any(|a| matches!(a, Action::Connect(label) if dial::needs_lookup(label)));
+            if looks_up && self.gate.waits_for_lookups(now) {
                 self.gate.put_back(taken.collect());
                 break;
+            }
+        }
+        for action in batch {
+            self.apply_action(action, now);
+        }
+        // Only a cap still ahead: one passed would wake the loop at once, every turn.
+        match self.gate.lookup_cap().filter(|&cap| cap > now) {
+            Some(cap) => self.timers.set(Timer::LookupWait, cap),
+            None => {
+                self.timers.cancel(&Timer::LookupWait);
             }
         }
         if self.gate.is_urgent() != was_urgent {

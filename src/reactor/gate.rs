@@ -1,7 +1,8 @@
 //! The stdin gate: typed or piped lines come off the stdin thread's channel into a short
 //! queue, and are let through within a per-turn budget, only while no connection is behind,
-//! and (mesh mode) not before the first scan had its moment. A leave command waiting in the
-//! queue is noticed at once (it makes a stalled reader's grace shorter).
+//! (mesh mode) not before the first scan had its moment, and not while a `/connect` name is
+//! looked up. A leave command waiting in the queue is noticed at once (it makes a stalled
+//! reader's grace shorter, and caps the wait for a lookup).
 //!
 //! Pure but for the channel: must not call the chat or touch connections; the reactor hands
 //! what it lets through to the chat.
@@ -10,6 +11,7 @@ use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Instant;
 
+use super::timers::LOOKUP_WAIT_LEAVING;
 use crate::chat;
 use crate::input::Input;
 
@@ -44,6 +46,9 @@ pub(super) struct Gate {
     urgent: bool,
     /// Mesh start-up: input waits for the first scan's dials, until then at the latest.
     hold_until: Option<Instant>,
+    /// A leave command arrived while a lookup was under way: input waits for lookups until
+    /// then at the latest, so that leaving cannot hang on a resolver.
+    lookup_cap: Option<Instant>,
     /// Keep running after input ends (`--keep-open`).
     keep_open: bool,
 }
@@ -56,6 +61,7 @@ impl Gate {
             more: false,
             urgent: false,
             hold_until: None,
+            lookup_cap: None,
             keep_open,
         }
     }
@@ -89,13 +95,26 @@ impl Gate {
         self.urgent
     }
 
+    /// Until when lines wait for lookups although a leave command waits among them.
+    pub(super) fn lookup_cap(&self) -> Option<Instant> {
+        self.lookup_cap
+    }
+
+    /// Lines wait for a lookup under way: always, but once a leave command has waited behind
+    /// one for [`LOOKUP_WAIT_LEAVING`].
+    pub(super) fn waits_for_lookups(&self, now: Instant) -> bool {
+        self.lookup_cap.is_none_or(|cap| now < cap)
+    }
+
     /// What may go to the chat now, in order: within the turn's budget, nothing while a
     /// connection is behind (the stdin thread then blocks on its full channel instead of
-    /// input piling up in memory), and nothing during the start-up hold while the chat is
-    /// settling, or while a name is looked up, unless the user is leaving.
+    /// input piling up in memory), nothing during the start-up hold while the chat is settling
+    /// unless the user is leaving, and nothing while a name is looked up (see
+    /// [`Gate::waits_for_lookups`]).
     pub(super) fn take(&mut self, now: Instant, waits: Waits) -> Vec<Input> {
         let channel_open = self.fill();
         let urgent = self.leave_waits();
+        self.urgent = urgent;
         if let Some(until) = self.hold_until {
             if now < until && waits.settling && !urgent {
                 self.more = false;
@@ -103,9 +122,16 @@ impl Gate {
             }
             self.hold_until = None;
         }
-        if waits.lookup && !urgent {
-            self.more = false;
-            return Vec::new();
+        if !waits.lookup {
+            self.lookup_cap = None;
+        } else {
+            if urgent && self.lookup_cap.is_none() {
+                self.lookup_cap = Some(now + LOOKUP_WAIT_LEAVING);
+            }
+            if self.waits_for_lookups(now) {
+                self.more = false;
+                return Vec::new();
+            }
         }
         let mut taken = Vec::new();
         let (mut lines, mut bytes) = (0, 0);
@@ -128,14 +154,13 @@ impl Gate {
     }
 
     /// Puts back, in front of what waits, lines that [`Gate::take`] gave but the chat did not
-    /// get (a lookup began before them). They wait for the next wake, or come at once if a
-    /// leave command is among them.
+    /// get (a lookup began before them). They wait for its answer, which wakes the loop.
     pub(super) fn put_back(&mut self, rest: Vec<Input>) {
         for input in rest.into_iter().rev() {
             self.queued.push_front(input);
         }
         self.urgent = self.leave_waits();
-        self.more = self.urgent;
+        self.more = false;
     }
 
     /// A leave command is among the queued lines.
@@ -255,7 +280,7 @@ mod tests {
     }
 
     #[test]
-    fn lines_put_back_during_a_lookup_wait_for_it_unless_a_leave_is_among_them() {
+    fn lines_put_back_during_a_lookup_wait_for_it_even_a_leave_until_its_cap() {
         let now = Instant::now();
         let (mut gate, _tx) = gate_with(vec![line("/connect far:1"), line("hi")]);
         let mut taken = gate.take(now, Waits::default());
@@ -268,7 +293,36 @@ mod tests {
         let (mut leaving, _tx2) = gate_with(vec![line("/connect far:1"), line("/quit")]);
         let mut taken = leaving.take(now, Waits::default());
         leaving.put_back(taken.split_off(1));
-        assert!(leaving.has_more() && leaving.is_urgent());
-        assert_eq!(leaving.take(now, LOOKUP), vec![line("/quit")]);
+        assert!(!leaving.has_more() && leaving.is_urgent());
+        assert!(leaving.waits_for_lookups(now));
+        // The leave waits for the lookup too, and (all of it at once) once the cap is over.
+        assert!(leaving.take(now, LOOKUP).is_empty());
+        assert!(
+            leaving.is_urgent(),
+            "the leave still shortens a stalled reader's grace"
+        );
+        let cap = now + LOOKUP_WAIT_LEAVING;
+        assert_eq!(leaving.lookup_cap(), Some(cap));
+        let later = now + Duration::from_millis(100);
+        assert!(leaving.take(later, LOOKUP).is_empty());
+        assert_eq!(
+            leaving.lookup_cap(),
+            Some(cap),
+            "the cap runs from the leave"
+        );
+        assert!(!leaving.waits_for_lookups(cap));
+        assert_eq!(leaving.take(cap, LOOKUP), vec![line("/quit")]);
+    }
+
+    #[test]
+    fn a_lookup_that_comes_back_ends_the_cap_so_the_next_one_waits_again() {
+        let now = Instant::now();
+        let (mut gate, tx) = gate_with(vec![line("/quit")]);
+        assert!(gate.take(now, LOOKUP).is_empty());
+        assert!(gate.lookup_cap().is_some());
+        assert_eq!(gate.take(now, Waits::default()), vec![line("/quit")]);
+        assert_eq!(gate.lookup_cap(), None);
+        tx.send(line("after")).expect("send");
+        assert!(gate.take(now + LOOKUP_WAIT_LEAVING, LOOKUP).is_empty());
     }
 }

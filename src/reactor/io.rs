@@ -62,8 +62,6 @@ impl Limits {
 
 /// How one connection keeps up with what is written to it.
 pub(super) struct Pace {
-    /// Since when the output has been past the high-water mark.
-    behind_since: Option<Instant>,
     /// When a write last took bytes (or the connection fell behind): a connection behind that
     /// moved recently is slow, one that has not is stalled.
     last_progress: Instant,
@@ -74,7 +72,6 @@ pub(super) struct Pace {
 impl Pace {
     pub(super) fn new(now: Instant) -> Self {
         Pace {
-            behind_since: None,
             last_progress: now,
             kernel_unsent: 0,
         }
@@ -137,7 +134,7 @@ impl<W: Write> Reactor<W> {
             && self
                 .conns
                 .get(k)
-                .is_some_and(|e| e.conn.role().is_some() && !self.behind.contains(&k))
+                .is_some_and(|e| e.conn.role().is_some() && !self.behind.contains_key(&k))
     }
 
     /// True while some connection is behind but still draining (see [`PROGRESS_WINDOW`]).
@@ -152,7 +149,7 @@ impl<W: Write> Reactor<W> {
             }
         }
         let mut hold = false;
-        for &k in &self.behind {
+        for &k in self.behind.keys() {
             let Some(e) = self.conns.get_mut(k) else {
                 continue;
             };
@@ -246,7 +243,7 @@ impl<W: Write> Reactor<W> {
     /// `k`'s stall timer fired: closed as too slow if it is still behind past the limit.
     pub(super) fn check_stall(&mut self, k: usize, now: Instant) {
         let limit = self.limits.stall_limit(self.gate.is_urgent());
-        let Some(since) = self.conns.get(k).and_then(|e| e.pace.behind_since) else {
+        let Some(&since) = self.behind.get(&k) else {
             return;
         };
         if now < since + limit {
@@ -265,10 +262,8 @@ impl<W: Write> Reactor<W> {
     /// timer set to the new limit.
     pub(super) fn rearm_stalls(&mut self) {
         let limit = self.limits.stall_limit(self.gate.is_urgent());
-        for &k in &self.behind {
-            if let Some(since) = self.conns.get(k).and_then(|e| e.pace.behind_since) {
-                self.timers.set(Timer::Stall(k), since + limit);
-            }
+        for (&k, &since) in &self.behind {
+            self.timers.set(Timer::Stall(k), since + limit);
         }
     }
 
@@ -342,7 +337,7 @@ struct Pass<'a> {
     leaving: bool,
     limits: &'a Limits,
     stall_limit: Duration,
-    behind: &'a mut std::collections::BTreeSet<usize>,
+    behind: &'a mut std::collections::BTreeMap<usize, Instant>,
     timers: &'a mut Table,
     to_close: Vec<(usize, String)>,
     /// Over the byte cap.
@@ -384,9 +379,8 @@ impl Pass<'_> {
     fn track_behind(&mut self, k: usize, e: &mut Entry, backlog: usize) {
         let over = backlog > self.limits.high_water;
         let now = self.now;
-        match (over, e.pace.behind_since.is_some()) {
+        match (over, self.behind.contains_key(&k)) {
             (true, false) => {
-                e.pace.behind_since = Some(now);
                 // Just fell behind: one that can be written has the progress window to show it
                 // is draining; one that cannot yet (connecting, or its role unknown) holds no
                 // one up.
@@ -394,11 +388,10 @@ impl Pass<'_> {
                     e.pace.last_progress = now;
                 }
                 e.pace.kernel_unsent = 0;
-                self.behind.insert(k);
+                self.behind.insert(k, now);
                 self.timers.set(Timer::Stall(k), now + self.stall_limit);
             }
             (false, true) => {
-                e.pace.behind_since = None;
                 self.behind.remove(&k);
                 self.timers.cancel(&Timer::Stall(k));
             }

@@ -20,7 +20,7 @@ mod setup;
 mod table;
 mod timers;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::mpsc::Receiver;
@@ -70,6 +70,25 @@ struct Entry {
 }
 
 impl Entry {
+    /// A connection just accepted or dialled; `next_addrs` are the dial's other addresses.
+    fn new(
+        stream: TcpStream,
+        conn: Conn,
+        origin: Origin,
+        next_addrs: VecDeque<SocketAddr>,
+        now: Instant,
+    ) -> Self {
+        Entry {
+            stream,
+            conn,
+            next_addrs,
+            origin,
+            dirty: false,
+            unread: false,
+            pace: Pace::new(now),
+        }
+    }
+
     /// A scan's connection is nobody until it proves to be a peer: a dial of our own the chat
     /// asked for, whose role is not known yet. Nobody waits for our lines on it.
     fn is_speculative(&self) -> bool {
@@ -94,8 +113,9 @@ pub struct Reactor<W: std::io::Write> {
     dirty: Vec<usize>,
     /// Connections whose read budget ran out before they would block: read again next turn.
     unread: Vec<usize>,
-    /// Connections past the high-water mark; local input waits while there is any.
-    behind: BTreeSet<usize>,
+    /// Connections past the high-water mark, with since when; local input waits while there
+    /// is any.
+    behind: BTreeMap<usize, Instant>,
     /// Backpressure this loop turn (see `io`): reads wait on the `unread` list.
     hold_reads: bool,
     /// Until when the last backpressure verdict holds.
@@ -169,7 +189,7 @@ impl<W: Write> Reactor<W> {
             limits: Limits::new(setup.max_backlog, setup.slow_timeout),
             dirty: Vec::new(),
             unread: Vec::new(),
-            behind: BTreeSet::new(),
+            behind: BTreeMap::new(),
             hold_reads: false,
             hold_checked: None,
             gate: Gate::new(setup.keep_open),
@@ -204,7 +224,7 @@ impl<W: Write> Reactor<W> {
             .into_iter()
             .filter_map(|dial| self.start_dial(dial, Origin::Dialled, now).err())
             .collect();
-        if !self.acceptor.is_listening() && self.conns.is_empty() && !failures.is_empty() {
+        if self.nothing_left() && !failures.is_empty() {
             return Err(SetupError::Dial(failures));
         }
         for e in failures {
@@ -349,6 +369,9 @@ impl<W: Write> Reactor<W> {
                     }
                 }
                 Timer::Retire(k) => self.close(k, Some("duplicate connection".into()), now),
+                // A duplicate whose grace is over too closes as a duplicate: the retire was
+                // always looked at first.
+                Timer::Stall(k) | Timer::Partial(k) if self.retire_due(k, now) => {}
                 Timer::Stall(k) => self.check_stall(k, now),
                 Timer::Partial(k) => self.check_partial(k, now),
                 Timer::AcceptPause => {
@@ -356,17 +379,39 @@ impl<W: Write> Reactor<W> {
                     self.accept(now);
                 }
                 // Only to wake the loop: the turn looks at these itself.
-                Timer::QuitGrace | Timer::InputHold | Timer::HoldRecheck => {}
+                Timer::QuitGrace | Timer::InputHold | Timer::HoldRecheck | Timer::LookupWait => {}
             }
         }
         self.chat.handle_tick(now);
+    }
+
+    /// Closes `k` as a duplicate if its retire grace is over; true if it did.
+    fn retire_due(&mut self, k: usize, now: Instant) -> bool {
+        let retire = Timer::Retire(k);
+        if self.timers.get(&retire).is_none_or(|at| at > now) {
+            return false;
+        }
+        self.timers.cancel(&retire);
+        self.close(k, Some("duplicate connection".into()), now);
+        true
+    }
+
+    /// Leaving with a lookup under way: it has until the quit deadline (its dial then gets
+    /// the grace to deliver), unless typed lines already waited their cap for it.
+    fn lookup_waits(&self, now: Instant) -> bool {
+        self.resolver.is_pending() && self.gate.waits_for_lookups(now)
+    }
+
+    /// Nothing is left to wait for: not listening, no connection, no lookup to come back.
+    fn nothing_left(&self) -> bool {
+        !self.acceptor.is_listening() && self.conns.is_empty() && !self.resolver.is_pending()
     }
 
     /// Leaving: queued output has [`timers::QUIT_GRACE`] from `now`, or longer if it had.
     fn extend_quit_grace(&mut self, now: Instant) {
         let until = self
             .quit_deadline
-            .map_or(now, |d| d)
+            .unwrap_or(now)
             .max(now + timers::QUIT_GRACE);
         self.quit_deadline = Some(until);
         self.timers.set(Timer::QuitGrace, until);
@@ -407,6 +452,8 @@ impl<W: Write> Reactor<W> {
     /// `Some` when the run is over.
     fn finished(&mut self, now: Instant) -> Option<Result<(), RunError>> {
         if let Some(e) = self.fatal.take() {
+            self.drop_lookups();
+            let _ = self.screen.flush();
             return Some(Err(RunError::Dial(e)));
         }
         if let Some(deadline) = self.quit_deadline {
@@ -415,7 +462,7 @@ impl<W: Write> Reactor<W> {
                 // Connections still waiting for their hello or with bytes unsent did not get
                 // everything; those only waiting for the other end to close did.
                 for (_, e) in &self.conns {
-                    if *e.conn.phase() != crate::conn::Phase::Shut {
+                    if !e.conn.is_shut() {
                         log::warn!(
                             "could not deliver everything to {}: timed out",
                             e.conn.addr()
@@ -423,15 +470,18 @@ impl<W: Write> Reactor<W> {
                         self.undelivered += 1;
                     }
                 }
-            } else if !self.conns.is_empty() {
+            } else if !self.conns.is_empty() || self.lookup_waits(now) {
                 return None;
             }
+            self.drop_lookups();
+            // Stdout going away now changes nothing: the run is over.
+            let _ = self.screen.flush();
             return Some(match self.undelivered {
                 0 => Ok(()),
                 n => Err(RunError::Undelivered(n)),
             });
         }
-        if !self.acceptor.is_listening() && self.conns.is_empty() && !self.resolver.is_pending() {
+        if self.nothing_left() {
             self.show(&Event::Info("no connections left".into()));
             // Stdout going away now changes nothing: the run is over.
             let _ = self.screen.flush();

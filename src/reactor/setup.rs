@@ -79,12 +79,15 @@ impl Setup {
 pub enum DialError {
     /// None of `label`'s addresses could be connected to; `why` is the last reason.
     Connect { label: String, why: String },
+    /// `host` could not be looked up (a `/connect` or a peer on the command line).
+    Resolve { host: String, why: String },
 }
 
 impl fmt::Display for DialError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DialError::Connect { label, why } => write!(f, "cannot connect to {label}: {why}"),
+            DialError::Resolve { host, why } => write!(f, "cannot resolve {host}: {why}"),
         }
     }
 }

@@ -26,11 +26,14 @@ pub(super) fn role_slot(role: Option<Role>) -> usize {
 }
 
 impl<W: Write> Reactor<W> {
-    /// Adds a connection, receiving broadcasts from now on; its role is not known yet.
-    pub(super) fn insert(&mut self, mut entry: Entry) -> usize {
+    /// Adds a connection registered with the poll under `key` (the table's vacant key),
+    /// receiving broadcasts from now on; its role is not known yet.
+    pub(super) fn insert(&mut self, key: usize, mut entry: Entry) {
         entry.conn.subscribe(self.shared.end());
         self.roles[role_slot(None)] += 1;
-        self.conns.insert(entry)
+        let inserted = self.conns.insert(entry);
+        // Events for the poll token must find this connection.
+        debug_assert_eq!(inserted, key, "registered under another key");
     }
 
     /// Takes connection `k` out of the table, the poll and the timers.
@@ -121,9 +124,8 @@ impl<W: Write> Reactor<W> {
                 .map(|r| format!(": {r}"))
                 .unwrap_or_default()
         );
-        let last_chance = self.chat.is_quitting()
-            || (!self.acceptor.is_listening() && self.conns.is_empty() && self.gate.is_open());
-        let unsent = backlog > 0 && *e.conn.phase() != Phase::Shut;
+        let last_chance = self.chat.is_quitting() || (self.nothing_left() && self.gate.is_open());
+        let unsent = backlog > 0 && !e.conn.is_shut();
         if last_chance && !e.is_speculative() && unsent {
             warn!("could not deliver everything to {}: {why}", e.conn.addr());
             self.undelivered += 1;

@@ -11,6 +11,12 @@ use super::*;
 use crate::conn::STALL_LIMIT as STALL;
 use crate::output::Format;
 
+/// Between two looks at a condition waited for (under a deadline): short, but not a spin that
+/// takes a core from the loop being waited for.
+fn pause() {
+    std::thread::sleep(Duration::from_millis(3));
+}
+
 /// Output shared with the test thread.
 #[derive(Clone, Default)]
 struct Shared(Arc<Mutex<Vec<u8>>>);
@@ -35,7 +41,7 @@ impl Shared {
                 return line.to_string();
             }
             assert!(Instant::now() < deadline, "no {want:?} in output:\n{text}");
-            std::thread::yield_now();
+            pause();
         }
     }
 }
@@ -50,13 +56,21 @@ struct Node {
 
 impl Node {
     fn start(resolve: Resolve) -> Node {
+        let mut setup = Setup::new("hub".into());
+        setup.listen = Listen::Addr(SocketAddr::from(([127, 0, 0, 1], 0)));
+        Node::start_with(setup, resolve, Vec::new())
+    }
+
+    /// A node from `setup` whose first turn finds `typed` waiting.
+    fn start_with(setup: Setup, resolve: Resolve, typed_first: Vec<Input>) -> Node {
         let out = Shared::default();
         let (typed, rx) = sync_channel(16);
+        for input in typed_first {
+            typed.send(input).expect("typed");
+        }
         let (waker_tx, waker_rx) = channel();
         let shown = out.clone();
         let run = std::thread::spawn(move || {
-            let mut setup = Setup::new("hub".into());
-            setup.listen = Listen::Addr(SocketAddr::from(([127, 0, 0, 1], 0)));
             let reactor = Reactor::new(setup, Output::new(Format::Json, shown))?;
             reactor.with_resolver(resolve).run_with_input(move |waker| {
                 let _ = waker_tx.send(waker);
@@ -101,7 +115,8 @@ fn blocking_resolver() -> (Resolve, Receiver<String>, SyncSender<()>) {
     let resolve: Resolve = Arc::new(move |hp| {
         let _ = started_tx.lock().map(|tx| tx.send(hp.host.clone()));
         let _ = release_rx.lock().map(|rx| rx.recv());
-        Err(format!("cannot resolve {}: the test says no", hp.host))
+        let _ = hp;
+        Err("the test says no".into())
     });
     (resolve, started, release)
 }
@@ -163,7 +178,7 @@ fn accept_one(listener: &std::net::TcpListener) -> std::net::TcpStream {
             Ok((peer, _)) => break peer,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 assert!(Instant::now() < deadline, "nothing dialled {listener:?}");
-                std::thread::yield_now();
+                pause();
             }
             Err(e) => panic!("accept: {e}"),
         }
@@ -231,6 +246,7 @@ fn idle_connections_arm_no_timer_and_an_unfinished_line_arms_one() {
     while r.conns.len() < clients.len() {
         assert!(Instant::now() < deadline, "accepted {} only", r.conns.len());
         r.accept(Instant::now());
+        pause();
     }
     // Idle connections cost the loop nothing: no deadline of theirs to look at.
     assert!(r.timers.is_empty(), "{:?}", r.timers);
@@ -248,7 +264,7 @@ fn idle_connections_arm_no_timer_and_an_unfinished_line_arms_one() {
             assert_eq!(r.timers.len(), 1);
             break;
         }
-        std::thread::yield_now();
+        pause();
     }
 }
 
@@ -265,6 +281,7 @@ fn a_leave_typed_while_a_reader_is_stalled_gives_it_one_second_from_when_it_fell
     while r.conns.is_empty() {
         assert!(Instant::now() < deadline, "not accepted");
         r.accept(Instant::now());
+        pause();
     }
     let k = r.conns.iter().map(|(k, _)| k).next().expect("a connection");
 
@@ -274,7 +291,7 @@ fn a_leave_typed_while_a_reader_is_stalled_gives_it_one_second_from_when_it_fell
     r.conns[k].conn.queue_raw(&vec![b'x'; 40 << 20], end);
     r.mark_dirty(k);
     r.flush_conns(t0);
-    assert!(r.behind.contains(&k), "not behind");
+    assert!(r.behind.contains_key(&k), "not behind");
     assert_eq!(r.timers.get(&Timer::Stall(k)), Some(t0 + STALL));
 
     // `/quit` waits behind it, and shortens its time to one second from t0.
@@ -305,4 +322,161 @@ fn a_lookup_that_panics_is_a_failed_lookup_and_input_goes_on() {
     node.out.wait_for(r#""old":"hub","nick":"after""#);
     node.type_in(Input::End);
     assert_eq!(node.run.join().expect("no panic"), Ok(Ended::Done));
+}
+
+#[test]
+fn a_connect_typed_before_quit_is_dialled_and_the_lines_between_reach_it() {
+    let live = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let live_addr = live.local_addr().expect("addr");
+    let resolve: Resolve = Arc::new(move |_| {
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(vec![live_addr])
+    });
+    let node = Node::start(resolve);
+    node.port();
+    // One batch: before the lookup moved off the loop thread, it blocked, the dial started,
+    // the line was queued on it and the quit grace waited for the dial.
+    node.typed
+        .send(Input::Line("/connect slowname:1".into()))
+        .expect("typed");
+    node.typed
+        .send(Input::Line("said before quit".into()))
+        .expect("typed");
+    node.type_in(Input::Line("/quit".into()));
+    let peer = accept_one(&live);
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(peer));
+    let hello = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert!(hello.starts_with("peerchat/"), "{hello:?}");
+    // A plain listener: after the hello wait it is taken for a guest, and the line goes out
+    // as text (unless the quit grace is over first, which the run's result then says).
+    let said = lines.next().and_then(Result::ok);
+    let ended = node.run.join().expect("no panic");
+    match said {
+        Some(said) => assert_eq!(said, "<hub> said before quit"),
+        None => assert_eq!(ended, Err(RunError::Undelivered(1))),
+    }
+}
+
+#[test]
+fn leaving_waits_for_a_hanging_lookup_only_so_long_and_says_its_connect_was_dropped() {
+    let (resolve, started, _release) = blocking_resolver();
+    let node = Node::start(resolve);
+    node.port();
+    node.type_in(Input::Line("/connect hangs.example:1".into()));
+    started
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the lookup started");
+    let t0 = Instant::now();
+    node.type_in(Input::Line("/quit".into()));
+    let ended = node.run.join().expect("no panic");
+    let waited = t0.elapsed();
+    assert_eq!(ended, Ok(Ended::Done));
+    assert!(
+        waited >= timers::LOOKUP_WAIT_LEAVING - Duration::from_millis(100),
+        "left after {waited:?}, before the lookup had its time"
+    );
+    assert!(waited < Duration::from_secs(6), "left after {waited:?}");
+    node.out
+        .wait_for("not connecting to hangs.example:1: still looking it up when leaving");
+}
+
+#[test]
+fn a_peer_failing_while_a_connect_is_looked_up_is_not_the_end_of_the_run() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead = closed.local_addr().expect("addr");
+    drop(closed);
+    let (resolve, started, release) = blocking_resolver();
+    let mut setup = Setup::new("client".into());
+    setup.dials = vec![Dial {
+        label: dead.to_string(),
+        addrs: vec![dead],
+    }];
+    // The lookup starts on the first turn, before the refusal can be seen.
+    let first = vec![Input::Line("/connect looked-up.example:1".into())];
+    let node = Node::start_with(setup, resolve, first);
+    started
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the lookup started");
+    node.out
+        .wait_for(&format!("cannot connect to {dead}: connection refused"));
+    release.send(()).expect("release");
+    node.out
+        .wait_for("cannot resolve looked-up.example: the test says no");
+    node.out.wait_for("no connections left");
+    assert_eq!(node.run.join().expect("no panic"), Ok(Ended::Done));
+}
+
+#[test]
+fn a_duplicate_that_is_also_stalled_closes_as_a_duplicate_connection() {
+    let mut setup = Setup::new("hub".into());
+    setup.listen = Listen::Addr(SocketAddr::from(([127, 0, 0, 1], 0)));
+    setup.max_backlog = 64 << 20;
+    let out = Shared::default();
+    let mut r = Reactor::new(setup, Output::new(Format::Json, out.clone())).expect("start");
+    let addr = r.acceptor.local_addr().expect("listening");
+    let mut guest = std::net::TcpStream::connect(addr).expect("connect");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while r.conns.is_empty() {
+        assert!(Instant::now() < deadline, "not accepted");
+        r.accept(Instant::now());
+        pause();
+    }
+    let k = r.conns.iter().map(|(k, _)| k).next().expect("a connection");
+    // A line makes it a guest, whose leave (with its reason) is shown.
+    guest.write_all(b"hi\n").expect("send");
+    while r.conns[k].conn.role().is_none() {
+        assert!(Instant::now() < deadline, "never a guest");
+        r.conn_ready(k, false, Instant::now());
+        r.apply_actions(Instant::now());
+        pause();
+    }
+
+    // Behind (a stall due at t0 + STALL), and retired with its grace over just after.
+    let t0 = Instant::now();
+    let end = r.shared.end();
+    r.conns[k].conn.queue_raw(&vec![b'x'; 40 << 20], end);
+    r.mark_dirty(k);
+    r.flush_conns(t0);
+    assert_eq!(r.timers.get(&Timer::Stall(k)), Some(t0 + STALL));
+    r.timers
+        .set(Timer::Retire(k), t0 + STALL + Duration::from_millis(1));
+    let later = t0 + STALL + Duration::from_secs(1);
+    r.tick(later);
+    r.apply_actions(later);
+    r.screen.flush().expect("output");
+    assert!(r.conns.is_empty(), "not closed");
+    let leave = out.wait_for(r#""event":"leave""#);
+    assert!(leave.contains("duplicate connection"), "{leave}");
+}
+
+#[test]
+fn a_leave_past_its_wait_for_a_lookup_goes_through_and_leaves_no_timer_that_spins_the_loop() {
+    let (resolve, started, _release) = blocking_resolver();
+    let mut setup = Setup::new("hub".into());
+    setup.listen = Listen::Addr(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let mut r = Reactor::new(setup, Output::new(Format::Json, std::io::sink())).expect("start");
+    r.resolver.set(resolve);
+    let (tx, rx) = sync_channel(4);
+    tx.send(Input::Line("/connect hangs.example:1".into()))
+        .expect("typed");
+    tx.send(Input::Line("/quit".into())).expect("typed");
+    r.gate.attach(rx);
+
+    let t0 = Instant::now();
+    r.drain_input(t0);
+    started
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the lookup started");
+    r.drain_input(t0);
+    assert!(
+        !r.chat.is_quitting(),
+        "the leave did not wait for the lookup"
+    );
+    let cap = t0 + timers::LOOKUP_WAIT_LEAVING;
+    assert_eq!(r.timers.get(&Timer::LookupWait), Some(cap));
+
+    r.drain_input(cap);
+    assert!(r.chat.is_quitting(), "the leave waited past its cap");
+    // One left set at the cap would be due at once, every turn, while the lookup hangs.
+    assert_eq!(r.timers.get(&Timer::LookupWait), None);
 }

@@ -21,6 +21,10 @@ pub(super) const INPUT_HOLD: Duration = Duration::from_secs(3);
 /// How long a duplicate connection being retired may take to deliver what is queued for it.
 pub(super) const RETIRE_GRACE: Duration = Duration::from_secs(5);
 
+/// Leaving while a `/connect` name is looked up: how long the typed lines before the leave
+/// (and the leave) may wait for the answer, so that a hanging resolver cannot keep the node.
+pub(super) const LOOKUP_WAIT_LEAVING: Duration = QUIT_GRACE;
+
 /// How often reads held back by backpressure look again.
 pub(super) const HOLD_RECHECK: Duration = Duration::from_millis(20);
 
@@ -43,17 +47,27 @@ pub(super) enum Timer {
     InputHold,
     /// Reads held back by backpressure look again.
     HoldRecheck,
+    /// Leaving: typed lines stop waiting for a lookup.
+    LookupWait,
 }
 
+/// The timers of one connection, by kind.
+const PER_CONN: [fn(usize) -> Timer; 4] =
+    [Timer::Connect, Timer::Retire, Timer::Stall, Timer::Partial];
+
 impl Timer {
-    /// Every timer of connection `k`, to cancel when it goes (its slab key is reused).
-    pub(super) fn of_conn(k: usize) -> [Timer; 4] {
-        [
-            Timer::Connect(k),
-            Timer::Retire(k),
-            Timer::Stall(k),
-            Timer::Partial(k),
-        ]
+    /// The connection this timer belongs to, if it belongs to one. No wildcard: a new kind
+    /// of timer must say, and the test checks that [`forget_conn`] cancels every such kind
+    /// (else it could fire on the next connection given the same slab key).
+    pub(super) fn conn(self) -> Option<usize> {
+        match self {
+            Timer::Connect(k) | Timer::Retire(k) | Timer::Stall(k) | Timer::Partial(k) => Some(k),
+            Timer::AcceptPause
+            | Timer::QuitGrace
+            | Timer::InputHold
+            | Timer::HoldRecheck
+            | Timer::LookupWait => None,
+        }
     }
 }
 
@@ -72,14 +86,59 @@ pub(super) fn arm(table: &mut Table, timer: Timer, at: Option<Instant>) {
 
 /// Cancels every timer of connection `k`.
 pub(super) fn forget_conn(table: &mut Table, k: usize) {
-    for t in Timer::of_conn(k) {
-        table.cancel(&t);
+    for timer in PER_CONN {
+        let timer = timer(k);
+        debug_assert_eq!(timer.conn(), Some(k));
+        table.cancel(&timer);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The timer kind after `t` (the first for `None`), each with connection `k` where it has
+    /// one. The match has no wildcard, so a new kind cannot be left out of [`every_timer`].
+    fn after(t: Option<Timer>, k: usize) -> Option<Timer> {
+        match t {
+            None => Some(Timer::Connect(k)),
+            Some(Timer::Connect(_)) => Some(Timer::Retire(k)),
+            Some(Timer::Retire(_)) => Some(Timer::Stall(k)),
+            Some(Timer::Stall(_)) => Some(Timer::Partial(k)),
+            Some(Timer::Partial(_)) => Some(Timer::AcceptPause),
+            Some(Timer::AcceptPause) => Some(Timer::QuitGrace),
+            Some(Timer::QuitGrace) => Some(Timer::InputHold),
+            Some(Timer::InputHold) => Some(Timer::HoldRecheck),
+            Some(Timer::HoldRecheck) => Some(Timer::LookupWait),
+            Some(Timer::LookupWait) => None,
+        }
+    }
+
+    /// One timer of every kind, those of a connection with `k`.
+    fn every_timer(k: usize) -> Vec<Timer> {
+        std::iter::successors(after(None, k), |&t| after(Some(t), k)).collect()
+    }
+
+    #[test]
+    fn a_closed_connection_leaves_no_timer_of_any_kind_behind() {
+        let t0 = Instant::now();
+        let mut table = Table::new();
+        for t in every_timer(3).into_iter().chain(every_timer(4)) {
+            table.set(t, t0);
+        }
+        forget_conn(&mut table, 3);
+        let mut left = Vec::new();
+        while let Some(t) = table.pop_due(t0) {
+            left.push(t);
+        }
+        assert!(left.iter().all(|t| t.conn() != Some(3)), "{left:?}");
+        let mine = every_timer(3).into_iter().filter(|t| t.conn() == Some(3));
+        assert_eq!(mine.count(), PER_CONN.len());
+        // Those of connection 4 and the loop's own are all still there.
+        let mut want = every_timer(4);
+        want.sort();
+        assert_eq!(left, want);
+    }
 
     #[test]
     fn a_closed_connection_leaves_no_timer_behind_for_the_next_one_with_its_key() {
