@@ -10,8 +10,8 @@
 //! `roster.rs` (members, nicks, gone/lost), `neighbours.rs` (connections as the chat sees them),
 //! `discovery.rs` (dials, re-dials, scans), `relay.rs` (the seen set), `keepalive.rs`,
 //! `flood.rs`, `recent.rs`, `commands.rs` (the typed-line parser), `handshake.rs` (orphans),
-//! `api.rs` (the public types), and one timer table for every deadline. Only `Chat` queues actions, because their order is what users
-//! see. The steps that need several rooms at once and queue actions are `impl Chat` blocks in
+//! `api.rs` (the public types), and one timer table for every deadline. Only `Chat` queues
+//! actions, because their order is what users see. The steps that need several rooms at once and queue actions are `impl Chat` blocks in
 //! the file of the concern they serve (handshake, relay, discovery), rather than methods of a
 //! room that would have to hold the others: the state types never import `Chat`.
 
