@@ -1185,6 +1185,9 @@ mod tests {
         assert_eq!(split_text("short", 100).collect::<Vec<_>>(), vec!["short"]);
         assert_eq!(split_text("", 100).collect::<Vec<_>>(), vec![""]);
         // A limit under one character still moves on, a character at a time.
-        assert_eq!(split_text("çç", 1).collect::<Vec<_>>(), vec!["ç", "ç"]);
+        assert_eq!(
+            split_text("çç", 1).take(3).collect::<Vec<_>>(),
+            vec!["ç", "ç"]
+        );
     }
 }
