@@ -231,19 +231,35 @@ mod tests {
         }
     }
 
+    /// `[from, to)` of `role`'s log, gathered as a writer would, one `Slices` at a time.
     fn read(log: &Log, role: Role, from: u64, to: u64) -> Vec<u8> {
         let mut got = Vec::new();
         let mut at = from;
         while at < to {
             let mut s = Slices::new();
             log.slices(role, at, to, &mut s);
+            let before = got.len();
             for piece in s.as_slice() {
                 got.extend_from_slice(piece);
             }
+            // Fail at once rather than loop forever on a log that hands out nothing.
+            assert!(s.bytes() > 0, "no bytes at {at} of [{from}, {to})");
+            assert_eq!(
+                s.bytes(),
+                got.len() - before,
+                "bytes() disagrees with the slices"
+            );
             at += s.bytes() as u64;
         }
+        assert_eq!(got.len() as u64, to - from);
         got
     }
+
+    /// A guest line of `GUEST_LINE` bytes.
+    fn kilo(seq: u64) -> Frame {
+        msg(seq, &"k".repeat(1000))
+    }
+    const GUEST_LINE: usize = "<bob> ".len() + 1000 + 1;
 
     #[test]
     fn each_format_is_encoded_once_and_only_when_wanted() {
@@ -290,6 +306,73 @@ mod tests {
         assert!(!log.has_old_blocks());
         log.append(&msg(9, "after"), [false, true]);
         assert_eq!(read(&log, Role::Guest, end, log.end()[1]), b"<bob> after\n");
+    }
+
+    #[test]
+    fn a_range_spanning_blocks_goes_out_in_one_call_unless_the_slices_fill_up() {
+        let mut log = Log::new();
+        for seq in 0..100 {
+            log.append(&kilo(seq), [false, true]);
+        }
+        let end = log.end()[1];
+        let first_block = (BLOCK / GUEST_LINE * GUEST_LINE) as u64;
+        assert!(end > first_block && end < 2 * first_block);
+
+        let mut s = Slices::new();
+        assert!(
+            log.slices(Role::Guest, 0, end, &mut s),
+            "room for both blocks"
+        );
+        assert_eq!((s.as_slice().len(), s.bytes() as u64), (2, end));
+
+        // Room for exactly the two slices: still all of it.
+        let mut s = Slices::new();
+        for _ in 0..MAX_SLICES - 2 {
+            assert!(s.push(b"."));
+        }
+        assert!(log.slices(Role::Guest, 0, end, &mut s));
+        assert_eq!(s.bytes() as u64, (MAX_SLICES - 2) as u64 + end);
+
+        // Room for one: the first block goes, and the caller is told there is more.
+        let mut s = Slices::new();
+        for _ in 0..MAX_SLICES - 1 {
+            assert!(s.push(b"."));
+        }
+        assert!(!log.slices(Role::Guest, 0, end, &mut s), "out filled up");
+        assert_eq!(s.bytes() as u64, (MAX_SLICES - 1) as u64 + first_block);
+        assert!(!s.push(b"."), "a full Slices takes nothing more");
+    }
+
+    #[test]
+    fn trimming_drops_exactly_the_blocks_everyone_has_sent() {
+        let mut log = Log::new();
+        log.append(&msg(0, "hi"), [true, true]);
+        assert!(!log.has_old_blocks(), "one block each, both being filled");
+
+        let mut log = Log::new();
+        for seq in 0..200 {
+            log.append(&kilo(seq), [false, true]);
+        }
+        let end = log.end()[1];
+        let first_block = (BLOCK / GUEST_LINE * GUEST_LINE) as u64;
+        // A reader just past the first block's last byte: that block goes, nothing else.
+        log.trim([None, Some(first_block)]);
+        assert_eq!(log.held() as u64, end - first_block);
+        assert_eq!(
+            read(&log, Role::Guest, first_block, end).len() as u64,
+            end - first_block
+        );
+        // A reader one byte short of the end still needs the block that byte is in.
+        log.trim([None, Some(end - 1)]);
+        assert!(log.held() > 0);
+        assert_eq!(read(&log, Role::Guest, end - 1, end), b"\n");
+        // Every reader at the end: the log holds nothing, and goes on from where it was.
+        log.trim([None, Some(end)]);
+        assert_eq!(log.held(), 0);
+        assert!(!log.has_old_blocks());
+        let (a, b) = log.append(&msg(1, "again"), [false, true]);
+        assert_eq!(a[1], end);
+        assert_eq!(read(&log, Role::Guest, a[1], b[1]), b"<bob> again\n");
     }
 
     #[test]

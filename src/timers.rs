@@ -127,4 +127,21 @@ mod tests {
         assert_eq!(t.cancel(&'a'), None);
         assert_eq!(t.pop_due(secs(t0, 100)), None);
     }
+
+    #[test]
+    fn len_counts_keys_set_and_is_empty_only_when_none_is() {
+        let t0 = Instant::now();
+        let mut t = Timers::new();
+        assert_eq!((t.len(), t.is_empty()), (0, true));
+        t.set(1, secs(t0, 1));
+        t.set(2, secs(t0, 2));
+        t.set(3, secs(t0, 2));
+        t.set(3, secs(t0, 4));
+        assert_eq!((t.len(), t.is_empty()), (3, false));
+        assert_eq!(t.pop_due(secs(t0, 1)), Some(1));
+        assert_eq!(t.cancel(&2), Some(secs(t0, 2)));
+        assert_eq!((t.len(), t.is_empty()), (1, false));
+        assert_eq!(t.pop_due(secs(t0, 4)), Some(3));
+        assert_eq!((t.len(), t.is_empty()), (0, true));
+    }
 }
