@@ -1,0 +1,129 @@
+//! Guest lines: what a person at `nc` (or a script) is shown for a frame — plain text such as
+//! `<nick> text` or `* nick joined`, with a peer's words made terminal-safe.
+//!
+//! Pure code: frames in, bytes out. Must not parse what a guest types (the chat takes that as
+//! text) or decide who is shown what (the chat and the shared log do).
+
+use super::frame::{encode, Frame};
+use crate::safe::sanitize;
+
+/// Appends `pieces`, each terminal-safe where marked, then `\n`.
+fn push_line(out: &mut Vec<u8>, pieces: &[Piece<'_>]) {
+    for piece in pieces {
+        match piece {
+            Piece::Plain(s) => out.extend_from_slice(s.as_bytes()),
+            Piece::Peer(s) => out.extend_from_slice(sanitize(s).as_bytes()),
+        }
+    }
+    out.push(b'\n');
+}
+
+/// Part of a guest line: our own words, or a peer's, which are made terminal-safe.
+enum Piece<'a> {
+    Plain(&'a str),
+    Peer(&'a str),
+}
+
+/// Appends what a guest (nc, telnet, a script) is shown for `frame`: a plain, terminal-safe line,
+/// or nothing for frames that mean nothing to a person or are not for every guest (a direct
+/// message; see [`encode_guest_direct`]). Returns whether anything was appended.
+pub fn encode_guest(frame: &Frame, out: &mut Vec<u8>) -> bool {
+    use Piece::{Peer, Plain};
+    match frame {
+        Frame::Hello(_) => encode(frame, out),
+        Frame::Msg { nick, text, .. } => {
+            push_line(out, &[Plain("<"), Peer(nick), Plain("> "), Peer(text)])
+        }
+        Frame::Me { nick, text, .. } => {
+            push_line(out, &[Plain("* "), Peer(nick), Plain(" "), Peer(text)])
+        }
+        Frame::Nick { old, nick, .. } => push_line(
+            out,
+            &[
+                Plain("* "),
+                Peer(old),
+                Plain(" is now known as "),
+                Peer(nick),
+            ],
+        ),
+        Frame::Join { nick, .. } | Frame::Here { nick, .. } => {
+            push_line(out, &[Plain("* "), Peer(nick), Plain(" joined")])
+        }
+        Frame::Leave {
+            nick, reason: None, ..
+        } => push_line(out, &[Plain("* "), Peer(nick), Plain(" left")]),
+        Frame::Leave {
+            nick,
+            reason: Some(r),
+            ..
+        } => push_line(
+            out,
+            &[
+                Plain("* "),
+                Peer(nick),
+                Plain(" left ("),
+                Peer(r),
+                Plain(")"),
+            ],
+        ),
+        Frame::Dm { .. }
+        | Frame::Peers(_)
+        | Frame::Ping
+        | Frame::Pong
+        | Frame::Close(_)
+        | Frame::Unknown(_) => return false,
+    }
+    true
+}
+
+/// What one guest is shown for a frame meant for it alone: a direct message reads
+/// `[dm] <nick> text`; anything else as in [`encode_guest`].
+pub fn encode_guest_direct(frame: &Frame, out: &mut Vec<u8>) -> bool {
+    match frame {
+        Frame::Dm { nick, text, .. } => {
+            use Piece::{Peer, Plain};
+            push_line(out, &[Plain("[dm] <"), Peer(nick), Plain("> "), Peer(text)]);
+            true
+        }
+        _ => encode_guest(frame, out),
+    }
+}
+
+/// True for the lines [`encode_guest`] makes (`<nick> text`, `* event`): what a peerchat node
+/// sends to a connection it has not (yet) recognised as a peer.
+pub fn is_guest_text(line: &str) -> bool {
+    line.starts_with('<') || line.starts_with("* ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::testing::{id, m};
+
+    #[test]
+    fn guest_lines_are_plain_and_safe() {
+        let mut buf = Vec::new();
+        let msg = Frame::Msg {
+            id: id(1),
+            from: m(1, 0),
+            nick: "bob".into(),
+            text: "hi \x1b[2J".into(),
+        };
+        assert!(encode_guest(&msg, &mut buf));
+        assert_eq!(buf, b"<bob> hi ^[[2J\n");
+        buf.clear();
+        let dm = Frame::Dm {
+            id: id(1),
+            from: m(1, 0),
+            nick: "bob".into(),
+            to: m(2, 1),
+            text: "psst".into(),
+        };
+        for quiet in [Frame::Unknown("WHOIS".into()), Frame::Ping, dm.clone()] {
+            assert!(!encode_guest(&quiet, &mut buf));
+        }
+        assert!(buf.is_empty());
+        assert!(encode_guest_direct(&dm, &mut buf));
+        assert_eq!(buf, b"[dm] <bob> psst\n");
+    }
+}
