@@ -7,7 +7,7 @@ use std::io::{self, Write};
 
 use chrono::{Local, SecondsFormat, Utc};
 
-use crate::event::Event;
+use crate::event::{Event, Name};
 use crate::safe::sanitize;
 
 /// How events are written.
@@ -145,9 +145,8 @@ impl<W: Write> Output<W> {
             return Ok(());
         }
         let time = Local::now().format("%H:%M:%S");
-        let (dim, reset) = if colour { (DIM, RESET) } else { ("", "") };
-        write!(self.w, "{dim}{time}{reset} ")?;
-        let star = |c: &'static str| if colour { c } else { "" };
+        let reset = paint(colour, RESET);
+        write!(self.w, "{}{time}{reset} ", paint(colour, DIM))?;
         match event {
             Event::Message { from, text } => {
                 let nc = if colour { nick_colour(from) } else { "" };
@@ -160,7 +159,7 @@ impl<W: Write> Output<W> {
             Event::Dm { from, to, text } => writeln!(
                 self.w,
                 "{}[dm {} -> {}]{reset} {}",
-                star(YELLOW),
+                paint(colour, YELLOW),
                 sanitize(from),
                 sanitize(to),
                 sanitize(text)
@@ -168,60 +167,78 @@ impl<W: Write> Output<W> {
             Event::Nick { old, nick } => writeln!(
                 self.w,
                 "{}* {} is now known as {}{reset}",
-                star(YELLOW),
+                paint(colour, YELLOW),
                 sanitize(old),
                 sanitize(nick)
             ),
-            Event::Join { nick, addr } => {
-                write!(self.w, "{}* {} joined", star(YELLOW), sanitize(nick))?;
-                if let Some(a) = addr {
-                    write!(self.w, " from {}", sanitize(a))?;
-                }
-                writeln!(self.w, "{reset}")
+            Event::Join { nick, addr } => self.human_join(nick, addr.as_deref(), colour),
+            Event::Leave { nick, reason, .. } => self.human_leave(nick, reason.as_deref(), colour),
+            Event::Names(names) => writeln!(
+                self.w,
+                "{}* {} here: {}{reset}",
+                paint(colour, DIM),
+                names.len(),
+                names_list(names)
+            ),
+            Event::Info(text) => {
+                writeln!(self.w, "{}* {}{reset}", paint(colour, DIM), sanitize(text))
             }
-            Event::Leave { nick, reason, .. } if reason.as_deref() == Some("timed out") => {
-                writeln!(
-                    self.w,
-                    "{}* {} timed out{reset}",
-                    star(YELLOW),
-                    sanitize(nick)
-                )
-            }
-            Event::Leave { nick, reason, .. } => {
-                write!(self.w, "{}* {} left", star(YELLOW), sanitize(nick))?;
-                if let Some(r) = reason {
-                    write!(self.w, " ({})", sanitize(r))?;
-                }
-                writeln!(self.w, "{reset}")
-            }
-            Event::Names(names) => {
-                let list: Vec<String> = names
-                    .iter()
-                    .map(|n| {
-                        let mut s = sanitize(&n.nick).into_owned();
-                        if n.you {
-                            s.push_str(" (you)");
-                        } else if let Some(a) = &n.addr {
-                            s.push_str(&format!(" ({})", sanitize(a)));
-                        }
-                        s
-                    })
-                    .collect();
-                writeln!(
-                    self.w,
-                    "{}* {} here: {}{reset}",
-                    star(DIM),
-                    names.len(),
-                    list.join(", ")
-                )
-            }
-            Event::Info(text) => writeln!(self.w, "{}* {}{reset}", star(DIM), sanitize(text)),
             Event::Error(text) => {
-                writeln!(self.w, "{}* error: {}{reset}", star(RED), sanitize(text))
+                let red = paint(colour, RED);
+                writeln!(self.w, "{red}* error: {}{reset}", sanitize(text))
             }
             Event::Sent(_) => Ok(()),
         }
     }
+
+    /// `* nick joined`, and `from addr` when the address is known.
+    fn human_join(&mut self, nick: &str, addr: Option<&str>, colour: bool) -> io::Result<()> {
+        let (yellow, reset) = (paint(colour, YELLOW), paint(colour, RESET));
+        write!(self.w, "{yellow}* {} joined", sanitize(nick))?;
+        if let Some(a) = addr {
+            write!(self.w, " from {}", sanitize(a))?;
+        }
+        writeln!(self.w, "{reset}")
+    }
+
+    /// `* nick timed out` when that is the reason, else `* nick left` and the reason if any.
+    fn human_leave(&mut self, nick: &str, reason: Option<&str>, colour: bool) -> io::Result<()> {
+        let (yellow, reset) = (paint(colour, YELLOW), paint(colour, RESET));
+        if reason == Some("timed out") {
+            return writeln!(self.w, "{yellow}* {} timed out{reset}", sanitize(nick));
+        }
+        write!(self.w, "{yellow}* {} left", sanitize(nick))?;
+        if let Some(r) = reason {
+            write!(self.w, " ({})", sanitize(r))?;
+        }
+        writeln!(self.w, "{reset}")
+    }
+}
+
+/// `code` when colours are on, else nothing.
+fn paint(colour: bool, code: &'static str) -> &'static str {
+    if colour {
+        code
+    } else {
+        ""
+    }
+}
+
+/// `/names` for a person: `nick (you)`, `nick (addr)` or `nick`, comma-separated.
+fn names_list(names: &[Name]) -> String {
+    let list: Vec<String> = names
+        .iter()
+        .map(|n| {
+            let mut s = sanitize(&n.nick).into_owned();
+            if n.you {
+                s.push_str(" (you)");
+            } else if let Some(a) = &n.addr {
+                s.push_str(&format!(" ({})", sanitize(a)));
+            }
+            s
+        })
+        .collect();
+    list.join(", ")
 }
 
 #[cfg(test)]
