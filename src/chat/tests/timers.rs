@@ -1,5 +1,5 @@
 //! The chat's timer table: deadlines come when due (never late), cost nothing per line heard,
-//! and which connections are only speculative.
+//! which connections are only speculative, and that a close or a quit leaves no timer behind.
 
 use super::net::*;
 
@@ -159,4 +159,48 @@ fn a_peer_lost_when_a_scan_is_due_is_looked_for_a_second_later_not_at_once() {
         .filter(|a| matches!(a, Action::Dial(_)))
         .collect();
     assert_eq!(dials, vec![Action::Dial(other)]);
+}
+
+const BOB_LISTENING: &[u8] = b"peerchat/1 hello from bob (node=00000000000000bb listen=5001)";
+
+#[test]
+fn a_connection_id_reused_after_a_close_starts_with_only_its_hello_wait() {
+    let now = Instant::now();
+    let mut chat = Chat::new(Config::new("me".into(), 1, None), now);
+    chat.handle_opened(3, accepted("10.0.0.9:41000".parse().unwrap()), now);
+    chat.handle_line(3, BOB_LISTENING, now);
+    // A connection closed before its first line leaves no hello wait behind.
+    chat.handle_opened(4, accepted("10.0.0.7:43000".parse().unwrap()), now);
+    chat.handle_closed(4, None);
+    assert_eq!(chat.next_deadline(), Some(now + DEFAULT_PEER_TIMEOUT / 3));
+    let t = now + DEFAULT_PEER_TIMEOUT / 3;
+    chat.handle_tick(t); // pinged: its keepalive now waits for the drop
+    chat.handle_closed(3, None);
+    drain(&mut chat);
+    assert_eq!(chat.next_deadline(), None);
+    chat.handle_opened(3, accepted("10.0.0.8:42000".parse().unwrap()), t);
+    assert_eq!(chat.next_deadline(), Some(t + HELLO_WAIT));
+    chat.handle_tick(t + HELLO_WAIT);
+    let joined = drain(&mut chat)
+        .iter()
+        .any(|a| matches!(a, Action::Show(Event::Join { nick, .. }) if nick == "guest-1"));
+    assert!(joined);
+    assert_eq!(chat.next_deadline(), None, "a guest has no deadline");
+}
+
+#[test]
+fn a_node_that_quits_with_a_redial_pending_neither_redials_nor_keeps_a_deadline_in_the_past() {
+    let now = Instant::now();
+    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000)), now);
+    chat.handle_opened(3, accepted("10.0.0.9:41000".parse().unwrap()), now);
+    chat.handle_line(3, BOB_LISTENING, now);
+    chat.handle_closed(3, Some("reset".into()));
+    chat.handle_input("/quit");
+    drain(&mut chat);
+    let later = now + Duration::from_secs(2);
+    chat.handle_tick(later);
+    assert!(!drain(&mut chat)
+        .iter()
+        .any(|a| matches!(a, Action::Dial(_))));
+    assert!(chat.next_deadline().is_none_or(|d| d > later), "would spin");
 }
