@@ -10,11 +10,15 @@ use std::time::{Duration, Instant};
 /// A bounded set, oldest forgotten first: by count, and by age when `age` is set.
 #[derive(Debug)]
 pub(super) struct Recent<T> {
-    /// Each item and when it was recorded.
-    map: HashMap<T, Instant>,
-    /// The same items in the order recorded, to forget the oldest without a scan. Kept in step
-    /// with `map` by this type alone; an entry whose instant no longer matches `map` is stale.
-    order: VecDeque<(T, Instant)>,
+    /// Each item, the number of the record that put it there, and when it was recorded.
+    map: HashMap<T, (u64, Instant)>,
+    /// The records in order, to forget the oldest without a scan. Kept in step with `map` by
+    /// this type alone; a record whose number no longer matches `map` is stale (the item was
+    /// removed, or recorded again since). Numbers, not instants, tell them apart: an item
+    /// removed and recorded again at the same instant has two records with equal instants.
+    order: VecDeque<(T, u64, Instant)>,
+    /// The number the next record gets.
+    next: u64,
     cap: usize,
     age: Option<Duration>,
 }
@@ -24,6 +28,7 @@ impl<T: Copy + Eq + Hash> Recent<T> {
         Recent {
             map: HashMap::new(),
             order: VecDeque::new(),
+            next: 0,
             cap,
             age,
         }
@@ -36,31 +41,45 @@ impl<T: Copy + Eq + Hash> Recent<T> {
 
     /// Records `item`; false if it was there already (and not expired).
     pub(super) fn insert(&mut self, item: T, now: Instant) -> bool {
-        while let Some(&(old, at)) = self.order.front() {
-            if self.order.len() < self.cap && !self.expired(at, now) {
+        while let Some(&(old, seq, at)) = self.order.front() {
+            let live = self.map.get(&old).is_some_and(|&(s, _)| s == seq);
+            // Stale records go for free: only live items count against the cap.
+            if live && self.map.len() < self.cap && !self.expired(at, now) {
                 break;
             }
             self.order.pop_front();
-            // Only if not recorded again since.
-            if self.map.get(&old) == Some(&at) {
+            if live {
                 self.map.remove(&old);
             }
         }
         if self.contains(&item, now) {
             return false;
         }
-        self.map.insert(item, now);
-        self.order.push_back((item, now));
+        let seq = self.next;
+        self.next += 1;
+        self.map.insert(item, (seq, now));
+        self.order.push_back((item, seq, now));
         true
     }
 
     /// True if `item` was recorded and has not expired by `now`.
     pub(super) fn contains(&self, item: &T, now: Instant) -> bool {
-        self.map.get(item).is_some_and(|&at| !self.expired(at, now))
+        self.map
+            .get(item)
+            .is_some_and(|&(_, at)| !self.expired(at, now))
     }
 
+    /// Forgets `item`. Its record stays in `order` as stale until it reaches the front, unless
+    /// stale records outnumber live ones, when they are swept so `order` stays bounded.
     pub(super) fn remove(&mut self, item: &T) {
-        self.map.remove(item);
+        if self.map.remove(item).is_none() {
+            return;
+        }
+        if self.order.len() > 2 * self.map.len() + 16 {
+            let map = &self.map;
+            self.order
+                .retain(|(it, seq, _)| map.get(it).is_some_and(|&(s, _)| s == *seq));
+        }
     }
 }
 
@@ -116,5 +135,41 @@ mod tests {
         }
         assert!(!r.contains(&'a', now + Duration::from_secs(3600)));
         assert!(r.contains(&'b', now + Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn an_item_removed_and_recorded_again_at_the_same_instant_stays_among_the_latest() {
+        let now = Instant::now();
+        let mut r = Recent::new(3, None);
+        assert!(r.insert('a', now));
+        r.remove(&'a');
+        assert!(r.insert('a', now));
+        assert!(r.insert('b', now));
+        assert!(r.insert('c', now));
+        assert!(r.contains(&'a', now), "one of the three latest");
+    }
+
+    #[test]
+    fn removed_items_do_not_count_against_the_cap_nor_pile_up() {
+        let now = Instant::now();
+        let mut r = Recent::new(3, None);
+        for c in ['a', 'b', 'c'] {
+            assert!(r.insert(c, now));
+        }
+        r.remove(&'b');
+        assert!(r.insert('d', now));
+        assert!(
+            r.contains(&'a', now),
+            "only two were held: a had room to stay"
+        );
+        for i in 0..1000u32 {
+            r.insert(char::from_u32(0x100 + i).unwrap_or('?'), now);
+            r.remove(&char::from_u32(0x100 + i).unwrap_or('?'));
+        }
+        assert!(
+            r.order.len() <= 2 * r.map.len() + 17,
+            "{} records",
+            r.order.len()
+        );
     }
 }
