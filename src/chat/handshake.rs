@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use super::flood::Bucket;
 use super::keepalive::Keepalive;
@@ -101,7 +100,7 @@ impl Chat {
     }
 
     /// The hello wait of `conn` is over and it said nothing.
-    pub(super) fn hello_overdue(&mut self, conn: ConnId, now: Instant) {
+    pub(super) fn hello_overdue(&mut self, conn: ConnId) {
         let Some(c) = self
             .neighbours
             .get(conn)
@@ -112,14 +111,7 @@ impl Chat {
         match c.origin {
             // Silent: perhaps a node too busy to answer (stopped, loaded). Not a guest, but not
             // written off either: it is tried again later.
-            Origin::Auto(target) => {
-                self.neighbours.remove(conn);
-                self.handle_dial_failed(target, now);
-                self.actions.push_back(Action::Close {
-                    conn,
-                    reason: "no hello".into(),
-                });
-            }
+            Origin::Auto(target) => self.give_up_dial(conn, target, "no hello"),
             _ => self.make_guest(conn, Voice::Silent),
         }
     }
@@ -127,29 +119,35 @@ impl Chat {
     /// A node we dialled is full: a dial of ours is tried again later as if it had failed;
     /// one the user asked for is an error.
     fn refused(&mut self, conn: ConnId) {
-        let reason = "the chat is full".to_string();
-        self.timers.cancel(&Due::Hello(conn));
-        match self.neighbours.remove(conn).map(|c| c.origin) {
-            Some(Origin::Auto(target)) => {
-                self.dial_failed(target, self.clock);
-                self.actions.push_back(Action::Close { conn, reason });
+        let reason = "the chat is full";
+        match self.neighbours.get(conn).map(|c| c.origin) {
+            Some(Origin::Auto(target)) => self.give_up_dial(conn, target, reason),
+            _ => {
+                self.forget_conn(conn);
+                self.actions.push_back(Action::Refused {
+                    conn,
+                    reason: reason.into(),
+                });
             }
-            _ => self.actions.push_back(Action::Refused { conn, reason }),
         }
+    }
+
+    /// A connection the chat dialled by itself to `target` came to nothing worth keeping: it
+    /// is forgotten and closed, and `target` is tried again later as if the dial had failed.
+    fn give_up_dial(&mut self, conn: ConnId, target: SocketAddr, reason: &str) {
+        self.forget_conn(conn);
+        self.dial_failed(target, self.clock);
+        self.close(conn, reason);
     }
 
     /// A connection the chat dialled by itself is not another peerchat node: close it quietly
     /// and do not dial that address again.
     fn not_a_peer(&mut self, conn: ConnId) {
-        self.timers.cancel(&Due::Hello(conn));
-        if let Some(Origin::Auto(target)) = self.neighbours.remove(conn).map(|c| c.origin) {
+        if let Some(Origin::Auto(target)) = self.forget_conn(conn).map(|c| c.origin) {
             self.not_peer(target);
             self.forget_redial(target);
         }
-        self.actions.push_back(Action::Close {
-            conn,
-            reason: "not a peerchat node".into(),
-        });
+        self.close(conn, "not a peerchat node");
     }
 
     /// `conn` said hello: it is a peer. Joins it to the chat unless it is a second connection
@@ -176,13 +174,8 @@ impl Chat {
                 alive: Keepalive::new(self.clock),
             });
         }
-        self.timers.cancel(&Due::Hello(conn));
-        let first_check = self.clock + self.cfg.peer_timeout / 3;
-        self.timers.set(Due::Keepalive(conn), first_check);
-        self.actions.push_back(Action::Classify {
-            conn,
-            role: Role::Peer,
-        });
+        self.classified(conn, Role::Peer);
+        self.arm_keepalive(conn);
         if let Some(listen) = listen {
             self.forget_redial(listen);
         }
@@ -212,6 +205,12 @@ impl Chat {
         if !self.quitting {
             self.welcome(conn, member);
         }
+    }
+
+    /// `conn` is known for what it is: its hello wait is over, and the caller is told.
+    fn classified(&mut self, conn: ConnId, role: Role) {
+        self.timers.cancel(&Due::Hello(conn));
+        self.actions.push_back(Action::Classify { conn, role });
     }
 
     /// Tells the new peer `member` on `conn` who is here, and where our other peers listen.
@@ -287,11 +286,7 @@ impl Chat {
             bucket: Bucket::new(self.clock, self.cfg.guest_rate),
         });
         let addr = c.addr.to_string();
-        self.timers.cancel(&Due::Hello(conn));
-        self.actions.push_back(Action::Classify {
-            conn,
-            role: Role::Guest,
-        });
+        self.classified(conn, Role::Guest);
         if self.quitting {
             return;
         }

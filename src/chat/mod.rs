@@ -175,11 +175,9 @@ impl Chat {
 
     /// A connection is gone. `reason` is shown with the leave when the peer did not say goodbye.
     pub fn handle_closed(&mut self, conn: ConnId, reason: Option<String>) {
-        let Some(c) = self.neighbours.remove(conn) else {
+        let Some(c) = self.forget_conn(conn) else {
             return;
         };
-        self.timers.cancel(&Due::Hello(conn));
-        self.timers.cancel(&Due::Keepalive(conn));
         match c.kind {
             Kind::Pending => {
                 if let Origin::Auto(target) = c.origin {
@@ -222,6 +220,14 @@ impl Chat {
         }
     }
 
+    /// Forgets `conn` and every timer it has: the only way a connection leaves the chat, so a
+    /// connection id reused later starts with no deadline of the one before.
+    fn forget_conn(&mut self, conn: ConnId) -> Option<Neighbour> {
+        self.timers.cancel(&Due::Hello(conn));
+        self.timers.cancel(&Due::Keepalive(conn));
+        self.neighbours.remove(conn)
+    }
+
     /// A peer connection is gone for good: dial it again later, and tell everyone it left.
     fn lose_peer(&mut self, lost: Lost) {
         self.look_for(lost.listen);
@@ -251,7 +257,7 @@ impl Chat {
         }
         for &d in &due {
             if let Due::Hello(conn) = d {
-                self.hello_overdue(conn, now);
+                self.hello_overdue(conn);
             }
         }
         for conn in ping {
@@ -274,6 +280,15 @@ impl Chat {
                 Due::Scan => self.scan_due(now),
                 _ => {}
             }
+        }
+    }
+
+    /// Sets the keepalive timer of peer `conn` to when its keepalive next needs looking at.
+    fn arm_keepalive(&mut self, conn: ConnId) {
+        let timeout = self.cfg.peer_timeout;
+        if let Some(p) = self.neighbours.peer_mut(conn) {
+            let at = p.alive.due(timeout);
+            self.timers.set(Due::Keepalive(conn), at);
         }
     }
 
@@ -468,7 +483,15 @@ impl Chat {
     /// the caller to close it.
     fn drop_conn(&mut self, conn: ConnId, reason: String) {
         self.handle_closed(conn, Some(reason.clone()));
-        self.actions.push_back(Action::Close { conn, reason });
+        self.close(conn, reason);
+    }
+
+    /// Asks the caller to close `conn`, telling it why.
+    fn close(&mut self, conn: ConnId, reason: impl Into<String>) {
+        self.actions.push_back(Action::Close {
+            conn,
+            reason: reason.into(),
+        });
     }
 
     /// Adds `member` to the roster and shows its join, if it fits.
