@@ -2,7 +2,8 @@
 //! mesh scans of a port range, and the `PEERS` lists neighbours send.
 //!
 //! [`Discovery`] owns that state and decides whom to dial; the `impl Chat` steps below turn its
-//! answers into actions and timers. Must not do IO: a dial is an [`Action::Dial`] for the caller.
+//! answers into actions and timers. Must not do IO: a dial is an
+//! [`Action::Dial`](super::Action::Dial) for the caller.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::neighbours::Neighbours;
 use super::recent::Recent;
-use super::{Action, Chat, ConnId, Due, Mesh};
+use super::{Chat, ConnId, Due, Mesh};
 use crate::protocol::NodeId;
 
 /// Mesh mode scans its port range again after this long at first, doubling up to the most.
@@ -173,7 +174,7 @@ impl Chat {
             .discovery
             .start(addr, &self.neighbours, self.cfg.max_peers, self.clock);
         if started {
-            self.actions.push_back(Action::Dial(addr));
+            self.out.dial(addr);
         }
         started
     }
@@ -245,7 +246,9 @@ impl Chat {
             self.cfg.max_peers,
             now,
         );
-        self.actions.extend(dials.into_iter().map(Action::Dial));
+        for addr in dials {
+            self.out.dial(addr);
+        }
     }
 
     /// A `PEERS` frame on `conn`: dial the peers listed that are not neighbours (only the first

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use super::flood::Bucket;
 use super::keepalive::Keepalive;
 use super::neighbours::{Guest, Kind, Neighbour, Peer, PeerState, Voice};
-use super::{Action, Chat, ConnId, Due, Origin, HELLO_WAIT_DIALLED};
+use super::{Chat, ConnId, Due, Origin, HELLO_WAIT_DIALLED};
 use crate::event::Role;
 use crate::protocol::{self, Frame, Hello, MemberId, NodeId};
 
@@ -124,10 +124,7 @@ impl Chat {
             Some(Origin::Auto(target)) => self.give_up_dial(conn, target, reason),
             _ => {
                 self.forget_conn(conn);
-                self.actions.push_back(Action::Refused {
-                    conn,
-                    reason: reason.into(),
-                });
+                self.out.refused(conn, reason);
             }
         }
     }
@@ -137,7 +134,7 @@ impl Chat {
     fn give_up_dial(&mut self, conn: ConnId, target: SocketAddr, reason: &str) {
         self.forget_conn(conn);
         self.dial_failed(target, self.clock);
-        self.close(conn, reason);
+        self.out.close(conn, reason);
     }
 
     /// A connection the chat dialled by itself is not another peerchat node: close it quietly
@@ -147,7 +144,7 @@ impl Chat {
             self.not_peer(target);
             self.forget_redial(target);
         }
-        self.close(conn, "not a peerchat node");
+        self.out.close(conn, "not a peerchat node");
     }
 
     /// `conn` said hello: it is a peer. Joins it to the chat unless it is a second connection
@@ -192,7 +189,7 @@ impl Chat {
             self.add_member(member, &hello.nick, Some(shown_addr.clone()));
             // Its hello is fresh evidence: a node that had it as lost takes it back.
             let id = self.next_id();
-            self.broadcast(
+            self.out.broadcast(
                 Some(conn),
                 Frame::Here {
                     id,
@@ -210,14 +207,14 @@ impl Chat {
     /// `conn` is known for what it is: its hello wait is over, and the caller is told.
     fn classified(&mut self, conn: ConnId, role: Role) {
         self.timers.cancel(&Due::Hello(conn));
-        self.actions.push_back(Action::Classify { conn, role });
+        self.out.classify(conn, role);
     }
 
     /// Tells the new peer `member` on `conn` who is here, and where our other peers listen.
     fn welcome(&mut self, conn: ConnId, member: MemberId) {
         for (m, v) in self.roster.others(member) {
             let id = self.next_id();
-            self.send(
+            self.out.send(
                 conn,
                 Frame::Join {
                     id,
@@ -229,7 +226,7 @@ impl Chat {
         }
         let peers = self.neighbours.listening_peers(conn);
         if !peers.is_empty() {
-            self.send(conn, Frame::Peers(peers));
+            self.out.send(conn, Frame::Peers(peers));
         }
     }
 
@@ -247,8 +244,9 @@ impl Chat {
         if let Some(p) = self.neighbours.peer_mut(loser) {
             p.state = PeerState::Retired;
         }
-        self.send(loser, Frame::Close("duplicate connection".into()));
-        self.actions.push_back(Action::Retire { conn: loser });
+        self.out
+            .send(loser, Frame::Close("duplicate connection".into()));
+        self.out.retire(loser);
     }
 
     /// A guest that turned out to be a peerchat node: its guest name leaves, the peer joins.
@@ -292,7 +290,7 @@ impl Chat {
         }
         self.add_member(member, &nick, Some(addr.clone()));
         let id = self.next_id();
-        self.broadcast(
+        self.out.broadcast(
             Some(conn),
             Frame::Join {
                 id,

@@ -22,15 +22,14 @@ mod flood;
 mod handshake;
 mod keepalive;
 mod neighbours;
+mod outbox;
 mod recent;
 mod relay;
 mod roster;
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::time::Instant;
 
 pub use self::api::{
@@ -47,6 +46,7 @@ use self::discovery::Discovery;
 use self::handshake::{Lost, Orphans};
 use self::keepalive::Check;
 use self::neighbours::{Kind, Neighbour, Neighbours, PeerState, Voice};
+use self::outbox::Outbox;
 use self::relay::{Seen, Speech};
 use self::roster::Roster;
 
@@ -83,7 +83,8 @@ pub struct Chat {
     orphans: Orphans,
     timers: Timers<Due>,
     quitting: bool,
-    actions: VecDeque<Action>,
+    /// The one queue of actions: their order is what users see.
+    out: Outbox,
 }
 
 impl Chat {
@@ -105,7 +106,7 @@ impl Chat {
             orphans: Orphans::default(),
             timers,
             quitting: false,
-            actions: VecDeque::new(),
+            out: Outbox::default(),
             cfg,
         }
     }
@@ -121,7 +122,7 @@ impl Chat {
 
     /// The next action to carry out, in order. Call until `None` after every `handle_*`.
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        self.out.next()
     }
 
     /// The earliest instant at which [`Chat::handle_tick`] may have something to do. It may be
@@ -191,7 +192,7 @@ impl Chat {
                 let leave = self
                     .roster
                     .leave(g.member, Some(c.addr.to_string()), reason.clone());
-                self.show(leave);
+                self.out.show(leave);
                 self.roster.forget(g.member);
                 self.roster.gone.insert(g.member, self.clock);
                 self.broadcast_leave(g.member, g.nick, reason);
@@ -261,7 +262,7 @@ impl Chat {
             }
         }
         for conn in ping {
-            self.send(conn, Frame::Ping);
+            self.out.send(conn, Frame::Ping);
         }
         for conn in dead {
             self.drop_conn(conn, "timed out".to_string());
@@ -363,11 +364,11 @@ impl Chat {
             Command::Me(text) => self.speak(text, Speech::Act),
             Command::Msg { nick, text } => self.direct(nick, text),
             Command::Nick(new) => self.change_nick(new),
-            Command::Names => self.show(Event::Names(self.roster.names())),
-            Command::Connect(host) => self.actions.push_back(Action::Connect(host.to_string())),
-            Command::Help => self.show(Event::Info(HELP.to_string())),
-            Command::Usage(usage) => self.show(Event::Error(usage)),
-            Command::Unknown(word) => self.show(Event::Error(format!(
+            Command::Names => self.out.show(Event::Names(self.roster.names())),
+            Command::Connect(host) => self.out.connect(host.to_string()),
+            Command::Help => self.out.show(Event::Info(HELP.to_string())),
+            Command::Usage(usage) => self.out.show(Event::Error(usage)),
+            Command::Unknown(word) => self.out.show(Event::Error(format!(
                 "unknown command {word}; nothing was sent (type /help)"
             ))),
         }
@@ -389,7 +390,7 @@ impl Chat {
             let id = self.next_id();
             let (from, nick, text) = (self.me, self.cfg.nick.clone(), piece.to_string());
             if self.neighbours.anyone() {
-                self.show(Event::Sent(match speech {
+                self.out.show(Event::Sent(match speech {
                     Speech::Say => format!("<{nick}> {text}"),
                     Speech::Act => format!("* {nick} {text}"),
                 }));
@@ -408,17 +409,19 @@ impl Chat {
                     text,
                 },
             };
-            self.broadcast(None, frame);
+            self.out.broadcast(None, frame);
         }
     }
 
     fn direct(&mut self, nick: &str, text: &str) {
         let to = match self.roster.resolve(nick) {
             Ok(to) => to,
-            Err(msg) => return self.show(Event::Error(msg)),
+            Err(msg) => return self.out.show(Event::Error(msg)),
         };
         if to == self.me {
-            return self.show(Event::Error("that is you; nothing was sent".into()));
+            return self
+                .out
+                .show(Event::Error("that is you; nothing was sent".into()));
         }
         let to_name = self.roster.display(to);
         let Some(text) = protocol::split_text(text, MAX_TEXT).next() else {
@@ -432,32 +435,34 @@ impl Chat {
             to,
             text: text.to_string(),
         };
-        self.show(Event::Dm {
+        self.out.show(Event::Dm {
             from: self.cfg.nick.clone(),
             to: to_name,
             text: text.to_string(),
         });
         match self.neighbours.guest_conn(to, self.cfg.node) {
-            Some(conn) => self.send(conn, frame),
-            None => self.broadcast(None, frame),
+            Some(conn) => self.out.send(conn, frame),
+            None => self.out.broadcast(None, frame),
         }
     }
 
     fn change_nick(&mut self, new: &str) {
         if let Err(e) = check_nick(new) {
-            return self.show(Event::Error(format!("cannot change nick: {e}")));
+            return self
+                .out
+                .show(Event::Error(format!("cannot change nick: {e}")));
         }
         if new == self.cfg.nick {
             return;
         }
         let old = std::mem::replace(&mut self.cfg.nick, new.to_string());
         self.roster.update(self.me, new, None);
-        self.show(Event::Nick {
+        self.out.show(Event::Nick {
             old: old.clone(),
             nick: new.to_string(),
         });
         let id = self.next_id();
-        self.broadcast(
+        self.out.broadcast(
             None,
             Frame::Nick {
                 id,
@@ -476,28 +481,20 @@ impl Chat {
         // Leaving: no more looking for others.
         self.timers.cancel(&Due::Scan);
         self.broadcast_leave(self.me, self.cfg.nick.clone(), reason);
-        self.actions.push_back(Action::Quit);
+        self.out.quit();
     }
 
     /// Forgets `conn` at once (later lines from it are ignored), announces its leave, and asks
     /// the caller to close it.
     fn drop_conn(&mut self, conn: ConnId, reason: String) {
         self.handle_closed(conn, Some(reason.clone()));
-        self.close(conn, reason);
-    }
-
-    /// Asks the caller to close `conn`, telling it why.
-    fn close(&mut self, conn: ConnId, reason: impl Into<String>) {
-        self.actions.push_back(Action::Close {
-            conn,
-            reason: reason.into(),
-        });
+        self.out.close(conn, reason);
     }
 
     /// Adds `member` to the roster and shows its join, if it fits.
     fn add_member(&mut self, member: MemberId, nick: &str, addr: Option<String>) {
         if let Some(join) = self.roster.add(member, nick, addr) {
-            self.show(join);
+            self.out.show(join);
         }
     }
 
@@ -512,7 +509,7 @@ impl Chat {
         let leaves = self.roster.remove(member, addr, reason, self.clock);
         let known = !leaves.is_empty();
         for leave in leaves {
-            self.show(leave);
+            self.out.show(leave);
         }
         known
     }
@@ -520,7 +517,7 @@ impl Chat {
     /// Tells everyone that `member` left (this node, a guest of ours, or a peer we lost).
     fn broadcast_leave(&mut self, member: MemberId, nick: String, reason: Option<String>) {
         let id = self.next_id();
-        self.broadcast(
+        self.out.broadcast(
             None,
             Frame::Leave {
                 id,
@@ -529,24 +526,6 @@ impl Chat {
                 reason,
             },
         );
-    }
-
-    fn send(&mut self, conn: ConnId, frame: Frame) {
-        self.actions.push_back(Action::Send {
-            conn,
-            frame: Rc::new(frame),
-        });
-    }
-
-    fn broadcast(&mut self, except: Option<ConnId>, frame: Frame) {
-        self.actions.push_back(Action::Broadcast {
-            except,
-            frame: Rc::new(frame),
-        });
-    }
-
-    fn show(&mut self, event: Event) {
-        self.actions.push_back(Action::Show(event));
     }
 
     /// A fresh id for a frame this node originates (frames with our node id are never taken

@@ -12,7 +12,7 @@ use super::flood::{Cut, Verdict};
 use super::keepalive::Pong;
 use super::neighbours::{Guest, Kind, PeerState};
 use super::recent::Recent;
-use super::{Action, Chat, ConnId};
+use super::{Chat, ConnId};
 use crate::event::Event;
 use crate::protocol::{self, Frame, MemberId, MsgId, NodeId, MAX_TEXT};
 
@@ -57,7 +57,7 @@ impl Chat {
     /// A frame from the peer on `conn`.
     pub(super) fn peer_frame(&mut self, conn: ConnId, frame: Frame) {
         match frame {
-            Frame::Ping => return self.send(conn, Frame::Pong),
+            Frame::Ping => return self.out.send(conn, Frame::Pong),
             Frame::Pong => return self.confirm_alive(conn),
             Frame::Hello(_) | Frame::Unknown(_) => return,
             Frame::Close(_) => return self.close_frame(conn),
@@ -105,7 +105,7 @@ impl Chat {
             _ => Forward::No,
         };
         if forward == Forward::Yes {
-            self.broadcast(Some(conn), frame);
+            self.out.broadcast(Some(conn), frame);
         }
     }
 
@@ -117,13 +117,13 @@ impl Chat {
             }
             p.state = PeerState::Retired;
         }
-        self.actions.push_back(Action::Retire { conn });
+        self.out.retire(conn);
     }
 
     fn msg_frame(&mut self, from: MemberId, nick: &str, text: &str, speech: Speech) -> Forward {
         self.roster.note(from, nick, self.clock);
         let (from, text) = (self.roster.display(from), text.to_string());
-        self.show(match speech {
+        self.out.show(match speech {
             Speech::Act => Event::Me { from, text },
             Speech::Say => Event::Message { from, text },
         });
@@ -142,14 +142,14 @@ impl Chat {
     ) -> Forward {
         if to == self.me {
             self.roster.note(from, nick, self.clock);
-            self.show(Event::Dm {
+            self.out.show(Event::Dm {
                 from: self.roster.display(from),
                 to: self.cfg.nick.clone(),
                 text: text.to_string(),
             });
             Forward::No
         } else if let Some(guest) = self.neighbours.guest_conn(to, self.cfg.node) {
-            self.send(guest, frame.clone());
+            self.out.send(guest, frame.clone());
             Forward::No
         } else {
             (to.node != self.cfg.node).into()
@@ -163,7 +163,7 @@ impl Chat {
         }
         let before = self.roster.display(member);
         self.roster.update(member, nick, None);
-        self.show(Event::Nick {
+        self.out.show(Event::Nick {
             old: before,
             nick: self.roster.display(member),
         });
@@ -225,7 +225,7 @@ impl Chat {
                 .peer_mut(k)
                 .is_some_and(|p| p.alive.verify())
             {
-                self.send(k, Frame::Ping);
+                self.out.send(k, Frame::Ping);
             }
             return Forward::No;
         }
@@ -287,10 +287,7 @@ impl Chat {
                 addr: m.addr,
             });
             for &conn in &peers {
-                self.actions.push_back(Action::Send {
-                    conn,
-                    frame: frame.clone(),
-                });
+                self.out.send_shared(conn, frame.clone());
             }
         }
     }
@@ -320,11 +317,11 @@ impl Chat {
         let from = self.roster.display(member);
         for piece in protocol::split_text(text, MAX_TEXT) {
             let id = self.next_id();
-            self.show(Event::Message {
+            self.out.show(Event::Message {
                 from: from.clone(),
                 text: piece.to_string(),
             });
-            self.broadcast(
+            self.out.broadcast(
                 Some(conn),
                 Frame::Msg {
                     id,
@@ -342,13 +339,11 @@ impl Chat {
         if let Some(n) = tell {
             let text =
                 format!("peerchat: slow down: {n} line(s) not sent (at most {per_sec} a second)");
-            self.actions.push_back(Action::Tell { conn, text });
+            self.out.tell(conn, text);
         }
         if cut == Cut::Disconnect {
-            self.actions.push_back(Action::Tell {
-                conn,
-                text: "peerchat: disconnected for flooding".into(),
-            });
+            self.out
+                .tell(conn, "peerchat: disconnected for flooding".into());
             self.drop_conn(conn, "flooding".into());
         }
     }

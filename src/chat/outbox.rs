@@ -1,0 +1,95 @@
+//! The chat's one queue of actions for the caller, in the order they were decided.
+//!
+//! Every room queues through these verbs, so each kind of [`Action`] is built in one place.
+//! Must not reorder, merge or drop actions: their order is what users see (a join before the
+//! message that follows it, a goodbye before the close). Holds no other state.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use super::{Action, ConnId};
+use crate::event::{Event, Role};
+use crate::protocol::Frame;
+
+/// The actions decided and not taken by the caller yet, oldest first.
+#[derive(Debug, Default)]
+pub(super) struct Outbox {
+    queue: VecDeque<Action>,
+}
+
+impl Outbox {
+    /// The oldest action not taken yet.
+    pub(super) fn next(&mut self) -> Option<Action> {
+        self.queue.pop_front()
+    }
+
+    /// `frame` to one connection.
+    pub(super) fn send(&mut self, conn: ConnId, frame: Frame) {
+        self.send_shared(conn, Rc::new(frame));
+    }
+
+    /// A frame already shared with other sends, to one connection.
+    pub(super) fn send_shared(&mut self, conn: ConnId, frame: Rc<Frame>) {
+        self.queue.push_back(Action::Send { conn, frame });
+    }
+
+    /// `frame` on every open connection but `except`.
+    pub(super) fn broadcast(&mut self, except: Option<ConnId>, frame: Frame) {
+        self.queue.push_back(Action::Broadcast {
+            except,
+            frame: Rc::new(frame),
+        });
+    }
+
+    /// Plain text to one guest (not a frame).
+    pub(super) fn tell(&mut self, conn: ConnId, text: String) {
+        self.queue.push_back(Action::Tell { conn, text });
+    }
+
+    /// Something for the local user to see.
+    pub(super) fn show(&mut self, event: Event) {
+        self.queue.push_back(Action::Show(event));
+    }
+
+    /// `conn` is known for what it is.
+    pub(super) fn classify(&mut self, conn: ConnId, role: Role) {
+        self.queue.push_back(Action::Classify { conn, role });
+    }
+
+    /// Close `conn` now, saying why.
+    pub(super) fn close(&mut self, conn: ConnId, reason: impl Into<String>) {
+        self.queue.push_back(Action::Close {
+            conn,
+            reason: reason.into(),
+        });
+    }
+
+    /// The node the user dialled on `conn` refused us (it is full).
+    pub(super) fn refused(&mut self, conn: ConnId, reason: impl Into<String>) {
+        self.queue.push_back(Action::Refused {
+            conn,
+            reason: reason.into(),
+        });
+    }
+
+    /// Close `conn` once what was queued for it is out.
+    pub(super) fn retire(&mut self, conn: ConnId) {
+        self.queue.push_back(Action::Retire { conn });
+    }
+
+    /// Dial `addr` (the chat looking for a peer by itself).
+    pub(super) fn dial(&mut self, addr: SocketAddr) {
+        self.queue.push_back(Action::Dial(addr));
+    }
+
+    /// Connect to `host`, as the user asked.
+    pub(super) fn connect(&mut self, host: String) {
+        self.queue.push_back(Action::Connect(host));
+    }
+
+    /// The local user left: the caller ends once the goodbyes are out.
+    pub(super) fn quit(&mut self) {
+        self.queue.push_back(Action::Quit);
+    }
+}
