@@ -38,7 +38,7 @@ struct Redial {
 #[derive(Debug)]
 pub(super) struct Discovery {
     /// Dials the chat asked for that have not opened or failed yet.
-    pub(super) dialling: HashSet<SocketAddr>,
+    dialling: HashSet<SocketAddr>,
     /// Peers that dropped, to dial again.
     redial: HashMap<SocketAddr, Redial>,
     /// Addresses that answered but are not another peerchat node (or are this one): not dialled
@@ -58,6 +58,16 @@ impl Discovery {
             scan_from: 0,
             scan_every: SCAN_FIRST,
         }
+    }
+
+    /// True while a dial asked for has neither opened nor failed.
+    pub(super) fn is_dialling(&self) -> bool {
+        !self.dialling.is_empty()
+    }
+
+    /// A dial of `target` asked for opened: it is a connection now, no longer a dial.
+    pub(super) fn opened(&mut self, target: SocketAddr) {
+        self.dialling.remove(&target);
     }
 
     /// True if `addr` is a peer we have, or a connection to it is being made.

@@ -140,7 +140,7 @@ impl Chat {
     /// True while dials the chat asked for are under way or waiting for their hello: typed
     /// input waits for these at start-up (a piped line should reach the mesh, not nobody).
     pub fn is_settling(&self) -> bool {
-        !self.discovery.dialling.is_empty() || self.neighbours.any_speculative()
+        self.discovery.is_dialling() || self.neighbours.any_speculative()
     }
 
     /// True for a connection the chat dialled by itself that has not proven to be a peer yet:
@@ -158,7 +158,7 @@ impl Chat {
             Origin::Accepted => HELLO_WAIT,
             Origin::Dialled => HELLO_WAIT_DIALLED,
             Origin::Auto(target) => {
-                self.discovery.dialling.remove(&target);
+                self.discovery.opened(target);
                 HELLO_WAIT_DIALLED
             }
         };
@@ -194,7 +194,7 @@ impl Chat {
                     .leave(g.member, Some(c.addr.to_string()), reason.clone());
                 self.out.show(leave);
                 self.roster.forget(g.member);
-                self.roster.gone.insert(g.member, self.clock);
+                self.roster.mark_gone(g.member, self.clock);
                 self.broadcast_leave(g.member, g.nick, reason);
             }
             Kind::Peer(p) => {
@@ -233,7 +233,7 @@ impl Chat {
     fn lose_peer(&mut self, lost: Lost) {
         self.look_for(lost.listen);
         let member = MemberId::node(lost.node);
-        self.roster.lost.insert(member, self.clock);
+        self.roster.mark_lost(member, self.clock);
         if self.remove_member(member, Some(lost.addr.to_string()), lost.reason.clone()) {
             self.broadcast_leave(member, lost.nick, lost.reason);
         }

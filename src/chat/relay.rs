@@ -181,7 +181,7 @@ impl Chat {
     ) -> Forward {
         // Fresh evidence: from the member's own node, or from a node that just heard it.
         if evidence == Evidence::Fresh || id.node == member.node {
-            self.roster.lost.remove(&member);
+            self.roster.found(&member);
         }
         let host = MemberId::node(member.node);
         let host_away = member.guest > 0 && self.roster.is_away(&host, self.clock);
@@ -231,7 +231,7 @@ impl Chat {
         }
         if member.guest == 0 && self.roster.contains(&member) {
             let addr = self.roster.addr_of(&member);
-            self.roster.lost.insert(member, self.clock);
+            self.roster.mark_lost(member, self.clock);
             return self.remove_member(member, addr, reason).into();
         }
         Forward::No
@@ -239,7 +239,7 @@ impl Chat {
 
     /// `member` left for good, its own node says; `direct` is our connection to it, if any.
     fn said_bye(&mut self, member: MemberId, direct: Option<ConnId>, reason: Option<String>) {
-        self.roster.gone.insert(member, self.clock);
+        self.roster.mark_gone(member, self.clock);
         let mut addr = None;
         let mut listen = None;
         if let Some(c) = direct.and_then(|k| self.neighbours.get_mut(k)) {

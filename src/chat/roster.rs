@@ -51,9 +51,9 @@ pub(super) struct Roster {
     /// by `insert` and `forget` alone.
     by_nick: HashMap<String, Vec<MemberId>>,
     /// Members that left for good (their own node said so): late joins for them are stale.
-    pub(super) gone: Recent<MemberId>,
+    gone: Recent<MemberId>,
     /// Members dropped because a neighbour lost them (see [`LOST_AGE`]).
-    pub(super) lost: Recent<MemberId>,
+    lost: Recent<MemberId>,
 }
 
 impl Roster {
@@ -82,6 +82,27 @@ impl Roster {
     /// How many members go by `nick` exactly.
     pub(super) fn same_nick(&self, nick: &str) -> usize {
         self.by_nick.get(nick).map_or(0, Vec::len)
+    }
+
+    /// `member` left for good, its own node said at `now`: later joins for it are stale.
+    pub(super) fn mark_gone(&mut self, member: MemberId, now: Instant) {
+        self.gone.insert(member, now);
+    }
+
+    /// `member` was lost at `now` (a neighbour of it said so, or we were that neighbour).
+    pub(super) fn mark_lost(&mut self, member: MemberId, now: Instant) {
+        self.lost.insert(member, now);
+    }
+
+    /// Fresh evidence that `member` is here: it is no longer taken for lost.
+    pub(super) fn found(&mut self, member: &MemberId) {
+        self.lost.remove(member);
+    }
+
+    /// `member` said hello on a connection of ours: back, whether it had left or was lost.
+    pub(super) fn is_back(&mut self, member: &MemberId) {
+        self.gone.remove(member);
+        self.lost.remove(member);
     }
 
     /// True if `member` left for good or was lost, by `now`.
