@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use super::flood::Bucket;
-use super::keepalive::Keepalive;
-use super::neighbours::{Guest, Kind, Neighbour, Peer, PeerState, Voice};
+use super::neighbours::{Guest, Kind, Neighbour, Peer, Voice};
 use super::{Chat, ConnId, Due, Origin, HELLO_WAIT_DIALLED};
 use crate::event::Role;
 use crate::protocol::{self, Frame, Hello, MemberId, NodeId};
@@ -162,15 +161,8 @@ impl Chat {
         let addr = c.addr;
         let listen = hello.listen.map(|port| SocketAddr::new(addr.ip(), port));
         let existing = self.neighbours.peer_conn(hello.node);
-        if let Some(c) = self.neighbours.get_mut(conn) {
-            c.kind = Kind::Peer(Peer {
-                nick: hello.nick.clone(),
-                node: hello.node,
-                state: PeerState::Active,
-                listen,
-                alive: Keepalive::new(self.clock),
-            });
-        }
+        let peer = Peer::new(hello.nick.clone(), hello.node, listen, self.clock);
+        self.neighbours.set_kind(conn, Kind::Peer(peer));
         self.classified(conn, Role::Peer);
         self.arm_keepalive(conn);
         if let Some(listen) = listen {
@@ -240,9 +232,7 @@ impl Chat {
         } else {
             new
         };
-        if let Some(p) = self.neighbours.peer_mut(loser) {
-            p.state = PeerState::Retired;
-        }
+        self.neighbours.retire(loser);
         self.out
             .send(loser, Frame::Close("duplicate connection".into()));
         self.out.retire(loser);
@@ -273,16 +263,16 @@ impl Chat {
             guest: self.guests,
         };
         let nick = format!("guest-{}", self.guests);
-        let Some(c) = self.neighbours.get_mut(conn) else {
+        let Some(addr) = self.neighbours.get(conn).map(|c| c.addr.to_string()) else {
             return;
         };
-        c.kind = Kind::Guest(Guest {
+        let guest = Guest {
             member,
             nick: nick.clone(),
             voice,
             bucket: Bucket::new(self.clock, self.cfg.guest_rate),
-        });
-        let addr = c.addr.to_string();
+        };
+        self.neighbours.set_kind(conn, Kind::Guest(guest));
         self.classified(conn, Role::Guest);
         if self.quitting {
             return;

@@ -198,7 +198,8 @@ impl Chat {
                 self.broadcast_leave(g.member, g.nick, reason);
             }
             Kind::Peer(p) => {
-                if p.state == PeerState::SaidBye
+                let state = p.state();
+                if state == PeerState::SaidBye
                     || self.quitting
                     || self.neighbours.peer_conn(p.node).is_some()
                 {
@@ -211,7 +212,7 @@ impl Chat {
                     addr: p.listen.unwrap_or(c.addr),
                     reason: reason.or_else(|| Some("connection closed".to_string())),
                 };
-                if p.state == PeerState::Retired {
+                if state == PeerState::Retired {
                     // A duplicate closed on purpose, and its twin is not classified (yet).
                     self.orphan(lost);
                 } else {
@@ -297,7 +298,7 @@ impl Chat {
     fn keepalive_due(&mut self, conn: ConnId, now: Instant) -> Option<Check> {
         let timeout = self.cfg.peer_timeout;
         let p = self.neighbours.peer_mut(conn)?;
-        if p.state != PeerState::Active {
+        if p.state() != PeerState::Active {
             return None;
         }
         let check = p.alive.check(now, timeout);
@@ -335,7 +336,7 @@ impl Chat {
             _ if quitting => {}
             Kind::Guest(_) => self.guest_line(conn, &text),
             // It said goodbye: whatever follows is not taken.
-            Kind::Peer(p) if p.state == PeerState::SaidBye => {}
+            Kind::Peer(p) if p.state() == PeerState::SaidBye => {}
             Kind::Peer(p) => {
                 if let Some(at) = p.alive.heard(now, timeout) {
                     self.timers.set(Due::Keepalive(conn), at);

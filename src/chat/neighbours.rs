@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use super::flood::Bucket;
 use super::keepalive::Keepalive;
@@ -47,10 +48,33 @@ pub(super) enum PeerState {
 pub(super) struct Peer {
     pub(super) nick: String,
     pub(super) node: NodeId,
-    pub(super) state: PeerState,
+    /// Changed only through [`Neighbours::retire`] and [`Neighbours::said_bye`].
+    state: PeerState,
     /// Where it listens (its address as we see it, with the port from its hello).
     pub(super) listen: Option<SocketAddr>,
     pub(super) alive: Keepalive,
+}
+
+impl Peer {
+    /// A peer that just said hello at `now`.
+    pub(super) fn new(
+        nick: String,
+        node: NodeId,
+        listen: Option<SocketAddr>,
+        now: Instant,
+    ) -> Peer {
+        Peer {
+            nick,
+            node,
+            state: PeerState::Active,
+            listen,
+            alive: Keepalive::new(now),
+        }
+    }
+
+    pub(super) fn state(&self) -> PeerState {
+        self.state
+    }
 }
 
 /// A connection from something that is not a peerchat node (nc, telnet, a script).
@@ -132,6 +156,35 @@ impl Neighbours {
 
     pub(super) fn remove(&mut self, conn: ConnId) -> Option<Neighbour> {
         self.conns.remove(&conn)
+    }
+
+    /// `conn` is classified as `kind`; false if it is not open.
+    pub(super) fn set_kind(&mut self, conn: ConnId, kind: Kind) -> bool {
+        self.conns.get_mut(&conn).map(|c| c.kind = kind).is_some()
+    }
+
+    /// Peer `conn` is being closed on purpose, nobody left; false if it was already. A
+    /// connection that is not a peer is not changed (true).
+    pub(super) fn retire(&mut self, conn: ConnId) -> bool {
+        match self.peer_mut(conn) {
+            Some(p) if p.state == PeerState::Retired => false,
+            Some(p) => {
+                p.state = PeerState::Retired;
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Peer `conn` announced its own leave, so its close needs no announcement. Where it is
+    /// shown to have been, and where it listens; `None` if `conn` is not a peer.
+    pub(super) fn said_bye(&mut self, conn: ConnId) -> Option<(SocketAddr, Option<SocketAddr>)> {
+        let c = self.conns.get_mut(&conn)?;
+        let Kind::Peer(p) = &mut c.kind else {
+            return None;
+        };
+        p.state = PeerState::SaidBye;
+        Some((p.listen.unwrap_or(c.addr), p.listen))
     }
 
     pub(super) fn get(&self, conn: ConnId) -> Option<&Neighbour> {

@@ -111,13 +111,9 @@ impl Chat {
 
     /// A `CLOSE`: its end goes once what it sent is read; ours once what we queued is out.
     fn close_frame(&mut self, conn: ConnId) {
-        if let Some(p) = self.neighbours.peer_mut(conn) {
-            if p.state == PeerState::Retired {
-                return;
-            }
-            p.state = PeerState::Retired;
+        if self.neighbours.retire(conn) {
+            self.out.retire(conn);
         }
-        self.out.retire(conn);
     }
 
     fn msg_frame(&mut self, from: MemberId, nick: &str, text: &str, speech: Speech) -> Forward {
@@ -240,18 +236,10 @@ impl Chat {
     /// `member` left for good, its own node says; `direct` is our connection to it, if any.
     fn said_bye(&mut self, member: MemberId, direct: Option<ConnId>, reason: Option<String>) {
         self.roster.mark_gone(member, self.clock);
-        let mut addr = None;
-        let mut listen = None;
-        if let Some(c) = direct.and_then(|k| self.neighbours.get_mut(k)) {
-            let conn_addr = c.addr;
-            if let Kind::Peer(p) = &mut c.kind {
-                // Its own goodbye: its connection's close needs no announcement, and it is not
-                // dialled again.
-                p.state = PeerState::SaidBye;
-                addr = Some(p.listen.unwrap_or(conn_addr));
-                listen = p.listen;
-            }
-        }
+        // Its own goodbye: its connection's close needs no announcement, and it is not dialled
+        // again.
+        let said = direct.and_then(|k| self.neighbours.said_bye(k));
+        let (addr, listen) = (said.map(|s| s.0), said.and_then(|s| s.1));
         if let Some(l) = listen {
             self.forget_redial(l);
         }
@@ -267,7 +255,7 @@ impl Chat {
         let Some(p) = self.neighbours.peer_mut(conn) else {
             return;
         };
-        if p.alive.pong() == Pong::Confirmed && p.state == PeerState::Active {
+        if p.alive.pong() == Pong::Confirmed && p.state() == PeerState::Active {
             let node = p.node;
             self.announce_here(node);
         }
