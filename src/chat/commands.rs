@@ -1,7 +1,12 @@
-//! What the user types: a [`Command`] enum, one variant per command, and its pure parser.
+//! What the user types: a [`Command`] enum, one variant per command, its pure parser, and the
+//! `impl Chat` steps that carry out the commands that take more than a line (speak, direct
+//! message, nick change, quit); `Chat::handle_input` in `mod.rs` dispatches to them.
 //!
-//! Must not act on a command (the chat does that) nor know who is in the chat: parsing a line
-//! never depends on state.
+//! The parser must not depend on state: parsing a line never looks at who is in the chat.
+
+use super::relay::Speech;
+use super::{Chat, Due, Event};
+use crate::protocol::{self, check_nick, Frame, MAX_TEXT};
 
 /// The commands, for `/help`.
 pub const HELP: &str = "type a line to send it. Commands: /msg NICK text (direct message), \
@@ -93,6 +98,113 @@ pub fn is_leave_command(line: &str) -> bool {
     let trimmed = line.trim();
     let (word, arg) = trimmed.split_once(' ').unwrap_or((trimmed, ""));
     is_quit_word(word) && (arg.is_empty() || word.starts_with('/'))
+}
+
+impl Chat {
+    /// Sends what the user typed: a message in as many frames as it takes, or an action (one
+    /// frame; the rest of a very long one is cut).
+    pub(super) fn speak(&mut self, text: &str, speech: Speech) {
+        let most = match speech {
+            Speech::Say => usize::MAX,
+            Speech::Act => 1,
+        };
+        for piece in protocol::split_text(text, MAX_TEXT).take(most) {
+            let id = self.next_id();
+            let (from, nick, text) = (self.me, self.cfg.nick.clone(), piece.to_string());
+            if self.neighbours.anyone() {
+                self.out.show(Event::Sent(match speech {
+                    Speech::Say => format!("<{nick}> {text}"),
+                    Speech::Act => format!("* {nick} {text}"),
+                }));
+            }
+            let frame = match speech {
+                Speech::Say => Frame::Msg {
+                    id,
+                    from,
+                    nick,
+                    text,
+                },
+                Speech::Act => Frame::Me {
+                    id,
+                    from,
+                    nick,
+                    text,
+                },
+            };
+            self.out.broadcast(None, frame);
+        }
+    }
+
+    pub(super) fn direct(&mut self, nick: &str, text: &str) {
+        let to = match self.roster.resolve(nick) {
+            Ok(to) => to,
+            Err(msg) => return self.out.show(Event::Error(msg)),
+        };
+        if to == self.me {
+            return self
+                .out
+                .show(Event::Error("that is you; nothing was sent".into()));
+        }
+        let to_name = self.roster.display(to);
+        let Some(text) = protocol::split_text(text, MAX_TEXT).next() else {
+            return;
+        };
+        let id = self.next_id();
+        let frame = Frame::Dm {
+            id,
+            from: self.me,
+            nick: self.cfg.nick.clone(),
+            to,
+            text: text.to_string(),
+        };
+        self.out.show(Event::Dm {
+            from: self.cfg.nick.clone(),
+            to: to_name,
+            text: text.to_string(),
+        });
+        match self.neighbours.guest_conn(to, self.cfg.node) {
+            Some(conn) => self.out.send(conn, frame),
+            None => self.out.broadcast(None, frame),
+        }
+    }
+
+    pub(super) fn change_nick(&mut self, new: &str) {
+        if let Err(e) = check_nick(new) {
+            return self
+                .out
+                .show(Event::Error(format!("cannot change nick: {e}")));
+        }
+        if new == self.cfg.nick {
+            return;
+        }
+        let old = std::mem::replace(&mut self.cfg.nick, new.to_string());
+        self.roster.update(self.me, new, None);
+        self.out.show(Event::Nick {
+            old: old.clone(),
+            nick: new.to_string(),
+        });
+        let id = self.next_id();
+        self.out.broadcast(
+            None,
+            Frame::Nick {
+                id,
+                member: self.me,
+                old,
+                nick: new.to_string(),
+            },
+        );
+    }
+
+    pub(super) fn quit(&mut self, reason: Option<String>) {
+        if self.quitting {
+            return;
+        }
+        self.quitting = true;
+        // Leaving: no more looking for others.
+        self.timers.cancel(&Due::Scan);
+        self.broadcast_leave(self.me, self.cfg.nick.clone(), reason);
+        self.out.quit();
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! What a connection is: classifying it by its first line (a hello, a refusal, something that is
 //! not a peer, a guest) or its silence, keeping one connection per pair of nodes, turning a
-//! silent guest that says hello late into the peer it is, and judging orphans (a duplicate that
-//! closed before its twin was classified).
+//! silent guest that says hello late into the peer it is, welcoming a new peer (the members it
+//! must know and the `PEERS` list of where our other peers listen; `PEERS` heard are
+//! discovery's), and judging orphans (a duplicate that closed before its twin was classified).
 //!
 //! The pure decisions are the free functions and [`Orphans`]; the `impl Chat` steps carry them
 //! out. Must not parse frames past the hello (the relay does) nor do IO.

@@ -1,10 +1,16 @@
-//! Keepalive of one peer connection: when it was last heard, the pings sent and not answered,
-//! and the check asked for when another node says it lost this peer.
+//! Keepalive of peer connections: when each was last heard, the pings sent and not answered,
+//! and the check asked for when another node says it lost a peer.
 //!
-//! Pure: the caller passes `now` and the timeout, and sends the `PING`s this asks for. Must not
-//! queue actions or know other connections.
+//! [`Keepalive`] is one peer's, pure: the caller passes `now` and the timeout, and sends the
+//! `PING`s it asks for; it must not queue actions or know other connections. The `impl Chat`
+//! steps below carry it out: arming each peer's keepalive timer, what that timer finds when it
+//! fires, and the `PING` check and its `PONG`. Dropping a dead peer is the chat's (`mod.rs`).
 
 use std::time::{Duration, Instant};
+
+use super::neighbours::PeerState;
+use super::{Chat, ConnId, Due};
+use crate::protocol::Frame;
 
 /// What a keepalive timer finds when it fires.
 #[derive(Debug, PartialEq, Eq)]
@@ -105,6 +111,55 @@ impl Keepalive {
                 Pong::Confirmed
             }
             None => Pong::Nothing,
+        }
+    }
+}
+
+impl Chat {
+    /// Sets the keepalive timer of peer `conn` to when its keepalive next needs looking at.
+    pub(super) fn arm_keepalive(&mut self, conn: ConnId) {
+        let timeout = self.cfg.peer_timeout;
+        if let Some(p) = self.neighbours.peer_mut(conn) {
+            let at = p.alive.due(timeout);
+            self.timers.set(Due::Keepalive(conn), at);
+        }
+    }
+
+    /// The keepalive timer of `conn` fired: what it finds, the timer set again unless dead.
+    pub(super) fn keepalive_due(&mut self, conn: ConnId, now: Instant) -> Option<Check> {
+        let timeout = self.cfg.peer_timeout;
+        let p = self.neighbours.peer_mut(conn)?;
+        if p.state() != PeerState::Active {
+            return None;
+        }
+        let check = p.alive.check(now, timeout);
+        if let Check::Ping(at) | Check::Later(at) = check {
+            self.timers.set(Due::Keepalive(conn), at);
+        }
+        Some(check)
+    }
+
+    /// A `PONG` came on `conn`: if another node had said this peer was lost, it is not, and
+    /// everyone is told with a fresh `HERE`.
+    pub(super) fn confirm_alive(&mut self, conn: ConnId) {
+        let Some(p) = self.neighbours.peer_mut(conn) else {
+            return;
+        };
+        if p.alive.pong() == Pong::Confirmed && p.state() == PeerState::Active {
+            let node = p.node;
+            self.announce_here(node);
+        }
+    }
+
+    /// Another node lost peer `conn`, which we still have: ask it with a `PING` (one check at
+    /// a time); its `PONG` is the proof (see [`Chat::confirm_alive`]).
+    pub(super) fn verify_alive(&mut self, conn: ConnId) {
+        if self
+            .neighbours
+            .peer_mut(conn)
+            .is_some_and(|p| p.alive.verify())
+        {
+            self.out.send(conn, Frame::Ping);
         }
     }
 }

@@ -8,12 +8,17 @@
 //!
 //! [`Chat`] composes rooms that each own their state, with their unit tests beside them:
 //! `roster.rs` (members, nicks, gone/lost), `neighbours.rs` (connections as the chat sees them),
-//! `discovery.rs` (dials, re-dials, scans), `relay.rs` (the seen set), `keepalive.rs`,
-//! `flood.rs`, `recent.rs`, `commands.rs` (the typed-line parser), `handshake.rs` (orphans),
-//! `api.rs` (the public types), and one timer table for every deadline. Only `Chat` queues
-//! actions, because their order is what users see. The steps that need several rooms at once and queue actions are `impl Chat` blocks in
-//! the file of the concern they serve (handshake, relay, discovery), rather than methods of a
-//! room that would have to hold the others: the state types never import `Chat`.
+//! `discovery.rs` (dials, re-dials, scans, `PEERS` heard), `relay.rs` (the seen set, one step
+//! per frame kind), `keepalive.rs` (pings and timeouts), `handshake.rs` (classifying a
+//! connection, duplicates, orphans), `commands.rs` (the typed-line parser and the commands'
+//! steps), `flood.rs`, `recent.rs`, `outbox.rs` (the one action queue), `api.rs` (the public
+//! types), and one timer table for every deadline.
+//!
+//! Only `Chat` owns the action queue, because the order of actions is what users see. The steps
+//! that need several rooms at once are `impl Chat` blocks in the file of the concern they serve,
+//! rather than methods of a room that would have to hold the others: no state type holds
+//! another room or the `Chat`. This file keeps the public inputs, the tick, and what every step
+//! shares: forgetting a connection, members joining and leaving, fresh message ids.
 
 mod api;
 mod commands;
@@ -39,7 +44,7 @@ pub use self::api::{
 pub use self::commands::{is_leave_command, Command, HELP};
 pub use self::flood::{RateLimit, DEFAULT_GUEST_RATE};
 pub use crate::event::{Event, Name, Role};
-use crate::protocol::{self, check_nick, Frame, Hello, MemberId, MsgId, MAX_TEXT};
+use crate::protocol::{self, Frame, Hello, MemberId, MsgId};
 use crate::timers::Timers;
 
 use self::discovery::Discovery;
@@ -285,29 +290,6 @@ impl Chat {
         }
     }
 
-    /// Sets the keepalive timer of peer `conn` to when its keepalive next needs looking at.
-    fn arm_keepalive(&mut self, conn: ConnId) {
-        let timeout = self.cfg.peer_timeout;
-        if let Some(p) = self.neighbours.peer_mut(conn) {
-            let at = p.alive.due(timeout);
-            self.timers.set(Due::Keepalive(conn), at);
-        }
-    }
-
-    /// The keepalive timer of `conn` fired: what it finds, the timer set again unless dead.
-    fn keepalive_due(&mut self, conn: ConnId, now: Instant) -> Option<Check> {
-        let timeout = self.cfg.peer_timeout;
-        let p = self.neighbours.peer_mut(conn)?;
-        if p.state() != PeerState::Active {
-            return None;
-        }
-        let check = p.alive.check(now, timeout);
-        if let Check::Ping(at) | Check::Later(at) = check {
-            self.timers.set(Due::Keepalive(conn), at);
-        }
-        Some(check)
-    }
-
     /// One complete line arrived on `conn` (without its `\n`).
     pub fn handle_line(&mut self, conn: ConnId, line: &[u8], now: Instant) {
         self.clock = now;
@@ -378,111 +360,6 @@ impl Chat {
     /// The user's input ended (and the caller does not keep running without it).
     pub fn handle_input_end(&mut self) {
         self.quit(None);
-    }
-
-    /// Sends what the user typed: a message in as many frames as it takes, or an action (one
-    /// frame; the rest of a very long one is cut).
-    fn speak(&mut self, text: &str, speech: Speech) {
-        let most = match speech {
-            Speech::Say => usize::MAX,
-            Speech::Act => 1,
-        };
-        for piece in protocol::split_text(text, MAX_TEXT).take(most) {
-            let id = self.next_id();
-            let (from, nick, text) = (self.me, self.cfg.nick.clone(), piece.to_string());
-            if self.neighbours.anyone() {
-                self.out.show(Event::Sent(match speech {
-                    Speech::Say => format!("<{nick}> {text}"),
-                    Speech::Act => format!("* {nick} {text}"),
-                }));
-            }
-            let frame = match speech {
-                Speech::Say => Frame::Msg {
-                    id,
-                    from,
-                    nick,
-                    text,
-                },
-                Speech::Act => Frame::Me {
-                    id,
-                    from,
-                    nick,
-                    text,
-                },
-            };
-            self.out.broadcast(None, frame);
-        }
-    }
-
-    fn direct(&mut self, nick: &str, text: &str) {
-        let to = match self.roster.resolve(nick) {
-            Ok(to) => to,
-            Err(msg) => return self.out.show(Event::Error(msg)),
-        };
-        if to == self.me {
-            return self
-                .out
-                .show(Event::Error("that is you; nothing was sent".into()));
-        }
-        let to_name = self.roster.display(to);
-        let Some(text) = protocol::split_text(text, MAX_TEXT).next() else {
-            return;
-        };
-        let id = self.next_id();
-        let frame = Frame::Dm {
-            id,
-            from: self.me,
-            nick: self.cfg.nick.clone(),
-            to,
-            text: text.to_string(),
-        };
-        self.out.show(Event::Dm {
-            from: self.cfg.nick.clone(),
-            to: to_name,
-            text: text.to_string(),
-        });
-        match self.neighbours.guest_conn(to, self.cfg.node) {
-            Some(conn) => self.out.send(conn, frame),
-            None => self.out.broadcast(None, frame),
-        }
-    }
-
-    fn change_nick(&mut self, new: &str) {
-        if let Err(e) = check_nick(new) {
-            return self
-                .out
-                .show(Event::Error(format!("cannot change nick: {e}")));
-        }
-        if new == self.cfg.nick {
-            return;
-        }
-        let old = std::mem::replace(&mut self.cfg.nick, new.to_string());
-        self.roster.update(self.me, new, None);
-        self.out.show(Event::Nick {
-            old: old.clone(),
-            nick: new.to_string(),
-        });
-        let id = self.next_id();
-        self.out.broadcast(
-            None,
-            Frame::Nick {
-                id,
-                member: self.me,
-                old,
-                nick: new.to_string(),
-            },
-        );
-    }
-
-    fn quit(&mut self, reason: Option<String>) {
-        if self.quitting {
-            return;
-        }
-        self.quitting = true;
-        // Leaving: no more looking for others.
-        self.timers.cancel(&Due::Scan);
-        self.broadcast_leave(self.me, self.cfg.nick.clone(), reason);
-        self.out.quit();
     }
 
     /// Forgets `conn` at once (later lines from it are ignored), announces its leave, and asks

@@ -9,8 +9,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::flood::{Cut, Verdict};
-use super::keepalive::Pong;
-use super::neighbours::{Guest, Kind, PeerState};
+use super::neighbours::{Guest, Kind};
 use super::recent::Recent;
 use super::{Chat, ConnId};
 use crate::event::Event;
@@ -26,16 +25,6 @@ pub(super) const SEEN_AGE: Duration = Duration::from_secs(600);
 enum Forward {
     Yes,
     No,
-}
-
-impl From<bool> for Forward {
-    fn from(yes: bool) -> Forward {
-        if yes {
-            Forward::Yes
-        } else {
-            Forward::No
-        }
-    }
 }
 
 /// The ids of frames from other nodes seen lately.
@@ -147,15 +136,21 @@ impl Chat {
         } else if let Some(guest) = self.neighbours.guest_conn(to, self.cfg.node) {
             self.out.send(guest, frame.clone());
             Forward::No
+        } else if to.node == self.cfg.node {
+            // For a guest of ours that is gone: nobody else can deliver it.
+            Forward::No
         } else {
-            (to.node != self.cfg.node).into()
+            Forward::Yes
         }
     }
 
     fn nick_frame(&mut self, member: MemberId, nick: &str) -> Forward {
-        if member == self.me || !self.roster.contains(&member) {
+        if member == self.me {
+            return Forward::No;
+        }
+        if !self.roster.contains(&member) {
             // Unknown here: it will be known by its new nick when it speaks.
-            return (member != self.me).into();
+            return Forward::Yes;
         }
         let before = self.roster.display(member);
         self.roster.update(member, nick, None);
@@ -216,19 +211,17 @@ impl Chat {
         if let Some(k) = direct {
             // We still have a connection to it, but it may be dying too (a crash reaches its
             // neighbours one by one): ask it, and tell the others it is here only if it answers.
-            if self
-                .neighbours
-                .peer_mut(k)
-                .is_some_and(|p| p.alive.verify())
-            {
-                self.out.send(k, Frame::Ping);
-            }
+            self.verify_alive(k);
             return Forward::No;
         }
         if member.guest == 0 && self.roster.contains(&member) {
             let addr = self.roster.addr_of(&member);
             self.roster.mark_lost(member, self.clock);
-            return self.remove_member(member, addr, reason).into();
+            return if self.remove_member(member, addr, reason) {
+                Forward::Yes
+            } else {
+                Forward::No
+            };
         }
         Forward::No
     }
@@ -247,18 +240,6 @@ impl Chat {
             .map(|a| a.to_string())
             .or_else(|| self.roster.addr_of(&member));
         self.remove_member(member, addr, reason);
-    }
-
-    /// A `PONG` came on `conn`: if another node had said this peer was lost, it is not, and
-    /// everyone is told with a fresh `HERE`.
-    fn confirm_alive(&mut self, conn: ConnId) {
-        let Some(p) = self.neighbours.peer_mut(conn) else {
-            return;
-        };
-        if p.alive.pong() == Pong::Confirmed && p.state() == PeerState::Active {
-            let node = p.node;
-            self.announce_here(node);
-        }
     }
 
     /// Tells everyone that node `node` and the guests it hosts are here (`HERE`), as this node
