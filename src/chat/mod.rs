@@ -148,14 +148,6 @@ impl Chat {
         self.discovery.is_dialling() || self.neighbours.any_speculative()
     }
 
-    /// True for a connection the chat dialled by itself that has not proven to be a peer yet:
-    /// nobody to send to, nor to wait for. False for a connection it does not know.
-    pub fn is_speculative(&self, conn: ConnId) -> bool {
-        self.neighbours
-            .get(conn)
-            .is_some_and(Neighbour::is_speculative)
-    }
-
     /// A connection is open (accepted, or a dial succeeded). The caller has sent our hello.
     pub fn handle_opened(&mut self, conn: ConnId, link: Link, now: Instant) {
         self.clock = now;

@@ -91,6 +91,11 @@ impl Entry {
 
     /// A scan's connection is nobody until it proves to be a peer: a dial of our own the chat
     /// asked for, whose role is not known yet. Nobody waits for our lines on it.
+    ///
+    /// Answered from the reactor's own state, not by asking the chat: the chat forgets a
+    /// connection as soon as it asks for it to be closed (not a peer, no hello), and the answer
+    /// must stay true while the reactor is still closing it. Asked then, the chat would say
+    /// "not speculative", and the broadcasts held for it would count as undelivered at quit.
     fn is_speculative(&self) -> bool {
         matches!(self.origin, Origin::Auto(_)) && self.conn.role().is_none()
     }
