@@ -174,7 +174,7 @@ impl Chat {
         }
         let member = MemberId::node(hello.node);
         let shown_addr = listen.unwrap_or(addr).to_string();
-        self.roster.is_back(&member);
+        self.roster.mark_back(&member);
         if self.roster.contains(&member) {
             self.roster.update(member, &hello.nick, Some(shown_addr));
         } else if !self.quitting {

@@ -100,7 +100,7 @@ impl Roster {
     }
 
     /// `member` said hello on a connection of ours: back, whether it had left or was lost.
-    pub(super) fn is_back(&mut self, member: &MemberId) {
+    pub(super) fn mark_back(&mut self, member: &MemberId) {
         self.gone.remove(member);
         self.lost.remove(member);
     }
