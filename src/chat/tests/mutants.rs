@@ -281,3 +281,98 @@ fn a_guest_over_the_limit_once_every_second_is_still_cut_off() {
     }
     assert_eq!(cut, Some(10));
 }
+
+#[test]
+fn a_pending_user_dial_counts_as_reaching_its_address_only() {
+    let now = Instant::now();
+    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000)), now);
+    chat.handle_opened(3, accepted("192.168.0.9:41000".parse().unwrap()), now);
+    chat.handle_line(
+        3,
+        b"peerchat/1 hello from bob (node=00000000000000bb listen=5000)",
+        now,
+    );
+    // A dial the user asked for, its hello not read yet.
+    let dialled: SocketAddr = "10.0.0.5:5000".parse().unwrap();
+    let link = Link {
+        addr: dialled,
+        local: "10.0.0.1:43000".parse().unwrap(),
+        origin: Origin::Dialled,
+    };
+    chat.handle_opened(4, link, now);
+    drain(&mut chat);
+    chat.handle_line(
+        3,
+        b"PEERS 00000000000000cc@10.0.0.5:5000 00000000000000dd@10.0.0.6:5000",
+        now,
+    );
+    assert_eq!(
+        drain(&mut chat),
+        vec![Action::Dial("10.0.0.6:5000".parse().unwrap())]
+    );
+}
+
+#[test]
+fn the_end_of_input_leaves_the_chat() {
+    let (mut chat, _) = guest_chat();
+    assert!(!chat.is_quitting());
+    chat.handle_input_end();
+    assert!(chat.is_quitting());
+    assert!(drain(&mut chat).contains(&Action::Quit));
+}
+
+#[test]
+fn a_mesh_node_settles_only_once_its_dials_are_answered() {
+    let (mut chat, now) = mesh_chat(5000, 5000..=5001, DEFAULT_MAX_PEERS);
+    assert!(!chat.is_settling());
+    let mut at = now;
+    let mut dialled = Vec::new();
+    while dialled.is_empty() {
+        at += Duration::from_millis(100);
+        assert!(at < now + Duration::from_secs(60), "no scan");
+        chat.handle_tick(at);
+        dialled.extend(drain(&mut chat).into_iter().filter_map(|a| match a {
+            Action::Dial(to) => Some(to),
+            _ => None,
+        }));
+    }
+    // Asked for, not yet open: typed input must wait.
+    assert!(chat.is_settling());
+    let link = Link {
+        addr: dialled[0],
+        local: "127.0.0.1:43000".parse().unwrap(),
+        origin: Origin::Auto(dialled[0]),
+    };
+    chat.handle_opened(9, link, at);
+    // Open, its hello not read: still waiting.
+    assert!(chat.is_settling());
+    chat.handle_line(
+        9,
+        b"peerchat/1 hello from bob (node=00000000000000bb listen=5001)",
+        at,
+    );
+    assert!(!chat.is_settling());
+}
+
+#[test]
+fn a_peer_message_arriving_after_we_quit_is_not_shown() {
+    let mut net = chain(2);
+    net.say(0, "/quit");
+    net.clear_shown();
+    let late = Frame::Msg {
+        id: MsgId {
+            node: node_id(1),
+            seq: 999,
+        },
+        from: MemberId {
+            node: node_id(1),
+            guest: 0,
+        },
+        nick: "n1".into(),
+        text: "too late".into(),
+    };
+    let c = net.conn_of(1, 0);
+    net.deliver(1, c, &late);
+    net.run();
+    assert!(net.messages(0).is_empty(), "{:?}", net.shown[0]);
+}
