@@ -1,13 +1,14 @@
 //! Behaviour the other scenario tests did not pin down, each found by a change to the chat's
 //! code that they let through (see "Mutation testing" in docs/DESIGN.md): which guest a DM
 //! reaches, which of two crossed connections both ends keep, orphans judged on time, nick
-//! news about strangers, and what a goodbye or our own leaving rules out.
+//! news about strangers, blank guest lines, relayed leaves of guests, `PEERS` and re-dials,
+//! the flood pause boundary, settling, and what a goodbye or our own leaving rules out.
 //!
 //! Public API and the in-memory network only: no room's private state.
 
 use super::net::*;
 
-/// Every `Dial` among `actions`.
+/// How many `Dial`s are among `actions`.
 fn dials(actions: &[Action]) -> usize {
     actions
         .iter()
