@@ -7,6 +7,7 @@ mod discovery;
 mod flood;
 mod handshake;
 mod keepalive;
+mod mutants;
 mod net;
 mod relay;
 mod timers;
