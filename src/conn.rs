@@ -898,4 +898,98 @@ mod tests {
         assert_eq!(conn.partial_due(), None);
         assert_eq!(conn.next_line().unwrap(), None);
     }
+
+    /// A message whose guest line is much longer than its frame (each U+009B is 2 bytes in a
+    /// frame and 8 in a guest line), so the two formats' backlogs differ.
+    fn wide(seq: u64) -> Frame {
+        let mut frame = msg(seq);
+        if let Frame::Msg { text, .. } = &mut frame {
+            *text = "\u{9b}".repeat(50);
+        }
+        frame
+    }
+
+    #[test]
+    fn an_unknown_roles_backlog_is_exact_before_and_after_a_partial_write_and_after_classify() {
+        let mut log = Log::new();
+        // So that no position is zero.
+        log.append(&wide(0), BOTH);
+        let mut conn = open(None, &log);
+        conn.queue_raw(b"hello\n", log.end());
+        let (s1, e1) = log.append(&wide(1), BOTH);
+        conn.queue_raw(b"more\n", log.end());
+        let (s2, e2) = log.append(&wide(2), BOTH);
+        let len = |i: usize| ((e1[i] - s1[i]) + (e2[i] - s2[i])) as usize;
+        assert!(len(1) > len(0), "the guest format is the larger here");
+        assert_eq!(conn.backlog(&log), 6 + 5 + len(1));
+        assert_eq!(conn.pin(), Some(s1), "the held range pins the log");
+        let mut w = Stingy {
+            got: Vec::new(),
+            chunk: 4,
+            calls: 0,
+        };
+        conn.flush_to(&mut w, &log).unwrap();
+        assert_eq!(w.got, b"hell");
+        assert!(conn.is_blocked());
+        assert_eq!(conn.backlog(&log), 2 + 5 + len(1));
+        assert_eq!(conn.pin(), Some(s1));
+        conn.writable();
+        assert!(!conn.is_blocked());
+
+        conn.classify(Role::Guest, &log);
+        assert_eq!(conn.backlog(&log), 2 + 5 + len(1));
+        assert_eq!(conn.pin(), Some(s1));
+        let mut w = Greedy::default();
+        conn.flush_to(&mut w, &log).unwrap();
+        let mut want = b"o\n".to_vec();
+        protocol::encode_guest(&wide(1), &mut want);
+        want.extend_from_slice(b"more\n");
+        protocol::encode_guest(&wide(2), &mut want);
+        assert_eq!(w.got, want);
+        assert_eq!(conn.backlog(&log), 0);
+        // Only a guest's half of its place matters once the role is known.
+        assert_eq!(conn.pin().map(|p| p[1]), Some(log.end()[1]));
+    }
+
+    #[test]
+    fn a_peer_is_sent_the_peer_format_of_what_was_held_after_a_partial_write() {
+        let mut log = Log::new();
+        log.append(&msg(0), BOTH);
+        let mut conn = open(None, &log);
+        conn.queue_raw(b"peerchat/1 hello\n", log.end());
+        let (s1, _) = log.append(&wide(1), BOTH);
+        let mut w = Stingy {
+            got: Vec::new(),
+            chunk: 9,
+            calls: 0,
+        };
+        conn.flush_to(&mut w, &log).unwrap();
+        conn.classify(Role::Peer, &log);
+        assert_eq!(conn.pin(), Some(s1));
+        let mut want = b"1 hello\n".to_vec();
+        protocol::encode(&wide(1), &mut want);
+        assert_eq!(conn.backlog(&log), want.len());
+        let mut w = Greedy::default();
+        conn.flush_to(&mut w, &log).unwrap();
+        assert_eq!(w.got, want);
+        assert_eq!(conn.backlog(&log), 0);
+    }
+
+    #[test]
+    fn a_queue_of_pieces_and_the_tail_go_out_in_one_write() {
+        let mut log = Log::new();
+        let mut conn = open(Some(Role::Guest), &log);
+        assert!(conn.is_subscribed() && !conn.is_shut() && !conn.is_blocked());
+        let mut want = Vec::new();
+        for seq in 0..10 {
+            conn.queue_raw(format!("own {seq}\n").as_bytes(), log.end());
+            want.extend_from_slice(format!("own {seq}\n").as_bytes());
+            log.append(&msg(seq), BOTH);
+            want.extend_from_slice(&guest_line(seq));
+        }
+        let mut w = Greedy::default();
+        conn.flush_to(&mut w, &log).unwrap();
+        assert_eq!(w.got, want);
+        assert_eq!(w.calls, 1);
+    }
 }
