@@ -992,4 +992,106 @@ mod tests {
         assert_eq!(w.got, want);
         assert_eq!(w.calls, 1);
     }
+
+    #[test]
+    fn an_unfinished_line_is_due_its_max_age_after_it_began_however_often_bytes_come() {
+        let t0 = Instant::now();
+        let log = Log::new();
+        let mut conn = open(Some(Role::Guest), &log);
+        let mut now = t0;
+        while now < t0 + PARTIAL_LINE_MAX_AGE {
+            conn.read_some(&mut &b"x"[..], now).unwrap();
+            conn.note_partial(false, now);
+            now += Duration::from_millis(200);
+        }
+        assert_eq!(conn.partial_due(), Some(t0 + PARTIAL_LINE_MAX_AGE));
+        // A line ending starts the next unfinished line's clock afresh.
+        conn.read_some(&mut &b"\nnext"[..], now).unwrap();
+        let took = conn.next_line().unwrap().is_some();
+        assert!(took);
+        conn.note_partial(took, now);
+        assert_eq!(conn.partial_due(), Some(now + PARTIAL_LINE_IDLE));
+    }
+
+    #[test]
+    fn a_guest_that_sent_a_line_is_not_cut_for_an_unfinished_one_that_looks_like_a_hello() {
+        let log = Log::new();
+        let mut conn = open(Some(Role::Guest), &log);
+        let now = Instant::now();
+        conn.read_some(&mut &b"hi\npeerchat/1 x"[..], now).unwrap();
+        let took = conn.next_line().unwrap() == Some(&b"hi"[..]);
+        conn.note_partial(took, now);
+        assert_eq!(conn.partial_line(), PartialLine::GuestLine);
+    }
+
+    #[test]
+    fn one_read_takes_up_to_16_kib() {
+        let mut conn = Conn::new("x".into(), Phase::Open, Instant::now());
+        let data = b"0123456789abcde\n".repeat(20 * 1024 / 16);
+        let mut src = &data[..];
+        assert_eq!(
+            conn.read_some(&mut src, Instant::now()).unwrap(),
+            ReadStatus::Data
+        );
+        assert_eq!(src.len(), data.len() - 16 * 1024);
+    }
+
+    /// Fails with each of `errors` in turn, then reads from `data`.
+    struct Flaky<'a> {
+        errors: Vec<io::ErrorKind>,
+        data: &'a [u8],
+    }
+
+    impl Read for Flaky<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.errors.is_empty() {
+                return self.data.read(buf);
+            }
+            Err(self.errors.remove(0).into())
+        }
+    }
+
+    impl Write for Flaky<'_> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.errors.is_empty() {
+                return Ok(buf.len());
+            }
+            Err(self.errors.remove(0).into())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_interrupted_read_is_retried_and_other_errors_are_returned() {
+        let now = Instant::now();
+        let mut conn = Conn::new("x".into(), Phase::Open, now);
+        let flaky = |errors: Vec<io::ErrorKind>| Flaky {
+            errors,
+            data: b"one\n",
+        };
+        let mut r = flaky(vec![io::ErrorKind::Interrupted, io::ErrorKind::Interrupted]);
+        assert_eq!(conn.read_some(&mut r, now).unwrap(), ReadStatus::Data);
+        assert_eq!(conn.next_line().unwrap(), Some(&b"one"[..]));
+        let mut r = flaky(vec![io::ErrorKind::WouldBlock]);
+        assert_eq!(conn.read_some(&mut r, now).unwrap(), ReadStatus::WouldBlock);
+        let mut r = flaky(vec![io::ErrorKind::ConnectionReset]);
+        let err = conn.read_some(&mut r, now).map(|_| ()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+    }
+
+    #[test]
+    fn an_interrupted_write_is_retried() {
+        let log = Log::new();
+        let mut conn = Conn::new("x".into(), Phase::Open, Instant::now());
+        conn.queue_raw(b"x\n", log.end());
+        let mut w = Flaky {
+            errors: vec![io::ErrorKind::Interrupted],
+            data: b"",
+        };
+        conn.flush_to(&mut w, &log).unwrap();
+        assert_eq!(conn.backlog(&log), 0);
+        assert!(!conn.is_blocked());
+    }
 }
