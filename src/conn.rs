@@ -1094,4 +1094,23 @@ mod tests {
         assert_eq!(conn.backlog(&log), 0);
         assert!(!conn.is_blocked());
     }
+
+    #[test]
+    fn a_range_continuing_the_last_queued_one_extends_it_so_one_write_takes_all() {
+        let mut log = Log::new();
+        let mut conn = open(Some(Role::Guest), &log);
+        let mut want = Vec::new();
+        // More rounds than slices in one write: one range per round would need two writes.
+        for seq in 0..2 * crate::fanout::MAX_SLICES as u64 {
+            log.append(&msg(seq), BOTH);
+            want.extend_from_slice(&guest_line(seq));
+            // A frame that takes no room, skipped: the queue is cut where the tail already is.
+            let (start, end) = log.append(&msg(seq), [false, false]);
+            conn.skip(start, end);
+        }
+        let mut w = Greedy::default();
+        conn.flush_to(&mut w, &log).unwrap();
+        assert_eq!(w.got, want);
+        assert_eq!(w.calls, 1);
+    }
 }
