@@ -1113,4 +1113,18 @@ mod tests {
         assert_eq!(w.got, want);
         assert_eq!(w.calls, 1);
     }
+
+    #[test]
+    fn a_drained_queue_gives_its_room_back() {
+        let log = Log::new();
+        let mut conn = Conn::new("x".into(), Phase::Open, Instant::now());
+        for seq in 0..1000 {
+            conn.queue_raw(format!("own {seq}\n").as_bytes(), log.end());
+        }
+        assert!(conn.out.capacity() >= 1000);
+        conn.flush_to(&mut Greedy::default(), &log).unwrap();
+        assert_eq!(conn.backlog(&log), 0);
+        // A burst to one slow reader must not keep its queue's memory for ever.
+        assert!(conn.out.capacity() < 100, "{}", conn.out.capacity());
+    }
 }
