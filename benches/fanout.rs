@@ -29,7 +29,7 @@
 //! timed.
 
 use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
+use std::io::{self, BufWriter, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,7 +41,7 @@ use mio::net::TcpStream as MioStream;
 use mio::{Events, Interest, Poll, Token};
 
 mod common;
-use common::{cpu_secs, peerchat_bin, raise_fd_limit, status_field, Killed};
+use common::{cpu_secs, peerchat_bin, raise_fd_limit, start_peerchat_hub, status_field, Killed};
 
 /// Past this many receivers ncat is not run: it stops accepting near 1000 connections, and
 /// waiting for the connects that time out takes minutes. (N=1000 still shows that.)
@@ -244,42 +244,8 @@ fn free_port() -> io::Result<u16> {
 fn start_hub(hub: Hub) -> Result<Running, String> {
     match hub {
         Hub::Peerchat => {
-            let mut child = Command::new(peerchat_bin())
-                // A benchmark's sender is a guest sending as fast as it can: no flood limit.
-                .args([
-                    "-l",
-                    "127.0.0.1:0",
-                    "-q",
-                    "--keep-open",
-                    "--nick",
-                    "hub",
-                    "--rate-limit",
-                    "0",
-                ])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                // Its warnings (a receiver closed as too slow) belong in the report.
-                .stderr(Stdio::inherit())
-                .spawn()
-                .map_err(|e| format!("cannot start peerchat: {e}"))?;
-            let stdout = child.stdout.take().ok_or("no stdout")?;
-            let mut lines = BufReader::new(stdout);
-            let mut first = String::new();
-            lines
-                .read_line(&mut first)
-                .map_err(|e| format!("peerchat said nothing: {e}"))?;
-            let port = first
-                .trim()
-                .rsplit(':')
-                .next()
-                .and_then(|p| p.parse().ok())
-                .ok_or_else(|| format!("no port in {first:?}"))?;
-            // Keep its stdout drained.
-            thread::spawn(move || io::copy(&mut lines, &mut io::sink()));
-            Ok(Running {
-                child: Killed(child),
-                port,
-            })
+            let (child, port) = start_peerchat_hub(&[])?;
+            Ok(Running { child, port })
         }
         Hub::Ncat => {
             let port = free_port().map_err(|e| e.to_string())?;

@@ -32,7 +32,7 @@
 //! time is not). It asserts nothing about speed. `PEERCHAT_BIN` chooses the binary for the
 //! hub and the peers, as in the fan-out benchmark.
 
-use std::io::{self, BufRead, BufReader, ErrorKind, Read};
+use std::io::{self, ErrorKind, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
@@ -43,7 +43,7 @@ use mio::net::TcpStream as MioStream;
 use mio::{Events, Interest, Poll, Token};
 
 mod common;
-use common::{cpu_secs, peerchat_bin, raise_fd_limit, status_field, Killed};
+use common::{cpu_secs, peerchat_bin, raise_fd_limit, start_peerchat_hub, status_field, Killed};
 
 /// Every guest connected and greeted by the hub within this long.
 const CONNECT_MAX: Duration = Duration::from_secs(180);
@@ -247,33 +247,9 @@ impl Guests {
     }
 }
 
-/// Starts the hub; returns it and its port (from its first line, `listening on ADDR`).
+/// Starts the hub; returns it and its port.
 fn start_hub(timeout: u64) -> Result<(Killed, u16), String> {
-    let mut child = Command::new(peerchat_bin())
-        .args(["-l", "127.0.0.1:0", "-q", "--keep-open", "--nick", "hub"])
-        .args(["--rate-limit", "0", "--timeout", &timeout.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        // Its warnings (a connection closed, a limit) belong in the report.
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| format!("cannot start peerchat: {e}"))?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let hub = Killed(child);
-    let mut lines = BufReader::new(stdout);
-    let mut first = String::new();
-    lines
-        .read_line(&mut first)
-        .map_err(|e| format!("peerchat said nothing: {e}"))?;
-    let port = first
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .ok_or_else(|| format!("no port in {first:?}"))?;
-    // Keep its stdout drained.
-    thread::spawn(move || io::copy(&mut lines, &mut io::sink()));
-    Ok((hub, port))
+    start_peerchat_hub(&["--timeout", &timeout.to_string()])
 }
 
 /// Starts `count` silent peers that dial the hub, each under its own nick.

@@ -1,10 +1,12 @@
 //! What the process benchmarks (`fanout`, `idle`) share: which peerchat binary to run
 //! (`PEERCHAT_BIN`), a process's CPU time and memory from `/proc`, the open-file limit, and a
-//! child process that is killed when dropped. Must not measure or print anything itself: each
+//! child process that is killed when dropped, and starting a peerchat hub. Must not measure or print anything itself: each
 //! benchmark decides what its figures are.
 
 use std::ffi::OsString;
-use std::process::Child;
+use std::io::{self, BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::thread;
 
 /// Linux's clock ticks per second for `/proc/PID/stat` times.
 const TICKS_PER_SEC: f64 = 100.0;
@@ -75,21 +77,39 @@ pub fn status_field(pid: u32, key: &str) -> u64 {
 }
 
 /// Raises this process's soft open-file limit to the hard one (the benchmark holds one
-/// descriptor per connection, as the hub does; the hub raises its own); returns the soft limit
-/// now in force.
+/// descriptor per connection, as the hub does; the hub raises its own) with the same code the
+/// hub uses; returns the soft limit now in force (0 if it cannot be read).
 pub fn raise_fd_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit read or write only the struct passed, which lives here.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 0;
-        }
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-    }
-    lim.rlim_cur
+    peerchat::limits::raise_fd_limit().unwrap_or(0)
+}
+
+/// Starts a peerchat hub on an ephemeral loopback port (`-l 127.0.0.1:0 -q --keep-open --nick
+/// hub --rate-limit 0`, then `extra`): a benchmark's sender is a guest sending as fast as it can,
+/// so no flood limit. Returns it and its port, read from its first line (`listening on ADDR`);
+/// its stdout is kept drained, its warnings go to the report (stderr).
+pub fn start_peerchat_hub(extra: &[&str]) -> Result<(Killed, u16), String> {
+    let mut child = Command::new(peerchat_bin())
+        .args(["-l", "127.0.0.1:0", "-q", "--keep-open", "--nick", "hub"])
+        .args(["--rate-limit", "0"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start peerchat: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let hub = Killed(child);
+    let mut lines = BufReader::new(stdout);
+    let mut first = String::new();
+    lines
+        .read_line(&mut first)
+        .map_err(|e| format!("peerchat said nothing: {e}"))?;
+    let port = first
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| format!("no port in {first:?}"))?;
+    thread::spawn(move || io::copy(&mut lines, &mut io::sink()));
+    Ok((hub, port))
 }

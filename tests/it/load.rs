@@ -208,28 +208,10 @@ fn a_stalled_reader_is_cut_by_the_byte_cap_when_the_time_cut_cannot_fire() {
     hub.wait_message("guest-2", "still here");
 }
 
-/// Raises this process's soft open-file limit to the hard one; returns the new soft limit.
-fn raise_own_fd_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit read or write only the struct passed, which lives here.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 0;
-        }
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-    }
-    lim.rlim_cur
-}
-
 #[test]
 fn two_thousand_connections_all_receive_a_message() {
     const N: usize = 2000;
-    if raise_own_fd_limit() < (N as u64) + 64 {
+    if peerchat::limits::raise_fd_limit().unwrap_or(0) < (N as u64) + 64 {
         return util::skip_or_fail("the open-file limit is below 2064");
     }
     let (mut hub, port) = Node::listener("hub", &[]);
