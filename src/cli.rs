@@ -86,8 +86,8 @@ pub struct Args {
     #[arg(short = 'q', long)]
     pub quiet: bool,
 
-    /// Unsent output a connection may have before it is closed as too slow (K, M suffixes
-    /// allowed); local input and reads pause while one is past a quarter of it
+    /// Unsent output a connection may have before it is closed as too slow (K, M, G suffixes;
+    /// 64K to 1G); local input and reads pause while one is past a quarter of it
     #[arg(long, value_name = "BYTES", default_value = "4M", value_parser = parse_size)]
     pub max_backlog: usize,
 

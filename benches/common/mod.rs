@@ -1,7 +1,7 @@
 //! What the process benchmarks (`fanout`, `idle`) share: which peerchat binary to run
-//! (`PEERCHAT_BIN`), a process's CPU time and memory from `/proc`, the open-file limit, and a
-//! child process that is killed when dropped, and starting a peerchat hub. Must not measure or print anything itself: each
-//! benchmark decides what its figures are.
+//! (`PEERCHAT_BIN`) and starting it as a hub, a process's CPU time and memory from `/proc`, the
+//! open-file limit, and a child process that is killed when dropped. Must not measure or print
+//! anything itself: each benchmark decides what its figures are.
 
 use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader};

@@ -158,9 +158,11 @@ impl Neighbours {
         self.conns.remove(&conn)
     }
 
-    /// `conn` is classified as `kind`; false if it is not open.
-    pub(super) fn set_kind(&mut self, conn: ConnId, kind: Kind) -> bool {
-        self.conns.get_mut(&conn).map(|c| c.kind = kind).is_some()
+    /// `conn` is classified as `kind` (nothing, if it is not open).
+    pub(super) fn set_kind(&mut self, conn: ConnId, kind: Kind) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.kind = kind;
+        }
     }
 
     /// Peer `conn` is being closed on purpose, nobody left; false if it was already. A

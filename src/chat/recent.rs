@@ -42,11 +42,13 @@ impl<T: Copy + Eq + Hash> Recent<T> {
     /// Records `item`; false if it was there already (and not expired).
     pub(super) fn insert(&mut self, item: T, now: Instant) -> bool {
         while let Some(&(old, seq, at)) = self.order.front() {
-            let live = self.map.get(&old).is_some_and(|&(s, _)| s == seq);
-            // Stale records go for free: only live items count against the cap.
-            if live && self.map.len() < self.cap && !self.expired(at, now) {
+            // Only live items count against the cap; checked before any lookup, since this
+            // runs for every frame received. A stale record left at the front is harmless
+            // (`remove` keeps them bounded).
+            if self.map.len() < self.cap && !self.expired(at, now) {
                 break;
             }
+            let live = self.map.get(&old).is_some_and(|&(s, _)| s == seq);
             self.order.pop_front();
             if live {
                 self.map.remove(&old);

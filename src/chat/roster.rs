@@ -111,7 +111,7 @@ impl Roster {
     }
 
     /// Adds `member` to the roster, within the caps; false if it did not fit.
-    pub(super) fn insert(&mut self, member: MemberId, nick: &str, addr: Option<String>) -> bool {
+    fn insert(&mut self, member: MemberId, nick: &str, addr: Option<String>) -> bool {
         if self.members.len() >= MAX_MEMBERS || self.same_nick(nick) >= MAX_SAME_NICK {
             return false;
         }

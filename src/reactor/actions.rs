@@ -13,7 +13,7 @@ use log::debug;
 use super::gate::Waits;
 use super::table::role_slot;
 use super::timers::{Timer, RETIRE_GRACE};
-use super::{dial, Reactor};
+use super::{dial, timers, Reactor};
 use crate::chat::{Action, ConnId};
 use crate::event::{Event, Role};
 use crate::input::Input;
@@ -169,12 +169,8 @@ impl<W: Write> Reactor<W> {
             self.apply_action(action, now);
         }
         // Only a cap still ahead: one passed would wake the loop at once, every turn.
-        match self.gate.lookup_cap().filter(|&cap| cap > now) {
-            Some(cap) => self.timers.set(Timer::LookupWait, cap),
-            None => {
-                self.timers.cancel(&Timer::LookupWait);
-            }
-        }
+        let cap = self.gate.lookup_cap().filter(|&cap| cap > now);
+        timers::arm(&mut self.timers, Timer::LookupWait, cap);
         if self.gate.is_urgent() != was_urgent {
             self.rearm_stalls();
         }

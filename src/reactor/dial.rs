@@ -64,6 +64,7 @@ impl Resolver {
         }
     }
 
+    #[cfg(test)]
     pub(super) fn set(&mut self, resolve: Resolve) {
         self.resolve = resolve;
     }
@@ -95,13 +96,7 @@ impl Resolver {
         let (resolve, tx, waker) = (self.resolve.clone(), self.tx.clone(), self.waker.clone());
         let host = hp.clone();
         let job = move || {
-            // An answer always comes back, or typed input would wait for it for ever.
-            let addrs = std::panic::catch_unwind(AssertUnwindSafe(|| resolve(&host)))
-                .unwrap_or_else(|_| Err("the lookup failed".into()));
-            let addrs = addrs.map_err(|why| DialError::Resolve {
-                host: host.host.clone(),
-                why,
-            });
+            let addrs = looked_up(&resolve, &host);
             // The loop may be gone (the user left): nobody wants the answer then.
             if tx.send(Resolved { label, addrs }).is_ok() {
                 let _ = waker.wake();
@@ -119,10 +114,7 @@ impl Resolver {
     /// Looks `hp` up on this thread (no helper thread could start): the answer is taken on
     /// the next turn, as if it came from a thread, and the wake makes sure there is one.
     fn answer_here(&mut self, hp: &HostPort) {
-        let addrs = (self.resolve)(hp).map_err(|why| DialError::Resolve {
-            host: hp.host.clone(),
-            why,
-        });
+        let addrs = looked_up(&self.resolve, hp);
         let label = hp.to_string();
         let _ = self.tx.send(Resolved { label, addrs });
         let _ = self.waker.wake();
@@ -137,6 +129,17 @@ impl Resolver {
         }
         Some(r)
     }
+}
+
+/// Looks `hp` up with `resolve`. An answer always comes back, even from a resolver that
+/// panics, or typed input would wait for it for ever.
+fn looked_up(resolve: &Resolve, hp: &HostPort) -> Result<Vec<SocketAddr>, DialError> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| resolve(hp)))
+        .unwrap_or_else(|_| Err("the lookup failed".into()))
+        .map_err(|why| DialError::Resolve {
+            host: hp.host.clone(),
+            why,
+        })
 }
 
 /// What `/connect label` asks for.

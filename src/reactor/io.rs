@@ -190,7 +190,12 @@ impl<W: Write> Reactor<W> {
                 }
             }
             e.conn.note_partial(took_lines, now);
-            self.arm_partial(k);
+            // Per read, only make sure the timer is not late: every read under load moves the
+            // deadline later, and moving it in the table each time is work on the hot path. A
+            // timer that fires early or for nothing is set right in `check_partial`.
+            if let Some(due) = e.conn.partial_due() {
+                self.timers.set_earliest(Timer::Partial(k), due);
+            }
             // What the chat made of those lines comes first: a close it asked for (with its
             // reason) is not to be overtaken by the end of the connection read next.
             self.apply_actions(now);

@@ -41,7 +41,8 @@ use crate::output::Output;
 use crate::protocol::NodeId;
 use crate::signals::{self, Signals};
 
-pub use dial::Resolve;
+#[cfg(test)]
+use dial::Resolve;
 pub use setup::{describe, Dial, DialError, Listen, RunError, Setup, SetupError};
 
 use accept::Acceptor;
@@ -252,7 +253,8 @@ impl<W: Write> Reactor<W> {
 
     /// Looks up the host names of `/connect` with `resolve` (on a helper thread, as always)
     /// instead of the system's resolver.
-    pub fn with_resolver(mut self, resolve: Resolve) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_resolver(mut self, resolve: Resolve) -> Self {
         self.resolver.set(resolve);
         self
     }
@@ -373,7 +375,7 @@ impl<W: Write> Reactor<W> {
                         self.dial_error(k, std::io::ErrorKind::TimedOut.into(), now);
                     }
                 }
-                Timer::Retire(k) => self.close(k, Some("duplicate connection".into()), now),
+                Timer::Retire(k) => self.close_duplicate(k, now),
                 // A duplicate whose grace is over too closes as a duplicate: the retire was
                 // always looked at first.
                 Timer::Stall(k) | Timer::Partial(k) if self.retire_due(k, now) => {}
@@ -397,8 +399,13 @@ impl<W: Write> Reactor<W> {
             return false;
         }
         self.timers.cancel(&retire);
-        self.close(k, Some("duplicate connection".into()), now);
+        self.close_duplicate(k, now);
         true
+    }
+
+    /// A duplicate connection's grace to deliver is over: it goes.
+    fn close_duplicate(&mut self, k: usize, now: Instant) {
+        self.close(k, Some("duplicate connection".into()), now);
     }
 
     /// Leaving with a lookup under way: it has until the quit deadline (its dial then gets

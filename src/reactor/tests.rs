@@ -115,7 +115,6 @@ fn blocking_resolver() -> (Resolve, Receiver<String>, SyncSender<()>) {
     let resolve: Resolve = Arc::new(move |hp| {
         let _ = started_tx.lock().map(|tx| tx.send(hp.host.clone()));
         let _ = release_rx.lock().map(|rx| rx.recv());
-        let _ = hp;
         Err("the test says no".into())
     });
     (resolve, started, release)

@@ -19,7 +19,6 @@ fn two_connections_dialled_by_one_node_whose_hellos_cross_become_one() {
         net.run();
         assert_eq!(net.conns_between(0, 1).len(), 1, "dialler n{dialler}");
         assert_eq!(net.conns_between(1, 0).len(), 1);
-        let _ = (a1, a2, d1, d2);
         for node in 0..2 {
             assert_eq!(net.count(node, |e| matches!(e, Event::Leave { .. })), 0);
         }
