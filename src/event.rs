@@ -13,6 +13,13 @@ pub enum Role {
     Guest,
 }
 
+/// A message, or an action (`/me`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Speech {
+    Say,
+    Act,
+}
+
 /// One line of `/names`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Name {
@@ -51,8 +58,13 @@ pub enum Event {
         reason: Option<String>,
     },
     Names(Vec<Name>),
-    /// The local user sent this line (as `<nick> text` or `* nick action`); not shown on stdout.
-    Sent(String),
+    /// The local user said this (a message, or an action for `/me`). Not shown in line mode
+    /// (the user sees what they typed); shown as a chat line on the interactive terminal.
+    Sent {
+        speech: Speech,
+        from: String,
+        text: String,
+    },
     Info(String),
     Error(String),
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use chrono::Local;
 
-use crate::event::Event;
+use crate::event::{Event, Speech};
 use crate::safe::sanitize;
 
 /// What kind of event a log line records.
@@ -104,7 +104,13 @@ impl<W: Write> EventLog<W> {
                     None => format!("{nick} left"),
                 },
             ),
-            Event::Sent(line) => (Tag::Sent, line.clone()),
+            Event::Sent { speech, from, text } => (
+                Tag::Sent,
+                match speech {
+                    Speech::Say => format!("<{from}> {text}"),
+                    Speech::Act => format!("* {from} {text}"),
+                },
+            ),
             Event::Info(text) => (Tag::Info, text.clone()),
             Event::Error(text) => (Tag::Error, text.clone()),
             Event::Names(_) => return Ok(()),
@@ -135,7 +141,12 @@ mod tests {
             text: "oi\x1b[2J\n".into(),
         })
         .unwrap();
-        log.event(&Event::Sent("<alice> hi".into())).unwrap();
+        log.event(&Event::Sent {
+            speech: Speech::Say,
+            from: "alice".into(),
+            text: "hi".into(),
+        })
+        .unwrap();
         log.event(&Event::Names(Vec::new())).unwrap();
         log.write(Tag::Closed, "chat closed").unwrap();
         let lines = lines(log);

@@ -17,4 +17,5 @@ pub mod protocol;
 pub mod reactor;
 pub mod safe;
 pub mod signals;
+pub mod term;
 pub mod timers;

@@ -132,7 +132,7 @@ impl<W: Write> Output<W> {
                     .collect();
                 format!(r#""names","names":{}"#, serde_json::Value::from(list))
             }
-            Event::Sent(_) => return Ok(()),
+            Event::Sent { .. } => return Ok(()),
             Event::Info(text) => format!(r#""info","text":{}"#, js(text)),
             Event::Error(text) => format!(r#""error","text":{}"#, js(text)),
         };
@@ -140,7 +140,7 @@ impl<W: Write> Output<W> {
     }
 
     fn human(&mut self, event: &Event, colour: bool) -> io::Result<()> {
-        if let Event::Sent(_) = event {
+        if let Event::Sent { .. } = event {
             // The user sees what they typed already.
             return Ok(());
         }
@@ -187,7 +187,7 @@ impl<W: Write> Output<W> {
                 let red = paint(colour, RED);
                 writeln!(self.w, "{red}* error: {}{reset}", sanitize(text))
             }
-            Event::Sent(_) => Ok(()),
+            Event::Sent { .. } => Ok(()),
         }
     }
 
@@ -311,7 +311,11 @@ mod tests {
         assert_eq!(
             render(
                 Format::Human { colour: false },
-                Event::Sent("<me> x".into())
+                Event::Sent {
+                    speech: crate::event::Speech::Say,
+                    from: "me".into(),
+                    text: "x".into()
+                }
             ),
             ""
         );
@@ -383,7 +387,15 @@ mod tests {
         ]));
         assert_eq!(v["names"][0]["you"], true);
         assert_eq!(v["names"][1]["addr"], "127.0.0.1:5001");
-        assert!(render(Format::Json, Event::Sent("<a> x".into())).is_empty());
+        assert!(render(
+            Format::Json,
+            Event::Sent {
+                speech: crate::event::Speech::Act,
+                from: "a".into(),
+                text: "x".into()
+            }
+        )
+        .is_empty());
     }
 
     #[test]

@@ -4,14 +4,19 @@
 //!
 //! The parser must not depend on state: parsing a line never looks at who is in the chat.
 
-use super::relay::Speech;
 use super::{Chat, Due, Event};
+use crate::event::Speech;
 use crate::protocol::{self, check_nick, Frame, MAX_TEXT};
 
 /// The commands, for `/help`.
 pub const HELP: &str = "type a line to send it. Commands: /msg NICK text (direct message), \
 /me action, /nick NEW, /names (who is here), /connect HOST[:PORT], /help, \
 /quit [reason] (also /exit, sair); //text sends a line starting with /";
+
+/// The commands Tab completes, as typed.
+pub const COMMANDS: &[&str] = &[
+    "/msg", "/me", "/nick", "/names", "/who", "/connect", "/help", "/quit", "/exit",
+];
 
 /// One typed line, understood.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,10 +117,11 @@ impl Chat {
             let id = self.next_id();
             let (from, nick, text) = (self.me, self.cfg.nick.clone(), piece.to_string());
             if self.neighbours.anyone() {
-                self.out.show(Event::Sent(match speech {
-                    Speech::Say => format!("<{nick}> {text}"),
-                    Speech::Act => format!("* {nick} {text}"),
-                }));
+                self.out.show(Event::Sent {
+                    speech,
+                    from: nick.clone(),
+                    text: text.clone(),
+                });
             }
             let frame = match speech {
                 Speech::Say => Frame::Msg {

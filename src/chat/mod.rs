@@ -41,7 +41,7 @@ pub use self::api::{
     Action, Config, ConnId, Link, Mesh, Origin, DEFAULT_MAX_PEERS, DEFAULT_PEER_TIMEOUT,
     HELLO_WAIT, HELLO_WAIT_DIALLED,
 };
-pub use self::commands::{is_leave_command, Command, HELP};
+pub use self::commands::{is_leave_command, Command, COMMANDS, HELP};
 pub use self::flood::{RateLimit, DEFAULT_GUEST_RATE};
 pub use crate::event::{Event, Name, Role};
 use crate::protocol::{self, Frame, Hello, MemberId, MsgId};
@@ -52,8 +52,9 @@ use self::handshake::{Lost, Orphans};
 use self::keepalive::Check;
 use self::neighbours::{Kind, Neighbour, Neighbours, PeerState, Voice};
 use self::outbox::Outbox;
-use self::relay::{Seen, Speech};
+use self::relay::Seen;
 use self::roster::Roster;
+use crate::event::Speech;
 
 /// Every deadline the chat keeps, one timer each. The order of the variants is the order in
 /// which a tick handles what is due (then by key): that order is visible (guest numbers).

@@ -12,7 +12,7 @@ use super::flood::{Cut, Verdict};
 use super::neighbours::{Guest, Kind};
 use super::recent::Recent;
 use super::{Chat, ConnId};
-use crate::event::Event;
+use crate::event::{Event, Speech};
 use crate::protocol::{self, Frame, MemberId, MsgId, NodeId, MAX_TEXT};
 
 /// How many message ids are remembered to drop duplicates that come back over another path,
@@ -316,13 +316,6 @@ impl Chat {
             self.drop_conn(conn, "flooding".into());
         }
     }
-}
-
-/// Whether a frame is a message (`MSG`) or an action (`ME`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Speech {
-    Say,
-    Act,
 }
 
 /// Whether a join is fresh evidence of the member (a `HERE`) or news relayed (a `JOIN`, fresh

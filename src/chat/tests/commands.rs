@@ -88,7 +88,7 @@ fn commands_are_not_sent_and_double_slash_escapes() {
     assert_eq!(
         net.shown[0]
             .iter()
-            .filter(|e| matches!(e, Event::Sent(_)))
+            .filter(|e| matches!(e, Event::Sent { .. }))
             .count(),
         1
     );

@@ -410,7 +410,7 @@ pub(super) fn mesh_chat(
 pub(super) fn logs_sent(actions: &[Action]) -> bool {
     actions
         .iter()
-        .any(|a| matches!(a, Action::Show(Event::Sent(_))))
+        .any(|a| matches!(a, Action::Show(Event::Sent { .. })))
 }
 
 pub(super) fn drain(chat: &mut Chat) -> Vec<Action> {
