@@ -521,7 +521,8 @@ fn stdout_closed_early_exits_quietly() {
 
 #[test]
 fn interactive_mode_on_a_terminal_asks_like_the_seed() {
-    // `script` (util-linux) gives peerchat a real terminal as stdin.
+    // `script` (util-linux) gives peerchat a real terminal as stdin; `TERM=dumb` keeps it in
+    // line mode, which this test is about (the interactive screen is tested in `term`).
     if Command::new("script").arg("--version").output().is_err() {
         return util::skip_or_fail("`script` (util-linux) is not installed: no terminal to use");
     }
@@ -529,6 +530,7 @@ fn interactive_mode_on_a_terminal_asks_like_the_seed() {
     let mut term = Command::new("script")
         .args(["-qec", bin(), "/dev/null"])
         .env("NO_COLOR", "1")
+        .env("TERM", "dumb")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

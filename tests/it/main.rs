@@ -9,6 +9,8 @@
 //! - `load`: fan-out under load: order across coalesced writes, stalled readers, thousands of
 //!   connections, running out of file descriptors.
 //! - `mesh`: mesh mode, the chat commands, the log file and peer exchange.
+//! - `pty`: the harness that runs peerchat on a pseudo-terminal and reads its screen.
+//! - `term`: the interactive terminal front end, on a pty, as a person sees it.
 //! - `util`: starting nodes and raw connections, waiting with deadlines, namespaces.
 //!
 //! This file must hold no tests itself, only the module list.
@@ -20,3 +22,5 @@ mod faults;
 mod fuzz;
 mod load;
 mod mesh;
+mod pty;
+mod term;

@@ -964,7 +964,8 @@ fn multi_host_mesh_over_a_bridge() {
 fn mesh_mode_on_a_terminal_asks_for_the_nick() {
     use std::io::Write;
     use std::process::Stdio;
-    // `script` (util-linux) gives peerchat a real terminal as stdin, like a person starting it.
+    // `script` (util-linux) gives peerchat a real terminal as stdin, like a person starting it;
+    // `TERM=dumb` keeps it in line mode (the interactive screen is tested in `term`).
     if Command::new("script").arg("--version").output().is_err() {
         return util::skip_or_fail("`script` (util-linux) is not installed: no terminal to use");
     }
@@ -976,6 +977,7 @@ fn mesh_mode_on_a_terminal_asks_for_the_nick() {
         Command::new("script")
             .args(["-qec", &cmd, "/dev/null"])
             .env("NO_COLOR", "1")
+            .env("TERM", "dumb")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

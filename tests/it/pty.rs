@@ -1,0 +1,565 @@
+//! A pseudo-terminal harness: runs the real `peerchat` on a new pty, as a shell would run it in
+//! a terminal window, and reads everything it writes into a terminal model (`vt100`), so a test
+//! asserts what a person would see on the screen.
+//!
+//! The pty is peerchat's controlling terminal and peerchat's process group is the foreground
+//! one, so Ctrl-C (0x03) and Ctrl-Z (0x1A) written in cooked mode raise SIGINT / SIGTSTP in it,
+//! and a resize sends it SIGWINCH. Between the test and peerchat stands a small session leader
+//! (a fork of the test process that only waits), as the shell stands between a terminal and a
+//! job: without one, peerchat's process group would be orphaned and the kernel would drop the
+//! SIGTSTP that stops it.
+//!
+//! Waits have deadlines and panic with the screen printed; there are no fixed sleeps. Must not
+//! know what peerchat draws: the tests in `term` say that.
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::util;
+
+/// How long any one screen condition may take.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Rows of scrollback the model keeps above the screen.
+const SCROLLBACK: usize = 500;
+
+/// How to start peerchat on the pty.
+#[derive(Clone, Debug)]
+pub struct Spec<'a> {
+    pub cols: u16,
+    pub rows: u16,
+    /// `TERM`; `None` leaves it unset.
+    pub term: Option<&'a str>,
+}
+
+impl Default for Spec<'_> {
+    fn default() -> Self {
+        Spec {
+            cols: 80,
+            rows: 24,
+            term: Some("xterm-256color"),
+        }
+    }
+}
+
+/// The terminal model's callbacks: bells counted, and answers to the terminal's status queries
+/// (as a real terminal sends them back as input).
+#[derive(Default)]
+struct Seen {
+    bells: usize,
+    answers: Vec<u8>,
+}
+
+impl vt100::Callbacks for Seen {
+    fn audible_bell(&mut self, _: &mut vt100::Screen) {
+        self.bells += 1;
+    }
+
+    fn unhandled_csi(
+        &mut self,
+        screen: &mut vt100::Screen,
+        i1: Option<u8>,
+        _: Option<u8>,
+        params: &[&[u16]],
+        c: char,
+    ) {
+        if c != 'n' || i1.is_some() {
+            return;
+        }
+        match params.first().and_then(|p| p.first()) {
+            Some(5) => self.answers.extend_from_slice(b"\x1b[0n"),
+            Some(6) => {
+                let (row, col) = screen.cursor_position();
+                let answer = format!("\x1b[{};{}R", row + 1, col + 1);
+                self.answers.extend_from_slice(answer.as_bytes());
+            }
+            _ => {}
+        }
+    }
+}
+
+struct Model {
+    parser: vt100::Parser<Seen>,
+    /// Every byte read from the master, for failure messages.
+    raw: Vec<u8>,
+}
+
+struct Shared {
+    model: Mutex<Model>,
+    changed: Condvar,
+}
+
+/// peerchat running on a pty of its own.
+pub struct Term {
+    master: File,
+    /// A slave end the test keeps, to read the terminal's modes after peerchat changed them.
+    slave: OwnedFd,
+    /// The session leader that waits for peerchat and exits as it did.
+    leader: Child,
+    /// peerchat's pid (also its process group's).
+    pid: libc::pid_t,
+    shared: Arc<Shared>,
+}
+
+fn os_check(what: &str, r: libc::c_int) {
+    assert!(r >= 0, "{what}: {}", io::Error::last_os_error());
+}
+
+/// A new pty of `cols` x `rows`: (master, slave), both close-on-exec.
+fn open_pty(cols: u16, rows: u16) -> (OwnedFd, OwnedFd) {
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two fds we then own; the name and termios pointers may be null and
+    // the winsize is read only.
+    let r = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    os_check("openpty", r);
+    // SAFETY: both fds were just opened by openpty and belong to nothing else.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    for fd in [&master, &slave] {
+        // Another test's child forked now must not keep the pty open.
+        // SAFETY: fcntl on an fd we own.
+        os_check("FD_CLOEXEC", unsafe {
+            libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC)
+        });
+    }
+    (master, slave)
+}
+
+/// Runs in the forked child before exec, with the slave as fds 0-2: makes a session with the pty
+/// as its terminal, forks peerchat into a foreground process group of its own, and waits for it
+/// in the session leader. Only async-signal-safe calls.
+fn become_session(cmd: &mut Command) {
+    let hook = || {
+        // SAFETY: only async-signal-safe libc calls on our own fds and pids, as pre_exec needs.
+        unsafe {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let pid = libc::fork();
+            if pid < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if pid == 0 {
+                return foreground_job();
+            }
+            wait_as_leader(pid)
+        }
+    };
+    // SAFETY: the hook only makes async-signal-safe calls (see above).
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
+
+/// In the process about to exec peerchat: its own process group, made the terminal's
+/// foreground one (SIGTTOU blocked meanwhile, as shells do).
+unsafe fn foreground_job() -> io::Result<()> {
+    let mut ttou: libc::sigset_t = std::mem::zeroed();
+    let mut old: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut ttou);
+    libc::sigaddset(&mut ttou, libc::SIGTTOU);
+    if libc::setpgid(0, 0) < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    libc::sigprocmask(libc::SIG_BLOCK, &ttou, &mut old);
+    let r = libc::tcsetpgrp(0, libc::getpid());
+    libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The session leader: lets go of every inherited fd but the terminal (so `spawn` returns once
+/// peerchat is exec'd, and no socket of the test stays open here), waits for peerchat and ends
+/// as it ended.
+unsafe fn wait_as_leader(pid: libc::pid_t) -> ! {
+    if libc::close_range(3, libc::c_uint::MAX, 0) < 0 {
+        for fd in 3..65_536 {
+            libc::close(fd);
+        }
+    }
+    let mut status = 0;
+    loop {
+        let r = libc::waitpid(pid, &mut status, 0);
+        if r == pid {
+            break;
+        }
+        if r < 0 && *libc::__errno_location() != libc::EINTR {
+            libc::_exit(1);
+        }
+    }
+    if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+        libc::signal(sig, libc::SIG_DFL);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::kill(libc::getpid(), sig);
+        libc::_exit(128 + sig);
+    }
+    libc::_exit(libc::WEXITSTATUS(status))
+}
+
+/// Reads the master until the pty is gone, into the model; answers the model's queries.
+fn read_master(mut master: File, shared: Arc<Shared>) {
+    let mut answer_to = master.try_clone().ok();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = match master.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // EIO: every slave end is closed.
+            Err(_) => break,
+        };
+        let answers = {
+            let mut model = shared.model.lock().unwrap_or_else(PoisonError::into_inner);
+            model.parser.process(&buf[..n]);
+            model.raw.extend_from_slice(&buf[..n]);
+            std::mem::take(&mut model.parser.callbacks_mut().answers)
+        };
+        shared.changed.notify_all();
+        if let (false, Some(w)) = (answers.is_empty(), answer_to.as_mut()) {
+            let _ = w.write_all(&answers);
+        }
+    }
+}
+
+impl Term {
+    /// `peerchat ARGS` on an 80x24 pty with `TERM=xterm-256color`.
+    pub fn start(args: &[&str]) -> Term {
+        Term::start_with(&Spec::default(), args)
+    }
+
+    /// `peerchat ARGS` on a pty as `spec` says; colours allowed, `RUST_LOG` unset.
+    pub fn start_with(spec: &Spec, args: &[&str]) -> Term {
+        let (master, slave) = open_pty(spec.cols, spec.rows);
+        let mut cmd = Command::new(util::bin());
+        cmd.args(args).env_remove("RUST_LOG").env_remove("NO_COLOR");
+        match spec.term {
+            Some(t) => cmd.env("TERM", t),
+            None => cmd.env_remove("TERM"),
+        };
+        let dup = |fd: &OwnedFd| Stdio::from(fd.try_clone().expect("dup the pty slave"));
+        cmd.stdin(dup(&slave))
+            .stdout(dup(&slave))
+            .stderr(dup(&slave));
+        become_session(&mut cmd);
+        let leader = {
+            let _spawning = util::spawning();
+            cmd.spawn().expect("start peerchat on a pty")
+        };
+        drop(cmd);
+        // `spawn` returned after peerchat's exec, and it was made the foreground group before.
+        let mut pid: libc::pid_t = 0;
+        // SAFETY: TIOCGPGRP writes one pid_t we own; on the master it reads the slave's group.
+        os_check("TIOCGPGRP", unsafe {
+            libc::ioctl(master.as_raw_fd(), libc::TIOCGPGRP, &mut pid)
+        });
+        assert_ne!(pid, leader.id() as libc::pid_t, "peerchat is its own group");
+        let shared = Arc::new(Shared {
+            model: Mutex::new(Model {
+                parser: vt100::Parser::new_with_callbacks(
+                    spec.rows.try_into().expect("rows > 0"),
+                    spec.cols.try_into().expect("cols > 0"),
+                    SCROLLBACK,
+                    Seen::default(),
+                ),
+                raw: Vec::new(),
+            }),
+            changed: Condvar::new(),
+        });
+        let master = File::from(master);
+        let reader = master.try_clone().expect("dup the pty master");
+        let for_reader = shared.clone();
+        thread::spawn(move || read_master(reader, for_reader));
+        Term {
+            master,
+            slave,
+            leader,
+            pid,
+            shared,
+        }
+    }
+
+    fn model(&self) -> MutexGuard<'_, Model> {
+        self.shared
+            .model
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// peerchat's pid.
+    pub fn pid(&self) -> libc::pid_t {
+        self.pid
+    }
+
+    /// Types `bytes` (keys, escape sequences, a paste) into the terminal.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.master.write_all(bytes).expect("write to the pty");
+    }
+
+    /// Types `text` (no Enter).
+    pub fn type_str(&mut self, text: &str) {
+        self.send(text.as_bytes());
+    }
+
+    /// Waits until `pred` holds for the screen, and returns its contents then; on timeout panics
+    /// with `what` and the screen.
+    pub fn wait_screen(&self, what: &str, pred: impl Fn(&vt100::Screen) -> bool) -> String {
+        let end = Instant::now() + DEADLINE;
+        let mut model = self.model();
+        loop {
+            if pred(model.parser.screen()) {
+                return model.parser.screen().contents();
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let screen = framed(model.parser.screen());
+                let tail = String::from_utf8_lossy(&model.raw);
+                let tail: String = {
+                    let chars: Vec<char> = tail.chars().collect();
+                    chars[chars.len().saturating_sub(600)..].iter().collect()
+                };
+                drop(model);
+                panic!("timed out waiting for {what}; the screen:\n{screen}\nlast bytes: {tail:?}");
+            }
+            model = self
+                .shared
+                .changed
+                .wait_timeout(model, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Waits until the screen shows `text` somewhere.
+    pub fn wait_text(&self, text: &str) -> String {
+        self.wait_screen(&format!("{text:?} on the screen"), |s| {
+            s.contents().contains(text)
+        })
+    }
+
+    /// The screen's text, rows joined by `\n`.
+    pub fn contents(&self) -> String {
+        self.model().parser.screen().contents()
+    }
+
+    /// The screen framed for a message: each row between bars, with its number.
+    pub fn framed(&self) -> String {
+        framed(self.model().parser.screen())
+    }
+
+    /// Row `i` (from 0, top) of the screen, without trailing blanks.
+    pub fn row(&self, i: u16) -> String {
+        row_of(self.model().parser.screen(), i)
+    }
+
+    /// Every row of the screen.
+    pub fn rows(&self) -> Vec<String> {
+        rows_of(self.model().parser.screen())
+    }
+
+    /// (rows, cols) of the screen.
+    pub fn size(&self) -> (u16, u16) {
+        let (r, c) = self.model().parser.screen().size();
+        (r.get(), c.get())
+    }
+
+    /// The cursor as (row, col), from 0.
+    pub fn cursor(&self) -> (u16, u16) {
+        self.model().parser.screen().cursor_position()
+    }
+
+    /// How many times the bell (BEL) rang.
+    pub fn bells(&self) -> usize {
+        self.model().parser.callbacks().bells
+    }
+
+    /// Every byte peerchat wrote so far.
+    pub fn raw(&self) -> Vec<u8> {
+        self.model().raw.clone()
+    }
+
+    /// Resizes the terminal to `cols` x `rows`: the model first, then the pty (which sends
+    /// SIGWINCH to peerchat), so what peerchat draws for the new size lands on a screen of it.
+    pub fn resize(&mut self, cols: u16, rows: u16) {
+        {
+            let mut model = self.model();
+            model.parser.set_size(
+                rows.try_into().expect("rows > 0"),
+                cols.try_into().expect("cols > 0"),
+            );
+        }
+        let size = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads the winsize we own.
+        os_check("TIOCSWINSZ", unsafe {
+            libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &size)
+        });
+    }
+
+    fn termios(&self) -> libc::termios {
+        // SAFETY: tcgetattr fills the termios we own from our slave fd.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            os_check("tcgetattr", libc::tcgetattr(self.slave.as_raw_fd(), &mut t));
+            t
+        }
+    }
+
+    /// Whether the terminal is in its usual (cooked) mode: line editing, echo and signal keys on.
+    pub fn termios_is_cooked(&self) -> bool {
+        let want = libc::ICANON | libc::ECHO | libc::ISIG;
+        self.termios().c_lflag & want == want
+    }
+
+    /// Whether the terminal is in raw mode: no line editing, no echo.
+    pub fn termios_is_raw(&self) -> bool {
+        self.termios().c_lflag & (libc::ICANON | libc::ECHO) == 0
+    }
+
+    /// peerchat's state letter from `/proc/PID/stat` (`S` sleeping, `T` stopped, ...), or `None`
+    /// once it is gone.
+    pub fn state(&self) -> Option<char> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
+        let after = &stat[stat.rfind(')')? + 1..];
+        after.trim_start().chars().next()
+    }
+
+    /// Waits until peerchat's state is `want`.
+    pub fn wait_state(&self, want: char) {
+        util::wait_until(&format!("peerchat in state {want}"), || {
+            match self.state() {
+                Some(s) if s == want => Ok(()),
+                s => Err(format!("state {s:?}; screen:\n{}", self.framed())),
+            }
+        });
+    }
+
+    /// Sends `sig` to peerchat.
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill with our child's child's pid, which its session leader has not reaped
+        // while the leader runs.
+        os_check("kill", unsafe { libc::kill(self.pid, sig) });
+    }
+
+    /// Waits for peerchat to end (with the deadline); its status, as the session leader
+    /// passes it on.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.leader.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > end {
+                panic!(
+                    "peerchat did not exit (state {:?}); the screen:\n{}",
+                    self.state(),
+                    self.framed()
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Whether peerchat has ended.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.leader.try_wait(), Ok(Some(_)))
+    }
+}
+
+impl Drop for Term {
+    fn drop(&mut self) {
+        if !self.exited() {
+            // SAFETY: the leader still runs, so peerchat's pid is not reaped and not reused.
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+            }
+            let _ = self.leader.kill();
+        }
+        let _ = self.leader.wait();
+        // Dropping the slave and the master ends the reader (EIO on the master).
+    }
+}
+
+fn row_of(screen: &vt100::Screen, i: u16) -> String {
+    let (_, cols) = screen.size();
+    screen
+        .rows(0, cols.get())
+        .nth(usize::from(i))
+        .unwrap_or_default()
+}
+
+fn rows_of(screen: &vt100::Screen) -> Vec<String> {
+    let (_, cols) = screen.size();
+    screen.rows(0, cols.get()).collect()
+}
+
+fn framed(screen: &vt100::Screen) -> String {
+    let (cur_row, cur_col) = screen.cursor_position();
+    let mut out = String::new();
+    for (i, row) in rows_of(screen).iter().enumerate() {
+        out.push_str(&format!("{i:>2}|{row}\n"));
+    }
+    out.push_str(&format!("cursor at row {cur_row}, col {cur_col}"));
+    out
+}
+
+/// Helpers on a screen for `wait_screen` predicates.
+pub trait ScreenExt {
+    /// Row `i` from the top, without trailing blanks.
+    fn row(&self, i: u16) -> String;
+    /// The last row.
+    fn bottom(&self) -> String;
+    /// Every row.
+    fn all_rows(&self) -> Vec<String>;
+    /// Whether some row reads `text` somewhere.
+    fn shows(&self, text: &str) -> bool;
+}
+
+impl ScreenExt for vt100::Screen {
+    fn row(&self, i: u16) -> String {
+        row_of(self, i)
+    }
+
+    fn bottom(&self) -> String {
+        let (rows, _) = self.size();
+        row_of(self, rows.get() - 1)
+    }
+
+    fn all_rows(&self) -> Vec<String> {
+        rows_of(self)
+    }
+
+    fn shows(&self, text: &str) -> bool {
+        rows_of(self).iter().any(|r| r.contains(text))
+    }
+}
