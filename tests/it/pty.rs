@@ -327,13 +327,82 @@ impl Term {
         self.send(text.as_bytes());
     }
 
+    /// Presses the key named `name` as xterm sends it (arrows and Home/End in the cursor mode
+    /// the program set): `Left`, `Right`, `Up`, `Down`, `Home`, `End`, `Delete`, `Backspace`,
+    /// `Tab`, `Enter`, `Esc`, or `Ctrl-X` / `Alt-X` for a letter X.
+    pub fn key(&mut self, name: &str) {
+        let app = self.model().parser.screen().application_cursor();
+        let csi_or_ss3 = |c: char| format!("{}{c}", if app { "\x1bO" } else { "\x1b[" });
+        let bytes = match name {
+            "Up" => csi_or_ss3('A'),
+            "Down" => csi_or_ss3('B'),
+            "Right" => csi_or_ss3('C'),
+            "Left" => csi_or_ss3('D'),
+            "Home" => csi_or_ss3('H'),
+            "End" => csi_or_ss3('F'),
+            "Delete" => "\x1b[3~".to_string(),
+            "Backspace" => "\x7f".to_string(),
+            "Tab" => "\t".to_string(),
+            "Enter" => "\r".to_string(),
+            "Esc" => "\x1b".to_string(),
+            other => {
+                let letter = |prefix: &str| {
+                    let rest = other.strip_prefix(prefix)?;
+                    let mut chars = rest.chars();
+                    match (chars.next(), chars.next()) {
+                        (Some(c), None) if c.is_ascii_alphabetic() => Some(c.to_ascii_lowercase()),
+                        _ => None,
+                    }
+                };
+                if let Some(c) = letter("Ctrl-") {
+                    ((c as u8 - b'a' + 1) as char).to_string()
+                } else if let Some(c) = letter("Alt-") {
+                    format!("\x1b{c}")
+                } else {
+                    panic!("no key named {other:?}")
+                }
+            }
+        };
+        self.send(bytes.as_bytes());
+    }
+
+    /// Puts `bytes` on the screen model as if another program (the shell, say) wrote them to
+    /// the terminal; peerchat does not see them.
+    pub fn shell_writes(&mut self, bytes: &[u8]) {
+        self.model().parser.process(bytes);
+    }
+
     /// Waits until `pred` holds for the screen, and returns its contents then; on timeout panics
     /// with `what` and the screen.
     pub fn wait_screen(&self, what: &str, pred: impl Fn(&vt100::Screen) -> bool) -> String {
+        self.wait_model(what, |screen, _| pred(screen))
+    }
+
+    /// Waits until `f` finds something on the screen, and returns it.
+    pub fn wait_screen_value<T>(&self, what: &str, f: impl Fn(&vt100::Screen) -> Option<T>) -> T {
+        let found = Mutex::new(None);
+        self.wait_screen(what, |s| match f(s) {
+            Some(v) => {
+                *found.lock().unwrap_or_else(PoisonError::into_inner) = Some(v);
+                true
+            }
+            None => false,
+        });
+        let found = found.into_inner().unwrap_or_else(PoisonError::into_inner);
+        found.expect("wait_screen returns once the value is found")
+    }
+
+    /// Waits until the bell has rung `n` times in all.
+    pub fn wait_bells(&self, n: usize) {
+        self.wait_model(&format!("{n} bells"), |_, bells| bells == n);
+    }
+
+    /// Waits until `pred` holds for the screen and the bell count.
+    fn wait_model(&self, what: &str, pred: impl Fn(&vt100::Screen, usize) -> bool) -> String {
         let end = Instant::now() + DEADLINE;
         let mut model = self.model();
         loop {
-            if pred(model.parser.screen()) {
+            if pred(model.parser.screen(), model.parser.callbacks().bells) {
                 return model.parser.screen().contents();
             }
             let left = end.saturating_duration_since(Instant::now());
@@ -344,8 +413,12 @@ impl Term {
                     let chars: Vec<char> = tail.chars().collect();
                     chars[chars.len().saturating_sub(600)..].iter().collect()
                 };
+                let bells = model.parser.callbacks().bells;
                 drop(model);
-                panic!("timed out waiting for {what}; the screen:\n{screen}\nlast bytes: {tail:?}");
+                panic!(
+                    "timed out waiting for {what}; the screen:\n{screen}\n{bells} bells; \
+                     last bytes: {tail:?}"
+                );
             }
             model = self
                 .shared
@@ -392,6 +465,35 @@ impl Term {
     /// The cursor as (row, col), from 0.
     pub fn cursor(&self) -> (u16, u16) {
         self.model().parser.screen().cursor_position()
+    }
+
+    /// How the cell at (`row`, `col`) looks.
+    pub fn cell_attrs(&self, row: usize, col: u16) -> Look {
+        let model = self.model();
+        let row = u16::try_from(row).expect("a screen row");
+        model
+            .parser
+            .screen()
+            .cell(row, col)
+            .map(look)
+            .unwrap_or_default()
+    }
+
+    /// How each cell with text on `row` from column `from` looks.
+    pub fn text_attrs(&self, row: usize, from: u16) -> Vec<Look> {
+        let model = self.model();
+        let screen = model.parser.screen();
+        let row = u16::try_from(row).expect("a screen row");
+        (from..screen.size().1.get())
+            .filter_map(|col| screen.cell(row, col))
+            .filter(|c| c.has_contents() && c.contents() != " ")
+            .map(look)
+            .collect()
+    }
+
+    /// Whether the program asked for bracketed paste.
+    pub fn bracketed_paste(&self) -> bool {
+        self.model().parser.screen().bracketed_paste()
     }
 
     /// How many times the bell (BEL) rang.
@@ -508,6 +610,19 @@ impl Drop for Term {
         let _ = self.leader.wait();
         // Dropping the slave and the master ends the reader (EIO on the master).
     }
+}
+
+/// How a cell looks: foreground, background, bold, inverse, underline.
+pub type Look = (vt100::Color, vt100::Color, bool, bool, bool);
+
+fn look(c: &vt100::Cell) -> Look {
+    (
+        c.fgcolor(),
+        c.bgcolor(),
+        c.bold(),
+        c.inverse(),
+        c.underline(),
+    )
 }
 
 fn row_of(screen: &vt100::Screen, i: u16) -> String {

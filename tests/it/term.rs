@@ -5,7 +5,7 @@
 //! Must not test the key decoder or the editor as pure code (their unit tests do that).
 
 use crate::pty::{ScreenExt, Spec, Term};
-use crate::util::Node;
+use crate::util::{Node, Raw};
 
 /// `TERM=dumb` on the same pty.
 fn dumb() -> Spec<'static> {
@@ -15,6 +15,66 @@ fn dumb() -> Spec<'static> {
     }
 }
 
+/// Whether `s` reads `HH:MM:SS`.
+fn is_stamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 8
+        && b[2] == b':'
+        && b[5] == b':'
+        && [0, 1, 3, 4, 6, 7].iter().all(|&i| b[i].is_ascii_digit())
+}
+
+/// Whether `row` is a transcript line `HH:MM:SS REST` (trailing blanks aside).
+fn stamped(row: &str, rest: &str) -> bool {
+    row.get(..8).is_some_and(is_stamp)
+        && row.get(8..9) == Some(" ")
+        && row.get(9..).is_some_and(|r| r.trim_end() == rest)
+}
+
+/// The row of the screen that is the transcript line `HH:MM:SS REST`.
+fn line_at(s: &vt100::Screen, rest: &str) -> Option<usize> {
+    s.all_rows().iter().position(|r| stamped(r, rest))
+}
+
+/// Waits for the transcript line `HH:MM:SS REST`; its row.
+fn wait_line(t: &Term, rest: &str) -> usize {
+    t.wait_screen_value(&format!("the line {rest:?}"), |s| line_at(s, rest))
+}
+
+/// Waits until the bottom row is the prompt `NICK> TYPED` with the cursor at column `col`.
+fn wait_prompt_at(t: &Term, nick: &str, typed: &str, col: u16) {
+    let want = format!("{nick}> {typed}");
+    t.wait_screen(
+        &format!("the prompt row {want:?} with the cursor at column {col}"),
+        |s| {
+            let last = s.size().0.get() - 1;
+            s.bottom().trim_end() == want.trim_end() && s.cursor_position() == (last, col)
+        },
+    );
+}
+
+/// Waits until the bottom row is `ana> TYPED` (ASCII) with the cursor after it.
+fn wait_prompt(t: &Term, typed: &str) {
+    let col = u16::try_from(5 + typed.chars().count()).expect("a short line");
+    wait_prompt_at(t, "ana", typed, col);
+}
+
+/// A listening JSON node `hub` and `ana` on the pty connected to it, prompt shown.
+fn hub_and_ana(extra: &[&str]) -> (Node, Term, u16) {
+    hub_and_ana_with(&Spec::default(), extra)
+}
+
+fn hub_and_ana_with(spec: &Spec, extra: &[&str]) -> (Node, Term, u16) {
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let addr = format!("127.0.0.1:{port}");
+    let mut args = vec![addr.as_str(), "--nick", "ana"];
+    args.extend_from_slice(extra);
+    let t = Term::start_with(spec, &args);
+    hub.wait_join("ana");
+    wait_prompt(&t, "");
+    (hub, t, port)
+}
+
 #[test]
 fn dumb_terminal_on_a_pty_shows_peer_lines_as_today() {
     let (mut hub, port) = Node::listener("hub", &[]);
@@ -22,11 +82,7 @@ fn dumb_terminal_on_a_pty_shows_peer_lines_as_today() {
     let mut t = Term::start_with(&dumb(), &[&addr, "--nick", "bia"]);
     hub.wait_join("bia");
     hub.send("hello from the hub");
-    t.wait_screen("the hub's line", |s| {
-        s.all_rows()
-            .iter()
-            .any(|r| r.len() > 9 && &r[8..] == " <hub> hello from the hub")
-    });
+    wait_line(&t, "<hub> hello from the hub");
     // Line mode: what is typed is echoed by the terminal itself and sent on Enter.
     t.type_str("oi\r");
     hub.wait_message("bia", "oi");
@@ -52,4 +108,519 @@ fn dumb_terminal_ctrl_z_stops_and_sigcont_resumes_and_ctrl_c_ends() {
     t.send(b"\x03");
     hub.wait_leave("bia");
     assert_eq!(t.wait_exit().code(), Some(130), "{}", t.framed());
+}
+
+#[test]
+fn dumb_or_unset_term_keeps_line_mode_on_a_pty() {
+    for spec in [
+        dumb(),
+        Spec {
+            term: None,
+            ..Spec::default()
+        },
+    ] {
+        let (mut hub, port) = Node::listener("hub", &[]);
+        let addr = format!("127.0.0.1:{port}");
+        let mut t = Term::start_with(&spec, &[&addr, "--nick", "ana"]);
+        hub.wait_join("ana");
+        t.type_str("hello\r");
+        hub.wait_message("ana", "hello");
+        hub.send("hey ana, after you");
+        wait_line(&t, "<hub> hey ana, after you");
+        let screen = t.framed();
+        // No prompt, no own line in the transcript (the terminal echoed what was typed), no
+        // bell, no raw mode, no bracketed paste: today's line behaviour.
+        assert!(!screen.contains("ana> "), "TERM={:?}: {screen}", spec.term);
+        assert!(
+            !screen.contains("<ana> hello"),
+            "TERM={:?}: {screen}",
+            spec.term
+        );
+        assert!(t.rows().iter().any(|r| r == "hello"), "{screen}");
+        assert_eq!(t.bells(), 0, "TERM={:?}: {screen}", spec.term);
+        assert!(t.termios_is_cooked(), "TERM={:?}", spec.term);
+        assert!(!t.bracketed_paste(), "TERM={:?}", spec.term);
+    }
+}
+
+#[test]
+fn the_first_screen_says_how_to_get_help_and_leave_above_the_prompt() {
+    let (_hub, t, _) = hub_and_ana(&[]);
+    t.wait_screen("a line naming /help and /quit above the prompt", |s| {
+        let rows = s.all_rows();
+        rows[..rows.len() - 1]
+            .iter()
+            .any(|r| r.contains("/help") && r.contains("/quit"))
+    });
+    assert!(t.termios_is_raw(), "raw mode on; {}", t.framed());
+    assert!(t.bracketed_paste(), "bracketed paste asked for");
+}
+
+#[test]
+fn a_half_typed_line_stays_whole_on_the_prompt_row_under_incoming_messages() {
+    let (mut hub, mut t, port) = hub_and_ana(&[]);
+    t.type_str("this is a long line");
+    wait_prompt(&t, "this is a long line");
+    hub.send("msg one from hub");
+    hub.send("msg two");
+    // The third from a guest (nc), relayed by the hub.
+    let mut guest = Raw::connect(port);
+    guest.send(b"msg three from a guest\n");
+    let texts = ["<hub> msg one from hub", "<hub> msg two"];
+    t.wait_screen("the three messages in order above the prompt", |s| {
+        let rows = s.all_rows();
+        let one = line_at(s, texts[0]);
+        let two = line_at(s, texts[1]);
+        let three = rows.iter().position(|r| r.ends_with("> msg three from a guest"));
+        matches!((one, two, three), (Some(a), Some(b), Some(c)) if a < b && b < c && c + 1 < rows.len())
+    });
+    wait_prompt(&t, "this is a long line");
+    let rows = t.rows();
+    assert!(
+        rows[..rows.len() - 1]
+            .iter()
+            .all(|r| !r.contains("this is a")),
+        "what is typed leaked into the transcript:\n{}",
+        t.framed()
+    );
+    t.type_str(" that I am typing\r");
+    hub.wait_message("ana", "this is a long line that I am typing");
+    wait_line(&t, "<ana> this is a long line that I am typing");
+    wait_prompt(&t, "");
+}
+
+#[test]
+fn editing_keys_change_the_line_where_the_cursor_is() {
+    let (mut hub, mut t, _) = hub_and_ana(&[]);
+    t.type_str("helo");
+    t.key("Left");
+    t.type_str("l");
+    wait_prompt_at(&t, "ana", "hello", 9);
+    t.key("End");
+    t.type_str(" worldd");
+    t.key("Backspace");
+    wait_prompt(&t, "hello world");
+    t.key("Ctrl-W");
+    wait_prompt_at(&t, "ana", "hello", 11);
+    t.type_str("there");
+    t.key("Home");
+    wait_prompt_at(&t, "ana", "hello there", 5);
+    t.key("Delete");
+    t.type_str("H");
+    wait_prompt_at(&t, "ana", "Hello there", 6);
+    t.key("Ctrl-E");
+    t.key("Ctrl-B");
+    t.key("Ctrl-B");
+    t.key("Ctrl-K");
+    wait_prompt(&t, "Hello the");
+    t.key("Ctrl-A");
+    t.key("Ctrl-F");
+    wait_prompt_at(&t, "ana", "Hello the", 6);
+    t.key("Enter");
+    hub.wait_message("ana", "Hello the");
+    // Ctrl-U at the end of the line takes all of it.
+    t.type_str("junk junk");
+    wait_prompt(&t, "junk junk");
+    t.key("Ctrl-U");
+    wait_prompt(&t, "");
+    t.type_str("ok\r");
+    hub.wait_message("ana", "ok");
+    let sent: Vec<String> = hub
+        .events()
+        .iter()
+        .filter(|v| v["event"] == "message" && v["from"] == "ana")
+        .filter_map(|v| v["text"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(sent, ["Hello the", "ok"]);
+}
+
+#[test]
+fn wide_and_combining_characters_take_their_columns_on_the_prompt() {
+    let (mut hub, mut t, _) = hub_and_ana(&[]);
+    t.type_str("a你好👋b");
+    // CJK and emoji are two columns each.
+    wait_prompt_at(&t, "ana", "a你好👋b", 13);
+    t.key("Left");
+    t.key("Left");
+    wait_prompt_at(&t, "ana", "a你好👋b", 10);
+    t.key("Backspace");
+    wait_prompt_at(&t, "ana", "a你👋b", 8);
+    // A combining accent takes no column of its own.
+    t.type_str("e\u{301}");
+    wait_prompt_at(&t, "ana", "a你e\u{301}👋b", 9);
+    t.key("Enter");
+    hub.wait_message("ana", "a你e\u{301}👋b");
+}
+
+#[test]
+fn up_and_down_walk_the_lines_sent_and_enter_sends_one_again() {
+    let (mut hub, mut t, _) = hub_and_ana(&[]);
+    t.type_str("first\r");
+    hub.wait_message("ana", "first");
+    t.type_str("second\r");
+    hub.wait_message("ana", "second");
+    t.key("Up");
+    wait_prompt(&t, "second");
+    t.key("Up");
+    wait_prompt(&t, "first");
+    t.key("Down");
+    wait_prompt(&t, "second");
+    t.key("Up");
+    wait_prompt(&t, "first");
+    t.key("Enter");
+    hub.wait_message("ana", "first");
+    wait_prompt(&t, "");
+}
+
+#[test]
+fn tab_completes_a_nick_at_the_start_and_a_command() {
+    let (mut hub, mut t, port) = hub_and_ana(&[]);
+    let mut bob = Node::client("bob", port, &[]);
+    bob.wait_join("ana");
+    t.wait_text("bob joined");
+    t.type_str("bo");
+    t.key("Tab");
+    wait_prompt_at(&t, "ana", "bob:", 10);
+    t.type_str("hi\r");
+    hub.wait_message("ana", "bob: hi");
+    bob.wait_message("ana", "bob: hi");
+    t.type_str("/na");
+    t.key("Tab");
+    t.wait_screen("/names completed", |s| {
+        s.bottom().trim_end() == "ana> /names"
+    });
+    t.key("Ctrl-U");
+    t.type_str("/qu");
+    t.key("Tab");
+    t.wait_screen("/quit completed", |s| s.bottom().trim_end() == "ana> /quit");
+}
+
+#[test]
+fn own_lines_and_me_show_in_the_transcript_in_order() {
+    let (mut hub, mut t, _) = hub_and_ana(&[]);
+    t.type_str("hello all\r");
+    hub.wait_message("ana", "hello all");
+    let mine = wait_line(&t, "<ana> hello all");
+    hub.send("between");
+    let between = wait_line(&t, "<hub> between");
+    t.type_str("/me waves\r");
+    hub.wait_event(|v| v["event"] == "me" && v["from"] == "ana" && v["text"] == "waves");
+    let me = wait_line(&t, "* ana waves");
+    assert!(mine < between && between < me, "{}", t.framed());
+    wait_prompt(&t, "");
+}
+
+/// The rows of the message whose first row is `first` (a row index), up to and including the
+/// row that contains `last_word`.
+fn message_rows(s: &vt100::Screen, first: usize, last_word: &str) -> Vec<(usize, String)> {
+    let rows = s.all_rows();
+    let mut out = Vec::new();
+    for (i, r) in rows.iter().enumerate().skip(first) {
+        out.push((i, r.clone()));
+        if r.contains(last_word) {
+            break;
+        }
+    }
+    out
+}
+
+/// Checks that rows `first..` (up to `last_word`) are `HH:MM:SS <from> ...` then continuation
+/// rows indented 9 columns, wrapped by peerchat (not by the terminal), holding `text`.
+fn assert_hanging(t: &Term, first: usize, from: &str, text: &str, last_word: &str) {
+    let screen = t.framed();
+    let rows = t.wait_screen_value("the message's rows", |s| {
+        let rows = message_rows(s, first, last_word);
+        let wrapped: Vec<bool> = rows.iter().map(|(i, _)| s.row_wrapped(*i as u16)).collect();
+        Some((rows, wrapped))
+    });
+    let (rows, wrapped) = rows;
+    assert!(rows.len() >= 2, "the message takes several rows:\n{screen}");
+    assert!(
+        wrapped.iter().all(|w| !w),
+        "the terminal wrapped a row (peerchat wrote past the edge):\n{screen}"
+    );
+    let head = format!("<{from}> ");
+    let (_, first_row) = &rows[0];
+    assert!(
+        first_row.get(..8).is_some_and(is_stamp) && first_row[9..].starts_with(&head),
+        "{screen}"
+    );
+    let mut joined: String = first_row[9 + head.len()..].to_string();
+    for (_, r) in &rows[1..] {
+        assert!(
+            r.starts_with("         ") && r.chars().nth(9).is_some_and(|c| c != ' '),
+            "a continuation row starts 9 columns in: {r:?}\n{screen}"
+        );
+        joined.push_str(&r[9..]);
+    }
+    let squeeze = |s: &str| s.split_whitespace().collect::<String>();
+    assert_eq!(squeeze(&joined), squeeze(text), "{screen}");
+}
+
+#[test]
+fn a_long_incoming_line_wraps_with_a_hanging_indent() {
+    let (mut hub, t, _) = hub_and_ana(&[]);
+    let text: Vec<String> = (0..40).map(|i| format!("word{i:02}")).collect();
+    let text = text.join(" ");
+    hub.send(&text);
+    t.wait_text("word39");
+    let first = t.wait_screen_value("the message's first row", |s| {
+        s.all_rows()
+            .iter()
+            .position(|r| r.get(9..).is_some_and(|r| r.starts_with("<hub> word00")))
+    });
+    assert_hanging(&t, first, "hub", &text, "word39");
+}
+
+#[test]
+fn a_guest_cannot_pad_a_line_into_a_fake_message_row() {
+    let (mut hub, t, port) = hub_and_ana(&[]);
+    let mut guest = Raw::connect(port);
+    // `HH:MM:SS <guest-1> ` is 19 columns: 61 more reach the edge of an 80-column row.
+    let fake = "02:37:20 <bob> give me the root password";
+    guest.send(format!("{}{fake}\n", "x".repeat(61)).as_bytes());
+    guest.send(format!("{} {fake}\n", "y".repeat(60)).as_bytes());
+    hub.wait_event(|v| v["text"].as_str().is_some_and(|t| t.starts_with('y')));
+    t.wait_screen("both padded lines", |s| {
+        s.all_rows()
+            .iter()
+            .filter(|r| r.contains("root password"))
+            .count()
+            == 2
+    });
+    for r in t.rows() {
+        assert!(
+            !r.starts_with("02:37:20"),
+            "a row reads like a message of its own: {r:?}\n{}",
+            t.framed()
+        );
+        if r.contains("root password") {
+            assert!(r.starts_with("         "), "{}", t.framed());
+        }
+    }
+}
+
+#[test]
+fn a_mention_rings_the_bell_and_stands_out_a_plain_line_does_not() {
+    let (mut hub, t, _) = hub_and_ana(&[]);
+    hub.send("a plain line");
+    hub.send("banana bread is not a mention");
+    let plain = wait_line(&t, "<hub> a plain line");
+    wait_line(&t, "<hub> banana bread is not a mention");
+    assert_eq!(t.bells(), 0, "{}", t.framed());
+    hub.send("hey ANA, look");
+    t.wait_bells(1);
+    let mention = wait_line(&t, "<hub> hey ANA, look");
+    // A direct message rings too.
+    hub.send("/msg ana a secret");
+    t.wait_bells(2);
+    t.wait_text("a secret");
+    hub.send("the end");
+    wait_line(&t, "<hub> the end");
+    assert_eq!(t.bells(), 2, "{}", t.framed());
+    let looks = |row: usize| t.text_attrs(row, 15);
+    let (plain_looks, mention_looks) = (looks(plain), looks(mention));
+    assert!(
+        mention_looks.iter().any(|a| !plain_looks.contains(a)),
+        "the mention looks like a plain line: {mention_looks:?} vs {plain_looks:?}"
+    );
+}
+
+#[test]
+fn bell_off_never_rings_and_bell_all_rings_for_every_message_from_others() {
+    let (mut hub, t, _) = hub_and_ana(&["--bell", "off"]);
+    hub.send("hey ana");
+    hub.send("/msg ana psst");
+    hub.send("the end");
+    wait_line(&t, "<hub> the end");
+    assert_eq!(t.bells(), 0, "{}", t.framed());
+    drop(t);
+
+    let (mut hub, mut t, _) = hub_and_ana(&["--bell", "all"]);
+    hub.send("one");
+    hub.send("two");
+    t.wait_bells(2);
+    t.type_str("mine\r");
+    wait_line(&t, "<ana> mine");
+    hub.send("three");
+    wait_line(&t, "<hub> three");
+    t.wait_bells(3);
+    hub.send("the end");
+    wait_line(&t, "<hub> the end");
+    assert_eq!(t.bells(), 4, "own lines do not ring: {}", t.framed());
+}
+
+#[test]
+fn nicks_have_colours_of_their_own_and_keep_them() {
+    let (mut hub, mut t, _) = hub_and_ana(&[]);
+    hub.send("first from hub");
+    let a = wait_line(&t, "<hub> first from hub");
+    t.type_str("from me\r");
+    let me = wait_line(&t, "<ana> from me");
+    hub.send("second from hub");
+    let b = wait_line(&t, "<hub> second from hub");
+    // Column 10 is the nick's first letter, after `HH:MM:SS <`.
+    let colour = |row: usize| t.cell_attrs(row, 10).0;
+    assert_eq!(colour(a), colour(b), "a nick keeps its colour");
+    assert_ne!(colour(a), vt100::Color::Default, "nicks are coloured");
+    assert_ne!(colour(me), colour(a), "your own nick stands apart");
+}
+
+/// Checks that the terminal is in raw mode now, and cooked again once `leave` made peerchat
+/// end with `code`.
+fn leaves_cooked(leave: impl FnOnce(&mut Term), code: i32) {
+    let (mut hub, mut t, _) = hub_and_ana(&[]);
+    assert!(t.termios_is_raw(), "raw mode while running");
+    leave(&mut t);
+    hub.wait_leave("ana");
+    assert_eq!(t.wait_exit().code(), Some(code), "{}", t.framed());
+    assert!(t.termios_is_cooked(), "the terminal is cooked again");
+    assert!(!t.bracketed_paste(), "bracketed paste is off again");
+}
+
+#[test]
+fn quit_restores_the_terminal() {
+    leaves_cooked(|t| t.type_str("/quit\r"), 0);
+}
+
+#[test]
+fn ctrl_d_on_an_empty_line_leaves_and_restores_the_terminal() {
+    leaves_cooked(
+        |t| {
+            // Not on a line with text in it.
+            t.type_str("x");
+            t.key("Ctrl-D");
+            t.key("Ctrl-U");
+            wait_prompt(t, "");
+            assert!(!t.exited(), "Ctrl-D with text typed does not leave");
+            t.key("Ctrl-D");
+        },
+        0,
+    );
+}
+
+#[test]
+fn sigterm_restores_the_terminal() {
+    leaves_cooked(|t| t.signal(libc::SIGTERM), 143);
+}
+
+#[test]
+fn ctrl_c_leaves_as_today_and_restores_the_terminal() {
+    leaves_cooked(|t| t.key("Ctrl-C"), 130);
+}
+
+#[test]
+fn ctrl_z_suspends_cooked_and_sigcont_resumes_raw_with_the_line_redrawn() {
+    let (mut hub, mut t, _) = hub_and_ana(&[]);
+    t.type_str("half typed");
+    wait_prompt(&t, "half typed");
+    t.key("Ctrl-Z");
+    t.wait_state('T');
+    assert!(t.termios_is_cooked(), "cooked while stopped");
+    // What the shell prints meanwhile, then `fg`.
+    t.shell_writes(b"\r\n[1]+  Stopped                 peerchat\r\n$ fg\r\n");
+    hub.send("while you were away");
+    t.signal(libc::SIGCONT);
+    wait_line(&t, "<hub> while you were away");
+    wait_prompt(&t, "half typed");
+    assert!(t.termios_is_raw(), "raw again after fg");
+    t.type_str(" and done\r");
+    hub.wait_message("ana", "half typed and done");
+}
+
+#[test]
+fn ctrl_l_redraws_the_prompt() {
+    let (_hub, mut t, _) = hub_and_ana(&[]);
+    t.type_str("typed");
+    wait_prompt(&t, "typed");
+    t.shell_writes(b"\x1b[2J\x1b[1;1Hgarbage");
+    t.key("Ctrl-L");
+    wait_prompt(&t, "typed");
+}
+
+#[test]
+fn a_resize_redraws_at_the_new_size() {
+    let (mut hub, mut t, _) = hub_and_ana(&[]);
+    hub.send("before the resize");
+    wait_line(&t, "<hub> before the resize");
+    t.type_str("typed");
+    wait_prompt(&t, "typed");
+    t.resize(50, 12);
+    t.wait_screen("the prompt on row 11", |s| {
+        s.row(11).trim_end() == "ana> typed" && s.cursor_position() == (11, 10)
+    });
+    let text: Vec<String> = (0..15).map(|i| format!("word{i:02}")).collect();
+    let text = text.join(" ");
+    hub.send(&text);
+    t.wait_text("word14");
+    let first = t.wait_screen_value("the message's first row", |s| {
+        s.all_rows()
+            .iter()
+            .position(|r| r.get(9..).is_some_and(|r| r.starts_with("<hub> word00")))
+    });
+    assert_hanging(&t, first, "hub", &text, "word14");
+    wait_prompt_at(&t, "ana", "typed", 10);
+    t.resize(80, 24);
+    wait_prompt_at(&t, "ana", "typed", 10);
+}
+
+#[test]
+fn a_paste_of_two_lines_sends_both_in_order() {
+    let (mut hub, mut t, _) = hub_and_ana(&[]);
+    t.wait_screen("bracketed paste on", |s| s.bracketed_paste());
+    t.send(b"\x1b[200~first pasted\rsecond pasted\r\x1b[201~");
+    hub.wait_message("ana", "first pasted");
+    hub.wait_message("ana", "second pasted");
+    let a = wait_line(&t, "<ana> first pasted");
+    let b = wait_line(&t, "<ana> second pasted");
+    assert!(a < b, "{}", t.framed());
+    wait_prompt(&t, "");
+    // A paste without a line end is only typed.
+    t.send(b"\x1b[200~not yet\x1b[201~");
+    wait_prompt(&t, "not yet");
+}
+
+#[test]
+fn a_line_wider_than_the_screen_scrolls_within_the_prompt_row() {
+    let (mut hub, mut t, _) = hub_and_ana(&[]);
+    hub.send("above the prompt");
+    wait_line(&t, "<hub> above the prompt");
+    let above = t.rows()[..23].to_vec();
+    let words: Vec<String> = (0..24).map(|i| format!("w{i:03}")).collect();
+    let long = words.join(" ");
+    t.type_str(&long);
+    t.wait_screen("the end of the long line on the prompt row", |s| {
+        s.bottom().trim_end().ends_with("w022 w023") && s.cursor_position().0 == 23
+    });
+    let (rows, cursor) = (t.rows(), t.cursor());
+    assert_eq!(rows[..23], above[..], "the rows above are untouched");
+    assert!(cursor.1 < 80, "{}", t.framed());
+    assert!(rows[23].starts_with("ana> ") || !rows[23].contains("w000"));
+    t.key("Home");
+    t.wait_screen("the start of the long line", |s| {
+        s.bottom().starts_with("ana> w000 w001") && s.cursor_position() == (23, 5)
+    });
+    assert_eq!(t.rows()[..23], above[..], "the rows above are untouched");
+    t.key("Enter");
+    hub.wait_message("ana", &long);
+}
+
+#[test]
+fn the_start_questions_then_the_interactive_prompt() {
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let mut t = Term::start(&[]);
+    t.wait_text("server (s) or client (c)");
+    t.type_str("c\r");
+    t.type_str(&format!("127.0.0.1:{port}\r"));
+    t.type_str("bia\r");
+    hub.wait_join("bia");
+    wait_prompt_at(&t, "bia", "", 5);
+    t.wait_text("hub joined");
+    assert!(t.termios_is_raw());
+    t.type_str("oi, do terminal\r");
+    hub.wait_message("bia", "oi, do terminal");
+    wait_line(&t, "<bia> oi, do terminal");
+    t.type_str("/quit\r");
+    assert_eq!(t.wait_exit().code(), Some(0));
+    assert!(t.termios_is_cooked());
 }
