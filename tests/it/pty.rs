@@ -256,8 +256,13 @@ impl Term {
 
     /// `peerchat ARGS` on a pty as `spec` says; colours allowed, `RUST_LOG` unset.
     pub fn start_with(spec: &Spec, args: &[&str]) -> Term {
+        Term::start_program(spec, util::bin(), args)
+    }
+
+    /// `PROGRAM ARGS` on a pty as `spec` says (for checking the harness itself).
+    pub fn start_program(spec: &Spec, program: &str, args: &[&str]) -> Term {
         let (master, slave) = open_pty(spec.cols, spec.rows);
-        let mut cmd = Command::new(util::bin());
+        let mut cmd = Command::new(program);
         cmd.args(args).env_remove("RUST_LOG").env_remove("NO_COLOR");
         match spec.term {
             Some(t) => cmd.env("TERM", t),
