@@ -2,7 +2,7 @@
 //! when needed, run the reactor, and map the outcome to an exit code (0 done, 1 runtime error,
 //! 2 usage error). Holds no chat logic.
 
-use std::io::{self, IsTerminal};
+use std::io::{self, IsTerminal, Write};
 use std::net::ToSocketAddrs;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -17,16 +17,25 @@ use peerchat::output::{Format, Output};
 use peerchat::reactor::{Dial, DialError, Ended, Listen, Reactor, Setup, TermSetup};
 use peerchat::signals::{self, Signals};
 use peerchat::term::render::Bell;
-use peerchat::term::tty;
+use peerchat::term::{tty, warnings};
 
 fn main() -> ExitCode {
     // First, before any other thread starts: they must inherit the blocked signals.
     let signals = Signals::install(tty::wanted());
     let args = Args::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .format_timestamp(None)
-        .init();
-    match run(args, signals) {
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"));
+    logger.format_timestamp(None);
+    if !args.json && tty::wanted() {
+        // Warnings are shown in the transcript: on stderr they would break the prompt line.
+        logger
+            .target(env_logger::Target::Pipe(Box::new(warnings::Sink)))
+            .format(|w, record| writeln!(w, "{}: {}", record.level(), record.args()));
+    }
+    logger.init();
+    let ended = run(args, signals);
+    warnings::to_stderr();
+    match ended {
         Ok(Ended::Done) => ExitCode::SUCCESS,
         Ok(Ended::Signal(sig)) => ExitCode::from(signals::exit_code(sig)),
         Err(msg) => {

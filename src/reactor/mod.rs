@@ -333,9 +333,7 @@ impl<W: Write> Reactor<W> {
         self.take_signal();
         self.woken(now);
         self.settle(now);
-        if let Some(term) = self.screen.terminal() {
-            term.set_nick(self.chat.nick());
-        }
+        self.sync_terminal();
         if let Err(gone) = self.screen.flush() {
             self.stdout_gone(gone);
             self.settle(now);

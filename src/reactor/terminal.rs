@@ -299,6 +299,18 @@ impl<W: Write> super::Reactor<W> {
         term.read_keys(&|| chat.names().into_iter().map(|n| n.nick).collect());
     }
 
+    /// Brings the terminal up to date before it is drawn: the nick in the prompt, and the
+    /// warnings logged since (shown in the transcript, not on stderr).
+    pub(super) fn sync_terminal(&mut self) {
+        let Some(term) = self.screen.terminal() else {
+            return;
+        };
+        term.set_nick(self.chat.nick());
+        for line in crate::term::warnings::take() {
+            self.show(&Event::Info(line));
+        }
+    }
+
     /// Keys wait that the last turn did not take.
     pub(super) fn keys_wait(&mut self) -> bool {
         self.screen.terminal().is_some_and(|t| t.has_more())
