@@ -81,6 +81,8 @@ fn carriage_return_and_line_feed_are_enter_and_a_pair_is_one() {
     assert_decodes(b"\n\n", &[Key::Enter, Key::Enter]);
     assert_decodes(b"\n\r", &[Key::Enter, Key::Enter]);
     assert_decodes(b"\r\n\r\n", &[Key::Enter, Key::Enter]);
+    // The keypad's Enter in application mode.
+    assert_decodes(b"\x1bOM", &[Key::Enter]);
 }
 
 #[test]
@@ -171,6 +173,11 @@ fn a_too_long_sequence_is_one_unknown_and_memory_stays_bounded() {
     }
     decoder.feed(b"~x", &mut keys);
     assert_eq!(keys, [Key::Unknown, Key::Char('x')]);
+
+    let mut bytes = b"\x1bO".to_vec();
+    bytes.extend(std::iter::repeat_n(b'5', 100));
+    bytes.extend_from_slice(b"Cy");
+    assert_eq!(decode(&bytes), [Key::Unknown, Key::Char('y')]);
 }
 
 #[test]
