@@ -345,8 +345,9 @@ struct Rows<'a> {
 impl<'a> Rows<'a> {
     /// One word and the spaces before it.
     fn place(&mut self, gap: &[Cell<'a>], word: &[Cell<'a>]) {
-        // Spaces that begin a continuation row are dropped: the indent alone starts it.
-        let gap = if self.used == 0 { &[] } else { gap };
+        // Spaces that begin a row are dropped: on a continuation row the indent alone starts it.
+        let fresh = self.rows.last().is_none_or(Vec::is_empty);
+        let gap = if fresh { &[] } else { gap };
         let (gap_w, word_w) = (columns(gap), columns(word));
         if word.is_empty() {
             return; // Spaces at the end of the line show nothing.

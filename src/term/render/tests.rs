@@ -272,7 +272,18 @@ fn wide_characters_are_never_split_nor_overflow() {
         let rows = plain(&msg("bob", &format!("a你 {text} 👋🏽b")), width);
         assert_shape(&rows, width);
         assert_eq!(ink(&rows), format!("12:00:00<bob>a你{text}👋🏽b"), "{width}");
+        // A variation selector makes its heart two columns wide: the pair is one cell.
+        let hearts = "\u{2764}\u{fe0f}".repeat(20);
+        let rows = plain(&msg("bob", &hearts), width);
+        assert_shape(&rows, width);
+        assert_eq!(ink(&rows), format!("12:00:00<bob>{hearts}"), "{width}");
     }
+    // A space before a cut that starts on the next row is dropped with the break.
+    let rows = plain(&msg("bob", &"你好".repeat(6)), 16);
+    assert_eq!(rows[0], "12:00:00 <bob>");
+    assert!(rows[1].starts_with("     你"), "{rows:?}");
+    let rows = coloured(&msg("bob", &format!("ana {}", "你好".repeat(6))), 22);
+    assert!(!strip(&rows[0]).ends_with(' '), "{rows:?}");
 }
 
 #[test]
@@ -436,7 +447,8 @@ fn mentions_are_whole_words_in_any_case() {
     }
     assert!(!mentions("anything", ""));
     assert!(mentions("hi ÉLODIE", "élodie"));
-    assert!(mentions("ping a.a.a", "a.a"));
+    // Matches may overlap: the second `a.a` here stands alone.
+    assert!(mentions("xa.a.a", "a.a"));
 }
 
 #[test]
@@ -486,6 +498,8 @@ fn the_bell_rings_per_mode() {
         (me("bob", "waves"), false, true, false),
         (dm("bob", "ana", "psst"), true, true, false),
         (dm("ana", "bob", "ana says"), false, false, false),
+        // From a namesake: the chat never shows a DM from you to yourself.
+        (dm("ana", "ana", "psst"), true, true, false),
         (sent(Speech::Say, "ana"), false, false, false),
         (sent(Speech::Act, "ana"), false, false, false),
         (join, false, false, false),
@@ -531,4 +545,11 @@ fn tiny_widths_do_not_panic_and_show_something_per_row() {
             assert_shape(&rows, width);
         }
     }
+}
+
+#[test]
+fn no_row_starts_with_spaces_of_the_text_itself() {
+    // Without a time the line starts at its first word, not at the space after the time.
+    let rows = render(&msg("bob", "hi"), "", &style(80, false, Bell::Mention)).rows;
+    assert_eq!(rows, ["<bob> hi"]);
 }
