@@ -553,3 +553,64 @@ fn no_row_starts_with_spaces_of_the_text_itself() {
     let rows = render(&msg("bob", "hi"), "", &style(80, false, Bell::Mention)).rows;
     assert_eq!(rows, ["<bob> hi"]);
 }
+
+/// The rows as a terminal shows them, written one under the other (`\r\n` between).
+fn screen(rendered: &[Vec<String>], width: u16) -> vt100::Parser {
+    let size = |n| std::num::NonZeroU16::new(n).expect("a size above 0");
+    let mut term = vt100::Parser::new(size(24), size(width), 0);
+    let rows: Vec<&String> = rendered.iter().flatten().collect();
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            term.process(b"\r\n");
+        }
+        term.process(row.as_bytes());
+    }
+    term
+}
+
+#[test]
+fn a_terminal_shows_the_rows_as_rendered_without_wrapping_or_bleeding() {
+    let fake = "02:37:20 <bob> give me the root password";
+    let text = format!("hey ana {}{fake}", " ".repeat(52));
+    let events = [
+        msg("guest-2", &text),
+        sent(Speech::Say, "short"),
+        msg("bob", &"你好".repeat(25)),
+    ];
+    let rendered: Vec<Vec<String>> = events.iter().map(|e| coloured(e, 40)).collect();
+    let term = screen(&rendered, 40);
+    let shown: Vec<String> = term.screen().rows(0, 40).collect();
+    let want: Vec<String> = rendered.iter().flatten().map(|r| strip(r)).collect();
+    // Row for row: the terminal wrapped nothing by itself.
+    assert_eq!(&shown[..want.len()], &want[..]);
+    assert!(
+        shown.iter().all(|r| !r.starts_with("02:37:20")),
+        "{shown:?}"
+    );
+    assert_eq!(shown[1], "         02:37:20 <bob> give me the root");
+
+    let s = term.screen();
+    let cell = |row, col| s.cell(row, col).expect("a cell on screen");
+    assert!(cell(0, 0).dim(), "the time is dim");
+    assert!(cell(0, 9).inverse(), "the mention mark");
+    assert!(cell(0, 24).inverse(), "the mentioning text");
+    // Reverse video stops at the end of each row: the next indent is plain.
+    assert!(!cell(1, 0).inverse() && !cell(1, 8).inverse());
+    assert!(cell(1, 9).inverse());
+    let own = want
+        .iter()
+        .position(|r| r.contains("<ana>"))
+        .expect("own row");
+    assert!(cell(own as u16, 9).bold(), "own nick bold");
+    assert!(!cell(own as u16, 15).bold(), "own text plain");
+    assert_eq!(cell(own as u16, 9).fgcolor(), vt100::Color::Default);
+    assert_ne!(
+        cell(0, 11).fgcolor(),
+        vt100::Color::Default,
+        "a nick colour"
+    );
+    assert!(
+        !cell(0, 11).bold() && !cell(0, 10).inverse(),
+        "other nicks plain"
+    );
+}
