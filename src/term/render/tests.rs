@@ -614,3 +614,20 @@ fn a_terminal_shows_the_rows_as_rendered_without_wrapping_or_bleeding() {
         "other nicks plain"
     );
 }
+
+#[test]
+fn rows_exactly_as_wide_as_the_terminal_do_not_wrap_on_it() {
+    let events = [msg("bob", "aaaa bbbb cccc dddd"), msg("bob", "next")];
+    let rendered: Vec<Vec<String>> = events.iter().map(|e| coloured(e, 20)).collect();
+    assert_eq!(cols(&rendered[0][1]), 20);
+    let term = screen(&rendered, 20);
+    let shown: Vec<String> = term.screen().rows(0, 20).take(3).collect();
+    assert_eq!(
+        shown,
+        [
+            "12:00:00 <bob> aaaa",
+            "      bbbb cccc dddd",
+            "12:00:00 <bob> next"
+        ]
+    );
+}
