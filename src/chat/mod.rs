@@ -149,6 +149,16 @@ impl Chat {
         self.discovery.is_dialling() || self.neighbours.any_speculative()
     }
 
+    /// The local user's nick now.
+    pub fn nick(&self) -> &str {
+        &self.cfg.nick
+    }
+
+    /// Who is here, as `/names` lists them (the terminal completes these).
+    pub fn names(&self) -> Vec<Name> {
+        self.roster.names()
+    }
+
     /// A connection is open (accepted, or a dial succeeded). The caller has sent our hello.
     pub fn handle_opened(&mut self, conn: ConnId, link: Link, now: Instant) {
         self.clock = now;
