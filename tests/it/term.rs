@@ -41,6 +41,16 @@ fn wait_line(t: &Term, rest: &str) -> usize {
     t.wait_screen_value(&format!("the line {rest:?}"), |s| line_at(s, rest))
 }
 
+/// Waits for a transcript row starting `HH:MM:SS ` that holds `part` (a highlighted line has a
+/// mark before the nick); its row.
+fn wait_line_with(t: &Term, part: &str) -> usize {
+    t.wait_screen_value(&format!("a line with {part:?}"), |s| {
+        s.all_rows()
+            .iter()
+            .position(|r| r.get(..8).is_some_and(is_stamp) && r.contains(part))
+    })
+}
+
 /// Waits until the bottom row is the prompt `NICK> TYPED` with the cursor at column `col`.
 fn wait_prompt_at(t: &Term, nick: &str, typed: &str, col: u16) {
     let want = format!("{nick}> {typed}");
@@ -413,7 +423,7 @@ fn a_mention_rings_the_bell_and_stands_out_a_plain_line_does_not() {
     assert_eq!(t.bells(), 0, "{}", t.framed());
     hub.send("hey ANA, look");
     t.wait_bells(1);
-    let mention = wait_line(&t, "<hub> hey ANA, look");
+    let mention = wait_line_with(&t, "<hub> hey ANA, look");
     // A direct message rings too.
     hub.send("/msg ana a secret");
     t.wait_bells(2);
