@@ -496,6 +496,15 @@ impl Term {
             .collect()
     }
 
+    /// The rows the terminal itself wrapped (something was written past the right edge).
+    pub fn wrapped_rows(&self) -> Vec<u16> {
+        let model = self.model();
+        let screen = model.parser.screen();
+        (0..screen.size().0.get())
+            .filter(|&r| screen.row_wrapped(r))
+            .collect()
+    }
+
     /// Whether the program asked for bracketed paste.
     pub fn bracketed_paste(&self) -> bool {
         self.model().parser.screen().bracketed_paste()

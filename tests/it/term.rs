@@ -636,3 +636,55 @@ fn the_start_questions_then_the_interactive_prompt() {
     assert_eq!(t.wait_exit().code(), Some(0));
     assert!(t.termios_is_cooked());
 }
+
+#[test]
+fn help_is_a_list_that_fits_the_screen() {
+    let (_hub, mut t, _) = hub_and_ana(&[]);
+    t.type_str("/help\r");
+    t.wait_screen("/help's list, a command to a row", |s| {
+        let rows = s.all_rows();
+        ["/msg", "/me", "/nick", "/names", "/quit"]
+            .iter()
+            .all(|c| rows.iter().filter(|r| r.contains(c)).count() >= 1)
+            && rows.iter().filter(|r| r.contains("/msg")).count() == 1
+            && rows
+                .iter()
+                .all(|r| !(r.contains("/msg") && r.contains("/names")))
+    });
+    assert_eq!(t.wrapped_rows(), [] as [u16; 0], "{}", t.framed());
+    wait_prompt(&t, "");
+}
+
+#[test]
+fn dash_dash_help_fits_80_columns_on_a_terminal() {
+    let mut t = Term::start(&["--help"]);
+    assert_eq!(t.wait_exit().code(), Some(0));
+    let raw = t.raw();
+    let text = String::from_utf8_lossy(&raw);
+    let wide: Vec<&str> = text
+        .split("\r\n")
+        .filter(|l| l.chars().count() > 80)
+        .collect();
+    assert!(text.contains("--nick"), "{text}");
+    assert!(wide.is_empty(), "rows wider than 80 columns: {wide:#?}");
+}
+
+#[test]
+fn a_client_on_a_terminal_redials_when_its_connection_drops() {
+    let (port, _) = crate::util::free_range(1);
+    let listen = format!("127.0.0.1:{port}");
+    let hub_args = ["-l", listen.as_str(), "--json", "--nick", "hub"];
+    let mut hub = Node::spawn(&hub_args);
+    hub.wait_event(|v| v["event"] == "info" && v["text"] == format!("listening on {listen}"));
+    let mut t = Term::start(&[&listen, "--nick", "ana"]);
+    hub.wait_join("ana");
+    t.type_str("half");
+    wait_prompt(&t, "half");
+    drop(hub);
+    t.wait_text(&format!("reconnecting to {listen} in"));
+    wait_prompt(&t, "half");
+    let mut hub = Node::spawn(&hub_args);
+    hub.wait_join("ana");
+    t.type_str(" back\r");
+    hub.wait_message("ana", "half back");
+}
