@@ -25,9 +25,6 @@ const KEEP: usize = 500;
 /// Reads of keys taken per turn, at most (a long paste is taken over several turns).
 const READS_PER_TURN: usize = 16;
 
-/// Clears the row the cursor is on, from its start.
-const CLEAR_ROW: &[u8] = b"\r\x1b[K";
-
 /// What the interactive terminal needs from the command line.
 #[derive(Debug)]
 pub struct TermSetup {
@@ -150,7 +147,7 @@ impl Terminal {
     /// (the prompt row cleared first), `fg` and a resize draw the screen again.
     pub(super) fn handle_signals(&mut self, got: TermSignals, w: &mut impl Write) {
         if got.suspend {
-            let _ = w.write_all(CLEAR_ROW).and_then(|()| w.flush());
+            let _ = self.clear_prompt(w).and_then(|()| w.flush());
             tty::suspend();
             // Continued: the shell may have changed the settings and written on the screen.
             if let Err(e) = self.raw.resume() {
@@ -178,8 +175,7 @@ impl Terminal {
             return Ok(());
         }
         if self.prompt_shown {
-            w.write_all(CLEAR_ROW)?;
-            self.prompt_shown = false;
+            self.clear_prompt(w)?;
         }
         let shown = render::render(event, time, &self.style());
         for row in &shown.rows {
@@ -207,8 +203,15 @@ impl Terminal {
 
     /// Clears the prompt line, leaving the cursor at the start of an empty row for the shell.
     pub(super) fn finish(&mut self, w: &mut impl Write) -> io::Result<()> {
+        self.clear_prompt(w)
+    }
+
+    /// Empties the prompt row (the last one) and puts the cursor at its start: the transcript
+    /// goes on from there, scrolling up. Placed absolutely, so that whatever moved the cursor
+    /// meanwhile cannot make the transcript overwrite other rows.
+    fn clear_prompt(&mut self, w: &mut impl Write) -> io::Result<()> {
         self.prompt_shown = false;
-        w.write_all(CLEAR_ROW)
+        write!(w, "\x1b[{};1H\x1b[K", self.size.1.max(1))
     }
 
     /// The screen cleared and the last events that fit drawn again above the prompt line, at
@@ -242,7 +245,7 @@ impl Terminal {
     fn draw_prompt(&mut self, w: &mut impl Write) -> io::Result<()> {
         let prompt = format!("{}> ", sanitize(&self.me));
         let view = self.editor.view(&prompt, self.size.0);
-        w.write_all(CLEAR_ROW)?;
+        self.clear_prompt(w)?;
         w.write_all(view.text.as_bytes())?;
         w.write_all(b"\r")?;
         if view.cursor > 0 {
@@ -314,5 +317,159 @@ impl<W: Write> super::Reactor<W> {
     /// Keys wait that the last turn did not take.
     pub(super) fn keys_wait(&mut self) -> bool {
         self.screen.terminal().is_some_and(|t| t.has_more())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Speech;
+    use std::sync::mpsc::sync_channel;
+
+    /// A terminal room drawing into a screen model 80x24, and the sender of its keys.
+    struct Screen {
+        term: Terminal,
+        lines: Receiver<Input>,
+        keys: std::sync::mpsc::SyncSender<Vec<u8>>,
+        bytes: Vec<u8>,
+    }
+
+    impl Screen {
+        fn new() -> Screen {
+            let setup = TermSetup {
+                raw: RawMode::untouched(),
+                bell: Bell::Mention,
+                colour: true,
+            };
+            let (mut term, lines) = Terminal::new(setup, "ana");
+            term.size = (80, 24);
+            let (keys, rx) = sync_channel(64);
+            term.attach(rx);
+            let mut bytes = Vec::new();
+            term.start(&mut bytes).unwrap();
+            Screen {
+                term,
+                lines,
+                keys,
+                bytes,
+            }
+        }
+
+        fn type_keys(&mut self, keys: &str) {
+            self.keys.send(keys.as_bytes().to_vec()).unwrap();
+            self.term.read_keys(&|| vec!["bob".to_string()]);
+            self.term.draw(&mut self.bytes).unwrap();
+        }
+
+        fn show(&mut self, event: Event) {
+            self.term.show(&event, "12:00:00", &mut self.bytes).unwrap();
+            self.term.draw(&mut self.bytes).unwrap();
+        }
+
+        fn parsed(&self) -> vt100::Parser {
+            let size = |n| std::num::NonZeroU16::new(n).expect("not zero");
+            let mut p = vt100::Parser::new(size(24), size(80), 0);
+            p.process(&self.bytes);
+            p
+        }
+
+        fn row(&self, i: u16) -> String {
+            let p = self.parsed();
+            p.screen()
+                .contents_between(i, 0, i, 80)
+                .trim_end()
+                .to_string()
+        }
+
+        fn sent(&self) -> Vec<String> {
+            self.lines
+                .try_iter()
+                .map(|i| match i {
+                    Input::Line(l) => l,
+                    Input::End => "<end>".into(),
+                })
+                .collect()
+        }
+    }
+
+    fn says(from: &str, text: &str) -> Event {
+        Event::Message {
+            from: from.into(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn a_half_typed_line_stays_on_the_last_row_under_incoming_messages() {
+        let mut s = Screen::new();
+        s.type_keys("this is a long");
+        for i in 1..=3 {
+            s.show(says("bia", &format!("msg {i}")));
+        }
+        assert_eq!(s.row(23), "ana> this is a long");
+        assert_eq!(s.parsed().screen().cursor_position(), (23, 19));
+        for (row, i) in (20..23).zip(1..) {
+            assert!(
+                s.row(row).ends_with(&format!("<bia> msg {i}")),
+                "{}",
+                s.row(row)
+            );
+        }
+        s.type_keys(" line\r");
+        assert_eq!(s.sent(), vec!["this is a long line".to_string()]);
+        assert_eq!(s.row(23), "ana>");
+    }
+
+    #[test]
+    fn own_lines_are_shown_as_chat_lines_above_the_prompt() {
+        let mut s = Screen::new();
+        s.type_keys("draft");
+        s.show(Event::Sent {
+            speech: Speech::Act,
+            from: "ana".into(),
+            text: "waves".into(),
+        });
+        assert!(s.row(22).ends_with("* ana waves"), "{}", s.row(22));
+        assert_eq!(s.row(23), "ana> draft");
+    }
+
+    #[test]
+    fn ctrl_d_on_an_empty_line_leaves_and_the_end_of_stdin_ends_input() {
+        let mut s = Screen::new();
+        s.type_keys("\x04");
+        assert_eq!(s.sent(), vec!["/quit".to_string()]);
+        let Screen {
+            mut term,
+            lines,
+            keys,
+            ..
+        } = s;
+        drop(keys);
+        term.read_keys(&Vec::new);
+        drop(term);
+        assert!(lines.try_recv().is_err(), "the channel closed");
+    }
+
+    #[test]
+    fn a_redraw_clears_the_screen_and_draws_the_last_events_and_the_prompt() {
+        let mut s = Screen::new();
+        s.show(says("bob", "before"));
+        s.type_keys("half");
+        s.bytes
+            .extend_from_slice(b"\x1b[5;1Hgarbage from elsewhere");
+        s.type_keys("\x0c");
+        assert!(!s.parsed().screen().contents().contains("garbage"));
+        assert_eq!(s.parsed().screen().cursor_position(), (23, 9));
+        assert!(s.row(22).ends_with("<bob> before"), "{}", s.row(22));
+        assert_eq!(s.row(23), "ana> half");
+    }
+
+    #[test]
+    fn a_nick_change_shows_in_the_prompt() {
+        let mut s = Screen::new();
+        s.type_keys("x");
+        s.term.set_nick("zoe");
+        s.term.draw(&mut s.bytes).unwrap();
+        assert_eq!(s.row(23), "zoe> x");
     }
 }

@@ -58,6 +58,15 @@ impl RawMode {
     }
 }
 
+#[cfg(test)]
+impl RawMode {
+    /// A raw mode that was never entered, for tests of what is drawn: dropping it restores
+    /// nothing, since nothing was saved.
+    pub(crate) fn untouched() -> RawMode {
+        RawMode(())
+    }
+}
+
 impl Drop for RawMode {
     fn drop(&mut self) {
         restore();
