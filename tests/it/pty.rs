@@ -672,6 +672,8 @@ pub trait ScreenExt {
     fn all_rows(&self) -> Vec<String>;
     /// Whether some row reads `text` somewhere.
     fn shows(&self, text: &str) -> bool;
+    /// The screen framed for a message: each row between bars, with its number.
+    fn framed(&self) -> String;
 }
 
 impl ScreenExt for vt100::Screen {
@@ -690,5 +692,9 @@ impl ScreenExt for vt100::Screen {
 
     fn shows(&self, text: &str) -> bool {
         rows_of(self).iter().any(|r| r.contains(text))
+    }
+
+    fn framed(&self) -> String {
+        framed(self)
     }
 }

@@ -24,11 +24,20 @@ fn is_stamp(s: &str) -> bool {
         && [0, 1, 3, 4, 6, 7].iter().all(|&i| b[i].is_ascii_digit())
 }
 
-/// Whether `row` is a transcript line `HH:MM:SS REST` (trailing blanks aside).
+/// Whether `row` is a transcript line `HH:MM:SS REST` (trailing blanks aside), or one with a
+/// highlight mark, `HH:MM:SS M REST`.
 fn stamped(row: &str, rest: &str) -> bool {
+    let Some(after) = row.get(9..).map(str::trim_end) else {
+        return false;
+    };
+    let marked = |a: &str| {
+        let mut chars = a.chars();
+        chars.next().is_some_and(|c| c != ' ' && c != '<')
+            && chars.as_str().strip_prefix(' ') == Some(rest)
+    };
     row.get(..8).is_some_and(is_stamp)
         && row.get(8..9) == Some(" ")
-        && row.get(9..).is_some_and(|r| r.trim_end() == rest)
+        && (after == rest || marked(after))
 }
 
 /// The row of the screen that is the transcript line `HH:MM:SS REST`.
@@ -36,18 +45,16 @@ fn line_at(s: &vt100::Screen, rest: &str) -> Option<usize> {
     s.all_rows().iter().position(|r| stamped(r, rest))
 }
 
-/// Waits for the transcript line `HH:MM:SS REST`; its row.
-fn wait_line(t: &Term, rest: &str) -> usize {
-    t.wait_screen_value(&format!("the line {rest:?}"), |s| line_at(s, rest))
+/// Waits for the transcript line `HH:MM:SS REST`.
+fn wait_line(t: &Term, rest: &str) {
+    t.wait_screen_value(&format!("the line {rest:?}"), |s| line_at(s, rest));
 }
 
-/// Waits for a transcript row starting `HH:MM:SS ` that holds `part` (a highlighted line has a
-/// mark before the nick); its row.
-fn wait_line_with(t: &Term, part: &str) -> usize {
-    t.wait_screen_value(&format!("a line with {part:?}"), |s| {
-        s.all_rows()
-            .iter()
-            .position(|r| r.get(..8).is_some_and(is_stamp) && r.contains(part))
+/// Waits until the transcript shows every line of `rests` at once; their rows then (rows move
+/// as the transcript scrolls, so they are only compared within one screen).
+fn wait_lines(t: &Term, rests: &[&str]) -> Vec<usize> {
+    t.wait_screen_value(&format!("the lines {rests:?}"), |s| {
+        rests.iter().map(|r| line_at(s, r)).collect()
     })
 }
 
@@ -80,8 +87,9 @@ fn hub_and_ana_with(spec: &Spec, extra: &[&str]) -> (Node, Term, u16) {
     let mut args = vec![addr.as_str(), "--nick", "ana"];
     args.extend_from_slice(extra);
     let t = Term::start_with(spec, &args);
-    hub.wait_join("ana");
+    // The prompt first: a usage error shows on the screen rather than as a silent hub.
     wait_prompt(&t, "");
+    hub.wait_join("ana");
     (hub, t, port)
 }
 
@@ -313,53 +321,57 @@ fn own_lines_and_me_show_in_the_transcript_in_order() {
     let (mut hub, mut t, _) = hub_and_ana(&[]);
     t.type_str("hello all\r");
     hub.wait_message("ana", "hello all");
-    let mine = wait_line(&t, "<ana> hello all");
+    wait_line(&t, "<ana> hello all");
     hub.send("between");
-    let between = wait_line(&t, "<hub> between");
+    wait_line(&t, "<hub> between");
     t.type_str("/me waves\r");
     hub.wait_event(|v| v["event"] == "me" && v["from"] == "ana" && v["text"] == "waves");
-    let me = wait_line(&t, "* ana waves");
-    assert!(mine < between && between < me, "{}", t.framed());
+    let at = wait_lines(&t, &["<ana> hello all", "<hub> between", "* ana waves"]);
+    assert!(at[0] < at[1] && at[1] < at[2], "{}", t.framed());
     wait_prompt(&t, "");
 }
 
-/// The rows of the message whose first row is `first` (a row index), up to and including the
-/// row that contains `last_word`.
-fn message_rows(s: &vt100::Screen, first: usize, last_word: &str) -> Vec<(usize, String)> {
+/// The rows of the message from `from` whose text starts with `first_word`, up to and
+/// including the row that contains `last_word`, with whether the terminal wrapped each.
+fn message_rows(
+    s: &vt100::Screen,
+    from: &str,
+    first_word: &str,
+    last_word: &str,
+) -> Option<Vec<(String, bool)>> {
     let rows = s.all_rows();
+    let head = format!("<{from}> {first_word}");
+    let first = rows
+        .iter()
+        .position(|r| r.get(9..).is_some_and(|r| r.starts_with(&head)))?;
     let mut out = Vec::new();
     for (i, r) in rows.iter().enumerate().skip(first) {
-        out.push((i, r.clone()));
+        out.push((r.clone(), s.row_wrapped(u16::try_from(i).ok()?)));
         if r.contains(last_word) {
-            break;
+            return Some(out);
         }
     }
-    out
+    None
 }
 
-/// Checks that rows `first..` (up to `last_word`) are `HH:MM:SS <from> ...` then continuation
-/// rows indented 9 columns, wrapped by peerchat (not by the terminal), holding `text`.
-fn assert_hanging(t: &Term, first: usize, from: &str, text: &str, last_word: &str) {
-    let screen = t.framed();
-    let rows = t.wait_screen_value("the message's rows", |s| {
-        let rows = message_rows(s, first, last_word);
-        let wrapped: Vec<bool> = rows.iter().map(|(i, _)| s.row_wrapped(*i as u16)).collect();
-        Some((rows, wrapped))
+/// Checks that the message `text` from `from` shows as `HH:MM:SS <from> ...` then continuation
+/// rows indented 9 columns, wrapped by peerchat (not by the terminal).
+fn assert_hanging(t: &Term, from: &str, text: &str) {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let (first_word, last_word) = (words[0], words[words.len() - 1]);
+    let (rows, screen) = t.wait_screen_value("the message's rows", |s| {
+        message_rows(s, from, first_word, last_word).map(|rows| (rows, s.framed()))
     });
-    let (rows, wrapped) = rows;
     assert!(rows.len() >= 2, "the message takes several rows:\n{screen}");
     assert!(
-        wrapped.iter().all(|w| !w),
+        rows.iter().all(|(_, wrapped)| !wrapped),
         "the terminal wrapped a row (peerchat wrote past the edge):\n{screen}"
     );
     let head = format!("<{from}> ");
-    let (_, first_row) = &rows[0];
-    assert!(
-        first_row.get(..8).is_some_and(is_stamp) && first_row[9..].starts_with(&head),
-        "{screen}"
-    );
+    let first_row = &rows[0].0;
+    assert!(first_row.get(..8).is_some_and(is_stamp), "{screen}");
     let mut joined: String = first_row[9 + head.len()..].to_string();
-    for (_, r) in &rows[1..] {
+    for (r, _) in &rows[1..] {
         assert!(
             r.starts_with("         ") && !r.trim().is_empty(),
             "a continuation row starts 9 columns in: {r:?}\n{screen}"
@@ -376,13 +388,7 @@ fn a_long_incoming_line_wraps_with_a_hanging_indent() {
     let text: Vec<String> = (0..40).map(|i| format!("word{i:02}")).collect();
     let text = text.join(" ");
     hub.send(&text);
-    t.wait_text("word39");
-    let first = t.wait_screen_value("the message's first row", |s| {
-        s.all_rows()
-            .iter()
-            .position(|r| r.get(9..).is_some_and(|r| r.starts_with("<hub> word00")))
-    });
-    assert_hanging(&t, first, "hub", &text, "word39");
+    assert_hanging(&t, "hub", &text);
 }
 
 #[test]
@@ -418,19 +424,25 @@ fn a_mention_rings_the_bell_and_stands_out_a_plain_line_does_not() {
     let (mut hub, t, _) = hub_and_ana(&[]);
     hub.send("a plain line");
     hub.send("banana bread is not a mention");
-    let plain = wait_line(&t, "<hub> a plain line");
-    wait_line(&t, "<hub> banana bread is not a mention");
+    wait_lines(
+        &t,
+        &["<hub> a plain line", "<hub> banana bread is not a mention"],
+    );
     assert_eq!(t.bells(), 0, "{}", t.framed());
     hub.send("hey ANA, look");
     t.wait_bells(1);
-    let mention = wait_line_with(&t, "<hub> hey ANA, look");
+    wait_line(&t, "<hub> hey ANA, look");
     // A direct message rings too.
     hub.send("/msg ana a secret");
     t.wait_bells(2);
     t.wait_text("a secret");
     hub.send("the end");
-    wait_line(&t, "<hub> the end");
+    let at = wait_lines(
+        &t,
+        &["<hub> a plain line", "<hub> hey ANA, look", "<hub> the end"],
+    );
     assert_eq!(t.bells(), 2, "{}", t.framed());
+    let (plain, mention) = (at[0], at[1]);
     let looks = |row: usize| t.text_attrs(row, 0);
     let (plain_looks, mention_looks) = (looks(plain), looks(mention));
     assert!(
@@ -467,11 +479,19 @@ fn bell_off_never_rings_and_bell_all_rings_for_every_message_from_others() {
 fn nicks_have_colours_of_their_own_and_keep_them() {
     let (mut hub, mut t, _) = hub_and_ana(&[]);
     hub.send("first from hub");
-    let a = wait_line(&t, "<hub> first from hub");
+    wait_line(&t, "<hub> first from hub");
     t.type_str("from me\r");
-    let me = wait_line(&t, "<ana> from me");
+    wait_line(&t, "<ana> from me");
     hub.send("second from hub");
-    let b = wait_line(&t, "<hub> second from hub");
+    let at = wait_lines(
+        &t,
+        &[
+            "<hub> first from hub",
+            "<ana> from me",
+            "<hub> second from hub",
+        ],
+    );
+    let (a, me, b) = (at[0], at[1], at[2]);
     // Column 10 is the nick's first letter, after `HH:MM:SS <`.
     let look = |row: usize| t.cell_attrs(row, 10);
     assert_eq!(look(a), look(b), "a nick keeps its colour");
@@ -565,13 +585,7 @@ fn a_resize_redraws_at_the_new_size() {
     let text: Vec<String> = (0..15).map(|i| format!("word{i:02}")).collect();
     let text = text.join(" ");
     hub.send(&text);
-    t.wait_text("word14");
-    let first = t.wait_screen_value("the message's first row", |s| {
-        s.all_rows()
-            .iter()
-            .position(|r| r.get(9..).is_some_and(|r| r.starts_with("<hub> word00")))
-    });
-    assert_hanging(&t, first, "hub", &text, "word14");
+    assert_hanging(&t, "hub", &text);
     wait_prompt_at(&t, "ana", "typed", 10);
     t.resize(80, 24);
     wait_prompt_at(&t, "ana", "typed", 10);
@@ -584,9 +598,8 @@ fn a_paste_of_two_lines_sends_both_in_order() {
     t.send(b"\x1b[200~first pasted\rsecond pasted\r\x1b[201~");
     hub.wait_message("ana", "first pasted");
     hub.wait_message("ana", "second pasted");
-    let a = wait_line(&t, "<ana> first pasted");
-    let b = wait_line(&t, "<ana> second pasted");
-    assert!(a < b, "{}", t.framed());
+    let at = wait_lines(&t, &["<ana> first pasted", "<ana> second pasted"]);
+    assert!(at[0] < at[1], "{}", t.framed());
     wait_prompt(&t, "");
     // A paste without a line end is only typed.
     t.send(b"\x1b[200~not yet\x1b[201~");
