@@ -3,27 +3,33 @@
 //! asserts what a person would see on the screen.
 //!
 //! The pty is peerchat's controlling terminal and peerchat's process group is the foreground
-//! one, so Ctrl-C (0x03) and Ctrl-Z (0x1A) written in cooked mode raise SIGINT / SIGTSTP in it,
-//! and a resize sends it SIGWINCH. Between the test and peerchat stands a small session leader
+//! one, so Ctrl-C (0x03) and Ctrl-Z (0x1A) raise SIGINT / SIGTSTP in it while the terminal's
+//! signal keys are on (ISIG), and a resize sends it SIGWINCH. Between the test and peerchat stands a small session leader
 //! (a fork of the test process that only waits), as the shell stands between a terminal and a
 //! job: without one, peerchat's process group would be orphaned and the kernel would drop the
-//! SIGTSTP that stops it.
+//! SIGTSTP that stops it. `session` starts the process so; `screen` reads the model.
 //!
 //! Waits have deadlines and panic with the screen printed; there are no fixed sleeps. Must not
 //! know what peerchat draws: the tests in `term` say that.
 
 #![allow(dead_code)]
 
+mod screen;
+mod session;
+
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::util;
+
+use self::screen::{framed, look, row_of, rows_of, Seen};
+pub use self::screen::{Look, ScreenExt};
+use self::session::{become_session, open_pty, os_check};
 
 /// How long any one screen condition may take.
 pub const DEADLINE: Duration = Duration::from_secs(10);
@@ -50,42 +56,6 @@ impl Default for Spec<'_> {
     }
 }
 
-/// The terminal model's callbacks: bells counted, and answers to the terminal's status queries
-/// (as a real terminal sends them back as input).
-#[derive(Default)]
-struct Seen {
-    bells: usize,
-    answers: Vec<u8>,
-}
-
-impl vt100::Callbacks for Seen {
-    fn audible_bell(&mut self, _: &mut vt100::Screen) {
-        self.bells += 1;
-    }
-
-    fn unhandled_csi(
-        &mut self,
-        screen: &mut vt100::Screen,
-        i1: Option<u8>,
-        _: Option<u8>,
-        params: &[&[u16]],
-        c: char,
-    ) {
-        if c != 'n' || i1.is_some() {
-            return;
-        }
-        match params.first().and_then(|p| p.first()) {
-            Some(5) => self.answers.extend_from_slice(b"\x1b[0n"),
-            Some(6) => {
-                let (row, col) = screen.cursor_position();
-                let answer = format!("\x1b[{};{}R", row + 1, col + 1);
-                self.answers.extend_from_slice(answer.as_bytes());
-            }
-            _ => {}
-        }
-    }
-}
-
 struct Model {
     parser: vt100::Parser<Seen>,
     /// Every byte read from the master, for failure messages.
@@ -108,121 +78,6 @@ pub struct Term {
     pid: libc::pid_t,
     shared: Arc<Shared>,
 }
-
-fn os_check(what: &str, r: libc::c_int) {
-    assert!(r >= 0, "{what}: {}", io::Error::last_os_error());
-}
-
-/// A new pty of `cols` x `rows`: (master, slave), both close-on-exec.
-fn open_pty(cols: u16, rows: u16) -> (OwnedFd, OwnedFd) {
-    let size = libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    let (mut master, mut slave) = (-1, -1);
-    // SAFETY: openpty writes two fds we then own; the name and termios pointers may be null and
-    // the winsize is read only.
-    let r = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            &size,
-        )
-    };
-    os_check("openpty", r);
-    // SAFETY: both fds were just opened by openpty and belong to nothing else.
-    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-    for fd in [&master, &slave] {
-        // Another test's child forked now must not keep the pty open.
-        // SAFETY: fcntl on an fd we own.
-        os_check("FD_CLOEXEC", unsafe {
-            libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC)
-        });
-    }
-    (master, slave)
-}
-
-/// Runs in the forked child before exec, with the slave as fds 0-2: makes a session with the pty
-/// as its terminal, forks peerchat into a foreground process group of its own, and waits for it
-/// in the session leader. Only async-signal-safe calls.
-fn become_session(cmd: &mut Command) {
-    let hook = || {
-        // SAFETY: only async-signal-safe libc calls on our own fds and pids, as pre_exec needs.
-        unsafe {
-            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let pid = libc::fork();
-            if pid < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if pid == 0 {
-                return foreground_job();
-            }
-            wait_as_leader(pid)
-        }
-    };
-    // SAFETY: the hook only makes async-signal-safe calls (see above).
-    unsafe {
-        cmd.pre_exec(hook);
-    }
-}
-
-/// In the process about to exec peerchat: its own process group, made the terminal's
-/// foreground one (SIGTTOU blocked meanwhile, as shells do).
-unsafe fn foreground_job() -> io::Result<()> {
-    let mut ttou: libc::sigset_t = std::mem::zeroed();
-    let mut old: libc::sigset_t = std::mem::zeroed();
-    libc::sigemptyset(&mut ttou);
-    libc::sigaddset(&mut ttou, libc::SIGTTOU);
-    if libc::setpgid(0, 0) < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    libc::sigprocmask(libc::SIG_BLOCK, &ttou, &mut old);
-    let r = libc::tcsetpgrp(0, libc::getpid());
-    libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// The session leader: lets go of every inherited fd but the terminal (so `spawn` returns once
-/// peerchat is exec'd, and no socket of the test stays open here), waits for peerchat and ends
-/// as it ended.
-unsafe fn wait_as_leader(pid: libc::pid_t) -> ! {
-    if libc::close_range(3, libc::c_uint::MAX, 0) < 0 {
-        for fd in 3..65_536 {
-            libc::close(fd);
-        }
-    }
-    let mut status = 0;
-    loop {
-        let r = libc::waitpid(pid, &mut status, 0);
-        if r == pid {
-            break;
-        }
-        if r < 0 && *libc::__errno_location() != libc::EINTR {
-            libc::_exit(1);
-        }
-    }
-    if libc::WIFSIGNALED(status) {
-        let sig = libc::WTERMSIG(status);
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, sig);
-        libc::signal(sig, libc::SIG_DFL);
-        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-        libc::kill(libc::getpid(), sig);
-        libc::_exit(128 + sig);
-    }
-    libc::_exit(libc::WEXITSTATUS(status))
-}
-
 /// Reads the master until the pty is gone, into the model; answers the model's queries.
 fn read_master(mut master: File, shared: Arc<Shared>) {
     let mut answer_to = master.try_clone().ok();
@@ -623,78 +478,5 @@ impl Drop for Term {
         }
         let _ = self.leader.wait();
         // Dropping the slave and the master ends the reader (EIO on the master).
-    }
-}
-
-/// How a cell looks: foreground, background, bold, inverse, underline.
-pub type Look = (vt100::Color, vt100::Color, bool, bool, bool);
-
-fn look(c: &vt100::Cell) -> Look {
-    (
-        c.fgcolor(),
-        c.bgcolor(),
-        c.bold(),
-        c.inverse(),
-        c.underline(),
-    )
-}
-
-fn row_of(screen: &vt100::Screen, i: u16) -> String {
-    let (_, cols) = screen.size();
-    screen
-        .rows(0, cols.get())
-        .nth(usize::from(i))
-        .unwrap_or_default()
-}
-
-fn rows_of(screen: &vt100::Screen) -> Vec<String> {
-    let (_, cols) = screen.size();
-    screen.rows(0, cols.get()).collect()
-}
-
-fn framed(screen: &vt100::Screen) -> String {
-    let (cur_row, cur_col) = screen.cursor_position();
-    let mut out = String::new();
-    for (i, row) in rows_of(screen).iter().enumerate() {
-        out.push_str(&format!("{i:>2}|{row}\n"));
-    }
-    out.push_str(&format!("cursor at row {cur_row}, col {cur_col}"));
-    out
-}
-
-/// Helpers on a screen for `wait_screen` predicates.
-pub trait ScreenExt {
-    /// Row `i` from the top, without trailing blanks.
-    fn row(&self, i: u16) -> String;
-    /// The last row.
-    fn bottom(&self) -> String;
-    /// Every row.
-    fn all_rows(&self) -> Vec<String>;
-    /// Whether some row reads `text` somewhere.
-    fn shows(&self, text: &str) -> bool;
-    /// The screen framed for a message: each row between bars, with its number.
-    fn framed(&self) -> String;
-}
-
-impl ScreenExt for vt100::Screen {
-    fn row(&self, i: u16) -> String {
-        row_of(self, i)
-    }
-
-    fn bottom(&self) -> String {
-        let (rows, _) = self.size();
-        row_of(self, rows.get() - 1)
-    }
-
-    fn all_rows(&self) -> Vec<String> {
-        rows_of(self)
-    }
-
-    fn shows(&self, text: &str) -> bool {
-        rows_of(self).iter().any(|r| r.contains(text))
-    }
-
-    fn framed(&self) -> String {
-        framed(self)
     }
 }
