@@ -714,3 +714,140 @@ fn a_client_on_a_terminal_redials_when_its_connection_drops() {
     t.type_str(" back\r");
     hub.wait_message("ana", "half back");
 }
+
+#[test]
+fn a_peer_cannot_clear_the_screen_move_the_cursor_or_ring_the_bell() {
+    let (mut hub, t, port) = hub_and_ana(&[]);
+    hub.send("before the guest");
+    wait_line(&t, "<hub> before the guest");
+    let mut guest = Raw::connect(port);
+    guest.send(b"clear\x1b[2J\x1b[Hgotcha\x07\x07\n");
+    guest.send(b"up\x1b[5A\x1b[1;1Hover\x1b]0;title\x07\n");
+    guest.send(b"last from the guest\n");
+    t.wait_screen("the guest's last line", |s| {
+        s.all_rows()
+            .iter()
+            .any(|r| r.trim_end().ends_with("> last from the guest"))
+    });
+    wait_prompt(&t, "");
+    wait_line(&t, "<hub> before the guest");
+    assert_eq!(t.bells(), 0, "{}", t.framed());
+    let rows = t.rows();
+    for text in ["gotcha", "over"] {
+        let row = rows.iter().find(|r| r.contains(text));
+        assert!(
+            row.is_some_and(|r| r.get(..8).is_some_and(is_stamp)),
+            "{text:?} stays on its guest's line:\n{}",
+            t.framed()
+        );
+    }
+}
+
+#[test]
+fn a_burst_of_messages_while_typing_keeps_the_prompt_row_whole() {
+    let (mut hub, mut t, _) = hub_and_ana(&[]);
+    t.type_str("typed ");
+    for i in 0..150 {
+        hub.send(&format!("burst {i:03}"));
+    }
+    t.type_str("during");
+    for i in 150..300 {
+        hub.send(&format!("burst {i:03}"));
+    }
+    t.type_str(" the burst");
+    wait_line(&t, "<hub> burst 299");
+    wait_prompt(&t, "typed during the burst");
+    let rows = t.rows();
+    for r in &rows[..rows.len() - 1] {
+        assert!(
+            r.get(..8).is_some_and(is_stamp) && r.contains("<hub> burst "),
+            "a row that is not a whole message: {r:?}\n{}",
+            t.framed()
+        );
+    }
+    // The last 23, in order, each once.
+    for (r, i) in rows[..23].iter().zip(277..) {
+        assert!(stamped(r, &format!("<hub> burst {i:03}")), "{}", t.framed());
+    }
+    t.key("Enter");
+    hub.wait_message("ana", "typed during the burst");
+}
+
+#[test]
+fn a_nick_change_changes_the_prompt_and_what_is_a_mention() {
+    let (mut hub, mut t, _) = hub_and_ana(&[]);
+    t.type_str("/nick bea\r");
+    hub.wait_event(|v| v["event"] == "nick" && v["nick"] == "bea");
+    wait_prompt_at(&t, "bea", "", 5);
+    hub.send("hey ana");
+    hub.send("hey bea");
+    t.wait_bells(1);
+    hub.send("the end");
+    wait_line(&t, "<hub> the end");
+    assert_eq!(
+        t.bells(),
+        1,
+        "only the new nick is a mention: {}",
+        t.framed()
+    );
+}
+
+#[test]
+fn alt_b_and_alt_f_move_by_words() {
+    let (mut hub, mut t, _) = hub_and_ana(&[]);
+    t.type_str("one two three");
+    wait_prompt(&t, "one two three");
+    t.key("Alt-B");
+    wait_prompt_at(&t, "ana", "one two three", 13);
+    t.key("Alt-B");
+    wait_prompt_at(&t, "ana", "one two three", 9);
+    t.key("Alt-F");
+    wait_prompt_at(&t, "ana", "one two three", 12);
+    t.type_str("!\r");
+    hub.wait_message("ana", "one two! three");
+}
+
+#[test]
+fn a_tiny_window_does_not_break_it() {
+    let (mut hub, mut t, _) = hub_and_ana(&[]);
+    t.type_str("still here");
+    for (cols, rows) in [(4, 3), (1, 1), (12, 2)] {
+        t.resize(cols, rows);
+        hub.send(&format!("at {cols}x{rows}, a line longer than the window"));
+    }
+    t.resize(80, 24);
+    hub.send("back to 80x24");
+    wait_line(&t, "<hub> back to 80x24");
+    wait_prompt(&t, "still here");
+    t.key("Enter");
+    hub.wait_message("ana", "still here");
+}
+
+#[test]
+fn a_resize_while_suspended_is_drawn_on_fg() {
+    let (mut hub, mut t, _) = hub_and_ana(&[]);
+    t.type_str("kept");
+    wait_prompt(&t, "kept");
+    t.key("Ctrl-Z");
+    t.wait_state('T');
+    t.shell_writes(b"\r\n[1]+  Stopped                 peerchat\r\n$ fg\r\n");
+    t.resize(60, 20);
+    t.signal(libc::SIGCONT);
+    t.wait_screen("the prompt on the new last row", |s| {
+        s.row(19).trim_end() == "ana> kept" && s.cursor_position() == (19, 9)
+    });
+    let text: Vec<String> = (0..20).map(|i| format!("word{i:02}")).collect();
+    let text = text.join(" ");
+    hub.send(&text);
+    assert_hanging(&t, "hub", &text);
+}
+
+#[test]
+fn closing_the_terminal_ends_peerchat() {
+    let (mut hub, mut t, _) = hub_and_ana(&[]);
+    t.type_str("unsent");
+    wait_prompt(&t, "unsent");
+    t.hangup();
+    hub.wait_leave("ana");
+    t.wait_exit();
+}

@@ -435,6 +435,15 @@ impl Term {
         });
     }
 
+    /// Hangs the terminal up, as closing its window does: peerchat's reads of it end and its
+    /// writes fail. (No SIGHUP reaches peerchat: its session leader does not pass one on.)
+    pub fn hangup(&self) {
+        // SAFETY: an ioctl without arguments on the slave fd we own (needs CAP_SYS_ADMIN).
+        os_check("TIOCVHANGUP", unsafe {
+            libc::ioctl(self.slave.as_raw_fd(), libc::TIOCVHANGUP)
+        });
+    }
+
     /// Sends `sig` to peerchat.
     pub fn signal(&self, sig: libc::c_int) {
         // SAFETY: kill with our child's child's pid, which its session leader has not reaped

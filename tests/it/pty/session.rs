@@ -100,6 +100,8 @@ unsafe fn wait_as_leader(pid: libc::pid_t) -> ! {
             libc::close(fd);
         }
     }
+    // A hangup of the terminal is peerchat's to handle; the leader stays to pass on its status.
+    libc::signal(libc::SIGHUP, libc::SIG_IGN);
     let mut status = 0;
     loop {
         let r = libc::waitpid(pid, &mut status, 0);
