@@ -298,6 +298,31 @@ fn keep_open_stays_after_input_ends() {
 }
 
 #[test]
+fn keep_open_says_once_that_input_ended() {
+    for format in [&["--json"][..], &[]] {
+        let mut args = vec!["-l", "127.0.0.1:0", "--keep-open", "--nick", "hub"];
+        args.extend_from_slice(format);
+        let mut node = Node::spawn(&args);
+        node.close_stdin();
+        node.wait_line("the notice", |l| l.contains("input ended"));
+        // A second notice came in the same turn as the first: it is out before the signal's.
+        // SAFETY: kill only sends a signal to our own child.
+        assert_eq!(
+            unsafe { libc::kill(node.child.id() as i32, libc::SIGTERM) },
+            0
+        );
+        node.wait_line("the signal's notice", |l| l.contains("SIGTERM: leaving"));
+        assert_eq!(node.wait_exit().code(), Some(143));
+        let notices = node
+            .history
+            .iter()
+            .filter(|l| l.contains("input ended; still receiving (--keep-open)"))
+            .count();
+        assert_eq!(notices, 1, "{format:?}: {:?}", node.history);
+    }
+}
+
+#[test]
 fn refused_connect_exits_1_with_one_line() {
     let port = closed_port();
     let mut node = Node::spawn(&[&format!("127.0.0.1:{port}")]);
@@ -346,6 +371,29 @@ fn usage_errors_exit_2() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("error"), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn help_fits_80_columns_and_names_the_key_options() {
+    for flag in ["--help", "-h"] {
+        // Piped, and as from a terminal far wider than 80 columns.
+        for columns in [None, Some("250")] {
+            let mut cmd = Command::new(bin());
+            cmd.arg(flag);
+            if let Some(c) = columns {
+                cmd.env("COLUMNS", c);
+            }
+            let out = cmd.output().unwrap();
+            assert_eq!(out.status.code(), Some(0));
+            let text = String::from_utf8(out.stdout).unwrap();
+            for line in text.lines() {
+                assert!(line.chars().count() <= 80, "{flag}: {line:?}");
+            }
+            for key in ["--bell <WHEN>", "-l, --listen", "mention", "/help"] {
+                assert!(text.contains(key), "{flag}: no {key:?} in\n{text}");
+            }
+        }
     }
 }
 
