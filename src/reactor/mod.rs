@@ -15,6 +15,7 @@ mod actions;
 mod dial;
 mod gate;
 mod io;
+mod redial;
 mod screen;
 mod setup;
 mod table;
@@ -49,6 +50,7 @@ use accept::Acceptor;
 use dial::Resolver;
 use gate::Gate;
 use io::{Limits, Pace};
+use redial::Redial;
 use screen::{Screen, StdoutGone};
 use timers::{Table, Timer};
 
@@ -143,6 +145,8 @@ pub struct Reactor<W: std::io::Write> {
     signals: Option<Signals>,
     /// The signal that made us leave.
     signal: Option<i32>,
+    /// A client that lost its last connection dials its peers again (`Setup::reconnect`).
+    redial: Redial,
 }
 
 /// How a run ended, short of an error.
@@ -181,6 +185,10 @@ impl<W: Write> Reactor<W> {
         cfg.max_peers = setup.max_peers;
         cfg.peer_timeout = setup.peer_timeout;
         cfg.guest_rate = setup.guest_rate;
+        let redial = Redial::new(
+            setup.reconnect && listen_port.is_none(),
+            setup.dials.clone(),
+        );
         let now = Instant::now();
         let mut reactor = Reactor {
             resolver: Resolver::new(waker.clone()),
@@ -208,6 +216,7 @@ impl<W: Write> Reactor<W> {
             node,
             signals: None,
             signal: None,
+            redial,
         };
         reactor.start(setup.dials, now)?;
         Ok(reactor)
@@ -385,6 +394,7 @@ impl<W: Write> Reactor<W> {
                     self.acceptor.resume();
                     self.accept(now);
                 }
+                Timer::Redial => self.redial_due(now),
                 // Only to wake the loop: the turn looks at these itself.
                 Timer::QuitGrace | Timer::InputHold | Timer::HoldRecheck | Timer::LookupWait => {}
             }
@@ -468,6 +478,7 @@ impl<W: Write> Reactor<W> {
             let _ = self.screen.flush();
             return Some(Err(RunError::Dial(e)));
         }
+        self.watch_redial(now);
         if let Some(deadline) = self.quit_deadline {
             let dialling = self.conns.iter().any(|(_, e)| e.conn.is_connecting());
             if now >= deadline && !dialling {
@@ -493,7 +504,7 @@ impl<W: Write> Reactor<W> {
                 n => Err(RunError::Undelivered(n)),
             });
         }
-        if self.nothing_left() {
+        if self.nothing_left() && !self.redial.is_waiting() {
             self.show(&Event::Info("no connections left".into()));
             // Stdout going away now changes nothing: the run is over.
             let _ = self.screen.flush();
