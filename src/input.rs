@@ -1,5 +1,7 @@
 //! The stdin thread: reads typed (or piped) lines, hands each over a bounded channel and wakes
-//! the reactor. The end of input is an event too. Must not do anything else.
+//! the reactor. The end of input is an event too. On the interactive terminal it hands over the
+//! bytes as read instead (keys, which the reactor's terminal room decodes). Must not do anything
+//! else.
 
 use std::io::{BufRead, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -30,6 +32,41 @@ pub fn spawn(waker: Arc<Waker>) -> std::io::Result<Receiver<Input>> {
         .name("stdin".into())
         .spawn(move || read_lines(std::io::stdin().lock(), &tx, &|| waker.wake()))?;
     Ok(rx)
+}
+
+/// Starts the thread over the process's stdin in raw mode: each read's bytes as they come; the
+/// channel closes when stdin ends or fails.
+pub fn spawn_raw(waker: Arc<Waker>) -> std::io::Result<Receiver<Vec<u8>>> {
+    let (tx, rx) = sync_channel(RAW_QUEUE);
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || read_raw(std::io::stdin().lock(), &tx, &|| waker.wake()))?;
+    Ok(rx)
+}
+
+/// How many reads may wait for the reactor in raw mode (a long paste is read at its pace).
+const RAW_QUEUE: usize = 64;
+
+/// Sends what each read of `input` gives until it ends; `wake` is called after each send.
+pub fn read_raw(
+    mut input: impl Read,
+    tx: &SyncSender<Vec<u8>>,
+    wake: &dyn Fn() -> std::io::Result<()>,
+) {
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        if tx.send(buf[..n].to_vec()).is_err() || wake().is_err() {
+            return;
+        }
+    }
+    // The channel closes as `tx` goes; the reactor sees it on this wake.
+    let _ = wake();
 }
 
 /// Reads `input` to its end, sending each line, then `End`; `wake` is called after each send.
@@ -83,6 +120,20 @@ pub fn read_lines(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_reads_are_sent_as_they_come_until_the_end() {
+        let (tx, rx) = sync_channel(16);
+        let woken = std::cell::Cell::new(0);
+        read_raw(&b"\x1b[Ah\xc3"[..], &tx, &|| {
+            woken.set(woken.get() + 1);
+            Ok(())
+        });
+        drop(tx);
+        let got: Vec<u8> = rx.iter().flatten().collect();
+        assert_eq!(got, b"\x1b[Ah\xc3");
+        assert_eq!(woken.get(), 2);
+    }
 
     #[test]
     fn lines_then_end() {

@@ -2,7 +2,7 @@
 //! when needed, run the reactor, and map the outcome to an exit code (0 done, 1 runtime error,
 //! 2 usage error). Holds no chat logic.
 
-use std::io::{self, IsTerminal};
+use std::io::{self, IsTerminal, Write};
 use std::net::ToSocketAddrs;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -14,17 +14,28 @@ use peerchat::cli::{self, Args, HostPort, Mode};
 use peerchat::eventlog::EventLog;
 use peerchat::limits;
 use peerchat::output::{Format, Output};
-use peerchat::reactor::{Dial, DialError, Ended, Listen, Reactor, Setup};
+use peerchat::reactor::{Dial, DialError, Ended, Listen, Reactor, Setup, TermSetup};
 use peerchat::signals::{self, Signals};
+use peerchat::term::render::Bell;
+use peerchat::term::{tty, warnings};
 
 fn main() -> ExitCode {
     // First, before any other thread starts: they must inherit the blocked signals.
-    let signals = Signals::install();
+    let signals = Signals::install(tty::wanted());
     let args = Args::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .format_timestamp(None)
-        .init();
-    match run(args, signals) {
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"));
+    logger.format_timestamp(None);
+    if !args.json && tty::wanted() {
+        // Warnings are shown in the transcript: on stderr they would break the prompt line.
+        logger
+            .target(env_logger::Target::Pipe(Box::new(warnings::Sink)))
+            .format(|w, record| writeln!(w, "{}: {}", record.level(), record.args()));
+    }
+    logger.init();
+    let ended = run(args, signals);
+    warnings::to_stderr();
+    match ended {
         Ok(Ended::Done) => ExitCode::SUCCESS,
         Ok(Ended::Signal(sig)) => ExitCode::from(signals::exit_code(sig)),
         Err(msg) => {
@@ -61,11 +72,35 @@ fn run(mut args: Args, signals: Signals) -> Result<Ended, String> {
         out = out.quiet();
     }
     // Every error of starting or running is a runtime error: its message, exit code 1.
-    let reactor = Reactor::new(setup, out).map_err(|e| e.to_string())?;
+    let reactor = match terminal(&args, colour) {
+        Some(term) => Reactor::on_terminal(setup, out, term),
+        None => Reactor::new(setup, out),
+    }
+    .map_err(|e| e.to_string())?;
     reactor
         .with_signals(signals)
         .run()
         .map_err(|e| e.to_string())
+}
+
+/// The interactive terminal, in raw mode, when stdin and stdout are terminals (`TERM` set and not
+/// `dumb`) and JSON was not asked for; `None` for line mode.
+fn terminal(args: &Args, colour: bool) -> Option<TermSetup> {
+    if args.json || !tty::wanted() {
+        return None;
+    }
+    tty::restore_on_panic();
+    match tty::RawMode::enter() {
+        Ok(raw) => Some(TermSetup {
+            raw,
+            bell: Bell::default(),
+            colour,
+        }),
+        Err(e) => {
+            log::warn!("cannot put the terminal in raw mode ({e}); plain lines instead");
+            None
+        }
+    }
 }
 
 /// How asking what the command line left out ended.

@@ -62,10 +62,20 @@ impl<W: Write> Output<W> {
         self
     }
 
+    /// False for an event `-q` hides.
+    pub fn shows(&self, event: &Event) -> bool {
+        let traffic = !matches!(event, Event::Info(_) | Event::Error(_) | Event::Names(_));
+        !(self.quiet && traffic)
+    }
+
+    /// The buffered writer, for the interactive terminal, which draws by itself.
+    pub fn writer(&mut self) -> &mut io::BufWriter<W> {
+        &mut self.w
+    }
+
     /// Appends one event to the buffer.
     pub fn show(&mut self, event: &Event) -> io::Result<()> {
-        let traffic = !matches!(event, Event::Info(_) | Event::Error(_) | Event::Names(_));
-        if self.quiet && traffic {
+        if !self.shows(event) {
             return Ok(());
         }
         match self.format {

@@ -4,7 +4,13 @@
 //! runs, the first one asks it to leave cleanly (peers told, queued output sent, the log file
 //! closed) and a second one ends the program at once; before the loop runs (at the start-up
 //! questions) the first one ends it at once. The exit code is 128 + the signal's number (130 for
-//! SIGINT, 143 for SIGTERM, 129 for SIGHUP), as shells report it. Must not do anything else.
+//! SIGINT, 143 for SIGTERM, 129 for SIGHUP), as shells report it.
+//!
+//! On the interactive terminal three more are taken the same way: SIGTSTP (Ctrl-Z), SIGCONT
+//! (`fg`) and SIGWINCH (a resize). The event loop, which owns the screen, restores the terminal
+//! and stops the process itself, and redraws when it is continued or resized; before the loop
+//! runs, Ctrl-Z stops the process at once. Whatever ends the program from this thread restores
+//! the terminal first. Must not do anything else.
 
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,12 +19,33 @@ use mio::Waker;
 
 const TAKEN: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
+/// Taken too on the interactive terminal.
+const TERMINAL: [libc::c_int; 3] = [libc::SIGTSTP, libc::SIGCONT, libc::SIGWINCH];
+
+/// What happened to the terminal since the event loop last asked: bits of [`TermSignals`].
+const SUSPEND: u8 = 1;
+const CONTINUED: u8 = 2;
+const RESIZED: u8 = 4;
+
+/// The terminal's signals received since the last [`Signals::take_terminal`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TermSignals {
+    /// Ctrl-Z (SIGTSTP): restore the terminal and stop.
+    pub suspend: bool,
+    /// SIGCONT: the process was stopped and goes on; the screen needs drawing again.
+    pub continued: bool,
+    /// SIGWINCH: the window has a new size.
+    pub resized: bool,
+}
+
 #[derive(Default)]
 struct State {
     /// The first signal received while the event loop runs, or 0.
     got: AtomicI32,
     /// Wakes the event loop; `None` until it runs.
     waker: Mutex<Option<Arc<Waker>>>,
+    /// The terminal's signals not yet taken (bits).
+    terminal: std::sync::atomic::AtomicU8,
 }
 
 /// The signals this process takes; see the module header.
@@ -43,17 +70,18 @@ pub fn name(signal: i32) -> &'static str {
 }
 
 impl Signals {
-    /// Blocks the signals and starts the thread that takes them. Call before starting any other
-    /// thread (threads inherit the blocked set). If the thread cannot start, the signals keep
-    /// their default effect.
-    pub fn install() -> Signals {
+    /// Blocks the signals (with `terminal`, the terminal's too) and starts the thread that
+    /// takes them. Call before starting any other thread (threads inherit the blocked set). If
+    /// the thread cannot start, the signals keep their default effect.
+    pub fn install(terminal: bool) -> Signals {
         let signals = Signals::default();
         // SAFETY: sigaction with no new action only reads the current one into `old`, which we
         // own; sigemptyset/sigaddset fill the set we own; pthread_sigmask reads it.
         let set = unsafe {
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
-            for s in TAKEN {
+            let extra: &[libc::c_int] = if terminal { &TERMINAL } else { &[] };
+            for &s in TAKEN.iter().chain(extra) {
                 // A signal we were started with ignored (`nohup`, a background job of a
                 // script) stays ignored: blocked, it would still reach sigwait.
                 let mut old: libc::sigaction = std::mem::zeroed();
@@ -75,14 +103,7 @@ impl Signals {
                 if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
                     continue;
                 }
-                let waker = state.waker.lock().unwrap_or_else(PoisonError::into_inner);
-                match waker.as_ref() {
-                    Some(w) if state.got.swap(sig, Ordering::SeqCst) == 0 => {
-                        let _ = w.wake();
-                    }
-                    // Not chatting yet, or asked a second time: end now.
-                    _ => std::process::exit(i32::from(exit_code(sig))),
-                }
+                take(&state, sig);
             });
         if started.is_err() {
             // SAFETY: as above.
@@ -102,9 +123,47 @@ impl Signals {
             .unwrap_or_else(PoisonError::into_inner) = Some(waker);
     }
 
+    /// The terminal's signals received since the last call.
+    pub fn take_terminal(&self) -> TermSignals {
+        let bits = self.state.terminal.swap(0, Ordering::SeqCst);
+        TermSignals {
+            suspend: bits & SUSPEND != 0,
+            continued: bits & CONTINUED != 0,
+            resized: bits & RESIZED != 0,
+        }
+    }
+
     /// The signal received since [`Signals::attach`], if any.
     pub fn received(&self) -> Option<i32> {
         Some(self.state.got.load(Ordering::SeqCst)).filter(|&s| s != 0)
+    }
+}
+
+/// What the signal thread does with `sig`.
+fn take(state: &State, sig: libc::c_int) {
+    let waker = state.waker.lock().unwrap_or_else(PoisonError::into_inner);
+    let bit = match sig {
+        libc::SIGTSTP => SUSPEND,
+        libc::SIGCONT => CONTINUED,
+        libc::SIGWINCH => RESIZED,
+        _ => 0,
+    };
+    match waker.as_ref() {
+        Some(w) if bit != 0 => {
+            state.terminal.fetch_or(bit, Ordering::SeqCst);
+            let _ = w.wake();
+        }
+        // Ctrl-Z before the loop runs: nothing is drawn yet, stop at once.
+        None if bit == SUSPEND => crate::term::tty::suspend(),
+        None | Some(_) if bit != 0 => {}
+        Some(w) if state.got.swap(sig, Ordering::SeqCst) == 0 => {
+            let _ = w.wake();
+        }
+        // Not chatting yet, or asked a second time: end now.
+        _ => {
+            crate::term::tty::restore();
+            std::process::exit(i32::from(exit_code(sig)))
+        }
     }
 }
 

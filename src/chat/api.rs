@@ -81,7 +81,8 @@ pub enum Action {
     Refused { conn: ConnId, reason: String },
     /// Close `conn` now; `reason` says why, for the log.
     Close { conn: ConnId, reason: String },
-    /// Deliver what is queued for `conn` (a `CLOSE` frame last), then close it. Nobody left.
+    /// Deliver what is queued for `conn` (a `CLOSE` frame last, or a guest's goodbye), then
+    /// close it. Its close is no news: the chat has dealt with whoever was on it.
     Retire { conn: ConnId },
     /// Dial `addr` on the chat's behalf: open it with [`Origin::Auto`], or report
     /// [`Chat::handle_dial_failed`](super::Chat::handle_dial_failed). Failures are not shown.

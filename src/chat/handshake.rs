@@ -255,8 +255,8 @@ impl Chat {
         self.make_peer(conn, hello);
     }
 
-    /// `conn` is a guest: it gets the next guest number and joins the chat. [`Voice::Silent`]
-    /// when made one by its silence (a late hello may still come).
+    /// `conn` is a guest: it gets the next guest number, joins the chat and is welcomed.
+    /// [`Voice::Silent`] when made one by its silence (a late hello may still come).
     pub(super) fn make_guest(&mut self, conn: ConnId, voice: Voice) {
         self.guests += 1;
         let member = MemberId {
@@ -285,10 +285,11 @@ impl Chat {
             Frame::Join {
                 id,
                 member,
-                nick,
+                nick: nick.clone(),
                 addr: Some(addr),
             },
         );
+        self.welcome_guest(conn, member, &nick);
     }
 
     /// A retired duplicate to `lost`'s node closed before its twin was classified: its hello

@@ -11,7 +11,7 @@
 //! `discovery.rs` (dials, re-dials, scans, `PEERS` heard), `relay.rs` (the seen set, one step
 //! per frame kind), `keepalive.rs` (pings and timeouts), `handshake.rs` (classifying a
 //! connection, duplicates, orphans), `commands.rs` (the typed-line parser and the commands'
-//! steps), `flood.rs`, `recent.rs`, `outbox.rs` (the one action queue), `api.rs` (the public
+//! steps), `guests.rs` (a guest's welcome and its commands), `flood.rs`, `recent.rs`, `outbox.rs` (the one action queue), `api.rs` (the public
 //! types), and one timer table for every deadline.
 //!
 //! Only `Chat` owns the action queue, because the order of actions is what users see. The steps
@@ -24,6 +24,7 @@ mod api;
 mod commands;
 mod discovery;
 mod flood;
+mod guests;
 mod handshake;
 mod keepalive;
 mod neighbours;
@@ -147,6 +148,16 @@ impl Chat {
     /// input waits for these at start-up (a piped line should reach the mesh, not nobody).
     pub fn is_settling(&self) -> bool {
         self.discovery.is_dialling() || self.neighbours.any_speculative()
+    }
+
+    /// The local user's nick now.
+    pub fn nick(&self) -> &str {
+        &self.cfg.nick
+    }
+
+    /// Who is here, as `/names` lists them (the terminal completes these).
+    pub fn names(&self) -> Vec<Name> {
+        self.roster.names()
     }
 
     /// A connection is open (accepted, or a dial succeeded). The caller has sent our hello.

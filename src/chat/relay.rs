@@ -1,6 +1,7 @@
 //! Relaying frames over the mesh: the seen set that drops what came back over another path, and
 //! one function per frame kind (MSG/ME, DM, NICK, JOIN/HERE, LEAVE) deciding what to show, what
-//! to record and whether to pass the frame on. A guest's lines enter the mesh here too.
+//! to record and whether to pass the frame on. A guest's lines enter the mesh here too (its
+//! commands are `guests.rs`').
 //!
 //! Must not classify connections (the handshake does) nor do IO: what to send is queued on the
 //! chat's one action queue.
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::flood::{Cut, Verdict};
 use super::neighbours::{Guest, Kind};
 use super::recent::Recent;
-use super::{Chat, ConnId};
+use super::{Chat, Command, ConnId};
 use crate::event::{Event, Speech};
 use crate::protocol::{self, Frame, MemberId, MsgId, NodeId, MAX_TEXT};
 
@@ -261,7 +262,8 @@ impl Chat {
         }
     }
 
-    /// A line from guest `conn`: shown and sent on as its message, within its flood limit.
+    /// A line from guest `conn`, within its flood limit: a command (see `guests.rs`), or
+    /// shown and sent on as its message.
     pub(super) fn guest_line(&mut self, conn: ConnId, text: &str) {
         let now = self.clock;
         let limit = self.cfg.guest_rate;
@@ -283,6 +285,10 @@ impl Chat {
             }
         }
         let (member, nick) = (*member, nick.clone());
+        let text = match Command::parse(text) {
+            Command::Say(text) => text,
+            command => return self.guest_command(conn, member, command),
+        };
         let from = self.roster.display(member);
         for piece in protocol::split_text(text, MAX_TEXT) {
             let id = self.next_id();

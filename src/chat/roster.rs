@@ -286,17 +286,36 @@ impl Roster {
 
     /// The `/names` list, sorted by shown name.
     pub(super) fn names(&self) -> Vec<Name> {
+        self.names_as(self.me)
+    }
+
+    /// The `/names` list as member `you` (this node, or a guest of it) is shown it.
+    pub(super) fn names_as(&self, you: MemberId) -> Vec<Name> {
         let mut names: Vec<Name> = self
             .members
             .iter()
             .map(|(&m, member)| Name {
                 nick: self.display(m),
                 addr: member.addr.clone(),
-                you: m == self.me,
+                you: m == you,
             })
             .collect();
         names.sort_by(|a, b| a.nick.cmp(&b.nick));
         names
+    }
+
+    /// How many members are known, this node included.
+    pub(super) fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// The shown name of a member other than `except` who goes by `nick`, in any case: a guest
+    /// may not take it (`/msg` would no longer know whom it means).
+    pub(super) fn taken(&self, nick: &str, except: MemberId) -> Option<String> {
+        self.members
+            .iter()
+            .find(|(&m, v)| m != except && v.nick.eq_ignore_ascii_case(nick))
+            .map(|(&m, _)| self.display(m))
     }
 }
 
@@ -380,6 +399,25 @@ mod tests {
         r.update(node(2), "eve", None);
         assert_eq!(r.display(node(2)), "bob");
         assert_eq!(r.same_nick("eve"), MAX_SAME_NICK);
+    }
+
+    #[test]
+    fn a_nick_is_taken_by_anyone_else_in_any_case() {
+        let mut r = Roster::new(ME, "me");
+        let guest = MemberId {
+            node: ME.node,
+            guest: 2,
+        };
+        r.insert(node(2), "Bob", None);
+        r.insert(guest, "zoe", None);
+        assert_eq!(r.taken("bob", guest), Some("Bob".to_string()));
+        assert_eq!(r.taken("ME", guest), Some("me".to_string()));
+        assert_eq!(r.taken("zoe", guest), None, "its own nick is not taken");
+        assert_eq!(r.taken("ZOE", node(2)), Some("zoe".to_string()));
+        assert_eq!(r.taken("eve", guest), None);
+        let you: Vec<bool> = r.names_as(guest).iter().map(|n| n.you).collect();
+        assert_eq!(you, vec![false, false, true], "Bob, me, zoe");
+        assert_eq!(r.len(), 3);
     }
 
     #[test]

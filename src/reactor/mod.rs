@@ -19,6 +19,7 @@ mod redial;
 mod screen;
 mod setup;
 mod table;
+mod terminal;
 mod timers;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -45,6 +46,7 @@ use crate::signals::{self, Signals};
 #[cfg(test)]
 use dial::Resolve;
 pub use setup::{describe, Dial, DialError, Listen, RunError, Setup, SetupError};
+pub use terminal::TermSetup;
 
 use accept::Acceptor;
 use dial::Resolver;
@@ -145,6 +147,8 @@ pub struct Reactor<W: std::io::Write> {
     signals: Option<Signals>,
     /// The signal that made us leave.
     signal: Option<i32>,
+    /// On the interactive terminal, until the run starts: the lines the user sends.
+    term_lines: Option<Receiver<Input>>,
     /// A client that lost its last connection dials its peers again (`Setup::reconnect`).
     redial: Redial,
 }
@@ -162,6 +166,15 @@ impl<W: Write> Reactor<W> {
     /// Binds the listener and starts the dials. A peer that fails at once is an error only if
     /// nothing listens and no other peer is left.
     pub fn new(setup: Setup, out: Output<W>) -> Result<Self, SetupError> {
+        Self::create(setup, out, None)
+    }
+
+    /// [`Reactor::new`] on the interactive terminal: `out` is the terminal, in raw mode.
+    pub fn on_terminal(setup: Setup, out: Output<W>, term: TermSetup) -> Result<Self, SetupError> {
+        Self::create(setup, out, Some(term))
+    }
+
+    fn create(setup: Setup, out: Output<W>, term: Option<TermSetup>) -> Result<Self, SetupError> {
         let event_loop = |e: std::io::Error| SetupError::EventLoop(e.to_string());
         let poll = Poll::new().map_err(event_loop)?;
         // The reactor keeps a reference: if a helper thread held the last one, its exit would
@@ -216,8 +229,12 @@ impl<W: Write> Reactor<W> {
             node,
             signals: None,
             signal: None,
+            term_lines: None,
             redial,
         };
+        if let Some(term) = term {
+            reactor.start_terminal(term);
+        }
         reactor.start(setup.dials, now)?;
         Ok(reactor)
     }
@@ -250,8 +267,18 @@ impl<W: Write> Reactor<W> {
 
     /// Runs until the user leaves, stdin ends (without `--keep-open`), a signal asks it to,
     /// or nobody is left.
-    pub fn run(self) -> Result<Ended, RunError> {
-        self.run_with_input(input::spawn)
+    pub fn run(mut self) -> Result<Ended, RunError> {
+        match self.term_lines.take() {
+            Some(lines) => {
+                let keys = input::spawn_raw(self.waker.clone())
+                    .map_err(|e| SetupError::Stdin(e.to_string()))?;
+                if let Some(term) = self.screen.terminal() {
+                    term.attach(keys);
+                }
+                self.run_with_input(|_| Ok(lines))
+            }
+            None => self.run_with_input(input::spawn),
+        }
     }
 
     /// A signal (see `signals`) makes the node leave cleanly, as `/quit` does.
@@ -315,6 +342,7 @@ impl<W: Write> Reactor<W> {
         self.take_signal();
         self.woken(now);
         self.settle(now);
+        self.sync_terminal();
         if let Err(gone) = self.screen.flush() {
             self.stdout_gone(gone);
             self.settle(now);
@@ -337,6 +365,7 @@ impl<W: Write> Reactor<W> {
         self.hold_reads = self.backpressure(now);
         let more_now = (!self.unread.is_empty() && !self.hold_reads)
             || (self.gate.has_more() && self.behind.is_empty())
+            || self.keys_wait()
             || self.log_grew
             || !self.dirty.is_empty();
         if more_now {
@@ -350,9 +379,10 @@ impl<W: Write> Reactor<W> {
             .map(|d| d.saturating_duration_since(now))
     }
 
-    /// The waker was called: typed lines, or a name looked up.
+    /// The waker was called: typed lines (or keys), or a name looked up.
     fn woken(&mut self, now: Instant) {
         self.take_resolved(now);
+        self.read_keys();
         self.drain_input(now);
     }
 
@@ -457,8 +487,12 @@ impl<W: Write> Reactor<W> {
         self.chat.handle_input_end();
     }
 
-    /// A signal arrived: leave as `/quit` does (once).
+    /// A signal arrived: leave as `/quit` does (once). On the terminal, Ctrl-Z, `fg` and
+    /// resizes are carried out.
     fn take_signal(&mut self) {
+        if let Some(signals) = &self.signals {
+            self.screen.handle_signals(signals.take_terminal());
+        }
         let Some(sig) = self.signals.as_ref().and_then(Signals::received) else {
             return;
         };

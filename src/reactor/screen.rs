@@ -1,6 +1,7 @@
 //! What the user sees, and the event log: every event goes to the log file (if any) and to
-//! stdout (human or JSON); a failing log is said once and dropped; stdout going away (`| head
-//! -1`) is noticed once, and the caller then leaves quietly.
+//! stdout (human or JSON lines, or on the interactive terminal through the `terminal` room);
+//! a failing log is said once and dropped; stdout going away (`| head -1`) is noticed once,
+//! and the caller then leaves quietly.
 //!
 //! Must not decide what is shown (the chat does) nor act on stdout going away itself.
 
@@ -8,6 +9,7 @@ use std::io::{self, Write};
 
 use log::debug;
 
+use super::terminal::Terminal;
 use crate::event::Event;
 use crate::eventlog::{EventLog, Tag};
 use crate::output::Output;
@@ -22,6 +24,8 @@ pub(super) struct Screen<W: Write> {
     log: Option<EventLog>,
     /// Stdout failed: nothing more is written to it.
     broken: bool,
+    /// The interactive terminal, which draws instead of writing lines.
+    term: Option<Terminal>,
 }
 
 impl<W: Write> Screen<W> {
@@ -30,6 +34,26 @@ impl<W: Write> Screen<W> {
             out,
             log,
             broken: false,
+            term: None,
+        }
+    }
+
+    /// Draws on the interactive terminal from now on.
+    pub(super) fn set_terminal(&mut self, mut term: Terminal) -> Result<(), StdoutGone> {
+        let started = term.start(self.out.writer());
+        self.term = Some(term);
+        self.stdout_failed(started)
+    }
+
+    /// The interactive terminal, if this is one.
+    pub(super) fn terminal(&mut self) -> Option<&mut Terminal> {
+        self.term.as_mut()
+    }
+
+    /// Carries out Ctrl-Z, `fg` and resizes on the interactive terminal.
+    pub(super) fn handle_signals(&mut self, got: crate::signals::TermSignals) {
+        if let Some(term) = &mut self.term {
+            term.handle_signals(got, self.out.writer());
         }
     }
 
@@ -52,12 +76,15 @@ impl<W: Write> Screen<W> {
         self.log_failed(logged)
     }
 
-    /// Writes out what stdout holds.
+    /// Writes out what stdout holds (on the terminal, the prompt line drawn again after it).
     pub(super) fn flush(&mut self) -> Result<(), StdoutGone> {
         if self.broken {
             return Ok(());
         }
-        let flushed = self.out.flush();
+        let flushed = match &mut self.term {
+            Some(term) => term.draw(self.out.writer()).and_then(|()| self.out.flush()),
+            None => self.out.flush(),
+        };
         self.stdout_failed(flushed)
     }
 
@@ -76,7 +103,14 @@ impl<W: Write> Screen<W> {
         if self.broken {
             return Ok(());
         }
-        let shown = self.out.show(event);
+        let shown = match &mut self.term {
+            Some(term) if self.out.shows(event) => {
+                let time = chrono::Local::now().format("%H:%M:%S").to_string();
+                term.show(event, &time, self.out.writer())
+            }
+            Some(_) => Ok(()),
+            None => self.out.show(event),
+        };
         self.stdout_failed(shown)
     }
 
@@ -87,6 +121,16 @@ impl<W: Write> Screen<W> {
         debug!("stdout failed: {e}");
         self.broken = true;
         Err(StdoutGone)
+    }
+}
+
+impl<W: Write> Drop for Screen<W> {
+    /// On the terminal, the prompt line goes, so that the shell's prompt starts on a clean row.
+    fn drop(&mut self) {
+        if let (Some(term), false) = (&mut self.term, self.broken) {
+            let _ = term.finish(self.out.writer());
+            let _ = self.out.flush();
+        }
     }
 }
 

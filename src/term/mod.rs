@@ -12,3 +12,4 @@ pub mod editor;
 pub mod keys;
 pub mod render;
 pub mod tty;
+pub mod warnings;

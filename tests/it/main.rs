@@ -5,6 +5,7 @@
 //! - `chat`: peers, guests, pipes, exits, errors and signals over loopback.
 //! - `faults`: network faults between namespaces: links that go down, lose or delay packets,
 //!   resets, half-closes and trickled lines.
+//! - `guests`: guests (a raw TCP connection, as `nc`): the welcome and their commands.
 //! - `fuzz`: seeded property tests of the line decoder, the frame parser and the chat core.
 //! - `load`: fan-out under load: order across coalesced writes, stalled readers, thousands of
 //!   connections, running out of file descriptors.
@@ -18,5 +19,6 @@ mod util;
 mod chat;
 mod faults;
 mod fuzz;
+mod guests;
 mod load;
 mod mesh;

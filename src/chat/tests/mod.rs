@@ -5,6 +5,7 @@
 mod commands;
 mod discovery;
 mod flood;
+mod guests;
 mod handshake;
 mod keepalive;
 mod mutants;

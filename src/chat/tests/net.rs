@@ -1,6 +1,6 @@
 //! The in-memory test network shared by the chat's scenario tests: several chats wired to each
-//! other, frames carried through the real encoder, a fake clock; and small helpers to build
-//! single chats and read their actions.
+//! other, frames carried through the real encoder, guests that read what they are sent as
+//! lines, a fake clock; and small helpers to build single chats and read their actions.
 //!
 //! Test support only: it must not hold assertions of its own beyond helpers that check a whole
 //! scenario's outcome.
@@ -53,6 +53,8 @@ pub(super) struct Net {
     /// Frames sent on a link, by kind ("PING", "MSG", ...).
     pub(super) sent: HashMap<String, usize>,
     pub(super) now: Instant,
+    /// What each guest connection (node, conn) was sent, as lines, and whether it is open.
+    pub(super) guests: HashMap<(usize, ConnId), (Vec<String>, bool)>,
 }
 
 impl Net {
@@ -71,6 +73,71 @@ impl Net {
             dead: vec![false; n],
             sent: HashMap::new(),
             now,
+            guests: HashMap::new(),
+        }
+    }
+
+    /// A guest (a person at `nc`) connects to node `i`; it reads the hello first. Returns its
+    /// connection there.
+    pub(super) fn guest(&mut self, i: usize) -> ConnId {
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        let link = accepted(addr(200, 40000 + conn as u16));
+        self.nodes[i].handle_opened(conn, link, self.now);
+        let mut hello = Vec::new();
+        protocol::encode(&self.nodes[i].hello(), &mut hello);
+        self.guests.insert((i, conn), (Vec::new(), true));
+        self.write_guest(i, conn, &hello);
+        conn
+    }
+
+    /// Guest `conn` of node `i` types `line`.
+    pub(super) fn guest_says(&mut self, i: usize, conn: ConnId, line: &str) {
+        self.nodes[i].handle_line(conn, line.as_bytes(), self.now);
+        self.run();
+    }
+
+    /// What guest `conn` of node `i` was sent, line by line.
+    pub(super) fn screen(&self, i: usize, conn: ConnId) -> &[String] {
+        self.guests.get(&(i, conn)).map_or(&[], |g| &g.0)
+    }
+
+    /// Forgets what guest `conn` of node `i` was sent so far.
+    pub(super) fn clear_screen(&mut self, i: usize, conn: ConnId) {
+        if let Some(g) = self.guests.get_mut(&(i, conn)) {
+            g.0.clear();
+        }
+    }
+
+    /// True while guest `conn` of node `i` is connected.
+    pub(super) fn guest_open(&self, i: usize, conn: ConnId) -> bool {
+        self.guests.get(&(i, conn)).is_some_and(|g| g.1)
+    }
+
+    /// Bytes for guest `conn` of node `i`, if it is still connected.
+    fn write_guest(&mut self, i: usize, conn: ConnId, bytes: &[u8]) {
+        if let Some((screen, true)) = self.guests.get_mut(&(i, conn)) {
+            let text = String::from_utf8_lossy(bytes);
+            screen.extend(text.lines().map(str::to_string));
+        }
+    }
+
+    /// The guests of node `i` still connected, in connection order.
+    fn open_guests(&self, i: usize) -> Vec<ConnId> {
+        let mut v: Vec<ConnId> = self
+            .guests
+            .iter()
+            .filter(|(&(n, _), g)| n == i && g.1)
+            .map(|(&(_, c), _)| c)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Guest `conn` of node `i` is closed: it gets nothing more.
+    fn guest_closed(&mut self, i: usize, conn: ConnId) {
+        if let Some(g) = self.guests.get_mut(&(i, conn)) {
+            g.1 = false;
         }
     }
 
@@ -215,15 +282,37 @@ impl Net {
                 for c in ends {
                     self.deliver(i, c, &frame);
                 }
+                for g in self.open_guests(i) {
+                    if Some(g) != except {
+                        let mut bytes = Vec::new();
+                        protocol::encode_guest(&frame, &mut bytes);
+                        self.write_guest(i, g, &bytes);
+                    }
+                }
+            }
+            Action::Send { conn, frame } if self.guests.contains_key(&(i, conn)) => {
+                let mut bytes = Vec::new();
+                protocol::encode_guest_direct(&frame, &mut bytes);
+                self.write_guest(i, conn, &bytes);
             }
             Action::Send { conn, frame } => self.deliver(i, conn, &frame),
+            Action::Tell { conn, text } => match self.links.get(&(i, conn)) {
+                // A node taken for a guest reads what a guest is told.
+                Some(&(to, to_conn)) if !self.dead[to] => {
+                    self.nodes[to].handle_line(to_conn, text.as_bytes(), self.now)
+                }
+                Some(_) => {}
+                None => self.write_guest(i, conn, format!("{text}\n").as_bytes()),
+            },
             Action::Show(e) => self.shown[i].push(e),
             Action::Quit => self.quit[i] = true,
             Action::Close { conn, reason } => {
+                self.guest_closed(i, conn);
                 self.closed.push((i, conn, reason.clone()));
                 self.cut(i, conn, &reason, "closed");
             }
             Action::Retire { conn } => {
+                self.guest_closed(i, conn);
                 self.closed.push((i, conn, "retired".into()));
                 self.cut(i, conn, "retired", "closed");
             }
@@ -237,10 +326,7 @@ impl Net {
                     _ => self.nodes[i].handle_dial_failed(a, self.now),
                 }
             }
-            Action::Classify { .. }
-            | Action::Connect(_)
-            | Action::Tell { .. }
-            | Action::Refused { .. } => {}
+            Action::Classify { .. } | Action::Connect(_) | Action::Refused { .. } => {}
         }
     }
 
