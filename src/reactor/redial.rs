@@ -92,6 +92,14 @@ impl Redial {
         self.state == State::Dialling && self.is_peer(label)
     }
 
+    /// `entry` is a re-dial of this round that has not come up yet: nobody waits for lines on
+    /// it (the user is told nobody is connected), and it failing loses nothing of theirs.
+    pub(super) fn is_trial(&self, entry: &super::Entry) -> bool {
+        self.state == State::Dialling
+            && entry.conn.role().is_none()
+            && self.is_peer(entry.conn.addr())
+    }
+
     /// `label` is one of the peers re-dialled.
     fn is_peer(&self, label: &str) -> bool {
         self.peers.iter().any(|d| d.label == label)
