@@ -6,7 +6,8 @@
 //! The rooms: `setup` (what it starts with, binding, errors), `accept` (listener, back-off,
 //! `--max-conns`), `dial` (one `start_dial`, name resolution off this thread), `io` (reads
 //! with a budget, writes, backpressure), `table` (adding and closing connections), `actions`
-//! (the chat's actions), `gate` (stdin), `screen` (stdout and the event log) and `timers`
+//! (the chat's actions), `gate` (stdin), `screen` (stdout and the event log), `terminal` (the
+//! interactive terminal's keys and drawing), `redial` (a client reconnecting) and `timers`
 //! (every deadline in one table). This file dispatches; it must not hold chat rules (those
 //! are in `chat`) or wire details (`protocol`).
 
