@@ -5,9 +5,10 @@ use std::fmt;
 use std::io::{self, BufRead, Write};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 
 use crate::protocol::check_nick;
+use crate::term::render::Bell;
 
 /// The port peerchat uses when none is given, as the seed programs did.
 pub const DEFAULT_PORT: u16 = 5000;
@@ -18,8 +19,8 @@ Examples:
   peerchat 192.168.0.10           connect to a peer on port 5000
   peerchat -l 6000 10.0.0.7:5000  listen on 6000 and connect to 10.0.0.7:5000
   printf 'hi\\n' | peerchat HOST   send lines from a pipe, then leave
-  peerchat                        on a terminal: ask server or client, like chat_p2p.py
-  peerchat --mesh --nick ana      join whoever runs on ports 5000-5004 of this machine
+  peerchat                        on a terminal: asks server or client first
+  peerchat --mesh --nick ana      join the nodes on ports 5000-5004 here
   peerchat --mesh 6000-6009 --host 10.0.0.7 --log-file logs_chat.txt
 
 Type a line to send it; sair, /quit or /exit leaves; /help lists commands
@@ -27,7 +28,7 @@ Type a line to send it; sair, /quit or /exit leaves; /help lists commands
 
 /// peerchat: a peer-to-peer terminal chat.
 #[derive(Parser, Debug)]
-#[command(name = "peerchat", version, after_help = EXAMPLES)]
+#[command(name = "peerchat", version, after_help = EXAMPLES, max_term_width = 80)]
 pub struct Args {
     /// Listen for peers on ADDR: PORT, HOST:PORT or HOST [default: 0.0.0.0:5000]
     #[arg(
@@ -108,6 +109,36 @@ pub struct Args {
     /// Append events (connections, messages sent and received, leaves) to PATH, one line each
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<std::path::PathBuf>,
+
+    /// On a terminal, when to ring the bell: mention (a message that says your nick, or a
+    /// direct message), all (every message from someone else) or off
+    // The values are said above: listed by clap with their help, they would turn `--help`
+    // into the long layout, twice as long as `-h`.
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = BellWhen::Mention,
+          hide_possible_values = true)]
+    pub bell: BellWhen,
+}
+
+/// `--bell`: when the terminal rings the bell. The terminal takes it as a [`Bell`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum BellWhen {
+    /// A message that says your nick, or a direct message
+    #[default]
+    Mention,
+    /// Every message from someone else
+    All,
+    /// Never
+    Off,
+}
+
+impl From<BellWhen> for Bell {
+    fn from(when: BellWhen) -> Bell {
+        match when {
+            BellWhen::Mention => Bell::Mention,
+            BellWhen::All => Bell::All,
+            BellWhen::Off => Bell::Off,
+        }
+    }
 }
 
 /// An inclusive port range, `A-B`.
@@ -450,6 +481,19 @@ mod tests {
             input.clear();
         }
         assert!(ask_mode(&mut &b""[..], &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn bell_is_mention_unless_told_and_maps_to_the_terminals_bell() {
+        let bell = |extra: &[&str]| {
+            let argv = ["peerchat", "-l"].iter().chain(extra);
+            Args::try_parse_from(argv).map(|a| Bell::from(a.bell))
+        };
+        assert_eq!(bell(&[]).ok(), Some(Bell::Mention));
+        assert_eq!(bell(&["--bell", "all"]).ok(), Some(Bell::All));
+        assert_eq!(bell(&["--bell=off"]).ok(), Some(Bell::Off));
+        assert_eq!(bell(&["--bell", "mention"]).ok(), Some(Bell::Mention));
+        assert!(bell(&["--bell", "loud"]).is_err());
     }
 
     #[test]

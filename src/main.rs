@@ -16,7 +16,6 @@ use peerchat::limits;
 use peerchat::output::{Format, Output};
 use peerchat::reactor::{Dial, DialError, Ended, Listen, Reactor, Setup, TermSetup};
 use peerchat::signals::{self, Signals};
-use peerchat::term::render::Bell;
 use peerchat::term::{tty, warnings};
 
 fn main() -> ExitCode {
@@ -59,7 +58,7 @@ fn run(mut args: Args, signals: Signals) -> Result<Ended, String> {
         // Ctrl-D at a question is the user leaving before the chat started: exit 0.
         return Ok(Ended::Done);
     }
-    let setup = setup_from(&args)?;
+    let mut setup = setup_from(&args)?;
     let colour =
         io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let format = if args.json {
@@ -73,7 +72,11 @@ fn run(mut args: Args, signals: Signals) -> Result<Ended, String> {
     }
     // Every error of starting or running is a runtime error: its message, exit code 1.
     let reactor = match terminal(&args, colour) {
-        Some(term) => Reactor::on_terminal(setup, out, term),
+        Some(term) => {
+            // On the terminal a client whose connection drops dials again; piped, it ends.
+            setup.reconnect = true;
+            Reactor::on_terminal(setup, out, term)
+        }
         None => Reactor::new(setup, out),
     }
     .map_err(|e| e.to_string())?;
@@ -93,7 +96,7 @@ fn terminal(args: &Args, colour: bool) -> Option<TermSetup> {
     match tty::RawMode::enter() {
         Ok(raw) => Some(TermSetup {
             raw,
-            bell: Bell::default(),
+            bell: args.bell.into(),
             colour,
         }),
         Err(e) => {
@@ -188,6 +191,7 @@ fn setup_from(args: &Args) -> Result<Setup, String> {
         slow_timeout: args.slow_timeout,
         max_conns: args.max_conns.map_or(usize::MAX, |n| n as usize),
         guest_rate: (args.rate_limit > 0).then(|| RateLimit::per_second(args.rate_limit)),
+        reconnect: false,
     };
     if listening {
         fit_fd_limit(&mut setup, args.max_conns.is_some());

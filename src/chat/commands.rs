@@ -8,10 +8,19 @@ use super::{Chat, Due, Event};
 use crate::event::Speech;
 use crate::protocol::{self, check_nick, Frame, MAX_TEXT};
 
-/// The commands, for `/help`.
-pub const HELP: &str = "type a line to send it. Commands: /msg NICK text (direct message), \
-/me action, /nick NEW, /names (who is here), /connect HOST[:PORT], /help, \
-/quit [reason] (also /exit, sair); //text sends a line starting with /";
+/// The commands, for `/help`: one line each, shown one per event, every one narrower than
+/// 80 columns so that no terminal wraps them.
+pub const HELP_LINES: &[&str] = &[
+    "type a line to send it; the commands:",
+    "/msg NICK text        a direct message to NICK",
+    "/me action            say what you do: * ana waves",
+    "/nick NAME            change your name",
+    "/names                who is here (also /who)",
+    "/connect HOST[:PORT]  connect to another peer",
+    "/help                 this list",
+    "/quit [reason]        leave (also /exit, sair)",
+    "//text                send a line that starts with /",
+];
 
 /// The commands Tab completes, as typed.
 pub const COMMANDS: &[&str] = &[
@@ -77,15 +86,8 @@ impl<'a> Command<'a> {
                 _ => Command::Usage("usage: /msg NICK text".into()),
             },
             "/connect" if !arg.is_empty() && !arg.contains(' ') => Command::Connect(arg),
-            "/me" | "/connect" => Command::Usage(format!(
-                "usage: {word} {}",
-                // Compared as typed, so `/ME` alone reads as `/connect`'s usage; kept as it was.
-                if word == "/me" {
-                    "action"
-                } else {
-                    "HOST[:PORT]"
-                }
-            )),
+            "/me" => Command::Usage("usage: /me action".into()),
+            "/connect" => Command::Usage("usage: /connect HOST[:PORT]".into()),
             _ => Command::Unknown(word),
         }
     }
@@ -279,5 +281,34 @@ mod tests {
         assert_eq!(usage("/me"), "usage: /me action");
         assert_eq!(usage("/connect"), "usage: /connect HOST[:PORT]");
         assert_eq!(usage("/connect a b"), "usage: /connect HOST[:PORT]");
+    }
+
+    #[test]
+    fn a_command_alone_in_capitals_shows_its_own_usage() {
+        let usage = |s: &str| match Command::parse(s) {
+            Command::Usage(u) => u,
+            other => panic!("{s:?} gave {other:?}"),
+        };
+        assert_eq!(usage("/ME"), "usage: /me action");
+        assert_eq!(usage("/Me  "), "usage: /me action");
+        assert_eq!(usage("/CONNECT"), "usage: /connect HOST[:PORT]");
+        assert_eq!(Command::parse("/ME waves"), Command::Me("waves"));
+    }
+
+    #[test]
+    fn help_is_a_short_list_that_fits_80_columns_and_names_every_command() {
+        assert!(HELP_LINES.len() > 1);
+        for line in HELP_LINES {
+            assert!(line.chars().count() < 80, "{line:?}");
+        }
+        // Every command Tab completes is explained.
+        for command in COMMANDS {
+            assert!(
+                HELP_LINES
+                    .iter()
+                    .any(|l| l.split([' ', '(', ',', ')']).any(|w| w == *command)),
+                "{command} is not in /help"
+            );
+        }
     }
 }

@@ -42,7 +42,7 @@ pub use self::api::{
     Action, Config, ConnId, Link, Mesh, Origin, DEFAULT_MAX_PEERS, DEFAULT_PEER_TIMEOUT,
     HELLO_WAIT, HELLO_WAIT_DIALLED,
 };
-pub use self::commands::{is_leave_command, Command, COMMANDS, HELP};
+pub use self::commands::{is_leave_command, Command, COMMANDS, HELP_LINES};
 pub use self::flood::{RateLimit, DEFAULT_GUEST_RATE};
 pub use crate::event::{Event, Name, Role};
 use crate::protocol::{self, Frame, Hello, MemberId, MsgId};
@@ -353,7 +353,11 @@ impl Chat {
             Command::Nick(new) => self.change_nick(new),
             Command::Names => self.out.show(Event::Names(self.roster.names())),
             Command::Connect(host) => self.out.connect(host.to_string()),
-            Command::Help => self.out.show(Event::Info(HELP.to_string())),
+            Command::Help => {
+                for line in HELP_LINES {
+                    self.out.show(Event::Info(line.to_string()));
+                }
+            }
             Command::Usage(usage) => self.out.show(Event::Error(usage)),
             Command::Unknown(word) => self.out.show(Event::Error(format!(
                 "unknown command {word}; nothing was sent (type /help)"

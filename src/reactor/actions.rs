@@ -121,10 +121,9 @@ impl<W: Write> Reactor<W> {
             return;
         }
         if let Frame::Msg { id, .. } = &*frame {
-            let someone = self
-                .conns
-                .iter()
-                .any(|(_, e)| e.conn.is_subscribed() && !e.is_speculative());
+            let someone = self.conns.iter().any(|(_, e)| {
+                e.conn.is_subscribed() && !e.is_speculative() && !self.redial.is_trial(e)
+            });
             if id.node == self.node && !someone {
                 // Once until someone connects, not once per line of a pipe.
                 self.told_nobody = true;

@@ -327,8 +327,11 @@ impl<W: Write> Reactor<W> {
     }
 
     /// A dial the user asked for failed: the end of the run if nothing else is left, else
-    /// an error shown.
+    /// an error shown (and never the end for a client that reconnects, see `redial`).
     pub(super) fn dial_failed(&mut self, e: DialError) {
+        if self.redial_failed(&e) {
+            return;
+        }
         if self.nothing_left() {
             self.fatal = Some(e);
         } else {

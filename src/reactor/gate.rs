@@ -175,6 +175,12 @@ impl Gate {
         while self.queued.len() < QUEUE {
             let Some(rx) = &self.input else { return true };
             match rx.try_recv() {
+                Ok(Input::End) => {
+                    // The stdin thread's last word: its channel closing next is the same end,
+                    // not a second one (which `--keep-open` would announce again).
+                    self.queued.push_back(Input::End);
+                    self.input = None;
+                }
                 Ok(input) => self.queued.push_back(input),
                 Err(TryRecvError::Empty) => return false,
                 Err(TryRecvError::Disconnected) => {
@@ -276,6 +282,22 @@ mod tests {
             vec![line("last"), Input::End]
         );
         assert!(!gate.is_open());
+        assert!(!gate.has_more());
+    }
+
+    #[test]
+    fn an_end_sent_before_the_channel_closes_is_one_end_not_two() {
+        let (tx, rx) = sync_channel(4);
+        tx.send(line("last")).expect("send");
+        tx.send(Input::End).expect("send");
+        drop(tx);
+        let mut gate = Gate::new(true);
+        gate.attach(rx);
+        assert_eq!(
+            gate.take(Instant::now(), Waits::default()),
+            vec![line("last"), Input::End]
+        );
+        assert!(gate.take(Instant::now(), Waits::default()).is_empty());
         assert!(!gate.has_more());
     }
 

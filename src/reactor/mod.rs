@@ -6,7 +6,8 @@
 //! The rooms: `setup` (what it starts with, binding, errors), `accept` (listener, back-off,
 //! `--max-conns`), `dial` (one `start_dial`, name resolution off this thread), `io` (reads
 //! with a budget, writes, backpressure), `table` (adding and closing connections), `actions`
-//! (the chat's actions), `gate` (stdin), `screen` (stdout and the event log) and `timers`
+//! (the chat's actions), `gate` (stdin), `screen` (stdout and the event log), `terminal` (the
+//! interactive terminal's keys and drawing), `redial` (a client reconnecting) and `timers`
 //! (every deadline in one table). This file dispatches; it must not hold chat rules (those
 //! are in `chat`) or wire details (`protocol`).
 
@@ -15,6 +16,7 @@ mod actions;
 mod dial;
 mod gate;
 mod io;
+mod redial;
 mod screen;
 mod setup;
 mod table;
@@ -51,6 +53,7 @@ use accept::Acceptor;
 use dial::Resolver;
 use gate::Gate;
 use io::{Limits, Pace};
+use redial::Redial;
 use screen::{Screen, StdoutGone};
 use timers::{Table, Timer};
 
@@ -147,6 +150,8 @@ pub struct Reactor<W: std::io::Write> {
     signal: Option<i32>,
     /// On the interactive terminal, until the run starts: the lines the user sends.
     term_lines: Option<Receiver<Input>>,
+    /// A client that lost its last connection dials its peers again (`Setup::reconnect`).
+    redial: Redial,
 }
 
 /// How a run ended, short of an error.
@@ -194,6 +199,10 @@ impl<W: Write> Reactor<W> {
         cfg.max_peers = setup.max_peers;
         cfg.peer_timeout = setup.peer_timeout;
         cfg.guest_rate = setup.guest_rate;
+        let redial = Redial::new(
+            setup.reconnect && listen_port.is_none(),
+            setup.dials.clone(),
+        );
         let now = Instant::now();
         let mut reactor = Reactor {
             resolver: Resolver::new(waker.clone()),
@@ -222,6 +231,7 @@ impl<W: Write> Reactor<W> {
             signals: None,
             signal: None,
             term_lines: None,
+            redial,
         };
         if let Some(term) = term {
             reactor.start_terminal(term);
@@ -415,6 +425,7 @@ impl<W: Write> Reactor<W> {
                     self.acceptor.resume();
                     self.accept(now);
                 }
+                Timer::Redial => self.redial_due(now),
                 // Only to wake the loop: the turn looks at these itself.
                 Timer::QuitGrace | Timer::InputHold | Timer::HoldRecheck | Timer::LookupWait => {}
             }
@@ -502,6 +513,7 @@ impl<W: Write> Reactor<W> {
             let _ = self.screen.flush();
             return Some(Err(RunError::Dial(e)));
         }
+        self.watch_redial(now);
         if let Some(deadline) = self.quit_deadline {
             let dialling = self.conns.iter().any(|(_, e)| e.conn.is_connecting());
             if now >= deadline && !dialling {
@@ -527,7 +539,7 @@ impl<W: Write> Reactor<W> {
                 n => Err(RunError::Undelivered(n)),
             });
         }
-        if self.nothing_left() {
+        if self.nothing_left() && !self.redial.is_waiting() {
             self.show(&Event::Info("no connections left".into()));
             // Stdout going away now changes nothing: the run is over.
             let _ = self.screen.flush();

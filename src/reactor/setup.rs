@@ -53,6 +53,10 @@ pub struct Setup {
     pub max_conns: usize,
     /// Flood control for guests.
     pub guest_rate: Option<chat::RateLimit>,
+    /// A node that does not listen and loses its last connection (after one was up) dials
+    /// the peers of `dials` again, with back-off, until one is back or the user leaves. False:
+    /// it ends (`no connections left`), as a piped client must.
+    pub reconnect: bool,
 }
 
 impl Setup {
@@ -70,6 +74,7 @@ impl Setup {
             slow_timeout: STALL_LIMIT,
             max_conns: usize::MAX,
             guest_rate: Some(chat::RateLimit::per_second(chat::DEFAULT_GUEST_RATE)),
+            reconnect: false,
         }
     }
 }

@@ -126,7 +126,7 @@ impl<W: Write> Reactor<W> {
         );
         let last_chance = self.chat.is_quitting() || (self.nothing_left() && self.gate.is_open());
         let unsent = backlog > 0 && !e.conn.is_shut();
-        if last_chance && !e.is_speculative() && unsent {
+        if last_chance && !e.is_speculative() && !self.redial.is_trial(&e) && unsent {
             warn!("could not deliver everything to {}: {why}", e.conn.addr());
             self.undelivered += 1;
         }

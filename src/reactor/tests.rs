@@ -1,5 +1,6 @@
 //! The reactor driven whole over loopback, with typed lines fed by the test and an injected
-//! resolver: what the loop does while a helper thread is slow.
+//! resolver: what the loop does while a helper thread is slow. A client that reconnects is
+//! also driven turn by turn on a clock of the test's (`Driven`), over real sockets.
 
 use std::io::{Read, Write};
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
@@ -478,4 +479,366 @@ fn a_leave_past_its_wait_for_a_lookup_goes_through_and_leaves_no_timer_that_spin
     assert!(r.chat.is_quitting(), "the leave waited past its cap");
     // One left set at the cap would be due at once, every turn, while the lookup hangs.
     assert_eq!(r.timers.get(&Timer::LookupWait), None);
+}
+
+/// A client of the hub at `port` that reconnects (or not), writing JSON to `out`.
+fn client_of(port: u16, reconnect: bool) -> Setup {
+    let hub = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut setup = Setup::new("client".into());
+    setup.dials = vec![Dial {
+        label: hub.to_string(),
+        addrs: vec![hub],
+    }];
+    setup.reconnect = reconnect;
+    setup
+}
+
+/// A hub listening on `port` of loopback (again, after one there closed).
+fn hub_on(port: u16) -> Node {
+    let mut setup = Setup::new("hub".into());
+    setup.listen = Listen::Addr(SocketAddr::from(([127, 0, 0, 1], port)));
+    Node::start_with(setup, no_lookups(), Vec::new())
+}
+
+fn no_lookups() -> Resolve {
+    Arc::new(|_| Err("no lookups in this test".into()))
+}
+
+/// The hub leaves (input ends) and its run is over.
+fn close_hub(hub: Node) {
+    hub.type_in(Input::End);
+    assert_eq!(hub.run.join().expect("no panic"), Ok(Ended::Done));
+}
+
+/// The hub of `client` leaves; the client takes its turns meanwhile (the hub waits for it to
+/// close its end).
+fn close_hub_of(hub: Node, client: &mut Driven) {
+    hub.type_in(Input::End);
+    client.until("the hub's run ended", |_| hub.run.is_finished());
+    assert_eq!(hub.run.join().expect("no panic"), Ok(Ended::Done));
+}
+
+/// A client driven turn by turn on a clock of the test's, over real sockets: the back-off
+/// is seen in the delays it announces and the times its timer fires, not in wall time.
+struct Driven {
+    r: Reactor<Shared>,
+    out: Shared,
+    typed: SyncSender<Input>,
+    events: Events,
+    /// The client's clock.
+    now: Instant,
+    ended: Option<Result<Ended, RunError>>,
+}
+
+impl Driven {
+    fn start(setup: Setup) -> Driven {
+        let out = Shared::default();
+        let mut r = Reactor::new(setup, Output::new(Format::Json, out.clone())).expect("start");
+        let (typed, rx) = sync_channel(16);
+        r.gate.attach(rx);
+        Driven {
+            r,
+            out,
+            typed,
+            events: Events::with_capacity(64),
+            now: Instant::now(),
+            ended: None,
+        }
+    }
+
+    /// One turn of the loop as `run_with_input` takes it, at the client's clock; the sockets
+    /// are waited for a few milliseconds of real time at most.
+    fn turn(&mut self) {
+        if self.ended.is_some() {
+            return;
+        }
+        if let Some(end) = self.r.finish_turn(self.now) {
+            self.ended = Some(end);
+            return;
+        }
+        let wait = Some(Duration::from_millis(3));
+        if let Err(e) = self.r.poll.poll(&mut self.events, wait) {
+            assert_eq!(e.kind(), std::io::ErrorKind::Interrupted, "poll: {e}");
+        }
+        let now = self.now;
+        for event in self.events.iter() {
+            match event.token() {
+                WAKER => self.r.woken(now),
+                LISTENER => self.r.accept(now),
+                Token(k) => self.r.conn_ready(k, event.is_writable(), now),
+            }
+            self.r.apply_actions(now);
+        }
+        self.r.read_unread(now);
+        self.r.tick(now);
+    }
+
+    /// Turns (10 s of wall time at most) until `done`.
+    fn until(&mut self, what: &str, mut done: impl FnMut(&Driven) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done(self) {
+            assert!(
+                Instant::now() < deadline,
+                "never {what}; the client said:\n{}",
+                self.text()
+            );
+            self.turn();
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.out.0.lock().expect("output lock")).into_owned()
+    }
+
+    /// The lines of its output containing `part`.
+    fn said(&self, part: &str) -> Vec<String> {
+        let text = self.text();
+        text.lines()
+            .filter(|l| l.contains(part))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Turns until it has said `part` `n` times; the last of them.
+    fn until_said(&mut self, part: &str, n: usize) -> String {
+        self.until(&format!("{part:?} {n} times"), |d| d.said(part).len() >= n);
+        self.said(part).pop().unwrap_or_default()
+    }
+
+    fn type_in(&mut self, input: Input) {
+        self.typed.send(input).expect("typed");
+        // Woken by the test, not by a stdin thread: the next turn takes it.
+        self.r.waker.wake().expect("wake");
+    }
+
+    /// Moves its clock on by `secs` seconds.
+    fn wait_secs(&mut self, secs: u64) {
+        self.now += Duration::from_secs(secs);
+    }
+}
+
+/// The delay a notice announces (`... in 4 s`), in seconds.
+fn announced(notice: &str) -> u64 {
+    let before = notice.rsplit_once(" s\"").map_or(notice, |(b, _)| b);
+    let secs = before.rsplit(' ').next().unwrap_or_default();
+    secs.parse()
+        .unwrap_or_else(|_| panic!("no delay in {notice}"))
+}
+
+#[test]
+fn a_client_that_loses_its_hub_says_so_and_dials_again_backing_off_to_30_s() {
+    let hub = Node::start(no_lookups());
+    let port = hub.port();
+    let label = format!("127.0.0.1:{port}");
+    let mut client = Driven::start(client_of(port, true));
+    client.until_said(r#""event":"join","nick":"hub""#, 1);
+    close_hub_of(hub, &mut client);
+
+    let lost = client.until_said("lost the connection", 1);
+    assert!(
+        lost.contains(&format!(
+            "lost the connection to {label}; reconnecting in 1 s"
+        )),
+        "{lost}"
+    );
+    assert!(client.said("no connections left").is_empty());
+    let mut delay = 1;
+    let mut steps = Vec::new();
+    for n in 1..=7 {
+        // Not a moment before its time: nothing is dialled, nothing more said.
+        client.now += Duration::from_secs(delay) - Duration::from_millis(1);
+        for _ in 0..5 {
+            client.turn();
+        }
+        assert!(
+            client.r.conns.is_empty(),
+            "dialled before the back-off was over"
+        );
+        assert_eq!(client.said("reconnecting to").len(), n - 1);
+        client.now += Duration::from_millis(1);
+        let notice = client.until_said("reconnecting to", n);
+        assert!(
+            notice.contains(&format!("reconnecting to {label} in ")),
+            "{notice}"
+        );
+        delay = announced(&notice);
+        steps.push(delay);
+    }
+    assert_eq!(steps, [2, 4, 8, 16, 30, 30, 30]);
+    assert!(client.ended.is_none(), "{:?}", client.ended);
+}
+
+#[test]
+fn a_client_reconnects_when_its_hub_is_back_chats_again_and_starts_the_back_off_over() {
+    let hub = Node::start(no_lookups());
+    let port = hub.port();
+    let mut client = Driven::start(client_of(port, true));
+    client.until_said(r#""event":"join","nick":"hub""#, 1);
+    close_hub_of(hub, &mut client);
+    client.until_said("reconnecting in 1 s", 1);
+    client.wait_secs(1);
+    let failed = client.until_said("reconnecting to", 1);
+    assert_eq!(announced(&failed), 2);
+
+    // The hub is back on the same port: the next round finds it.
+    let hub = hub_on(port);
+    client.wait_secs(2);
+    client.until_said(r#""event":"join","nick":"hub""#, 2);
+    hub.out.wait_for(r#""event":"join","nick":"client""#);
+    client.type_in(Input::Line("back again".into()));
+    client.until("its line reached the hub", |_| {
+        hub.out
+            .0
+            .lock()
+            .is_ok_and(|o| String::from_utf8_lossy(&o).contains("back again"))
+    });
+    hub.type_in(Input::Line("welcome back".into()));
+    client.until_said("welcome back", 1);
+
+    // Lost again: from 1 s, then 2 s, as the first time.
+    close_hub_of(hub, &mut client);
+    let lost = client.until_said("lost the connection", 2);
+    assert_eq!(announced(&lost), 1);
+    client.wait_secs(1);
+    let failed = client.until_said("reconnecting to", 2);
+    assert_eq!(announced(&failed), 2);
+}
+
+#[test]
+fn leaving_while_waiting_to_dial_again_ends_the_run_at_once() {
+    for leave in [Input::Line("/quit".into()), Input::End] {
+        let hub = Node::start(no_lookups());
+        let port = hub.port();
+        let mut client = Driven::start(client_of(port, true));
+        client.until_said(r#""event":"join","nick":"hub""#, 1);
+        close_hub_of(hub, &mut client);
+        client.until_said("reconnecting in 1 s", 1);
+        client.wait_secs(1);
+        client.until_said("reconnecting to", 1);
+        // Waiting 2 s for the next round: leaving does not wait for it, on the same clock.
+        let t0 = Instant::now();
+        client.type_in(leave);
+        client.until("the run ended", |d| d.ended.is_some());
+        assert_eq!(client.ended.take(), Some(Ok(Ended::Done)));
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+        assert!(client.r.conns.is_empty());
+    }
+}
+
+#[test]
+fn a_client_run_by_the_loop_is_back_when_its_hub_returns() {
+    let hub = Node::start(no_lookups());
+    let port = hub.port();
+    let client = Node::start_with(client_of(port, true), no_lookups(), Vec::new());
+    client.out.wait_for(r#""event":"join","nick":"hub""#);
+    close_hub(hub);
+    client.out.wait_for(&format!(
+        "lost the connection to 127.0.0.1:{port}; reconnecting in 1 s"
+    ));
+    let hub = hub_on(port);
+    hub.out.wait_for(r#""event":"join","nick":"client""#);
+    hub.type_in(Input::Line("you are back".into()));
+    client.out.wait_for("you are back");
+    client.type_in(Input::Line("/quit".into()));
+    assert_eq!(client.run.join().expect("no panic"), Ok(Ended::Done));
+    close_hub(hub);
+}
+
+#[test]
+fn without_reconnect_a_client_ends_when_its_hub_goes_as_before() {
+    let hub = Node::start(no_lookups());
+    let port = hub.port();
+    let client = Node::start_with(client_of(port, false), no_lookups(), Vec::new());
+    client.out.wait_for(r#""event":"join","nick":"hub""#);
+    close_hub(hub);
+    assert_eq!(client.run.join().expect("no panic"), Ok(Ended::Done));
+    client.out.wait_for("no connections left");
+    let text = String::from_utf8_lossy(&client.out.0.lock().expect("output lock")).into_owned();
+    assert!(!text.contains("reconnecting"), "{text}");
+}
+
+#[test]
+fn a_reconnecting_client_whose_first_dial_fails_ends_with_the_error_as_before() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let started = Reactor::new(
+        client_of(port, true),
+        Output::new(Format::Json, std::io::sink()),
+    );
+    // Input stays open: only the failed dial may end the run.
+    let (_typed, rx) = sync_channel(1);
+    let ended = match started {
+        // Refused at once: the setup error, as without reconnecting.
+        Err(e) => Err(RunError::Setup(e)),
+        Ok(r) => r.run_with_input(move |_| Ok(rx)),
+    };
+    let refused = format!("cannot connect to 127.0.0.1:{port}: connection refused");
+    match ended {
+        Err(e) => assert_eq!(e.to_string(), refused),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A listener on loopback `port` whose accept queue is full (a backlog of 0, and one
+/// connection never accepted): the kernel drops further connection requests, so a dial to it
+/// stays connecting. The filler connection is returned with it.
+fn full_listener(port: u16) -> (std::net::TcpListener, std::net::TcpStream) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket calls on a descriptor this function owns, handed to an OwnedFd
+    // (which closes it) before any early return.
+    let listener = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0, "socket");
+        let owned = std::os::fd::OwnedFd::from_raw_fd(fd);
+        let one: libc::c_int = 1;
+        let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        let opt = (&one as *const libc::c_int).cast();
+        assert_eq!(
+            libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, opt, len),
+            0
+        );
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let sa = (&addr as *const libc::sockaddr_in).cast();
+        assert_eq!(libc::bind(fd, sa, len), 0, "bind");
+        assert_eq!(libc::listen(fd, 0), 0, "listen");
+        std::net::TcpListener::from(owned)
+    };
+    let filler = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the filler");
+    (listener, filler)
+}
+
+#[test]
+fn leaving_while_a_dial_again_is_still_connecting_does_not_wait_for_it() {
+    let hub = Node::start(no_lookups());
+    let port = hub.port();
+    let mut client = Driven::start(client_of(port, true));
+    client.until_said(r#""event":"join","nick":"hub""#, 1);
+    close_hub_of(hub, &mut client);
+    client.until_said("reconnecting in 1 s", 1);
+    let (_listener, _filler) = full_listener(port);
+    client.wait_secs(1);
+    client.until("dialling again", |d| !d.r.conns.is_empty());
+    for _ in 0..20 {
+        client.turn();
+    }
+    assert!(
+        client.r.conns.iter().all(|(_, e)| e.conn.is_connecting()),
+        "the dial did not hang: {}",
+        client.text()
+    );
+    // The quit grace runs on the client's clock, which stands still: only not waiting for
+    // the dial ends the run.
+    client.type_in(Input::Line("/quit".into()));
+    client.until("the run ended", |d| d.ended.is_some());
+    assert_eq!(client.ended.take(), Some(Ok(Ended::Done)));
+    assert!(client.r.conns.is_empty());
 }

@@ -49,6 +49,8 @@ pub(super) enum Timer {
     HoldRecheck,
     /// Leaving: typed lines stop waiting for a lookup.
     LookupWait,
+    /// A client that lost its last connection dials its peers again.
+    Redial,
 }
 
 /// The timers of one connection, by kind.
@@ -66,7 +68,8 @@ impl Timer {
             | Timer::QuitGrace
             | Timer::InputHold
             | Timer::HoldRecheck
-            | Timer::LookupWait => None,
+            | Timer::LookupWait
+            | Timer::Redial => None,
         }
     }
 }
@@ -110,7 +113,8 @@ mod tests {
             Some(Timer::QuitGrace) => Some(Timer::InputHold),
             Some(Timer::InputHold) => Some(Timer::HoldRecheck),
             Some(Timer::HoldRecheck) => Some(Timer::LookupWait),
-            Some(Timer::LookupWait) => None,
+            Some(Timer::LookupWait) => Some(Timer::Redial),
+            Some(Timer::Redial) => None,
         }
     }
 

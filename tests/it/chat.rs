@@ -298,6 +298,31 @@ fn keep_open_stays_after_input_ends() {
 }
 
 #[test]
+fn keep_open_says_once_that_input_ended() {
+    for format in [&["--json"][..], &[]] {
+        let mut args = vec!["-l", "127.0.0.1:0", "--keep-open", "--nick", "hub"];
+        args.extend_from_slice(format);
+        let mut node = Node::spawn(&args);
+        node.close_stdin();
+        node.wait_line("the notice", |l| l.contains("input ended"));
+        // A second notice came in the same turn as the first: it is out before the signal's.
+        // SAFETY: kill only sends a signal to our own child.
+        assert_eq!(
+            unsafe { libc::kill(node.child.id() as i32, libc::SIGTERM) },
+            0
+        );
+        node.wait_line("the signal's notice", |l| l.contains("SIGTERM: leaving"));
+        assert_eq!(node.wait_exit().code(), Some(143));
+        let notices = node
+            .history
+            .iter()
+            .filter(|l| l.contains("input ended; still receiving (--keep-open)"))
+            .count();
+        assert_eq!(notices, 1, "{format:?}: {:?}", node.history);
+    }
+}
+
+#[test]
 fn refused_connect_exits_1_with_one_line() {
     let port = closed_port();
     let mut node = Node::spawn(&[&format!("127.0.0.1:{port}")]);
@@ -346,6 +371,29 @@ fn usage_errors_exit_2() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("error"), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn help_fits_80_columns_and_names_the_key_options() {
+    for flag in ["--help", "-h"] {
+        // Piped, and as from a terminal far wider than 80 columns.
+        for columns in [None, Some("250")] {
+            let mut cmd = Command::new(bin());
+            cmd.arg(flag);
+            if let Some(c) = columns {
+                cmd.env("COLUMNS", c);
+            }
+            let out = cmd.output().unwrap();
+            assert_eq!(out.status.code(), Some(0));
+            let text = String::from_utf8(out.stdout).unwrap();
+            for line in text.lines() {
+                assert!(line.chars().count() <= 80, "{flag}: {line:?}");
+            }
+            for key in ["--bell <WHEN>", "-l, --listen", "mention", "/help"] {
+                assert!(text.contains(key), "{flag}: no {key:?} in\n{text}");
+            }
+        }
     }
 }
 
@@ -871,4 +919,99 @@ fn backpressure_slows_a_fast_sender_to_a_slow_reader_without_losing_lines() {
     );
     let warnings = hub.stderr_lines().join("\n");
     assert!(!warnings.contains("too slow"), "{warnings}");
+}
+
+/// Output of a node run in this process, one line per event, handed over a channel.
+struct Lines(std::sync::mpsc::Sender<String>, Vec<u8>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.1.extend_from_slice(buf);
+        while let Some(end) = self.1.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.1.drain(..=end).collect();
+            let _ = self
+                .0
+                .send(String::from_utf8_lossy(&line).trim_end().to_string());
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_reconnecting_client_is_back_when_its_killed_hub_restarts() {
+    use peerchat::input::Input;
+    use peerchat::output::{Format, Output};
+    use peerchat::reactor::{Dial, Ended, Reactor, Setup};
+    use std::time::{Duration, Instant};
+
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let setup = Setup {
+        dials: vec![Dial {
+            label: addr.to_string(),
+            addrs: vec![addr],
+        }],
+        reconnect: true,
+        ..Setup::new("client".into())
+    };
+    let (shown, said) = std::sync::mpsc::channel();
+    let (typed, rx) = std::sync::mpsc::sync_channel(4);
+    let (waker_tx, waker_rx) = std::sync::mpsc::channel();
+    let run = std::thread::spawn(move || {
+        let out = Output::new(Format::Human { colour: false }, Lines(shown, Vec::new()));
+        let reactor = Reactor::new(setup, out)?;
+        reactor.run_with_input(move |waker| {
+            waker_tx.send(waker).unwrap();
+            Ok(rx)
+        })
+    });
+    let waker = waker_rx.recv_timeout(util::DEADLINE).unwrap();
+    let mut seen = Vec::new();
+    let mut wait_for = |want: &str| {
+        let end = Instant::now() + util::DEADLINE;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match said.recv_timeout(left) {
+                Ok(line) if line.contains(want) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("no {want:?}; the client said {seen:#?}"),
+            }
+        }
+    };
+    hub.wait_join("client");
+    wait_for("hub joined");
+
+    // Killed: no goodbye, the connection just drops.
+    hub.child.kill().unwrap();
+    hub.wait_exit();
+    let lost = wait_for("lost the connection");
+    assert!(
+        lost.ends_with(&format!(
+            "* lost the connection to {addr}; reconnecting in 1 s"
+        )),
+        "{lost}"
+    );
+    let again = wait_for("reconnecting to");
+    assert!(
+        again.ends_with(&format!("* reconnecting to {addr} in 2 s")),
+        "{again}"
+    );
+
+    let mut hub = Node::spawn(&["-l", &addr.to_string(), "--json", "--nick", "hub"]);
+    hub.wait_join("client");
+    hub.send("back on the same port");
+    wait_for("<hub> back on the same port");
+    typed.send(Input::Line("glad you are back".into())).unwrap();
+    waker.wake().unwrap();
+    hub.wait_message("client", "glad you are back");
+
+    let t0 = Instant::now();
+    typed.send(Input::Line("/quit".into())).unwrap();
+    waker.wake().unwrap();
+    assert_eq!(run.join().unwrap(), Ok(Ended::Done));
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    hub.wait_leave("client");
 }

@@ -95,6 +95,22 @@ fn commands_are_not_sent_and_double_slash_escapes() {
 }
 
 #[test]
+fn help_shows_one_line_per_command_to_the_user_only() {
+    let mut net = chain(2);
+    net.say(0, "/help");
+    let shown: Vec<&Event> = net.shown[0]
+        .iter()
+        .filter(|e| matches!(e, Event::Info(_)))
+        .collect();
+    let want: Vec<Event> = crate::chat::HELP_LINES
+        .iter()
+        .map(|l| Event::Info(l.to_string()))
+        .collect();
+    assert_eq!(shown, want.iter().collect::<Vec<_>>());
+    assert!(net.messages(1).is_empty());
+}
+
+#[test]
 fn a_long_line_is_split_not_cut() {
     let mut net = chain(2);
     let long = "é".repeat(MAX_TEXT);
