@@ -851,3 +851,31 @@ fn closing_the_terminal_ends_peerchat() {
     hub.wait_leave("ana");
     t.wait_exit();
 }
+
+#[test]
+fn sighup_and_two_quick_ctrl_c_restore_the_terminal() {
+    leaves_cooked(|_, t| t.signal(libc::SIGHUP), 129);
+    leaves_cooked(
+        |_, t| {
+            t.signal(libc::SIGINT);
+            t.signal(libc::SIGINT);
+        },
+        130,
+    );
+}
+
+#[test]
+fn a_suspended_job_killed_as_a_shell_does_leaves_the_terminal_cooked() {
+    leaves_cooked(
+        |_, t| {
+            t.type_str("half");
+            wait_prompt(t, "half");
+            t.key("Ctrl-Z");
+            t.wait_state('T');
+            // `kill %1`: SIGTERM, then SIGCONT so that the job can act on it.
+            t.signal(libc::SIGTERM);
+            t.signal(libc::SIGCONT);
+        },
+        143,
+    );
+}
