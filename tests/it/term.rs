@@ -879,3 +879,47 @@ fn a_suspended_job_killed_as_a_shell_does_leaves_the_terminal_cooked() {
         143,
     );
 }
+
+#[test]
+fn a_long_paste_arrives_whole_and_in_order() {
+    let (mut hub, mut t, _) = hub_and_ana(&[]);
+    t.wait_screen("bracketed paste on", |s| s.bracketed_paste());
+    // Some 12 KB: the terminal hands it over in several reads, cut anywhere.
+    let lines: Vec<String> = (0..200)
+        .map(|i| format!("pasted line {i:03} {}", "ação 你好 ".repeat(3)))
+        .collect();
+    let mut paste = b"\x1b[200~".to_vec();
+    for l in &lines {
+        paste.extend_from_slice(l.as_bytes());
+        paste.push(b'\r');
+    }
+    paste.extend_from_slice(b"\x1b[201~");
+    t.send(&paste);
+    for l in &lines {
+        hub.wait_message("ana", l);
+    }
+    let got: Vec<String> = hub
+        .events()
+        .iter()
+        .filter(|v| v["event"] == "message" && v["from"] == "ana")
+        .filter_map(|v| v["text"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(got, lines);
+    wait_prompt(&t, "");
+}
+
+#[test]
+fn bytes_that_are_not_utf8_do_not_break_the_line() {
+    let (mut hub, mut t, _) = hub_and_ana(&[]);
+    t.send(b"a\xffb \xc3");
+    t.send(b"\xa7\xe4\xbd");
+    t.send(b"\xa0 ok\r");
+    let ev = hub.wait_event(|v| v["event"] == "message" && v["from"] == "ana");
+    let text = ev["text"].as_str().unwrap_or_default();
+    // The UTF-8 cut across writes is whole again; the stray byte is dropped or replaced.
+    assert!(
+        text.starts_with('a') && text.ends_with("b ç你 ok"),
+        "{text:?}"
+    );
+    wait_prompt(&t, "");
+}
