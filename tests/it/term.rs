@@ -78,15 +78,11 @@ fn wait_prompt(t: &Term, typed: &str) {
 
 /// A listening JSON node `hub` and `ana` on the pty connected to it, prompt shown.
 fn hub_and_ana(extra: &[&str]) -> (Node, Term, u16) {
-    hub_and_ana_with(&Spec::default(), extra)
-}
-
-fn hub_and_ana_with(spec: &Spec, extra: &[&str]) -> (Node, Term, u16) {
     let (mut hub, port) = Node::listener("hub", &[]);
     let addr = format!("127.0.0.1:{port}");
     let mut args = vec![addr.as_str(), "--nick", "ana"];
     args.extend_from_slice(extra);
-    let t = Term::start_with(spec, &args);
+    let t = Term::start(&args);
     // The prompt first: a usage error shows on the screen rather than as a silent hub.
     wait_prompt(&t, "");
     hub.wait_join("ana");
