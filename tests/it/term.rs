@@ -919,3 +919,87 @@ fn bytes_that_are_not_utf8_do_not_break_the_line() {
     );
     wait_prompt(&t, "");
 }
+
+#[test]
+fn json_on_a_terminal_stays_in_line_mode() {
+    let (mut hub, port) = Node::listener("hub", &[]);
+    let addr = format!("127.0.0.1:{port}");
+    let mut t = Term::start(&[&addr, "--json", "--nick", "ana"]);
+    hub.wait_join("ana");
+    t.type_str("as json\r");
+    hub.wait_message("ana", "as json");
+    hub.send("back");
+    t.wait_screen("the hub's message as a JSON line", |s| {
+        s.all_rows().iter().any(|r| {
+            r.starts_with(r#"{"ts":"#)
+                && r.contains(r#""event":"message","from":"hub","text":"back""#)
+        })
+    });
+    assert!(!t.contents().contains("ana> "), "{}", t.framed());
+    assert!(t.termios_is_cooked());
+}
+
+#[test]
+fn mesh_mode_on_a_terminal_asks_the_nick_then_shows_the_prompt() {
+    let (first, last) = crate::util::free_range(2);
+    let range = format!("{first}-{last}");
+    let mut other = Node::spawn(&["--mesh", &range, "--json", "--nick", "ana"]);
+    other.wait_event(|v| {
+        v["event"] == "info"
+            && v["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("listening on "))
+    });
+    let mut t = Term::start(&["--mesh", &range]);
+    t.wait_text("Your nick");
+    t.type_str("bia\r");
+    other.wait_join("bia");
+    wait_prompt_at(&t, "bia", "", 5);
+    t.wait_text("ana joined");
+    t.type_str("oi, da malha\r");
+    other.wait_message("bia", "oi, da malha");
+    wait_line(&t, "<bia> oi, da malha");
+}
+
+#[test]
+fn listening_on_a_terminal_a_guest_and_the_user_talk() {
+    let mut t = Term::start(&["-l", "127.0.0.1:0", "--nick", "ana"]);
+    wait_prompt(&t, "");
+    let port: u16 = t.wait_screen_value("the listening notice", |s| {
+        s.all_rows().iter().find_map(|r| {
+            let at = r.find("listening on 127.0.0.1:")?;
+            r[at + "listening on 127.0.0.1:".len()..]
+                .trim()
+                .parse()
+                .ok()
+        })
+    });
+    let mut guest = Raw::connect(port);
+    guest.send(b"hi from nc\n");
+    t.wait_screen("the guest's line", |s| {
+        s.all_rows()
+            .iter()
+            .any(|r| r.get(..8).is_some_and(is_stamp) && r.trim_end().ends_with("> hi from nc"))
+    });
+    t.type_str("hello guest\r");
+    guest.wait_line(|l| l.ends_with("<ana> hello guest"));
+    wait_line(&t, "<ana> hello guest");
+    wait_prompt(&t, "");
+}
+
+#[test]
+fn a_failed_start_leaves_the_terminal_cooked_with_its_error_readable() {
+    let port = crate::util::closed_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut t = Term::start(&[&addr, "--nick", "ana"]);
+    assert_eq!(t.wait_exit().code(), Some(1), "{}", t.framed());
+    assert!(t.termios_is_cooked());
+    assert!(!t.bracketed_paste());
+    let rows = t.rows();
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("peerchat: ") && r.contains("connect")),
+        "{}",
+        t.framed()
+    );
+}
