@@ -437,11 +437,13 @@ impl Term {
 
     /// Hangs the terminal up, as closing its window does: peerchat's reads of it end and its
     /// writes fail. (No SIGHUP reaches peerchat: its session leader does not pass one on.)
-    pub fn hangup(&self) {
-        // SAFETY: an ioctl without arguments on the slave fd we own (needs CAP_SYS_ADMIN).
-        os_check("TIOCVHANGUP", unsafe {
-            libc::ioctl(self.slave.as_raw_fd(), libc::TIOCVHANGUP)
-        });
+    /// Needs CAP_SYS_ADMIN.
+    pub fn hangup(&self) -> io::Result<()> {
+        // SAFETY: an ioctl without arguments on the slave fd we own.
+        if unsafe { libc::ioctl(self.slave.as_raw_fd(), libc::TIOCVHANGUP) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     /// Sends `sig` to peerchat.
