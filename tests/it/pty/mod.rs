@@ -56,12 +56,14 @@ impl Default for Spec<'_> {
     }
 }
 
+/// The terminal as the test sees it.
 struct Model {
     parser: vt100::Parser<Seen>,
     /// Every byte read from the master, for failure messages.
     raw: Vec<u8>,
 }
 
+/// The model and a condition signalled each time the reader changed it.
 struct Shared {
     model: Mutex<Model>,
     changed: Condvar,
@@ -78,6 +80,7 @@ pub struct Term {
     pid: libc::pid_t,
     shared: Arc<Shared>,
 }
+
 /// Reads the master until the pty is gone, into the model; answers the model's queries.
 fn read_master(mut master: File, shared: Arc<Shared>) {
     let mut answer_to = master.try_clone().ok();
