@@ -9,6 +9,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
+/// Panics with `what` and the OS error when a libc call returned a negative value.
 pub fn os_check(what: &str, r: libc::c_int) {
     assert!(r >= 0, "{what}: {}", io::Error::last_os_error());
 }
@@ -46,9 +47,10 @@ pub fn open_pty(cols: u16, rows: u16) -> (OwnedFd, OwnedFd) {
     (master, slave)
 }
 
-/// Runs in the forked child before exec, with the slave as fds 0-2: makes a session with the pty
-/// as its terminal, forks peerchat into a foreground process group of its own, and waits for it
-/// in the session leader. Only async-signal-safe calls.
+/// Makes `cmd` start as a job of its own on the pty given as its stdin: in the forked child
+/// before exec (fds 0-2 being the slave), a new session with the pty as its terminal, then a
+/// second fork: the program goes on to exec in a foreground process group of its own, and the
+/// first child stays as the session leader waiting for it. Only async-signal-safe calls.
 pub fn become_session(cmd: &mut Command) {
     let hook = || {
         // SAFETY: only async-signal-safe libc calls on our own fds and pids, as pre_exec needs.
