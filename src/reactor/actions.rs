@@ -117,6 +117,17 @@ impl<W: Write> Reactor<W> {
         if let Some(e) = except.and_then(|k| self.conns.get_mut(k)) {
             e.conn.skip(start, end);
         }
+        let own_speech =
+            matches!(&*frame, Frame::Msg { id, .. } | Frame::Me { id, .. } if id.node == self.node);
+        if own_speech && self.redial.is_waiting() {
+            // A re-dial still coming up is nobody yet: what the user says meanwhile is not
+            // sent on it, as the notice below tells them, even if it comes up a moment later.
+            for (_, e) in self.conns.iter_mut() {
+                if self.redial.is_trial(e) {
+                    e.conn.skip(start, end);
+                }
+            }
+        }
         if self.told_nobody || except.is_some() {
             return;
         }

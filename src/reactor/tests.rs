@@ -842,3 +842,43 @@ fn leaving_while_a_dial_again_is_still_connecting_does_not_wait_for_it() {
     assert_eq!(client.ended.take(), Some(Ok(Ended::Done)));
     assert!(client.r.conns.is_empty());
 }
+
+#[test]
+fn a_line_typed_while_a_re_dial_is_still_coming_up_is_said_not_sent_and_never_sent_on_it() {
+    let hub = Node::start(no_lookups());
+    let port = hub.port();
+    let mut client = Driven::start(client_of(port, true));
+    client.until_said(r#""event":"join","nick":"hub""#, 1);
+    close_hub_of(hub, &mut client);
+    client.until_said("reconnecting in 1 s", 1);
+
+    // Something listens there again but says nothing: the re-dial connects and stays nobody.
+    let silent = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind again");
+    client.wait_secs(1);
+    client.until("the re-dial connected", |d| {
+        d.r.conns.iter().any(|(_, e)| !e.conn.is_connecting())
+    });
+    client.type_in(Input::Line("typed while away".into()));
+    client.until_said("nobody is connected; not sent", 1);
+
+    // Silent for 3 s, the listener is taken for a guest (say, `nc -l`): what is typed now
+    // reaches it, and what was said not sent never does.
+    client.wait_secs(3);
+    client.until("the listener was taken for a guest", |d| {
+        d.r.conns.iter().any(|(_, e)| e.conn.role().is_some())
+    });
+    client.type_in(Input::Line("typed once back".into()));
+    let (mut guest, _) = silent.accept().expect("accept");
+    guest
+        .set_read_timeout(Some(Duration::from_millis(5)))
+        .expect("timeout");
+    let mut got = String::new();
+    client.until("the guest got the line typed once back", |_| {
+        let mut buf = [0u8; 4096];
+        if let Ok(n) = std::io::Read::read(&mut guest, &mut buf) {
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        got.contains("typed once back")
+    });
+    assert!(!got.contains("typed while away"), "{got}");
+}
