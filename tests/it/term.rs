@@ -703,7 +703,12 @@ fn a_client_on_a_terminal_redials_when_its_connection_drops() {
     t.type_str("half");
     wait_prompt(&t, "half");
     drop(hub);
-    t.wait_text(&format!("reconnecting to {listen} in"));
+    // `lost the connection to HOST; reconnecting in 1 s`, then `reconnecting to HOST in 2 s`...
+    t.wait_screen("the reconnecting notice", |s| {
+        s.all_rows()
+            .iter()
+            .any(|r| r.contains(listen.as_str()) && r.contains("reconnecting"))
+    });
     wait_prompt(&t, "half");
     let mut hub = Node::spawn(&hub_args);
     hub.wait_join("ana");
