@@ -137,6 +137,8 @@ fn dumb_or_unset_term_keeps_line_mode_on_a_pty() {
         let addr = format!("127.0.0.1:{port}");
         let mut t = Term::start_with(&spec, &[&addr, "--nick", "ana"]);
         hub.wait_join("ana");
+        // Nothing more to print before the echo of what is typed, which must get a row alone.
+        t.wait_text("hub joined");
         t.type_str("hello\r");
         hub.wait_message("ana", "hello");
         hub.send("hey ana, after you");
