@@ -21,6 +21,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -33,6 +34,9 @@ use self::session::{become_session, open_pty, os_check};
 
 /// How long any one screen condition may take.
 pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Markers written by `Term::sync` so far, so each is unique.
+static SYNCS: AtomicUsize = AtomicUsize::new(0);
 
 /// Rows of scrollback the model keeps above the screen.
 const SCROLLBACK: usize = 500;
@@ -457,11 +461,12 @@ impl Term {
     }
 
     /// Waits for peerchat to end (with the deadline); its status, as the session leader
-    /// passes it on.
+    /// passes it on. Everything it wrote is on the screen model by then.
     pub fn wait_exit(&mut self) -> ExitStatus {
         let end = Instant::now() + DEADLINE;
         loop {
             if let Some(status) = self.leader.try_wait().expect("try_wait") {
+                self.sync();
                 return status;
             }
             if Instant::now() > end {
@@ -472,6 +477,34 @@ impl Term {
                 );
             }
             thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until the reader has put on the model every byte written to the terminal so far:
+    /// writes a marker through the slave end (the terminal keeps order) and waits for it. The
+    /// marker is an OSC sequence the model ignores. Does nothing on a hung-up terminal.
+    pub fn sync(&mut self) {
+        let n = SYNCS.fetch_add(1, Ordering::Relaxed);
+        let marker = format!("\x1b]9999;pty-sync-{n}\x1b\\");
+        let mut slave = match self.slave.try_clone() {
+            Ok(fd) => File::from(fd),
+            Err(_) => return,
+        };
+        if slave.write_all(marker.as_bytes()).is_err() {
+            return;
+        }
+        let wanted = marker.as_bytes();
+        let end = Instant::now() + DEADLINE;
+        let mut model = self.model();
+        while !model.raw.windows(wanted.len()).any(|w| w == wanted) {
+            let left = end.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "the pty's output was not all read");
+            model = self
+                .shared
+                .changed
+                .wait_timeout(model, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
     }
 
