@@ -234,8 +234,9 @@ impl Term {
     }
 
     /// Puts `bytes` on the screen model as if another program (the shell, say) wrote them to
-    /// the terminal; peerchat does not see them.
+    /// the terminal after everything peerchat wrote so far; peerchat does not see them.
     pub fn shell_writes(&mut self, bytes: &[u8]) {
+        self.sync();
         self.model().parser.process(bytes);
     }
 
