@@ -19,13 +19,13 @@ use peerchat::signals::{self, Signals};
 use peerchat::term::{tty, warnings};
 
 fn main() -> ExitCode {
-    // First, before any other thread starts: they must inherit the blocked signals.
-    let signals = Signals::install(tty::wanted());
     let args = Args::parse();
+    // Before any other thread starts: they must inherit the blocked signals.
+    let signals = Signals::install(interactive(&args));
     let mut logger =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"));
     logger.format_timestamp(None);
-    if !args.json && tty::wanted() {
+    if interactive(&args) {
         // Warnings are shown in the transcript: on stderr they would break the prompt line.
         logger
             .target(env_logger::Target::Pipe(Box::new(warnings::Sink)))
@@ -89,7 +89,7 @@ fn run(mut args: Args, signals: Signals) -> Result<Ended, String> {
 /// The interactive terminal, in raw mode, when stdin and stdout are terminals (`TERM` set and not
 /// `dumb`) and JSON was not asked for; `None` for line mode.
 fn terminal(args: &Args, colour: bool) -> Option<TermSetup> {
-    if args.json || !tty::wanted() {
+    if !interactive(args) {
         return None;
     }
     tty::restore_on_panic();
@@ -104,6 +104,12 @@ fn terminal(args: &Args, colour: bool) -> Option<TermSetup> {
             None
         }
     }
+}
+
+/// True when the interactive terminal runs: stdin and stdout are terminals, `TERM` is set and
+/// not `dumb`, and JSON was not asked for.
+fn interactive(args: &Args) -> bool {
+    !args.json && tty::wanted()
 }
 
 /// How asking what the command line left out ended.

@@ -235,7 +235,7 @@ fn paint(colour: bool, code: &'static str) -> &'static str {
 }
 
 /// `/names` for a person: `nick (you)`, `nick (addr)` or `nick`, comma-separated.
-fn names_list(names: &[Name]) -> String {
+pub(crate) fn names_list(names: &[Name]) -> String {
     let list: Vec<String> = names
         .iter()
         .map(|n| {

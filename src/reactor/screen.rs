@@ -50,10 +50,16 @@ impl<W: Write> Screen<W> {
         self.term.as_mut()
     }
 
-    /// Carries out Ctrl-Z, `fg` and resizes on the interactive terminal.
+    /// Carries out Ctrl-Z, `fg` and resizes on the interactive terminal. Anywhere else Ctrl-Z
+    /// only stops the process, as it would have without being taken.
     pub(super) fn handle_signals(&mut self, got: crate::signals::TermSignals) {
-        if let Some(term) = &mut self.term {
-            term.handle_signals(got, self.out.writer());
+        match &mut self.term {
+            Some(term) => term.handle_signals(got, self.out.writer()),
+            None if got.suspend => {
+                let _ = self.out.flush();
+                crate::term::tty::suspend();
+            }
+            None => {}
         }
     }
 

@@ -518,6 +518,18 @@ fn close_hub_of(hub: Node, client: &mut Driven) {
     assert_eq!(hub.run.join().expect("no panic"), Ok(Ended::Done));
 }
 
+/// A reconnecting client whose hub (on the returned port) left: it has said it lost the
+/// connection and will dial again in 1 s.
+fn client_that_lost_its_hub() -> (Driven, u16) {
+    let hub = Node::start(no_lookups());
+    let port = hub.port();
+    let mut client = Driven::start(client_of(port, true));
+    client.until_said(r#""event":"join","nick":"hub""#, 1);
+    close_hub_of(hub, &mut client);
+    client.until_said("reconnecting in 1 s", 1);
+    (client, port)
+}
+
 /// A client driven turn by turn on a clock of the test's, over real sockets: the back-off
 /// is seen in the delays it announces and the times its timer fires, not in wall time.
 struct Driven {
@@ -670,12 +682,7 @@ fn a_client_that_loses_its_hub_says_so_and_dials_again_backing_off_to_30_s() {
 
 #[test]
 fn a_client_reconnects_when_its_hub_is_back_chats_again_and_starts_the_back_off_over() {
-    let hub = Node::start(no_lookups());
-    let port = hub.port();
-    let mut client = Driven::start(client_of(port, true));
-    client.until_said(r#""event":"join","nick":"hub""#, 1);
-    close_hub_of(hub, &mut client);
-    client.until_said("reconnecting in 1 s", 1);
+    let (mut client, port) = client_that_lost_its_hub();
     client.wait_secs(1);
     let failed = client.until_said("reconnecting to", 1);
     assert_eq!(announced(&failed), 2);
@@ -707,12 +714,7 @@ fn a_client_reconnects_when_its_hub_is_back_chats_again_and_starts_the_back_off_
 #[test]
 fn leaving_while_waiting_to_dial_again_ends_the_run_at_once() {
     for leave in [Input::Line("/quit".into()), Input::End] {
-        let hub = Node::start(no_lookups());
-        let port = hub.port();
-        let mut client = Driven::start(client_of(port, true));
-        client.until_said(r#""event":"join","nick":"hub""#, 1);
-        close_hub_of(hub, &mut client);
-        client.until_said("reconnecting in 1 s", 1);
+        let (mut client, _) = client_that_lost_its_hub();
         client.wait_secs(1);
         client.until_said("reconnecting to", 1);
         // Waiting 2 s for the next round: leaving does not wait for it, on the same clock.
@@ -818,12 +820,7 @@ fn full_listener(port: u16) -> (std::net::TcpListener, std::net::TcpStream) {
 
 #[test]
 fn leaving_while_a_dial_again_is_still_connecting_does_not_wait_for_it() {
-    let hub = Node::start(no_lookups());
-    let port = hub.port();
-    let mut client = Driven::start(client_of(port, true));
-    client.until_said(r#""event":"join","nick":"hub""#, 1);
-    close_hub_of(hub, &mut client);
-    client.until_said("reconnecting in 1 s", 1);
+    let (mut client, port) = client_that_lost_its_hub();
     let (_listener, _filler) = full_listener(port);
     client.wait_secs(1);
     client.until("dialling again", |d| !d.r.conns.is_empty());
@@ -845,12 +842,7 @@ fn leaving_while_a_dial_again_is_still_connecting_does_not_wait_for_it() {
 
 #[test]
 fn a_line_typed_while_a_re_dial_is_still_coming_up_is_said_not_sent_and_never_sent_on_it() {
-    let hub = Node::start(no_lookups());
-    let port = hub.port();
-    let mut client = Driven::start(client_of(port, true));
-    client.until_said(r#""event":"join","nick":"hub""#, 1);
-    close_hub_of(hub, &mut client);
-    client.until_said("reconnecting in 1 s", 1);
+    let (mut client, port) = client_that_lost_its_hub();
 
     // Something listens there again but says nothing: the re-dial connects and stays nobody.
     let silent = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind again");

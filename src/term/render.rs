@@ -10,7 +10,8 @@
 
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
-use crate::event::{Event, Name, Speech};
+use crate::event::{Event, Speech};
+use crate::output::names_list;
 use crate::safe::sanitize;
 
 /// When the bell rings (`--bell`).
@@ -192,23 +193,6 @@ fn leave(nick: &str, reason: Option<&str>) -> String {
         Some(r) => format!("* {} left ({})", sanitize(nick), sanitize(r)),
         None => format!("* {} left", sanitize(nick)),
     }
-}
-
-/// `/names` for a person: `nick (you)`, `nick (addr)` or `nick`, comma-separated.
-fn names_list(names: &[Name]) -> String {
-    let list: Vec<String> = names
-        .iter()
-        .map(|n| {
-            let mut s = sanitize(&n.nick).into_owned();
-            if n.you {
-                s.push_str(" (you)");
-            } else if let Some(a) = &n.addr {
-                s.push_str(&format!(" ({})", sanitize(a)));
-            }
-            s
-        })
-        .collect();
-    list.join(", ")
 }
 
 /// A nick's colour: the same for the same nick in every run (a fixed hash, not std's seeded one).

@@ -2,6 +2,7 @@
 //! mentions and the bell. Pure: no terminal.
 
 use super::*;
+use crate::event::Name;
 
 const T: &str = "12:00:00";
 
