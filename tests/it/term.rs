@@ -955,6 +955,12 @@ fn json_on_a_terminal_stays_in_line_mode() {
     });
     assert!(!t.contents().contains("ana> "), "{}", t.framed());
     assert!(t.termios_is_cooked());
+    // Ctrl-Z stops it as the terminal does for any program, and `fg` goes on.
+    t.key("Ctrl-Z");
+    t.wait_state('T');
+    t.signal(libc::SIGCONT);
+    t.type_str("after fg\r");
+    hub.wait_message("ana", "after fg");
 }
 
 #[test]
