@@ -807,7 +807,7 @@ fn a_nick_change_changes_the_prompt_and_what_is_a_mention() {
 }
 
 #[test]
-fn alt_b_and_alt_f_move_by_words() {
+fn alt_b_and_alt_f_move_by_words_and_arrows_by_characters() {
     let (mut hub, mut t, _) = hub_and_ana(&[]);
     t.type_str("one two three");
     wait_prompt(&t, "one two three");
@@ -816,6 +816,11 @@ fn alt_b_and_alt_f_move_by_words() {
     t.key("Alt-B");
     wait_prompt_at(&t, "ana", "one two three", 9);
     t.key("Alt-F");
+    wait_prompt_at(&t, "ana", "one two three", 12);
+    t.key("Right");
+    t.key("Left");
+    t.key("Left");
+    t.key("Right");
     wait_prompt_at(&t, "ana", "one two three", 12);
     t.type_str("!\r");
     hub.wait_message("ana", "one two! three");
