@@ -100,6 +100,7 @@ fn terminal(args: &Args, colour: bool) -> Option<TermSetup> {
             colour,
         }),
         Err(e) => {
+            warnings::pass_through();
             log::warn!("cannot put the terminal in raw mode ({e}); plain lines instead");
             None
         }

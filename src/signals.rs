@@ -161,7 +161,7 @@ fn take(state: &State, sig: libc::c_int) {
         }
         // Not chatting yet, or asked a second time: end now.
         _ => {
-            crate::term::tty::restore();
+            crate::term::tty::abandon();
             std::process::exit(i32::from(exit_code(sig)))
         }
     }

@@ -128,18 +128,37 @@ impl<W: Write> Reactor<W> {
                 }
             }
         }
-        if self.told_nobody || except.is_some() {
+        if own_speech && except.is_none() {
+            self.tell_if_nobody(&frame);
+        }
+    }
+
+    /// The user's own message or action reaches nobody: said once until someone connects in
+    /// line mode (not once per line of a pipe, and only for messages, as ever); on the
+    /// terminal, where the typed line is gone from the prompt, for every line, with its text.
+    fn tell_if_nobody(&mut self, frame: &Frame) {
+        let terminal = self.screen.is_terminal();
+        let said = match frame {
+            Frame::Msg { text, .. } => text.clone(),
+            Frame::Me { nick, text, .. } if terminal => format!("* {nick} {text}"),
+            _ => return,
+        };
+        if self.told_nobody && !terminal {
             return;
         }
-        if let Frame::Msg { id, .. } = &*frame {
-            let someone = self.conns.iter().any(|(_, e)| {
-                e.conn.is_subscribed() && !e.is_speculative() && !self.redial.is_trial(e)
-            });
-            if id.node == self.node && !someone {
-                // Once until someone connects, not once per line of a pipe.
-                self.told_nobody = true;
-                self.show(&Event::Info("nobody is connected; not sent".into()));
-            }
+        let someone = self.conns.iter().any(|(_, e)| {
+            e.conn.is_subscribed() && !e.is_speculative() && !self.redial.is_trial(e)
+        });
+        if someone {
+            return;
+        }
+        if terminal {
+            self.show(&Event::Info(format!(
+                "not sent (nobody is connected): {said}"
+            )));
+        } else {
+            self.told_nobody = true;
+            self.show(&Event::Info("nobody is connected; not sent".into()));
         }
     }
 

@@ -45,6 +45,11 @@ impl<W: Write> Screen<W> {
         self.stdout_failed(started)
     }
 
+    /// True on the interactive terminal.
+    pub(super) fn is_terminal(&self) -> bool {
+        self.term.is_some()
+    }
+
     /// The interactive terminal, if this is one.
     pub(super) fn terminal(&mut self) -> Option<&mut Terminal> {
         self.term.as_mut()

@@ -148,11 +148,8 @@ impl Terminal {
     pub(super) fn handle_signals(&mut self, got: TermSignals, w: &mut impl Write) {
         if got.suspend {
             let _ = self.clear_prompt(w).and_then(|()| w.flush());
+            // Back in raw mode when continued; the shell wrote on the screen meanwhile.
             tty::suspend();
-            // Continued: the shell may have changed the settings and written on the screen.
-            if let Err(e) = self.raw.resume() {
-                log::warn!("cannot put the terminal back in raw mode: {e}");
-            }
             self.repaint = true;
         }
         if got.continued {
@@ -170,6 +167,11 @@ impl Terminal {
             self.recent.pop_front();
         }
         self.recent.push_back((time.to_string(), event.clone()));
+        let shown = render::render(event, time, &self.style());
+        if shown.bell {
+            // Rung now even if the rows wait for the redraw below: a bell moves nothing.
+            w.write_all(b"\x07")?;
+        }
         if self.repaint {
             // The whole screen is drawn at the end of the turn, this event with it.
             return Ok(());
@@ -177,13 +179,9 @@ impl Terminal {
         if self.prompt_shown {
             self.clear_prompt(w)?;
         }
-        let shown = render::render(event, time, &self.style());
         for row in &shown.rows {
             w.write_all(row.as_bytes())?;
             w.write_all(b"\r\n")?;
-        }
-        if shown.bell {
-            w.write_all(b"\x07")?;
         }
         Ok(())
     }
@@ -462,6 +460,18 @@ mod tests {
         assert_eq!(s.parsed().screen().cursor_position(), (23, 9));
         assert!(s.row(22).ends_with("<bob> before"), "{}", s.row(22));
         assert_eq!(s.row(23), "ana> half");
+    }
+
+    #[test]
+    fn a_mention_in_the_same_turn_as_a_redraw_still_rings() {
+        let mut s = Screen::new();
+        s.term.repaint = true;
+        s.term
+            .show(&says("bob", "hey ana"), "12:00:00", &mut s.bytes)
+            .unwrap();
+        s.term.draw(&mut s.bytes).unwrap();
+        assert_eq!(s.bytes.iter().filter(|&&b| b == 0x07).count(), 1);
+        assert!(s.row(22).contains("<bob> hey ana"), "{}", s.row(22));
     }
 
     #[test]

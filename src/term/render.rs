@@ -118,7 +118,9 @@ fn rings(source: Source, bell: Bell) -> bool {
     }
 }
 
-/// The words after the time, as output.rs has them, painted.
+/// The words after the time, as output.rs has them, painted; but notices (joins, leaves, nick
+/// changes, answers) start with `-!-` instead of `*`, so that an action (`/me left (timed
+/// out)`, always `* nick ...`) can never pass for one, even without colours.
 fn body(event: &Event, style: &Style) -> (Vec<Span>, Source) {
     let notice = |paint, text: String| (vec![Span::new(paint, &text)], Source::Notice);
     match event {
@@ -128,20 +130,20 @@ fn body(event: &Event, style: &Style) -> (Vec<Span>, Source) {
         Event::Dm { from, to, text } => dm(from, to, text, style),
         Event::Nick { old, nick } => notice(
             YELLOW,
-            format!("* {} is now known as {}", sanitize(old), sanitize(nick)),
+            format!("-!- {} is now known as {}", sanitize(old), sanitize(nick)),
         ),
         Event::Join { nick, addr } => {
             let from = addr.as_deref().map(|a| format!(" from {}", sanitize(a)));
             let from = from.unwrap_or_default();
-            notice(YELLOW, format!("* {} joined{from}", sanitize(nick)))
+            notice(YELLOW, format!("-!- {} joined{from}", sanitize(nick)))
         }
         Event::Leave { nick, reason, .. } => notice(YELLOW, leave(nick, reason.as_deref())),
         Event::Names(names) => notice(
             DIM,
-            format!("* {} here: {}", names.len(), names_list(names)),
+            format!("-!- {} here: {}", names.len(), names_list(names)),
         ),
-        Event::Info(text) => notice(DIM, format!("* {}", sanitize(text))),
-        Event::Error(text) => notice(RED, format!("* error: {}", sanitize(text))),
+        Event::Info(text) => notice(DIM, format!("-!- {}", sanitize(text))),
+        Event::Error(text) => notice(RED, format!("-!- error: {}", sanitize(text))),
     }
 }
 
@@ -186,12 +188,12 @@ fn dm(from: &str, to: &str, text: &str, style: &Style) -> (Vec<Span>, Source) {
     (spans, source)
 }
 
-/// `* nick timed out` when that is the reason, else `* nick left` and the reason if any.
+/// `-!- nick timed out` when that is the reason, else `-!- nick left` and the reason if any.
 fn leave(nick: &str, reason: Option<&str>) -> String {
     match reason {
-        Some("timed out") => format!("* {} timed out", sanitize(nick)),
-        Some(r) => format!("* {} left ({})", sanitize(nick), sanitize(r)),
-        None => format!("* {} left", sanitize(nick)),
+        Some("timed out") => format!("-!- {} timed out", sanitize(nick)),
+        Some(r) => format!("-!- {} left ({})", sanitize(nick), sanitize(r)),
+        None => format!("-!- {} left", sanitize(nick)),
     }
 }
 

@@ -84,12 +84,25 @@ pub fn restore() {
     }
 }
 
-/// Restores the terminal before a panic's message is printed, so that the message and the shell
-/// after it are readable.
+/// Leaves the prompt row empty and restores the terminal, for a way out that does not return
+/// through the screen (the second Ctrl-C, a panic of the loop thread): what the shell or the
+/// panic message writes next starts on a clean row.
+pub fn abandon() {
+    if lock().is_some() {
+        write_all(b"\r\x1b[K");
+    }
+    restore();
+}
+
+/// Restores the terminal before the loop thread's panic message is printed, so that the message
+/// and the shell after it are readable. A helper thread's panic leaves it alone: the loop goes on
+/// drawing, and a cooked terminal under it would echo every key.
 pub fn restore_on_panic() {
     let before = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        restore();
+        if std::thread::current().name() == Some("main") {
+            abandon();
+        }
         before(info);
     }));
 }
@@ -103,13 +116,19 @@ pub fn size() -> Option<(u16, u16)> {
 }
 
 /// Stops the whole process as Ctrl-Z does, with the terminal restored; returns once it is
-/// continued (`fg`), with the settings still restored: call [`RawMode::resume`] then.
+/// continued (`fg`), with raw mode back on if it was on.
 pub fn suspend() {
     restore();
     // SAFETY: raising SIGSTOP on our own process; it cannot be caught or blocked, and POSIX
     // delivers it before kill returns, so this returns only once the process is continued.
     unsafe {
         libc::kill(libc::getpid(), libc::SIGSTOP);
+    }
+    let saved = lock();
+    if let Some(original) = *saved {
+        if set(&raw(original)).is_ok() {
+            write_all(PASTE_ON);
+        }
     }
 }
 

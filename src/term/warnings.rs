@@ -5,6 +5,7 @@
 //! Must not format or filter: the logger does.
 
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 /// Kept at most, in bytes, until the reactor takes them; older ones go first.
@@ -12,12 +13,18 @@ const CAP: usize = 64 * 1024;
 
 static BUFFER: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
+/// Nobody shows the buffer (the terminal refused raw mode): warnings go to stderr at once.
+static PASS_THROUGH: AtomicBool = AtomicBool::new(false);
+
 /// The logger's target on the interactive terminal.
 #[derive(Debug, Default)]
 pub struct Sink;
 
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if PASS_THROUGH.load(Ordering::Relaxed) {
+            return io::stderr().write(buf);
+        }
         let mut kept = lock();
         kept.extend_from_slice(buf);
         if kept.len() > CAP {
@@ -48,6 +55,12 @@ pub fn take() -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+/// From now on warnings go to stderr, as in line mode; what was kept goes there first.
+pub fn pass_through() {
+    PASS_THROUGH.store(true, Ordering::Relaxed);
+    to_stderr();
 }
 
 /// Writes what nobody took to stderr (the program is ending, the terminal restored).

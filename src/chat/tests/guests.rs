@@ -345,3 +345,24 @@ fn a_slow_node_taken_for_a_guest_lets_its_welcome_be_and_becomes_the_peer() {
         Some(&("n1".into(), "from n1".into()))
     );
 }
+
+#[test]
+fn a_guest_number_whose_name_a_guest_took_is_skipped() {
+    let mut net = star(2);
+    let a = net.guest(0);
+    net.guest_says(0, a, "hi");
+    net.guest_says(0, a, "/nick guest-2");
+    let b = net.guest(0);
+    net.guest_says(0, b, "hello");
+    assert!(
+        has(
+            net.screen(0, b),
+            "* you are guest-3 (/nick NAME changes it)"
+        ),
+        "{:?}",
+        net.screen(0, b)
+    );
+    net.guest_says(0, b, "/names");
+    let names = net.screen(0, b).join("\n");
+    assert!(!names.contains('#'), "no two members share a name: {names}");
+}

@@ -133,25 +133,25 @@ fn each_event_kind_reads_as_in_line_mode() {
             old: "bob".into(),
             nick: "rob".into()
         }),
-        "12:00:00 * bob is now known as rob"
+        "12:00:00 -!- bob is now known as rob"
     );
     let join = |addr: Option<&str>| Event::Join {
         nick: "bob".into(),
         addr: addr.map(String::from),
     };
-    assert_eq!(one(join(None)), "12:00:00 * bob joined");
+    assert_eq!(one(join(None)), "12:00:00 -!- bob joined");
     assert_eq!(
         one(join(Some("127.0.0.1:5001"))),
-        "12:00:00 * bob joined from 127.0.0.1:5001"
+        "12:00:00 -!- bob joined from 127.0.0.1:5001"
     );
     let leave = |reason: Option<&str>| Event::Leave {
         nick: "bob".into(),
         addr: None,
         reason: reason.map(String::from),
     };
-    assert_eq!(one(leave(None)), "12:00:00 * bob left");
-    assert_eq!(one(leave(Some("bye"))), "12:00:00 * bob left (bye)");
-    assert_eq!(one(leave(Some("timed out"))), "12:00:00 * bob timed out");
+    assert_eq!(one(leave(None)), "12:00:00 -!- bob left");
+    assert_eq!(one(leave(Some("bye"))), "12:00:00 -!- bob left (bye)");
+    assert_eq!(one(leave(Some("timed out"))), "12:00:00 -!- bob timed out");
     assert_eq!(
         one(Event::Names(vec![
             Name {
@@ -170,15 +170,15 @@ fn each_event_kind_reads_as_in_line_mode() {
                 you: false
             },
         ])),
-        "12:00:00 * 3 here: ana (you), bob (127.0.0.1:5001), far"
+        "12:00:00 -!- 3 here: ana (you), bob (127.0.0.1:5001), far"
     );
     assert_eq!(
         one(Event::Info("/quit  leave".into())),
-        "12:00:00 * /quit  leave"
+        "12:00:00 -!- /quit  leave"
     );
     assert_eq!(
         one(Event::Error("no such nick".into())),
-        "12:00:00 * error: no such nick"
+        "12:00:00 -!- error: no such nick"
     );
 }
 
@@ -526,7 +526,7 @@ fn names_wrap_like_any_line() {
     let rows = plain(&Event::Names(names), 40);
     assert!(rows.len() > 3, "{rows:?}");
     assert!(
-        rows[0].starts_with("12:00:00 * 12 here: nick0 (you),"),
+        rows[0].starts_with("12:00:00 -!- 12 here: nick0 (you),"),
         "{rows:?}"
     );
     assert_shape(&rows, 40);
@@ -631,4 +631,22 @@ fn rows_exactly_as_wide_as_the_terminal_do_not_wrap_on_it() {
             "12:00:00 <bob> next"
         ]
     );
+}
+
+#[test]
+fn an_action_can_never_read_as_a_notice_even_without_colour() {
+    let one = |event: Event| plain(&event, 80).join("\n");
+    let real = one(Event::Leave {
+        nick: "bob".into(),
+        addr: None,
+        reason: Some("timed out".into()),
+    });
+    assert_eq!(real, "12:00:00 -!- bob timed out");
+    assert_eq!(
+        one(me("bob", "timed out")),
+        "12:00:00 * bob timed out",
+        "an action keeps its star"
+    );
+    let faked = one(me("bob", "is now known as rob"));
+    assert!(faked.starts_with("12:00:00 * bob "), "{faked}");
 }
