@@ -723,10 +723,43 @@ fn a_client_on_a_terminal_redials_when_its_connection_drops() {
             .any(|r| r.contains(listen.as_str()) && r.contains("reconnecting"))
     });
     wait_prompt(&t, "half");
+    // Said to nobody: the user is told, with the words, and they are not shown as said.
+    t.type_str(" lost\r");
+    t.wait_screen("the notice of the line not sent", |s| {
+        s.all_rows()
+            .iter()
+            .any(|r| r.contains("not sent") && r.contains("half lost"))
+    });
+    assert!(!t.contents().contains("<ana> half lost"), "{}", t.framed());
     let mut hub = Node::spawn(&hub_args);
     hub.wait_join("ana");
-    t.type_str(" back\r");
-    hub.wait_message("ana", "half back");
+    t.type_str("back\r");
+    hub.wait_message("ana", "back");
+    assert!(
+        !hub.events().iter().any(|v| v["text"] == "half lost"),
+        "a line said to nobody is not sent later"
+    );
+}
+
+#[test]
+fn an_action_cannot_pass_for_a_notice() {
+    let (mut hub, t, port) = hub_and_ana(&[]);
+    hub.send("/me joined from 10.9.8.7");
+    wait_line(&t, "* hub joined from 10.9.8.7");
+    let mut bob = Node::client("bob", port, &[]);
+    bob.wait_join("ana");
+    let notice = t.wait_screen_value("the notice of bob's joining", |s| {
+        s.all_rows()
+            .into_iter()
+            .find(|r| r.get(..8).is_some_and(is_stamp) && r.contains("bob joined from 127.0.0.1:"))
+    });
+    let action = t.wait_screen_value("the action", |s| {
+        s.all_rows()
+            .into_iter()
+            .find(|r| stamped(r, "* hub joined from 10.9.8.7"))
+    });
+    let head = |r: &str| r[9..].split(' ').next().map(str::to_string);
+    assert_ne!(head(&notice), head(&action), "{}", t.framed());
 }
 
 #[test]
