@@ -1065,3 +1065,17 @@ fn a_failed_start_leaves_the_terminal_cooked_with_its_error_readable() {
         t.framed()
     );
 }
+
+#[test]
+fn a_mention_that_came_while_suspended_shows_and_rings_after_fg() {
+    let (mut hub, mut t, _) = hub_and_ana(&[]);
+    t.key("Ctrl-Z");
+    t.wait_state('T');
+    hub.send("ana, are you there?");
+    hub.send("plain after it");
+    t.shell_writes(b"\r\n[1]+  Stopped                 peerchat\r\n$ fg\r\n");
+    t.signal(libc::SIGCONT);
+    wait_settled(&t, "<hub> plain after it");
+    wait_line(&t, "<hub> ana, are you there?");
+    assert_eq!(t.bells(), 1, "{}", t.framed());
+}
