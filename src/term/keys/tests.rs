@@ -493,3 +493,22 @@ fn an_overlong_pasted_line_is_dropped_whole_and_said() {
         assert!(decoder.paste.capacity() <= 2 * MAX_PASTE + 2);
     }
 }
+
+#[test]
+fn the_editor_ignores_escape_and_a_paste_cut() {
+    let mut editor = Editor::new(&[]);
+    let mut edits = Vec::new();
+    let keys = [
+        Key::Char('h'),
+        Key::Char('i'),
+        Key::Left,
+        Key::Escape,
+        Key::PasteCut(MAX_PASTE),
+        Key::Char('!'),
+        Key::Enter,
+    ];
+    for key in keys {
+        editor.handle(key, &Vec::new, &mut edits);
+    }
+    assert_eq!(edits, [Edit::Submit("h!i".into())]);
+}
