@@ -1,11 +1,12 @@
 //! The key decoder: bytes read from a terminal in raw mode (xterm, VTE, tmux, screen, the Linux
 //! console, vt100) become [`Key`]s. A UTF-8 character, an escape sequence or a bracketed paste cut
 //! between two reads is kept until the rest arrives; what is kept is bounded, so a broken or
-//! hostile stream cannot grow memory.
+//! hostile stream cannot grow memory. A long paste is handed on in pieces that end at line ends.
 //!
-//! Pure: must not read the terminal or the clock, and must not panic on any bytes.
+//! Pure: must not read the terminal or the clock, and must not panic on any bytes. Whether a kept
+//! ESC was Esc pressed alone depends on time, so the caller decides when to [`Decoder::flush`].
 
-/// One key press (or one bracketed paste) as the editor needs it.
+/// One key press (or a bracketed paste, or a piece of a long one) as the editor needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Key {
     /// Printable text (a space included).
@@ -24,8 +25,14 @@ pub enum Key {
     Ctrl(char),
     /// Alt (or Esc then) a key, in lower case (`Alt('b')` for Alt-B).
     Alt(char),
-    /// Everything between `ESC [200~` and `ESC [201~`, with line ends as `\n`.
+    /// Text between `ESC [200~` and `ESC [201~`, with line ends as `\n`: the whole paste, or
+    /// for a long one each piece in order, every piece but the last ending with `\n`.
     Paste(String),
+    /// A pasted line of [`MAX_PASTE`] bytes or more (its line end not counted) was dropped whole,
+    /// with its line end; holds how many bytes it had. The rest of the paste goes on.
+    PasteCut(usize),
+    /// Esc pressed alone: an ESC that nothing followed before [`Decoder::flush`].
+    Escape,
     /// A sequence peerchat does not use: ignored.
     Unknown,
     /// Ctrl-Left or Alt-Left: a word back.
@@ -38,7 +45,10 @@ pub enum Key {
 
 /// The longest escape sequence kept between reads; a longer one is dropped as one `Unknown`.
 const MAX_SEQUENCE: usize = 32;
-/// The most of one bracketed paste kept; the rest is dropped, the paste still ends at its marker.
+/// A paste is handed on as soon as this many bytes of it are kept and they hold a line end.
+pub const PASTE_PIECE: usize = 64 * 1024;
+/// A pasted line this long or longer (in bytes, its line end not counted) is dropped whole (see
+/// [`Key::PasteCut`]); what a paste keeps stays within this and its line end.
 pub const MAX_PASTE: usize = 1 << 20;
 
 const ESC: u8 = 0x1b;
@@ -63,11 +73,23 @@ enum State {
     Paste { matched: usize },
 }
 
+/// Whether a pasted line too long to keep is being skipped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Overlong {
+    #[default]
+    No,
+    /// This many bytes of the line were skipped so far.
+    Skipping(usize),
+    /// The line of this many bytes ended at a `\r`: a `\n` right after it is part of its end.
+    EndedAtCr(usize),
+}
+
 /// Turns bytes into keys, keeping an unfinished character or sequence for the next read.
 ///
 /// A `\r\n` pair is one Enter even when split between reads, so a `\n` right after a `\r`
-/// (Ctrl-J typed just after Enter, in practice never) is swallowed. A lone ESC at the end of a
-/// read is kept: it may start a sequence whose rest comes with the next read.
+/// (Ctrl-J typed just after Enter, in practice never) is swallowed. An ESC at the end of a read,
+/// or an escape sequence cut short there, is kept: its rest may come with the next read. Only
+/// the caller knows that nothing came for a while (then it calls [`Decoder::flush`]).
 #[derive(Debug, Default)]
 pub struct Decoder {
     state: State,
@@ -77,11 +99,16 @@ pub struct Decoder {
     utf8: Vec<u8>,
     /// How many bytes `utf8` needs in all.
     utf8_len: usize,
+    /// The bytes of a paste not handed on yet.
     paste: Vec<u8>,
+    /// Where the last complete line in `paste` ends (after its line end).
+    paste_line_end: Option<usize>,
+    overlong: Overlong,
     after_cr: bool,
 }
 
 impl Decoder {
+    /// A decoder with nothing kept.
     pub fn new() -> Self {
         Decoder::default()
     }
@@ -91,6 +118,52 @@ impl Decoder {
         for &byte in bytes {
             self.handle_byte(byte, keys);
         }
+    }
+
+    /// Whether bytes of an unfinished escape sequence are kept: a lone ESC, `ESC [` or `ESC O`
+    /// with or without parameters, the Linux console's `ESC [ [`, or the rest of a too long
+    /// sequence being skipped. Never inside a bracketed paste (its end marker may be cut between
+    /// reads for any time). The caller calls [`Decoder::flush`] once nothing more came for a
+    /// while (~50 ms): a terminal writes a whole sequence at once, a person types slower.
+    pub fn is_waiting(&self) -> bool {
+        matches!(
+            self.state,
+            State::Escape | State::Csi | State::Ss3 | State::LinuxFunction | State::CsiSkip
+        )
+    }
+
+    /// Ends the unfinished escape sequence kept, as keys typed by a person: a lone ESC is
+    /// [`Key::Escape`]; `ESC [`, `ESC O` and `ESC [ [` are Escape and then those characters; a
+    /// sequence cut after its parameters (`ESC [ 1 ;`) is one [`Key::Unknown`]; a too long one
+    /// being skipped adds nothing more. Does nothing when [`Decoder::is_waiting`] is false.
+    pub fn flush(&mut self, keys: &mut Vec<Key>) {
+        let typed: &[char] = match self.state {
+            State::Ground | State::Paste { .. } => return,
+            State::Csi | State::Ss3 if !self.seq.is_empty() => {
+                keys.push(Key::Unknown);
+                &[]
+            }
+            State::CsiSkip => &[],
+            State::Escape => {
+                keys.push(Key::Escape);
+                &[]
+            }
+            State::Csi => {
+                keys.push(Key::Escape);
+                &['[']
+            }
+            State::Ss3 => {
+                keys.push(Key::Escape);
+                &['O']
+            }
+            State::LinuxFunction => {
+                keys.push(Key::Escape);
+                &['[', '[']
+            }
+        };
+        keys.extend(typed.iter().copied().map(Key::Char));
+        self.state = State::Ground;
+        self.seq.clear();
     }
 
     fn handle_byte(&mut self, byte: u8, keys: &mut Vec<Key>) {
@@ -190,6 +263,8 @@ impl Decoder {
                 self.state = State::Ground;
                 if self.seq == b"200" && byte == b'~' {
                     self.paste.clear();
+                    self.paste_line_end = None;
+                    self.overlong = Overlong::No;
                     self.state = State::Paste { matched: 0 };
                 } else {
                     keys.push(csi_key(&self.seq, byte));
@@ -236,9 +311,7 @@ impl Decoder {
         if PASTE_END.get(matched) == Some(&byte) {
             if matched + 1 == PASTE_END.len() {
                 self.state = State::Ground;
-                let text = clean_paste(&self.paste);
-                self.paste = Vec::new();
-                keys.push(Key::Paste(text));
+                self.end_paste(keys);
             } else {
                 self.state = State::Paste {
                     matched: matched + 1,
@@ -247,18 +320,75 @@ impl Decoder {
             return;
         }
         // Part of the marker that turned out not to be one is text (only its first byte is ESC).
-        self.keep_pasted(&PASTE_END[..matched]);
+        for &text in &PASTE_END[..matched] {
+            self.keep_pasted(text, keys);
+        }
         let matched = usize::from(byte == ESC);
         if matched == 0 {
-            self.keep_pasted(&[byte]);
+            self.keep_pasted(byte, keys);
         }
         self.state = State::Paste { matched };
     }
 
-    fn keep_pasted(&mut self, bytes: &[u8]) {
-        let room = MAX_PASTE.saturating_sub(self.paste.len());
-        self.paste
-            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+    /// Keeps one byte of pasted text. Once [`PASTE_PIECE`] bytes are kept, the complete lines
+    /// among them are handed on; a line that grows past [`MAX_PASTE`] is dropped whole.
+    fn keep_pasted(&mut self, byte: u8, keys: &mut Vec<Key>) {
+        match self.overlong {
+            Overlong::No => {}
+            Overlong::Skipping(n) => {
+                self.overlong = match byte {
+                    b'\n' => return self.end_overlong(n, keys),
+                    b'\r' => Overlong::EndedAtCr(n),
+                    _ => Overlong::Skipping(n + 1),
+                };
+                return;
+            }
+            Overlong::EndedAtCr(n) => {
+                self.end_overlong(n, keys);
+                if byte == b'\n' {
+                    return;
+                }
+            }
+        }
+        let len = self.paste.len();
+        // A `\r` ends a line once the next byte shows it is not the start of a `\r\n`.
+        let after_cr = self.paste.last() == Some(&b'\r');
+        if after_cr && byte != b'\n' {
+            self.paste_line_end = Some(len);
+        }
+        let ends_crlf = after_cr && byte == b'\n';
+        if self.paste_line_end.is_none() && len >= MAX_PASTE && !ends_crlf {
+            // What is kept is one line, and it does not fit: none of it is handed on.
+            self.paste.clear();
+            self.overlong = Overlong::Skipping(len);
+            return self.keep_pasted(byte, keys);
+        }
+        self.paste.push(byte);
+        if byte == b'\n' {
+            self.paste_line_end = Some(len + 1);
+        }
+        if let Some(end) = self.paste_line_end.filter(|_| len + 1 >= PASTE_PIECE) {
+            let rest = self.paste.split_off(end);
+            let piece = std::mem::replace(&mut self.paste, rest);
+            self.paste_line_end = None;
+            keys.push(Key::Paste(clean_paste(&piece)));
+        }
+    }
+
+    fn end_overlong(&mut self, n: usize, keys: &mut Vec<Key>) {
+        self.overlong = Overlong::No;
+        keys.push(Key::PasteCut(n));
+    }
+
+    /// The end marker came: an over-long last line is reported, then the rest is handed on.
+    fn end_paste(&mut self, keys: &mut Vec<Key>) {
+        if let Overlong::Skipping(n) | Overlong::EndedAtCr(n) = self.overlong {
+            self.end_overlong(n, keys);
+        }
+        let text = clean_paste(&self.paste);
+        self.paste = Vec::new();
+        self.paste_line_end = None;
+        keys.push(Key::Paste(text));
     }
 }
 

@@ -1,6 +1,7 @@
 //! The key decoder's tests: every key and sequence, text and sequences cut at every byte.
 
 use super::*;
+use crate::term::editor::{Edit, Editor};
 
 fn decode(bytes: &[u8]) -> Vec<Key> {
     let mut decoder = Decoder::new();
@@ -245,24 +246,269 @@ fn a_broken_end_marker_in_a_paste_is_text() {
     assert_decodes(b"\x1b[200~\x1b\x1b\x1b[201~", &[Key::Paste(String::new())]);
 }
 
-#[test]
-fn a_huge_paste_is_cut_but_still_ends_at_its_marker() {
+/// `bytes` fed in reads of `size` bytes (the last one shorter); the paste text kept after each
+/// read must stay within `bound` bytes.
+fn decode_in_reads(bytes: &[u8], size: usize, bound: usize) -> (Decoder, Vec<Key>) {
     let mut decoder = Decoder::new();
     let mut keys = Vec::new();
-    decoder.feed(b"\x1b[200~", &mut keys);
-    let chunk = vec![b'a'; 64 * 1024];
-    for _ in 0..32 {
-        decoder.feed(&chunk, &mut keys);
-        assert!(decoder.paste.len() <= MAX_PASTE);
+    for read in bytes.chunks(size) {
+        decoder.feed(read, &mut keys);
+        assert!(decoder.paste.len() <= bound, "kept {}", decoder.paste.len());
     }
-    decoder.feed(b"\x1b[201~x", &mut keys);
-    assert_eq!(keys.len(), 2);
-    match &keys[0] {
-        Key::Paste(text) => {
-            assert_eq!(text.len(), MAX_PASTE);
-            assert!(text.bytes().all(|b| b == b'a'));
+    (decoder, keys)
+}
+
+/// `keys` in short: a long paste by its length and its ends, so a failure stays readable.
+fn summary(keys: &[Key]) -> Vec<String> {
+    keys.iter()
+        .map(|key| match key {
+            Key::Paste(text) if text.len() > 40 => {
+                let start: String = text.chars().take(8).collect();
+                let end: String = text.chars().rev().take(8).collect();
+                let end: String = end.chars().rev().collect();
+                format!("Paste({} bytes: {start:?}..{end:?})", text.len())
+            }
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+/// The texts of `keys`, which must all be pastes.
+fn pastes(keys: &[Key]) -> Vec<&str> {
+    keys.iter()
+        .map(|key| match key {
+            Key::Paste(text) => text.as_str(),
+            other => panic!("not a paste: {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_lone_esc_flushed_is_escape_and_what_follows_is_typed() {
+    let mut decoder = Decoder::new();
+    let mut keys = Vec::new();
+    decoder.feed(b"\x1b", &mut keys);
+    assert!(decoder.is_waiting());
+    decoder.flush(&mut keys);
+    assert!(!decoder.is_waiting());
+    decoder.feed(b"Open the door", &mut keys);
+    let mut expected = vec![Key::Escape];
+    expected.extend(chars("Open the door"));
+    assert_eq!(keys, expected);
+
+    keys.clear();
+    decoder.feed(b"\x1b", &mut keys);
+    decoder.flush(&mut keys);
+    decoder.feed(b"[hello]", &mut keys);
+    let mut expected = vec![Key::Escape];
+    expected.extend(chars("[hello]"));
+    assert_eq!(keys, expected);
+}
+
+#[test]
+fn an_unfinished_sequence_flushed_is_escape_and_characters_or_unknown() {
+    let flushed = |bytes: &[u8]| {
+        let mut decoder = Decoder::new();
+        let mut keys = Vec::new();
+        decoder.feed(bytes, &mut keys);
+        assert!(decoder.is_waiting(), "{bytes:?}");
+        decoder.flush(&mut keys);
+        decoder.feed(b"pen", &mut keys);
+        keys
+    };
+    let typed = |text: &str| {
+        let mut keys = vec![Key::Escape];
+        keys.extend(chars(text));
+        keys
+    };
+    assert_eq!(flushed(b"\x1bO"), typed("Open"));
+    assert_eq!(flushed(b"\x1b["), typed("[pen"));
+    assert_eq!(flushed(b"\x1b[["), typed("[[pen"));
+    assert_eq!(
+        flushed(b"a\x1b[1;"),
+        [&chars("a")[..], &[Key::Unknown], &chars("pen")].concat()
+    );
+    assert_eq!(
+        flushed(b"\x1bO5"),
+        [&[Key::Unknown][..], &chars("pen")].concat()
+    );
+    // A too long sequence gave its Unknown already; the flush only ends the skipping.
+    let mut long = b"\x1b[".to_vec();
+    long.extend(std::iter::repeat_n(b'1', MAX_SEQUENCE + 5));
+    assert_eq!(
+        flushed(&long),
+        [&[Key::Unknown][..], &chars("pen")].concat()
+    );
+}
+
+#[test]
+fn a_split_arrow_without_a_flush_is_still_an_arrow() {
+    let mut decoder = Decoder::new();
+    let mut keys = Vec::new();
+    for read in [&b"\x1b"[..], b"[", b"1;5"] {
+        decoder.feed(read, &mut keys);
+        assert!(decoder.is_waiting(), "after {read:?}");
+    }
+    decoder.feed(b"Cx\x1b", &mut keys);
+    decoder.feed(b"OA", &mut keys);
+    assert!(!decoder.is_waiting());
+    assert_eq!(keys, [Key::WordRight, Key::Char('x'), Key::Up]);
+}
+
+#[test]
+fn a_flush_with_nothing_kept_adds_nothing() {
+    let mut decoder = Decoder::new();
+    let mut keys = Vec::new();
+    decoder.flush(&mut keys);
+    for read in [&b"ab"[..], b"\x1b[A", b"\x1bb", b"\r", b"\n", b"\xe6"] {
+        decoder.feed(read, &mut keys);
+        assert!(!decoder.is_waiting(), "after {read:?}");
+        decoder.flush(&mut keys);
+    }
+    // The `\r\n` stayed one Enter, and the half character is still kept.
+    decoder.feed(b"\xbc\xa2", &mut keys);
+    let expected = [
+        &chars("ab")[..],
+        &[Key::Up, Key::Alt('b'), Key::Enter],
+        &chars("漢"),
+    ];
+    assert_eq!(keys, expected.concat());
+}
+
+#[test]
+fn a_paste_in_progress_is_not_flushed() {
+    let mut decoder = Decoder::new();
+    let mut keys = Vec::new();
+    for read in [&b"\x1b[200~"[..], b"a\x1b", b"b\x1b[20"] {
+        decoder.feed(read, &mut keys);
+        assert!(!decoder.is_waiting(), "after {read:?}");
+        decoder.flush(&mut keys);
+    }
+    decoder.feed(b"1~x", &mut keys);
+    assert_eq!(keys, [Key::Paste("ab".into()), Key::Char('x')]);
+}
+
+#[test]
+fn a_long_paste_comes_in_pieces_with_every_line_in_order() {
+    let mut text = String::new();
+    let mut lines = Vec::new();
+    for i in 0.. {
+        let line = format!("line {i} of many, é漢😀 {}", "x".repeat(i % 97));
+        text.push_str(&line);
+        text.push_str(["\r\n", "\r", "\n"][i % 3]);
+        lines.push(line);
+        if text.len() > 3 << 20 {
+            break;
         }
-        other => panic!("not a paste: {other:?}"),
     }
-    assert_eq!(keys[1], Key::Char('x'));
+    let mut bytes = b"\x1b[200~".to_vec();
+    bytes.extend_from_slice(text.as_bytes());
+    bytes.extend_from_slice(b"\x1b[201~");
+    for size in [4093, 65536, 1 << 20] {
+        let (_, keys) = decode_in_reads(&bytes, size, PASTE_PIECE + 200);
+        let pieces = pastes(&keys);
+        assert!(
+            pieces.len() >= 3 * 1024 * 1024 / PASTE_PIECE,
+            "{} pieces",
+            pieces.len()
+        );
+        for piece in &pieces[..pieces.len() - 1] {
+            assert!(piece.ends_with('\n'), "a piece cut inside a line");
+            assert!(
+                piece.len() < PASTE_PIECE + 200,
+                "a piece of {}",
+                piece.len()
+            );
+        }
+        assert_eq!(pieces.concat().lines().collect::<Vec<_>>(), lines);
+        // The editor sends the same lines as for the paste in one piece.
+        let mut editor = Editor::new(&[]);
+        let mut edits = Vec::new();
+        for key in keys {
+            editor.handle(key, &|| Vec::new(), &mut edits);
+        }
+        let sent: Vec<_> = edits
+            .into_iter()
+            .filter_map(|edit| match edit {
+                Edit::Submit(line) => Some(line),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sent, lines);
+    }
+}
+
+#[test]
+fn a_piece_boundary_never_splits_a_line_end_or_a_character() {
+    // The piece size is reached on the `\r` of a `\r\n`, then inside a character: each time
+    // the piece ends at the last line end before.
+    let mut bytes = b"\x1b[200~".to_vec();
+    bytes.extend(std::iter::repeat_n(b'x', PASTE_PIECE - 1));
+    bytes.extend_from_slice(b"\r\ny\r");
+    bytes.extend(std::iter::repeat_n(b'z', PASTE_PIECE - 6));
+    bytes.extend_from_slice("é漢\rw\x1b[201~".as_bytes());
+    let first = format!("{}\n", "x".repeat(PASTE_PIECE - 1));
+    let third = format!("{}é漢\n", "z".repeat(PASTE_PIECE - 6));
+    for size in [1, 2, 3, 7, 4096, bytes.len()] {
+        let (_, keys) = decode_in_reads(&bytes, size, PASTE_PIECE + 8);
+        let expected = [first.as_str(), "y\n", &third, "w"].map(|t| Key::Paste(t.into()));
+        assert_eq!(summary(&keys), summary(&expected), "reads of {size}");
+        assert_eq!(keys, expected);
+    }
+}
+
+#[test]
+fn an_overlong_pasted_line_is_dropped_whole_and_said() {
+    let mut bytes = b"\x1b[200~before\r\n".to_vec();
+    bytes.extend(std::iter::repeat_n(b'a', MAX_PASTE - 1));
+    bytes.extend_from_slice(b"\nnext\n");
+    bytes.extend(std::iter::repeat_n(b'b', MAX_PASTE));
+    bytes.extend_from_slice(b"\r\nafter\r");
+    bytes.extend(
+        std::iter::repeat_n('é', MAX_PASTE)
+            .collect::<String>()
+            .as_bytes(),
+    );
+    bytes.extend_from_slice(b"\x1b[201~\x1b[200~");
+    bytes.extend(std::iter::repeat_n(b'c', 3 * MAX_PASTE));
+    bytes.extend_from_slice(b"\r\x1b[201~!");
+    let longest = format!("{}\n", "a".repeat(MAX_PASTE - 1));
+    for size in [1000, 1 << 16, bytes.len()] {
+        let (decoder, keys) = decode_in_reads(&bytes, size, MAX_PASTE + 1);
+        let expected = [
+            Key::Paste("before\n".into()),
+            Key::Paste(longest.clone()),
+            Key::Paste("next\n".into()),
+            Key::PasteCut(MAX_PASTE),
+            Key::Paste("after\n".into()),
+            Key::PasteCut(2 * MAX_PASTE),
+            Key::Paste(String::new()),
+            // The `\r` ended the dropped line, and went with it.
+            Key::PasteCut(3 * MAX_PASTE),
+            Key::Paste(String::new()),
+            Key::Char('!'),
+        ];
+        assert_eq!(summary(&keys), summary(&expected), "reads of {size}");
+        assert_eq!(keys, expected);
+        assert!(decoder.paste.capacity() <= 2 * MAX_PASTE + 2);
+    }
+}
+
+#[test]
+fn the_editor_ignores_escape_and_a_paste_cut() {
+    let mut editor = Editor::new(&[]);
+    let mut edits = Vec::new();
+    let keys = [
+        Key::Char('h'),
+        Key::Char('i'),
+        Key::Left,
+        Key::Escape,
+        Key::PasteCut(MAX_PASTE),
+        Key::Char('!'),
+        Key::Enter,
+    ];
+    for key in keys {
+        editor.handle(key, &Vec::new, &mut edits);
+    }
+    assert_eq!(edits, [Edit::Submit("h!i".into())]);
 }
