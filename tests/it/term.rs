@@ -1079,3 +1079,18 @@ fn a_mention_that_came_while_suspended_shows_and_rings_after_fg() {
     wait_line(&t, "<hub> ana, are you there?");
     assert_eq!(t.bells(), 1, "{}", t.framed());
 }
+
+#[test]
+fn esc_pressed_alone_does_not_eat_what_is_typed_after_it() {
+    let (mut hub, mut t, _) = hub_and_ana(&[]);
+    t.type_str("ab");
+    wait_prompt(&t, "ab");
+    t.key("Esc");
+    // A person's pause after Esc: the input itself, not a wait for a result (Esc alone can only
+    // be told from the start of a sequence by time).
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    t.type_str("c");
+    wait_prompt(&t, "abc");
+    t.key("Enter");
+    hub.wait_message("ana", "abc");
+}
