@@ -383,7 +383,7 @@ impl<W: Write> Reactor<W> {
     /// The waker was called: typed lines (or keys), or a name looked up.
     fn woken(&mut self, now: Instant) {
         self.take_resolved(now);
-        self.read_keys();
+        self.read_keys(now);
         self.drain_input(now);
     }
 
@@ -427,6 +427,7 @@ impl<W: Write> Reactor<W> {
                 }
                 Timer::Redial => self.redial_due(now),
                 // Only to wake the loop: the turn looks at these itself.
+                Timer::Escape => self.escape_due(),
                 Timer::QuitGrace | Timer::InputHold | Timer::HoldRecheck | Timer::LookupWait => {}
             }
         }

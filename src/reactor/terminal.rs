@@ -10,17 +10,24 @@ use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 
+use std::time::Instant;
+
+use super::timers::Timer;
 use crate::event::Event;
 use crate::input::Input;
 use crate::safe::sanitize;
 use crate::signals::TermSignals;
 use crate::term::editor::{Edit, Editor};
-use crate::term::keys::Decoder;
+use crate::term::keys::{Decoder, Key};
 use crate::term::render::{self, Bell, Style};
 use crate::term::tty::{self, RawMode};
 
 /// Events kept to draw the screen again (Ctrl-L, a resize, `fg`): more than a screen holds.
 const KEEP: usize = 500;
+
+/// How long an ESC waits for the rest of a sequence before it is taken for the Esc key: a
+/// terminal sends a sequence in one write, a person does not type that fast.
+pub(super) const ESCAPE_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Reads of keys taken per turn, at most (a long paste is taken over several turns).
 const READS_PER_TURN: usize = 16;
@@ -56,6 +63,8 @@ pub(super) struct Terminal {
     stale: bool,
     /// The last turn left keys unread.
     more: bool,
+    /// Notices about keys (a pasted line left out), for the transcript.
+    notices: Vec<String>,
     /// The whole screen must be drawn again (Ctrl-L, a resize, `fg`).
     repaint: bool,
     /// The last events shown, with their times, to draw the screen again.
@@ -79,6 +88,7 @@ impl Terminal {
             prompt_shown: false,
             stale: false,
             more: false,
+            notices: Vec::new(),
             repaint: false,
             recent: VecDeque::new(),
         };
@@ -99,9 +109,12 @@ impl Terminal {
     }
 
     /// Takes the keys read since the last turn through the editor; lines sent go to the gate.
-    /// `names` gives who is here, for Tab.
-    pub(super) fn read_keys(&mut self, names: &dyn Fn() -> Vec<String>) {
+    /// `names` gives who is here, for Tab. `None` when nothing was read; else whether an
+    /// escape sequence is left unfinished: the caller calls [`Terminal::flush_escape`] if
+    /// nothing more comes within [`ESCAPE_WAIT`].
+    pub(super) fn read_keys(&mut self, names: &dyn Fn() -> Vec<String>) -> Option<bool> {
         let mut keys = Vec::new();
+        let mut read_any = false;
         self.more = false;
         for read in 0..=READS_PER_TURN {
             let Some(rx) = &self.keys else { break };
@@ -110,7 +123,10 @@ impl Terminal {
                 break;
             }
             match rx.try_recv() {
-                Ok(bytes) => self.decoder.feed(&bytes, &mut keys),
+                Ok(bytes) => {
+                    read_any = true;
+                    self.decoder.feed(&bytes, &mut keys);
+                }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     self.keys = None;
@@ -118,8 +134,30 @@ impl Terminal {
                 }
             }
         }
+        self.edit(keys, names);
+        read_any.then(|| self.decoder.is_waiting())
+    }
+
+    /// Nothing followed an ESC in time: it was the Esc key (and what came with it, typed).
+    pub(super) fn flush_escape(&mut self, names: &dyn Fn() -> Vec<String>) {
+        let mut keys = Vec::new();
+        self.decoder.flush(&mut keys);
+        self.edit(keys, names);
+    }
+
+    /// Notices about keys for the transcript, since the last call.
+    pub(super) fn take_notices(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notices)
+    }
+
+    fn edit(&mut self, keys: Vec<Key>, names: &dyn Fn() -> Vec<String>) {
         let mut edits = Vec::new();
         for key in keys {
+            if let Key::PasteCut(n) = key {
+                self.notices.push(format!(
+                    "a pasted line of {n} bytes is too long to send; it was left out"
+                ));
+            }
             self.editor.handle(key, names, &mut edits);
             self.stale = true;
         }
@@ -290,14 +328,40 @@ impl<W: Write> super::Reactor<W> {
         ));
     }
 
-    /// Keys read since the last turn go through the editor; lines sent reach the gate.
-    pub(super) fn read_keys(&mut self) {
+    /// Keys read since the last turn go through the editor; lines sent reach the gate. An
+    /// unfinished escape sequence arms [`Timer::Escape`].
+    pub(super) fn read_keys(&mut self, now: Instant) {
         let chat = &self.chat;
         let Some(term) = self.screen.terminal() else {
             return;
         };
         term.set_nick(chat.nick());
-        term.read_keys(&|| chat.names().into_iter().map(|n| n.nick).collect());
+        let names = || chat.names().into_iter().map(|n| n.nick).collect();
+        if let Some(waiting) = term.read_keys(&names) {
+            let at = waiting.then(|| now + ESCAPE_WAIT);
+            super::timers::arm(&mut self.timers, Timer::Escape, at);
+            self.show_key_notices();
+        }
+    }
+
+    /// [`Timer::Escape`] fired: the ESC kept was the Esc key.
+    pub(super) fn escape_due(&mut self) {
+        let chat = &self.chat;
+        let Some(term) = self.screen.terminal() else {
+            return;
+        };
+        term.flush_escape(&|| chat.names().into_iter().map(|n| n.nick).collect());
+        self.show_key_notices();
+    }
+
+    fn show_key_notices(&mut self) {
+        let notices = match self.screen.terminal() {
+            Some(term) => term.take_notices(),
+            None => return,
+        };
+        for text in notices {
+            self.show(&Event::Info(text));
+        }
     }
 
     /// Brings the terminal up to date before it is drawn: the nick in the prompt, and the
@@ -472,6 +536,20 @@ mod tests {
         s.term.draw(&mut s.bytes).unwrap();
         assert_eq!(s.bytes.iter().filter(|&&b| b == 0x07).count(), 1);
         assert!(s.row(22).contains("<bob> hey ana"), "{}", s.row(22));
+    }
+
+    #[test]
+    fn esc_alone_then_typing_keeps_every_letter_once_the_wait_is_over() {
+        let mut s = Screen::new();
+        s.keys.send(b"\x1b".to_vec()).unwrap();
+        assert_eq!(s.term.read_keys(&Vec::new), Some(true), "an ESC waits");
+        assert_eq!(s.term.read_keys(&Vec::new), None, "nothing read, no news");
+        s.term.flush_escape(&Vec::new);
+        s.type_keys("Open the door");
+        assert_eq!(s.row(23), "ana> Open the door");
+        // A sequence read whole is a key, not an Esc: Left, then a letter before the last.
+        s.type_keys("\x1b[Dx");
+        assert_eq!(s.row(23), "ana> Open the dooxr");
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub(super) enum Timer {
     LookupWait,
     /// A client that lost its last connection dials its peers again.
     Redial,
+    /// The interactive terminal: an ESC read alone was the Esc key.
+    Escape,
 }
 
 /// The timers of one connection, by kind.
@@ -69,7 +71,8 @@ impl Timer {
             | Timer::InputHold
             | Timer::HoldRecheck
             | Timer::LookupWait
-            | Timer::Redial => None,
+            | Timer::Redial
+            | Timer::Escape => None,
         }
     }
 }
@@ -114,7 +117,8 @@ mod tests {
             Some(Timer::InputHold) => Some(Timer::HoldRecheck),
             Some(Timer::HoldRecheck) => Some(Timer::LookupWait),
             Some(Timer::LookupWait) => Some(Timer::Redial),
-            Some(Timer::Redial) => None,
+            Some(Timer::Redial) => Some(Timer::Escape),
+            Some(Timer::Escape) => None,
         }
     }
 
