@@ -1088,9 +1088,41 @@ fn esc_pressed_alone_does_not_eat_what_is_typed_after_it() {
     t.key("Esc");
     // A person's pause after Esc: the input itself, not a wait for a result (Esc alone can only
     // be told from the start of a sequence by time).
-    std::thread::sleep(std::time::Duration::from_millis(1000));
+    std::thread::sleep(std::time::Duration::from_millis(500));
     t.type_str("c");
     wait_prompt(&t, "abc");
     t.key("Enter");
     hub.wait_message("ana", "abc");
+}
+
+#[test]
+fn a_pasted_line_too_long_to_send_is_left_out_and_said() {
+    let (mut hub, mut t, _) = hub_and_ana(&[]);
+    t.wait_screen("bracketed paste on", |s| s.bracketed_paste());
+    // Over a megabyte on one line, between two short ones.
+    let mut paste = b"\x1b[200~before it\r".to_vec();
+    paste.extend(std::iter::repeat_n(b'x', 1_100_000));
+    paste.extend_from_slice(b"\rafter it\r\x1b[201~");
+    t.send(&paste);
+    hub.wait_message("ana", "before it");
+    hub.wait_message("ana", "after it");
+    t.wait_screen("the notice of the line left out", |s| {
+        s.all_rows()
+            .iter()
+            .any(|r| r.contains("1100000 bytes") && r.contains("too long"))
+    });
+    let at = wait_lines(&t, &["<ana> before it", "<ana> after it"]);
+    assert_eq!(
+        at[0] + 2,
+        at[1],
+        "only the notice between them: {}",
+        t.framed()
+    );
+    let texts: Vec<usize> = hub
+        .events()
+        .iter()
+        .filter(|v| v["event"] == "message")
+        .filter_map(|v| v["text"].as_str().map(str::len))
+        .collect();
+    assert_eq!(texts, [9, 8], "the long line never went out");
 }
