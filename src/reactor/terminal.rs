@@ -279,7 +279,7 @@ impl Terminal {
     }
 
     fn draw_prompt(&mut self, w: &mut impl Write) -> io::Result<()> {
-        let prompt = format!("{}> ", sanitize(&self.me));
+        let prompt = prompt_for(&sanitize(&self.me), self.size.0);
         let view = self.editor.view(&prompt, self.size.0);
         self.clear_prompt(w)?;
         w.write_all(view.text.as_bytes())?;
@@ -307,6 +307,27 @@ impl Terminal {
             bell: self.bell,
         }
     }
+}
+
+/// `nick> `, the nick cut with `…` so that the prompt takes at most half the width: a long nick
+/// in a narrow window still leaves room for what is typed.
+fn prompt_for(nick: &str, width: usize) -> String {
+    use unicode_width::UnicodeWidthChar;
+    let room = (width / 2).saturating_sub(2);
+    if unicode_width::UnicodeWidthStr::width(nick) <= room {
+        return format!("{nick}> ");
+    }
+    let mut cut = String::new();
+    let mut used = 0;
+    for c in nick.chars() {
+        let w = c.width().unwrap_or(0);
+        if used + w + 1 > room {
+            break;
+        }
+        used += w;
+        cut.push(c);
+    }
+    format!("{cut}…> ")
 }
 
 /// The window's size, or 80x24 if the terminal does not say.
@@ -550,6 +571,20 @@ mod tests {
         // A sequence read whole is a key, not an Esc: Left, then a letter before the last.
         s.type_keys("\x1b[Dx");
         assert_eq!(s.row(23), "ana> Open the dooxr");
+    }
+
+    #[test]
+    fn a_nick_too_long_for_half_the_window_is_cut_in_the_prompt() {
+        assert_eq!(prompt_for("ana", 80), "ana> ");
+        assert_eq!(prompt_for("abcdefgh", 20), "abcdefgh> ");
+        assert_eq!(prompt_for("abcdefghij", 20), "abcdefg…> ");
+        assert_eq!(prompt_for("日本語の名前", 12), "日…> ");
+        assert_eq!(prompt_for("ana", 2), "…> ");
+        let mut s = Screen::new();
+        s.term.set_nick(&"n".repeat(32));
+        s.term.size = (20, 24);
+        s.type_keys("typed");
+        assert_eq!(s.row(23), format!("{}…> typed", "n".repeat(7)));
     }
 
     #[test]
