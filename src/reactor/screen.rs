@@ -137,7 +137,13 @@ impl<W: Write> Screen<W> {
 
 impl<W: Write> Drop for Screen<W> {
     /// On the terminal, the prompt line goes, so that the shell's prompt starts on a clean row.
+    /// (Raw mode itself is restored by the terminal room's `RawMode` as it is dropped.)
     fn drop(&mut self) {
+        // Unwinding from a panic: its message is on the screen already, and chat rows still
+        // buffered would land after it.
+        if std::thread::panicking() {
+            return;
+        }
         if let (Some(term), false) = (&mut self.term, self.broken) {
             let _ = term.finish(self.out.writer());
             let _ = self.out.flush();

@@ -250,8 +250,8 @@ impl Terminal {
         write!(w, "\x1b[{};1H\x1b[K", self.size.1.max(1))
     }
 
-    /// The screen cleared and the last events that fit drawn again above the prompt line, at
-    /// the window's size now.
+    /// Every row drawn again: the last events that fit above the prompt line (blank rows above
+    /// them), at the window's size now.
     fn draw_all(&mut self, w: &mut impl Write) -> io::Result<()> {
         let (_, height) = self.size;
         let style = self.style();
@@ -268,12 +268,15 @@ impl Terminal {
         while rows.len() > height.saturating_sub(1) {
             rows.pop_front();
         }
-        // Home, clear; the rows end just above the last row, where the prompt goes.
-        let first = height.saturating_sub(rows.len()).max(1);
-        write!(w, "\x1b[H\x1b[2J\x1b[{first};1H")?;
-        for row in rows {
+        // Row by row, each cleared then written, ending just above the prompt's row: erasing
+        // the whole screen would push a copy of it into the scrollback at every redraw. (Each
+        // row is cleared before it is written: after a row as wide as the window, clearing
+        // would erase its last character.)
+        let blank = height.saturating_sub(1).saturating_sub(rows.len());
+        let rows = std::iter::repeat_n(String::new(), blank).chain(rows);
+        for (at, row) in (1..height).zip(rows) {
+            write!(w, "\x1b[{at};1H\x1b[K")?;
             w.write_all(row.as_bytes())?;
-            w.write_all(b"\r\n")?;
         }
         self.draw_prompt(w)
     }
@@ -307,6 +310,15 @@ impl Terminal {
             bell: self.bell,
         }
     }
+}
+
+/// The nicks Tab completes: everyone here but the user.
+fn completions(chat: &crate::chat::Chat) -> Vec<String> {
+    chat.names()
+        .into_iter()
+        .filter(|n| !n.you)
+        .map(|n| n.nick)
+        .collect()
 }
 
 /// `nick> `, the nick cut with `…` so that the prompt takes at most half the width: a long nick
@@ -357,7 +369,7 @@ impl<W: Write> super::Reactor<W> {
             return;
         };
         term.set_nick(chat.nick());
-        let names = || chat.names().into_iter().map(|n| n.nick).collect();
+        let names = || completions(chat);
         if let Some(waiting) = term.read_keys(&names) {
             let at = waiting.then(|| now + ESCAPE_WAIT);
             super::timers::arm(&mut self.timers, Timer::Escape, at);
@@ -371,7 +383,7 @@ impl<W: Write> super::Reactor<W> {
         let Some(term) = self.screen.terminal() else {
             return;
         };
-        term.flush_escape(&|| chat.names().into_iter().map(|n| n.nick).collect());
+        term.flush_escape(&|| completions(chat));
         self.show_key_notices();
     }
 

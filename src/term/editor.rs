@@ -248,23 +248,22 @@ impl Editor {
             _ => (nicks(), " "),
         };
         let matches = matching(word, candidates);
-        match matches.as_slice() {
-            [] => {}
-            [one] => self.replace_word(start, &format!("{one}{suffix}")),
-            [first, ..] => {
-                let common = common_prefix(&matches);
-                if common > word.chars().count() {
-                    let prefix: String = first.chars().take(common).collect();
-                    self.replace_word(start, &prefix);
-                } else {
-                    self.next_match(Cycle {
-                        start,
-                        matches,
-                        suffix,
-                        next: 0,
-                    });
-                }
+        let common = common_prefix(&matches);
+        match matches.first() {
+            None => {}
+            // Several that share more than the word: the word grows to what they share.
+            Some(first) if matches.len() > 1 && common > word.chars().count() => {
+                let prefix: String = first.chars().take(common).collect();
+                self.replace_word(start, &prefix);
             }
+            // One match, or several sharing no more: a cycle (of one, so that Tab again puts
+            // the same match back instead of completing a new, empty word after it).
+            Some(_) => self.next_match(Cycle {
+                start,
+                matches,
+                suffix,
+                next: 0,
+            }),
         }
     }
 

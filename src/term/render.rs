@@ -57,14 +57,17 @@ const DIM: &str = "\x1b[2m";
 const BOLD: &str = "\x1b[1m";
 const REVERSE: &str = "\x1b[7m";
 const RED: &str = "\x1b[31m";
-const YELLOW: &str = "\x1b[33m";
+/// Notices in the terminal's own colour (yellow, as in line mode, is hard to read on a light
+/// background); the `-!-` sets them apart.
+const NOTICE: &str = "";
 /// Your own nick: bold without a colour, which no other nick gets.
 const OWN: &str = BOLD;
 /// Nick colours readable on dark and light backgrounds alike: no yellow, white or black.
 const PALETTE: [&str; 12] = [
     "\x1b[31m",
     "\x1b[32m",
-    "\x1b[34m",
+    // A brighter blue than 34, which is dim on many dark themes.
+    "\x1b[38;5;33m",
     "\x1b[35m",
     "\x1b[36m",
     "\x1b[38;5;167m",
@@ -129,15 +132,15 @@ fn body(event: &Event, style: &Style) -> (Vec<Span>, Source) {
         Event::Sent { speech, from, text } => (said(OWN, from, *speech, text, false), Source::Own),
         Event::Dm { from, to, text } => dm(from, to, text, style),
         Event::Nick { old, nick } => notice(
-            YELLOW,
+            NOTICE,
             format!("-!- {} is now known as {}", sanitize(old), sanitize(nick)),
         ),
         Event::Join { nick, addr } => {
             let from = addr.as_deref().map(|a| format!(" from {}", sanitize(a)));
             let from = from.unwrap_or_default();
-            notice(YELLOW, format!("-!- {} joined{from}", sanitize(nick)))
+            notice(NOTICE, format!("-!- {} joined{from}", sanitize(nick)))
         }
-        Event::Leave { nick, reason, .. } => notice(YELLOW, leave(nick, reason.as_deref())),
+        Event::Leave { nick, reason, .. } => notice(NOTICE, leave(nick, reason.as_deref())),
         Event::Names(names) => notice(
             DIM,
             format!("-!- {} here: {}", names.len(), names_list(names)),
@@ -181,7 +184,7 @@ fn dm(from: &str, to: &str, text: &str, style: &Style) -> (Vec<Span>, Source) {
     let label = format!("[dm {} -> {}]", sanitize(from), sanitize(to));
     let highlight = source == (Source::Other { highlight: true });
     let spans = vec![
-        Span::new(YELLOW, &label),
+        Span::new(BOLD, &label),
         Span::plain(" "),
         Span::new(if highlight { REVERSE } else { "" }, &sanitize(text)),
     ];
