@@ -366,3 +366,22 @@ fn a_guest_number_whose_name_a_guest_took_is_skipped() {
     let names = net.screen(0, b).join("\n");
     assert!(!names.contains('#'), "no two members share a name: {names}");
 }
+
+#[test]
+fn a_guest_number_whose_name_a_guest_took_in_another_case_is_skipped() {
+    let mut net = star(2);
+    let a = net.guest(0);
+    net.guest_says(0, a, "hi");
+    net.guest_says(0, a, "/nick GUEST-2");
+    let b = net.guest(0);
+    net.guest_says(0, b, "hello");
+    // A guest may not take a nick another holds in any case; the number given must not either.
+    assert!(
+        has(
+            net.screen(0, b),
+            "* you are guest-3 (/nick NAME changes it)"
+        ),
+        "{:?}",
+        net.screen(0, b)
+    );
+}

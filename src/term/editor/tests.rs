@@ -574,3 +574,12 @@ fn a_narrowed_window_keeps_the_cursor_in_view() {
         }
     }
 }
+
+#[test]
+fn tab_again_after_the_only_match_leaves_the_line_as_it_is() {
+    // "again to cycle through several": with one match there is nothing to cycle to, and a
+    // second Tab must not start completing an empty word after it.
+    let mut e = typed("b");
+    press_with(&mut e, [Key::Tab, Key::Tab], NICKS);
+    assert_eq!(shown(&e), "bia: |");
+}

@@ -512,3 +512,43 @@ fn the_editor_ignores_escape_and_a_paste_cut() {
     }
     assert_eq!(edits, [Edit::Submit("h!i".into())]);
 }
+
+#[test]
+fn review_long_paste_pieces_join_to_the_whole_text_whatever_the_reads() {
+    // Lines of assorted lengths and line ends, over several pieces, read in assorted sizes.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |m: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % m
+    };
+    for round in 0..20 {
+        let mut text = Vec::new();
+        while text.len() < 3 * PASTE_PIECE {
+            let len = [0, 1, 80, 4000, 70_000][next(5) as usize];
+            text.extend(std::iter::repeat_n(b'a' + (next(26) as u8), len));
+            text.extend_from_slice([&b"\n"[..], b"\r\n", b"\r", b"\xc3\xa9\n"][next(4) as usize]);
+        }
+        let mut bytes = b"\x1b[200~".to_vec();
+        bytes.extend_from_slice(&text);
+        bytes.extend_from_slice(b"\x1b[201~");
+        let mut decoder = Decoder::new();
+        let mut keys = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let n = (1 + next(9000) as usize).min(bytes.len() - at);
+            decoder.feed(&bytes[at..at + n], &mut keys);
+            at += n;
+        }
+        let mut joined = String::new();
+        for key in &keys {
+            match key {
+                Key::Paste(p) => joined.push_str(p),
+                other => panic!("round {round}: unexpected {other:?}"),
+            }
+        }
+        assert_eq!(joined, clean_paste(&text), "round {round}");
+        assert!(keys.len() > 1, "round {round}: handed on in pieces");
+    }
+}
