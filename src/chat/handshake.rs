@@ -258,11 +258,14 @@ impl Chat {
     /// `conn` is a guest: it gets the next guest number, joins the chat and is welcomed.
     /// [`Voice::Silent`] when made one by its silence (a late hello may still come).
     pub(super) fn make_guest(&mut self, conn: ConnId, voice: Voice) {
-        // A number whose name someone took (a guest's `/nick guest-7`) is skipped, so the new
+        // A number whose name someone took in any case (a guest's `/nick Guest-7`) is skipped, so the new
         // guest is not shown with a tag and `/msg guest-7` stays unambiguous; each member
         // holds one nick, so few are ever skipped.
         self.guests += 1;
-        while self.roster.same_nick(&format!("guest-{}", self.guests)) > 0 {
+        while self
+            .roster
+            .holds_any_case(&format!("guest-{}", self.guests))
+        {
             self.guests += 1;
         }
         let member = MemberId {

@@ -50,6 +50,9 @@ pub(super) struct Roster {
     /// Members by nick, to tell apart the same nick quickly. An index of `members`, kept in step
     /// by `insert` and `forget` alone.
     by_nick: HashMap<String, Vec<MemberId>>,
+    /// How many members go by each nick in any case (keys lower-cased), kept in step with
+    /// `by_nick`: a guest's number is skipped when its name is held in any case.
+    by_folded: HashMap<String, usize>,
     /// Members that left for good (their own node said so): late joins for them are stale.
     gone: Recent<MemberId>,
     /// Members dropped because a neighbour lost them (see [`LOST_AGE`]).
@@ -63,6 +66,7 @@ impl Roster {
             me,
             members: BTreeMap::new(),
             by_nick: HashMap::new(),
+            by_folded: HashMap::new(),
             gone: Recent::new(GONE_CAP, None),
             lost: Recent::new(GONE_CAP, Some(LOST_AGE)),
         };
@@ -77,6 +81,11 @@ impl Roster {
     /// Where `member` is shown to be, if known.
     pub(super) fn addr_of(&self, member: &MemberId) -> Option<String> {
         self.members.get(member).and_then(|m| m.addr.clone())
+    }
+
+    /// True if some member goes by `nick` in any case.
+    pub(super) fn holds_any_case(&self, nick: &str) -> bool {
+        self.by_folded.contains_key(&nick.to_lowercase())
     }
 
     /// How many members go by `nick` exactly.
@@ -117,6 +126,7 @@ impl Roster {
         }
         let nick = nick.to_string();
         self.by_nick.entry(nick.clone()).or_default().push(member);
+        *self.by_folded.entry(nick.to_lowercase()).or_default() += 1;
         self.members.insert(member, Member { nick, addr });
         true
     }
@@ -144,6 +154,13 @@ impl Roster {
             list.retain(|&x| x != member);
             if list.is_empty() {
                 self.by_nick.remove(&m.nick);
+            }
+        }
+        let folded = m.nick.to_lowercase();
+        if let Some(n) = self.by_folded.get_mut(&folded) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_folded.remove(&folded);
             }
         }
     }
@@ -418,6 +435,19 @@ mod tests {
         let you: Vec<bool> = r.names_as(guest).iter().map(|n| n.you).collect();
         assert_eq!(you, vec![false, false, true], "Bob, me, zoe");
         assert_eq!(r.len(), 3);
+    }
+
+    #[test]
+    fn a_nick_held_in_any_case_is_known_until_its_last_holder_goes() {
+        let mut r = Roster::new(ME, "me");
+        r.insert(node(2), "Guest-3", None);
+        r.insert(node(3), "GUEST-3", None);
+        assert!(r.holds_any_case("guest-3") && r.holds_any_case("ME"));
+        r.forget(node(2));
+        assert!(r.holds_any_case("guest-3"), "one holder is left");
+        r.update(node(3), "bob", None);
+        assert!(!r.holds_any_case("guest-3"));
+        assert!(r.holds_any_case("BOB"));
     }
 
     #[test]
