@@ -41,9 +41,14 @@ enum State {
 /// What to say, and when the next round of dials is due.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Notice {
-    pub text: String,
+    /// What to say; `None` for a round failing quietly (see [`SAY_EVERY`]).
+    pub text: Option<String>,
     pub delay: Duration,
 }
+
+/// Once the wait is at its longest, a failed round is said only every this many rounds (every
+/// 5 min at 30 s): an hour offline must not push the chat off the screen with 120 rows.
+const SAY_EVERY: usize = 10;
 
 /// The re-dial state of a client.
 pub(super) struct Redial {
@@ -67,6 +72,12 @@ impl Redial {
             state,
             failed: 0,
         }
+    }
+
+    /// Rounds of dials that failed since a connection was last up.
+    #[cfg(test)]
+    pub(super) fn rounds_failed(&self) -> usize {
+        self.failed
     }
 
     /// True while there is nothing to wait for but the next re-dial: the run goes on.
@@ -126,10 +137,17 @@ impl Redial {
         let delay = backoff(self.failed);
         let labels: Vec<&str> = self.peers.iter().map(|d| d.label.as_str()).collect();
         let (labels, secs) = (labels.join(", "), delay.as_secs());
+        let longest = self.failed >= BACKOFF_SECS.len();
         let text = if lost {
-            format!("lost the connection to {labels}; reconnecting in {secs} s")
+            Some(format!(
+                "lost the connection to {labels}; reconnecting in {secs} s"
+            ))
+        } else if !longest {
+            Some(format!("reconnecting to {labels} in {secs} s"))
+        } else if self.failed % SAY_EVERY == 0 {
+            Some(format!("still reconnecting to {labels}, every {secs} s"))
         } else {
-            format!("reconnecting to {labels} in {secs} s")
+            None
         };
         Some(Notice { text, delay })
     }
@@ -184,8 +202,12 @@ impl<W: Write> Reactor<W> {
             return;
         }
         if let Some(Notice { text, delay }) = self.redial.handle_nothing_left() {
-            info!("{text}");
             self.timers.set(Timer::Redial, now + delay);
+            let Some(text) = text else {
+                debug!("a round of re-dials failed; the next in {delay:?}");
+                return;
+            };
+            info!("{text}");
             self.show(&Event::Info(text));
             // The loop may sleep until the timer now: the notice goes out first. Stdout gone
             // is the user leaving, carried out at once.
@@ -274,23 +296,28 @@ mod tests {
         assert!(!r.handle_up());
         let lost = r.handle_nothing_left().expect("the loss is told");
         assert_eq!(
-            lost.text,
-            "lost the connection to a:1, b:2; reconnecting in 1 s"
+            lost.text.as_deref(),
+            Some("lost the connection to a:1, b:2; reconnecting in 1 s")
         );
         assert_eq!(lost.delay, Duration::from_secs(1));
         assert_eq!(r.handle_nothing_left(), None, "already waiting");
-        let mut said = Vec::new();
-        for _ in 0..7 {
+        let (mut waits, mut said) = (Vec::new(), Vec::new());
+        for round in 1..=21 {
             assert_eq!(r.handle_due().len(), 2);
             assert!(r.handle_due().is_empty(), "one round at a time");
-            let next = r.handle_nothing_left().expect("a failed round is told");
-            assert_eq!(
-                next.text,
-                format!("reconnecting to a:1, b:2 in {} s", next.delay.as_secs())
-            );
-            said.push(next.delay.as_secs());
+            let next = r.handle_nothing_left().expect("a failed round is known");
+            let secs = next.delay.as_secs();
+            waits.push(secs);
+            if let Some(text) = next.text {
+                said.push((round, text));
+            }
         }
-        assert_eq!(said, [2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(waits[..7], [2, 4, 8, 16, 30, 30, 30]);
+        assert!(waits[4..].iter().all(|&w| w == 30));
+        let rounds: Vec<usize> = said.iter().map(|(round, _)| *round).collect();
+        assert_eq!(rounds, [1, 2, 3, 4, 5, 10, 20], "said: {said:?}");
+        assert_eq!(said[3].1, "reconnecting to a:1, b:2 in 16 s");
+        assert_eq!(said[5].1, "still reconnecting to a:1, b:2, every 30 s");
         assert!(r.handle_up(), "waiting: the timer is to be cancelled");
         let lost = r.handle_nothing_left().expect("lost again");
         assert_eq!(lost.delay, Duration::from_secs(1));
