@@ -9,8 +9,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
-
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::timers::Timer;
 use crate::event::Event;
@@ -27,7 +26,7 @@ const KEEP: usize = 500;
 
 /// How long an ESC waits for the rest of a sequence before it is taken for the Esc key: a
 /// terminal sends a sequence in one write, a person does not type that fast.
-pub(super) const ESCAPE_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+pub(super) const ESCAPE_WAIT: Duration = Duration::from_millis(50);
 
 /// Reads of keys taken per turn, at most (a long paste is taken over several turns).
 const READS_PER_TURN: usize = 16;
