@@ -599,6 +599,53 @@ mod tests {
     }
 
     #[test]
+    fn a_redraw_fills_the_screen_with_the_last_events_that_fit_and_keeps_at_most_keep() {
+        let mut s = Screen::new();
+        for i in 0..KEEP + 5 {
+            s.show(says("bob", &format!("n{i}")));
+        }
+        assert_eq!(s.term.recent.len(), KEEP);
+        s.type_keys("\x0c");
+        // 23 rows above the prompt: the last 23 events, the oldest at the top.
+        let last = KEEP + 4;
+        assert!(
+            s.row(0).ends_with(&format!("<bob> n{}", last - 22)),
+            "{}",
+            s.row(0)
+        );
+        assert!(
+            s.row(22).ends_with(&format!("<bob> n{last}")),
+            "{}",
+            s.row(22)
+        );
+        assert_eq!(s.row(23), "ana>");
+    }
+
+    #[test]
+    fn a_redraw_with_few_events_leaves_the_rows_above_them_blank() {
+        let mut s = Screen::new();
+        s.bytes.extend_from_slice(b"\x1b[1;1Hleft by the shell");
+        s.show(says("bob", "one"));
+        s.show(says("bob", "two"));
+        s.type_keys("\x0c");
+        assert_eq!(s.row(0), "");
+        assert!(s.row(21).ends_with("<bob> one") && s.row(22).ends_with("<bob> two"));
+    }
+
+    #[test]
+    fn keys_left_unread_by_a_turn_are_said_to_wait() {
+        let mut s = Screen::new();
+        for _ in 0..READS_PER_TURN + 3 {
+            s.keys.send(b"x".to_vec()).unwrap();
+        }
+        s.term.read_keys(&Vec::new);
+        assert!(s.term.has_more());
+        s.term.read_keys(&Vec::new);
+        assert!(!s.term.has_more());
+        assert_eq!(s.term.editor.line(), "x".repeat(READS_PER_TURN + 3));
+    }
+
+    #[test]
     fn a_nick_change_shows_in_the_prompt() {
         let mut s = Screen::new();
         s.type_keys("x");
