@@ -646,6 +646,31 @@ mod tests {
     }
 
     #[test]
+    fn an_esc_alone_waits_escape_wait_and_the_rest_of_a_sequence_cancels_the_wait() {
+        use crate::output::{Format, Output};
+        use crate::reactor::{Reactor, Setup};
+        let term = TermSetup {
+            raw: RawMode::untouched(),
+            bell: Bell::Mention,
+            colour: false,
+        };
+        let out = Output::new(Format::Human { colour: false }, Vec::new());
+        let mut r = Reactor::on_terminal(Setup::new("ana".into()), out, term).expect("start");
+        let (tx, rx) = sync_channel(4);
+        r.screen.terminal().expect("a terminal").attach(rx);
+        let now = Instant::now();
+        tx.send(b"\x1b".to_vec()).unwrap();
+        r.read_keys(now);
+        assert_eq!(r.timers.get(&Timer::Escape), Some(now + ESCAPE_WAIT));
+        // A wake with nothing read leaves the wait as it was.
+        r.read_keys(now + Duration::from_millis(20));
+        assert_eq!(r.timers.get(&Timer::Escape), Some(now + ESCAPE_WAIT));
+        tx.send(b"[D".to_vec()).unwrap();
+        r.read_keys(now + Duration::from_millis(30));
+        assert_eq!(r.timers.get(&Timer::Escape), None, "it was Left, not Esc");
+    }
+
+    #[test]
     fn a_nick_change_shows_in_the_prompt() {
         let mut s = Screen::new();
         s.type_keys("x");
