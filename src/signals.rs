@@ -155,7 +155,8 @@ fn take(state: &State, sig: libc::c_int) {
         }
         // Ctrl-Z before the loop runs: nothing is drawn yet, stop at once.
         None if bit == SUSPEND => crate::term::tty::suspend(),
-        None | Some(_) if bit != 0 => {}
+        // A resize or `fg` before the loop runs: it draws everything when it starts.
+        None if bit != 0 => {}
         Some(w) if state.got.swap(sig, Ordering::SeqCst) == 0 => {
             let _ = w.wake();
         }

@@ -267,11 +267,20 @@ impl Term {
 
     /// Waits until `pred` holds for the screen and the bell count.
     fn wait_model(&self, what: &str, pred: impl Fn(&vt100::Screen, usize) -> bool) -> String {
+        let model = self.wait_until(what, |m| {
+            pred(m.parser.screen(), m.parser.callbacks().bells)
+        });
+        model.parser.screen().contents()
+    }
+
+    /// Waits (until [`DEADLINE`]) for the model to satisfy `pred`; on timeout, panics with the
+    /// screen, the bells and the last bytes read.
+    fn wait_until(&self, what: &str, pred: impl Fn(&Model) -> bool) -> MutexGuard<'_, Model> {
         let end = Instant::now() + DEADLINE;
         let mut model = self.model();
         loop {
-            if pred(model.parser.screen(), model.parser.callbacks().bells) {
-                return model.parser.screen().contents();
+            if pred(&model) {
+                return model;
             }
             let left = end.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -495,18 +504,9 @@ impl Term {
             return;
         }
         let wanted = marker.as_bytes();
-        let end = Instant::now() + DEADLINE;
-        let mut model = self.model();
-        while !model.raw.windows(wanted.len()).any(|w| w == wanted) {
-            let left = end.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "the pty's output was not all read");
-            model = self
-                .shared
-                .changed
-                .wait_timeout(model, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        let _read = self.wait_until("the pty's output to be all read", |m| {
+            m.raw.windows(wanted.len()).any(|w| w == wanted)
+        });
     }
 
     /// Whether peerchat has ended.
