@@ -290,6 +290,19 @@ impl Conn {
         self.out.push_front(Seg::Own(hello));
     }
 
+    /// Queues `line` ahead of anything held for an unknown role (after what goes out anyway):
+    /// a proof the other side waits for before it classifies us, and so before it sends what
+    /// would let us classify it.
+    pub fn queue_urgent(&mut self, line: Vec<u8>) {
+        let at = self
+            .out
+            .iter()
+            .position(|seg| !matches!(seg, Seg::Own(_)))
+            .unwrap_or(self.out.len());
+        self.queued += line.len();
+        self.out.insert(at, Seg::Own(line));
+    }
+
     /// Queues a frame meant for this connection alone (a guest gets a DM in its direct form),
     /// in its format, or held until that is known.
     pub fn queue_direct(&mut self, frame: &Rc<Frame>, log_end: Pos) {
@@ -507,7 +520,7 @@ impl Conn {
 fn encode_direct(frame: &Frame, role: Role) -> Vec<u8> {
     let mut bytes = Vec::new();
     match role {
-        Role::Peer => protocol::encode(frame, &mut bytes),
+        Role::Peer => protocol::encode_peer(frame, &mut bytes),
         Role::Guest => {
             protocol::encode_guest_direct(frame, &mut bytes);
         }

@@ -134,7 +134,7 @@ impl Log {
             }
             self.scratch.clear();
             if i == 0 {
-                protocol::encode(frame, &mut self.scratch);
+                protocol::encode_peer(frame, &mut self.scratch);
             } else {
                 protocol::encode_guest(frame, &mut self.scratch);
             }

@@ -199,6 +199,7 @@ fn setup_from(args: &Args) -> Result<Setup, String> {
         max_conns: args.max_conns.map_or(usize::MAX, |n| n as usize),
         guest_rate: (args.rate_limit > 0).then(|| RateLimit::per_second(args.rate_limit)),
         reconnect: false,
+        key: None,
     };
     if listening {
         fit_fd_limit(&mut setup, args.max_conns.is_some());

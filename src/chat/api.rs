@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use super::flood::{RateLimit, DEFAULT_GUEST_RATE};
 use crate::event::{Event, Role};
+use ed25519_dalek::SigningKey;
+
+use crate::protocol::sign::{self, Run};
 use crate::protocol::{Frame, NodeId};
 
 /// Identifies one connection; the reactor uses its slab key.
@@ -74,6 +77,9 @@ pub enum Action {
     },
     /// Send `frame` on `conn` only (a guest gets the direct form of a DM).
     Send { conn: ConnId, frame: Rc<Frame> },
+    /// Send `line` (a protocol line: a proof, a refusal) on `conn` before anything held for
+    /// it: the other side waits for it before it classifies us.
+    SendFirst { conn: ConnId, line: String },
     /// Send guest `conn` this line of text, from peerchat itself (not from a member).
     Tell { conn: ConnId, text: String },
     /// The node the user dialled on `conn` refused us (it is full): close it and say so, as a
@@ -106,7 +112,12 @@ pub struct Mesh {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub nick: String,
+    /// Derived from `key` and `run` ([`sign::node_id`]).
     pub node: NodeId,
+    /// This node's identity key: it proves hellos and signs what the node originates.
+    pub key: SigningKey,
+    /// The per-run part of the node id.
+    pub run: Run,
     /// The port this node listens on, announced in the hello.
     pub listen: Option<u16>,
     pub mesh: Option<Mesh>,
@@ -120,10 +131,12 @@ pub struct Config {
 
 impl Config {
     /// A node with the default limits, not in mesh mode.
-    pub fn new(nick: String, node: NodeId, listen: Option<u16>) -> Config {
+    pub fn new(nick: String, key: SigningKey, run: Run, listen: Option<u16>) -> Config {
         Config {
             nick,
-            node,
+            node: sign::node_id(&key.verifying_key(), &run),
+            key,
+            run,
             listen,
             mesh: None,
             max_peers: DEFAULT_MAX_PEERS,

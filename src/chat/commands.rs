@@ -139,7 +139,7 @@ impl Chat {
                     text,
                 },
             };
-            self.out.broadcast(None, frame);
+            self.out.originate(None, frame);
         }
     }
 
@@ -172,7 +172,7 @@ impl Chat {
         });
         match self.neighbours.guest_conn(to, self.cfg.node) {
             Some(conn) => self.out.send(conn, frame),
-            None => self.out.broadcast(None, frame),
+            None => self.out.originate(None, frame),
         }
     }
 
@@ -192,7 +192,7 @@ impl Chat {
             nick: new.to_string(),
         });
         let id = self.next_id();
-        self.out.broadcast(
+        self.out.originate(
             None,
             Frame::Nick {
                 id,

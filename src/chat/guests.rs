@@ -173,7 +173,7 @@ impl Chat {
         });
         let id = self.next_id();
         // To the guest too: it sees its change as everyone does.
-        self.out.broadcast(
+        self.out.originate(
             None,
             Frame::Nick {
                 id,
@@ -197,7 +197,7 @@ impl Chat {
             from: self.roster.display(member),
             text: text.to_string(),
         });
-        self.out.broadcast(
+        self.out.originate(
             None,
             Frame::Me {
                 id,
@@ -243,7 +243,7 @@ impl Chat {
         } else if let Some(guest) = self.neighbours.guest_conn(to, self.cfg.node) {
             self.out.send(guest, frame);
         } else {
-            self.out.broadcast(Some(conn), frame);
+            self.out.originate(Some(conn), frame);
         }
         self.out.tell(conn, format!("[dm -> {to_name}] {text}"));
     }

@@ -13,13 +13,15 @@ use std::net::SocketAddr;
 use super::flood::Bucket;
 use super::neighbours::{Guest, Kind, Neighbour, Peer, Voice};
 use super::{Chat, ConnId, Due, Origin, HELLO_WAIT_DIALLED};
-use crate::event::Role;
-use crate::protocol::{self, Frame, Hello, MemberId, NodeId};
+use crate::event::{Event, Role};
+use crate::protocol::{self, Frame, Hello, MemberId, MsgId, NodeId};
 
 /// What the first line on a connection says it is.
 #[derive(Debug, PartialEq)]
 pub(super) enum FirstLine {
     Hello(Hello),
+    /// A peerchat node of another protocol version.
+    OtherVersion(u32),
     /// A full node refused us (only a node we dialled can).
     Refusal,
     /// A dial of ours reached something that does not speak first as a node does.
@@ -32,9 +34,19 @@ pub(super) enum FirstLine {
 pub(super) fn classify(origin: Origin, text: &str) -> FirstLine {
     match protocol::parse_hello(text) {
         Some(hello) => FirstLine::Hello(hello),
-        None if origin != Origin::Accepted && protocol::is_refusal(text) => FirstLine::Refusal,
-        None if matches!(origin, Origin::Auto(_)) => FirstLine::NotAPeer,
-        None => FirstLine::Guest,
+        None => match protocol::hello_version(text) {
+            Some(v) if v != protocol::VERSION => FirstLine::OtherVersion(v),
+            _ => classify_other(origin, text),
+        },
+    }
+}
+
+/// A first line that is no hello of ours.
+fn classify_other(origin: Origin, text: &str) -> FirstLine {
+    match () {
+        _ if origin != Origin::Accepted && protocol::is_refusal(text) => FirstLine::Refusal,
+        _ if matches!(origin, Origin::Auto(_)) => FirstLine::NotAPeer,
+        _ => FirstLine::Guest,
     }
 }
 
@@ -59,8 +71,6 @@ pub(super) struct Lost {
     pub(super) node: NodeId,
     pub(super) nick: String,
     pub(super) listen: Option<SocketAddr>,
-    /// Where it is shown to have been.
-    pub(super) addr: SocketAddr,
     pub(super) reason: Option<String>,
 }
 
@@ -89,7 +99,8 @@ impl Chat {
     /// The first line on a connection not classified yet.
     pub(super) fn first_line(&mut self, conn: ConnId, origin: Origin, text: &str) {
         match classify(origin, text) {
-            FirstLine::Hello(hello) => self.make_peer(conn, hello),
+            FirstLine::Hello(hello) => self.start_proof(conn, hello, text),
+            FirstLine::OtherVersion(v) => self.other_version(conn, v),
             FirstLine::Refusal => self.refused(conn),
             FirstLine::NotAPeer => self.not_a_peer(conn),
             FirstLine::Guest => {
@@ -99,15 +110,82 @@ impl Chat {
         }
     }
 
-    /// The hello wait of `conn` is over and it said nothing.
-    pub(super) fn hello_overdue(&mut self, conn: ConnId) {
-        let Some(c) = self
-            .neighbours
-            .get(conn)
-            .filter(|c| matches!(c.kind, Kind::Pending))
-        else {
+    /// `conn` said hello: it must now prove it holds the key its hello names, and we prove
+    /// ours. Our own connection to ourselves is closed at once.
+    fn start_proof(&mut self, conn: ConnId, hello: Hello, line: &str) {
+        let Some(c) = self.neighbours.get_mut(conn) else {
             return;
         };
+        if hello.node == self.cfg.node {
+            if let Origin::Auto(target) = c.origin {
+                self.not_peer(target);
+            }
+            return self.drop_conn(conn, "connected to itself".to_string());
+        }
+        let proof = protocol::sign::sign_proof(&self.cfg.key, &c.sent, line);
+        c.kind = Kind::Proving {
+            hello,
+            line: line.to_string(),
+        };
+        self.out.send_first(conn, &Frame::Proof(proof));
+        self.timers
+            .set(Due::Hello(conn), self.clock + HELLO_WAIT_DIALLED);
+    }
+
+    /// The line after a hello: its proof, which makes the connection a peer, or the end of it.
+    pub(super) fn proof_line(&mut self, conn: ConnId, text: &str) {
+        let Some(c) = self.neighbours.get(conn) else {
+            return;
+        };
+        let Kind::Proving { hello, line } = &c.kind else {
+            return;
+        };
+        let proven = match protocol::parse_frame(text) {
+            Ok(Frame::Proof(sig)) => {
+                protocol::sign::verify_proof(&hello.key.key, &sig, line, &c.sent)
+            }
+            _ => false,
+        };
+        if !proven {
+            return self.drop_conn(conn, "its hello was not proven (bad or missing proof)".into());
+        }
+        let hello = hello.clone();
+        self.make_peer(conn, hello);
+    }
+
+    /// A peerchat node of another version: told so in words it shows (it takes us for a guest),
+    /// told here too, and closed.
+    fn other_version(&mut self, conn: ConnId, version: u32) {
+        let Some(c) = self.forget_conn(conn) else {
+            return;
+        };
+        let ours = protocol::VERSION;
+        let line = format!(
+            "peerchat/{ours} cannot talk to peerchat/{version}: this node speaks protocol {ours}; \
+             upgrade peerchat on one side"
+        );
+        self.out.send_first(conn, &Frame::Unknown(line));
+        self.out.show(Event::Error(format!(
+            "refused {}: it speaks peerchat/{version}, this node peerchat/{ours}; upgrade one side",
+            c.addr
+        )));
+        if let Origin::Auto(target) = c.origin {
+            self.not_peer(target);
+        }
+        self.out.retire(conn);
+    }
+
+    /// The hello wait of `conn` is over and it said nothing (or said hello and no proof).
+    pub(super) fn hello_overdue(&mut self, conn: ConnId) {
+        let Some(c) = self.neighbours.get(conn) else {
+            return;
+        };
+        if matches!(c.kind, Kind::Proving { .. }) {
+            return self.drop_conn(conn, "its hello was not proven in time".into());
+        }
+        if !matches!(c.kind, Kind::Pending) {
+            return;
+        }
         match c.origin {
             // Silent: perhaps a node too busy to answer (stopped, loaded). Not a guest, but not
             // written off either: it is tried again later.
@@ -147,18 +225,12 @@ impl Chat {
         self.out.close(conn, "not a peerchat node");
     }
 
-    /// `conn` said hello: it is a peer. Joins it to the chat unless it is a second connection
-    /// to a node we have (then one of the two is retired) or this node itself.
+    /// `conn` proved its hello: it is a peer. Joins it to the chat unless it is a second
+    /// connection to a node we have (then one of the two is retired).
     pub(super) fn make_peer(&mut self, conn: ConnId, hello: Hello) {
         let Some(c) = self.neighbours.get(conn) else {
             return;
         };
-        if hello.node == self.cfg.node {
-            if let Origin::Auto(target) = c.origin {
-                self.not_peer(target);
-            }
-            return self.drop_conn(conn, "connected to itself".to_string());
-        }
         let addr = c.addr;
         let listen = hello.listen.map(|port| SocketAddr::new(addr.ip(), port));
         let existing = self.neighbours.peer_conn(hello.node);
@@ -169,6 +241,10 @@ impl Chat {
         if let Some(listen) = listen {
             self.forget_redial(listen);
         }
+        // Proven just now: its key is known, and any claim that it was lost is void.
+        self.origins.learn(hello.node, hello.key.key, self.clock);
+        self.origins.clear(hello.node);
+        self.origins.touch(hello.node, self.clock);
         if let Some(other) = existing {
             return self.one_connection(conn, other, hello.node);
         }
@@ -179,20 +255,21 @@ impl Chat {
             self.roster.update(member, &hello.nick, Some(shown_addr));
         } else if !self.quitting {
             self.add_member(member, &hello.nick, Some(shown_addr.clone()));
-            // Its hello is fresh evidence: a node that had it as lost takes it back.
-            let id = self.next_id();
-            self.out.broadcast(
+            self.out.to_guests(
                 Some(conn),
-                Frame::Here {
-                    id,
+                Frame::Join {
+                    id: MsgId { node: member.node, seq: 0 },
                     member,
                     nick: hello.nick,
-                    addr: Some(shown_addr),
+                    addr: None,
+                    key: None,
                 },
             );
         }
         if !self.quitting {
             self.welcome(conn, member);
+            // Fresh news of us for whoever had us as lost beyond this peer.
+            self.owe_here();
         }
     }
 
@@ -202,19 +279,13 @@ impl Chat {
         self.out.classify(conn, role);
     }
 
-    /// Tells the new peer `member` on `conn` who is here, and where our other peers listen.
+    /// Tells the new peer `member` on `conn` who is here — each member's own signed
+    /// announcement, as kept — and where our other peers listen.
     fn welcome(&mut self, conn: ConnId, member: MemberId) {
-        for (m, v) in self.roster.others(member) {
-            let id = self.next_id();
-            self.out.send(
-                conn,
-                Frame::Join {
-                    id,
-                    member: m,
-                    nick: v.nick,
-                    addr: v.addr,
-                },
-            );
+        // Anything of ours still unsigned goes first, so our announcements follow in order.
+        self.seal();
+        for bundle in self.roster.announcements(member.node) {
+            self.out.send(conn, Frame::Signed(bundle));
         }
         let peers = self.neighbours.listening_peers(conn);
         if !peers.is_empty() {
@@ -240,7 +311,7 @@ impl Chat {
     }
 
     /// A guest that turned out to be a peerchat node: its guest name leaves, the peer joins.
-    pub(super) fn upgrade_to_peer(&mut self, conn: ConnId, hello: Hello) {
+    pub(super) fn upgrade_to_peer(&mut self, conn: ConnId, hello: Hello, line: &str) {
         let Some((addr, origin, ends)) = self
             .neighbours
             .get(conn)
@@ -249,10 +320,15 @@ impl Chat {
             return;
         };
         let reason = Some(format!("it is {}, a peerchat node", hello.nick));
+        let sent = self
+            .neighbours
+            .get(conn)
+            .map(|c| c.sent.clone())
+            .unwrap_or_default();
         self.handle_closed(conn, reason);
         self.neighbours
-            .insert(conn, Neighbour::pending(addr, origin, ends));
-        self.make_peer(conn, hello);
+            .insert(conn, Neighbour::pending(addr, origin, ends, sent));
+        self.start_proof(conn, hello, line);
     }
 
     /// `conn` is a guest: it gets the next guest number, joins the chat and is welcomed.
@@ -289,13 +365,14 @@ impl Chat {
         }
         self.add_member(member, &nick, Some(addr.clone()));
         let id = self.next_id();
-        self.out.broadcast(
+        self.out.originate(
             Some(conn),
             Frame::Join {
                 id,
                 member,
                 nick: nick.clone(),
                 addr: Some(addr),
+                key: None,
             },
         );
         self.welcome_guest(conn, member, &nick);

@@ -1,16 +1,14 @@
-//! Keepalive of peer connections: when each was last heard, the pings sent and not answered,
-//! and the check asked for when another node says it lost a peer.
+//! Keepalive of peer connections: when each was last heard, and whether a ping went out.
 //!
 //! [`Keepalive`] is one peer's, pure: the caller passes `now` and the timeout, and sends the
 //! `PING`s it asks for; it must not queue actions or know other connections. The `impl Chat`
 //! steps below carry it out: arming each peer's keepalive timer, what that timer finds when it
-//! fires, and the `PING` check and its `PONG`. Dropping a dead peer is the chat's (`mod.rs`).
+//! fires. Dropping a dead peer is the chat's (`mod.rs`).
 
 use std::time::{Duration, Instant};
 
 use super::neighbours::PeerState;
 use super::{Chat, ConnId, Due};
-use crate::protocol::Frame;
 
 /// What a keepalive timer finds when it fires.
 #[derive(Debug, PartialEq, Eq)]
@@ -23,26 +21,12 @@ pub(super) enum Check {
     Later(Instant),
 }
 
-/// What a `PONG` proves.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Pong {
-    /// Nothing new (the answer to a keepalive ping, or to an older one).
-    Nothing,
-    /// The answer to the check: the peer is here although another node lost it.
-    Confirmed,
-}
-
 /// One peer's keepalive.
 #[derive(Debug)]
 pub(super) struct Keepalive {
     last_heard: Instant,
     /// A keepalive `PING` went out since it was last heard.
     pinged: bool,
-    /// `PING`s sent and not answered yet.
-    pongs_due: u32,
-    /// Another node said it lost this peer, and a `PING` went out: its `PONG`, the n-th to come
-    /// from now, will prove it is still here (then the others are told so).
-    verify: Option<u32>,
 }
 
 impl Keepalive {
@@ -50,8 +34,6 @@ impl Keepalive {
         Keepalive {
             last_heard: now,
             pinged: false,
-            pongs_due: 0,
-            verify: None,
         }
     }
 
@@ -79,38 +61,9 @@ impl Keepalive {
             Check::Dead
         } else if !self.pinged && now >= self.last_heard + timeout / 3 {
             self.pinged = true;
-            self.pongs_due += 1;
             Check::Ping(self.due(timeout))
         } else {
             Check::Later(self.due(timeout))
-        }
-    }
-
-    /// Another node lost this peer: true if a `PING` is to go out to check (one check at a
-    /// time).
-    pub(super) fn verify(&mut self) -> bool {
-        if self.verify.is_some() {
-            return false;
-        }
-        self.pongs_due += 1;
-        self.verify = Some(self.pongs_due);
-        true
-    }
-
-    /// A `PONG` came.
-    pub(super) fn pong(&mut self) -> Pong {
-        self.pongs_due = self.pongs_due.saturating_sub(1);
-        match self.verify {
-            // An answer to an older ping: it proves nothing about now.
-            Some(n) if n > 1 => {
-                self.verify = Some(n - 1);
-                Pong::Nothing
-            }
-            Some(_) => {
-                self.verify = None;
-                Pong::Confirmed
-            }
-            None => Pong::Nothing,
         }
     }
 }
@@ -137,30 +90,6 @@ impl Chat {
             self.timers.set(Due::Keepalive(conn), at);
         }
         Some(check)
-    }
-
-    /// A `PONG` came on `conn`: if another node had said this peer was lost, it is not, and
-    /// everyone is told with a fresh `HERE`.
-    pub(super) fn confirm_alive(&mut self, conn: ConnId) {
-        let Some(p) = self.neighbours.peer_mut(conn) else {
-            return;
-        };
-        if p.alive.pong() == Pong::Confirmed && p.state() == PeerState::Active {
-            let node = p.node;
-            self.announce_here(node);
-        }
-    }
-
-    /// Another node lost peer `conn`, which we still have: ask it with a `PING` (one check at
-    /// a time); its `PONG` is the proof (see [`Chat::confirm_alive`]).
-    pub(super) fn verify_alive(&mut self, conn: ConnId) {
-        if self
-            .neighbours
-            .peer_mut(conn)
-            .is_some_and(|p| p.alive.verify())
-        {
-            self.out.send(conn, Frame::Ping);
-        }
     }
 }
 
@@ -203,17 +132,5 @@ mod tests {
         // the drop the timer was set for.
         let t2 = t1 + TIMEOUT / 3 + Duration::from_secs(1);
         assert_eq!(k.heard(t2, TIMEOUT), Some(t2 + TIMEOUT / 3));
-    }
-
-    #[test]
-    fn only_the_pong_to_the_checking_ping_confirms() {
-        let t0 = Instant::now();
-        let mut k = Keepalive::new(t0);
-        assert!(matches!(k.check(t0 + TIMEOUT / 3, TIMEOUT), Check::Ping(_)));
-        assert!(k.verify());
-        assert!(!k.verify(), "one check at a time");
-        assert_eq!(k.pong(), Pong::Nothing);
-        assert_eq!(k.pong(), Pong::Confirmed);
-        assert_eq!(k.pong(), Pong::Nothing);
     }
 }

@@ -28,6 +28,7 @@ mod guests;
 mod handshake;
 mod keepalive;
 mod neighbours;
+mod origins;
 mod outbox;
 mod recent;
 mod relay;
@@ -45,13 +46,15 @@ pub use self::api::{
 pub use self::commands::{is_leave_command, Command, COMMANDS, HELP_LINES};
 pub use self::flood::{RateLimit, DEFAULT_GUEST_RATE};
 pub use crate::event::{Event, Name, Role};
-use crate::protocol::{self, Frame, Hello, MemberId, MsgId};
+use crate::protocol::sign::Nonce;
+use crate::protocol::{self, Frame, Hello, MemberId, MsgId, NodeId, NodeKey};
 use crate::timers::Timers;
 
 use self::discovery::Discovery;
 use self::handshake::{Lost, Orphans};
 use self::keepalive::Check;
 use self::neighbours::{Kind, Neighbour, Neighbours, PeerState, Voice};
+use self::origins::Origins;
 use self::outbox::Outbox;
 use self::relay::Seen;
 use self::roster::Roster;
@@ -71,6 +74,12 @@ enum Due {
     Redial(SocketAddr),
     /// Mesh mode scans its range.
     Scan,
+    /// A claim that this node was lost is to be judged (see [`origins::Origins::claim`]).
+    Suspect(NodeId),
+    /// This node owes a `HERE` held back by its rate limit.
+    Here,
+    /// This node says it is here, and forgets nodes that went silent.
+    Heartbeat,
 }
 
 /// The chat state of one node.
@@ -87,6 +96,11 @@ pub struct Chat {
     /// Guests numbered so far.
     guests: u32,
     discovery: Discovery,
+    /// Keys, counters and suspicions of the nodes that originate frames.
+    origins: Origins,
+    /// When this node last sent a `HERE` for itself, and whether it owes one.
+    here_sent: Option<Instant>,
+    here_owed: bool,
     orphans: Orphans,
     timers: Timers<Due>,
     quitting: bool,
@@ -101,7 +115,8 @@ impl Chat {
         if cfg.mesh.is_some() {
             timers.set(Due::Scan, now);
         }
-        Chat {
+        timers.set(Due::Heartbeat, now + origins::HEARTBEAT);
+        let mut chat = Chat {
             me,
             seq: 0,
             clock: now,
@@ -110,25 +125,63 @@ impl Chat {
             roster: Roster::new(me, &cfg.nick),
             guests: 0,
             discovery: Discovery::new(),
+            origins: Origins::default(),
+            here_sent: None,
+            here_owed: false,
             orphans: Orphans::default(),
             timers,
             quitting: false,
             out: Outbox::default(),
             cfg,
+        };
+        // Our own announcement, signed once and handed to every new peer.
+        let join = Frame::Join {
+            id: chat.next_id(),
+            member: chat.me,
+            nick: chat.cfg.nick.clone(),
+            addr: None,
+            key: Some(chat.node_key()),
+        };
+        chat.out.originate(None, join);
+        chat.seal();
+        while chat.out.next().is_some() {}
+        chat
+    }
+
+    /// This node's public key and run.
+    fn node_key(&self) -> NodeKey {
+        NodeKey {
+            key: self.cfg.key.verifying_key(),
+            run: self.cfg.run,
         }
     }
 
-    /// The hello this node sends first on every connection (it carries the current nick).
-    pub fn hello(&self) -> Frame {
+    /// The hello this node sends first on a connection: it carries the current nick, the key,
+    /// and `nonce`, which must be fresh for each connection (the caller draws it).
+    pub fn hello(&self, nonce: Nonce) -> Frame {
         Frame::Hello(Hello {
             nick: self.cfg.nick.clone(),
             node: self.cfg.node,
             listen: self.cfg.listen,
+            key: self.node_key(),
+            nonce,
         })
     }
 
     /// The next action to carry out, in order. Call until `None` after every `handle_*`.
+    /// What this node said since the last call is signed when the queue runs dry, so one
+    /// signature covers a whole burst (see [`Chat::poll_queued`]).
     pub fn poll_action(&mut self) -> Option<Action> {
+        if let Some(a) = self.out.next() {
+            return Some(a);
+        }
+        self.seal();
+        self.out.next()
+    }
+
+    /// As [`Chat::poll_action`], but leaves what this node said unsigned for now: for a
+    /// caller that feeds several inputs in a row and then calls `poll_action`.
+    pub fn poll_queued(&mut self) -> Option<Action> {
         self.out.next()
     }
 
@@ -160,8 +213,9 @@ impl Chat {
         self.roster.names()
     }
 
-    /// A connection is open (accepted, or a dial succeeded). The caller has sent our hello.
-    pub fn handle_opened(&mut self, conn: ConnId, link: Link, now: Instant) {
+    /// A connection is open (accepted, or a dial succeeded). The caller has sent our hello,
+    /// `sent` (the line without its `\n`).
+    pub fn handle_opened(&mut self, conn: ConnId, link: Link, sent: String, now: Instant) {
         self.clock = now;
         let wait = match link.origin {
             Origin::Accepted => HELLO_WAIT,
@@ -173,7 +227,7 @@ impl Chat {
         };
         let ends = link.dialler_and_acceptor();
         self.neighbours
-            .insert(conn, Neighbour::pending(link.addr, link.origin, ends));
+            .insert(conn, Neighbour::pending(link.addr, link.origin, ends, sent));
         self.timers.set(Due::Hello(conn), now + wait);
     }
 
@@ -189,7 +243,7 @@ impl Chat {
             return;
         };
         match c.kind {
-            Kind::Pending => {
+            Kind::Pending | Kind::Proving { .. } => {
                 if let Origin::Auto(target) = c.origin {
                     self.dial_failed(target, self.clock);
                 }
@@ -218,7 +272,6 @@ impl Chat {
                     node: p.node,
                     nick: p.nick,
                     listen: p.listen,
-                    addr: p.listen.unwrap_or(c.addr),
                     reason: reason.or_else(|| Some("connection closed".to_string())),
                 };
                 if state == PeerState::Retired {
@@ -239,14 +292,25 @@ impl Chat {
         self.neighbours.remove(conn)
     }
 
-    /// A peer connection is gone for good: dial it again later, and tell everyone it left.
+    /// A peer connection is gone for good: dial it again later, and tell everyone we lost it.
+    /// It is shown leaving only if nothing fresh comes from it through others meanwhile.
     fn lose_peer(&mut self, lost: Lost) {
         self.look_for(lost.listen);
         let member = MemberId::node(lost.node);
-        self.roster.mark_lost(member, self.clock);
-        if self.remove_member(member, Some(lost.addr.to_string()), lost.reason.clone()) {
-            self.broadcast_leave(member, lost.nick, lost.reason);
+        if !self.roster.contains(&member) {
+            return;
         }
+        let id = self.next_id();
+        self.out.originate(
+            None,
+            Frame::Lost {
+                id,
+                member,
+                nick: lost.nick,
+                reason: lost.reason.clone(),
+            },
+        );
+        self.suspect(lost.node, lost.reason);
     }
 
     /// Time passed: hello waits, keepalives and timeouts, orphans, re-dials, mesh scans. Costs
@@ -289,6 +353,9 @@ impl Chat {
             match d {
                 Due::Redial(addr) => self.redial_due(addr, now),
                 Due::Scan => self.scan_due(now),
+                Due::Suspect(node) => self.suspect_due(node),
+                Due::Here => self.say_here(),
+                Due::Heartbeat => self.heartbeat(now),
                 _ => {}
             }
         }
@@ -309,10 +376,11 @@ impl Chat {
         let origin = c.origin;
         match &mut c.kind {
             Kind::Pending => self.first_line(conn, origin, &text),
+            Kind::Proving { .. } => self.proof_line(conn, &text),
             // Taken for a guest by its silence, but its first line is a hello: a peerchat node
             // that was slow to answer. It becomes the peer it is.
             Kind::Guest(g) if g.voice == Voice::Silent => match protocol::parse_hello(&text) {
-                Some(hello) => self.upgrade_to_peer(conn, hello),
+                Some(hello) => self.upgrade_to_peer(conn, hello, &text),
                 None => {
                     g.voice = Voice::Spoken;
                     self.guest_line(conn, &text);
@@ -326,6 +394,9 @@ impl Chat {
             Kind::Peer(p) => {
                 if let Some(at) = p.alive.heard(now, timeout) {
                     self.timers.set(Due::Keepalive(conn), at);
+                }
+                if p.bundle.is_some() {
+                    return self.bundle_line(conn, &text);
                 }
                 match protocol::parse_frame(&text) {
                     Ok(frame) => self.peer_frame(conn, frame),
@@ -384,14 +455,36 @@ impl Chat {
         }
     }
 
-    /// Removes `member` (and, for a node, the guests it hosted), showing each leave. False if it
-    /// was not known.
+    /// Removes `member` (and, for a node, the guests it hosted), showing each leave, to our
+    /// guests too. False if it was not known.
     fn remove_member(
         &mut self,
         member: MemberId,
         addr: Option<String>,
         reason: Option<String>,
     ) -> bool {
+        let going = match member.guest {
+            0 => self.roster.hosted(member.node),
+            _ => self.roster.hosted(member.node).into_iter().filter(|(m, _)| *m == member).collect(),
+        };
+        for (m, v) in going {
+            let reason = match m == member {
+                true => reason.clone(),
+                false => Some("its node left".into()),
+            };
+            self.out.to_guests(
+                None,
+                Frame::Leave {
+                    id: MsgId {
+                        node: m.node,
+                        seq: 0,
+                    },
+                    member: m,
+                    nick: v.nick,
+                    reason,
+                },
+            );
+        }
         let leaves = self.roster.remove(member, addr, reason, self.clock);
         let known = !leaves.is_empty();
         for leave in leaves {
@@ -400,10 +493,10 @@ impl Chat {
         known
     }
 
-    /// Tells everyone that `member` left (this node, a guest of ours, or a peer we lost).
+    /// Tells everyone that `member` left for good (this node, or a guest of ours).
     fn broadcast_leave(&mut self, member: MemberId, nick: String, reason: Option<String>) {
         let id = self.next_id();
-        self.out.broadcast(
+        self.out.originate(
             None,
             Frame::Leave {
                 id,

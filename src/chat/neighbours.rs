@@ -11,7 +11,7 @@ use std::time::Instant;
 use super::flood::Bucket;
 use super::keepalive::Keepalive;
 use super::{ConnId, Origin};
-use crate::protocol::{MemberId, NodeId};
+use crate::protocol::{BundleHead, Frame, Hello, MemberId, NodeId};
 
 /// Hashes a connection id with one multiplication: the ids are ours (slab keys), so SipHash's
 /// defence against chosen keys buys nothing on this per-message lookup.
@@ -53,6 +53,17 @@ pub(super) struct Peer {
     /// Where it listens (its address as we see it, with the port from its hello).
     pub(super) listen: Option<SocketAddr>,
     pub(super) alive: Keepalive,
+    /// A bundle of signed frames being read: its head and the lines so far.
+    pub(super) bundle: Option<Incoming>,
+}
+
+/// A bundle whose frame lines are still arriving.
+#[derive(Debug)]
+pub(super) struct Incoming {
+    pub(super) head: BundleHead,
+    /// The frame lines as they came, each with its `\n`: what the signature covers.
+    pub(super) lines: Vec<u8>,
+    pub(super) frames: Vec<Frame>,
 }
 
 impl Peer {
@@ -69,6 +80,7 @@ impl Peer {
             state: PeerState::Active,
             listen,
             alive: Keepalive::new(now),
+            bundle: None,
         }
     }
 
@@ -100,6 +112,8 @@ pub(super) enum Voice {
 pub(super) enum Kind {
     /// No line yet; taken for a guest when its hello wait (a chat timer) is over.
     Pending,
+    /// It said hello (`line`, as it came); its proof of the key is awaited.
+    Proving { hello: Hello, line: String },
     Peer(Peer),
     Guest(Guest),
 }
@@ -114,24 +128,33 @@ pub(super) struct Neighbour {
     pub(super) kind: Kind,
     /// A `PEERS` frame was taken from it already (only one is).
     pub(super) got_peers: bool,
+    /// The hello we sent on it, as sent: the other side's proof signs it.
+    pub(super) sent: String,
 }
 
 impl Neighbour {
-    /// A connection just opened, before its first line.
-    pub(super) fn pending(addr: SocketAddr, origin: Origin, ends: (u16, SocketAddr)) -> Self {
+    /// A connection just opened, before its first line; `sent` is our hello on it.
+    pub(super) fn pending(
+        addr: SocketAddr,
+        origin: Origin,
+        ends: (u16, SocketAddr),
+        sent: String,
+    ) -> Self {
         Neighbour {
             addr,
             origin,
             ends,
             kind: Kind::Pending,
             got_peers: false,
+            sent,
         }
     }
 
     /// True for a connection the chat dialled by itself that has not proven to be a peer yet:
     /// nobody to send to, nor to wait for.
     pub(super) fn is_speculative(&self) -> bool {
-        matches!(self.origin, Origin::Auto(_)) && matches!(self.kind, Kind::Pending)
+        matches!(self.origin, Origin::Auto(_))
+            && matches!(self.kind, Kind::Pending | Kind::Proving { .. })
     }
 
     /// The peer on it, if it is an active one.
@@ -253,8 +276,16 @@ impl Neighbours {
         self.conns.values().any(|c| match &c.kind {
             Kind::Peer(p) => p.state == PeerState::Active,
             Kind::Guest(_) => true,
-            Kind::Pending => !c.is_speculative(),
+            Kind::Pending | Kind::Proving { .. } => !c.is_speculative(),
         })
+    }
+
+    /// True if a peer is connected, or a connection may become one: signing what this node
+    /// says is needed only then (guests read it unsigned).
+    pub(super) fn may_have_peers(&self) -> bool {
+        self.conns
+            .values()
+            .any(|c| !matches!(c.kind, Kind::Guest(_)))
     }
 
     /// Peer connections, and the chat's own connections that may become one (counted against
@@ -270,7 +301,7 @@ impl Neighbours {
     pub(super) fn reaching(&self, addr: SocketAddr) -> bool {
         self.conns.values().any(|c| match &c.kind {
             Kind::Peer(p) => p.listen == Some(addr),
-            Kind::Pending => match c.origin {
+            Kind::Pending | Kind::Proving { .. } => match c.origin {
                 Origin::Auto(target) => target == addr,
                 Origin::Dialled => c.addr == addr,
                 Origin::Accepted => false,

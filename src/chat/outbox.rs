@@ -2,7 +2,8 @@
 //!
 //! Every room queues through these verbs, so each kind of [`Action`] is built in one place.
 //! Must not reorder, merge or drop actions: their order is what users see (a join before the
-//! message that follows it, a goodbye before the close). Holds no other state.
+//! message that follows it, a goodbye before the close). Besides the queue it holds only the
+//! frames this node originated that are still to be signed (the chat seals them).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -10,12 +11,14 @@ use std::rc::Rc;
 
 use super::{Action, ConnId};
 use crate::event::{Event, Role};
-use crate::protocol::Frame;
+use crate::protocol::{self, Frame, Signed};
 
 /// The actions decided and not taken by the caller yet, oldest first.
 #[derive(Debug, Default)]
 pub(super) struct Outbox {
     queue: VecDeque<Action>,
+    /// Flooded frames this node originated, in order, not signed yet.
+    unsealed: Vec<Frame>,
 }
 
 impl Outbox {
@@ -34,12 +37,46 @@ impl Outbox {
         self.queue.push_back(Action::Send { conn, frame });
     }
 
-    /// `frame` on every open connection but `except`.
-    pub(super) fn broadcast(&mut self, except: Option<ConnId>, frame: Frame) {
+    /// `frame` on every open connection but `except`. A flooded frame reaches guests only
+    /// this way; peers get flooded frames in signed bundles ([`Outbox::to_peers`]).
+    fn broadcast(&mut self, except: Option<ConnId>, frame: Frame) {
         self.queue.push_back(Action::Broadcast {
             except,
             frame: Rc::new(frame),
         });
+    }
+
+    /// A flooded frame this node originates: guests (but `except`) get it now, peers once it
+    /// is signed.
+    pub(super) fn originate(&mut self, except: Option<ConnId>, frame: Frame) {
+        self.unsealed.push(frame.clone());
+        self.broadcast(except, frame);
+    }
+
+    /// A frame for guests only (a frame relayed, a leave this node decided to show).
+    pub(super) fn to_guests(&mut self, except: Option<ConnId>, frame: Frame) {
+        self.broadcast(except, frame);
+    }
+
+    /// A signed bundle for every peer but `except`.
+    pub(super) fn to_peers(&mut self, except: Option<ConnId>, bundle: Rc<Signed>) {
+        self.broadcast(except, Frame::Signed(bundle));
+    }
+
+    /// A line that must go out on `conn` before anything held for it.
+    pub(super) fn send_first(&mut self, conn: ConnId, frame: &Frame) {
+        let mut line = Vec::new();
+        protocol::encode(frame, &mut line);
+        line.pop();
+        self.queue.push_back(Action::SendFirst {
+            conn,
+            line: String::from_utf8_lossy(&line).into_owned(),
+        });
+    }
+
+    /// The frames originated since the last call, to be signed.
+    pub(super) fn take_unsealed(&mut self) -> Vec<Frame> {
+        std::mem::take(&mut self.unsealed)
     }
 
     /// Plain text to one guest (not a frame).

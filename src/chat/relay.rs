@@ -10,11 +10,67 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::flood::{Cut, Verdict};
-use super::neighbours::{Guest, Kind};
+use super::neighbours::{Guest, Incoming, Kind};
+use super::origins::{Claim, HEARTBEAT, SILENT_MAX, SUSPECT_WAIT};
 use super::recent::Recent;
-use super::{Chat, Command, ConnId};
+use super::{Chat, Command, ConnId, Due};
 use crate::event::{Event, Speech};
-use crate::protocol::{self, Frame, MemberId, MsgId, NodeId, MAX_TEXT};
+use crate::protocol::{
+    self, Frame, MemberId, MsgId, NodeId, NodeKey, Signed, MAX_BUNDLE_BYTES, MAX_BUNDLE_FRAMES,
+    MAX_TEXT,
+};
+
+/// At most one `HERE` of ours a second, however many claims or new peers ask for one: no
+/// stimulus makes this node send more than a small, bounded amount.
+const HERE_EVERY: Duration = Duration::from_secs(1);
+
+/// What a bundle's frame must be: flooded, from the bundle's node, and about that node or its
+/// guests — except a `LOST`, which is about another node.
+fn bundle_rule(node: NodeId, frame: &Frame) -> Result<(), &'static str> {
+    let Some(id) = frame.id() else {
+        return Err("not a flooded frame");
+    };
+    if id.node != node {
+        return Err("a frame from another node");
+    }
+    let about = match frame {
+        Frame::Msg { from, .. } | Frame::Me { from, .. } | Frame::Dm { from, .. } => *from,
+        Frame::Nick { member, .. }
+        | Frame::Join { member, .. }
+        | Frame::Here { member, .. }
+        | Frame::Leave { member, .. } => *member,
+        Frame::Lost { member, .. } => {
+            return if member.guest == 0 && member.node != node {
+                Ok(())
+            } else {
+                Err("a claim about itself or a guest")
+            };
+        }
+        _ => return Err("not a flooded frame"),
+    };
+    if about.node != node {
+        return Err("a node speaking for another");
+    }
+    Ok(())
+}
+
+/// The key a bundle from `node` announces for `node` itself (its `JOIN` or `HERE`), whose id
+/// the parser already checked against the key.
+fn announced_key(node: NodeId, frames: &[Frame]) -> Option<ed25519_dalek::VerifyingKey> {
+    frames.iter().find_map(|f| match f {
+        Frame::Join {
+            member,
+            key: Some(NodeKey { key, .. }),
+            ..
+        }
+        | Frame::Here {
+            member,
+            key: Some(NodeKey { key, .. }),
+            ..
+        } if *member == MemberId::node(node) => Some(*key),
+        _ => None,
+    })
+}
 
 /// How many message ids are remembered to drop duplicates that come back over another path,
 /// and for how long at most.
@@ -41,61 +97,146 @@ impl Seen {
     fn first_time(&mut self, id: MsgId, now: Instant) -> bool {
         self.0.insert(id, now)
     }
+
+    /// True if `id` was seen (within the cap and age).
+    fn has(&self, id: MsgId, now: Instant) -> bool {
+        self.0.contains(&id, now)
+    }
 }
 
 impl Chat {
-    /// A frame from the peer on `conn`.
+    /// A frame from the peer on `conn`, outside a bundle.
     pub(super) fn peer_frame(&mut self, conn: ConnId, frame: Frame) {
         match frame {
-            Frame::Ping => return self.out.send(conn, Frame::Pong),
-            Frame::Pong => return self.confirm_alive(conn),
-            Frame::Hello(_) | Frame::Unknown(_) => return,
-            Frame::Close(_) => return self.close_frame(conn),
-            Frame::Peers(peers) => return self.peers_frame(conn, peers),
-            _ => {}
+            Frame::Ping => self.out.send(conn, Frame::Pong),
+            Frame::Pong | Frame::Hello(_) | Frame::Unknown(_) | Frame::Proof(_) => {}
+            Frame::Close(_) => self.close_frame(conn),
+            Frame::Peers(peers) => self.peers_frame(conn, peers),
+            Frame::Bundle(head) => {
+                if let Some(p) = self.neighbours.peer_mut(conn) {
+                    p.bundle = Some(Incoming {
+                        head,
+                        lines: Vec::new(),
+                        frames: Vec::new(),
+                    });
+                }
+            }
+            // A flooded frame must come signed: a neighbour sending one bare is not a node
+            // of this version, or is trying something.
+            _ => self.drop_conn(conn, "unsigned frame".into()),
         }
-        let Some(id) = frame.id() else {
+    }
+
+    /// One frame line of the bundle being read on `conn`.
+    pub(super) fn bundle_line(&mut self, conn: ConnId, text: &str) {
+        let frame = match protocol::parse_frame(text) {
+            Ok(f) => f,
+            Err(e) => return self.drop_conn(conn, e.to_string()),
+        };
+        let Some(p) = self.neighbours.peer_mut(conn) else {
             return;
         };
-        // Our own frames coming back around a loop: dropped without a lookup (they are not
-        // recorded in `seen`, which keeps the sending path cheap).
-        if id.node == self.cfg.node || !self.seen.first_time(id, self.clock) {
+        let Some(b) = p.bundle.as_mut() else {
+            return;
+        };
+        if let Err(why) = bundle_rule(b.head.node, &frame) {
+            return self.drop_conn(conn, format!("malformed bundle: {why}"));
+        }
+        b.lines.extend_from_slice(text.as_bytes());
+        b.lines.push(b'\n');
+        b.frames.push(frame);
+        if b.lines.len() > MAX_BUNDLE_BYTES {
+            return self.drop_conn(conn, "malformed bundle: too long".into());
+        }
+        if b.frames.len() == b.head.count {
+            if let Some(done) = p.bundle.take() {
+                self.bundle_done(conn, done);
+            }
+        }
+    }
+
+    /// A whole bundle came on `conn`: checked once (unless every frame in it was seen), then
+    /// each new frame is handled, and the bundle is passed on as it came if any frame was.
+    fn bundle_done(&mut self, conn: ConnId, b: Incoming) {
+        let node = b.head.node;
+        let now = self.clock;
+        // Ours, come back around a loop; or nothing new in it.
+        if node == self.cfg.node || b.frames.iter().all(|f| f.id().is_some_and(|id| self.seen.has(id, now))) {
             return;
         }
-        let forward = match &frame {
+        let Some(key) = self.origins.key(node).copied().or_else(|| announced_key(node, &b.frames)) else {
+            // We do not know who signed it (its announcement never reached us): not passed on
+            // either, as nobody could check it for us.
+            log::debug!("bundle from unknown node {node:016x} dropped");
+            return;
+        };
+        if !protocol::sign::verify_frames(&key, node, &b.lines, &b.head.sig) {
+            return self.drop_conn(conn, format!("bad signature on frames from {node:016x}"));
+        }
+        if !self.origins.learn(node, key, now) {
+            return;
+        }
+        let top = b.frames.iter().filter_map(Frame::id).map(|id| id.seq).max().unwrap_or(0);
+        let fresh = self.origins.is_fresh(node, top);
+        self.origins.heard(node, top, now);
+        if fresh {
+            self.roster.found(&MemberId::node(node));
+        }
+        let signed = Rc::new(Signed::assemble(node, &b.head.sig, b.frames, &b.lines));
+        let mut forward = false;
+        for frame in &signed.frames {
+            let Some(id) = frame.id() else { continue };
+            if self.seen.first_time(id, now) {
+                forward |= self.flooded_frame(conn, frame, &signed) == Forward::Yes;
+            }
+        }
+        if forward {
+            self.out.to_peers(Some(conn), signed);
+        }
+    }
+
+    /// One checked, new flooded frame from bundle `signed`.
+    fn flooded_frame(&mut self, conn: ConnId, frame: &Frame, signed: &Rc<Signed>) -> Forward {
+        let alone = signed.frames.len() == 1;
+        match frame {
             Frame::Msg {
                 from, nick, text, ..
-            } => self.msg_frame(*from, nick, text, Speech::Say),
+            } => self.msg_frame(conn, frame, *from, nick, text, Speech::Say),
             Frame::Me {
                 from, nick, text, ..
-            } => self.msg_frame(*from, nick, text, Speech::Act),
+            } => self.msg_frame(conn, frame, *from, nick, text, Speech::Act),
             Frame::Dm {
                 from,
                 nick,
                 to,
                 text,
                 ..
-            } => self.dm_frame(&frame, *from, nick, *to, text),
-            Frame::Nick { member, nick, .. } => self.nick_frame(*member, nick),
+            } => self.dm_frame(frame, *from, nick, *to, text),
+            Frame::Nick { member, nick, .. } => {
+                if alone {
+                    self.roster.keep_rename(*member, signed.clone());
+                }
+                self.nick_frame(conn, frame, *member, nick)
+            }
             Frame::Join {
-                id,
-                member,
-                nick,
-                addr,
-            } => self.join_frame(*id, *member, nick, addr, Evidence::Relayed),
-            Frame::Here {
-                id,
-                member,
-                nick,
-                addr,
-            } => self.join_frame(*id, *member, nick, addr, Evidence::Fresh),
+                member, nick, addr, ..
+            }
+            | Frame::Here {
+                member, nick, addr, ..
+            } => {
+                let fwd = self.join_frame(conn, *member, nick, addr);
+                if alone {
+                    self.roster.keep_announcement(*member, signed.clone());
+                }
+                fwd
+            }
             Frame::Leave {
-                id, member, reason, ..
-            } => self.leave_frame(*id, *member, reason.clone()),
+                member, reason, ..
+            } => self.leave_frame(*member, reason.clone()),
+            Frame::Lost {
+                member, reason, ..
+            } => self.lost_frame(*member, reason.clone()),
             _ => Forward::No,
-        };
-        if forward == Forward::Yes {
-            self.out.broadcast(Some(conn), frame);
         }
     }
 
@@ -106,8 +247,17 @@ impl Chat {
         }
     }
 
-    fn msg_frame(&mut self, from: MemberId, nick: &str, text: &str, speech: Speech) -> Forward {
+    fn msg_frame(
+        &mut self,
+        conn: ConnId,
+        frame: &Frame,
+        from: MemberId,
+        nick: &str,
+        text: &str,
+        speech: Speech,
+    ) -> Forward {
         self.roster.note(from, nick, self.clock);
+        self.out.to_guests(Some(conn), frame.clone());
         let (from, text) = (self.roster.display(from), text.to_string());
         self.out.show(match speech {
             Speech::Act => Event::Me { from, text },
@@ -145,10 +295,11 @@ impl Chat {
         }
     }
 
-    fn nick_frame(&mut self, member: MemberId, nick: &str) -> Forward {
+    fn nick_frame(&mut self, conn: ConnId, frame: &Frame, member: MemberId, nick: &str) -> Forward {
         if member == self.me {
             return Forward::No;
         }
+        self.out.to_guests(Some(conn), frame.clone());
         if !self.roster.contains(&member) {
             // Unknown here: it will be known by its new nick when it speaks.
             return Forward::Yes;
@@ -162,69 +313,49 @@ impl Chat {
         Forward::Yes
     }
 
-    /// A JOIN or HERE: records a member not known yet, and passes that news on.
+    /// A JOIN or HERE from the member's own node: records a member not known yet (unless it
+    /// or its node left for good, or was lost and this is no fresh news), shown to our guests.
     fn join_frame(
         &mut self,
-        id: MsgId,
+        conn: ConnId,
         member: MemberId,
         nick: &str,
         addr: &Option<String>,
-        evidence: Evidence,
     ) -> Forward {
-        // Fresh evidence: from the member's own node, or from a node that just heard it.
-        if evidence == Evidence::Fresh || id.node == member.node {
-            self.roster.found(&member);
-        }
         let host = MemberId::node(member.node);
         let host_away = member.guest > 0 && self.roster.is_away(&host, self.clock);
-        if member.node == self.cfg.node || host_away || self.roster.is_away(&member, self.clock) {
-            Forward::No
-        } else if self.roster.contains(&member) {
-            // Known: the flood stops here.
+        if host_away || self.roster.is_away(&member, self.clock) {
+            return Forward::Yes;
+        }
+        if self.roster.contains(&member) {
             self.roster.update(member, nick, addr.clone());
-            Forward::No
         } else {
             self.add_member(member, nick, addr.clone());
-            Forward::Yes
+            self.out.to_guests(
+                Some(conn),
+                Frame::Join {
+                    id: MsgId { node: member.node, seq: 0 },
+                    member,
+                    nick: nick.to_string(),
+                    addr: None,
+                    key: None,
+                },
+            );
         }
+        Forward::Yes
     }
 
-    /// A LEAVE: from the member's own node it left for good; from another node, that node lost
-    /// it (which we check with a `PING` if it is our neighbour too).
-    fn leave_frame(&mut self, id: MsgId, member: MemberId, reason: Option<String>) -> Forward {
-        if member == self.me {
-            // A neighbour lost us, but we are here: say so to everyone, for our guests too.
-            self.announce_here(self.cfg.node);
-            return Forward::No;
-        }
-        if member.node == self.cfg.node {
-            return Forward::No;
-        }
+    /// A LEAVE, from the member's own node: it (or its guest) left for good.
+    fn leave_frame(&mut self, member: MemberId, reason: Option<String>) -> Forward {
         let direct = self
             .neighbours
             .peer_conn(member.node)
             .filter(|_| member.guest == 0);
-        // Sent by the member's own node: it (or its guest) left for good.
-        if id.node == member.node {
-            self.said_bye(member, direct, reason);
-            return Forward::Yes;
+        self.said_bye(member, direct, reason);
+        if member.guest == 0 {
+            self.origins.forget(member.node);
         }
-        if let Some(k) = direct {
-            // We still have a connection to it, but it may be dying too (a crash reaches its
-            // neighbours one by one): ask it, and tell the others it is here only if it answers.
-            self.verify_alive(k);
-            return Forward::No;
-        }
-        if member.guest == 0 && self.roster.contains(&member) {
-            let addr = self.roster.addr_of(&member);
-            self.roster.mark_lost(member, self.clock);
-            return if self.remove_member(member, addr, reason) {
-                Forward::Yes
-            } else {
-                Forward::No
-            };
-        }
-        Forward::No
+        Forward::Yes
     }
 
     /// `member` left for good, its own node says; `direct` is our connection to it, if any.
@@ -243,23 +374,144 @@ impl Chat {
         self.remove_member(member, addr, reason);
     }
 
-    /// Tells everyone that node `node` and the guests it hosts are here (`HERE`), as this node
-    /// knows them.
-    pub(super) fn announce_here(&mut self, node: NodeId) {
-        // To peers only: this node's guests never saw them go.
-        let peers = self.neighbours.active_peers();
-        for (member, m) in self.roster.hosted(node) {
-            let id = self.next_id();
-            let frame = Rc::new(Frame::Here {
-                id,
-                member,
-                nick: m.nick,
-                addr: m.addr,
-            });
-            for &conn in &peers {
-                self.out.send_shared(conn, frame.clone());
+    /// A claim by another node that it lost node `member`: we are here (and say so), or we
+    /// still reach it ourselves, or we wait a little for fresh news of it before believing it.
+    fn lost_frame(&mut self, member: MemberId, reason: Option<String>) -> Forward {
+        if member == self.me {
+            self.owe_here();
+        } else if self.neighbours.peer_conn(member.node).is_none() {
+            self.suspect(member.node, reason);
+        }
+        Forward::Yes
+    }
+
+    /// `node` may be lost: believed when [`Due::Suspect`] fires, unless fresh news came.
+    pub(super) fn suspect(&mut self, node: NodeId, reason: Option<String>) {
+        if self.origins.claim(node, reason) == Claim::Suspected {
+            self.timers
+                .set(Due::Suspect(node), self.clock + SUSPECT_WAIT);
+        }
+    }
+
+    /// A suspicion's time is up: if nothing fresh came from the node, and we have no
+    /// connection to it, it is shown leaving (with its guests), lost but not gone.
+    pub(super) fn suspect_due(&mut self, node: NodeId) {
+        let Some(s) = self.origins.judge(node) else {
+            return;
+        };
+        let member = MemberId::node(node);
+        if self.neighbours.peer_conn(node).is_some() || !self.roster.contains(&member) {
+            return;
+        }
+        let addr = self.roster.addr_of(&member);
+        self.roster.mark_lost(member, self.clock);
+        self.remove_member(member, addr, s.reason);
+    }
+
+    /// This node owes the others a fresh `HERE` (it was claimed lost, or has a new peer):
+    /// sent at once, or when the rate limit allows (one a second), however often it is owed.
+    pub(super) fn owe_here(&mut self) {
+        match self.here_sent {
+            Some(at) if self.clock < at + HERE_EVERY => {
+                if !self.here_owed {
+                    self.here_owed = true;
+                    self.timers.set(Due::Here, at + HERE_EVERY);
+                }
+            }
+            _ => self.say_here(),
+        }
+    }
+
+    /// Says `HERE` for this node, signed with its key.
+    pub(super) fn say_here(&mut self) {
+        if self.quitting {
+            return;
+        }
+        self.here_owed = false;
+        self.here_sent = Some(self.clock);
+        let id = self.next_id();
+        let here = Frame::Here {
+            id,
+            member: self.me,
+            nick: self.cfg.nick.clone(),
+            addr: None,
+            key: Some(self.node_key()),
+        };
+        self.out.originate(None, here);
+    }
+
+    /// Now and then: say we are here (if anyone can hear it), and forget nodes nobody has
+    /// heard from for [`SILENT_MAX`], whoever announced them.
+    pub(super) fn heartbeat(&mut self, now: Instant) {
+        self.timers.set(Due::Heartbeat, now + HEARTBEAT);
+        if !self.neighbours.active_peers().is_empty() {
+            self.say_here();
+        }
+        let Some(before) = now.checked_sub(SILENT_MAX) else {
+            return;
+        };
+        for node in self.origins.silent_since(before) {
+            if self.neighbours.peer_conn(node).is_some() {
+                self.origins.touch(node, now);
+                continue;
+            }
+            let member = MemberId::node(node);
+            let addr = self.roster.addr_of(&member);
+            self.roster.mark_lost(member, now);
+            self.remove_member(member, addr, Some("not heard from in 3 minutes".into()));
+            self.origins.forget(node);
+        }
+    }
+
+    /// Signs what this node said since the last time, in bundles, and sends them to the peers.
+    /// Announcements (`JOIN`, `HERE`, `NICK`) go alone, as they are kept and handed to new
+    /// peers; speech is signed only when some peer may read it.
+    pub(super) fn seal(&mut self) {
+        let frames = self.out.take_unsealed();
+        if frames.is_empty() {
+            return;
+        }
+        let peers = self.neighbours.may_have_peers();
+        let mut batch: Vec<Frame> = Vec::new();
+        let mut bytes = 0;
+        for f in frames {
+            let kept = matches!(f, Frame::Join { .. } | Frame::Here { .. } | Frame::Nick { .. });
+            let size = f.wire_len();
+            if kept || batch.len() == MAX_BUNDLE_FRAMES || bytes + size > MAX_BUNDLE_BYTES {
+                self.seal_batch(std::mem::take(&mut batch), peers);
+                bytes = 0;
+            }
+            if kept {
+                self.seal_announcement(f);
+            } else if peers {
+                bytes += size;
+                batch.push(f);
             }
         }
+        self.seal_batch(batch, peers);
+    }
+
+    fn seal_batch(&mut self, batch: Vec<Frame>, peers: bool) {
+        if !batch.is_empty() && peers {
+            let signed = Signed::seal(&self.cfg.key, self.cfg.node, batch);
+            self.out.to_peers(None, Rc::new(signed));
+        }
+    }
+
+    /// One announcement of ours, signed alone and kept for new peers.
+    fn seal_announcement(&mut self, f: Frame) {
+        let member = match &f {
+            Frame::Join { member, .. } | Frame::Here { member, .. } | Frame::Nick { member, .. } => *member,
+            _ => return,
+        };
+        let rename = matches!(f, Frame::Nick { .. });
+        let signed = Rc::new(Signed::seal(&self.cfg.key, self.cfg.node, vec![f]));
+        if rename {
+            self.roster.keep_rename(member, signed.clone());
+        } else {
+            self.roster.keep_announcement(member, signed.clone());
+        }
+        self.out.to_peers(None, signed);
     }
 
     /// A line from guest `conn`, within its flood limit: a command (see `guests.rs`), or
@@ -296,7 +548,7 @@ impl Chat {
                 from: from.clone(),
                 text: piece.to_string(),
             });
-            self.out.broadcast(
+            self.out.originate(
                 Some(conn),
                 Frame::Msg {
                     id,
@@ -322,14 +574,6 @@ impl Chat {
             self.drop_conn(conn, "flooding".into());
         }
     }
-}
-
-/// Whether a join is fresh evidence of the member (a `HERE`) or news relayed (a `JOIN`, fresh
-/// only when from the member's own node).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Evidence {
-    Fresh,
-    Relayed,
 }
 
 #[cfg(test)]

@@ -6,11 +6,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::RangeInclusive;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::recent::Recent;
 use crate::event::{Event, Name};
-use crate::protocol::{MemberId, NodeId};
+use crate::protocol::{MemberId, NodeId, Signed};
 
 /// Members of the chat known at once, at most; joins past it are not recorded.
 const MAX_MEMBERS: usize = 100_000;
@@ -31,6 +32,16 @@ const GONE_CAP: usize = 100_000;
 pub(super) struct Member {
     pub(super) nick: String,
     pub(super) addr: Option<String>,
+    /// Its node's own signed announcement of it, and its last signed nick change after that:
+    /// what a new peer is handed, as they came (nobody can sign for another node).
+    pub(super) signed: Kept,
+}
+
+/// A member's kept announcements (see [`Member::signed`]).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Kept {
+    announce: Option<Rc<Signed>>,
+    rename: Option<Rc<Signed>>,
 }
 
 /// The member ids of `node` and of the guests it hosts, in roster order.
@@ -127,7 +138,14 @@ impl Roster {
         let nick = nick.to_string();
         self.by_nick.entry(nick.clone()).or_default().push(member);
         *self.by_folded.entry(nick.to_lowercase()).or_default() += 1;
-        self.members.insert(member, Member { nick, addr });
+        self.members.insert(
+            member,
+            Member {
+                nick,
+                addr,
+                signed: Kept::default(),
+            },
+        );
         true
     }
 
@@ -165,6 +183,35 @@ impl Roster {
         }
     }
 
+    /// Keeps `bundle`, its node's signed announcement of `member` (which replaces a nick
+    /// change kept before it).
+    pub(super) fn keep_announcement(&mut self, member: MemberId, bundle: Rc<Signed>) {
+        if let Some(m) = self.members.get_mut(&member) {
+            m.signed = Kept {
+                announce: Some(bundle),
+                rename: None,
+            };
+        }
+    }
+
+    /// Keeps `bundle`, its node's signed nick change of `member`.
+    pub(super) fn keep_rename(&mut self, member: MemberId, bundle: Rc<Signed>) {
+        if let Some(m) = self.members.get_mut(&member) {
+            m.signed.rename = Some(bundle);
+        }
+    }
+
+    /// The kept announcements of every member but those of node `except`, in roster order
+    /// (a node before its guests, whose bundles its key checks).
+    pub(super) fn announcements(&self, except: NodeId) -> Vec<Rc<Signed>> {
+        self.members
+            .iter()
+            .filter(|(m, _)| m.node != except)
+            .flat_map(|(_, v)| v.signed.announce.iter().chain(v.signed.rename.iter()))
+            .cloned()
+            .collect()
+    }
+
     /// A known member's new nick and, when given, address.
     pub(super) fn update(&mut self, member: MemberId, nick: &str, addr: Option<String>) {
         let Some(m) = self.members.get_mut(&member) else {
@@ -175,10 +222,14 @@ impl Roster {
         }
         if m.nick != nick {
             let (old_nick, old_addr) = (m.nick.clone(), m.addr.clone());
+            let signed = m.signed.clone();
             self.forget(member);
             if !self.insert(member, nick, old_addr.clone()) {
                 // Too many with the new nick: keep the old one.
                 self.insert(member, &old_nick, old_addr);
+            }
+            if let Some(m) = self.members.get_mut(&member) {
+                m.signed = signed;
             }
         }
     }
@@ -237,15 +288,6 @@ impl Roster {
     pub(super) fn hosted(&self, node: NodeId) -> Vec<(MemberId, Member)> {
         self.members
             .range(hosted_by(node))
-            .map(|(&m, v)| (m, v.clone()))
-            .collect()
-    }
-
-    /// Everyone but `except` and this node, in roster order.
-    pub(super) fn others(&self, except: MemberId) -> Vec<(MemberId, Member)> {
-        self.members
-            .iter()
-            .filter(|(&m, _)| m != except && m != self.me)
             .map(|(&m, v)| (m, v.clone()))
             .collect()
     }

@@ -8,8 +8,12 @@
 
 use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
+use std::rc::Rc;
+
+use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 
 use super::ids::{parse_node, MemberId, MsgId, NodeId};
+use super::sign::{self, Nonce, Run};
 use super::{check_nick, ProtocolError, VERSION};
 use ProtocolError::Malformed;
 
@@ -21,6 +25,71 @@ pub struct Hello {
     pub node: NodeId,
     /// The port the node listens on, if it listens.
     pub listen: Option<u16>,
+    /// The node's public key and run: `node` is derived from them ([`sign::node_id`]).
+    pub key: NodeKey,
+    /// Fresh for this connection: the other side's proof signs it.
+    pub nonce: Nonce,
+}
+
+/// A node's public key and the per-run part of its id, which together give its node id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeKey {
+    pub key: VerifyingKey,
+    pub run: Run,
+}
+
+impl NodeKey {
+    /// The node id these make.
+    pub fn node(&self) -> NodeId {
+        sign::node_id(&self.key, &self.run)
+    }
+}
+
+/// The head of a bundle: `SIGNED <node> <count> <signature>`, followed by `count` frame lines
+/// that node `node` originated and signed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BundleHead {
+    pub node: NodeId,
+    pub count: usize,
+    pub sig: Signature,
+}
+
+/// The most frames one bundle carries, and the most bytes its frame lines take.
+pub const MAX_BUNDLE_FRAMES: usize = 64;
+pub const MAX_BUNDLE_BYTES: usize = 256 * 1024;
+
+/// Flooded frames as they travel between peers: signed by their origin, and passed on as the
+/// very bytes the origin sent (`wire`), so every node can check the signature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signed {
+    pub node: NodeId,
+    pub frames: Vec<Frame>,
+    /// The head line and the frame lines, each with its `\n`.
+    pub wire: Vec<u8>,
+}
+
+impl Signed {
+    /// Signs `frames`, which this node (`node`, with `key`) originates.
+    pub fn seal(key: &SigningKey, node: NodeId, frames: Vec<Frame>) -> Signed {
+        let mut lines = Vec::new();
+        for f in &frames {
+            encode(f, &mut lines);
+        }
+        let sig = sign::sign_frames(key, node, &lines);
+        Signed::assemble(node, &sig, frames, &lines)
+    }
+
+    /// A bundle read from a peer, whose signature was checked: kept as it came, to pass on.
+    pub fn assemble(node: NodeId, sig: &Signature, frames: Vec<Frame>, lines: &[u8]) -> Signed {
+        let mut wire = format!(
+            "SIGNED {node:016x} {} {}\n",
+            frames.len(),
+            sign::to_hex(&sig.to_bytes())
+        )
+        .into_bytes();
+        wire.extend_from_slice(lines);
+        Signed { node, frames, wire }
+    }
 }
 
 /// One line on a peer connection.
@@ -59,29 +128,45 @@ pub enum Frame {
         old: String,
         nick: String,
     },
-    /// `member`, called `nick`, is in the chat (at `addr`, when the announcing node knows it).
+    /// `member`, called `nick`, is in the chat (at `addr`, when its node knows it). Sent by the
+    /// member's own node; for a node itself it carries the node's key.
     Join {
         id: MsgId,
         member: MemberId,
         nick: String,
         addr: Option<String>,
+        key: Option<NodeKey>,
     },
-    /// `member` is in the chat, and the sender has just heard from it (a `PONG` on its own
-    /// connection, or it is the member's own node): unlike `Join`, it overrides a recent loss.
+    /// As `Join`, and fresh: the node says it is here now (after a connection of its own came
+    /// up, in answer to a claim that it was lost, and now and then while it runs).
     Here {
         id: MsgId,
         member: MemberId,
         nick: String,
         addr: Option<String>,
+        key: Option<NodeKey>,
     },
-    /// `member` left the chat. Sent by the member's own node (it left, or its guest did), or by a
-    /// neighbour that lost its connection to it (`reason` says how).
+    /// `member` left the chat for good: its own node says so (it left, or its guest did).
     Leave {
         id: MsgId,
         member: MemberId,
         nick: String,
         reason: Option<String>,
     },
+    /// Node `id.node` lost its own connection to node `member` (`reason` says how). A claim,
+    /// not a leave: others drop `member` only if nothing fresh comes from it soon.
+    Lost {
+        id: MsgId,
+        member: MemberId,
+        nick: String,
+        reason: Option<String>,
+    },
+    /// The proof of the key in the hello (see [`sign::sign_proof`]).
+    Proof(Signature),
+    /// The head of a bundle of signed frames, as read; the frame lines follow.
+    Bundle(BundleHead),
+    /// A bundle of signed frames to send.
+    Signed(Rc<Signed>),
     /// The peers the sender is connected to, by node and listening address (peer exchange).
     Peers(Vec<(NodeId, SocketAddr)>),
     /// Keepalive: answer with `Pong`.
@@ -94,6 +179,27 @@ pub enum Frame {
 }
 
 impl Frame {
+    /// At least the bytes of this frame's line (flooded frames): what a bundle's size cap
+    /// counts before encoding.
+    pub fn wire_len(&self) -> usize {
+        // Ids, member ids, a key and a run, the verb and the spaces take less than this.
+        const FIXED: usize = 400;
+        FIXED
+            + match self {
+                Frame::Msg { nick, text, .. }
+                | Frame::Me { nick, text, .. }
+                | Frame::Dm { nick, text, .. } => nick.len() + text.len(),
+                Frame::Nick { old, nick, .. } => old.len() + nick.len(),
+                Frame::Join { nick, addr, .. } | Frame::Here { nick, addr, .. } => {
+                    nick.len() + addr.as_ref().map_or(0, String::len)
+                }
+                Frame::Leave { nick, reason, .. } | Frame::Lost { nick, reason, .. } => {
+                    nick.len() + reason.as_ref().map_or(0, String::len)
+                }
+                _ => 0,
+            }
+    }
+
     /// The flood id, for frames that have one.
     pub fn id(&self) -> Option<MsgId> {
         self.head().map(|h| h.id)
@@ -117,6 +223,9 @@ impl Frame {
             Frame::Leave {
                 id, member, nick, ..
             } => ("LEAVE", id, member, nick),
+            Frame::Lost {
+                id, member, nick, ..
+            } => ("LOST", id, member, nick),
             _ => return None,
         };
         Some(Head {
@@ -151,9 +260,30 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
         Frame::Pong => s.write_str("PONG"),
         Frame::Close(reason) => write!(s, "CLOSE {reason}"),
         Frame::Unknown(line) => s.write_str(line),
+        Frame::Proof(sig) => write!(s, "PROOF {}", sign::to_hex(&sig.to_bytes())),
+        Frame::Bundle(h) => write!(
+            s,
+            "SIGNED {:016x} {} {}",
+            h.node,
+            h.count,
+            sign::to_hex(&h.sig.to_bytes())
+        ),
+        Frame::Signed(b) => {
+            // Already whole lines, as the origin signed them.
+            out.extend_from_slice(&b.wire);
+            return;
+        }
         flooded => write_flooded(&mut s, flooded),
     };
     out.push(b'\n');
+}
+
+/// Appends what a peer is sent for `frame`: a flooded frame goes to peers only inside a signed
+/// bundle ([`Frame::Signed`]), so on its own it is nothing here (it is there for guests).
+pub fn encode_peer(frame: &Frame, out: &mut Vec<u8>) {
+    if frame.id().is_none() {
+        encode(frame, out);
+    }
 }
 
 fn write_hello(s: &mut Appender<'_>, h: &Hello) -> fmt::Result {
@@ -163,8 +293,28 @@ fn write_hello(s: &mut Appender<'_>, h: &Hello) -> fmt::Result {
         h.nick, h.node
     )?;
     match h.listen {
-        Some(port) => write!(s, "listen={port})"),
-        None => s.write_str("listen=-)"),
+        Some(port) => write!(s, "listen={port} ")?,
+        None => s.write_str("listen=- ")?,
+    }
+    write!(
+        s,
+        "key={} run={} nonce={})",
+        sign::to_hex(h.key.key.as_bytes()),
+        sign::to_hex(&h.key.run),
+        sign::to_hex(&h.nonce)
+    )
+}
+
+/// Appends ` KEY RUN` for a frame that carries a node's key.
+fn write_key(s: &mut Appender<'_>, key: &Option<NodeKey>) -> fmt::Result {
+    match key {
+        Some(k) => write!(
+            s,
+            " {} {}",
+            sign::to_hex(k.key.as_bytes()),
+            sign::to_hex(&k.run)
+        ),
+        None => Ok(()),
     }
 }
 
@@ -192,10 +342,14 @@ fn write_flooded(s: &mut Appender<'_>, frame: &Frame) -> fmt::Result {
         Frame::Msg { text, .. } | Frame::Me { text, .. } => write!(s, " {text}"),
         Frame::Dm { to, text, .. } => write!(s, " {to} {text}"),
         Frame::Nick { nick, .. } => write!(s, " {nick}"),
-        Frame::Join { addr, .. } | Frame::Here { addr, .. } => {
-            write!(s, " {}", addr.as_deref().unwrap_or("-"))
+        Frame::Join { addr, key, .. } | Frame::Here { addr, key, .. } => {
+            write!(s, " {}", addr.as_deref().unwrap_or("-"))?;
+            write_key(s, key)
         }
         Frame::Leave {
+            reason: Some(r), ..
+        }
+        | Frame::Lost {
             reason: Some(r), ..
         } => write!(s, " {r}"),
         // A `LEAVE` without a reason ends at the nick.
@@ -213,34 +367,49 @@ impl fmt::Write for Appender<'_> {
     }
 }
 
-/// Reads a hello line. Anything else — another program's first line, another major version —
-/// is `None`, and the connection is a guest.
-pub fn parse_hello(line: &str) -> Option<Hello> {
+/// The protocol version a hello line speaks (`peerchat/N hello from ...`), whatever it is: a
+/// node of another version is told so instead of being taken for a guest.
+pub fn hello_version(line: &str) -> Option<u32> {
     let rest = line.strip_prefix("peerchat/")?;
     let (version, rest) = rest.split_once(' ')?;
-    let major = version.split('.').next()?.parse::<u32>().ok()?;
-    if major != VERSION {
+    rest.starts_with("hello from ").then_some(())?;
+    version.split('.').next()?.parse::<u32>().ok()
+}
+
+/// Reads a hello line of this version. Anything else — another program's first line, another
+/// major version, a node id that its key and run do not give — is `None`.
+pub fn parse_hello(line: &str) -> Option<Hello> {
+    if hello_version(line)? != VERSION {
         return None;
     }
-    let rest = rest.strip_prefix("hello from ")?;
+    let rest = line.split_once(" hello from ")?.1;
     let (nick, rest) = rest.split_once(' ').unwrap_or((rest, ""));
     check_nick(nick).ok()?;
     let fields = rest.strip_prefix('(')?.strip_suffix(')')?;
-    let mut node = None;
-    let mut listen = None;
+    let (mut node, mut listen, mut key, mut run, mut nonce) = (None, None, None, None, None);
     for field in fields.split(' ') {
         match field.split_once('=') {
             Some(("node", v)) => node = parse_node(v),
             Some(("listen", "-")) => listen = None,
             Some(("listen", v)) => listen = Some(v.parse().ok()?),
+            Some(("key", v)) => key = sign::parse_key(v),
+            Some(("run", v)) => run = sign::from_hex::<8>(v),
+            Some(("nonce", v)) => nonce = sign::from_hex::<16>(v),
             // Unknown keys are room for later versions.
             _ => {}
         }
     }
+    let key = NodeKey {
+        key: key?,
+        run: run?,
+    };
+    let node = node.filter(|&n| n == key.node())?;
     Some(Hello {
         nick: nick.to_string(),
-        node: node?,
+        node,
         listen,
+        key,
+        nonce: nonce?,
     })
 }
 
@@ -256,14 +425,37 @@ pub fn parse_frame(line: &str) -> Result<Frame, ProtocolError> {
         "ME" => parse_me(rest),
         "DM" => parse_dm(rest),
         "NICK" => parse_nick(rest),
-        "JOIN" => parse_join(rest),
-        "HERE" => parse_here(rest),
-        "LEAVE" => parse_leave(rest),
+        "JOIN" => parse_join(rest, false),
+        "HERE" => parse_join(rest, true),
+        "LEAVE" => parse_leave(rest, false),
+        "LOST" => parse_leave(rest, true),
+        "PROOF" => sign::parse_signature(rest)
+            .map(Frame::Proof)
+            .ok_or(Malformed("bad proof")),
+        "SIGNED" => parse_bundle_head(rest),
         // A kind from a later version: taken, and ignored.
         _ if !verb.is_empty() && verb.bytes().all(|b| b.is_ascii_uppercase()) => {
             Ok(Frame::Unknown(line.to_string()))
         }
         _ => Err(Malformed("not a frame")),
+    }
+}
+
+/// `SIGNED <node> <count> <signature>`.
+fn parse_bundle_head(rest: &str) -> Result<Frame, ProtocolError> {
+    let mut words = rest.split(' ');
+    let node = words.next().and_then(parse_node);
+    let count = words
+        .next()
+        .filter(|c| c.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|c| c.parse::<usize>().ok())
+        .filter(|c| (1..=MAX_BUNDLE_FRAMES).contains(c));
+    let sig = words.next().and_then(sign::parse_signature);
+    match (node, count, sig, words.next()) {
+        (Some(node), Some(count), Some(sig), None) => {
+            Ok(Frame::Bundle(BundleHead { node, count, sig }))
+        }
+        _ => Err(Malformed("bad bundle head")),
     }
 }
 
@@ -384,41 +576,76 @@ fn parse_nick(rest: &str) -> Result<Frame, ProtocolError> {
     })
 }
 
-/// An address field: `-` when the announcing node does not know it.
-fn addr_field(f: &mut Fields<'_>) -> Option<String> {
-    f.tail().filter(|a| *a != "-").map(str::to_string)
+/// An address field: `-` when the node does not know it, else a `host:port`.
+fn addr_field(f: &mut Fields<'_>) -> Result<Option<String>, ProtocolError> {
+    match f.word()? {
+        "-" => Ok(None),
+        a => Ok(Some(a.to_string())),
+    }
 }
 
-fn parse_join(rest: &str) -> Result<Frame, ProtocolError> {
-    let mut f = Fields::read(rest, 0)?;
-    let addr = addr_field(&mut f);
-    Ok(Frame::Join {
-        id: f.id,
-        member: f.member,
-        nick: f.nick,
-        addr,
+/// `JOIN`/`HERE <id> <member> <nick> <addr>`, then `<key> <run>` for a node itself (none for a
+/// guest), and nothing after.
+fn parse_join(rest: &str, here: bool) -> Result<Frame, ProtocolError> {
+    let mut f = Fields::read(rest, 3)?;
+    let addr = addr_field(&mut f)?;
+    let key = match f.member.guest {
+        0 => {
+            let key = f.word().ok().and_then(sign::parse_key);
+            let run = f.word().ok().and_then(sign::from_hex::<8>);
+            let key = NodeKey {
+                key: key.ok_or(Malformed("bad key"))?,
+                run: run.ok_or(Malformed("bad key"))?,
+            };
+            if key.node() != f.member.node {
+                return Err(Malformed("node id not of its key"));
+            }
+            Some(key)
+        }
+        _ => None,
+    };
+    if f.tail().is_some() {
+        return Err(Malformed("extra words"));
+    }
+    let (id, member, nick) = (f.id, f.member, f.nick);
+    Ok(if here {
+        Frame::Here {
+            id,
+            member,
+            nick,
+            addr,
+            key,
+        }
+    } else {
+        Frame::Join {
+            id,
+            member,
+            nick,
+            addr,
+            key,
+        }
     })
 }
 
-fn parse_here(rest: &str) -> Result<Frame, ProtocolError> {
-    let mut f = Fields::read(rest, 0)?;
-    let addr = addr_field(&mut f);
-    Ok(Frame::Here {
-        id: f.id,
-        member: f.member,
-        nick: f.nick,
-        addr,
-    })
-}
-
-fn parse_leave(rest: &str) -> Result<Frame, ProtocolError> {
+/// `LEAVE` (or `LOST`, a claim) `<id> <member> <nick> [reason]`.
+fn parse_leave(rest: &str, claim: bool) -> Result<Frame, ProtocolError> {
     let mut f = Fields::read(rest, 0)?;
     let reason = f.tail().filter(|r| !r.is_empty()).map(str::to_string);
-    Ok(Frame::Leave {
-        id: f.id,
-        member: f.member,
-        nick: f.nick,
-        reason,
+    let (id, member, nick) = (f.id, f.member, f.nick);
+    Ok(if claim {
+        Frame::Lost {
+            id,
+            member,
+            nick,
+            reason,
+        }
+    } else {
+        Frame::Leave {
+            id,
+            member,
+            nick,
+            reason,
+        }
     })
 }
 

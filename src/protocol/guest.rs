@@ -46,9 +46,7 @@ pub fn encode_guest(frame: &Frame, out: &mut Vec<u8>) -> bool {
                 Peer(nick),
             ],
         ),
-        Frame::Join { nick, .. } | Frame::Here { nick, .. } => {
-            push_line(out, &[Plain("* "), Peer(nick), Plain(" joined")])
-        }
+        Frame::Join { nick, .. } => push_line(out, &[Plain("* "), Peer(nick), Plain(" joined")]),
         Frame::Leave {
             nick, reason: None, ..
         } => push_line(out, &[Plain("* "), Peer(nick), Plain(" left")]),
@@ -66,7 +64,14 @@ pub fn encode_guest(frame: &Frame, out: &mut Vec<u8>) -> bool {
                 Plain(")"),
             ],
         ),
-        Frame::Dm { .. }
+        // A node saying it is here, or a claim about another, is news only for peers: guests
+        // are told of joins and leaves when this node decides them.
+        Frame::Here { .. }
+        | Frame::Lost { .. }
+        | Frame::Proof(_)
+        | Frame::Bundle(_)
+        | Frame::Signed(_)
+        | Frame::Dm { .. }
         | Frame::Peers(_)
         | Frame::Ping
         | Frame::Pong

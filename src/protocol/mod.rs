@@ -1,4 +1,4 @@
-//! Wire protocol v1: the limits every part shares, the nick rules, and the rooms below, each
+//! Wire protocol v2: the limits every part shares, the nick rules, and the rooms below, each
 //! re-exported here so callers write `protocol::X`:
 //! - `ids.rs`: node, message and member ids and their text forms;
 //! - `frame.rs`: frames and hellos, their peer encoding and parsing;
@@ -16,14 +16,18 @@ mod decoder;
 mod frame;
 mod guest;
 mod ids;
+pub mod sign;
 
 pub use decoder::LineDecoder;
-pub use frame::{encode, parse_frame, parse_hello, Frame, Hello, MAX_PEERS_LISTED};
+pub use frame::{
+    encode, encode_peer, hello_version, parse_frame, parse_hello, BundleHead, Frame, Hello,
+    NodeKey, Signed, MAX_BUNDLE_BYTES, MAX_BUNDLE_FRAMES, MAX_PEERS_LISTED,
+};
 pub use guest::{encode_guest, encode_guest_direct, is_guest_text};
 pub use ids::{MemberId, MsgId, NodeId};
 
 /// The protocol version this build speaks. A hello with another major version is not a hello.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Hard cap on one line, without its `\n`. A longer line closes the connection that sent it.
 pub const MAX_LINE: usize = 64 * 1024;

@@ -45,6 +45,12 @@ impl<W: Write> Reactor<W> {
                     self.dial_failed(super::DialError::Connect { label, why: reason });
                 }
             }
+            Action::SendFirst { conn, line } => {
+                if let Some(e) = self.conns.get_mut(conn) {
+                    e.conn.queue_urgent(format!("{line}\n").into_bytes());
+                    self.mark_dirty(conn);
+                }
+            }
             Action::Tell { conn, text } => {
                 if let Some(e) = self.conns.get_mut(conn) {
                     let line = format!("{}\n", crate::safe::sanitize(&text));
@@ -119,7 +125,10 @@ impl<W: Write> Reactor<W> {
         }
         let own_speech =
             matches!(&*frame, Frame::Msg { id, .. } | Frame::Me { id, .. } if id.node == self.node);
-        if own_speech && self.redial.is_waiting() {
+        // Peers get what the user said later, signed in a bundle: skipped on a trial too.
+        let own_signed_speech = matches!(&*frame, Frame::Signed(b) if b.node == self.node
+            && b.frames.iter().any(|f| matches!(f, Frame::Msg { .. } | Frame::Me { .. })));
+        if (own_speech || own_signed_speech) && self.redial.is_waiting() {
             // A re-dial still coming up is nobody yet: what the user says meanwhile is not
             // sent on it, as the notice below tells them, even if it comes up a moment later.
             for (_, e) in self.conns.iter_mut() {

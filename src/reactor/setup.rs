@@ -4,19 +4,18 @@
 //!
 //! Must not run the loop or hold chat rules: it only turns a setup into bound sockets.
 
-use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use ed25519_dalek::SigningKey;
 use mio::net::TcpListener;
+use rand_core::{OsRng, RngCore};
 
 use crate::chat::{self, Mesh};
 use crate::conn::{MAX_BACKLOG, STALL_LIMIT};
 use crate::eventlog::EventLog;
-use crate::protocol::NodeId;
 
 /// A peer to dial: as the user wrote it, and every address it resolved to, tried in order
 /// (a name may resolve to an IPv6 address first while the peer listens on IPv4 only).
@@ -57,6 +56,8 @@ pub struct Setup {
     /// the peers of `dials` again, with back-off, until one is back or the user leaves. False:
     /// it ends (`no connections left`), as a piped client must.
     pub reconnect: bool,
+    /// This node's identity key; `None`: a key for this run only.
+    pub key: Option<SigningKey>,
 }
 
 impl Setup {
@@ -75,6 +76,7 @@ impl Setup {
             max_conns: usize::MAX,
             guest_rate: Some(chat::RateLimit::per_second(chat::DEFAULT_GUEST_RATE)),
             reconnect: false,
+            key: None,
         }
     }
 }
@@ -244,10 +246,11 @@ pub fn describe(e: &io::Error) -> String {
 }
 
 /// A random identity for this run of the node.
-pub(super) fn new_node_id() -> NodeId {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.finish()
+/// Random bytes from the operating system (a node id's run part, a hello's nonce, a key).
+pub(super) fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    OsRng.fill_bytes(&mut b);
+    b
 }
 
 #[cfg(test)]

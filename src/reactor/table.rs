@@ -64,7 +64,8 @@ impl<W: Write> Reactor<W> {
     /// A connection is up: send our hello and tell the chat.
     pub(super) fn opened(&mut self, k: usize, addr: SocketAddr, now: Instant) {
         let mut hello = Vec::new();
-        protocol::encode(&self.chat.hello(), &mut hello);
+        protocol::encode(&self.chat.hello(super::setup::random()), &mut hello);
+        let sent = String::from_utf8_lossy(&hello[..hello.len() - 1]).into_owned();
         let Some(e) = self.conns.get_mut(k) else {
             return;
         };
@@ -85,7 +86,7 @@ impl<W: Write> Reactor<W> {
             local,
             origin,
         };
-        self.chat.handle_opened(k, link, now);
+        self.chat.handle_opened(k, link, sent, now);
     }
 
     /// Closes `k` for something it did (too slow, a bad frame, an unfinished hello), saying so
