@@ -19,9 +19,35 @@ pub(super) use crate::chat::{
 };
 pub(super) use crate::protocol::{self, Frame, Hello, MemberId, MsgId, NodeId, MAX_TEXT};
 
+/// Node `i`'s identity key in the test network.
+pub(super) fn key(i: usize) -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[i as u8 + 1; 32])
+}
+
+/// The run part of node `i`'s id in its `run`-th run.
+pub(super) fn run_of(i: usize, run: u64) -> [u8; 8] {
+    (((i as u64) << 32) | run).to_be_bytes()
+}
+
+/// Node `i`'s config in its `run`-th run (a restarted node is a new origin).
+pub(super) fn config(i: usize, run: u64) -> Config {
+    Config::new(format!("n{i}"), key(i), run_of(i, run), Some(5000))
+}
+
+/// Node `i`'s id in its first run.
 pub(super) fn node_id(i: usize) -> NodeId {
-    // Distinct first hex digits, so tags are short in assertions.
-    ((i as u64 + 1) << 56) | 0x1000 | i as u64
+    protocol::sign::node_id(&key(i).verifying_key(), &run_of(i, 0))
+}
+
+/// The hello `chat` sends on connection `conn`, and its line.
+pub(super) fn hello_on(chat: &Chat, conn: ConnId) -> (Frame, String) {
+    let mut nonce = [0u8; 16];
+    nonce[..8].copy_from_slice(&(conn as u64).to_be_bytes());
+    let hello = chat.hello(nonce);
+    let mut line = Vec::new();
+    protocol::encode(&hello, &mut line);
+    line.pop();
+    (hello, String::from_utf8_lossy(&line).into_owned())
 }
 
 pub(super) fn addr(i: usize, port: u16) -> SocketAddr {
@@ -61,9 +87,7 @@ impl Net {
     pub(super) fn new(n: usize) -> Net {
         let now = Instant::now();
         Net {
-            nodes: (0..n)
-                .map(|i| Chat::new(Config::new(format!("n{i}"), node_id(i), Some(5000)), now))
-                .collect(),
+            nodes: (0..n).map(|i| Chat::new(config(i, 0), now)).collect(),
             links: HashMap::new(),
             next_conn: 100,
             shown: vec![Vec::new(); n],
@@ -83,11 +107,10 @@ impl Net {
         let conn = self.next_conn;
         self.next_conn += 1;
         let link = accepted(addr(200, 40000 + conn as u16));
-        self.nodes[i].handle_opened(conn, link, self.now);
-        let mut hello = Vec::new();
-        protocol::encode(&self.nodes[i].hello(), &mut hello);
+        let (_, line) = hello_on(&self.nodes[i], conn);
+        self.nodes[i].handle_opened(conn, link, line.clone(), self.now);
         self.guests.insert((i, conn), (Vec::new(), true));
-        self.write_guest(i, conn, &hello);
+        self.write_guest(i, conn, format!("{line}\n").as_bytes());
         conn
     }
 
@@ -143,9 +166,7 @@ impl Net {
 
     /// Replaces node `i` with a fresh run of it (a new node id, like a restarted process).
     pub(super) fn restart(&mut self, i: usize, run: u64) {
-        let nick = format!("n{i}");
-        let id = node_id(i) ^ (run << 40);
-        self.nodes[i] = Chat::new(Config::new(nick, id, Some(5000)), self.now);
+        self.nodes[i] = Chat::new(config(i, run), self.now);
         self.quit[i] = false;
     }
 
@@ -153,7 +174,7 @@ impl Net {
     pub(super) fn link_raw(&mut self, a: usize, b: usize, origin: Origin) {
         let (ca, cb) = self.open_raw(a, b, origin);
         for (x, cx) in [(a, ca), (b, cb)] {
-            let hello = self.nodes[x].hello();
+            let (hello, _) = hello_on(&self.nodes[x], cx);
             self.deliver(x, cx, &hello);
         }
     }
@@ -175,8 +196,10 @@ impl Net {
             local: addr(b, from_port),
             origin,
         };
-        self.nodes[a].handle_opened(ca, accepted, self.now);
-        self.nodes[b].handle_opened(cb, dialled, self.now);
+        let (_, hello_a) = hello_on(&self.nodes[a], ca);
+        let (_, hello_b) = hello_on(&self.nodes[b], cb);
+        self.nodes[a].handle_opened(ca, accepted, hello_a, self.now);
+        self.nodes[b].handle_opened(cb, dialled, hello_b, self.now);
         (ca, cb)
     }
 
@@ -241,15 +264,21 @@ impl Net {
             return;
         }
         let mut buf = Vec::new();
-        protocol::encode(frame, &mut buf);
-        let verb = String::from_utf8_lossy(&buf)
-            .split(' ')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_string();
-        *self.sent.entry(verb).or_default() += 1;
-        self.nodes[to].handle_line(to_conn, &buf[..buf.len() - 1], self.now);
+        protocol::encode_peer(frame, &mut buf);
+        self.deliver_bytes(to, to_conn, &buf);
+    }
+
+    /// Lines for node `to` on `to_conn`, each counted by its verb.
+    fn deliver_bytes(&mut self, to: usize, to_conn: ConnId, buf: &[u8]) {
+        for line in buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let verb = String::from_utf8_lossy(line)
+                .split(' ')
+                .next()
+                .unwrap_or("")
+                .to_string();
+            *self.sent.entry(verb).or_default() += 1;
+            self.nodes[to].handle_line(to_conn, line, self.now);
+        }
     }
 
     /// Carries out actions until every node is quiet.
@@ -296,6 +325,13 @@ impl Net {
                 self.write_guest(i, conn, &bytes);
             }
             Action::Send { conn, frame } => self.deliver(i, conn, &frame),
+            Action::SendFirst { conn, line } => match self.links.get(&(i, conn)) {
+                Some(&(to, to_conn)) if !self.dead[to] => {
+                    self.deliver_bytes(to, to_conn, line.as_bytes())
+                }
+                Some(_) => {}
+                None => self.write_guest(i, conn, format!("{line}\n").as_bytes()),
+            },
             Action::Tell { conn, text } => match self.links.get(&(i, conn)) {
                 // A node taken for a guest reads what a guest is told.
                 Some(&(to, to_conn)) if !self.dead[to] => {
