@@ -26,6 +26,10 @@ pub struct Name {
     pub nick: String,
     pub addr: Option<String>,
     pub you: bool,
+    /// The fingerprint of its node's key (a guest has none of its own).
+    pub key: Option<String>,
+    /// Set when this nick was seen before with another key: the fingerprint remembered.
+    pub key_was: Option<String>,
 }
 
 /// Something for the user to see (or, for `Sent`, only for the event log).

@@ -137,6 +137,12 @@ impl<W: Write> Output<W> {
                         if n.you {
                             o.insert("you".into(), true.into());
                         }
+                        if let Some(k) = &n.key {
+                            o.insert("key".into(), k.clone().into());
+                        }
+                        if let Some(k) = &n.key_was {
+                            o.insert("key_was".into(), k.clone().into());
+                        }
                         serde_json::Value::Object(o)
                     })
                     .collect();
@@ -240,10 +246,20 @@ pub(crate) fn names_list(names: &[Name]) -> String {
         .iter()
         .map(|n| {
             let mut s = sanitize(&n.nick).into_owned();
+            let mut notes = Vec::new();
             if n.you {
-                s.push_str(" (you)");
+                notes.push("you".to_string());
             } else if let Some(a) = &n.addr {
-                s.push_str(&format!(" ({})", sanitize(a)));
+                notes.push(sanitize(a).into_owned());
+            }
+            if let Some(k) = &n.key {
+                notes.push(format!("key {k}"));
+            }
+            if let Some(was) = &n.key_was {
+                notes.push(format!("KEY CHANGED, was {was}"));
+            }
+            if !notes.is_empty() {
+                s.push_str(&format!(" ({})", notes.join(", ")));
             }
             s
         })

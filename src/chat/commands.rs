@@ -6,7 +6,7 @@
 
 use super::{Chat, Due, Event};
 use crate::event::Speech;
-use crate::protocol::{self, check_nick, Frame, MAX_TEXT};
+use crate::protocol::{self, check_nick, Frame, MemberId, MAX_TEXT};
 
 /// The commands, for `/help`: one line each, shown one per event, every one narrower than
 /// 80 columns so that no terminal wraps them.
@@ -15,7 +15,8 @@ pub const HELP_LINES: &[&str] = &[
     "/msg NICK text        a direct message to NICK",
     "/me action            say what you do: * ana waves",
     "/nick NAME            change your name",
-    "/names                who is here (also /who)",
+    "/names                who is here (also /who), with key fingerprints",
+    "/whois NICK           who NICK is: its key's fingerprint, address, node",
     "/connect HOST[:PORT]  connect to another peer",
     "/help                 this list",
     "/quit [reason]        leave (also /exit, sair)",
@@ -24,7 +25,7 @@ pub const HELP_LINES: &[&str] = &[
 
 /// The commands Tab completes, as typed.
 pub const COMMANDS: &[&str] = &[
-    "/msg", "/me", "/nick", "/names", "/who", "/connect", "/help", "/quit", "/exit",
+    "/msg", "/me", "/nick", "/names", "/who", "/whois", "/connect", "/help", "/quit", "/exit",
 ];
 
 /// One typed line, understood.
@@ -42,6 +43,8 @@ pub enum Command<'a> {
     Nick(&'a str),
     /// `/names` or `/who`.
     Names,
+    /// `/whois NICK`: who that member is.
+    Whois(&'a str),
     /// `/connect HOST[:PORT]`.
     Connect(&'a str),
     /// `/help`.
@@ -77,6 +80,8 @@ impl<'a> Command<'a> {
             "/help" => Command::Help,
             "/names" | "/who" => Command::Names,
             "/nick" => Command::Nick(arg),
+            "/whois" if !arg.is_empty() && !arg.contains(' ') => Command::Whois(arg),
+            "/whois" => Command::Usage("usage: /whois NICK".into()),
             "/me" if !arg.is_empty() => Command::Me(arg),
             "/msg" => match arg.split_once(' ') {
                 Some((nick, text)) if !text.trim().is_empty() => Command::Msg {
@@ -141,6 +146,48 @@ impl Chat {
             };
             self.out.originate(None, frame);
         }
+    }
+
+    /// What `/whois NICK` tells: the member, its key's fingerprint, where it is, and a warning
+    /// if its nick was seen before with another key.
+    pub(super) fn whois_lines(&self, nick: &str) -> Vec<String> {
+        let member = match self.roster.resolve(nick) {
+            Ok(m) => m,
+            Err(msg) => return vec![msg],
+        };
+        let Some(m) = self.roster.get(&member) else {
+            return vec![format!("{nick} is not here")];
+        };
+        let name = self.roster.display(member);
+        let mut lines = vec![format!("{name}: member {member}")];
+        let key = m.key.as_deref().unwrap_or("not known yet");
+        lines.push(match member.guest {
+            0 => format!("{name}: key {key}"),
+            _ => format!(
+                "{name}: a guest (no key of its own) of {} (key {key})",
+                self.roster.display(MemberId::node(member.node))
+            ),
+        });
+        if let Some(addr) = &m.addr {
+            lines.push(format!("{name}: at {addr}"));
+        }
+        let how = if member == self.me {
+            "this is you"
+        } else if self.neighbours.peer_conn(member.node).is_some() {
+            "connected to this node"
+        } else if member.node == self.cfg.node {
+            "a guest of this node"
+        } else {
+            "reached through other nodes"
+        };
+        lines.push(format!("{name}: {how}"));
+        if let Some(was) = &m.key_was {
+            lines.push(format!(
+                "WARNING: {} was seen before with key {was}; this is another key",
+                m.nick
+            ));
+        }
+        lines
     }
 
     pub(super) fn direct(&mut self, nick: &str, text: &str) {

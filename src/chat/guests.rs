@@ -121,6 +121,11 @@ impl Chat {
                     self.out.tell(conn, line);
                 }
             }
+            Command::Whois(nick) => {
+                for line in self.whois_lines(nick) {
+                    self.out.tell(conn, format!("* {line}"));
+                }
+            }
             Command::Help => {
                 for line in GUEST_HELP {
                     self.out.tell(conn, line.to_string());

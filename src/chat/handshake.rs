@@ -22,6 +22,8 @@ pub(super) enum FirstLine {
     Hello(Hello),
     /// A peerchat node of another protocol version.
     OtherVersion(u32),
+    /// A hello of this version that does not hold together (a node id its key does not give).
+    BadHello,
     /// A full node refused us (only a node we dialled can).
     Refusal,
     /// A dial of ours reached something that does not speak first as a node does.
@@ -36,7 +38,8 @@ pub(super) fn classify(origin: Origin, text: &str) -> FirstLine {
         Some(hello) => FirstLine::Hello(hello),
         None => match protocol::hello_version(text) {
             Some(v) if v != protocol::VERSION => FirstLine::OtherVersion(v),
-            _ => classify_other(origin, text),
+            Some(_) => FirstLine::BadHello,
+            None => classify_other(origin, text),
         },
     }
 }
@@ -101,6 +104,7 @@ impl Chat {
         match classify(origin, text) {
             FirstLine::Hello(hello) => self.start_proof(conn, hello, text),
             FirstLine::OtherVersion(v) => self.other_version(conn, v),
+            FirstLine::BadHello => self.drop_conn(conn, "malformed hello".into()),
             FirstLine::Refusal => self.refused(conn),
             FirstLine::NotAPeer => self.not_a_peer(conn),
             FirstLine::Guest => {
@@ -147,7 +151,10 @@ impl Chat {
             _ => false,
         };
         if !proven {
-            return self.drop_conn(conn, "its hello was not proven (bad or missing proof)".into());
+            return self.drop_conn(
+                conn,
+                "its hello was not proven (bad or missing proof)".into(),
+            );
         }
         let hello = hello.clone();
         self.make_peer(conn, hello);
@@ -255,10 +262,14 @@ impl Chat {
             self.roster.update(member, &hello.nick, Some(shown_addr));
         } else if !self.quitting {
             self.add_member(member, &hello.nick, Some(shown_addr.clone()));
+            self.learn_key(member);
             self.out.to_guests(
                 Some(conn),
                 Frame::Join {
-                    id: MsgId { node: member.node, seq: 0 },
+                    id: MsgId {
+                        node: member.node,
+                        seq: 0,
+                    },
                     member,
                     nick: hello.nick,
                     addr: None,
@@ -364,6 +375,7 @@ impl Chat {
             return;
         }
         self.add_member(member, &nick, Some(addr.clone()));
+        self.learn_key(member);
         let id = self.next_id();
         self.out.originate(
             Some(conn),

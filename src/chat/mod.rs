@@ -143,6 +143,9 @@ impl Chat {
             key: Some(chat.node_key()),
         };
         chat.out.originate(None, join);
+        let own = chat.cfg.key.verifying_key();
+        chat.origins.learn(chat.cfg.node, own, now);
+        chat.learn_key(chat.me);
         chat.seal();
         while chat.out.next().is_some() {}
         chat
@@ -423,6 +426,11 @@ impl Chat {
             Command::Msg { nick, text } => self.direct(nick, text),
             Command::Nick(new) => self.change_nick(new),
             Command::Names => self.out.show(Event::Names(self.roster.names())),
+            Command::Whois(nick) => {
+                for line in self.whois_lines(nick) {
+                    self.out.show(Event::Info(line));
+                }
+            }
             Command::Connect(host) => self.out.connect(host.to_string()),
             Command::Help => {
                 for line in HELP_LINES {
@@ -465,7 +473,12 @@ impl Chat {
     ) -> bool {
         let going = match member.guest {
             0 => self.roster.hosted(member.node),
-            _ => self.roster.hosted(member.node).into_iter().filter(|(m, _)| *m == member).collect(),
+            _ => self
+                .roster
+                .hosted(member.node)
+                .into_iter()
+                .filter(|(m, _)| *m == member)
+                .collect(),
         };
         for (m, v) in going {
             let reason = match m == member {

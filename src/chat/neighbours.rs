@@ -113,7 +113,10 @@ pub(super) enum Kind {
     /// No line yet; taken for a guest when its hello wait (a chat timer) is over.
     Pending,
     /// It said hello (`line`, as it came); its proof of the key is awaited.
-    Proving { hello: Hello, line: String },
+    Proving {
+        hello: Hello,
+        line: String,
+    },
     Peer(Peer),
     Guest(Guest),
 }

@@ -161,10 +161,19 @@ impl Chat {
         let node = b.head.node;
         let now = self.clock;
         // Ours, come back around a loop; or nothing new in it.
-        if node == self.cfg.node || b.frames.iter().all(|f| f.id().is_some_and(|id| self.seen.has(id, now))) {
+        if node == self.cfg.node
+            || b.frames
+                .iter()
+                .all(|f| f.id().is_some_and(|id| self.seen.has(id, now)))
+        {
             return;
         }
-        let Some(key) = self.origins.key(node).copied().or_else(|| announced_key(node, &b.frames)) else {
+        let Some(key) = self
+            .origins
+            .key(node)
+            .copied()
+            .or_else(|| announced_key(node, &b.frames))
+        else {
             // We do not know who signed it (its announcement never reached us): not passed on
             // either, as nobody could check it for us.
             log::debug!("bundle from unknown node {node:016x} dropped");
@@ -176,7 +185,13 @@ impl Chat {
         if !self.origins.learn(node, key, now) {
             return;
         }
-        let top = b.frames.iter().filter_map(Frame::id).map(|id| id.seq).max().unwrap_or(0);
+        let top = b
+            .frames
+            .iter()
+            .filter_map(Frame::id)
+            .map(|id| id.seq)
+            .max()
+            .unwrap_or(0);
         let fresh = self.origins.is_fresh(node, top);
         self.origins.heard(node, top, now);
         if fresh {
@@ -230,12 +245,8 @@ impl Chat {
                 }
                 fwd
             }
-            Frame::Leave {
-                member, reason, ..
-            } => self.leave_frame(*member, reason.clone()),
-            Frame::Lost {
-                member, reason, ..
-            } => self.lost_frame(*member, reason.clone()),
+            Frame::Leave { member, reason, .. } => self.leave_frame(*member, reason.clone()),
+            Frame::Lost { member, reason, .. } => self.lost_frame(*member, reason.clone()),
             _ => Forward::No,
         }
     }
@@ -331,10 +342,14 @@ impl Chat {
             self.roster.update(member, nick, addr.clone());
         } else {
             self.add_member(member, nick, addr.clone());
+            self.learn_key(member);
             self.out.to_guests(
                 Some(conn),
                 Frame::Join {
-                    id: MsgId { node: member.node, seq: 0 },
+                    id: MsgId {
+                        node: member.node,
+                        seq: 0,
+                    },
                     member,
                     nick: nick.to_string(),
                     addr: None,
@@ -343,6 +358,14 @@ impl Chat {
             );
         }
         Forward::Yes
+    }
+
+    /// Records the fingerprint of `member`'s node key in the roster (a guest shows its node's).
+    pub(super) fn learn_key(&mut self, member: MemberId) {
+        if let Some(key) = self.origins.key(member.node) {
+            let fp = protocol::sign::fingerprint(key);
+            self.roster.set_key(member, fp, None);
+        }
     }
 
     /// A LEAVE, from the member's own node: it (or its guest) left for good.
@@ -475,7 +498,10 @@ impl Chat {
         let mut batch: Vec<Frame> = Vec::new();
         let mut bytes = 0;
         for f in frames {
-            let kept = matches!(f, Frame::Join { .. } | Frame::Here { .. } | Frame::Nick { .. });
+            let kept = matches!(
+                f,
+                Frame::Join { .. } | Frame::Here { .. } | Frame::Nick { .. }
+            );
             let size = f.wire_len();
             if kept || batch.len() == MAX_BUNDLE_FRAMES || bytes + size > MAX_BUNDLE_BYTES {
                 self.seal_batch(std::mem::take(&mut batch), peers);
@@ -501,7 +527,9 @@ impl Chat {
     /// One announcement of ours, signed alone and kept for new peers.
     fn seal_announcement(&mut self, f: Frame) {
         let member = match &f {
-            Frame::Join { member, .. } | Frame::Here { member, .. } | Frame::Nick { member, .. } => *member,
+            Frame::Join { member, .. }
+            | Frame::Here { member, .. }
+            | Frame::Nick { member, .. } => *member,
             _ => return,
         };
         let rename = matches!(f, Frame::Nick { .. });

@@ -35,6 +35,10 @@ pub(super) struct Member {
     /// Its node's own signed announcement of it, and its last signed nick change after that:
     /// what a new peer is handed, as they came (nobody can sign for another node).
     pub(super) signed: Kept,
+    /// The fingerprint of its node's key, once known (guests share their node's).
+    pub(super) key: Option<String>,
+    /// Another key was remembered for this nick: that key's fingerprint.
+    pub(super) key_was: Option<String>,
 }
 
 /// A member's kept announcements (see [`Member::signed`]).
@@ -144,6 +148,8 @@ impl Roster {
                 nick,
                 addr,
                 signed: Kept::default(),
+                key: None,
+                key_was: None,
             },
         );
         true
@@ -181,6 +187,20 @@ impl Roster {
                 self.by_folded.remove(&folded);
             }
         }
+    }
+
+    /// Records the fingerprint of `member`'s key, and the one remembered for its nick if that
+    /// was another (then it is shown with a warning wherever it is named).
+    pub(super) fn set_key(&mut self, member: MemberId, key: String, was: Option<String>) {
+        if let Some(m) = self.members.get_mut(&member) {
+            m.key = Some(key);
+            m.key_was = was;
+        }
+    }
+
+    /// The member's record, if known.
+    pub(super) fn get(&self, member: &MemberId) -> Option<&Member> {
+        self.members.get(member)
     }
 
     /// Keeps `bundle`, its node's signed announcement of `member` (which replaces a nick
@@ -222,14 +242,16 @@ impl Roster {
         }
         if m.nick != nick {
             let (old_nick, old_addr) = (m.nick.clone(), m.addr.clone());
-            let signed = m.signed.clone();
+            let kept = m.clone();
             self.forget(member);
             if !self.insert(member, nick, old_addr.clone()) {
                 // Too many with the new nick: keep the old one.
                 self.insert(member, &old_nick, old_addr);
             }
             if let Some(m) = self.members.get_mut(&member) {
-                m.signed = signed;
+                m.signed = kept.signed;
+                m.key = kept.key;
+                m.key_was = kept.key_was;
             }
         }
     }
@@ -357,6 +379,8 @@ impl Roster {
                 nick: self.display(m),
                 addr: member.addr.clone(),
                 you: m == you,
+                key: member.key.clone(),
+                key_was: member.key_was.clone(),
             })
             .collect();
         names.sort_by(|a, b| a.nick.cmp(&b.nick));

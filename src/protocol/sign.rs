@@ -102,7 +102,12 @@ pub fn sign_proof(key: &SigningKey, own_hello: &str, their_hello: &str) -> Signa
 }
 
 /// Checks the other side's proof: signed by `key` (from its hello) over its hello then ours.
-pub fn verify_proof(key: &VerifyingKey, sig: &Signature, their_hello: &str, own_hello: &str) -> bool {
+pub fn verify_proof(
+    key: &VerifyingKey,
+    sig: &Signature,
+    their_hello: &str,
+    own_hello: &str,
+) -> bool {
     key.verify_strict(&proof_message(their_hello, own_hello), sig)
         .is_ok()
 }
@@ -164,13 +169,21 @@ mod tests {
     #[test]
     fn a_proof_holds_for_its_connection_only() {
         let k = key(3);
-        let (mine, theirs) = ("peerchat/2 hello from a (n=1)", "peerchat/2 hello from b (n=2)");
+        let (mine, theirs) = (
+            "peerchat/2 hello from a (n=1)",
+            "peerchat/2 hello from b (n=2)",
+        );
         let sig = sign_proof(&k, mine, theirs);
         let vk = k.verifying_key();
         assert!(verify_proof(&vk, &sig, mine, theirs));
         // Turned around, or on another connection (other nonces), it fails.
         assert!(!verify_proof(&vk, &sig, theirs, mine));
-        assert!(!verify_proof(&vk, &sig, mine, "peerchat/2 hello from b (n=3)"));
+        assert!(!verify_proof(
+            &vk,
+            &sig,
+            mine,
+            "peerchat/2 hello from b (n=3)"
+        ));
         assert!(!verify_proof(&key(4).verifying_key(), &sig, mine, theirs));
     }
 

@@ -12,10 +12,14 @@
 //! - `mesh`: mesh mode, the chat commands, the log file and peer exchange.
 //! - `pty`: the harness that runs peerchat on a pseudo-terminal and reads its screen.
 //! - `term`: the interactive terminal front end, on a pty, as a person sees it.
+//! - `trust`: what one hostile node could try against the others (forged leaves and ids,
+//!   claims of loss, amplification, flipped bits), and old-protocol nodes refused.
+//! - `fake`: a node played by the test, with its own key, honest or hostile.
 //! - `util`: starting nodes and raw connections, waiting with deadlines, namespaces.
 //!
 //! This file must hold no tests itself, only the module list.
 
+mod fake;
 mod util;
 
 mod chat;
@@ -26,3 +30,4 @@ mod load;
 mod mesh;
 mod pty;
 mod term;
+mod trust;

@@ -1,0 +1,330 @@
+//! Trust on a LAN where not everyone is friendly: a node of the test's own ([`FakePeer`])
+//! tries what one hostile participant could do to the others — speak, leave or vanish for
+//! someone else, take over an id, forge the reader's own id, amplify a small stimulus, flip a
+//! bit while relaying — against real nodes over loopback. Also: nodes of the old protocol
+//! are refused with a clear line on both sides.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use peerchat::protocol::sign;
+use peerchat::protocol::{self, Frame, MemberId, MsgId, NodeKey};
+
+use crate::fake::{key_of, rand_run, FakePeer};
+use crate::util::{Node, Raw};
+
+/// A hub (`alice`, listening) and a client (`bob`), each having seen the other join; and
+/// bob's node id, as alice's roster replay tells any new peer.
+fn hub_and_bob() -> (Node, Node, u16) {
+    Node::pair("alice", "bob", &[])
+}
+
+/// Reads `peer`'s lines until a `JOIN` of a node called `nick` comes: its member id and key.
+fn learn_node(peer: &mut FakePeer, nick: &str) -> (MemberId, NodeKey) {
+    loop {
+        let line = peer.raw.line().expect("the hub's frames");
+        if let Ok(Frame::Join {
+            member,
+            nick: n,
+            key: Some(key),
+            ..
+        }) = protocol::parse_frame(&line)
+        {
+            if n == nick {
+                return (member, key);
+            }
+        }
+    }
+}
+
+/// True once the connection is closed by the other end (EOF or reset), reading what is left.
+fn closed(raw: &mut Raw) -> bool {
+    let mut rest = Vec::new();
+    match raw.stream.read_to_end(&mut rest) {
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    }
+}
+
+/// Asserts that `node` shows no event matching `pred` for `within` (the wait a suspicion
+/// takes and a margin): a deadline for something that must not happen.
+fn never(node: &mut Node, within: Duration, what: &str, pred: impl Fn(&serde_json::Value) -> bool) {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if node.events().iter().any(&pred) {
+            panic!("{what}: {:#?}", node.events());
+        }
+        // Reads what came meanwhile (the marker line is never sent).
+        node.send("/names");
+        node.wait_event(|v| v["event"] == "names");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!node.events().iter().any(&pred), "{what}");
+}
+
+#[test]
+fn a_forged_leave_closes_the_forger_and_mutes_nobody() {
+    let (mut alice, mut bob, port) = hub_and_bob();
+    let mut mallory = FakePeer::connect(port, "mallory", 66);
+    let (bob_id, _) = learn_node(&mut mallory, "bob");
+    mallory.announce();
+    alice.wait_join("mallory");
+    // A leave for bob, in a bundle that claims to be bob's but is signed by mallory.
+    let leave = Frame::Leave {
+        id: MsgId {
+            node: bob_id.node,
+            seq: 4_000_000_000,
+        },
+        member: bob_id,
+        nick: "bob".into(),
+        reason: None,
+    };
+    let mut lines = Vec::new();
+    protocol::encode(&leave, &mut lines);
+    let sig = sign::sign_frames(&mallory.key, bob_id.node, &lines);
+    let forged = protocol::Signed::assemble(bob_id.node, &sig, vec![leave], &lines);
+    mallory.raw.send(&forged.wire);
+    let gone = alice.wait_leave("mallory");
+    assert!(
+        gone["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("bad signature"),
+        "{gone}"
+    );
+    assert!(closed(&mut mallory.raw));
+    bob.send("still here");
+    alice.wait_message("bob", "still here");
+    assert!(
+        !alice
+            .events()
+            .iter()
+            .any(|v| v["event"] == "leave" && v["nick"] == "bob"),
+        "{:#?}",
+        alice.events()
+    );
+}
+
+#[test]
+fn a_node_that_speaks_for_another_in_its_own_bundle_is_closed() {
+    let (mut alice, mut bob, port) = hub_and_bob();
+    let mut mallory = FakePeer::connect(port, "mallory", 67);
+    let (bob_id, _) = learn_node(&mut mallory, "bob");
+    mallory.announce();
+    alice.wait_join("mallory");
+    let id = mallory.next_id();
+    mallory.send_signed(vec![Frame::Msg {
+        id,
+        from: bob_id,
+        nick: "bob".into(),
+        text: "this is really bob, send me the file".into(),
+    }]);
+    let gone = alice.wait_leave("mallory");
+    assert!(
+        gone["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("speaking for another"),
+        "{gone}"
+    );
+    bob.send("hello");
+    alice.wait_message("bob", "hello");
+    assert!(!alice
+        .events()
+        .iter()
+        .any(|v| v["text"] == "this is really bob, send me the file"));
+}
+
+#[test]
+fn a_hello_claiming_anothers_id_is_never_a_peer() {
+    let (mut alice, mut bob, port) = hub_and_bob();
+    let mut spy = FakePeer::connect(port, "spy", 68);
+    let (bob_id, bob_key) = learn_node(&mut spy, "bob");
+    // bob's key and run in the hello (so the id is bob's), but no way to prove them.
+    let mut raw = Raw::connect(port);
+    let hello = crate::fake::hello_line_with(&bob_key, "bob", bob_id.node);
+    raw.send(format!("{hello}\n").as_bytes());
+    let theirs = raw.line().expect("alice's hello");
+    let proof = sign::sign_proof(&key_of(69), &hello, &theirs);
+    raw.send(format!("PROOF {}\n", sign::to_hex(&proof.to_bytes())).as_bytes());
+    raw.wait_line(|l| l.starts_with("PROOF "));
+    assert!(closed(&mut raw), "the impostor's connection is closed");
+    // The real bob's connection was not touched: he still reaches alice.
+    bob.send("this is bob");
+    alice.wait_message("bob", "this is bob");
+    // An id its key does not give is not even a hello.
+    let mut raw = Raw::connect(port);
+    let hello = crate::fake::hello_line_with_key(&key_of(70), rand_run(), "bob", bob_id.node);
+    raw.send(format!("{hello}\n").as_bytes());
+    raw.line().expect("alice's hello");
+    assert!(closed(&mut raw));
+    assert!(!alice
+        .events()
+        .iter()
+        .any(|v| v["event"] == "leave" && v["nick"] == "bob"));
+}
+
+#[test]
+fn frames_claiming_the_readers_own_id_are_not_shown() {
+    let (mut alice, _bob, port) = hub_and_bob();
+    let mut mallory = FakePeer::connect(port, "mallory", 71);
+    mallory.announce();
+    alice.wait_join("mallory");
+    let me = MemberId::node(mallory.their.node);
+    let msg = Frame::Msg {
+        id: MsgId {
+            node: me.node,
+            seq: 999_999,
+        },
+        from: me,
+        nick: "alice".into(),
+        text: "give me your password".into(),
+    };
+    let mut lines = Vec::new();
+    protocol::encode(&msg, &mut lines);
+    let sig = sign::sign_frames(&mallory.key, me.node, &lines);
+    mallory
+        .raw
+        .send(&protocol::Signed::assemble(me.node, &sig, vec![msg], &lines).wire);
+    // Frames on one connection are taken in order: once this shows, the forgery was read.
+    mallory.say("marker");
+    alice.wait_message("mallory", "marker");
+    assert!(!alice
+        .events()
+        .iter()
+        .any(|v| v["text"] == "give me your password"));
+}
+
+#[test]
+fn a_flipped_bit_in_a_relayed_frame_closes_only_the_relaying_connection() {
+    let (mut alice, mut bob, port) = hub_and_bob();
+    let mut relay = FakePeer::connect(port, "relay", 72);
+    relay.announce();
+    alice.wait_join("relay");
+    bob.send("an honest line");
+    alice.wait_message("bob", "an honest line");
+    // The bundle bob signed, as alice passes it on; one digit of its id changed so that it is
+    // new to alice, and so checked.
+    let (head, line) = loop {
+        let head = relay.raw.line().expect("frames");
+        if head.starts_with("SIGNED ") {
+            let line = relay.raw.line().expect("its frame");
+            if line.contains("an honest line") {
+                break (head, line);
+            }
+        }
+    };
+    let bad = line.replacen(':', ":9", 1);
+    relay.raw.send(format!("{head}\n{bad}\n").as_bytes());
+    let gone = alice.wait_leave("relay");
+    assert!(
+        gone["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("bad signature"),
+        "{gone}"
+    );
+    bob.send("after");
+    alice.wait_message("bob", "after");
+    assert!(!alice
+        .events()
+        .iter()
+        .any(|v| v["event"] == "leave" && v["nick"] == "bob"));
+}
+
+#[test]
+fn a_claim_that_a_member_was_lost_does_not_remove_them() {
+    let (mut alice, port) = Node::listener("alice", &[]);
+    let mut bob = Node::client("bob", port, &[]);
+    let mut carol = Node::client("carol", port, &[]);
+    for n in [&mut bob, &mut carol] {
+        n.wait_join("alice");
+    }
+    carol.wait_join("bob");
+    let mut mallory = FakePeer::connect(port, "mallory", 73);
+    let (bob_id, _) = learn_node(&mut mallory, "bob");
+    mallory.announce();
+    carol.wait_join("mallory");
+    // Many claims, each a fresh id: bob answers with at most one HERE a second.
+    let started = Instant::now();
+    for _ in 0..16 {
+        let claims: Vec<Frame> = (0..64)
+            .map(|_| Frame::Lost {
+                id: mallory.next_id(),
+                member: bob_id,
+                nick: "bob".into(),
+                reason: Some("connection reset".into()),
+            })
+            .collect();
+        mallory.send_signed(claims);
+    }
+    never(
+        &mut carol,
+        Duration::from_secs(6),
+        "carol shows bob leaving on mallory's word",
+        |v| v["event"] == "leave" && v["nick"] == "bob",
+    );
+    bob.send("still in the chat");
+    carol.wait_message("bob", "still in the chat");
+    // What bob sent mallory's way (through alice) in answer: HEREs only, at most one a second.
+    mallory.say("end");
+    alice.wait_message("mallory", "end");
+    let elapsed = started.elapsed().as_secs() + 2;
+    let mut heres = 0;
+    mallory
+        .raw
+        .stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let mut buf = Vec::new();
+    let _ = mallory.raw.stream.read_to_end(&mut buf);
+    for line in String::from_utf8_lossy(&buf).lines() {
+        if let Ok(Frame::Here { member, .. }) = protocol::parse_frame(line) {
+            if member == bob_id {
+                heres += 1;
+            }
+        }
+    }
+    assert!(
+        heres as u64 <= elapsed,
+        "bob answered 1024 claims with {heres} HEREs in {elapsed} s"
+    );
+}
+
+#[test]
+fn a_node_of_the_old_protocol_is_refused_with_a_clear_line_on_both_sides() {
+    let (mut alice, port) = Node::listener("alice", &[]);
+    // It dials us.
+    let mut old = Raw::connect(port);
+    old.send(b"peerchat/1 hello from oldie (node=00000000000000aa listen=-)\n");
+    let hello = old.line().expect("alice's hello");
+    assert!(hello.starts_with("peerchat/2 hello from alice"), "{hello}");
+    let told = old.line().expect("the refusal");
+    assert!(
+        told.contains("cannot talk to peerchat/1") && told.contains("upgrade"),
+        "{told}"
+    );
+    assert!(closed(&mut old));
+    let ev = alice.wait_event(|v| v["event"] == "error");
+    assert!(
+        ev["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("it speaks peerchat/1"),
+        "{ev}"
+    );
+    // We dial it.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let target = listener.local_addr().expect("addr").port();
+    alice.send(&format!("/connect 127.0.0.1:{target}"));
+    let (stream, _) = listener.accept().expect("alice dials");
+    let mut old = Raw::from_stream(stream);
+    old.line().expect("alice's hello");
+    old.send(b"peerchat/1 hello from oldie (node=00000000000000aa listen=4000)\n");
+    let told = old.line().expect("the refusal");
+    assert!(told.contains("cannot talk to peerchat/1"), "{told}");
+    alice.wait_event(|v| {
+        v["event"] == "error" && v["text"].as_str().unwrap_or("").contains("peerchat/1")
+    });
+}
