@@ -258,6 +258,8 @@ impl Chat {
         // Leaving: no more looking for others.
         self.timers.cancel(&Due::Scan);
         self.broadcast_leave(self.me, self.cfg.nick.clone(), reason);
+        // Signed now, so the goodbye is queued before the caller starts to end.
+        self.seal();
         self.out.quit();
     }
 }

@@ -474,7 +474,7 @@ impl Chat {
             return;
         };
         for node in self.origins.silent_since(before) {
-            if self.neighbours.peer_conn(node).is_some() {
+            if node == self.cfg.node || self.neighbours.peer_conn(node).is_some() {
                 self.origins.touch(node, now);
                 continue;
             }

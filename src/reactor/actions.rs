@@ -194,7 +194,8 @@ impl<W: Write> Reactor<W> {
                 Input::End => self.chat.handle_input_end(),
             }
             let from = batch.len();
-            batch.extend(std::iter::from_fn(|| self.chat.poll_action()));
+            // Unsigned for now: the whole batch of typed lines is signed once, below.
+            batch.extend(std::iter::from_fn(|| self.chat.poll_queued()));
             let looks_up = batch[from..]
                 .iter()
                 .any(|a| matches!(a, Action::Connect(label) if dial::needs_lookup(label)));
@@ -203,6 +204,7 @@ impl<W: Write> Reactor<W> {
                 break;
             }
         }
+        batch.extend(std::iter::from_fn(|| self.chat.poll_action()));
         for action in batch {
             self.apply_action(action, now);
         }
