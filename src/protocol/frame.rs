@@ -9,6 +9,7 @@
 use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
 
+use super::addr::{listen_port, valid_addr};
 use super::ids::{parse_node, MemberId, MsgId, NodeId};
 use super::{check_nick, ProtocolError, VERSION};
 use ProtocolError::Malformed;
@@ -232,7 +233,7 @@ pub fn parse_hello(line: &str) -> Option<Hello> {
         match field.split_once('=') {
             Some(("node", v)) => node = parse_node(v),
             Some(("listen", "-")) => listen = None,
-            Some(("listen", v)) => listen = Some(v.parse().ok()?),
+            Some(("listen", v)) => listen = Some(listen_port(v)?),
             // Unknown keys are room for later versions.
             _ => {}
         }
@@ -384,14 +385,17 @@ fn parse_nick(rest: &str) -> Result<Frame, ProtocolError> {
     })
 }
 
-/// An address field: `-` when the announcing node does not know it.
-fn addr_field(f: &mut Fields<'_>) -> Option<String> {
-    f.tail().filter(|a| *a != "-").map(str::to_string)
+/// An address field: `-` when the announcing node does not know it; free text is refused.
+fn addr_field(f: &mut Fields<'_>) -> Result<Option<String>, ProtocolError> {
+    match f.tail() {
+        Some(a) if !valid_addr(a) => Err(Malformed("bad address")),
+        a => Ok(a.filter(|a| *a != "-").map(str::to_string)),
+    }
 }
 
 fn parse_join(rest: &str) -> Result<Frame, ProtocolError> {
     let mut f = Fields::read(rest, 0)?;
-    let addr = addr_field(&mut f);
+    let addr = addr_field(&mut f)?;
     Ok(Frame::Join {
         id: f.id,
         member: f.member,
@@ -402,7 +406,7 @@ fn parse_join(rest: &str) -> Result<Frame, ProtocolError> {
 
 fn parse_here(rest: &str) -> Result<Frame, ProtocolError> {
     let mut f = Fields::read(rest, 0)?;
-    let addr = addr_field(&mut f);
+    let addr = addr_field(&mut f)?;
     Ok(Frame::Here {
         id: f.id,
         member: f.member,
