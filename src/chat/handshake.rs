@@ -160,6 +160,7 @@ impl Chat {
             return self.drop_conn(conn, "connected to itself".to_string());
         }
         let addr = c.addr;
+        self.dial_answered(conn);
         let listen = hello.listen.map(|port| SocketAddr::new(addr.ip(), port));
         let existing = self.neighbours.peer_conn(hello.node);
         let peer = Peer::new(hello.nick.clone(), hello.node, listen, self.clock);
