@@ -183,9 +183,11 @@ impl Chat {
             // Known: the flood stops here.
             self.roster.update(member, nick, addr.clone());
             Forward::No
-        } else {
-            self.add_member(member, nick, addr.clone());
+        } else if self.add_member(member, nick, addr.clone()) {
             Forward::Yes
+        } else {
+            // Past the roster's caps: not recorded here, so not passed on either.
+            Forward::No
         }
     }
 
