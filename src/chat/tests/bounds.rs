@@ -73,3 +73,27 @@ fn a_departed_nodes_guests_leave_with_it_when_it_is_lost() {
     net.run();
     assert_eq!(names(&net, 1), ["n1", "n2"]);
 }
+
+/// Roster bloat: the address of a `JOIN` was free text up to the line cap, kept by every node.
+#[test]
+fn a_join_with_free_text_for_an_address_closes_the_connection_and_is_not_kept() {
+    let mut net = chain(3);
+    let from0 = net.conn_of(1, 0);
+    let host = node_id(0);
+    let line = format!(
+        "JOIN {host:016x}:900 {host:016x}.1 eve 10.0.0.1:1{}",
+        " x".repeat(30_000)
+    );
+    net.nodes[1].handle_line(from0, line.as_bytes(), net.now);
+    net.run();
+    assert!(
+        net.closed
+            .iter()
+            .any(|(i, c, why)| (*i, *c) == (1, from0) && why.contains("bad address")),
+        "{:?}",
+        net.closed
+    );
+    for i in 0..3 {
+        assert!(!names(&net, i).contains(&"eve".to_string()), "n{i}");
+    }
+}
