@@ -4,6 +4,12 @@
 //! [`Discovery`] owns that state and decides whom to dial; the `impl Chat` steps below turn its
 //! answers into actions and timers. Must not do IO: a dial is an
 //! [`Action::Dial`](super::Action::Dial) for the caller.
+//!
+//! A `PEERS` list is whatever a neighbour says, so it must not make this node a reflector
+//! (dialling any address it is told, as often as it is told): [`Listed`] remembers the addresses
+//! dialled because a list named them, dials each at most once a [`LISTED_EVERY`], backs off
+//! those that never answered with a hello, and a list starts at most [`DIALS_PER_PEERS`] dials.
+//! Re-dials of peers we had and mesh scans of the user's range are not limited by it.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -11,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::neighbours::Neighbours;
 use super::recent::Recent;
-use super::{Chat, ConnId, Due, Mesh};
+use super::{Chat, ConnId, Due, Mesh, Origin};
 use crate::protocol::NodeId;
 
 /// Mesh mode scans its port range again after this long at first, doubling up to the most.
@@ -25,6 +31,89 @@ const REDIAL_TRIES: u32 = 10;
 
 /// How long an address that answered with something other than a hello is not dialled again.
 const NOT_PEER_AGE: Duration = Duration::from_secs(300);
+
+/// An address named in `PEERS` lists is dialled at most once in this long, however many lists
+/// name it; one that did not answer with a hello waits twice as long after each such dial.
+pub(super) const LISTED_EVERY: Duration = Duration::from_secs(60);
+/// The longest an address named in `PEERS` lists is backed off.
+const LISTED_MAX_WAIT: Duration = Duration::from_secs(3600);
+/// Addresses named in `PEERS` lists remembered at once; past it the one dialled longest ago
+/// is forgotten.
+pub(super) const LISTED_CAP: usize = 1024;
+/// Dials one `PEERS` frame may start, at most: one connection of a stranger's makes this node
+/// open a few more, not 64.
+pub(super) const DIALS_PER_PEERS: usize = 4;
+
+/// An address dialled because a `PEERS` list named it.
+#[derive(Clone, Copy, Debug)]
+struct Tried {
+    /// When it was last dialled for a list.
+    at: Instant,
+    /// Dials of it for lists in a row that got no hello.
+    silent: u32,
+    /// A dial of it for a list is under way (a scan's or a re-dial's failing says nothing of
+    /// the wait for lists).
+    pending: bool,
+}
+
+/// The addresses dialled because `PEERS` lists named them: when each may be dialled again.
+/// Bounded by [`LISTED_CAP`].
+#[derive(Debug, Default)]
+pub(super) struct Listed {
+    tried: HashMap<SocketAddr, Tried>,
+}
+
+impl Listed {
+    /// How long after a dial `t` the address may be dialled for a list again: the interval,
+    /// doubled for each dial in a row that got no hello.
+    fn wait(t: &Tried) -> Duration {
+        LISTED_EVERY
+            .saturating_mul(1 << t.silent.min(16))
+            .min(LISTED_MAX_WAIT)
+    }
+
+    /// True if a list naming `addr` may have it dialled at `now`.
+    fn may_dial(&self, addr: SocketAddr, now: Instant) -> bool {
+        self.tried
+            .get(&addr)
+            .is_none_or(|t| now.saturating_duration_since(t.at) >= Self::wait(t))
+    }
+
+    /// `addr` is being dialled for a list at `now`.
+    fn dialled(&mut self, addr: SocketAddr, now: Instant) {
+        if !self.tried.contains_key(&addr) && self.tried.len() >= LISTED_CAP {
+            // A scan of at most LISTED_CAP entries, for a dial at most: a few per frame.
+            let oldest = self.tried.iter().min_by_key(|(_, t)| t.at).map(|(&a, _)| a);
+            if let Some(oldest) = oldest {
+                self.tried.remove(&oldest);
+            }
+        }
+        let t = self.tried.entry(addr).or_insert(Tried {
+            at: now,
+            silent: 0,
+            pending: false,
+        });
+        t.at = now;
+        t.pending = true;
+    }
+
+    /// A dial of `addr` got no hello (refused, silent, something else, closed first).
+    fn silent(&mut self, addr: SocketAddr) {
+        if let Some(t) = self.tried.get_mut(&addr).filter(|t| t.pending) {
+            t.silent = t.silent.saturating_add(1);
+            t.pending = false;
+        }
+    }
+
+    /// `addr` answered a dial (any dial) with a hello: a peerchat node is there, no longer
+    /// backed off.
+    fn answered(&mut self, addr: SocketAddr) {
+        if let Some(t) = self.tried.get_mut(&addr) {
+            t.silent = 0;
+            t.pending = false;
+        }
+    }
+}
 
 /// A peer address to dial again. When is the chat's timer `Due::Redial`: none while a dial is
 /// under way.
@@ -44,6 +133,8 @@ pub(super) struct Discovery {
     /// Addresses that answered but are not another peerchat node (or are this one): not dialled
     /// again by itself for a while.
     pub(super) not_peers: Recent<SocketAddr>,
+    /// Addresses dialled because `PEERS` lists named them.
+    listed: Listed,
     /// Where the next mesh scan starts in the range, so that every port gets its turn.
     scan_from: u16,
     scan_every: Duration,
@@ -55,6 +146,7 @@ impl Discovery {
             dialling: HashSet::new(),
             redial: HashMap::new(),
             not_peers: Recent::new(1024, Some(NOT_PEER_AGE)),
+            listed: Listed::default(),
             scan_from: 0,
             scan_every: SCAN_FIRST,
         }
@@ -88,6 +180,21 @@ impl Discovery {
             return false;
         }
         self.dialling.insert(addr);
+        true
+    }
+
+    /// As [`Discovery::start`], for an address a `PEERS` list named: not again within its wait.
+    fn start_listed(
+        &mut self,
+        addr: SocketAddr,
+        n: &Neighbours,
+        max_peers: usize,
+        now: Instant,
+    ) -> bool {
+        if !self.listed.may_dial(addr, now) || !self.start(addr, n, max_peers, now) {
+            return false;
+        }
+        self.listed.dialled(addr, now);
         true
     }
 
@@ -143,6 +250,7 @@ impl Discovery {
     /// re-dial that has tries left.
     fn failed(&mut self, addr: SocketAddr, now: Instant) -> Option<Instant> {
         self.dialling.remove(&addr);
+        self.listed.silent(addr);
         let r = self.redial.get_mut(&addr)?;
         r.tries += 1;
         if r.tries >= REDIAL_TRIES {
@@ -209,6 +317,15 @@ impl Chat {
     /// Marks `addr`, a dial of ours, as not another peerchat node.
     pub(super) fn not_peer(&mut self, addr: SocketAddr) {
         self.discovery.not_peers.insert(addr, self.clock);
+        self.discovery.listed.silent(addr);
+    }
+
+    /// `conn` said a valid hello: if the chat dialled it by itself, a node answers at that
+    /// address (it is no longer backed off as silent).
+    pub(super) fn dial_answered(&mut self, conn: ConnId) {
+        if let Some(Origin::Auto(target)) = self.neighbours.get(conn).map(|c| c.origin) {
+            self.discovery.listed.answered(target);
+        }
     }
 
     /// A peer listening at `listen` is gone: dial it again later (if this node re-dials), and
@@ -262,7 +379,7 @@ impl Chat {
     }
 
     /// A `PEERS` frame on `conn`: dial the peers listed that are not neighbours (only the first
-    /// list a connection sends is taken).
+    /// list a connection sends is taken), a few at most, none dialled for a list lately.
     pub(super) fn peers_frame(&mut self, conn: ConnId, peers: Vec<(NodeId, SocketAddr)>) {
         let Some(c) = self.neighbours.get_mut(conn) else {
             return;
@@ -271,11 +388,27 @@ impl Chat {
             return;
         }
         let sender = c.addr.ip();
+        let mut started = 0;
         for (node, addr) in peers {
+            if started == DIALS_PER_PEERS {
+                break;
+            }
             if node != self.cfg.node && self.neighbours.peer_conn(node).is_none() {
-                self.dial(locate(addr, sender));
+                started += usize::from(self.dial_listed(locate(addr, sender)));
             }
         }
+    }
+
+    /// Asks the caller to dial `addr`, named in a `PEERS` list, unless it is reached already,
+    /// the peer cap is met, or it was dialled for a list too lately.
+    fn dial_listed(&mut self, addr: SocketAddr) -> bool {
+        let started =
+            self.discovery
+                .start_listed(addr, &self.neighbours, self.cfg.max_peers, self.clock);
+        if started {
+            self.out.dial(addr);
+        }
+        started
     }
 }
 
@@ -283,7 +416,6 @@ impl Chat {
 mod tests {
     use super::*;
     use crate::chat::neighbours::Neighbour;
-    use crate::chat::Origin;
 
     fn at(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
@@ -349,5 +481,96 @@ mod tests {
         assert_eq!(locate(at(5002), [127, 0, 0, 1].into()), at(5002));
         let far = SocketAddr::from(([10, 0, 0, 4], 5000));
         assert_eq!(locate(far, lan), far);
+    }
+
+    #[test]
+    fn a_listed_address_is_dialled_once_an_interval_and_silent_ones_back_off() {
+        let t0 = Instant::now();
+        let mut l = Listed::default();
+        assert!(l.may_dial(at(5000), t0));
+        l.dialled(at(5000), t0);
+        assert!(!l.may_dial(at(5000), t0 + LISTED_EVERY - Duration::from_secs(1)));
+        assert!(
+            l.may_dial(at(5000), t0 + LISTED_EVERY),
+            "it answered (or is unknown)"
+        );
+        // Each dial in a row that got no hello doubles the wait, up to the most.
+        let mut waits = Vec::new();
+        let mut t = t0;
+        for _ in 0..12 {
+            l.dialled(at(5000), t);
+            l.silent(at(5000));
+            let wait = (1..=7200)
+                .map(Duration::from_secs)
+                .find(|&w| l.may_dial(at(5000), t + w))
+                .expect("dialled again within two hours");
+            waits.push(wait);
+            t += wait;
+        }
+        assert_eq!(
+            waits[..3],
+            [LISTED_EVERY * 2, LISTED_EVERY * 4, LISTED_EVERY * 8]
+        );
+        assert_eq!(waits[11], LISTED_MAX_WAIT);
+        // A hello from it: back to the plain interval.
+        l.dialled(at(5000), t);
+        l.answered(at(5000));
+        assert!(l.may_dial(at(5000), t + LISTED_EVERY));
+        // Failures of addresses never listed are not recorded, nor those of dials not made for
+        // a list (a scan's, a re-dial's).
+        l.silent(at(5001));
+        assert!(l.may_dial(at(5001), t));
+        let t = t + LISTED_EVERY;
+        l.dialled(at(5000), t);
+        l.silent(at(5000));
+        l.silent(at(5000));
+        l.silent(at(5000));
+        assert!(
+            l.may_dial(at(5000), t + LISTED_EVERY * 2),
+            "one silent dial"
+        );
+    }
+
+    #[test]
+    fn the_listed_table_is_bounded_and_forgets_the_longest_dialled_first() {
+        let t0 = Instant::now();
+        let mut l = Listed::default();
+        let addr = |i: usize| SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 5000));
+        for i in 0..LISTED_CAP + 10 {
+            l.dialled(addr(i), t0 + Duration::from_millis(i as u64));
+        }
+        assert_eq!(l.tried.len(), LISTED_CAP);
+        assert!(
+            l.may_dial(addr(0), t0 + Duration::from_secs(1)),
+            "forgotten"
+        );
+        assert!(!l.may_dial(addr(LISTED_CAP + 9), t0 + Duration::from_secs(1)));
+        assert!(!l.may_dial(addr(10), t0 + Duration::from_secs(1)), "kept");
+    }
+
+    #[test]
+    fn a_listed_dial_follows_the_rules_of_any_dial_and_its_own_wait() {
+        let t0 = Instant::now();
+        let mut d = Discovery::new();
+        let n = Neighbours::default();
+        assert!(d.start_listed(at(5001), &n, 8, t0));
+        assert!(!d.start_listed(at(5001), &n, 8, t0), "being dialled");
+        d.failed(at(5001), t0);
+        assert!(!d.start_listed(at(5001), &n, 8, t0), "dialled just now");
+        assert!(
+            !d.start_listed(at(5001), &n, 8, t0 + LISTED_EVERY),
+            "it was silent"
+        );
+        assert!(d.start_listed(at(5001), &n, 8, t0 + LISTED_EVERY * 2));
+        // A re-dial or a scan of the same address is not held back by the list's wait.
+        d.failed(at(5001), t0);
+        assert!(d.start(at(5001), &n, 8, t0 + LISTED_EVERY * 2));
+        d.not_peers.insert(at(5002), t0);
+        assert!(!d.start_listed(at(5002), &n, 8, t0), "not a peer");
+        assert!(!d.start_listed(at(5003), &n, 1, t0), "full");
+        assert!(
+            d.start_listed(at(5003), &n, 2, t0),
+            "a refusal for the cap is no dial"
+        );
     }
 }

@@ -239,6 +239,7 @@ impl Chat {
             return;
         };
         let addr = c.addr;
+        self.dial_answered(conn);
         let listen = hello.listen.map(|port| SocketAddr::new(addr.ip(), port));
         let existing = self.neighbours.peer_conn(hello.node);
         let peer = Peer::new(hello.nick.clone(), hello.node, listen, self.clock);

@@ -11,7 +11,7 @@
 //! `discovery.rs` (dials, re-dials, scans, `PEERS` heard), `relay.rs` (the seen set, one step
 //! per frame kind), `keepalive.rs` (pings and timeouts), `handshake.rs` (classifying a
 //! connection, duplicates, orphans), `commands.rs` (the typed-line parser and the commands'
-//! steps), `guests.rs` (a guest's welcome and its commands), `flood.rs`, `recent.rs`, `outbox.rs` (the one action queue), `api.rs` (the public
+//! steps), `guests.rs` (a guest's welcome and its commands), `flood.rs`, `recent.rs`, `bounds.rs` (the roster's caps per origin), `outbox.rs` (the one action queue), `api.rs` (the public
 //! types), and one timer table for every deadline.
 //!
 //! Only `Chat` owns the action queue, because the order of actions is what users see. The steps
@@ -21,6 +21,7 @@
 //! shares: forgetting a connection, members joining and leaving, fresh message ids.
 
 mod api;
+mod bounds;
 mod commands;
 mod discovery;
 mod flood;
@@ -456,11 +457,14 @@ impl Chat {
         self.out.close(conn, reason);
     }
 
-    /// Adds `member` to the roster and shows its join, if it fits.
-    fn add_member(&mut self, member: MemberId, nick: &str, addr: Option<String>) {
-        if let Some(join) = self.roster.add(member, nick, addr) {
+    /// Adds `member` to the roster and shows its join, if it fits; false if it did not.
+    fn add_member(&mut self, member: MemberId, nick: &str, addr: Option<String>) -> bool {
+        let join = self.roster.add(member, nick, addr);
+        let fitted = join.is_some();
+        if let Some(join) = join {
             self.out.show(join);
         }
+        fitted
     }
 
     /// Removes `member` (and, for a node, the guests it hosted), showing each leave, to our

@@ -340,8 +340,7 @@ impl Chat {
         }
         if self.roster.contains(&member) {
             self.roster.update(member, nick, addr.clone());
-        } else {
-            self.add_member(member, nick, addr.clone());
+        } else if self.add_member(member, nick, addr.clone()) {
             self.learn_key(member);
             self.out.to_guests(
                 Some(conn),
@@ -356,6 +355,9 @@ impl Chat {
                     key: None,
                 },
             );
+        } else {
+            // Past the roster's caps: not recorded here, so not passed on either.
+            return Forward::No;
         }
         Forward::Yes
     }

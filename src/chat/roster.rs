@@ -9,6 +9,7 @@ use std::ops::RangeInclusive;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::bounds::Bounds;
 use super::recent::Recent;
 use crate::event::{Event, Name};
 use crate::protocol::{MemberId, NodeId, Signed};
@@ -72,6 +73,8 @@ pub(super) struct Roster {
     gone: Recent<MemberId>,
     /// Members dropped because a neighbour lost them (see [`LOST_AGE`]).
     lost: Recent<MemberId>,
+    /// Guests per node and bytes in all, kept in step by `insert`, `forget` and `update`.
+    bounds: Bounds,
 }
 
 impl Roster {
@@ -84,6 +87,7 @@ impl Roster {
             by_folded: HashMap::new(),
             gone: Recent::new(GONE_CAP, None),
             lost: Recent::new(GONE_CAP, Some(LOST_AGE)),
+            bounds: Bounds::new(me.node),
         };
         roster.insert(me, nick, None);
         roster
@@ -139,6 +143,9 @@ impl Roster {
         if self.members.len() >= MAX_MEMBERS || self.same_nick(nick) >= MAX_SAME_NICK {
             return false;
         }
+        if self.bounds.admit(member, nick, addr.as_deref()).is_err() {
+            return false;
+        }
         let nick = nick.to_string();
         self.by_nick.entry(nick.clone()).or_default().push(member);
         *self.by_folded.entry(nick.to_lowercase()).or_default() += 1;
@@ -174,6 +181,7 @@ impl Roster {
         let Some(m) = self.members.remove(&member) else {
             return;
         };
+        self.bounds.release(member, &m.nick, m.addr.as_deref());
         if let Some(list) = self.by_nick.get_mut(&m.nick) {
             list.retain(|&x| x != member);
             if list.is_empty() {
@@ -238,6 +246,7 @@ impl Roster {
             return;
         };
         if addr.is_some() {
+            self.bounds.readdress(m.addr.as_deref(), addr.as_deref());
             m.addr = addr;
         }
         if m.nick != nick {
@@ -533,5 +542,92 @@ mod tests {
         r.note(node(3), "cat", now);
         let nicks: Vec<String> = r.names().into_iter().map(|n| n.nick).collect();
         assert_eq!(nicks, vec!["cat", "me"]);
+    }
+
+    fn guest_of(node: NodeId, n: u32) -> MemberId {
+        MemberId { node, guest: n }
+    }
+
+    #[test]
+    fn each_other_node_has_at_most_a_bounded_number_of_guests_on_the_roster() {
+        use crate::chat::bounds::MAX_GUESTS_PER_NODE;
+        let now = Instant::now();
+        let mut r = Roster::new(ME, "me");
+        let bob = node(2).node;
+        r.insert(node(2), "bob", None);
+        let cap = MAX_GUESTS_PER_NODE as u32;
+        for n in 1..=cap {
+            assert!(r.add(guest_of(bob, n), &format!("g{n}"), None).is_some());
+        }
+        assert_eq!(r.add(guest_of(bob, cap + 1), "late", None), None);
+        assert!(!r.contains(&guest_of(bob, cap + 1)));
+        assert!(r.contains(&guest_of(bob, 1)), "none known is evicted");
+        assert!(r.add(guest_of(node(3).node, 1), "other", None).is_some());
+        // This node's own guests are bounded by --max-conns, not here.
+        for n in 1..=cap + 10 {
+            assert!(r
+                .add(guest_of(ME.node, n), &format!("mine{n}"), None)
+                .is_some());
+        }
+        // Its node leaves, and its guests with it: room again.
+        assert_eq!(r.remove(node(2), None, None, now).len(), 1 + cap as usize);
+        assert!(r.hosted(bob).is_empty());
+        r.insert(node(2), "bob", None);
+        r.mark_back(&guest_of(bob, 2));
+        assert!(r.add(guest_of(bob, 2), "back", None).is_some());
+    }
+
+    #[test]
+    fn the_roster_stops_growing_at_its_byte_cap_and_evicts_no_one() {
+        use crate::chat::bounds::{cost, MAX_ROSTER_BYTES};
+        let mut r = Roster::new(ME, "me");
+        let addr = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535";
+        // The widest members a peer can announce: 32-character nicks of 4-byte characters.
+        let nick = |i: usize| format!("{i:06}{}", "\u{1d4d0}".repeat(26));
+        let each = cost(&nick(0), Some(addr));
+        let mut n = 0;
+        while r.add(node_n(n), &nick(n), Some(addr.into())).is_some() {
+            n += 1;
+            assert!(n < MAX_MEMBERS, "the byte cap is below the member cap");
+        }
+        assert!(r.bounds.bytes() <= MAX_ROSTER_BYTES);
+        assert!(r.bounds.bytes() + each > MAX_ROSTER_BYTES);
+        assert_eq!(r.bounds.bytes(), cost("me", None) + n * each, "{n} members");
+        assert!((0..n).all(|i| r.contains(&node_n(i))), "none evicted");
+        // Full for members from elsewhere, not for this node's own.
+        assert!(!r.contains(&node_n(n)));
+        assert!(r.add(guest_of(ME.node, 1), "guest-1", None).is_some());
+        // One leaves: room for one.
+        r.forget(node_n(0));
+        assert!(r.add(node_n(n), &nick(n), Some(addr.into())).is_some());
+    }
+
+    /// Node `i` of many, none of them this node.
+    fn node_n(i: usize) -> MemberId {
+        MemberId::node(0x0200_0000_0000_0000 + i as u64)
+    }
+
+    #[test]
+    fn the_byte_count_follows_joins_nick_and_address_changes_and_leaves() {
+        use crate::chat::bounds::cost;
+        let now = Instant::now();
+        let mut r = Roster::new(ME, "me");
+        let alone = r.bounds.bytes();
+        assert_eq!(alone, cost("me", None));
+        r.insert(node(2), "bob", None);
+        r.insert(
+            guest_of(node(2).node, 1),
+            "guest-1",
+            Some("10.0.0.9:40000".into()),
+        );
+        r.update(node(2), "bob", Some("10.0.0.2:5000".into()));
+        r.update(node(2), "robert", Some("[::1]:5000".into()));
+        r.update(node(2), "robert", None);
+        assert_eq!(
+            r.bounds.bytes(),
+            alone + cost("robert", Some("[::1]:5000")) + cost("guest-1", Some("10.0.0.9:40000"))
+        );
+        r.remove(node(2), None, None, now);
+        assert_eq!(r.bounds.bytes(), alone);
     }
 }

@@ -12,6 +12,7 @@ use std::rc::Rc;
 
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 
+use super::addr::{listen_port, valid_addr};
 use super::ids::{parse_node, MemberId, MsgId, NodeId};
 use super::sign::{self, Nonce, Run};
 use super::{check_nick, ProtocolError, VERSION};
@@ -391,7 +392,7 @@ pub fn parse_hello(line: &str) -> Option<Hello> {
         match field.split_once('=') {
             Some(("node", v)) => node = parse_node(v),
             Some(("listen", "-")) => listen = None,
-            Some(("listen", v)) => listen = Some(v.parse().ok()?),
+            Some(("listen", v)) => listen = Some(listen_port(v)?),
             Some(("key", v)) => key = sign::parse_key(v),
             Some(("run", v)) => run = sign::from_hex::<8>(v),
             Some(("nonce", v)) => nonce = sign::from_hex::<16>(v),
@@ -580,7 +581,8 @@ fn parse_nick(rest: &str) -> Result<Frame, ProtocolError> {
 fn addr_field(f: &mut Fields<'_>) -> Result<Option<String>, ProtocolError> {
     match f.word()? {
         "-" => Ok(None),
-        a => Ok(Some(a.to_string())),
+        a if valid_addr(a) => Ok(Some(a.to_string())),
+        _ => Err(Malformed("bad address")),
     }
 }
 

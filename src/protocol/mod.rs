@@ -1,6 +1,7 @@
 //! Wire protocol v2: the limits every part shares, the nick rules, and the rooms below, each
 //! re-exported here so callers write `protocol::X`:
 //! - `ids.rs`: node, message and member ids and their text forms;
+//! - `addr.rs`: the address fields a frame may carry;
 //! - `frame.rs`: frames and hellos, their peer encoding and parsing;
 //! - `guest.rs`: the plain lines a guest is shown;
 //! - `decoder.rs`: the line decoder with its hard length cap.
@@ -12,12 +13,14 @@ use std::fmt;
 
 use crate::safe::is_unsafe;
 
+mod addr;
 mod decoder;
 mod frame;
 mod guest;
 mod ids;
 pub mod sign;
 
+pub use addr::{valid_addr, MAX_ADDR};
 pub use decoder::LineDecoder;
 pub use frame::{
     encode, encode_peer, hello_version, parse_frame, parse_hello, BundleHead, Frame, Hello,

@@ -882,6 +882,64 @@ fn peer_exchange_connects_to_the_rest() {
     the_ends_still_chat_without_the_middle(peers);
 }
 
+/// Accepts every connection waiting on `listeners`, hanging up at once (as a port that serves
+/// nothing would), and counts them per listener.
+fn take_dials(listeners: &[TcpListener], dials: &mut [usize]) {
+    for (l, n) in listeners.iter().zip(dials.iter_mut()) {
+        while let Ok((stream, _)) = l.accept() {
+            drop(stream);
+            *n += 1;
+        }
+    }
+}
+
+/// Reflection: strangers' `PEERS` lists made a node dial one address again and again (100
+/// connections listing 64 addresses: 601 connections opened). Here 20 fake peers, one after
+/// the other, each list the same 8 addresses, listeners of the test's: each is dialled once,
+/// and a list starts a few dials at most.
+#[test]
+fn peers_lists_from_many_connections_dial_each_address_once() {
+    let (_hub, port) = Node::listener("hub", &[]);
+    let listeners: Vec<TcpListener> = (0..8)
+        .map(|_| {
+            let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.set_nonblocking(true).expect("nonblocking");
+            l
+        })
+        .collect();
+    let listed: String = listeners
+        .iter()
+        .enumerate()
+        .map(|(k, l)| {
+            let at = l.local_addr().expect("addr");
+            format!(" {:016x}@{at}", 0xa000 + k)
+        })
+        .collect();
+    let mut dials = vec![0; listeners.len()];
+    for i in 0..20 {
+        let mut fake = util::fake_peer_hello(port, &format!("fake{i}"), 0xf000 + i as u64);
+        // The PONG comes once the list was read and its dials started.
+        fake.send(format!("PEERS{listed}\nPING\n").as_bytes());
+        fake.wait_line(|l| l == "PONG");
+        take_dials(&listeners, &mut dials);
+        let total: usize = dials.iter().sum();
+        assert!(
+            total <= 4 * (i + 1),
+            "{} lists, {total} dials: {dials:?}",
+            i + 1
+        );
+        assert!(dials.iter().all(|&n| n <= 1), "after list {i}: {dials:?}");
+    }
+    wait_until("every listed address dialled", || {
+        take_dials(&listeners, &mut dials);
+        match dials.iter().all(|&n| n >= 1) {
+            true => Ok(()),
+            false => Err(format!("{dials:?}")),
+        }
+    });
+    assert!(dials.iter().all(|&n| n == 1), "{dials:?}");
+}
+
 /// `peers` are a, b, c where c dialled only b (or b only a): c learns from b where a listens (or
 /// a where c does) and they connect directly. Then b is killed, and a and c still chat, which
 /// only their direct link can carry.

@@ -326,6 +326,16 @@ impl Raw {
     }
 }
 
+/// A fake peerchat node on a raw connection to the node listening on `port`: it says hello as
+/// `nick` with node id `node` (listening nowhere) and reads the node's hello, so that frames
+/// may follow. The one place the integration tests speak a peer's hello as bytes.
+pub fn fake_peer_hello(port: u16, nick: &str, node: u64) -> Raw {
+    let mut raw = Raw::connect(port);
+    raw.send(format!("peerchat/1 hello from {nick} (node={node:016x} listen=-)\n").as_bytes());
+    raw.wait_line(|l| l.starts_with("peerchat/"));
+    raw
+}
+
 /// Reads `raw` until `want` lines of each sender arrived, checking that each sender's lines come
 /// in the order sent, none twice. Lines look like `<guest-N> sK NNNNN ...`; others are skipped.
 pub fn read_in_order(raw: &mut Raw, senders: &[String], want: usize) -> Result<(), String> {

@@ -219,3 +219,130 @@ fn something_else_on_a_scanned_port_is_not_taken_for_a_guest() {
     assert!(chat.discovery.not_peers.contains(&web, now));
     assert!(!chat.dial(web));
 }
+
+/// A stranger's node connects on `conn`, says hello and lists `listed` in `PEERS`: the dials
+/// that list made.
+fn listed_by(
+    chat: &mut Chat,
+    conn: ConnId,
+    listed: &[SocketAddr],
+    now: Instant,
+) -> Vec<SocketAddr> {
+    let from = SocketAddr::from(([10, 0, 1, conn as u8], 40000));
+    chat.handle_opened(conn, accepted(from), now);
+    let hello = format!(
+        "peerchat/1 hello from x{conn} (node={:016x} listen=-)",
+        0xf000 + conn
+    );
+    chat.handle_line(conn, hello.as_bytes(), now);
+    let peers: Vec<String> = listed
+        .iter()
+        .enumerate()
+        .map(|(k, a)| format!("{:016x}@{a}", 0xa000 + k))
+        .collect();
+    chat.handle_line(conn, format!("PEERS {}", peers.join(" ")).as_bytes(), now);
+    drain(chat)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Dial(to) => Some(to),
+            _ => None,
+        })
+        .collect()
+}
+
+/// As [`listed_by`], where each dial is refused at once (a closed port), and the stranger
+/// drops.
+fn list_and_drop(
+    chat: &mut Chat,
+    conn: ConnId,
+    listed: &[SocketAddr],
+    now: Instant,
+) -> Vec<SocketAddr> {
+    let dials = listed_by(chat, conn, listed, now);
+    for &to in &dials {
+        chat.handle_dial_failed(to, now);
+    }
+    chat.handle_closed(conn, Some("connection reset".into()));
+    drain(chat);
+    dials
+}
+
+/// Reflection: 100 connections each listing the same 64 addresses made a node open 601
+/// connections, one address 100 times.
+#[test]
+fn addresses_listed_by_many_connections_are_dialled_once_a_few_per_frame() {
+    let now = Instant::now();
+    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000)), now);
+    let listed: Vec<SocketAddr> = (0..64)
+        .map(|k| SocketAddr::from(([192, 168, 7, 1], 6000 + k)))
+        .collect();
+    let mut dialled: HashMap<SocketAddr, usize> = HashMap::new();
+    for conn in 10..110 {
+        let dials = list_and_drop(&mut chat, conn, &listed, now);
+        assert!(
+            dials.len() <= DIALS_PER_PEERS,
+            "one frame started {} dials",
+            dials.len()
+        );
+        for to in dials {
+            *dialled.entry(to).or_default() += 1;
+        }
+    }
+    assert_eq!(dialled.len(), 64, "every address listed had its turn");
+    assert!(dialled.values().all(|&n| n == 1), "{dialled:?}");
+    // A minute on, those that never answered are still backed off; later, once each.
+    let later = list_and_drop(&mut chat, 110, &listed, now + LISTED_EVERY);
+    assert!(later.is_empty(), "{later:?}");
+    let t = now + LISTED_EVERY * 2;
+    let mut again = HashSet::new();
+    for conn in 111..140 {
+        for to in list_and_drop(&mut chat, conn, &listed, t) {
+            assert!(again.insert(to), "{to} twice");
+        }
+    }
+    assert_eq!(again.len(), 64);
+}
+
+#[test]
+fn a_listed_node_that_answers_is_no_longer_backed_off() {
+    let now = Instant::now();
+    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000)), now);
+    let node = SocketAddr::from(([192, 168, 7, 2], 5000));
+    // Not up yet: refused, so backed off for twice the interval.
+    assert_eq!(list_and_drop(&mut chat, 10, &[node], now), vec![node]);
+    assert!(list_and_drop(&mut chat, 20, &[node], now + LISTED_EVERY).is_empty());
+    // Up now: it answers with its hello, and the plain interval applies again.
+    let t = now + LISTED_EVERY * 2;
+    assert_eq!(list_and_answer(&mut chat, 30, node, t), vec![node]);
+    let soon = t + LISTED_EVERY - Duration::from_secs(1);
+    assert!(list_and_answer(&mut chat, 40, node, soon).is_empty());
+    assert_eq!(
+        list_and_answer(&mut chat, 50, node, t + LISTED_EVERY),
+        vec![node]
+    );
+}
+
+/// As [`listed_by`] for one address, where a node answers each dial with its hello and then
+/// drops, and so does the stranger.
+fn list_and_answer(
+    chat: &mut Chat,
+    conn: ConnId,
+    node: SocketAddr,
+    now: Instant,
+) -> Vec<SocketAddr> {
+    let dials = listed_by(chat, conn, &[node], now);
+    for &to in &dials {
+        let link = Link {
+            addr: to,
+            local: SocketAddr::from(([10, 0, 0, 250], 41000)),
+            origin: Origin::Auto(to),
+        };
+        chat.handle_opened(conn + 1, link, now);
+        let hello = "peerchat/1 hello from far (node=000000000000a000 listen=5000)";
+        chat.handle_line(conn + 1, hello.as_bytes(), now);
+        chat.handle_closed(conn + 1, Some("connection reset".into()));
+    }
+    chat.handle_closed(conn, Some("connection reset".into()));
+    drain(chat);
+    dials
+}

@@ -2,6 +2,7 @@
 //! chats wired in memory ([`net::Net`]) to prove relay, dedup and order over chain, ring and
 //! star topologies. Unit tests of each room live beside it.
 
+mod bounds;
 mod commands;
 mod discovery;
 mod flood;

@@ -11,7 +11,7 @@ pub(super) use std::ops::RangeInclusive;
 pub(super) use std::rc::Rc;
 pub(super) use std::time::{Duration, Instant};
 
-pub(super) use crate::chat::discovery::{SCAN_FIRST, SCAN_MAX};
+pub(super) use crate::chat::discovery::{DIALS_PER_PEERS, LISTED_EVERY, SCAN_FIRST, SCAN_MAX};
 pub(super) use crate::chat::roster::MAX_SAME_NICK;
 pub(super) use crate::chat::{
     Action, Chat, Config, ConnId, Event, Link, Mesh, Origin, Role, DEFAULT_MAX_PEERS,
