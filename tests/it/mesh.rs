@@ -917,7 +917,7 @@ fn peers_lists_from_many_connections_dial_each_address_once() {
         .collect();
     let mut dials = vec![0; listeners.len()];
     for i in 0..20 {
-        let mut fake = util::fake_peer_hello(port, &format!("fake{i}"), 0xf000 + i as u64);
+        let mut fake = util::fake_peer_hello(port, &format!("fake{i}"), 100 + i as u8);
         // The PONG comes once the list was read and its dials started.
         fake.send(format!("PEERS{listed}\nPING\n").as_bytes());
         fake.wait_line(|l| l == "PONG");

@@ -327,13 +327,9 @@ impl Raw {
 }
 
 /// A fake peerchat node on a raw connection to the node listening on `port`: it says hello as
-/// `nick` with node id `node` (listening nowhere) and reads the node's hello, so that frames
-/// may follow. The one place the integration tests speak a peer's hello as bytes.
-pub fn fake_peer_hello(port: u16, nick: &str, node: u64) -> Raw {
-    let mut raw = Raw::connect(port);
-    raw.send(format!("peerchat/1 hello from {nick} (node={node:016x} listen=-)\n").as_bytes());
-    raw.wait_line(|l| l.starts_with("peerchat/"));
-    raw
+/// `nick` with the key of `seed` (listening nowhere) and proves it, so that frames may follow.
+pub fn fake_peer_hello(port: u16, nick: &str, seed: u8) -> Raw {
+    crate::fake::FakePeer::connect(port, nick, seed).raw
 }
 
 /// Reads `raw` until `want` lines of each sender arrived, checking that each sender's lines come
