@@ -74,7 +74,7 @@ fn an_nc_style_guest_sends_and_receives() {
     let mut guest = Raw::connect(port);
     // A person at nc first reads a hello that is a sentence, not a protocol dump.
     let hello = guest.line().expect("hello line");
-    assert!(hello.starts_with("peerchat/1 hello from hub"), "{hello}");
+    assert!(hello.starts_with("peerchat/2 hello from hub"), "{hello}");
 
     guest.send(b"hi from nc\r\n");
     let join = hub.wait_join("guest-1");
@@ -446,25 +446,26 @@ fn bad_input_closes_only_that_connection_and_the_others_keep_chatting() {
     bob.wait_join("hub");
     let mut guest = Raw::joined(&mut hub, port, "guest-1", "hi all");
     bob.wait_message("guest-1", "hi all");
-    let troubles: [(&str, &str, Vec<u8>, &str); 2] = [
+    let troubles: [(&str, u8, Vec<u8>, &str); 2] = [
         (
             "troll",
-            "00000000000000cc",
+            0xcc,
             b"MSG not-an-id 00000000000000cc troll hi\n".to_vec(),
             "malformed frame",
         ),
         (
             "bigmouth",
-            "00000000000000dd",
+            0xdd,
             vec![b'a'; 70 * 1024],
             "line longer than 65536 bytes",
         ),
     ];
-    for (nick, node, bad, why) in troubles {
-        let mut raw = Raw::connect(port);
-        raw.send(format!("peerchat/1 hello from {nick} (node={node} listen=-)\n").as_bytes());
+    for (nick, seed, bad, why) in troubles {
+        let mut fake = crate::fake::FakePeer::connect(port, nick, seed);
+        fake.announce();
         hub.wait_join(nick);
         bob.wait_join(nick);
+        let raw = &mut fake.raw;
         raw.send(&bad);
         let leave = hub.wait_leave(nick);
         let reason = leave["reason"].as_str().unwrap_or_default();
@@ -534,7 +535,7 @@ fn peerchat_dialling_a_plain_listener_speaks_human_text() {
     let (stream, _) = listener.accept().unwrap();
     let mut raw = Raw::from_stream(stream);
     let hello = raw.line().unwrap();
-    assert!(hello.starts_with("peerchat/1 hello from alice"), "{hello}");
+    assert!(hello.starts_with("peerchat/2 hello from alice"), "{hello}");
     raw.send(b"Peer: hello from python\n");
     node.wait_message("guest-1", "Peer: hello from python");
     node.send("olá");

@@ -199,10 +199,8 @@ fn a_peer_trickling_a_line_forever_times_out() {
     use std::io::Write;
     use std::time::{Duration, Instant};
     let (mut hub, port) = Node::listener("hub", &["--timeout", "2"]);
-    let raw = util::Raw::connect(port);
-    let mut out = raw.stream.try_clone().expect("clone");
-    out.write_all(b"peerchat/1 hello from troll (node=00000000000000aa listen=-)\n")
-        .expect("hello");
+    let fake = crate::fake::FakePeer::connect(port, "troll", 0xaa);
+    let mut out = fake.raw.stream.try_clone().expect("clone");
     hub.wait_join("troll");
     // One byte every 100 ms, never a newline: bytes keep coming, but never a frame, so the
     // keepalive's ping goes unanswered. Bounded by time, and by the hub closing it.
@@ -226,11 +224,7 @@ fn a_malformed_frame_closes_only_that_peer_with_the_reason() {
     use std::io::Write;
     let (mut hub, port) = Node::listener("hub", &[]);
     let mut reader = util::Raw::joined(&mut hub, port, "guest-1", "reader");
-    let mut troll = util::Raw::connect(port);
-    troll
-        .stream
-        .write_all(b"peerchat/1 hello from troll (node=00000000000000cc listen=-)\n")
-        .expect("hello");
+    let mut troll = crate::fake::FakePeer::connect(port, "troll", 0xcc).raw;
     hub.wait_join("troll");
     troll.send(b"MSG not-an-id 00000000000000cc troll hi\n");
     let leave = hub.wait_leave("troll");
@@ -245,7 +239,7 @@ fn a_malformed_frame_closes_only_that_peer_with_the_reason() {
 fn a_hello_that_never_completes_is_closed_with_the_reason() {
     let (mut hub, port) = Node::listener("hub", &[]);
     let mut half = util::Raw::connect(port);
-    half.send(b"peerchat/1 hello from sl");
+    half.send(b"peerchat/2 hello from sl");
     // After the hello wait it is taken for a guest; then, the hello still unfinished, closed.
     let leave = hub.wait_leave("guest-1");
     assert_eq!(leave["reason"], "incomplete hello", "{leave}");
@@ -254,7 +248,7 @@ fn a_hello_that_never_completes_is_closed_with_the_reason() {
         "the half hello was not shown as chat: {:?}",
         hub.events()
     );
-    half.wait_line(|l| l.starts_with("peerchat/1 hello from hub"));
+    half.wait_line(|l| l.starts_with("peerchat/2 hello from hub"));
 }
 
 #[test]
