@@ -167,3 +167,37 @@ fn a_guest_that_reconnects_at_once_does_not_get_a_fresh_burst() {
     }
     assert_eq!(net.messages(1).len(), burst);
 }
+
+#[test]
+fn a_refused_connection_is_forgotten_at_once() {
+    let now = Instant::now();
+    let mut cfg = Config::new("hub".into(), 1, Some(5000));
+    cfg.max_guests_per_ip = Some(1);
+    let mut chat = Chat::new(cfg, now);
+    let from = |port| accepted(SocketAddr::from(([127, 0, 0, 1], port)));
+    chat.handle_opened(7, from(4000), now);
+    chat.handle_opened(8, from(4001), now);
+    chat.handle_line(7, b"in", now);
+    drain(&mut chat);
+    chat.handle_line(8, b"me too", now);
+    let said = Action::Tell {
+        conn: 8,
+        text: "* too many guests from your address (1); try again later".into(),
+    };
+    // Its text is released as a guest's would be, then it is told, then closed.
+    let refused = drain(&mut chat);
+    let to_8: Vec<&Action> = refused
+        .iter()
+        .filter(|a| !matches!(a, Action::Show(_)))
+        .collect();
+    let classify = Action::Classify {
+        conn: 8,
+        role: Role::Guest,
+    };
+    assert_eq!(to_8, [&classify, &said, &Action::Retire { conn: 8 }]);
+    // What it sends before the close lands, and its hello wait, are nothing now.
+    chat.handle_line(8, b"let me in", now);
+    chat.handle_tick(now + HELLO_WAIT);
+    chat.handle_closed(8, None);
+    assert_eq!(drain(&mut chat), []);
+}
