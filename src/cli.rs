@@ -97,10 +97,16 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_conns: Option<u32>,
 
-    /// Lines a second a guest (nc, telnet, a script) may send, in bursts of ten seconds' worth;
-    /// more are dropped (the guest is told), and ten seconds of that disconnects it. 0: no limit
+    /// Lines a second a guest (nc, telnet, a script) may send, in bursts of ten seconds' worth,
+    /// and all guests from one address together; more are dropped (the guest is told), and ten
+    /// seconds of that disconnects it. 0: no limit
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub rate_limit: u32,
+
+    /// Guests from one IP address at once, at most; one more is told so and closed, unseen
+    /// (peers do not count). 0: no limit
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub max_guests_per_ip: u32,
 
     /// Seconds a connection may stay past a quarter of --max-backlog before it is closed
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
@@ -494,6 +500,19 @@ mod tests {
         assert_eq!(bell(&["--bell=off"]).ok(), Some(Bell::Off));
         assert_eq!(bell(&["--bell", "mention"]).ok(), Some(Bell::Mention));
         assert!(bell(&["--bell", "loud"]).is_err());
+    }
+
+    #[test]
+    fn max_guests_per_ip_is_8_unless_told_and_0_is_taken() {
+        let max = |extra: &[&str]| {
+            let argv = ["peerchat", "-l"].iter().chain(extra);
+            Args::try_parse_from(argv).map(|a| a.max_guests_per_ip)
+        };
+        assert_eq!(max(&[]).ok(), Some(8));
+        assert_eq!(max(&["--max-guests-per-ip", "0"]).ok(), Some(0));
+        assert_eq!(max(&["--max-guests-per-ip=2"]).ok(), Some(2));
+        assert!(max(&["--max-guests-per-ip", "-1"]).is_err());
+        assert!(max(&["--max-guests-per-ip", "many"]).is_err());
     }
 
     #[test]

@@ -198,6 +198,7 @@ fn setup_from(args: &Args) -> Result<Setup, String> {
         slow_timeout: args.slow_timeout,
         max_conns: args.max_conns.map_or(usize::MAX, |n| n as usize),
         guest_rate: (args.rate_limit > 0).then(|| RateLimit::per_second(args.rate_limit)),
+        max_guests_per_ip: (args.max_guests_per_ip > 0).then_some(args.max_guests_per_ip as usize),
         reconnect: false,
         key: None,
     };

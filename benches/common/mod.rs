@@ -84,13 +84,15 @@ pub fn raise_fd_limit() -> u64 {
 }
 
 /// Starts a peerchat hub on an ephemeral loopback port (`-l 127.0.0.1:0 -q --keep-open --nick
-/// hub --rate-limit 0`, then `extra`): a benchmark's sender is a guest sending as fast as it can,
-/// so no flood limit. Returns it and its port, read from its first line (`listening on ADDR`);
-/// its stdout is kept drained, its warnings go to the report (stderr).
+/// hub --rate-limit 0 --max-guests-per-ip 0`, then `extra`): a benchmark's sender is a guest
+/// sending as fast as it can, so no flood limit, and its thousands of guests all come from
+/// 127.0.0.1. Returns it and its port, read from its first line (`listening on ADDR`); its
+/// stdout is kept drained, its warnings go to the report (stderr).
 pub fn start_peerchat_hub(extra: &[&str]) -> Result<(Killed, u16), String> {
     let mut child = Command::new(peerchat_bin())
         .args(["-l", "127.0.0.1:0", "-q", "--keep-open", "--nick", "hub"])
         .args(["--rate-limit", "0"])
+        .args(no_guest_limit_per_ip())
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -112,4 +114,16 @@ pub fn start_peerchat_hub(extra: &[&str]) -> Result<(Killed, u16), String> {
         .ok_or_else(|| format!("no port in {first:?}"))?;
     thread::spawn(move || io::copy(&mut lines, &mut io::sink()));
     Ok((hub, port))
+}
+
+/// `--max-guests-per-ip 0` if the binary knows it: one built before it (`compare.sh`'s
+/// BEFORE_BIN) would refuse the option, and had no such limit anyway.
+fn no_guest_limit_per_ip() -> &'static [&'static str] {
+    let help = Command::new(peerchat_bin()).arg("--help").output();
+    match help {
+        Ok(out) if String::from_utf8_lossy(&out.stdout).contains("--max-guests-per-ip") => {
+            &["--max-guests-per-ip", "0"]
+        }
+        _ => &[],
+    }
 }

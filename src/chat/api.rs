@@ -34,6 +34,9 @@ pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Direct peer connections a node opens by itself, at most (`--max-peers`).
 pub const DEFAULT_MAX_PEERS: usize = 8;
 
+/// Guests from one source address at once, at most (`--max-guests-per-ip`).
+pub const DEFAULT_MAX_GUESTS_PER_IP: usize = 8;
+
 /// Which side opened a connection, and why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
@@ -125,8 +128,10 @@ pub struct Config {
     pub peer_timeout: Duration,
     /// Re-dial peers that drop without saying goodbye (a node that listens stays in the chat).
     pub redial: bool,
-    /// Flood control for guests; `None` for none.
+    /// Flood control for guests, per guest and per source address; `None` for none.
     pub guest_rate: Option<RateLimit>,
+    /// Guests from one source address at once, at most; `None` for no limit.
+    pub max_guests_per_ip: Option<usize>,
 }
 
 impl Config {
@@ -143,6 +148,7 @@ impl Config {
             peer_timeout: DEFAULT_PEER_TIMEOUT,
             redial: listen.is_some(),
             guest_rate: Some(RateLimit::per_second(DEFAULT_GUEST_RATE)),
+            max_guests_per_ip: Some(DEFAULT_MAX_GUESTS_PER_IP),
         }
     }
 }

@@ -1,7 +1,8 @@
-//! Guests as people: the welcome a connection gets once it is taken for a guest, and the
+//! Guests as people: the welcome a connection gets once it is taken for a guest (or the line
+//! that turns it away when its address has `--max-guests-per-ip` guests already), and the
 //! commands a guest may type (`/nick`, `/names`, `/msg`, `/me`, `/help`, `/quit`), each answered
 //! to that guest alone. Its plain lines are its messages (the relay's `guest_line`, which also
-//! applies the flood limit to every line before it gets here).
+//! applies the flood limit, the guest's and its address's, to every line before it gets here).
 //!
 //! The lines a guest is told are built by the free functions below; the `impl Chat` steps carry
 //! out the commands. Must not classify connections (the handshake does) nor make text
@@ -9,11 +10,13 @@
 //! `* `: a slow peerchat node taken for a guest before its hello came reads such lines as guest
 //! text and lets them be (see `protocol::is_guest_text`).
 
+use std::net::IpAddr;
+
 use unicode_width::UnicodeWidthStr;
 
 use super::neighbours::Kind;
 use super::{Chat, Command, ConnId, Event};
-use crate::event::Name;
+use crate::event::{Name, Role};
 use crate::protocol::{self, check_nick, Frame, MemberId, MAX_TEXT};
 
 /// The widest line a guest is told, in columns, where the names in it allow.
@@ -90,7 +93,38 @@ pub(super) fn names_glance(names: &[Name]) -> String {
     line
 }
 
+/// What a connection turned away by `--max-guests-per-ip` (`max`) is told.
+pub(super) fn too_many_line(max: usize) -> String {
+    format!("* too many guests from your address ({max}); try again later")
+}
+
 impl Chat {
+    /// True if address `source` has all the guests it may have (`--max-guests-per-ip`).
+    pub(super) fn too_many_guests_from(&self, source: IpAddr) -> bool {
+        self.cfg
+            .max_guests_per_ip
+            .is_some_and(|max| self.neighbours.guests_from(source) >= max)
+    }
+
+    /// `conn`, from `source`, would be one guest too many from there: it is told so and closed,
+    /// and never joins (nobody sees it come or go). The user is shown it, once a minute at most
+    /// for an address, so that a stream of refused connections is not a stream of notices.
+    pub(super) fn refuse_guest(&mut self, conn: ConnId, source: IpAddr) {
+        let max = self.cfg.max_guests_per_ip.unwrap_or(0);
+        self.forget_conn(conn);
+        // As a guest, so that the line goes out as text (with what was held for it, if
+        // anything: at most the hello wait's worth of chat).
+        self.out.classify(conn, Role::Guest);
+        self.out.tell(conn, too_many_line(max));
+        self.out.retire(conn);
+        if self.neighbours.notice_refusal(source, self.clock) {
+            self.out.show(Event::Info(format!(
+                "too many guests from {source} ({max}, --max-guests-per-ip): refusing more \
+                 from there"
+            )));
+        }
+    }
+
     /// Tells guest `conn` (`member`, called `nick`) who it is, who is here and what it may
     /// type. Call once it is on the roster.
     pub(super) fn welcome_guest(&mut self, conn: ConnId, member: MemberId, nick: &str) {
@@ -315,7 +349,9 @@ mod tests {
 
     #[test]
     fn every_line_told_fits_and_reads_as_guest_text() {
-        for line in WELCOME_COMMANDS.iter().chain(GUEST_HELP.iter()) {
+        let refused = too_many_line(usize::MAX);
+        let refused = [refused.as_str()];
+        for line in WELCOME_COMMANDS.iter().chain(&GUEST_HELP).chain(&refused) {
             assert!(line.width() <= WIDTH, "{line}");
             assert!(protocol::is_guest_text(line), "{line}");
         }

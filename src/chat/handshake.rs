@@ -10,8 +10,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use super::flood::Bucket;
-use super::neighbours::{Guest, Kind, Neighbour, Peer, Voice};
+use super::neighbours::{source_of, Guest, Kind, Neighbour, Peer, Voice};
 use super::{Chat, ConnId, Due, Origin, HELLO_WAIT_DIALLED};
 use crate::event::{Event, Role};
 use crate::protocol::{self, Frame, Hello, MemberId, MsgId, NodeId};
@@ -343,9 +342,21 @@ impl Chat {
         self.start_proof(conn, hello, line);
     }
 
-    /// `conn` is a guest: it gets the next guest number, joins the chat and is welcomed.
+    /// `conn` is a guest: it gets the next guest number, joins the chat and is welcomed, unless
+    /// its address has all the guests it may (then it is told so and closed, unseen).
     /// [`Voice::Silent`] when made one by its silence (a late hello may still come).
     pub(super) fn make_guest(&mut self, conn: ConnId, voice: Voice) {
+        let Some((source, origin)) = self
+            .neighbours
+            .get(conn)
+            .map(|c| (source_of(c.addr), c.origin))
+        else {
+            return;
+        };
+        // Only connections that came to us: one the user dialled is theirs to have.
+        if origin == Origin::Accepted && self.too_many_guests_from(source) {
+            return self.refuse_guest(conn, source);
+        }
         // A number whose name someone took in any case (a guest's `/nick Guest-7`) is skipped, so the new
         // guest is not shown with a tag and `/msg guest-7` stays unambiguous; each member
         // holds one nick, so few are ever skipped.
@@ -368,7 +379,9 @@ impl Chat {
             member,
             nick: nick.clone(),
             voice,
-            bucket: Bucket::new(self.clock, self.cfg.guest_rate),
+            bucket: self
+                .neighbours
+                .guest_bucket(source, self.clock, self.cfg.guest_rate),
         };
         self.neighbours.set_kind(conn, Kind::Guest(guest));
         self.classified(conn, Role::Guest);

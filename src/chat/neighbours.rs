@@ -1,14 +1,15 @@
 //! The connections as the chat sees them: each one's other end, who opened it and why, and
-//! what it turned out to be (not yet known, a peer node, or a guest).
+//! what it turned out to be (not yet known, a peer node, or a guest); and, per source address,
+//! its guests' shared budget of lines and when a guest refused from it was last shown.
 //!
 //! Owns the map of connections and answers questions about them. Must not queue actions, touch
 //! the roster or decide what a line means (the handshake and relay do).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::time::Instant;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
-use super::flood::Bucket;
+use super::flood::{Bucket, RateLimit, Shared};
 use super::keepalive::Keepalive;
 use super::{ConnId, Origin};
 use crate::protocol::{BundleHead, Frame, Hello, MemberId, NodeId};
@@ -173,6 +174,86 @@ impl Neighbour {
 #[derive(Debug, Default)]
 pub(super) struct Neighbours {
     conns: ConnMap<Neighbour>,
+    sources: Sources,
+}
+
+/// A guest refused from an address is shown to the user at most this often for that address.
+pub(super) const REFUSAL_NOTICE_EVERY: Duration = Duration::from_secs(60);
+
+/// The address a guest is counted under: the IP address it connects from, an IPv4 address
+/// written as IPv6 (`::ffff:a.b.c.d`) taken as the IPv4 one.
+///
+/// A whole IPv6 address, not its /64: on a LAN, which peerchat is for, every host of a segment
+/// shares one /64, so counting by /64 would make the limit one for the whole room. A host that
+/// may add addresses at will (root on its own machine) defeats the count either way (spare IPv4
+/// addresses of its subnet too); `--max-conns` bounds what it can hold in all.
+pub(super) fn source_of(addr: SocketAddr) -> IpAddr {
+    addr.ip().to_canonical()
+}
+
+/// What one source address has here: the budget its guests share, and when a guest refused
+/// from it was last shown.
+#[derive(Debug)]
+struct Source {
+    budget: Shared,
+    noticed: Option<Instant>,
+}
+
+impl Source {
+    /// Nothing kept here would make a difference any more: no guest from there, a full budget
+    /// (a new one is the same), no refusal shown lately.
+    fn is_idle(&self, now: Instant, limit: Option<RateLimit>) -> bool {
+        self.budget.others() == 0
+            && self.budget.is_full(now, limit)
+            && self
+                .noticed
+                .is_none_or(|t| now.saturating_duration_since(t) >= REFUSAL_NOTICE_EVERY)
+    }
+}
+
+/// The source addresses of guests. An address stays after its last guest goes until its
+/// budget has filled up again: forgotten at once, a guest that reconnects over and over would
+/// get a fresh burst each time. Idle ones are swept when the table has doubled since the last
+/// sweep, so it stays within twice the addresses active lately.
+#[derive(Debug, Default)]
+struct Sources {
+    map: HashMap<IpAddr, Source>,
+    /// Addresses left after the last sweep.
+    kept: usize,
+}
+
+/// The table is not swept below this many addresses.
+const SOURCES_SWEEP_MIN: usize = 64;
+
+impl Sources {
+    fn guests(&self, ip: IpAddr) -> usize {
+        self.map.get(&ip).map_or(0, |s| s.budget.others())
+    }
+
+    fn budget(&mut self, ip: IpAddr, now: Instant, limit: Option<RateLimit>) -> Shared {
+        if !self.map.contains_key(&ip) && self.map.len() >= (2 * self.kept).max(SOURCES_SWEEP_MIN) {
+            self.map.retain(|_, s| !s.is_idle(now, limit));
+            self.kept = self.map.len();
+        }
+        let source = self.map.entry(ip).or_insert_with(|| Source {
+            budget: Shared::new(now, limit),
+            noticed: None,
+        });
+        source.budget.clone()
+    }
+
+    fn notice(&mut self, ip: IpAddr, now: Instant) -> bool {
+        let Some(source) = self.map.get_mut(&ip) else {
+            return true;
+        };
+        let due = source
+            .noticed
+            .is_none_or(|t| now.saturating_duration_since(t) >= REFUSAL_NOTICE_EVERY);
+        if due {
+            source.noticed = Some(now);
+        }
+        due
+    }
 }
 
 impl Neighbours {
@@ -317,12 +398,41 @@ impl Neighbours {
     pub(super) fn any_speculative(&self) -> bool {
         self.conns.values().any(Neighbour::is_speculative)
     }
+
+    /// How many guests there are from address `ip` (see [`source_of`]).
+    pub(super) fn guests_from(&self, ip: IpAddr) -> usize {
+        self.sources.guests(ip)
+    }
+
+    /// A bucket for a new guest from `ip`, spending from the budget all guests from there
+    /// share; it counts as one of them (see [`Neighbours::guests_from`]) until it is dropped.
+    pub(super) fn guest_bucket(
+        &mut self,
+        ip: IpAddr,
+        now: Instant,
+        limit: Option<RateLimit>,
+    ) -> Bucket {
+        let shared = self.sources.budget(ip, now, limit);
+        Bucket::new(now, limit, Some(shared))
+    }
+
+    /// A guest from `ip` was refused at `now`: true if the user is to be shown it (at most once
+    /// per [`REFUSAL_NOTICE_EVERY`] for an address).
+    pub(super) fn notice_refusal(&mut self, ip: IpAddr, now: Instant) -> bool {
+        self.sources.notice(ip, now)
+    }
+
+    /// How many addresses the table keeps (for tests of its bound).
+    #[cfg(test)]
+    pub(super) fn sources_kept(&self) -> usize {
+        self.sources.map.len()
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::flood::Verdict;
     use super::*;
-    use std::time::Instant;
 
     fn at(port: u16) -> SocketAddr {
         SocketAddr::from(([10, 0, 0, 1], port))
@@ -397,5 +507,71 @@ mod tests {
         // An accepted connection without its hello may be a person typing: someone.
         assert!(n.anyone());
         assert!(!n.reaching(at(4)));
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("an address")
+    }
+
+    #[test]
+    fn guests_are_counted_by_address_until_their_buckets_go() {
+        let mut n = Neighbours::default();
+        let (now, limit) = (Instant::now(), Some(RateLimit::per_second(20)));
+        let a = source_of("10.0.0.7:4000".parse().expect("v4"));
+        // The same host seen through an IPv6 socket is the same address.
+        let a_mapped = source_of("[::ffff:10.0.0.7]:4001".parse().expect("mapped"));
+        assert_eq!(a, a_mapped);
+        let b = source_of("[2001:db8::1]:4000".parse().expect("v6"));
+        // Another host of the same /64 is another address (see `source_of`).
+        let b_next = source_of("[2001:db8::2]:4000".parse().expect("v6"));
+        let one = n.guest_bucket(a, now, limit);
+        let two = n.guest_bucket(a_mapped, now, limit);
+        let _three = n.guest_bucket(b, now, limit);
+        assert_eq!(
+            (n.guests_from(a), n.guests_from(b), n.guests_from(b_next)),
+            (2, 1, 0)
+        );
+        drop(one);
+        assert_eq!(n.guests_from(a), 1);
+        drop(two);
+        assert_eq!(n.guests_from(a), 0);
+    }
+
+    #[test]
+    fn an_address_whose_guests_left_keeps_its_spent_budget_and_the_table_stays_bounded() {
+        let mut n = Neighbours::default();
+        let limit = RateLimit::per_second(20);
+        let start = Instant::now();
+        let cycler = ip("10.0.0.9");
+        let mut bucket = n.guest_bucket(cycler, start, Some(limit));
+        while bucket.take(start, limit) == Verdict::Pass {}
+        drop(bucket);
+        // Two thousand other addresses come and go (one line each), 1 ms apart.
+        let mut now = start;
+        for i in 0..2_000u32 {
+            now = start + Duration::from_millis(u64::from(i));
+            let other = IpAddr::from(std::net::Ipv4Addr::from(0x0b00_0000 + i));
+            let mut b = n.guest_bucket(other, now, Some(limit));
+            assert_eq!(b.take(now, limit), Verdict::Pass);
+            assert!(n.sources_kept() <= 2 * SOURCES_SWEEP_MIN, "{i}");
+        }
+        // Two seconds later, well within the ten its budget takes to fill: a guest that
+        // reconnects gets what came back since (40), not a fresh burst (200).
+        let mut back = n.guest_bucket(cycler, now, Some(limit));
+        let refilled = (now - start).as_secs_f64() * limit.per_sec;
+        let got = (0..1000).filter(|_| back.take(now, limit) == Verdict::Pass);
+        assert!((got.count() as f64) <= refilled.ceil(), "{refilled}");
+    }
+
+    #[test]
+    fn a_refused_guest_is_shown_once_a_minute_for_each_address() {
+        let mut n = Neighbours::default();
+        let now = Instant::now();
+        let (a, b) = (ip("10.0.0.1"), ip("10.0.0.2"));
+        let _guests = [n.guest_bucket(a, now, None), n.guest_bucket(b, now, None)];
+        assert!(n.notice_refusal(a, now));
+        assert!(!n.notice_refusal(a, now + Duration::from_secs(59)));
+        assert!(n.notice_refusal(b, now + Duration::from_secs(1)));
+        assert!(n.notice_refusal(a, now + REFUSAL_NOTICE_EVERY));
     }
 }

@@ -203,6 +203,7 @@ impl<W: Write> Reactor<W> {
         cfg.max_peers = setup.max_peers;
         cfg.peer_timeout = setup.peer_timeout;
         cfg.guest_rate = setup.guest_rate;
+        cfg.max_guests_per_ip = setup.max_guests_per_ip;
         let redial = Redial::new(
             setup.reconnect && listen_port.is_none(),
             setup.dials.clone(),

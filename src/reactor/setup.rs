@@ -52,6 +52,8 @@ pub struct Setup {
     pub max_conns: usize,
     /// Flood control for guests.
     pub guest_rate: Option<chat::RateLimit>,
+    /// Guests from one IP address at once, at most; `None` for no limit.
+    pub max_guests_per_ip: Option<usize>,
     /// A node that does not listen and loses its last connection (after one was up) dials
     /// the peers of `dials` again, with back-off, until one is back or the user leaves. False:
     /// it ends (`no connections left`), as a piped client must.
@@ -75,6 +77,7 @@ impl Setup {
             slow_timeout: STALL_LIMIT,
             max_conns: usize::MAX,
             guest_rate: Some(chat::RateLimit::per_second(chat::DEFAULT_GUEST_RATE)),
+            max_guests_per_ip: Some(chat::DEFAULT_MAX_GUESTS_PER_IP),
             reconnect: false,
             key: None,
         }

@@ -1,8 +1,11 @@
 //! Guests as people, over loopback with a raw TCP connection as the guest (as `nc` would be):
 //! the welcome after the hello, and each command answered to that guest alone; nick changes,
-//! actions and leaves seen by everyone.
+//! actions and leaves seen by everyone; and the limits per source address (how many guests,
+//! how many lines between them).
 
-use crate::util::{Node, Raw};
+use std::time::Instant;
+
+use crate::util::{burst, Node, Raw};
 
 /// The next `n` lines from `raw`.
 fn lines(raw: &mut Raw, n: usize) -> Vec<String> {
@@ -173,4 +176,110 @@ fn sair_disconnects_the_guest_and_the_host_shows_it_leave() {
         "{:#?}",
         ana.history
     );
+}
+
+/// What the hub's `--json` output says of a guest turned away by `--max-guests-per-ip`.
+fn refusal_notices(node: &Node) -> usize {
+    let notice = |v: &serde_json::Value| {
+        v["event"] == "info"
+            && v["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("too many guests from 127.0.0.1 (8, "))
+    };
+    node.events().iter().filter(|v| notice(v)).count()
+}
+
+#[test]
+fn a_ninth_guest_from_one_address_is_told_and_closed_and_never_shown() {
+    // bob is a peer from the same address: peers do not count.
+    let (mut hub, mut bob, port) = Node::pair("hub", "bob", &[]);
+    let mut eight: Vec<Raw> = (1..=8)
+        .map(|i| {
+            Raw::joined(
+                &mut hub,
+                port,
+                &format!("guest-{i}"),
+                &format!("hi from {i}"),
+            )
+        })
+        .collect();
+    let too_many = "* too many guests from your address (8); try again later";
+    let mut ninth = Raw::connect(port);
+    ninth.send(b"let me in\n");
+    assert_eq!(ninth.wait_line(|l| l.starts_with("* ")), too_many);
+    assert_eq!(ninth.line(), None, "closed after saying so");
+    // One that says nothing is turned away once its hello wait is over.
+    let mut tenth = Raw::connect(port);
+    assert_eq!(tenth.wait_line(|l| l.starts_with("* ")), too_many);
+    assert_eq!(tenth.line(), None, "closed after saying so");
+    // The eight are still here; the marker is behind anything the two could have caused.
+    eight[0].send(b"marker\n");
+    for node in [&mut hub, &mut bob] {
+        node.wait_message("guest-1", "marker");
+        let shown: Vec<_> = node
+            .events()
+            .into_iter()
+            .filter(|v| {
+                v["event"] == "leave"
+                    || (v["event"] == "join" && v["nick"] != "hub" && v["nick"] != "bob")
+                    || v["text"] == "let me in"
+            })
+            .collect();
+        assert_eq!(shown.len(), 8, "eight joins, nothing else: {shown:#?}");
+    }
+    eight[7].wait_line(|l| l == "<guest-1> marker");
+    assert_eq!(refusal_notices(&hub), 1, "{:#?}", hub.history);
+    // One leaves: there is room for one more.
+    drop(eight.remove(0));
+    hub.wait_leave("guest-1");
+    let _next = Raw::joined(&mut hub, port, "guest-9", "in at last");
+    bob.wait_message("guest-9", "in at last");
+}
+
+/// Guest lines `watcher` has shown up to the hub's line `marker`, which the hub sends now:
+/// the hub's own line reaches the watcher after every guest line the hub passed before it.
+fn guest_lines_up_to(hub: &mut Node, watcher: &mut Node, marker: &str) -> usize {
+    hub.send(marker);
+    watcher.wait_message("hub", marker);
+    let from_guest = |v: &serde_json::Value| {
+        v["event"] == "message" && v["from"].as_str().is_some_and(|f| f.starts_with("guest-"))
+    };
+    watcher.events().iter().filter(|v| from_guest(v)).count()
+}
+
+#[test]
+fn twenty_guests_from_one_address_share_one_flood_budget() {
+    const GUESTS: usize = 20;
+    // The default --rate-limit: 20 lines a second, bursts of 200.
+    let (per_sec, burst_lines) = (20.0, 200);
+    let (mut hub, port) = Node::listener("hub", &["--max-guests-per-ip", "0"]);
+    let mut watcher = Node::client("watcher", port, &[]);
+    hub.wait_join("watcher");
+    watcher.wait_join("hub");
+    // Each guest sends one line more than one guest may burst (so that each is told), all at
+    // once: twenty times what one address may.
+    let start = Instant::now();
+    let mut guests: Vec<Raw> = (0..GUESTS)
+        .map(|k| {
+            let mut raw = Raw::connect(port);
+            raw.send(&burst(k, burst_lines + 1, 40));
+            raw
+        })
+        .collect();
+    // The address's budget since before its first guest connected: a burst, then the rate
+    // (measured by the test, so at least what the hub's clock allowed).
+    let within_budget = |shown: usize| {
+        let elapsed = start.elapsed().as_secs_f64();
+        let budget = burst_lines as f64 + per_sec * elapsed;
+        assert!(
+            shown as f64 <= budget,
+            "{shown} guest lines shown in {elapsed:.2} s; one address may send {budget:.0}"
+        );
+    };
+    within_budget(guest_lines_up_to(&mut hub, &mut watcher, "marker"));
+    // Lines were dropped, not only unread yet: every guest is told, as a flooding one is.
+    for guest in &mut guests {
+        guest.wait_line(|l| l.starts_with("peerchat: slow down: "));
+    }
+    within_budget(guest_lines_up_to(&mut hub, &mut watcher, "all told"));
 }

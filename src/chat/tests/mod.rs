@@ -11,5 +11,6 @@ mod handshake;
 mod keepalive;
 mod mutants;
 mod net;
+mod per_address;
 mod relay;
 mod timers;
