@@ -13,4 +13,5 @@ mod mutants;
 mod net;
 mod per_address;
 mod relay;
+mod signed;
 mod timers;
