@@ -9,7 +9,10 @@ use std::ops::RangeInclusive;
 use std::rc::Rc;
 use std::time::Duration;
 
+use ed25519_dalek::SigningKey;
+
 use super::flood::{RateLimit, DEFAULT_GUEST_RATE};
+use super::known::KnownKeys;
 use crate::event::{Event, Role};
 use crate::protocol::{Frame, NodeId};
 
@@ -116,11 +119,15 @@ pub struct Config {
     pub redial: bool,
     /// Flood control for guests; `None` for none.
     pub guest_rate: Option<RateLimit>,
+    /// This node's identity key (the person's, kept on disk, or one for this run only).
+    pub key: SigningKey,
+    /// The keys remembered for nicks when the node started.
+    pub known: KnownKeys,
 }
 
 impl Config {
-    /// A node with the default limits, not in mesh mode.
-    pub fn new(nick: String, node: NodeId, listen: Option<u16>) -> Config {
+    /// A node with the default limits, not in mesh mode, that remembers no keys yet.
+    pub fn new(nick: String, node: NodeId, listen: Option<u16>, key: SigningKey) -> Config {
         Config {
             nick,
             node,
@@ -130,6 +137,8 @@ impl Config {
             peer_timeout: DEFAULT_PEER_TIMEOUT,
             redial: listen.is_some(),
             guest_rate: Some(RateLimit::per_second(DEFAULT_GUEST_RATE)),
+            key,
+            known: KnownKeys::new(),
         }
     }
 }

@@ -12,7 +12,7 @@
 //! per frame kind), `keepalive.rs` (pings and timeouts), `handshake.rs` (classifying a
 //! connection, duplicates, orphans), `commands.rs` (the typed-line parser and the commands'
 //! steps), `guests.rs` (a guest's welcome and its commands), `flood.rs`, `recent.rs`, `outbox.rs` (the one action queue), `api.rs` (the public
-//! types), and one timer table for every deadline.
+//! types), `known.rs` (remembered keys and fingerprints), and one timer table for every deadline.
 //!
 //! Only `Chat` owns the action queue, because the order of actions is what users see. The steps
 //! that need several rooms at once are `impl Chat` blocks in the file of the concern they serve,
@@ -27,6 +27,7 @@ mod flood;
 mod guests;
 mod handshake;
 mod keepalive;
+mod known;
 mod neighbours;
 mod outbox;
 mod recent;
@@ -44,6 +45,7 @@ pub use self::api::{
 };
 pub use self::commands::{is_leave_command, Command, COMMANDS, HELP_LINES};
 pub use self::flood::{RateLimit, DEFAULT_GUEST_RATE};
+pub use self::known::{fingerprint, fold, is_fingerprint, KeyCheck, KnownKeys, MAX_KNOWN};
 pub use crate::event::{Event, Name, Role};
 use crate::protocol::{self, Frame, Hello, MemberId, MsgId};
 use crate::timers::Timers;

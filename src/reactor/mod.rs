@@ -192,7 +192,8 @@ impl<W: Write> Reactor<W> {
             .as_ref()
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.port());
-        let mut cfg = chat::Config::new(setup.nick, node, listen_port);
+        let mut cfg = chat::Config::new(setup.nick, node, listen_port, setup.key);
+        cfg.known = setup.known;
         if let Listen::Range(mesh) = setup.listen {
             cfg.mesh = Some(mesh);
         }

@@ -24,6 +24,12 @@ pub(super) fn node_id(i: usize) -> NodeId {
     ((i as u64 + 1) << 56) | 0x1000 | i as u64
 }
 
+/// The identity key of test node `node`: fixed, so that runs repeat, and distinct per node.
+pub(super) fn test_key(node: NodeId) -> ed25519_dalek::SigningKey {
+    let seed = [node.to_be_bytes(); 4].concat();
+    ed25519_dalek::SigningKey::from_bytes(&seed.try_into().unwrap_or([0; 32]))
+}
+
 pub(super) fn addr(i: usize, port: u16) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, i as u8], port))
 }
@@ -62,7 +68,17 @@ impl Net {
         let now = Instant::now();
         Net {
             nodes: (0..n)
-                .map(|i| Chat::new(Config::new(format!("n{i}"), node_id(i), Some(5000)), now))
+                .map(|i| {
+                    Chat::new(
+                        Config::new(
+                            format!("n{i}"),
+                            node_id(i),
+                            Some(5000),
+                            test_key(node_id(i)),
+                        ),
+                        now,
+                    )
+                })
                 .collect(),
             links: HashMap::new(),
             next_conn: 100,
@@ -145,7 +161,7 @@ impl Net {
     pub(super) fn restart(&mut self, i: usize, run: u64) {
         let nick = format!("n{i}");
         let id = node_id(i) ^ (run << 40);
-        self.nodes[i] = Chat::new(Config::new(nick, id, Some(5000)), self.now);
+        self.nodes[i] = Chat::new(Config::new(nick, id, Some(5000), test_key(id)), self.now);
         self.quit[i] = false;
     }
 
@@ -470,7 +486,7 @@ pub(super) fn first_scan() -> (Chat, Instant, SocketAddr, Link) {
 
 pub(super) fn guest_chat() -> (Chat, Instant) {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("hub".into(), 1, Some(5000)), now);
+    let mut chat = Chat::new(Config::new("hub".into(), 1, Some(5000), test_key(1)), now);
     chat.handle_opened(7, accepted("127.0.0.1:4000".parse().unwrap()), now);
     chat.handle_opened(8, accepted("127.0.0.1:4001".parse().unwrap()), now);
     (chat, now)
@@ -483,7 +499,7 @@ pub(super) fn mesh_chat(
     max_peers: usize,
 ) -> (Chat, Instant) {
     let now = Instant::now();
-    let mut cfg = Config::new("me".into(), 1, Some(listen));
+    let mut cfg = Config::new("me".into(), 1, Some(listen), test_key(1));
     cfg.max_peers = max_peers;
     cfg.mesh = Some(Mesh {
         host: [127, 0, 0, 1].into(),
