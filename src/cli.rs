@@ -116,6 +116,12 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<std::path::PathBuf>,
 
+    /// Your identity key, created there if missing; the keys remembered for nicks are kept
+    /// beside it, in known_keys [default: $XDG_CONFIG_HOME/peerchat/identity, else
+    /// ~/.config/peerchat/identity]
+    #[arg(long, value_name = "PATH")]
+    pub identity: Option<std::path::PathBuf>,
+
     /// On a terminal, when to ring the bell: mention (a message that says your nick, or a
     /// direct message), all (every message from someone else) or off
     // The values are said above: listed by clap with their help, they would turn `--help`

@@ -1,8 +1,9 @@
 //! peerchat: a peer-to-peer terminal chat on one `mio::Poll` event loop.
 //!
 //! Modules, arrows one way: `reactor` -> `conn` -> `chat` -> `protocol`, with `event` (the shared
-//! vocabulary), `output`, `eventlog`, `input`, `fanout`, `timers`, `limits`, `safe` and `signals`
-//! beside them. `main.rs` only wires the command line to the reactor. See `docs/DESIGN.md`.
+//! vocabulary), `output`, `eventlog`, `input`, `fanout`, `identity` (the key on disk), `timers`,
+//! `limits`, `safe` and `signals` beside them. `main.rs` only wires the command line to the
+//! reactor. See `docs/DESIGN.md`.
 
 pub mod chat;
 pub mod cli;
@@ -10,6 +11,7 @@ pub mod conn;
 pub mod event;
 pub mod eventlog;
 pub mod fanout;
+pub mod identity;
 pub mod input;
 pub mod limits;
 pub mod output;

@@ -12,6 +12,7 @@ use clap::{CommandFactory, Parser};
 use peerchat::chat::{Mesh, RateLimit};
 use peerchat::cli::{self, Args, HostPort, Mode};
 use peerchat::eventlog::EventLog;
+use peerchat::identity::{self, Identity};
 use peerchat::limits;
 use peerchat::output::{Format, Output};
 use peerchat::reactor::{Dial, DialError, Ended, Listen, Reactor, Setup, TermSetup};
@@ -58,7 +59,9 @@ fn run(mut args: Args, signals: Signals) -> Result<Ended, String> {
         // Ctrl-D at a question is the user leaving before the chat started: exit 0.
         return Ok(Ended::Done);
     }
-    let mut setup = setup_from(&args)?;
+    // After the usage errors (which create nothing), before anything listens.
+    let identity = load_identity(&args)?;
+    let mut setup = setup_from(&args, identity)?;
     let colour =
         io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let format = if args.json {
@@ -160,9 +163,20 @@ fn ask_what_is_missing(args: &mut Args) -> Result<Asked, String> {
     Ok(Asked::Complete)
 }
 
-/// The reactor's setup from the command line: where to listen, the peers resolved, the log
-/// file opened, the limits (fitted to the open-file limit when listening).
-fn setup_from(args: &Args) -> Result<Setup, String> {
+/// The identity key (`--identity`, else the default path, else one for this run only) and the
+/// keys remembered beside it; its warnings are logged.
+fn load_identity(args: &Args) -> Result<Identity, String> {
+    let env = identity::Env::from_process();
+    let loaded = identity::load(args.identity.as_deref(), &env).map_err(|e| e.to_string())?;
+    for warning in &loaded.warnings {
+        log::warn!("{warning}");
+    }
+    Ok(loaded)
+}
+
+/// The reactor's setup from the command line and the identity: where to listen, the peers
+/// resolved, the log file opened, the limits (fitted to the open-file limit when listening).
+fn setup_from(args: &Args, identity: Identity) -> Result<Setup, String> {
     let listen = match (&args.listen, &args.mesh) {
         (Some(hp), _) => Listen::Addr(first_addr(hp)?),
         (None, Some(range)) => Listen::Range(Mesh {
@@ -200,7 +214,9 @@ fn setup_from(args: &Args) -> Result<Setup, String> {
         guest_rate: (args.rate_limit > 0).then(|| RateLimit::per_second(args.rate_limit)),
         max_guests_per_ip: (args.max_guests_per_ip > 0).then_some(args.max_guests_per_ip as usize),
         reconnect: false,
-        key: None,
+        key: identity.key,
+        known: identity.known,
+        known_path: identity.known_path,
     };
     if listening {
         fit_fd_limit(&mut setup, args.max_conns.is_some());

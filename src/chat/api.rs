@@ -9,10 +9,11 @@ use std::ops::RangeInclusive;
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::flood::{RateLimit, DEFAULT_GUEST_RATE};
-use crate::event::{Event, Role};
 use ed25519_dalek::SigningKey;
 
+use super::flood::{RateLimit, DEFAULT_GUEST_RATE};
+use super::known::KnownKeys;
+use crate::event::{Event, Role};
 use crate::protocol::sign::{self, Run};
 use crate::protocol::{Frame, NodeId};
 
@@ -132,10 +133,12 @@ pub struct Config {
     pub guest_rate: Option<RateLimit>,
     /// Guests from one source address at once, at most; `None` for no limit.
     pub max_guests_per_ip: Option<usize>,
+    /// The keys remembered for nicks when the node started.
+    pub known: KnownKeys,
 }
 
 impl Config {
-    /// A node with the default limits, not in mesh mode.
+    /// A node with the default limits, not in mesh mode, that remembers no keys yet.
     pub fn new(nick: String, key: SigningKey, run: Run, listen: Option<u16>) -> Config {
         Config {
             nick,
@@ -149,6 +152,7 @@ impl Config {
             redial: listen.is_some(),
             guest_rate: Some(RateLimit::per_second(DEFAULT_GUEST_RATE)),
             max_guests_per_ip: Some(DEFAULT_MAX_GUESTS_PER_IP),
+            known: KnownKeys::new(),
         }
     }
 }

@@ -12,7 +12,8 @@
 //! per frame kind), `keepalive.rs` (pings and timeouts), `handshake.rs` (classifying a
 //! connection, duplicates, orphans), `commands.rs` (the typed-line parser and the commands'
 //! steps), `guests.rs` (a guest's welcome and its commands), `flood.rs`, `recent.rs`, `bounds.rs` (the roster's caps per origin), `outbox.rs` (the one action queue), `api.rs` (the public
-//! types), and one timer table for every deadline.
+//! types), `known.rs` (remembered keys and fingerprints), `origins.rs` (keys, counters and
+//! suspicions of the nodes that originate frames), and one timer table for every deadline.
 //!
 //! Only `Chat` owns the action queue, because the order of actions is what users see. The steps
 //! that need several rooms at once are `impl Chat` blocks in the file of the concern they serve,
@@ -28,6 +29,7 @@ mod flood;
 mod guests;
 mod handshake;
 mod keepalive;
+mod known;
 mod neighbours;
 mod origins;
 mod outbox;
@@ -46,6 +48,7 @@ pub use self::api::{
 };
 pub use self::commands::{is_leave_command, Command, COMMANDS, HELP_LINES};
 pub use self::flood::{RateLimit, DEFAULT_GUEST_RATE};
+pub use self::known::{fingerprint, fold, is_fingerprint, KeyCheck, KnownKeys, MAX_KNOWN};
 pub use crate::event::{Event, Name, Role};
 use crate::protocol::sign::Nonce;
 use crate::protocol::{self, Frame, Hello, MemberId, MsgId, NodeId, NodeKey};

@@ -187,15 +187,12 @@ impl<W: Write> Reactor<W> {
                 .register(l, LISTENER, Interest::READABLE)
                 .map_err(|e| SetupError::Register(describe(&e)))?;
         }
-        let key = setup
-            .key
-            .clone()
-            .unwrap_or_else(|| ed25519_dalek::SigningKey::from_bytes(&setup::random()));
         let listen_port = listener
             .as_ref()
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.port());
-        let mut cfg = chat::Config::new(setup.nick, key, setup::random(), listen_port);
+        let mut cfg = chat::Config::new(setup.nick, setup.key, setup::random(), listen_port);
+        cfg.known = setup.known;
         let node = cfg.node;
         if let Listen::Range(mesh) = setup.listen {
             cfg.mesh = Some(mesh);

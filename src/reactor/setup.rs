@@ -7,13 +7,14 @@
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use mio::net::TcpListener;
 use rand_core::{OsRng, RngCore};
 
-use crate::chat::{self, Mesh};
+use crate::chat::{self, KnownKeys, Mesh};
 use crate::conn::{MAX_BACKLOG, STALL_LIMIT};
 use crate::eventlog::EventLog;
 
@@ -58,12 +59,22 @@ pub struct Setup {
     /// the peers of `dials` again, with back-off, until one is back or the user leaves. False:
     /// it ends (`no connections left`), as a piped client must.
     pub reconnect: bool,
-    /// This node's identity key; `None`: a key for this run only.
-    pub key: Option<SigningKey>,
+    /// This node's identity key (see `identity`).
+    pub key: SigningKey,
+    /// The keys remembered for nicks, as read at start-up.
+    pub known: KnownKeys,
+    /// Where newly remembered keys are appended (`identity::append_known`); `None` for a key
+    /// of this run only.
+    pub known_path: Option<PathBuf>,
 }
 
 impl Setup {
-    /// A node that neither listens nor dials yet, with the default limits.
+    /// A node that neither listens nor dials yet, with the default limits, a key for this
+    /// run only and no remembered keys.
+    ///
+    /// # Panics
+    ///
+    /// If the system gives no random bytes for the key.
     pub fn new(nick: String) -> Setup {
         Setup {
             nick,
@@ -79,7 +90,9 @@ impl Setup {
             guest_rate: Some(chat::RateLimit::per_second(chat::DEFAULT_GUEST_RATE)),
             max_guests_per_ip: Some(chat::DEFAULT_MAX_GUESTS_PER_IP),
             reconnect: false,
-            key: None,
+            key: SigningKey::generate(&mut rand_core::OsRng),
+            known: KnownKeys::new(),
+            known_path: None,
         }
     }
 }

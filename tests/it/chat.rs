@@ -112,7 +112,7 @@ fn a_guest_line_without_newline_is_shown_when_the_guest_goes_quiet() {
 #[test]
 fn piped_stdin_is_delivered_before_exit() {
     let (mut hub, port) = Node::listener("hub", &[]);
-    let mut child = util::client_process(port, "pipe", &[], Stdio::null());
+    let (mut child, _config) = util::client_process(port, "pipe", &[], Stdio::null());
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();
@@ -359,6 +359,7 @@ fn usage_errors_exit_2() {
         &["-l", "99999"],
         &["5000"],
         &["127.0.0.1:0"],
+        &["--identity", "", "-l", "127.0.0.1:0"],
         // No mode, and stdin is not a terminal.
         &[],
     ] {
@@ -549,7 +550,7 @@ fn peerchat_dialling_a_plain_listener_speaks_human_text() {
 #[test]
 fn stdout_closed_early_exits_quietly() {
     let (mut hub, port) = Node::listener("hub", &[]);
-    let mut reader = util::client_process(port, "headless", &["--json"], Stdio::piped());
+    let (mut reader, _config) = util::client_process(port, "headless", &["--json"], Stdio::piped());
     let stdin = reader.stdin.take().unwrap();
     hub.wait_join("headless");
     // Read one line then close the pipe, as `| head -1` does.
@@ -576,8 +577,10 @@ fn interactive_mode_on_a_terminal_asks_like_the_seed() {
         return util::skip_or_fail("`script` (util-linux) is not installed: no terminal to use");
     }
     let (mut hub, port) = Node::listener("hub", &[]);
+    let config = util::TempDir::new("config");
     let mut term = Command::new("script")
         .args(["-qec", bin(), "/dev/null"])
+        .env("XDG_CONFIG_HOME", &config.0)
         .env("NO_COLOR", "1")
         .env("TERM", "dumb")
         .stdin(Stdio::piped())
@@ -646,7 +649,7 @@ fn piping_a_large_input_delivers_every_line_in_order() {
     // for the network instead of being dropped.
     const N: usize = 20_000;
     let (mut hub, port) = Node::listener("hub", &[]);
-    let mut child = util::client_process(port, "bulk", &[], Stdio::null());
+    let (mut child, _config) = util::client_process(port, "bulk", &[], Stdio::null());
     let mut stdin = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || {
         use std::io::Write;
@@ -765,7 +768,7 @@ fn input_lost_to_a_stalled_last_connection_exits_1() {
     // program must say so instead of exiting 0.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let mut child = util::client_process(port, "stuck", &[], Stdio::null());
+    let (mut child, _config) = util::client_process(port, "stuck", &[], Stdio::null());
     let (_held_open, _) = listener.accept().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || {

@@ -327,8 +327,10 @@ fn messages_arrive_once_and_in_order_over_a_link_with_100ms_delay() {
 fn a_node_dialling_a_full_chat_says_so_and_exits_1() {
     let (mut hub, port) = Node::listener("hub", &["--max-conns", "1"]);
     let _first = util::Raw::joined(&mut hub, port, "guest-1", "in first");
+    let config = util::TempDir::new("config");
     let late = std::process::Command::new(util::bin())
         .args([&format!("127.0.0.1:{port}"), "--nick", "late"])
+        .env("XDG_CONFIG_HOME", &config.0)
         .stdin(std::process::Stdio::piped())
         .output()
         .expect("run peerchat");

@@ -22,6 +22,8 @@ use peerchat::chat::{Action, Chat, Config, Event, Link, Origin};
 use peerchat::protocol::{self, Frame, Hello, LineDecoder, MemberId, MsgId};
 use peerchat::safe::is_unsafe;
 
+use ed25519_dalek::SigningKey;
+
 /// xorshift64*: small, seedable, good enough to find edge cases.
 struct Rng(u64);
 
@@ -292,6 +294,11 @@ fn intact(text: &str) -> bool {
     format!("{:016x}", check(MsgId { node, seq })) == sum
 }
 
+/// A node's identity key, fixed by `n` so that a seed replays the same run.
+fn fixed_key(n: u64) -> SigningKey {
+    SigningKey::from_bytes(&[n.to_be_bytes(); 4].concat().try_into().unwrap_or([0; 32]))
+}
+
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
@@ -302,7 +309,10 @@ fn the_chat_core_shows_each_message_once_whatever_it_is_fed() {
         let me = 0x2000_0000_0000_0000;
         let start = Instant::now();
         let mut now = start;
-        let mut chat = Chat::new(Config::new("hub".into(), me, Some(5000)), now);
+        let mut chat = Chat::new(
+            Config::new("hub".into(), me, Some(5000), fixed_key(me)),
+            now,
+        );
         // The text of a message names its id and a check of it, so a message shown twice is
         // seen, and a damaged or cut one is not counted.
         let text_of = |id: MsgId| format!("m {id} {:016x}", check(id));
@@ -444,11 +454,8 @@ impl Wired {
     fn new(n: usize, now: Instant) -> Wired {
         let nodes = (0..n)
             .map(|i| {
-                let cfg = Config::new(
-                    format!("n{i}"),
-                    0x3000_0000_0000_0000 + i as u64,
-                    Some(5000),
-                );
+                let node = 0x3000_0000_0000_0000 + i as u64;
+                let cfg = Config::new(format!("n{i}"), node, Some(5000), fixed_key(node));
                 Chat::new(cfg, now)
             })
             .collect();

@@ -1030,10 +1030,12 @@ fn mesh_mode_on_a_terminal_asks_for_the_nick() {
     let range = free_range(2);
     let mut other = mesh(range, "ana", &[]);
     let cmd = format!("{} --mesh {}", util::bin(), range_arg(range));
+    let config = util::TempDir::new("config");
     let mut term = {
         let _spawning = util::spawning();
         Command::new("script")
             .args(["-qec", &cmd, "/dev/null"])
+            .env("XDG_CONFIG_HOME", &config.0)
             .env("NO_COLOR", "1")
             .env("TERM", "dumb")
             .stdin(Stdio::piped())

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
@@ -33,6 +33,8 @@ pub struct Node {
     /// Which lines of `history` a wait has returned already.
     claimed: Vec<bool>,
     stderr: Receiver<String>,
+    /// The node's own config directory (its identity key), unless the test chose one.
+    config: Option<TempDir>,
 }
 
 fn pump(r: impl Read + Send + 'static) -> Receiver<String> {
@@ -77,7 +79,10 @@ impl Node {
         Node::spawn_with(Command::new("sh").args(["-c", &script, bin()]).args(args))
     }
 
-    fn spawn_with(cmd: &mut Command) -> Node {
+    /// Starts `cmd` (peerchat, or a program that execs it) with piped stdin, stdout and stderr,
+    /// in a config directory of its own unless `cmd` sets `XDG_CONFIG_HOME` (see `own_config`).
+    pub fn spawn_with(cmd: &mut Command) -> Node {
+        let config = own_config(cmd);
         let spawning = spawning();
         let mut child = cmd
             .env_remove("RUST_LOG")
@@ -98,7 +103,13 @@ impl Node {
             history: Vec::new(),
             claimed: Vec::new(),
             stderr,
+            config,
         }
+    }
+
+    /// The config directory this node was given (`XDG_CONFIG_HOME`), if the test set none.
+    pub fn config_dir(&self) -> Option<&Path> {
+        self.config.as_ref().map(|d| d.0.as_path())
     }
 
     /// A JSON node listening on an ephemeral loopback port; returns it and the port.
@@ -503,17 +514,39 @@ pub fn rss_kib(pid: u32) -> u64 {
 }
 
 /// `peerchat 127.0.0.1:PORT --nick NICK [EXTRA]` as a plain child process with piped stdin and
-/// stderr, for tests that drive its stdin or stdout directly.
-pub fn client_process(port: u16, nick: &str, extra: &[&str], stdout: Stdio) -> Child {
+/// stderr, for tests that drive its stdin or stdout directly; with its config directory, to
+/// keep while it runs.
+pub fn client_process(
+    port: u16,
+    nick: &str,
+    extra: &[&str],
+    stdout: Stdio,
+) -> (Child, Option<TempDir>) {
+    let mut cmd = Command::new(bin());
+    let config = own_config(&mut cmd);
     let _spawning = spawning();
-    Command::new(bin())
+    let child = cmd
         .args([&format!("127.0.0.1:{port}"), "--nick", nick])
         .args(extra)
         .stdin(Stdio::piped())
         .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start peerchat")
+        .expect("start peerchat");
+    (child, config)
+}
+
+/// Gives the node `cmd` starts a config directory of its own (`XDG_CONFIG_HOME`), unless the
+/// test set or removed that variable itself: its identity key is made there, not in the
+/// user's `~/.config`, and no two nodes of the tests share a key or a `known_keys` file.
+/// Keep the directory while the node runs; it is removed on drop.
+pub fn own_config(cmd: &mut Command) -> Option<TempDir> {
+    if cmd.get_envs().any(|(name, _)| name == "XDG_CONFIG_HOME") {
+        return None;
+    }
+    let dir = TempDir::new("config");
+    cmd.env("XDG_CONFIG_HOME", &dir.0);
+    Some(dir)
 }
 
 /// Taken shared while this process starts a child, exclusively while `free_range` probes ports.
@@ -672,6 +705,30 @@ impl TempPath {
 impl Drop for TempPath {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A directory in the temporary directory, unique to this process and call, made empty on
+/// creation and removed with everything in it on drop, also when the test fails.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        // A unique name; the file `TempPath` would remove is not there.
+        let path = TempPath::new(tag).0.clone();
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        TempDir(path)
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().expect("temporary path is UTF-8")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

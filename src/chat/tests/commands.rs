@@ -5,7 +5,7 @@ use super::net::*;
 #[test]
 fn nothing_is_logged_as_sent_when_nobody_is_connected() {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000)), now);
+    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000), test_key(1)), now);
     chat.handle_input("into the void");
     assert!(!logs_sent(&drain(&mut chat)));
 }

@@ -87,7 +87,7 @@ fn a_full_node_is_dialled_again_later_not_written_off() {
 #[test]
 fn peers_lists_are_taken_once_and_loopback_means_the_sender() {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000)), now);
+    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000), test_key(1)), now);
     let from: SocketAddr = "192.168.0.9:41000".parse().unwrap();
     chat.handle_opened(3, accepted(from), now);
     chat.handle_line(
@@ -197,7 +197,7 @@ fn mesh_mode_scans_its_range_but_not_itself() {
 #[test]
 fn something_else_on_a_scanned_port_is_not_taken_for_a_guest() {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5001)), now);
+    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5001), test_key(1)), now);
     let web = SocketAddr::from(([127, 0, 0, 1], 5000));
     assert!(chat.dial(web));
     drain(&mut chat);

@@ -146,7 +146,7 @@ fn a_guest_nick_change_is_seen_by_everyone_and_in_the_mesh() {
     assert!(has(net.screen(0, g), "[dm] <n2> psst"));
     // The name sticks: a node that joins later learns the guest by it.
     net.nodes.push(Chat::new(
-        Config::new("n3".into(), node_id(3), Some(5000)),
+        Config::new("n3".into(), node_id(3), Some(5000), test_key(node_id(3))),
         net.now,
     ));
     net.shown.push(Vec::new());
@@ -303,7 +303,7 @@ fn a_guest_that_leaves_is_told_goodbye_let_go_and_seen_leaving() {
 #[test]
 fn a_guests_commands_count_against_its_flood_limit() {
     let now = Instant::now();
-    let mut cfg = Config::new("hub".into(), 1, Some(5000));
+    let mut cfg = Config::new("hub".into(), 1, Some(5000), test_key(1));
     cfg.guest_rate = Some(RateLimit::per_second(1));
     let mut chat = Chat::new(cfg, now);
     chat.handle_opened(7, accepted("127.0.0.1:4000".parse().unwrap()), now);

@@ -117,7 +117,7 @@ fn a_node_that_reaches_itself_closes_that_connection() {
 #[test]
 fn a_dialled_connection_waits_longer_for_the_hello() {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("me".into(), 1, None), now);
+    let mut chat = Chat::new(Config::new("me".into(), 1, None, test_key(1)), now);
     chat.handle_opened(
         3,
         Link {
@@ -184,7 +184,7 @@ fn a_late_hello_turns_a_silent_guest_into_the_peer() {
 #[test]
 fn a_scan_connection_without_a_hello_is_nobody_to_send_to() {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000)), now);
+    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000), test_key(1)), now);
     let other = SocketAddr::from(([127, 0, 0, 1], 5001));
     let link = Link {
         addr: other,

@@ -5,7 +5,7 @@ use super::net::*;
 #[test]
 fn only_the_pong_to_the_checking_ping_confirms_a_peer() {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000)), now);
+    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000), test_key(1)), now);
     for (conn, port, node) in [(3, 41000, "bb"), (4, 41001, "cc")] {
         chat.handle_opened(conn, accepted(SocketAddr::from(([10, 0, 0, 9], port))), now);
         let hello = format!("peerchat/1 hello from {node} (node=00000000000000{node} listen=-)");

@@ -229,7 +229,7 @@ fn a_guest_is_not_dropped_because_another_node_lost_its_host() {
 #[test]
 fn a_peers_list_naming_this_node_is_not_dialled() {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000)), now);
+    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000), test_key(1)), now);
     chat.handle_opened(3, accepted("192.168.0.9:41000".parse().unwrap()), now);
     chat.handle_line(
         3,
@@ -286,7 +286,7 @@ fn a_guest_over_the_limit_once_every_second_is_still_cut_off() {
 #[test]
 fn a_pending_user_dial_counts_as_reaching_its_address_only() {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000)), now);
+    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000), test_key(1)), now);
     chat.handle_opened(3, accepted("192.168.0.9:41000".parse().unwrap()), now);
     chat.handle_line(
         3,

@@ -50,6 +50,12 @@ pub(super) fn hello_on(chat: &Chat, conn: ConnId) -> (Frame, String) {
     (hello, String::from_utf8_lossy(&line).into_owned())
 }
 
+/// The identity key of test node `node`: fixed, so that runs repeat, and distinct per node.
+pub(super) fn test_key(node: NodeId) -> ed25519_dalek::SigningKey {
+    let seed = [node.to_be_bytes(); 4].concat();
+    ed25519_dalek::SigningKey::from_bytes(&seed.try_into().unwrap_or([0; 32]))
+}
+
 pub(super) fn addr(i: usize, port: u16) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, i as u8], port))
 }
@@ -506,7 +512,7 @@ pub(super) fn first_scan() -> (Chat, Instant, SocketAddr, Link) {
 
 pub(super) fn guest_chat() -> (Chat, Instant) {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("hub".into(), 1, Some(5000)), now);
+    let mut chat = Chat::new(Config::new("hub".into(), 1, Some(5000), test_key(1)), now);
     chat.handle_opened(7, accepted("127.0.0.1:4000".parse().unwrap()), now);
     chat.handle_opened(8, accepted("127.0.0.1:4001".parse().unwrap()), now);
     (chat, now)
@@ -519,7 +525,7 @@ pub(super) fn mesh_chat(
     max_peers: usize,
 ) -> (Chat, Instant) {
     let now = Instant::now();
-    let mut cfg = Config::new("me".into(), 1, Some(listen));
+    let mut cfg = Config::new("me".into(), 1, Some(listen), test_key(1));
     cfg.max_peers = max_peers;
     cfg.mesh = Some(Mesh {
         host: [127, 0, 0, 1].into(),

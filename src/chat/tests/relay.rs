@@ -333,7 +333,10 @@ fn a_dm_to_a_guest_goes_to_its_connection_only() {
 #[test]
 fn the_same_nick_twice_is_told_apart_the_same_way_everywhere() {
     let mut net = Net::new(3);
-    net.nodes[2] = Chat::new(Config::new("n1".into(), node_id(2), Some(5000)), net.now);
+    net.nodes[2] = Chat::new(
+        Config::new("n1".into(), node_id(2), Some(5000), test_key(node_id(2))),
+        net.now,
+    );
     net.link(0, 1);
     net.link(0, 2);
     net.say(1, "from one");
@@ -395,7 +398,7 @@ fn guest_text_from_a_peer_that_took_us_for_a_guest_is_ignored() {
 #[test]
 fn a_flood_of_joins_under_one_nick_is_capped() {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000)), now);
+    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000), test_key(1)), now);
     chat.handle_opened(3, accepted("10.0.0.2:40000".parse().unwrap()), now);
     chat.handle_line(
         3,

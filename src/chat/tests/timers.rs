@@ -6,7 +6,7 @@ use super::net::*;
 /// A chat with one peer, `bob`, on connection 3, classified at `now`.
 fn with_peer() -> (Chat, Instant) {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("me".into(), 1, None), now);
+    let mut chat = Chat::new(Config::new("me".into(), 1, None, test_key(1)), now);
     chat.handle_opened(3, accepted("10.0.0.9:41000".parse().unwrap()), now);
     chat.handle_line(
         3,
@@ -113,7 +113,7 @@ fn only_a_scan_connection_without_its_hello_is_speculative() {
 #[test]
 fn silent_connections_due_together_are_numbered_in_connection_order() {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("hub".into(), 1, Some(5000)), now);
+    let mut chat = Chat::new(Config::new("hub".into(), 1, Some(5000), test_key(1)), now);
     for (conn, port) in [(9, 4009), (3, 4003), (5, 4005)] {
         chat.handle_opened(conn, accepted(SocketAddr::from(([10, 0, 0, 9], port))), now);
     }
@@ -173,7 +173,7 @@ const BOB_LISTENING: &[u8] = b"peerchat/1 hello from bob (node=00000000000000bb 
 #[test]
 fn a_connection_id_reused_after_a_close_starts_with_only_its_hello_wait() {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("me".into(), 1, None), now);
+    let mut chat = Chat::new(Config::new("me".into(), 1, None, test_key(1)), now);
     chat.handle_opened(3, accepted("10.0.0.9:41000".parse().unwrap()), now);
     chat.handle_line(3, BOB_LISTENING, now);
     // A connection closed before its first line leaves no hello wait behind.
@@ -198,7 +198,7 @@ fn a_connection_id_reused_after_a_close_starts_with_only_its_hello_wait() {
 #[test]
 fn a_node_that_quits_with_a_redial_pending_neither_redials_nor_keeps_a_deadline_in_the_past() {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000)), now);
+    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000), test_key(1)), now);
     chat.handle_opened(3, accepted("10.0.0.9:41000".parse().unwrap()), now);
     chat.handle_line(3, BOB_LISTENING, now);
     chat.handle_closed(3, Some("reset".into()));

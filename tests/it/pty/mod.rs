@@ -83,6 +83,8 @@ pub struct Term {
     /// peerchat's pid (also its process group's).
     pid: libc::pid_t,
     shared: Arc<Shared>,
+    /// peerchat's own config directory (its identity key); removed after it has ended.
+    _config: Option<util::TempDir>,
 }
 
 /// Reads the master until the pty is gone, into the model; answers the model's queries.
@@ -126,6 +128,7 @@ impl Term {
         let (master, slave) = open_pty(spec.cols, spec.rows);
         let mut cmd = Command::new(program);
         cmd.args(args).env_remove("RUST_LOG").env_remove("NO_COLOR");
+        let config = util::own_config(&mut cmd);
         match spec.term {
             Some(t) => cmd.env("TERM", t),
             None => cmd.env_remove("TERM"),
@@ -169,6 +172,7 @@ impl Term {
             leader,
             pid,
             shared,
+            _config: config,
         }
     }
 

@@ -1,0 +1,313 @@
+//! Remembered keys, as SSH's `known_hosts`: which key fingerprint was first seen for each nick,
+//! and the short fingerprint itself. The first key seen for a nick is kept for good, so a later
+//! node taking that nick with another key can be shown as a changed key.
+//!
+//! Pure: parses and produces the lines of the `known_keys` file, but must not read or write it
+//! (`identity.rs` does, outside the chat core), nor read the clock.
+
+use std::collections::HashMap;
+
+use ed25519_dalek::VerifyingKey;
+
+use crate::protocol::check_nick;
+
+/// Nicks remembered, at most: a `known_keys` file past this many entries is read up to here, and
+/// nothing more is remembered (a key past the cap is shown as new every time, never as changed).
+pub const MAX_KNOWN: usize = 10_000;
+
+/// Length of a fingerprint as text: 16 hex digits in four groups, three colons.
+const FINGERPRINT_LEN: usize = 19;
+
+/// The short, human-comparable name of a public key: the first 8 bytes of SHA-256 of its 32
+/// bytes, as 16 lowercase hex digits in four groups of four joined by `:`
+/// (`3f9a:1c0d:8e7f:6a5b`).
+pub fn fingerprint(key: &VerifyingKey) -> String {
+    crate::protocol::sign::fingerprint(key)
+}
+
+/// True for text shaped as [`fingerprint`] writes it (lowercase hex only).
+pub fn is_fingerprint(text: &str) -> bool {
+    text.len() == FINGERPRINT_LEN
+        && text.char_indices().all(|(i, c)| match i % 5 {
+            4 => c == ':',
+            _ => matches!(c, '0'..='9' | 'a'..='f'),
+        })
+}
+
+/// The form of a nick that remembered keys are filed under: two nicks that fold alike share one
+/// remembered key. Case-insensitive for now; the one place to make it stricter (a confusable
+/// skeleton).
+pub fn fold(nick: &str) -> String {
+    nick.to_lowercase()
+}
+
+/// What a nick's key is, compared with the one remembered for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyCheck {
+    /// No key is remembered for this nick.
+    New,
+    /// The key is the one remembered.
+    Same,
+    /// Another key was remembered for this nick first: the one shown here.
+    Changed { remembered: String },
+}
+
+/// Nick (folded) to the fingerprint first seen for it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KnownKeys {
+    by_nick: HashMap<String, String>,
+}
+
+impl KnownKeys {
+    /// Nothing remembered yet.
+    pub fn new() -> KnownKeys {
+        KnownKeys::default()
+    }
+
+    /// The keys in the text of a `known_keys` file: lines `NICK FINGERPRINT`. Lines that are not
+    /// (a bad nick, a bad fingerprint, more or fewer fields) are skipped; for a nick listed
+    /// twice the first line wins, as it did when it was written; at most [`MAX_KNOWN`] entries.
+    pub fn from_text(text: &str) -> KnownKeys {
+        let mut known = KnownKeys::new();
+        for (nick, fp) in text.lines().filter_map(parse_line) {
+            if known.by_nick.len() >= MAX_KNOWN {
+                break;
+            }
+            known.by_nick.entry(fold(nick)).or_insert(fp);
+        }
+        known
+    }
+
+    /// How many nicks have a remembered key.
+    pub fn len(&self) -> usize {
+        self.by_nick.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_nick.is_empty()
+    }
+
+    /// `fp` for `nick`, compared with what is remembered.
+    pub fn check(&self, nick: &str, fp: &str) -> KeyCheck {
+        match self.by_nick.get(&fold(nick)) {
+            None => KeyCheck::New,
+            Some(known) if known == fp => KeyCheck::Same,
+            Some(known) => KeyCheck::Changed {
+                remembered: known.clone(),
+            },
+        }
+    }
+
+    /// Remembers `fp` for `nick` if nothing is remembered for it yet: returns the line to append
+    /// to the file (`NICK FINGERPRINT`, without its newline). `None` when the nick already has a
+    /// key (the first stays), when the cap is reached, or for a nick or fingerprint that could
+    /// not be read back.
+    pub fn remember(&mut self, nick: &str, fp: &str) -> Option<String> {
+        if self.by_nick.len() >= MAX_KNOWN || check_nick(nick).is_err() || !is_fingerprint(fp) {
+            return None;
+        }
+        let folded = fold(nick);
+        if self.by_nick.contains_key(&folded) {
+            return None;
+        }
+        self.by_nick.insert(folded, fp.to_string());
+        Some(format!("{nick} {fp}"))
+    }
+}
+
+/// One `NICK FINGERPRINT` line, or `None`.
+fn parse_line(line: &str) -> Option<(&str, String)> {
+    let mut fields = line.split_whitespace();
+    let (nick, fp) = (fields.next()?, fields.next()?);
+    if fields.next().is_some() || check_nick(nick).is_err() {
+        return None;
+    }
+    // A hand-edited file may say it in capitals; it is the same key.
+    let fp = fp.to_ascii_lowercase();
+    is_fingerprint(&fp).then_some((nick, fp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    fn fp_of(seed: u8) -> String {
+        fingerprint(&SigningKey::from_bytes(&[seed; 32]).verifying_key())
+    }
+
+    const A: &str = "3f9a:1c0d:8e7f:6a5b";
+    const B: &str = "0000:1111:2222:abcd";
+
+    #[test]
+    fn a_fingerprint_is_the_first_8_bytes_of_sha256_of_the_key_in_four_groups() {
+        let key = SigningKey::from_bytes(&[7; 32]).verifying_key();
+        let digest = Sha256::digest(key.as_bytes());
+        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let want = format!(
+            "{}:{}:{}:{}",
+            &hex[..4],
+            &hex[4..8],
+            &hex[8..12],
+            &hex[12..]
+        );
+        assert_eq!(fingerprint(&key), want);
+        assert!(is_fingerprint(&want));
+        assert_ne!(fp_of(1), fp_of(2));
+    }
+
+    fn bytes32(hex: &str) -> [u8; 32] {
+        let v: Vec<u8> = (0..32)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or_default())
+            .collect();
+        v.try_into().unwrap_or([0; 32])
+    }
+
+    #[test]
+    fn the_rfc_8032_test_key_has_a_known_fingerprint() {
+        // RFC 8032 section 7.1, TEST 1: secret key and the public key it gives.
+        let secret = bytes32("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60");
+        let public = bytes32("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+        let key = SigningKey::from_bytes(&secret).verifying_key();
+        assert_eq!(key.as_bytes(), &public);
+        // `echo d75a98...511a | xxd -r -p | sha256sum` starts 21fe31dfa154a261.
+        assert_eq!(fingerprint(&key), "21fe:31df:a154:a261");
+    }
+
+    #[test]
+    fn fingerprint_shapes() {
+        for good in [A, B, "ffff:ffff:ffff:ffff"] {
+            assert!(is_fingerprint(good), "{good}");
+        }
+        for bad in [
+            "",
+            "3f9a1c0d8e7f6a5b",
+            "3f9a:1c0d:8e7f:6a5",
+            "3f9a:1c0d:8e7f:6a5bc",
+            "3F9A:1c0d:8e7f:6a5b",
+            "3f9a-1c0d-8e7f-6a5b",
+            "3f9a:1c0d:8e7f:6a5g",
+            "3f9a::1c0d:8e7f:6a5",
+        ] {
+            assert!(!is_fingerprint(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_first_key_seen_for_a_nick_is_remembered_and_a_later_one_is_a_change() {
+        let mut known = KnownKeys::new();
+        assert_eq!(known.check("bob", A), KeyCheck::New);
+        assert_eq!(known.remember("bob", A), Some(format!("bob {A}")));
+        assert_eq!(known.check("bob", A), KeyCheck::Same);
+        assert_eq!(
+            known.check("bob", B),
+            KeyCheck::Changed {
+                remembered: A.into()
+            }
+        );
+        // The first stays: another key for bob is not remembered, nor written.
+        assert_eq!(known.remember("bob", B), None);
+        assert_eq!(known.remember("bob", A), None);
+        assert_eq!(known.check("bob", A), KeyCheck::Same);
+        assert_eq!(known.len(), 1);
+    }
+
+    #[test]
+    fn nicks_are_compared_without_case() {
+        let mut known = KnownKeys::new();
+        assert!(known.remember("Bob", A).is_some());
+        assert_eq!(known.check("bob", A), KeyCheck::Same);
+        assert_eq!(
+            known.check("BOB", B),
+            KeyCheck::Changed {
+                remembered: A.into()
+            }
+        );
+        assert_eq!(known.remember("bOb", B), None);
+        assert_eq!(fold("ÀNA"), fold("àna"));
+    }
+
+    #[test]
+    fn the_file_text_is_read_skipping_bad_lines_and_the_first_line_for_a_nick_wins() {
+        let text = format!(
+            "bob {A}\n\
+             \n\
+             # a comment is a bad line\n\
+             carol not-a-fingerprint\n\
+             dave {A} extra\n\
+             {A}\n\
+             BOB {B}\n\
+             eve {}\n\
+             ana\t{B}\r\n",
+            A.to_uppercase()
+        );
+        let known = KnownKeys::from_text(&text);
+        assert_eq!(known.len(), 3, "{known:?}");
+        assert_eq!(known.check("bob", A), KeyCheck::Same);
+        assert_eq!(known.check("eve", A), KeyCheck::Same);
+        assert_eq!(known.check("ana", B), KeyCheck::Same);
+        for skipped in ["carol", "dave", "#"] {
+            assert_eq!(known.check(skipped, A), KeyCheck::New, "{skipped}");
+        }
+    }
+
+    #[test]
+    fn a_bad_nick_in_the_file_is_skipped() {
+        let long = "n".repeat(33);
+        let text = format!("{long} {A}\nbob\u{7} {A}\nok {B}\n");
+        let known = KnownKeys::from_text(&text);
+        assert_eq!(known.len(), 1);
+        assert_eq!(known.check("ok", B), KeyCheck::Same);
+    }
+
+    #[test]
+    fn what_remember_writes_reads_back_the_same() {
+        let mut known = KnownKeys::new();
+        let mut file = String::new();
+        for (i, nick) in ["ana", "Bob", "çé", "x_y-z"].iter().enumerate() {
+            let fp = fp_of(i as u8);
+            let line = known
+                .remember(nick, &fp)
+                .unwrap_or_else(|| panic!("{nick}"));
+            file.push_str(&line);
+            file.push('\n');
+        }
+        assert_eq!(KnownKeys::from_text(&file), known);
+    }
+
+    #[test]
+    fn remember_refuses_what_could_not_be_read_back() {
+        let mut known = KnownKeys::new();
+        assert_eq!(known.remember("two words", A), None);
+        assert_eq!(known.remember("bob\nmallory", A), None);
+        assert_eq!(known.remember("bob", "3f9a:1c0d:8e7f:6a5b\nx y"), None);
+        assert_eq!(known.remember("", A), None);
+        assert!(known.is_empty());
+    }
+
+    fn numbered(n: usize) -> String {
+        (0..n).map(|i| format!("n{i} {A}\n")).collect()
+    }
+
+    #[test]
+    fn at_most_max_known_entries_are_read() {
+        let known = KnownKeys::from_text(&numbered(MAX_KNOWN + 5));
+        assert_eq!(known.len(), MAX_KNOWN);
+        assert_eq!(
+            known.check(&format!("n{}", MAX_KNOWN - 1), A),
+            KeyCheck::Same
+        );
+        assert_eq!(known.check(&format!("n{MAX_KNOWN}"), A), KeyCheck::New);
+    }
+
+    #[test]
+    fn nothing_is_remembered_past_the_cap() {
+        let mut known = KnownKeys::from_text(&numbered(MAX_KNOWN));
+        assert_eq!(known.len(), MAX_KNOWN);
+        assert_eq!(known.remember("late", A), None);
+        assert_eq!(known.check("late", A), KeyCheck::New);
+        let mut one_short = KnownKeys::from_text(&numbered(MAX_KNOWN - 1));
+        assert!(one_short.remember("last", A).is_some());
+        assert_eq!(one_short.remember("later", A), None);
+    }
+}
