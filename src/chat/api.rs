@@ -101,6 +101,8 @@ pub enum Action {
     Connect(String),
     /// Show an event to the user.
     Show(Event),
+    /// A key seen for a nick for the first time: append `line` to the known-keys file.
+    RememberKey { line: String },
     /// The local user left: deliver what is queued, then end.
     Quit,
 }

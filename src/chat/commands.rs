@@ -234,6 +234,7 @@ impl Chat {
         }
         let old = std::mem::replace(&mut self.cfg.nick, new.to_string());
         self.roster.update(self.me, new, None);
+        self.learn_key(self.me);
         self.out.show(Event::Nick {
             old: old.clone(),
             nick: new.to_string(),

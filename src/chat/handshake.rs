@@ -260,6 +260,7 @@ impl Chat {
         self.roster.mark_back(&member);
         if self.roster.contains(&member) {
             self.roster.update(member, &hello.nick, Some(shown_addr));
+            self.learn_key(member);
         } else if !self.quitting {
             self.add_member(member, &hello.nick, Some(shown_addr.clone()));
             self.learn_key(member);

@@ -89,6 +89,11 @@ impl Outbox {
         self.queue.push_back(Action::Show(event));
     }
 
+    /// A nick's first key, to keep in the known-keys file.
+    pub(super) fn remember_key(&mut self, line: String) {
+        self.queue.push_back(Action::RememberKey { line });
+    }
+
     /// `conn` is known for what it is.
     pub(super) fn classify(&mut self, conn: ConnId, role: Role) {
         self.queue.push_back(Action::Classify { conn, role });

@@ -13,7 +13,7 @@ use super::flood::{Cut, Verdict};
 use super::neighbours::{Guest, Incoming, Kind};
 use super::origins::{Claim, HEARTBEAT, SILENT_MAX, SUSPECT_WAIT};
 use super::recent::Recent;
-use super::{Chat, Command, ConnId, Due};
+use super::{Chat, Command, ConnId, Due, KeyCheck};
 use crate::event::{Event, Speech};
 use crate::protocol::{
     self, Frame, MemberId, MsgId, NodeId, NodeKey, Signed, MAX_BUNDLE_BYTES, MAX_BUNDLE_FRAMES,
@@ -269,7 +269,7 @@ impl Chat {
     ) -> Forward {
         self.roster.note(from, nick, self.clock);
         self.out.to_guests(Some(conn), frame.clone());
-        let (from, text) = (self.roster.display(from), text.to_string());
+        let (from, text) = (self.roster.shown(from), text.to_string());
         self.out.show(match speech {
             Speech::Act => Event::Me { from, text },
             Speech::Say => Event::Message { from, text },
@@ -290,7 +290,7 @@ impl Chat {
         if to == self.me {
             self.roster.note(from, nick, self.clock);
             self.out.show(Event::Dm {
-                from: self.roster.display(from),
+                from: self.roster.shown(from),
                 to: self.cfg.nick.clone(),
                 text: text.to_string(),
             });
@@ -317,6 +317,7 @@ impl Chat {
         }
         let before = self.roster.display(member);
         self.roster.update(member, nick, None);
+        self.learn_key(member);
         self.out.show(Event::Nick {
             old: before,
             nick: self.roster.display(member),
@@ -340,6 +341,7 @@ impl Chat {
         }
         if self.roster.contains(&member) {
             self.roster.update(member, nick, addr.clone());
+            self.learn_key(member);
         } else if self.add_member(member, nick, addr.clone()) {
             self.learn_key(member);
             self.out.to_guests(
@@ -362,12 +364,32 @@ impl Chat {
         Forward::Yes
     }
 
-    /// Records the fingerprint of `member`'s node key in the roster (a guest shows its node's).
+    /// Records the fingerprint of `member`'s node key in the roster (a guest shows its
+    /// node's), checked against the key remembered for its nick: the first key seen for a nick
+    /// is remembered; another one later is shown with a warning wherever that member is named.
     pub(super) fn learn_key(&mut self, member: MemberId) {
-        if let Some(key) = self.origins.key(member.node) {
-            let fp = protocol::sign::fingerprint(key);
-            self.roster.set_key(member, fp, None);
-        }
+        let Some(key) = self.origins.key(member.node) else {
+            return;
+        };
+        let fp = protocol::sign::fingerprint(key);
+        let Some(nick) = self.roster.get(&member).map(|m| m.nick.clone()) else {
+            return;
+        };
+        let was = match member.guest {
+            // A guest has no key of its own: nothing to remember for its nick.
+            0 => match self.cfg.known.check(&nick, &fp) {
+                KeyCheck::New => {
+                    if let Some(line) = self.cfg.known.remember(&nick, &fp) {
+                        self.out.remember_key(line);
+                    }
+                    None
+                }
+                KeyCheck::Same => None,
+                KeyCheck::Changed { remembered } => Some(remembered),
+            },
+            _ => None,
+        };
+        self.roster.set_key(member, fp, was);
     }
 
     /// A LEAVE, from the member's own node: it (or its guest) left for good.

@@ -346,6 +346,16 @@ impl Roster {
         format!("{}{}", m.nick, member.tag_of(len))
     }
 
+    /// How `member` is shown as the author of a message: as [`Roster::display`], with a warning
+    /// when its nick was seen before with another key.
+    pub(super) fn shown(&self, member: MemberId) -> String {
+        let name = self.display(member);
+        match self.members.get(&member).and_then(|m| m.key_was.as_ref()) {
+            Some(_) => format!("{name} (key changed!)"),
+            None => name,
+        }
+    }
+
     /// The member a typed nick means: a shown name (`bob#1a2b`), else a nick that only one
     /// member has. Errors are messages for the user.
     pub(super) fn resolve(&self, nick: &str) -> Result<MemberId, String> {

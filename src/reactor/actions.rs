@@ -62,6 +62,7 @@ impl<W: Write> Reactor<W> {
             Action::Dial(addr) => self.auto_dial(addr, now),
             Action::Connect(label) => self.connect(&label, now),
             Action::Show(event) => self.show(&event),
+            Action::RememberKey { line } => self.remember_key(&line),
             Action::Quit => self.quit(now),
         }
     }

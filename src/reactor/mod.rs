@@ -152,6 +152,8 @@ pub struct Reactor<W: std::io::Write> {
     term_lines: Option<Receiver<Input>>,
     /// A client that lost its last connection dials its peers again (`Setup::reconnect`).
     redial: Redial,
+    /// Where nicks' first keys are kept (`Setup::known_path`); `None`: not kept.
+    known_path: Option<std::path::PathBuf>,
 }
 
 /// How a run ended, short of an error.
@@ -234,6 +236,7 @@ impl<W: Write> Reactor<W> {
             signal: None,
             term_lines: None,
             redial,
+            known_path: setup.known_path,
         };
         if let Some(term) = term {
             reactor.start_terminal(term);
@@ -483,6 +486,19 @@ impl<W: Write> Reactor<W> {
     fn show(&mut self, event: &Event) {
         if let Err(gone) = self.screen.show(event) {
             self.stdout_gone(gone);
+        }
+    }
+
+    /// Keeps a nick's first key in the known-keys file; a failure is a warning, not the end.
+    fn remember_key(&mut self, line: &str) {
+        if let Some(path) = &self.known_path {
+            if let Err(e) = crate::identity::append_known(path, line) {
+                log::warn!(
+                    "cannot remember a key in {}: {}",
+                    path.display(),
+                    describe(&e)
+                );
+            }
         }
     }
 

@@ -123,7 +123,12 @@ fn step(rng: &mut Rng) -> Step {
 }
 
 /// Lines for one step; the honest texts it carries; whether it must close the connection.
-fn lines_for(s: &Step, peer: &mut Peer, me: NodeId, rng: &mut Rng) -> (Vec<Vec<u8>>, Vec<String>, bool) {
+fn lines_for(
+    s: &Step,
+    peer: &mut Peer,
+    me: NodeId,
+    rng: &mut Rng,
+) -> (Vec<Vec<u8>>, Vec<String>, bool) {
     match *s {
         Step::Honest(n) => {
             let texts: Vec<String> = (0..n).map(|_| format!("ok-{}", rng.next())).collect();
@@ -201,7 +206,10 @@ fn honest_bundles_show_once_and_nothing_forged_or_unsigned_is_ever_shown() {
                 assert!(closes, "seed {seed}: closed on an honest step");
                 break;
             }
-            assert!(!closes, "seed {seed}: a forgery did not close the connection");
+            assert!(
+                !closes,
+                "seed {seed}: a forgery did not close the connection"
+            );
             expected.extend(texts);
         }
         assert_eq!(shown, expected, "seed {seed}");
