@@ -376,7 +376,9 @@ impl Chat {
             return;
         };
         let was = match member.guest {
-            // A guest has no key of its own: nothing to remember for its nick.
+            // A guest has no key of its own, and our own key is ours whatever the file says:
+            // nothing to check or remember.
+            _ if member.node == self.cfg.node => None,
             0 => match self.cfg.known.check(&nick, &fp) {
                 KeyCheck::New => {
                     if let Some(line) = self.cfg.known.remember(&nick, &fp) {
