@@ -19,7 +19,14 @@ fn an_auto_dial_that_opens_is_no_longer_counted_as_dialling() {
     net.crash(1);
     net.restart(1, 1);
     net.link(0, 1);
-    assert_eq!(net.conns_between(1, 2).len(), 1, "{:?}", net.shown[2]);
+    assert_eq!(
+        net.conns_between(1, 2).len(),
+        1,
+        "{:?} {:?} {:?}",
+        net.shown[2],
+        net.closed,
+        net.shown[1]
+    );
 }
 
 #[test]
@@ -44,7 +51,7 @@ fn mesh_scans_give_every_port_a_turn_under_the_peer_cap() {
 #[test]
 fn a_silent_auto_dial_is_tried_again_and_a_wrong_answer_is_not() {
     let (mut chat, now, other, link) = first_scan();
-    chat.handle_opened(3, link, now);
+    open(&mut chat, 3, link, now);
     // Stopped (Ctrl-Z): the kernel accepts, the node says nothing.
     let later = now + HELLO_WAIT_DIALLED;
     chat.handle_tick(later);
@@ -55,7 +62,7 @@ fn a_silent_auto_dial_is_tried_again_and_a_wrong_answer_is_not() {
     }));
     // Not written off: the next scan (here, the same tick) dials it again.
     assert!(actions.contains(&Action::Dial(other)), "{actions:?}");
-    chat.handle_opened(4, link, later);
+    open(&mut chat, 4, link, later);
     chat.handle_line(4, b"SSH-2.0-OpenSSH_9.2", later);
     drain(&mut chat);
     chat.handle_tick(later + SCAN_MAX * 2);
@@ -65,7 +72,7 @@ fn a_silent_auto_dial_is_tried_again_and_a_wrong_answer_is_not() {
 #[test]
 fn a_full_node_is_dialled_again_later_not_written_off() {
     let (mut chat, now, other, link) = first_scan();
-    chat.handle_opened(3, link, now);
+    open(&mut chat, 3, link, now);
     chat.handle_line(
         3,
         b"peerchat: this chat is full (8 connections); try again later",
@@ -87,14 +94,9 @@ fn a_full_node_is_dialled_again_later_not_written_off() {
 #[test]
 fn peers_lists_are_taken_once_and_loopback_means_the_sender() {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000)), now);
+    let mut chat = Chat::new(solo("me", Some(5000)), now);
     let from: SocketAddr = "192.168.0.9:41000".parse().unwrap();
-    chat.handle_opened(3, accepted(from), now);
-    chat.handle_line(
-        3,
-        b"peerchat/1 hello from bob (node=00000000000000bb listen=5000)",
-        now,
-    );
+    FakeNode::new("bob", 100, Some(5000)).connect(&mut chat, 3, accepted(from), now);
     drain(&mut chat);
     chat.handle_line(3, b"PEERS 00000000000000cc@127.0.0.1:5002", now);
     assert_eq!(
@@ -197,11 +199,12 @@ fn mesh_mode_scans_its_range_but_not_itself() {
 #[test]
 fn something_else_on_a_scanned_port_is_not_taken_for_a_guest() {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5001)), now);
+    let mut chat = Chat::new(solo("me", Some(5001)), now);
     let web = SocketAddr::from(([127, 0, 0, 1], 5000));
     assert!(chat.dial(web));
     drain(&mut chat);
-    chat.handle_opened(
+    open(
+        &mut chat,
         3,
         Link {
             addr: web,
