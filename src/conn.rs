@@ -591,6 +591,12 @@ mod tests {
         }
     }
 
+    /// `frame` as peers get it (protocol 2): alone in a bundle signed by its node.
+    fn signed(frame: Frame) -> Frame {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        Frame::Signed(Rc::new(protocol::Signed::seal(&key, 9, vec![frame])))
+    }
+
     fn guest_line(seq: u64) -> Vec<u8> {
         format!("<bob> message {seq}\n").into_bytes()
     }
@@ -739,11 +745,13 @@ mod tests {
         let mut conn = open(Some(Role::Guest), &log);
         log.append(&msg(1), BOTH);
         conn.classify(Role::Peer, &log);
+        // What the chat broadcasts: the frame for guests, its signed bundle for peers.
         log.append(&msg(2), BOTH);
+        log.append(&signed(msg(2)), BOTH);
         let mut got = Vec::new();
         conn.flush_to(&mut got, &log).unwrap();
         let mut want = guest_line(1);
-        protocol::encode(&msg(2), &mut want);
+        protocol::encode(&signed(msg(2)), &mut want);
         assert_eq!(got, want);
     }
 
@@ -969,8 +977,9 @@ mod tests {
         let mut log = Log::new();
         log.append(&msg(0), BOTH);
         let mut conn = open(None, &log);
-        conn.queue_raw(b"peerchat/1 hello\n", log.end());
-        let (s1, _) = log.append(&wide(1), BOTH);
+        conn.queue_raw(b"peerchat/2 hello\n", log.end());
+        // A peer is sent a flooded frame in its signed bundle (protocol 2).
+        let (s1, _) = log.append(&signed(wide(1)), BOTH);
         let mut w = Stingy {
             got: Vec::new(),
             chunk: 9,
@@ -979,8 +988,8 @@ mod tests {
         conn.flush_to(&mut w, &log).unwrap();
         conn.classify(Role::Peer, &log);
         assert_eq!(conn.pin(), Some(s1));
-        let mut want = b"1 hello\n".to_vec();
-        protocol::encode(&wide(1), &mut want);
+        let mut want = b"2 hello\n".to_vec();
+        protocol::encode(&signed(wide(1)), &mut want);
         assert_eq!(conn.backlog(&log), want.len());
         let mut w = Greedy::default();
         conn.flush_to(&mut w, &log).unwrap();

@@ -220,7 +220,8 @@ impl Default for Slices<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{MemberId, MsgId};
+    use crate::protocol::{MemberId, MsgId, Signed};
+    use std::rc::Rc;
 
     fn msg(seq: u64, text: &str) -> Frame {
         Frame::Msg {
@@ -266,10 +267,16 @@ mod tests {
         let mut log = Log::new();
         let (a, b) = log.append(&msg(2, "hi"), [true, true]);
         assert_eq!(read(&log, Role::Guest, a[1], b[1]), b"<bob> hi\n");
-        assert_eq!(
-            read(&log, Role::Peer, a[0], b[0]),
-            b"MSG 0000000000000001:2 0000000000000001 bob hi\n"
-        );
+        // Protocol 2: peers get a flooded frame only in its signed bundle, appended apart.
+        assert_eq!(a[0], b[0]);
+        let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        let signed = Rc::new(Signed::seal(&key, 1, vec![msg(2, "hi")]));
+        let (a, b) = log.append(&Frame::Signed(signed.clone()), [true, true]);
+        assert_eq!(read(&log, Role::Peer, a[0], b[0]), signed.wire);
+        assert!(signed
+            .wire
+            .ends_with(b"\nMSG 0000000000000001:2 0000000000000001 bob hi\n"));
+        assert_eq!(a[1], b[1], "guests are not sent a bundle");
         // Nobody reads the peer log: nothing is encoded for it.
         let (c, d) = log.append(&msg(3, "yo"), [false, true]);
         assert_eq!(c[0], d[0]);

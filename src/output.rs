@@ -404,11 +404,15 @@ mod tests {
                 nick: "a".into(),
                 addr: None,
                 you: true,
+                key: None,
+                key_was: None,
             },
             crate::event::Name {
                 nick: "b".into(),
                 addr: Some("127.0.0.1:5001".into()),
                 you: false,
+                key: None,
+                key_was: None,
             },
         ]));
         assert_eq!(v["names"][0]["you"], true);

@@ -256,8 +256,10 @@ impl Chat {
             return;
         }
         self.quitting = true;
-        // Leaving: no more looking for others.
+        // Leaving: no more looking for others, nor saying we are here.
         self.timers.cancel(&Due::Scan);
+        self.timers.cancel(&Due::Heartbeat);
+        self.timers.cancel(&Due::Here);
         self.broadcast_leave(self.me, self.cfg.nick.clone(), reason);
         // Signed now, so the goodbye is queued before the caller starts to end.
         self.seal();

@@ -448,7 +448,12 @@ mod tests {
         assert!(!d.start(at(5001), &n, 2, t0), "being dialled");
         n.insert(
             9,
-            Neighbour::pending(at(5002), Origin::Auto(at(5002)), (1, at(5002))),
+            Neighbour::pending(
+                at(5002),
+                Origin::Auto(at(5002)),
+                (1, at(5002)),
+                String::new(),
+            ),
         );
         assert!(
             !d.start(at(5003), &n, 2, t0),

@@ -311,6 +311,8 @@ mod tests {
                 nick: n.to_string(),
                 addr: Some("10.0.0.1:5000".into()),
                 you: *n == you,
+                key: None,
+                key_was: None,
             })
             .collect()
     }

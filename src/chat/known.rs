@@ -130,6 +130,7 @@ fn parse_line(line: &str) -> Option<(&str, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
     use ed25519_dalek::SigningKey;
 
     fn fp_of(seed: u8) -> String {

@@ -445,13 +445,14 @@ mod tests {
             state,
             listen,
             alive: Keepalive::new(Instant::now()),
+            bundle: None,
         })
     }
 
     fn with(kind: Kind, origin: Origin, addr: SocketAddr) -> Neighbour {
         Neighbour {
             kind,
-            ..Neighbour::pending(addr, origin, (1, addr))
+            ..Neighbour::pending(addr, origin, (1, addr), String::new())
         }
     }
 
@@ -461,7 +462,7 @@ mod tests {
         let target = at(5001);
         n.insert(
             1,
-            Neighbour::pending(target, Origin::Auto(target), (1, target)),
+            Neighbour::pending(target, Origin::Auto(target), (1, target), String::new()),
         );
         assert!(n.get(1).is_some_and(Neighbour::is_speculative));
         assert!(n.any_speculative());
@@ -497,7 +498,10 @@ mod tests {
                 at(3),
             ),
         );
-        n.insert(4, Neighbour::pending(at(4), Origin::Accepted, (1, at(4))));
+        n.insert(
+            4,
+            Neighbour::pending(at(4), Origin::Accepted, (1, at(4)), String::new()),
+        );
         assert_eq!(n.peer_conn(7), None);
         assert_eq!(n.peer_conn(9), Some(3));
         assert_eq!(n.active_peers(), vec![3]);

@@ -654,21 +654,28 @@ fn parse_leave(rest: &str, claim: bool) -> Result<Frame, ProtocolError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::testing::{id, m};
+    use crate::protocol::testing::{id, m, node_key, signing_key};
+
+    /// A hello of the test key `seed`.
+    fn hello(nick: &str, seed: u8, listen: Option<u16>) -> Hello {
+        let key = node_key(seed);
+        Hello {
+            nick: nick.into(),
+            node: key.node(),
+            listen,
+            key,
+            nonce: [seed; 16],
+        }
+    }
 
     #[test]
     fn frames_round_trip() {
+        // A node's own JOIN/HERE carries its key, whose id it must be; a guest's carries none.
+        let k = node_key(7);
+        let node = m(k.node(), 0);
         let frames = [
-            Frame::Hello(Hello {
-                nick: "alice".into(),
-                node: 42,
-                listen: Some(5000),
-            }),
-            Frame::Hello(Hello {
-                nick: "bob".into(),
-                node: u64::MAX,
-                listen: None,
-            }),
+            Frame::Hello(hello("alice", 1, Some(5000))),
+            Frame::Hello(hello("bob", 2, None)),
             Frame::Msg {
                 id: id(1),
                 from: m(7, 0),
@@ -705,18 +712,28 @@ mod tests {
                 member: m(7, 2),
                 nick: "c".into(),
                 addr: Some("127.0.0.1:40522".into()),
+                key: None,
             },
             Frame::Join {
                 id: id(4),
-                member: m(7, 0),
+                member: node,
                 nick: "c".into(),
                 addr: None,
+                key: Some(k),
             },
             Frame::Here {
                 id: id(4),
                 member: m(7, 2),
                 nick: "c".into(),
                 addr: Some("10.0.0.1:5000".into()),
+                key: None,
+            },
+            Frame::Here {
+                id: id(5),
+                member: node,
+                nick: "c".into(),
+                addr: Some("10.0.0.1:5000".into()),
+                key: Some(k),
             },
             Frame::Leave {
                 id: id(5),
@@ -730,6 +747,24 @@ mod tests {
                 nick: "c".into(),
                 reason: None,
             },
+            Frame::Lost {
+                id: id(7),
+                member: m(8, 0),
+                nick: "d".into(),
+                reason: Some("connection reset".into()),
+            },
+            Frame::Lost {
+                id: id(8),
+                member: m(8, 0),
+                nick: "d".into(),
+                reason: None,
+            },
+            Frame::Proof(sign::sign_proof(&signing_key(1), "a", "b")),
+            Frame::Bundle(BundleHead {
+                node: u64::MAX,
+                count: MAX_BUNDLE_FRAMES,
+                sig: sign::sign_frames(&signing_key(1), u64::MAX, b"x\n"),
+            }),
             Frame::Peers(vec![
                 (1, "127.0.0.1:5000".parse().unwrap()),
                 (u64::MAX, "[::1]:6000".parse().unwrap()),
@@ -754,32 +789,93 @@ mod tests {
     }
 
     #[test]
+    fn a_sealed_bundle_is_its_head_then_its_lines_and_its_signature_checks() {
+        let key = signing_key(3);
+        let node = node_key(3).node();
+        let frames = vec![
+            Frame::Msg {
+                id: MsgId { node, seq: 1 },
+                from: m(node, 0),
+                nick: "a".into(),
+                text: "one".into(),
+            },
+            Frame::Msg {
+                id: MsgId { node, seq: 2 },
+                from: m(node, 0),
+                nick: "a".into(),
+                text: "two".into(),
+            },
+        ];
+        let signed = Signed::seal(&key, node, frames.clone());
+        let text = String::from_utf8(signed.wire.clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        let Ok(Frame::Bundle(head)) = parse_frame(lines[0]) else {
+            panic!("{}", lines[0]);
+        };
+        assert_eq!((head.node, head.count), (node, 2));
+        let body = &text.as_bytes()[lines[0].len() + 1..];
+        assert!(sign::verify_frames(
+            &key.verifying_key(),
+            node,
+            body,
+            &head.sig
+        ));
+        let read: Vec<Frame> = lines[1..].iter().map(|l| parse_frame(l).unwrap()).collect();
+        assert_eq!(read, frames);
+        // Sent to a peer, a flooded frame alone is nothing: it travels only signed.
+        let mut bare = Vec::new();
+        encode_peer(&frames[0], &mut bare);
+        assert!(bare.is_empty());
+        let mut whole = Vec::new();
+        encode_peer(&Frame::Signed(Rc::new(signed.clone())), &mut whole);
+        assert_eq!(whole, signed.wire);
+    }
+
+    #[test]
     fn hello_reads_as_a_sentence_and_rejects_other_lines() {
+        let h = hello("alice", 1, Some(5000));
+        let (key, run) = (sign::to_hex(h.key.key.as_bytes()), sign::to_hex(&h.key.run));
+        let nonce = sign::to_hex(&h.nonce);
+        let node = format!("{:016x}", h.node);
         let mut buf = Vec::new();
-        encode(
-            &Frame::Hello(Hello {
-                nick: "alice".into(),
-                node: 0xab,
-                listen: Some(5000),
-            }),
-            &mut buf,
+        encode(&Frame::Hello(h.clone()), &mut buf);
+        let line = format!(
+            "peerchat/2 hello from alice (node={node} listen=5000 key={key} run={run} nonce={nonce})"
         );
-        assert_eq!(
-            buf,
-            b"peerchat/1 hello from alice (node=00000000000000ab listen=5000)\n"
-        );
-        assert!(parse_hello("peerchat/1 hello from alice (node=00000000000000ab)").is_some());
-        assert!(parse_hello("peerchat/1.3 hello from a (node=00000000000000ab x=y)").is_some());
+        assert_eq!(String::from_utf8(buf).unwrap(), format!("{line}\n"));
+        assert_eq!(parse_hello(&line), Some(h.clone()));
+        // A minor version and unknown fields are room for later versions.
+        let later = line
+            .replace("peerchat/2 ", "peerchat/2.3 ")
+            .replace(" listen=", " x=y listen=");
+        assert_eq!(parse_hello(&later), Some(h));
+        let other_node = format!("{:016x}", node_key(2).node());
         for other in [
-            "hello",
-            "bob: hi ",
-            "peerchat/2 hello from alice (node=00000000000000ab)",
-            "peerchat/1 hello from alice",
-            "peerchat/1 hello from alice (listen=5)",
-            "peerchat/1 hello from  (node=00000000000000ab)",
+            "hello".to_string(),
+            "bob: hi ".to_string(),
+            // Version 1 (no key) and a later major version are not hellos of ours.
+            format!("peerchat/1 hello from alice (node={node} listen=5000)"),
+            line.replace("peerchat/2 ", "peerchat/3 "),
+            "peerchat/2 hello from alice".to_string(),
+            line.replace(&format!(" key={key}"), ""),
+            line.replace(&format!(" run={run}"), ""),
+            line.replace(&format!(" nonce={nonce}"), ""),
+            line.replace(&format!("node={node} "), ""),
+            // A node id that its key and run do not give: claimed without the key.
+            line.replace(&node, &other_node),
+            line.replace(&run, "0000000000000000"),
+            line.replace(&nonce, &nonce[..30]),
+            line.replace("from alice", "from "),
         ] {
-            assert_eq!(parse_hello(other), None, "{other}");
+            assert_eq!(parse_hello(&other), None, "{other}");
         }
+        assert_eq!(
+            hello_version(&line.replace("peerchat/2 ", "peerchat/1 ")),
+            Some(1)
+        );
+        assert_eq!(hello_version("peerchat/7.1 hello from x"), Some(7));
+        assert_eq!(hello_version("peerchat/1 goodbye"), None);
     }
 
     #[test]
@@ -788,7 +884,29 @@ mod tests {
             parse_frame("WHOIS 1 2"),
             Ok(Frame::Unknown("WHOIS 1 2".into()))
         );
-        for bad in [
+        let k = node_key(7);
+        let (key, run) = (sign::to_hex(k.key.as_bytes()), sign::to_hex(&k.run));
+        let node = format!("{:016x}", k.node());
+        let other = format!("{:016x}", node_key(8).node());
+        let sig = "ab".repeat(64);
+        let owned = [
+            // A node's JOIN without its key, with a key not of its id, or with words after.
+            format!("JOIN {node}:1 {node} c -"),
+            format!("JOIN {node}:1 {node} c - {key}"),
+            format!("HERE {other}:1 {other} c - {key} {run}"),
+            format!("JOIN {node}:1 {node} c - {key} {run} extra"),
+            format!("JOIN {node}:1 {node} c"),
+            // A guest's JOIN carries no key.
+            format!("JOIN {node}:1 {node}.2 c - {key} {run}"),
+            format!("SIGNED {node} 0 {sig}"),
+            format!("SIGNED {node} 65 {sig}"),
+            format!("SIGNED {node} +1 {sig}"),
+            format!("SIGNED {node} 1 {}", &sig[2..]),
+            format!("SIGNED {node} 1 {sig} more"),
+            format!("PROOF {}", &sig[2..]),
+            format!("PROOF {}", sig.to_uppercase()),
+        ];
+        let fixed = [
             "",
             "hello there",
             "MSG",
@@ -807,7 +925,10 @@ mod tests {
             "NICK 0123456789abcdef:1 0123456789abcdef bob x y",
             "PEERS 0123456789abcdef@nowhere",
             "PEERS 127.0.0.1:5000",
-        ] {
+            "PROOF",
+            "SIGNED",
+        ];
+        for bad in owned.iter().map(String::as_str).chain(fixed) {
             assert!(
                 matches!(parse_frame(bad), Err(ProtocolError::Malformed(_))),
                 "{bad:?}"

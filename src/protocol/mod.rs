@@ -127,7 +127,20 @@ pub fn split_text(text: &str, max: usize) -> impl Iterator<Item = &str> {
 /// Small builders shared by the rooms' tests.
 #[cfg(test)]
 mod testing {
-    use super::{MemberId, MsgId};
+    use super::{MemberId, MsgId, NodeKey};
+
+    /// The test key made from `seed` (the same bytes each run).
+    pub(super) fn signing_key(seed: u8) -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
+    }
+
+    /// The public key and a run of the test key `seed`: the node id is `node_key(seed).node()`.
+    pub(super) fn node_key(seed: u8) -> NodeKey {
+        NodeKey {
+            key: signing_key(seed).verifying_key(),
+            run: [seed; 8],
+        }
+    }
 
     pub(super) fn id(seq: u64) -> MsgId {
         MsgId {

@@ -221,7 +221,6 @@ fn a_peer_trickling_a_line_forever_times_out() {
 
 #[test]
 fn a_malformed_frame_closes_only_that_peer_with_the_reason() {
-    use std::io::Write;
     let (mut hub, port) = Node::listener("hub", &[]);
     let mut reader = util::Raw::joined(&mut hub, port, "guest-1", "reader");
     let mut troll = crate::fake::FakePeer::connect(port, "troll", 0xcc).raw;

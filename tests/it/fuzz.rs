@@ -1,9 +1,10 @@
 //! Property tests with random input, fuzzing without a fuzzer: the line decoder, the frame
 //! parser and the chat core are fed bytes and frames from a seeded generator, valid, mutated
-//! and random, and must never panic and keep their promises (every byte kept and lines capped;
-//! frames that parse survive a round trip and show nothing unsafe to a guest; no message shown
-//! twice; chat cores wired together, nothing lost, show every message at every other node
-//! exactly once and in each sender's order, whatever the topology and interleaving). Each target runs for `PEERCHAT_FUZZ_SECS` seconds (default 2); a failure names the
+//! and random, signed and unsigned, and must never panic and keep their promises (every byte
+//! kept and lines capped; frames that parse survive a round trip and show nothing unsafe to a
+//! guest; no message shown twice; every bundle sent on carries its origin's good signature;
+//! chat cores wired together, nothing lost, show every message at every other node exactly
+//! once and in each sender's order, whatever the topology and interleaving). Each target runs for `PEERCHAT_FUZZ_SECS` seconds (default 2); a failure names the
 //! seed, and `PEERCHAT_FUZZ_SEED=N` replays it.
 //!
 //! ```text
@@ -12,17 +13,20 @@
 //! PEERCHAT_FUZZ_SEED=1234 cargo test --release --test it fuzz::   # one seed
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use peerchat::chat::{Action, Chat, Config, Event, Link, Origin};
-use peerchat::protocol::{self, Frame, Hello, LineDecoder, MemberId, MsgId};
-use peerchat::safe::is_unsafe;
-
 use ed25519_dalek::SigningKey;
+use peerchat::chat::{Action, Chat, Config, Event, Link, Origin, Role};
+use peerchat::protocol::sign::{self, Nonce};
+use peerchat::protocol::{
+    self, BundleHead, Frame, Hello, LineDecoder, MemberId, MsgId, NodeId, NodeKey, Signed,
+};
+use peerchat::safe::is_unsafe;
 
 /// xorshift64*: small, seedable, good enough to find edge cases.
 struct Rng(u64);
@@ -141,9 +145,80 @@ fn the_decoder_keeps_every_byte_and_caps_lines() {
     });
 }
 
-fn node(rng: &mut Rng) -> u64 {
-    // Few nodes, so that ids collide and repeat.
-    0x1000_0000_0000_0000 + rng.below(4)
+/// A node the fuzzer plays: its key, and the public key and run that give its node id.
+struct Fake {
+    key: SigningKey,
+    id: NodeKey,
+}
+
+impl Fake {
+    fn new(seed: u8) -> Fake {
+        let key = SigningKey::from_bytes(&[seed; 32]);
+        let id = NodeKey {
+            key: key.verifying_key(),
+            run: [seed; 8],
+        };
+        Fake { key, id }
+    }
+
+    fn node(&self) -> NodeId {
+        self.id.node()
+    }
+
+    /// Its hello line with `nonce`.
+    fn hello(&self, nick: &str, nonce: Nonce) -> Vec<u8> {
+        let hello = Frame::Hello(Hello {
+            nick: nick.into(),
+            node: self.node(),
+            listen: Some(5001),
+            key: self.id,
+            nonce,
+        });
+        line_of(&hello)
+    }
+
+    /// `frames` as one bundle it signed, line by line.
+    fn bundle(&self, frames: Vec<Frame>) -> Vec<Vec<u8>> {
+        lines_of(&Frame::Signed(Rc::new(Signed::seal(
+            &self.key,
+            self.node(),
+            frames,
+        ))))
+    }
+}
+
+/// The few nodes frames come from (few, so that ids collide and repeat).
+fn fakes() -> &'static [Fake] {
+    static FAKES: OnceLock<Vec<Fake>> = OnceLock::new();
+    FAKES.get_or_init(|| (0..4).map(|i| Fake::new(0x10 + i)).collect())
+}
+
+fn fake(rng: &mut Rng) -> &'static Fake {
+    rng.pick(fakes())
+}
+
+fn node(rng: &mut Rng) -> NodeId {
+    fake(rng).node()
+}
+
+/// The peer encoding of `frame` (one line), without its newline.
+fn line_of(frame: &Frame) -> Vec<u8> {
+    let mut line = Vec::new();
+    protocol::encode(frame, &mut line);
+    line.pop();
+    line
+}
+
+/// What a peer is sent for `frame`, line by line (a bundle is several; a bare flooded frame
+/// none).
+fn lines_of(frame: &Frame) -> Vec<Vec<u8>> {
+    let mut bytes = Vec::new();
+    protocol::encode_peer(frame, &mut bytes);
+    bytes
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
 }
 
 fn nick(rng: &mut Rng) -> String {
@@ -151,20 +226,11 @@ fn nick(rng: &mut Rng) -> String {
         .to_string()
 }
 
-/// A frame as a peer might send it: well-formed, or not quite.
-fn frame_line(rng: &mut Rng, text_of: &dyn Fn(MsgId) -> String) -> String {
-    // Decided first: a damaged frame does not carry a countable text (a changed id with the
-    // text of another would be a different message with the same words).
-    let damage = rng.below(8);
-    let text_of = |id| {
-        if damage < 3 {
-            "damaged".to_string()
-        } else {
-            text_of(id)
-        }
-    };
+/// A frame as fake node `from` might originate it (a claim about another node, a connection's
+/// own frames), its text from `text_of`.
+fn random_frame(rng: &mut Rng, from: &Fake, text_of: &dyn Fn(MsgId) -> String) -> Frame {
     let id = MsgId {
-        node: node(rng),
+        node: from.node(),
         seq: rng.below(50),
     };
     let member = MemberId {
@@ -175,8 +241,10 @@ fn frame_line(rng: &mut Rng, text_of: &dyn Fn(MsgId) -> String) -> String {
             0
         },
     };
+    // A node's own announcement carries its key; a guest's none.
+    let key = (member.guest == 0).then_some(from.id);
     let nick = nick(rng);
-    let frame = match rng.below(10) {
+    match rng.below(13) {
         0 => Frame::Msg {
             id,
             from: member,
@@ -201,12 +269,14 @@ fn frame_line(rng: &mut Rng, text_of: &dyn Fn(MsgId) -> String) -> String {
             member,
             nick,
             addr: Some("127.0.0.1:5000".into()),
+            key,
         },
         4 => Frame::Here {
             id,
             member,
             nick,
             addr: None,
+            key,
         },
         5 => Frame::Leave {
             id,
@@ -220,15 +290,28 @@ fn frame_line(rng: &mut Rng, text_of: &dyn Fn(MsgId) -> String) -> String {
             old: nick,
             nick: "novo".into(),
         },
-        7 => Frame::Peers(vec![(node(rng), "127.0.0.1:1".parse().expect("addr"))]),
-        8 => Frame::Ping,
+        7 => Frame::Lost {
+            id,
+            member: MemberId::node(node(rng)),
+            nick,
+            reason: Some("connection reset".into()),
+        },
+        8 => Frame::Peers(vec![(node(rng), "127.0.0.1:1".parse().expect("addr"))]),
+        9 => Frame::Proof(sign::sign_proof(&from.key, "a", "b")),
+        10 => Frame::Bundle(BundleHead {
+            node: id.node,
+            count: 1 + rng.below(64) as usize,
+            sig: sign::sign_frames(&from.key, id.node, b"x\n"),
+        }),
+        11 => Frame::Ping,
         _ => Frame::Pong,
-    };
-    let mut bytes = Vec::new();
-    protocol::encode(&frame, &mut bytes);
-    bytes.pop();
-    // Sometimes damaged: a byte changed, cut short, or something else entirely.
-    match damage {
+    }
+}
+
+/// Sometimes damages `bytes` (one line): a byte changed, cut short, or something else
+/// entirely. True if it did.
+fn damage(rng: &mut Rng, bytes: &mut Vec<u8>) -> bool {
+    match rng.below(8) {
         0 if !bytes.is_empty() => {
             let i = rng.below(bytes.len() as u64) as usize;
             // Any byte but a newline: the decoder has split lines already.
@@ -240,11 +323,19 @@ fn frame_line(rng: &mut Rng, text_of: &dyn Fn(MsgId) -> String) -> String {
         }
         2 => {
             let len = rng.below(40) as usize;
-            bytes = random_bytes(rng, len);
+            *bytes = random_bytes(rng, len);
             bytes.retain(|&b| b != b'\n');
         }
-        _ => {}
+        _ => return false,
     }
+    true
+}
+
+/// A frame as a peer might send it: well-formed, or not quite.
+fn frame_line(rng: &mut Rng, text_of: &dyn Fn(MsgId) -> String) -> String {
+    let from = fake(rng);
+    let mut bytes = line_of(&random_frame(rng, from, text_of));
+    damage(rng, &mut bytes);
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
@@ -294,25 +385,95 @@ fn intact(text: &str) -> bool {
     format!("{:016x}", check(MsgId { node, seq })) == sum
 }
 
-/// A node's identity key, fixed by `n` so that a seed replays the same run.
-fn fixed_key(n: u64) -> SigningKey {
-    SigningKey::from_bytes(&[n.to_be_bytes(); 4].concat().try_into().unwrap_or([0; 32]))
-}
-
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// The lines a peer on a connection sends next: a frame of its own kind, or flooded frames
+/// from one node, signed in a bundle by that node's key (or by another's, or damaged after
+/// signing), or bare as no node of this version sends them.
+fn peer_lines(rng: &mut Rng, text_of: &dyn Fn(MsgId) -> String) -> Vec<Vec<u8>> {
+    let from = fake(rng);
+    let frame = random_frame(rng, from, text_of);
+    if frame.id().is_none() || rng.chance(6) {
+        let mut line = line_of(&frame);
+        damage(rng, &mut line);
+        return vec![line];
+    }
+    let mut frames = vec![frame];
+    while rng.chance(2) && frames.len() < 4 {
+        let more = random_frame(rng, from, text_of);
+        if more.id().is_some() {
+            frames.push(more);
+        }
+    }
+    let mut lines = match rng.below(6) {
+        // Signed with the key of another node.
+        0 => {
+            let other = fake(rng);
+            lines_of(&Frame::Signed(Rc::new(Signed::seal(
+                &other.key,
+                from.node(),
+                frames,
+            ))))
+        }
+        _ => from.bundle(frames),
+    };
+    if rng.chance(5) {
+        let i = rng.below(lines.len() as u64) as usize;
+        damage(rng, &mut lines[i]);
+    }
+    lines
+}
+
+/// Checks what the chat sends (`frame`): lines that parse back, and bundles whose signature
+/// is good by the key of the node they name (`keys`).
+fn check_sent(frame: &Frame, keys: &HashMap<NodeId, NodeKey>) {
+    if let Frame::Signed(b) = frame {
+        let key = keys.get(&b.node).expect("a bundle from a node we know");
+        let lines = b.wire.splitn(2, |&c| c == b'\n').nth(1).unwrap_or_default();
+        let Frame::Bundle(head) = protocol::parse_frame(
+            std::str::from_utf8(b.wire.split(|&c| c == b'\n').next().unwrap_or_default())
+                .expect("UTF-8"),
+        )
+        .expect("a bundle head") else {
+            panic!("not a bundle head");
+        };
+        assert_eq!((head.node, head.count), (b.node, b.frames.len()));
+        assert!(
+            sign::verify_frames(&key.key, b.node, lines, &head.sig),
+            "sent a bundle whose signature is bad"
+        );
+        assert!(b
+            .frames
+            .iter()
+            .all(|f| f.id().is_some_and(|id| id.node == b.node)));
+    }
+    if matches!(frame, Frame::Hello(_)) {
+        return;
+    }
+    // As a peer is sent it (a flooded frame alone is for guests only: nothing here).
+    for line in lines_of(frame) {
+        let text = String::from_utf8_lossy(&line);
+        assert!(
+            protocol::parse_frame(&text).is_ok(),
+            "sent a frame that does not parse: {text:?}"
+        );
+    }
 }
 
 #[test]
 fn the_chat_core_shows_each_message_once_whatever_it_is_fed() {
     fuzz("chat core", |rng| {
-        let me = 0x2000_0000_0000_0000;
         let start = Instant::now();
         let mut now = start;
+        let hub = Fake::new(0x20);
         let mut chat = Chat::new(
-            Config::new("hub".into(), me, Some(5000), fixed_key(me)),
+            Config::new("hub".into(), hub.key.clone(), hub.id.run, Some(5000)),
             now,
         );
+        let mut keys: HashMap<NodeId, NodeKey> = fakes().iter().map(|f| (f.node(), f.id)).collect();
+        keys.insert(hub.node(), hub.id);
         // The text of a message names its id and a check of it, so a message shown twice is
         // seen, and a damaged or cut one is not counted.
         let text_of = |id: MsgId| format!("m {id} {:016x}", check(id));
@@ -322,7 +483,8 @@ fn the_chat_core_shows_each_message_once_whatever_it_is_fed() {
         let trace = std::env::var_os("PEERCHAT_FUZZ_TRACE").is_some();
         for _ in 0..200 {
             match rng.below(12) {
-                // A new connection: a peer (its hello first), or a guest.
+                // A new connection: a peer (its hello, then its proof, or not quite), or a
+                // guest.
                 0 => {
                     let k = next_conn;
                     next_conn += 1;
@@ -331,19 +493,26 @@ fn the_chat_core_shows_each_message_once_whatever_it_is_fed() {
                         local: addr(5000),
                         origin: Origin::Accepted,
                     };
-                    chat.handle_opened(k, link, now);
+                    let sent = line_of(&chat.hello([k as u8; 16]));
+                    let sent = String::from_utf8(sent).expect("UTF-8");
+                    chat.handle_opened(k, link, sent.clone(), now);
                     if rng.chance(3) {
                         chat.handle_line(k, b"a guest says hi", now);
                     } else {
-                        let hello = Frame::Hello(Hello {
-                            nick: nick(rng),
-                            node: node(rng),
-                            listen: Some(5001),
-                        });
-                        let mut line = Vec::new();
-                        protocol::encode(&hello, &mut line);
-                        line.pop();
-                        chat.handle_line(k, &line, now);
+                        let peer = fake(rng);
+                        let own = peer.hello(&nick(rng), [rng.below(256) as u8; 16]);
+                        chat.handle_line(k, &own, now);
+                        let own = String::from_utf8_lossy(&own).into_owned();
+                        let proof = match rng.below(6) {
+                            // Made for another connection.
+                            0 => sign::sign_proof(&peer.key, &own, "another hello"),
+                            // Made by another key.
+                            1 => sign::sign_proof(&fake(rng).key, &own, &sent),
+                            _ => sign::sign_proof(&peer.key, &own, &sent),
+                        };
+                        if !rng.chance(8) {
+                            chat.handle_line(k, &line_of(&Frame::Proof(proof)), now);
+                        }
                     }
                     open.push(k);
                 }
@@ -371,14 +540,15 @@ fn the_chat_core_shows_each_message_once_whatever_it_is_fed() {
                     let line = *rng.pick(typed);
                     chat.handle_input(line);
                 }
-                // A line on some connection.
+                // Lines on some connection.
                 _ if !open.is_empty() => {
                     let k = *rng.pick(&open);
-                    let line = frame_line(rng, &text_of);
-                    if trace {
-                        eprintln!("conn {k}: {line:?}");
+                    for line in peer_lines(rng, &text_of) {
+                        if trace {
+                            eprintln!("conn {k}: {:?}", String::from_utf8_lossy(&line));
+                        }
+                        chat.handle_line(k, &line, now);
                     }
-                    chat.handle_line(k, line.as_bytes(), now);
                 }
                 _ => {}
             }
@@ -397,18 +567,13 @@ fn the_chat_core_shows_each_message_once_whatever_it_is_fed() {
                         open.retain(|&k| k != conn);
                         chat.handle_closed(conn, Some(reason));
                     }
+                    Action::Retire { conn } => {
+                        open.retain(|&k| k != conn);
+                        chat.handle_closed(conn, None);
+                    }
                     Action::Broadcast { frame, .. } | Action::Send { frame, .. } => {
-                        // What goes out must be a frame that parses back.
                         let frame: Rc<Frame> = frame;
-                        if !matches!(*frame, Frame::Hello(_)) {
-                            let mut out = Vec::new();
-                            protocol::encode(&frame, &mut out);
-                            let text = String::from_utf8_lossy(&out);
-                            assert!(
-                                protocol::parse_frame(text.trim_end_matches('\n')).is_ok(),
-                                "sent a frame that does not parse: {text:?}"
-                            );
-                        }
+                        check_sent(&frame, &keys);
                     }
                     _ => {}
                 }
@@ -441,6 +606,10 @@ struct Wired {
     nodes: Vec<Chat>,
     /// The lines in flight from end `(node, conn)` to the other end of that link, in order.
     queues: HashMap<(usize, usize), VecDeque<Vec<u8>>>,
+    /// Ends whose node has made them a peer; frames for the others wait in `held`, as the
+    /// reactor holds them until the role is known.
+    peers: HashSet<(usize, usize)>,
+    held: HashMap<(usize, usize), Vec<Rc<Frame>>>,
     /// Messages and actions (`/me`) each node showed, as (from, text), in the order shown.
     shown: Vec<Vec<(String, String)>>,
 }
@@ -454,14 +623,17 @@ impl Wired {
     fn new(n: usize, now: Instant) -> Wired {
         let nodes = (0..n)
             .map(|i| {
-                let node = 0x3000_0000_0000_0000 + i as u64;
-                let cfg = Config::new(format!("n{i}"), node, Some(5000), fixed_key(node));
+                let seed = 0x30 + i as u8;
+                let key = SigningKey::from_bytes(&[seed; 32]);
+                let cfg = Config::new(format!("n{i}"), key, [seed; 8], Some(5000));
                 Chat::new(cfg, now)
             })
             .collect();
         Wired {
             nodes,
             queues: HashMap::new(),
+            peers: HashSet::new(),
+            held: HashMap::new(),
             shown: vec![Vec::new(); n],
         }
     }
@@ -480,25 +652,30 @@ impl Wired {
             local: wired_addr(b, port),
             origin: Origin::Dialled,
         };
-        self.nodes[a].handle_opened(b, accepted, now);
-        self.nodes[b].handle_opened(a, dialled, now);
-        for (x, y) in [(a, b), (b, a)] {
-            self.queues.insert((x, y), VecDeque::new());
-            let hello = Frame::Hello(Hello {
-                nick: format!("n{x}"),
-                node: 0x3000_0000_0000_0000 + x as u64,
-                listen: Some(5000),
-            });
-            self.push(x, y, &hello);
+        // Each end's hello goes first on the link, with a nonce of its own.
+        let hello_a = line_of(&self.nodes[a].hello([b as u8; 16]));
+        let hello_b = line_of(&self.nodes[b].hello([0x80 | a as u8; 16]));
+        let text = |l: &[u8]| String::from_utf8_lossy(l).into_owned();
+        self.nodes[a].handle_opened(b, accepted, text(&hello_a), now);
+        self.nodes[b].handle_opened(a, dialled, text(&hello_b), now);
+        for (x, y, hello) in [(a, b, hello_a), (b, a, hello_b)] {
+            self.queues.insert((x, y), VecDeque::from([hello]));
         }
     }
 
-    fn push(&mut self, from: usize, conn: usize, frame: &Frame) {
-        let mut line = Vec::new();
-        protocol::encode(frame, &mut line);
-        line.pop();
+    /// Lines from end `(from, conn)` onto its link.
+    fn push(&mut self, from: usize, conn: usize, lines: Vec<Vec<u8>>) {
         if let Some(q) = self.queues.get_mut(&(from, conn)) {
-            q.push_back(line);
+            q.extend(lines);
+        }
+    }
+
+    /// `frame` from end `(from, conn)`: sent as a peer is sent it once that end is a peer.
+    fn send(&mut self, from: usize, conn: usize, frame: Rc<Frame>) {
+        if self.peers.contains(&(from, conn)) {
+            self.push(from, conn, lines_of(&frame));
+        } else {
+            self.held.entry((from, conn)).or_default().push(frame);
         }
     }
 
@@ -515,10 +692,18 @@ impl Wired {
                         .collect();
                     ends.sort_unstable();
                     for c in ends {
-                        self.push(i, c, &frame);
+                        self.send(i, c, frame.clone());
                     }
                 }
-                Action::Send { conn, frame } => self.push(i, conn, &frame),
+                Action::Send { conn, frame } => self.send(i, conn, frame),
+                Action::SendFirst { conn, line } => self.push(i, conn, vec![line.into_bytes()]),
+                Action::Classify { conn, role } => {
+                    assert_eq!(role, Role::Peer, "n{i} took n{conn} for a guest");
+                    self.peers.insert((i, conn));
+                    for frame in self.held.remove(&(i, conn)).unwrap_or_default() {
+                        self.send(i, conn, frame);
+                    }
+                }
                 Action::Show(Event::Message { from, text } | Event::Me { from, text }) => {
                     self.shown[i].push((from, text))
                 }

@@ -5,7 +5,7 @@ use super::net::*;
 #[test]
 fn nothing_is_logged_as_sent_when_nobody_is_connected() {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000), test_key(1)), now);
+    let mut chat = Chat::new(solo("me", Some(5000)), now);
     chat.handle_input("into the void");
     assert!(!logs_sent(&drain(&mut chat)));
 }
@@ -24,12 +24,18 @@ fn nick_changes_are_announced_and_checked() {
     assert_eq!(net.messages(2), vec![("ana".into(), "hi".into())]);
     net.say(0, "/nick bad name");
     assert!(net.shown[0].iter().any(|e| matches!(e, Event::Error(_))));
+    let nonce = [7; 16];
     assert_eq!(
-        net.nodes[0].hello(),
+        net.nodes[0].hello(nonce),
         Frame::Hello(Hello {
             nick: "ana".into(),
             node: node_id(0),
-            listen: Some(5000)
+            listen: Some(5000),
+            key: NodeKey {
+                key: key(0).verifying_key(),
+                run: run_of(0, 0),
+            },
+            nonce,
         })
     );
     net.say(2, "/msg ana to ana");

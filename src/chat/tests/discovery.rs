@@ -19,7 +19,14 @@ fn an_auto_dial_that_opens_is_no_longer_counted_as_dialling() {
     net.crash(1);
     net.restart(1, 1);
     net.link(0, 1);
-    assert_eq!(net.conns_between(1, 2).len(), 1, "{:?}", net.shown[2]);
+    assert_eq!(
+        net.conns_between(1, 2).len(),
+        1,
+        "{:?} {:?} {:?}",
+        net.shown[2],
+        net.closed,
+        net.shown[1]
+    );
 }
 
 #[test]
@@ -44,7 +51,7 @@ fn mesh_scans_give_every_port_a_turn_under_the_peer_cap() {
 #[test]
 fn a_silent_auto_dial_is_tried_again_and_a_wrong_answer_is_not() {
     let (mut chat, now, other, link) = first_scan();
-    chat.handle_opened(3, link, now);
+    open(&mut chat, 3, link, now);
     // Stopped (Ctrl-Z): the kernel accepts, the node says nothing.
     let later = now + HELLO_WAIT_DIALLED;
     chat.handle_tick(later);
@@ -55,7 +62,7 @@ fn a_silent_auto_dial_is_tried_again_and_a_wrong_answer_is_not() {
     }));
     // Not written off: the next scan (here, the same tick) dials it again.
     assert!(actions.contains(&Action::Dial(other)), "{actions:?}");
-    chat.handle_opened(4, link, later);
+    open(&mut chat, 4, link, later);
     chat.handle_line(4, b"SSH-2.0-OpenSSH_9.2", later);
     drain(&mut chat);
     chat.handle_tick(later + SCAN_MAX * 2);
@@ -65,7 +72,7 @@ fn a_silent_auto_dial_is_tried_again_and_a_wrong_answer_is_not() {
 #[test]
 fn a_full_node_is_dialled_again_later_not_written_off() {
     let (mut chat, now, other, link) = first_scan();
-    chat.handle_opened(3, link, now);
+    open(&mut chat, 3, link, now);
     chat.handle_line(
         3,
         b"peerchat: this chat is full (8 connections); try again later",
@@ -87,14 +94,9 @@ fn a_full_node_is_dialled_again_later_not_written_off() {
 #[test]
 fn peers_lists_are_taken_once_and_loopback_means_the_sender() {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000), test_key(1)), now);
+    let mut chat = Chat::new(solo("me", Some(5000)), now);
     let from: SocketAddr = "192.168.0.9:41000".parse().unwrap();
-    chat.handle_opened(3, accepted(from), now);
-    chat.handle_line(
-        3,
-        b"peerchat/1 hello from bob (node=00000000000000bb listen=5000)",
-        now,
-    );
+    FakeNode::new("bob", 100, Some(5000)).connect(&mut chat, 3, accepted(from), now);
     drain(&mut chat);
     chat.handle_line(3, b"PEERS 00000000000000cc@127.0.0.1:5002", now);
     assert_eq!(
@@ -197,11 +199,12 @@ fn mesh_mode_scans_its_range_but_not_itself() {
 #[test]
 fn something_else_on_a_scanned_port_is_not_taken_for_a_guest() {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5001), test_key(1)), now);
+    let mut chat = Chat::new(solo("me", Some(5001)), now);
     let web = SocketAddr::from(([127, 0, 0, 1], 5000));
     assert!(chat.dial(web));
     drain(&mut chat);
-    chat.handle_opened(
+    open(
+        &mut chat,
         3,
         Link {
             addr: web,
@@ -218,131 +221,4 @@ fn something_else_on_a_scanned_port_is_not_taken_for_a_guest() {
     );
     assert!(chat.discovery.not_peers.contains(&web, now));
     assert!(!chat.dial(web));
-}
-
-/// A stranger's node connects on `conn`, says hello and lists `listed` in `PEERS`: the dials
-/// that list made.
-fn listed_by(
-    chat: &mut Chat,
-    conn: ConnId,
-    listed: &[SocketAddr],
-    now: Instant,
-) -> Vec<SocketAddr> {
-    let from = SocketAddr::from(([10, 0, 1, conn as u8], 40000));
-    chat.handle_opened(conn, accepted(from), now);
-    let hello = format!(
-        "peerchat/1 hello from x{conn} (node={:016x} listen=-)",
-        0xf000 + conn
-    );
-    chat.handle_line(conn, hello.as_bytes(), now);
-    let peers: Vec<String> = listed
-        .iter()
-        .enumerate()
-        .map(|(k, a)| format!("{:016x}@{a}", 0xa000 + k))
-        .collect();
-    chat.handle_line(conn, format!("PEERS {}", peers.join(" ")).as_bytes(), now);
-    drain(chat)
-        .into_iter()
-        .filter_map(|a| match a {
-            Action::Dial(to) => Some(to),
-            _ => None,
-        })
-        .collect()
-}
-
-/// As [`listed_by`], where each dial is refused at once (a closed port), and the stranger
-/// drops.
-fn list_and_drop(
-    chat: &mut Chat,
-    conn: ConnId,
-    listed: &[SocketAddr],
-    now: Instant,
-) -> Vec<SocketAddr> {
-    let dials = listed_by(chat, conn, listed, now);
-    for &to in &dials {
-        chat.handle_dial_failed(to, now);
-    }
-    chat.handle_closed(conn, Some("connection reset".into()));
-    drain(chat);
-    dials
-}
-
-/// Reflection: 100 connections each listing the same 64 addresses made a node open 601
-/// connections, one address 100 times.
-#[test]
-fn addresses_listed_by_many_connections_are_dialled_once_a_few_per_frame() {
-    let now = Instant::now();
-    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000)), now);
-    let listed: Vec<SocketAddr> = (0..64)
-        .map(|k| SocketAddr::from(([192, 168, 7, 1], 6000 + k)))
-        .collect();
-    let mut dialled: HashMap<SocketAddr, usize> = HashMap::new();
-    for conn in 10..110 {
-        let dials = list_and_drop(&mut chat, conn, &listed, now);
-        assert!(
-            dials.len() <= DIALS_PER_PEERS,
-            "one frame started {} dials",
-            dials.len()
-        );
-        for to in dials {
-            *dialled.entry(to).or_default() += 1;
-        }
-    }
-    assert_eq!(dialled.len(), 64, "every address listed had its turn");
-    assert!(dialled.values().all(|&n| n == 1), "{dialled:?}");
-    // A minute on, those that never answered are still backed off; later, once each.
-    let later = list_and_drop(&mut chat, 110, &listed, now + LISTED_EVERY);
-    assert!(later.is_empty(), "{later:?}");
-    let t = now + LISTED_EVERY * 2;
-    let mut again = HashSet::new();
-    for conn in 111..140 {
-        for to in list_and_drop(&mut chat, conn, &listed, t) {
-            assert!(again.insert(to), "{to} twice");
-        }
-    }
-    assert_eq!(again.len(), 64);
-}
-
-#[test]
-fn a_listed_node_that_answers_is_no_longer_backed_off() {
-    let now = Instant::now();
-    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000)), now);
-    let node = SocketAddr::from(([192, 168, 7, 2], 5000));
-    // Not up yet: refused, so backed off for twice the interval.
-    assert_eq!(list_and_drop(&mut chat, 10, &[node], now), vec![node]);
-    assert!(list_and_drop(&mut chat, 20, &[node], now + LISTED_EVERY).is_empty());
-    // Up now: it answers with its hello, and the plain interval applies again.
-    let t = now + LISTED_EVERY * 2;
-    assert_eq!(list_and_answer(&mut chat, 30, node, t), vec![node]);
-    let soon = t + LISTED_EVERY - Duration::from_secs(1);
-    assert!(list_and_answer(&mut chat, 40, node, soon).is_empty());
-    assert_eq!(
-        list_and_answer(&mut chat, 50, node, t + LISTED_EVERY),
-        vec![node]
-    );
-}
-
-/// As [`listed_by`] for one address, where a node answers each dial with its hello and then
-/// drops, and so does the stranger.
-fn list_and_answer(
-    chat: &mut Chat,
-    conn: ConnId,
-    node: SocketAddr,
-    now: Instant,
-) -> Vec<SocketAddr> {
-    let dials = listed_by(chat, conn, &[node], now);
-    for &to in &dials {
-        let link = Link {
-            addr: to,
-            local: SocketAddr::from(([10, 0, 0, 250], 41000)),
-            origin: Origin::Auto(to),
-        };
-        chat.handle_opened(conn + 1, link, now);
-        let hello = "peerchat/1 hello from far (node=000000000000a000 listen=5000)";
-        chat.handle_line(conn + 1, hello.as_bytes(), now);
-        chat.handle_closed(conn + 1, Some("connection reset".into()));
-    }
-    chat.handle_closed(conn, Some("connection reset".into()));
-    drain(chat);
-    dials
 }

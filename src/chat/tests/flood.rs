@@ -56,10 +56,15 @@ fn a_flooding_guest_is_limited_told_and_then_cut_off() {
 #[test]
 fn no_rate_limit_when_turned_off() {
     let now = Instant::now();
-    let mut cfg = Config::new("hub".into(), 1, Some(5000), test_key(1));
+    let mut cfg = solo("hub", Some(5000));
     cfg.guest_rate = None;
     let mut chat = Chat::new(cfg, now);
-    chat.handle_opened(7, accepted("127.0.0.1:4000".parse().unwrap()), now);
+    open(
+        &mut chat,
+        7,
+        accepted("127.0.0.1:4000".parse().unwrap()),
+        now,
+    );
     // Its first line makes it a guest, which is welcomed.
     chat.handle_line(7, b"line 0", now);
     drain(&mut chat);

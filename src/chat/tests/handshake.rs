@@ -11,11 +11,10 @@ fn two_connections_dialled_by_one_node_whose_hellos_cross_become_one() {
         let (a1, d1) = net.open_raw(acceptor, dialler, Origin::Dialled);
         let (a2, d2) = net.open_raw(acceptor, dialler, Origin::Dialled);
         // The acceptor reads the second connection's hello first, the dialler the first's.
-        let (h_acc, h_dia) = (net.nodes[acceptor].hello(), net.nodes[dialler].hello());
-        net.deliver(dialler, d2, &h_dia);
-        net.deliver(dialler, d1, &h_dia);
-        net.deliver(acceptor, a1, &h_acc);
-        net.deliver(acceptor, a2, &h_acc);
+        net.send_hello(dialler, d2);
+        net.send_hello(dialler, d1);
+        net.send_hello(acceptor, a1);
+        net.send_hello(acceptor, a2);
         net.run();
         assert_eq!(net.conns_between(0, 1).len(), 1, "dialler n{dialler}");
         assert_eq!(net.conns_between(1, 0).len(), 1);
@@ -40,6 +39,10 @@ fn a_retired_link_with_no_twin_after_the_hello_wait_is_a_loss() {
         "not at once: a twin may be on its way"
     );
     net.tick(HELLO_WAIT_DIALLED);
+    // Protocol 2: a lost peer is a claim first, believed once SUSPECT_WAIT brought nothing
+    // fresh from it.
+    assert_eq!(net.leaves_of(0, "n1"), 0, "{:?}", net.shown[0]);
+    net.tick(SUSPECT_WAIT);
     assert_eq!(net.leaves_of(0, "n1"), 1, "{:?}", net.shown[0]);
 }
 
@@ -99,15 +102,16 @@ fn a_silent_connection_becomes_a_guest_after_the_hello_wait() {
         conn: 8,
         role: Role::Guest
     }));
-    assert_eq!(chat.next_deadline(), None);
+    // A guest has no deadline; the one left is the chat's own heartbeat (protocol 2).
+    assert_eq!(chat.next_deadline(), Some(now + HEARTBEAT));
 }
 
 #[test]
 fn a_node_that_reaches_itself_closes_that_connection() {
     let (mut chat, now) = guest_chat();
-    let mut hello = Vec::new();
-    protocol::encode(&chat.hello(), &mut hello);
-    chat.handle_line(7, &hello[..hello.len() - 1], now);
+    // Its own hello comes back on the connection.
+    let (_, hello) = hello_on(&chat, 7);
+    chat.handle_line(7, hello.as_bytes(), now);
     assert!(matches!(
         &drain(&mut chat)[..],
         [Action::Close { conn: 7, .. }]
@@ -117,8 +121,9 @@ fn a_node_that_reaches_itself_closes_that_connection() {
 #[test]
 fn a_dialled_connection_waits_longer_for_the_hello() {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("me".into(), 1, None, test_key(1)), now);
-    chat.handle_opened(
+    let mut chat = Chat::new(solo("me", None), now);
+    open(
+        &mut chat,
         3,
         Link {
             origin: Origin::Dialled,
@@ -136,11 +141,9 @@ fn a_late_hello_turns_a_silent_guest_into_the_peer() {
     let (mut chat, now) = guest_chat();
     chat.handle_tick(now + HELLO_WAIT);
     drain(&mut chat);
-    chat.handle_line(
-        7,
-        b"peerchat/1 hello from bob (node=00000000000000bb listen=-)",
-        now,
-    );
+    let bob = FakeNode::new("bob", 100, None);
+    let (_, sent) = hello_on(&chat, 7);
+    bob.greet(&mut chat, 7, &sent, now);
     let actions = drain(&mut chat);
     assert!(actions.contains(&Action::Show(Event::Leave {
         nick: "guest-1".into(),
@@ -156,22 +159,15 @@ fn a_late_hello_turns_a_silent_guest_into_the_peer() {
         addr: Some("127.0.0.1:4000".into()),
     })));
     // From now on it speaks frames.
-    chat.handle_line(
-        7,
-        b"MSG 00000000000000bb:1 00000000000000bb bob late but here",
-        now,
-    );
+    bob.send(&mut chat, 7, vec![bob.msg(1, "late but here")], now);
     assert!(drain(&mut chat).contains(&Action::Show(Event::Message {
         from: "bob".into(),
         text: "late but here".into()
     })));
     // A guest that has typed is a guest for good: a hello later is just text.
     chat.handle_line(8, b"hi", now);
-    chat.handle_line(
-        8,
-        b"peerchat/1 hello from eve (node=00000000000000ee listen=-)",
-        now,
-    );
+    let eve = FakeNode::new("eve", 101, None);
+    chat.handle_line(8, eve.hello_line(8).as_bytes(), now);
     assert!(drain(&mut chat).iter().all(|a| !matches!(
         a,
         Action::Classify {
@@ -182,16 +178,58 @@ fn a_late_hello_turns_a_silent_guest_into_the_peer() {
 }
 
 #[test]
+fn a_hello_without_its_proof_is_no_peer() {
+    let (mut chat, now) = guest_chat();
+    let bob = FakeNode::new("bob", 100, None);
+    chat.handle_line(7, bob.hello_line(7).as_bytes(), now);
+    // A proof made for another connection (another nonce of ours) proves nothing here.
+    let other = bob.proof(&bob.hello_line(7), &hello_on(&chat, 8).1);
+    chat.handle_line(7, other.as_bytes(), now);
+    let actions = drain(&mut chat);
+    assert!(
+        matches!(&actions[..], [Action::SendFirst { conn: 7, line }, Action::Close { conn: 7, .. }]
+            if line.starts_with("PROOF ")),
+        "{actions:?}"
+    );
+    // Silent after its hello: closed when the wait is over, never a guest nor a peer.
+    chat.handle_line(8, bob.hello_line(8).as_bytes(), now);
+    drain(&mut chat);
+    chat.handle_tick(now + HELLO_WAIT_DIALLED);
+    let actions = drain(&mut chat);
+    assert!(
+        actions.contains(&Action::Close {
+            conn: 8,
+            reason: "its hello was not proven in time".into()
+        }),
+        "{actions:?}"
+    );
+    assert!(!actions.iter().any(|a| matches!(a, Action::Classify { .. })));
+}
+
+#[test]
+fn a_node_of_another_version_is_told_and_closed() {
+    let (mut chat, now) = guest_chat();
+    let old = format!("peerchat/1 hello from bob (node={:016x} listen=-)", 0xbbu64);
+    chat.handle_line(7, old.as_bytes(), now);
+    let actions = drain(&mut chat);
+    assert!(
+        matches!(&actions[..], [Action::SendFirst { conn: 7, line }, Action::Show(Event::Error(e)), Action::Retire { conn: 7 }]
+            if line.contains("peerchat/2 cannot talk to peerchat/1") && e.contains("peerchat/1")),
+        "{actions:?}"
+    );
+}
+
+#[test]
 fn a_scan_connection_without_a_hello_is_nobody_to_send_to() {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000), test_key(1)), now);
+    let mut chat = Chat::new(solo("me", Some(5000)), now);
     let other = SocketAddr::from(([127, 0, 0, 1], 5001));
     let link = Link {
         addr: other,
         local: SocketAddr::from(([127, 0, 0, 1], 40000)),
         origin: Origin::Auto(other),
     };
-    chat.handle_opened(3, link, now);
+    open(&mut chat, 3, link, now);
     chat.handle_input("anyone?");
     assert!(!logs_sent(&drain(&mut chat)));
 }

@@ -3,32 +3,48 @@
 use super::net::*;
 
 #[test]
-fn only_the_pong_to_the_checking_ping_confirms_a_peer() {
+fn a_claim_that_a_peer_we_still_reach_was_lost_is_not_believed() {
+    // Protocol 2 has no PING check: a claim (`LOST`) about a node we hold a proven connection
+    // to is void here at once, and nothing is sent to check it.
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000), test_key(1)), now);
-    for (conn, port, node) in [(3, 41000, "bb"), (4, 41001, "cc")] {
-        chat.handle_opened(conn, accepted(SocketAddr::from(([10, 0, 0, 9], port))), now);
-        let hello = format!("peerchat/1 hello from {node} (node=00000000000000{node} listen=-)");
-        chat.handle_line(conn, hello.as_bytes(), now);
+    let mut chat = Chat::new(solo("me", Some(5000)), now);
+    let (bb, cc) = (
+        FakeNode::new("bb", 100, None),
+        FakeNode::new("cc", 101, None),
+    );
+    for (node, conn, port) in [(&bb, 3, 41000), (&cc, 4, 41001)] {
+        let link = accepted(SocketAddr::from(([10, 0, 0, 9], port)));
+        node.connect(&mut chat, conn, link, now);
     }
     let t = now + DEFAULT_PEER_TIMEOUT / 3;
     chat.handle_tick(t);
     drain(&mut chat);
-    // cc says it lost bb; we still have bb: we ask it.
-    chat.handle_line(
-        4,
-        b"LEAVE 00000000000000cc:9 00000000000000bb bb connection reset",
-        t,
+    // cc says it lost bb; we still have bb.
+    let claim = Frame::Lost {
+        id: cc.id(9),
+        member: bb.member(),
+        nick: "bb".into(),
+        reason: Some("connection reset".into()),
+    };
+    cc.send(&mut chat, 4, vec![claim], t);
+    let actions = drain(&mut chat);
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::Send { conn: 3, .. } | Action::Show(_))),
+        "{actions:?}"
     );
-    assert!(drain(&mut chat).contains(&Action::Send {
-        conn: 3,
-        frame: Rc::new(Frame::Ping)
-    }));
-    let here = |a: &Action| matches!(a, Action::Send { frame, .. } if matches!(**frame, Frame::Here { .. }));
-    chat.handle_line(3, b"PONG", t);
-    assert!(!drain(&mut chat).iter().any(here), "the keepalive's answer");
-    chat.handle_line(3, b"PONG", t);
-    assert!(drain(&mut chat).iter().any(here), "the check's answer");
+    // Passed on (bb itself answers such a claim), and never believed.
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::Broadcast { except: Some(4), frame }
+        if matches!(&**frame, Frame::Signed(b) if b.node == cc.node()))));
+    chat.handle_line(3, b"PING", t + SUSPECT_WAIT);
+    chat.handle_line(4, b"PING", t + SUSPECT_WAIT);
+    chat.handle_tick(t + SUSPECT_WAIT);
+    assert!(!drain(&mut chat)
+        .iter()
+        .any(|a| matches!(a, Action::Show(Event::Leave { .. }))));
 }
 
 #[test]

@@ -20,7 +20,7 @@ fn dials(actions: &[Action]) -> usize {
 fn a_dm_to_a_guest_reaches_that_guest_not_another() {
     let mut net = chain(2);
     for (conn, port) in [(7, 4000), (8, 4001)] {
-        net.nodes[1].handle_opened(conn, accepted(addr(9, port)), net.now);
+        open(&mut net.nodes[1], conn, accepted(addr(9, port)), net.now);
         net.nodes[1].handle_line(conn, b"hello from nc", net.now);
     }
     net.run();
@@ -45,9 +45,15 @@ fn a_dm_to_a_guest_reaches_that_guest_not_another() {
 fn crossed_connections_keep_the_one_the_smaller_node_dialled() {
     for first in [0, 1] {
         let mut net = Net::new(2);
-        // n1 dials n0, and n0 dials n1; node ids grow with the index, so n0's dial is kept.
-        let (_, n1_dial) = net.open_raw(0, 1, Origin::Dialled);
+        // n1 dials n0, and n0 dials n1: the dial of the node with the smaller id is kept
+        // (node ids come from the keys, so which one that is is computed).
+        let (n1_dial_at_0, n1_dial) = net.open_raw(0, 1, Origin::Dialled);
         let (_, n0_dial) = net.open_raw(1, 0, Origin::Dialled);
+        let kept = if node_id(0) < node_id(1) {
+            n0_dial
+        } else {
+            n1_dial_at_0
+        };
         let ends = [(1, n1_dial), (0, n0_dial)];
         let order = if first == 0 {
             [ends[0], ends[1]]
@@ -55,14 +61,12 @@ fn crossed_connections_keep_the_one_the_smaller_node_dialled() {
             [ends[1], ends[0]]
         };
         for (node, conn) in order {
-            let hello = net.nodes[node].hello();
             let (far, far_conn) = net.links[&(node, conn)];
-            net.deliver(node, conn, &hello);
-            let hello = net.nodes[far].hello();
-            net.deliver(far, far_conn, &hello);
+            net.send_hello(node, conn);
+            net.send_hello(far, far_conn);
         }
         net.run();
-        assert_eq!(net.conns_between(0, 1), vec![n0_dial], "{:?}", net.closed);
+        assert_eq!(net.conns_between(0, 1), vec![kept], "{:?}", net.closed);
         assert_eq!(net.count(0, |e| matches!(e, Event::Leave { .. })), 0);
     }
 }
@@ -81,7 +85,10 @@ fn two_orphans() -> Net {
 #[test]
 fn two_retired_links_without_twins_are_both_lost_after_the_wait() {
     let mut net = two_orphans();
+    // Protocol 2: lost when the hello wait is over, shown leaving once the claim was not
+    // answered for SUSPECT_WAIT.
     net.tick(HELLO_WAIT_DIALLED);
+    net.tick(SUSPECT_WAIT);
     assert_eq!(net.leaves_of(0, "n1"), 1, "{:?}", net.shown[0]);
     assert_eq!(net.leaves_of(0, "n2"), 1, "{:?}", net.shown[0]);
 }
@@ -89,28 +96,41 @@ fn two_retired_links_without_twins_are_both_lost_after_the_wait() {
 #[test]
 fn a_retired_link_without_a_twin_is_not_lost_before_the_wait() {
     let mut net = two_orphans();
-    net.tick(HELLO_WAIT_DIALLED - Duration::from_millis(10));
-    assert_eq!(net.count(0, |e| matches!(e, Event::Leave { .. })), 0);
-    net.tick(Duration::from_millis(10));
-    assert_eq!(net.count(0, |e| matches!(e, Event::Leave { .. })), 2);
+    let leaves = |net: &Net| net.count(0, |e| matches!(e, Event::Leave { .. }));
+    let ms = Duration::from_millis(10);
+    net.tick(HELLO_WAIT_DIALLED - ms);
+    assert_eq!(leaves(&net), 0);
+    // Protocol 2: judged lost exactly at the end of the hello wait, which starts SUSPECT_WAIT;
+    // the leaves come exactly when that is over (a judgement late by 10 ms would miss it).
+    net.tick(ms);
+    assert_eq!(leaves(&net), 0);
+    net.tick(SUSPECT_WAIT - ms);
+    assert_eq!(leaves(&net), 0);
+    net.tick(ms);
+    assert_eq!(leaves(&net), 2);
 }
 
 #[test]
 fn nick_news_about_a_stranger_is_passed_on_but_not_shown() {
     let mut net = chain(3);
+    // Protocol 2: a node speaks only for itself and its guests, so the stranger is a guest of
+    // n0 whose join went by unseen; n0 signs the news.
     let stranger = MemberId {
-        node: node_id(9),
-        guest: 0,
+        node: node_id(0),
+        guest: 9,
     };
-    let nick = Frame::Nick {
-        id: MsgId {
-            node: node_id(9),
-            seq: 1,
-        },
-        member: stranger,
-        old: "x".into(),
-        nick: "y".into(),
-    };
+    let nick = signed_by(
+        0,
+        vec![Frame::Nick {
+            id: MsgId {
+                node: node_id(0),
+                seq: 999,
+            },
+            member: stranger,
+            old: "x".into(),
+            nick: "y".into(),
+        }],
+    );
     let c = net.conn_of(0, 1);
     net.deliver(0, c, &nick);
     net.run();
@@ -175,8 +195,9 @@ fn a_blank_guest_line_is_neither_shown_nor_sent() {
 fn a_new_peer_is_not_told_about_itself_or_its_welcomer_as_joins() {
     let mut net = Net::new(2);
     net.link(0, 1);
-    // Each already knows the other from its hello: nobody else is here to announce.
-    assert_eq!(net.sent.get("JOIN"), None, "{:?}", net.sent);
+    // Each already knows the other from its hello; protocol 2 hands a new peer each member's
+    // own signed announcement, so each is sent the other's own JOIN, and no JOIN else.
+    assert_eq!(net.sent.get("JOIN"), Some(&2), "{:?}", net.sent);
     joins_once_everywhere(&net);
 }
 
@@ -196,32 +217,43 @@ fn a_retired_link_whose_twin_arrives_in_the_wait_is_not_a_loss() {
 #[test]
 fn a_guest_is_not_dropped_because_another_node_lost_its_host() {
     let mut net = chain(3);
-    net.nodes[2].handle_opened(7, accepted(addr(9, 4000)), net.now);
+    open(&mut net.nodes[2], 7, accepted(addr(9, 4000)), net.now);
     net.nodes[2].handle_line(7, b"hello from nc", net.now);
     net.run();
     assert_eq!(net.joins_of(1, "guest-1"), 1);
-    // n0 says it lost n2's guest (a node that is not its host): n1 keeps it.
-    let leave = Frame::Leave {
-        id: MsgId {
-            node: node_id(0),
-            seq: 999,
-        },
-        member: MemberId {
-            node: node_id(2),
-            guest: 1,
-        },
-        nick: "guest-1".into(),
-        reason: Some("connection reset".into()),
-    };
+    // n0 says n2's guest left (a node that is not its host), signed by itself: n1 keeps the
+    // guest, and (protocol 2) closes the link that relayed a node speaking for another.
+    let leave = signed_by(
+        0,
+        vec![Frame::Leave {
+            id: MsgId {
+                node: node_id(0),
+                seq: 999,
+            },
+            member: MemberId {
+                node: node_id(2),
+                guest: 1,
+            },
+            nick: "guest-1".into(),
+            reason: Some("connection reset".into()),
+        }],
+    );
     let c = net.conn_of(0, 1);
     net.deliver(0, c, &leave);
     net.run();
     assert_eq!(net.leaves_of(1, "guest-1"), 0, "{:?}", net.shown[1]);
+    assert!(
+        net.closed
+            .iter()
+            .any(|(n, _, why)| *n == 1 && why.contains("speaking for another")),
+        "{:?}",
+        net.closed
+    );
     net.clear_shown();
     net.nodes[2].handle_line(7, b"still here", net.now);
     net.run();
     assert_eq!(
-        net.messages(0),
+        net.messages(1),
         vec![("guest-1".into(), "still here".into())]
     );
 }
@@ -229,15 +261,16 @@ fn a_guest_is_not_dropped_because_another_node_lost_its_host() {
 #[test]
 fn a_peers_list_naming_this_node_is_not_dialled() {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000), test_key(1)), now);
-    chat.handle_opened(3, accepted("192.168.0.9:41000".parse().unwrap()), now);
-    chat.handle_line(
+    let mut chat = Chat::new(solo("me", Some(5000)), now);
+    FakeNode::new("bob", 100, Some(5000)).connect(
+        &mut chat,
         3,
-        b"peerchat/1 hello from bob (node=00000000000000bb listen=5000)",
+        accepted("192.168.0.9:41000".parse().unwrap()),
         now,
     );
     drain(&mut chat);
-    chat.handle_line(3, b"PEERS 0000000000000001@10.0.0.7:5000", now);
+    let me = format!("PEERS {:016x}@10.0.0.7:5000", chat.cfg.node);
+    chat.handle_line(3, me.as_bytes(), now);
     assert_eq!(dials(&drain(&mut chat)), 0);
 }
 
@@ -286,11 +319,11 @@ fn a_guest_over_the_limit_once_every_second_is_still_cut_off() {
 #[test]
 fn a_pending_user_dial_counts_as_reaching_its_address_only() {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000), test_key(1)), now);
-    chat.handle_opened(3, accepted("192.168.0.9:41000".parse().unwrap()), now);
-    chat.handle_line(
+    let mut chat = Chat::new(solo("me", Some(5000)), now);
+    FakeNode::new("bob", 100, Some(5000)).connect(
+        &mut chat,
         3,
-        b"peerchat/1 hello from bob (node=00000000000000bb listen=5000)",
+        accepted("192.168.0.9:41000".parse().unwrap()),
         now,
     );
     // A dial the user asked for, its hello not read yet.
@@ -300,7 +333,7 @@ fn a_pending_user_dial_counts_as_reaching_its_address_only() {
         local: "10.0.0.1:43000".parse().unwrap(),
         origin: Origin::Dialled,
     };
-    chat.handle_opened(4, link, now);
+    open(&mut chat, 4, link, now);
     drain(&mut chat);
     chat.handle_line(
         3,
@@ -344,14 +377,16 @@ fn a_mesh_node_settles_only_once_its_dials_are_answered() {
         local: "127.0.0.1:43000".parse().unwrap(),
         origin: Origin::Auto(dialled[0]),
     };
-    chat.handle_opened(9, link, at);
+    open(&mut chat, 9, link, at);
     // Open, its hello not read: still waiting.
     assert!(chat.is_settling());
-    chat.handle_line(
-        9,
-        b"peerchat/1 hello from bob (node=00000000000000bb listen=5001)",
-        at,
-    );
+    let bob = FakeNode::new("bob", 100, Some(5001));
+    let own = bob.hello_line(9);
+    chat.handle_line(9, own.as_bytes(), at);
+    // Protocol 2: its hello is not enough, its proof is awaited too.
+    assert!(chat.is_settling());
+    let (_, sent) = hello_on(&chat, 9);
+    chat.handle_line(9, bob.proof(&own, &sent).as_bytes(), at);
     assert!(!chat.is_settling());
 }
 
@@ -360,18 +395,21 @@ fn a_peer_message_arriving_after_we_quit_is_not_shown() {
     let mut net = chain(2);
     net.say(0, "/quit");
     net.clear_shown();
-    let late = Frame::Msg {
-        id: MsgId {
-            node: node_id(1),
-            seq: 999,
-        },
-        from: MemberId {
-            node: node_id(1),
-            guest: 0,
-        },
-        nick: "n1".into(),
-        text: "too late".into(),
-    };
+    let late = signed_by(
+        1,
+        vec![Frame::Msg {
+            id: MsgId {
+                node: node_id(1),
+                seq: 999,
+            },
+            from: MemberId {
+                node: node_id(1),
+                guest: 0,
+            },
+            nick: "n1".into(),
+            text: "too late".into(),
+        }],
+    );
     let c = net.conn_of(1, 0);
     net.deliver(1, c, &late);
     net.run();

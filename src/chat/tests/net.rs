@@ -11,13 +11,18 @@ pub(super) use std::ops::RangeInclusive;
 pub(super) use std::rc::Rc;
 pub(super) use std::time::{Duration, Instant};
 
-pub(super) use crate::chat::discovery::{DIALS_PER_PEERS, LISTED_EVERY, SCAN_FIRST, SCAN_MAX};
+pub(super) use crate::chat::discovery::{SCAN_FIRST, SCAN_MAX};
+pub(super) use crate::chat::origins::{HEARTBEAT, SUSPECT_WAIT};
 pub(super) use crate::chat::roster::MAX_SAME_NICK;
 pub(super) use crate::chat::{
     Action, Chat, Config, ConnId, Event, Link, Mesh, Origin, Role, DEFAULT_MAX_PEERS,
     DEFAULT_PEER_TIMEOUT, HELLO_WAIT, HELLO_WAIT_DIALLED,
 };
-pub(super) use crate::protocol::{self, Frame, Hello, MemberId, MsgId, NodeId, MAX_TEXT};
+pub(super) use crate::protocol::sign::Run;
+pub(super) use crate::protocol::{
+    self, Frame, Hello, MemberId, MsgId, NodeId, NodeKey, Signed, MAX_TEXT,
+};
+pub(super) use ed25519_dalek::SigningKey;
 
 /// Node `i`'s identity key in the test network.
 pub(super) fn key(i: usize) -> ed25519_dalek::SigningKey {
@@ -44,16 +49,163 @@ pub(super) fn hello_on(chat: &Chat, conn: ConnId) -> (Frame, String) {
     let mut nonce = [0u8; 16];
     nonce[..8].copy_from_slice(&(conn as u64).to_be_bytes());
     let hello = chat.hello(nonce);
-    let mut line = Vec::new();
-    protocol::encode(&hello, &mut line);
-    line.pop();
-    (hello, String::from_utf8_lossy(&line).into_owned())
+    let line = line_of(&hello);
+    (hello, line)
 }
 
-/// The identity key of test node `node`: fixed, so that runs repeat, and distinct per node.
-pub(super) fn test_key(node: NodeId) -> ed25519_dalek::SigningKey {
-    let seed = [node.to_be_bytes(); 4].concat();
-    ed25519_dalek::SigningKey::from_bytes(&seed.try_into().unwrap_or([0; 32]))
+/// Opens `conn` on `chat` as the reactor does: our hello goes out first (made by [`hello_on`]),
+/// then the chat is told. Returns the hello line sent, which the other side's proof signs.
+pub(super) fn open(chat: &mut Chat, conn: ConnId, link: Link, now: Instant) -> String {
+    let (_, sent) = hello_on(chat, conn);
+    chat.handle_opened(conn, link, sent.clone(), now);
+    sent
+}
+
+/// The config of a chat tested alone, with its own key (seed 200, apart from the test
+/// network's nodes and the fake nodes).
+pub(super) fn solo(nick: &str, listen: Option<u16>) -> Config {
+    Config::new(
+        nick.into(),
+        SigningKey::from_bytes(&[200; 32]),
+        [200; 8],
+        listen,
+    )
+}
+
+/// A peerchat node outside the chat under test, played by the test line by line. Its own key
+/// and run give its node id, so its hello, its proof and its signed frames are really its.
+#[derive(Clone, Debug)]
+pub(super) struct FakeNode {
+    pub(super) nick: String,
+    pub(super) key: SigningKey,
+    pub(super) run: Run,
+    pub(super) listen: Option<u16>,
+}
+
+impl FakeNode {
+    /// A fake node whose key is made from `seed` (use 100 and up: the test network's nodes
+    /// use the seeds from 1).
+    pub(super) fn new(nick: &str, seed: u8, listen: Option<u16>) -> FakeNode {
+        FakeNode {
+            nick: nick.into(),
+            key: SigningKey::from_bytes(&[seed; 32]),
+            run: [seed; 8],
+            listen,
+        }
+    }
+
+    pub(super) fn node_key(&self) -> NodeKey {
+        NodeKey {
+            key: self.key.verifying_key(),
+            run: self.run,
+        }
+    }
+
+    pub(super) fn node(&self) -> NodeId {
+        self.node_key().node()
+    }
+
+    pub(super) fn member(&self) -> MemberId {
+        MemberId::node(self.node())
+    }
+
+    /// Its id for message number `seq`.
+    pub(super) fn id(&self, seq: u64) -> MsgId {
+        MsgId {
+            node: self.node(),
+            seq,
+        }
+    }
+
+    /// Its hello line on connection `conn` (the nonce is made from `conn`: fresh per
+    /// connection).
+    pub(super) fn hello_line(&self, conn: ConnId) -> String {
+        let mut nonce = [0xf0; 16];
+        nonce[8..].copy_from_slice(&(conn as u64).to_be_bytes());
+        let hello = Frame::Hello(Hello {
+            nick: self.nick.clone(),
+            node: self.node(),
+            listen: self.listen,
+            key: self.node_key(),
+            nonce,
+        });
+        line_of(&hello)
+    }
+
+    /// Its `PROOF` line for a connection on which it sent `own` and read the chat's `theirs`.
+    pub(super) fn proof(&self, own: &str, theirs: &str) -> String {
+        let sig = protocol::sign::sign_proof(&self.key, own, theirs);
+        line_of(&Frame::Proof(sig))
+    }
+
+    /// `frames` as it sends them: one bundle it signed.
+    pub(super) fn signed(&self, frames: Vec<Frame>) -> Frame {
+        Frame::Signed(Rc::new(Signed::seal(&self.key, self.node(), frames)))
+    }
+
+    /// The lines of a bundle of `frames` it signed, head first.
+    pub(super) fn bundle(&self, frames: Vec<Frame>) -> Vec<String> {
+        let mut bytes = Vec::new();
+        protocol::encode_peer(&self.signed(frames), &mut bytes);
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Says hello on `conn` of `chat`, where the chat sent `sent`, and proves it.
+    pub(super) fn greet(&self, chat: &mut Chat, conn: ConnId, sent: &str, now: Instant) {
+        let own = self.hello_line(conn);
+        chat.handle_line(conn, own.as_bytes(), now);
+        chat.handle_line(conn, self.proof(&own, sent).as_bytes(), now);
+    }
+
+    /// Opens `conn` on `chat` (see [`open`]), then says hello and proves it: a peer from now.
+    pub(super) fn connect(&self, chat: &mut Chat, conn: ConnId, link: Link, now: Instant) {
+        let sent = open(chat, conn, link, now);
+        self.greet(chat, conn, &sent, now);
+    }
+
+    /// Sends `frames` on `conn` of `chat` in one bundle it signed.
+    pub(super) fn send(&self, chat: &mut Chat, conn: ConnId, frames: Vec<Frame>, now: Instant) {
+        for line in self.bundle(frames) {
+            chat.handle_line(conn, line.as_bytes(), now);
+        }
+    }
+
+    /// Its own `JOIN`, with its key, as number `seq`.
+    pub(super) fn join(&self, seq: u64) -> Frame {
+        Frame::Join {
+            id: self.id(seq),
+            member: self.member(),
+            nick: self.nick.clone(),
+            addr: None,
+            key: Some(self.node_key()),
+        }
+    }
+
+    /// A message it says, as number `seq`.
+    pub(super) fn msg(&self, seq: u64, text: &str) -> Frame {
+        Frame::Msg {
+            id: self.id(seq),
+            from: self.member(),
+            nick: self.nick.clone(),
+            text: text.into(),
+        }
+    }
+}
+
+/// The peer encoding of `frame`, without its `\n`.
+pub(super) fn line_of(frame: &Frame) -> String {
+    let mut bytes = Vec::new();
+    protocol::encode(frame, &mut bytes);
+    bytes.pop();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// `frames` signed by node `i` of the test network in its first run, as it would send them.
+pub(super) fn signed_by(i: usize, frames: Vec<Frame>) -> Frame {
+    Frame::Signed(Rc::new(Signed::seal(&key(i), node_id(i), frames)))
 }
 
 pub(super) fn addr(i: usize, port: u16) -> SocketAddr {
@@ -67,6 +219,9 @@ pub(super) fn accepted(addr: SocketAddr) -> Link {
         origin: Origin::Accepted,
     }
 }
+
+/// A frame held for a link end whose role is not known yet; true if for that end alone.
+pub(super) type Held = (Rc<Frame>, bool);
 
 /// Several chats wired to each other in memory: each link is a pair of connection ends, and
 /// frames travel through the real encoder and `handle_line`, in order per link. Dials the
@@ -87,6 +242,14 @@ pub(super) struct Net {
     pub(super) now: Instant,
     /// What each guest connection (node, conn) was sent, as lines, and whether it is open.
     pub(super) guests: HashMap<(usize, ConnId), (Vec<String>, bool)>,
+    /// Ends whose hello has not gone out yet, with what they sent meanwhile: a real node
+    /// writes its hello before anything else on a connection, so those lines wait for it.
+    pub(super) before_hello: HashMap<(usize, ConnId), Vec<u8>>,
+    /// What each end of a link was classified as by its node, and the frames for ends not
+    /// classified yet (true: for that connection alone): held, as the reactor holds them,
+    /// and sent in the format of the role once it is known.
+    pub(super) roles: HashMap<(usize, ConnId), Role>,
+    pub(super) held: HashMap<(usize, ConnId), Vec<Held>>,
 }
 
 impl Net {
@@ -104,6 +267,9 @@ impl Net {
             sent: HashMap::new(),
             now,
             guests: HashMap::new(),
+            before_hello: HashMap::new(),
+            roles: HashMap::new(),
+            held: HashMap::new(),
         }
     }
 
@@ -180,9 +346,17 @@ impl Net {
     pub(super) fn link_raw(&mut self, a: usize, b: usize, origin: Origin) {
         let (ca, cb) = self.open_raw(a, b, origin);
         for (x, cx) in [(a, ca), (b, cb)] {
-            let (hello, _) = hello_on(&self.nodes[x], cx);
-            self.deliver(x, cx, &hello);
+            self.send_hello(x, cx);
         }
+    }
+
+    /// Node `x` sends its hello on its connection `cx` (the one it was opened with), then
+    /// what it sent on `cx` while its hello was held back.
+    pub(super) fn send_hello(&mut self, x: usize, cx: ConnId) {
+        let held = self.before_hello.remove(&(x, cx)).unwrap_or_default();
+        let (_, hello) = hello_on(&self.nodes[x], cx);
+        self.emit(x, cx, format!("{hello}\n").as_bytes());
+        self.emit(x, cx, &held);
     }
 
     /// `a` accepts a connection dialled by `b`; nothing is sent yet. Returns both ends.
@@ -206,6 +380,8 @@ impl Net {
         let (_, hello_b) = hello_on(&self.nodes[b], cb);
         self.nodes[a].handle_opened(ca, accepted, hello_a, self.now);
         self.nodes[b].handle_opened(cb, dialled, hello_b, self.now);
+        self.before_hello.insert((a, ca), Vec::new());
+        self.before_hello.insert((b, cb), Vec::new());
         (ca, cb)
     }
 
@@ -262,16 +438,49 @@ impl Net {
         }
     }
 
+    /// Node `from` sends `frame` on `conn`, as a peer is sent it.
     pub(super) fn deliver(&mut self, from: usize, conn: ConnId, frame: &Frame) {
+        let mut buf = Vec::new();
+        protocol::encode_peer(frame, &mut buf);
+        self.emit(from, conn, &buf);
+    }
+
+    /// Node `from` sends `frame` on its link end `conn` in the format of that end's role
+    /// (`direct`: for that connection alone), or holds it until the role is known.
+    fn send_on_link(&mut self, from: usize, conn: ConnId, frame: Rc<Frame>, direct: bool) {
+        let mut bytes = Vec::new();
+        match self.roles.get(&(from, conn)) {
+            Some(Role::Peer) => protocol::encode_peer(&frame, &mut bytes),
+            Some(Role::Guest) if direct => {
+                protocol::encode_guest_direct(&frame, &mut bytes);
+            }
+            Some(Role::Guest) => {
+                protocol::encode_guest(&frame, &mut bytes);
+            }
+            None => {
+                return self
+                    .held
+                    .entry((from, conn))
+                    .or_default()
+                    .push((frame, direct))
+            }
+        }
+        self.emit(from, conn, &bytes);
+    }
+
+    /// Node `from` sends `bytes` (whole lines) on `conn`: held until its hello is out, lost
+    /// if the other end is gone or dead.
+    fn emit(&mut self, from: usize, conn: ConnId, bytes: &[u8]) {
+        if let Some(held) = self.before_hello.get_mut(&(from, conn)) {
+            held.extend_from_slice(bytes);
+            return;
+        }
         let Some(&(to, to_conn)) = self.links.get(&(from, conn)) else {
             return;
         };
-        if self.dead[to] {
-            return;
+        if !self.dead[to] {
+            self.deliver_bytes(to, to_conn, bytes);
         }
-        let mut buf = Vec::new();
-        protocol::encode_peer(frame, &mut buf);
-        self.deliver_bytes(to, to_conn, &buf);
     }
 
     /// Lines for node `to` on `to_conn`, each counted by its verb.
@@ -315,7 +524,7 @@ impl Net {
                     .collect();
                 ends.sort();
                 for c in ends {
-                    self.deliver(i, c, &frame);
+                    self.send_on_link(i, c, frame.clone(), false);
                 }
                 for g in self.open_guests(i) {
                     if Some(g) != except {
@@ -330,23 +539,17 @@ impl Net {
                 protocol::encode_guest_direct(&frame, &mut bytes);
                 self.write_guest(i, conn, &bytes);
             }
-            Action::Send { conn, frame } => self.deliver(i, conn, &frame),
-            Action::SendFirst { conn, line } => match self.links.get(&(i, conn)) {
-                Some(&(to, to_conn)) if !self.dead[to] => {
-                    self.deliver_bytes(to, to_conn, line.as_bytes())
+            Action::Send { conn, frame } => self.send_on_link(i, conn, frame, true),
+            // A node taken for a guest reads what a guest is told.
+            Action::SendFirst { conn, line: text } | Action::Tell { conn, text } => {
+                let bytes = format!("{text}\n");
+                match self.links.contains_key(&(i, conn)) {
+                    true => self.emit(i, conn, bytes.as_bytes()),
+                    false => self.write_guest(i, conn, bytes.as_bytes()),
                 }
-                Some(_) => {}
-                None => self.write_guest(i, conn, format!("{line}\n").as_bytes()),
-            },
-            Action::Tell { conn, text } => match self.links.get(&(i, conn)) {
-                // A node taken for a guest reads what a guest is told.
-                Some(&(to, to_conn)) if !self.dead[to] => {
-                    self.nodes[to].handle_line(to_conn, text.as_bytes(), self.now)
-                }
-                Some(_) => {}
-                None => self.write_guest(i, conn, format!("{text}\n").as_bytes()),
-            },
+            }
             Action::Show(e) => self.shown[i].push(e),
+            Action::RememberKey { .. } => {}
             Action::Quit => self.quit[i] = true,
             Action::Close { conn, reason } => {
                 self.guest_closed(i, conn);
@@ -368,7 +571,13 @@ impl Net {
                     _ => self.nodes[i].handle_dial_failed(a, self.now),
                 }
             }
-            Action::Classify { .. } | Action::Connect(_) | Action::Refused { .. } => {}
+            Action::Classify { conn, role } => {
+                self.roles.insert((i, conn), role);
+                for (frame, direct) in self.held.remove(&(i, conn)).unwrap_or_default() {
+                    self.send_on_link(i, conn, frame, direct);
+                }
+            }
+            Action::Connect(_) | Action::Refused { .. } => {}
         }
     }
 
@@ -378,6 +587,18 @@ impl Net {
             self.nodes[i].handle_tick(self.now);
         }
         self.run();
+    }
+
+    /// Lets `total` pass in small steps (a quarter second), so what is rate-limited to once a
+    /// second (a `HERE`) goes out before a suspicion due at the end is judged.
+    pub(super) fn wait(&mut self, total: Duration) {
+        let step = Duration::from_millis(250);
+        let mut left = total;
+        while left > Duration::ZERO {
+            let by = step.min(left);
+            self.tick(by);
+            left -= by;
+        }
     }
 
     pub(super) fn say(&mut self, node: usize, text: &str) {
@@ -512,9 +733,19 @@ pub(super) fn first_scan() -> (Chat, Instant, SocketAddr, Link) {
 
 pub(super) fn guest_chat() -> (Chat, Instant) {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("hub".into(), 1, Some(5000), test_key(1)), now);
-    chat.handle_opened(7, accepted("127.0.0.1:4000".parse().unwrap()), now);
-    chat.handle_opened(8, accepted("127.0.0.1:4001".parse().unwrap()), now);
+    let mut chat = Chat::new(solo("hub", Some(5000)), now);
+    open(
+        &mut chat,
+        7,
+        accepted("127.0.0.1:4000".parse().unwrap()),
+        now,
+    );
+    open(
+        &mut chat,
+        8,
+        accepted("127.0.0.1:4001".parse().unwrap()),
+        now,
+    );
     (chat, now)
 }
 
@@ -525,7 +756,7 @@ pub(super) fn mesh_chat(
     max_peers: usize,
 ) -> (Chat, Instant) {
     let now = Instant::now();
-    let mut cfg = Config::new("me".into(), 1, Some(listen), test_key(1));
+    let mut cfg = solo("me", Some(listen));
     cfg.max_peers = max_peers;
     cfg.mesh = Some(Mesh {
         host: [127, 0, 0, 1].into(),

@@ -24,7 +24,7 @@ fn guest_from(net: &mut Net, link: Link) -> ConnId {
     let conn = net.next_conn;
     net.next_conn += 1;
     net.guests.insert((0, conn), (Vec::new(), true));
-    net.nodes[0].handle_opened(conn, link, net.now);
+    open(&mut net.nodes[0], conn, link, net.now);
     conn
 }
 
@@ -171,12 +171,12 @@ fn a_guest_that_reconnects_at_once_does_not_get_a_fresh_burst() {
 #[test]
 fn a_refused_connection_is_forgotten_at_once() {
     let now = Instant::now();
-    let mut cfg = Config::new("hub".into(), 1, Some(5000));
+    let mut cfg = solo("hub", Some(5000));
     cfg.max_guests_per_ip = Some(1);
     let mut chat = Chat::new(cfg, now);
     let from = |port| accepted(SocketAddr::from(([127, 0, 0, 1], port)));
-    chat.handle_opened(7, from(4000), now);
-    chat.handle_opened(8, from(4001), now);
+    open(&mut chat, 7, from(4000), now);
+    open(&mut chat, 8, from(4001), now);
     chat.handle_line(7, b"in", now);
     drain(&mut chat);
     chat.handle_line(8, b"me too", now);

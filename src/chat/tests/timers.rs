@@ -6,11 +6,11 @@ use super::net::*;
 /// A chat with one peer, `bob`, on connection 3, classified at `now`.
 fn with_peer() -> (Chat, Instant) {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("me".into(), 1, None, test_key(1)), now);
-    chat.handle_opened(3, accepted("10.0.0.9:41000".parse().unwrap()), now);
-    chat.handle_line(
+    let mut chat = Chat::new(solo("me", None), now);
+    FakeNode::new("bob", 100, None).connect(
+        &mut chat,
         3,
-        b"peerchat/1 hello from bob (node=00000000000000bb listen=-)",
+        accepted("10.0.0.9:41000".parse().unwrap()),
         now,
     );
     drain(&mut chat);
@@ -72,7 +72,11 @@ fn a_silent_peer_times_out_exactly_at_the_timeout() {
         conn: 3,
         reason: "timed out".into()
     }));
-    assert_eq!(chat.next_deadline(), None);
+    // No timer of the connection is left; protocol 2 judges the loss after SUSPECT_WAIT.
+    assert_eq!(
+        chat.next_deadline(),
+        Some(now + DEFAULT_PEER_TIMEOUT + SUSPECT_WAIT)
+    );
 }
 
 #[test]
@@ -97,25 +101,37 @@ fn speculative(chat: &Chat, conn: ConnId) -> bool {
 #[test]
 fn only_a_scan_connection_without_its_hello_is_speculative() {
     let (mut chat, now, _, link) = first_scan();
-    chat.handle_opened(3, link, now);
-    chat.handle_opened(4, accepted("10.0.0.9:41000".parse().unwrap()), now);
+    open(&mut chat, 3, link, now);
+    open(
+        &mut chat,
+        4,
+        accepted("10.0.0.9:41000".parse().unwrap()),
+        now,
+    );
     assert!(speculative(&chat, 3));
     assert!(!speculative(&chat, 4), "accepted: perhaps a person typing");
     assert!(!speculative(&chat, 99), "unknown");
-    chat.handle_line(
-        3,
-        b"peerchat/1 hello from bob (node=00000000000000bb listen=5001)",
-        now,
-    );
+    let bob = FakeNode::new("bob", 100, Some(5001));
+    let own = bob.hello_line(3);
+    chat.handle_line(3, own.as_bytes(), now);
+    // Its hello alone proves nothing yet (protocol 2): its proof makes it a peer.
+    assert!(speculative(&chat, 3), "its key not proven yet");
+    let (_, sent) = hello_on(&chat, 3);
+    chat.handle_line(3, bob.proof(&own, &sent).as_bytes(), now);
     assert!(!speculative(&chat, 3), "a peer now");
 }
 
 #[test]
 fn silent_connections_due_together_are_numbered_in_connection_order() {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("hub".into(), 1, Some(5000), test_key(1)), now);
+    let mut chat = Chat::new(solo("hub", Some(5000)), now);
     for (conn, port) in [(9, 4009), (3, 4003), (5, 4005)] {
-        chat.handle_opened(conn, accepted(SocketAddr::from(([10, 0, 0, 9], port))), now);
+        open(
+            &mut chat,
+            conn,
+            accepted(SocketAddr::from(([10, 0, 0, 9], port))),
+            now,
+        );
     }
     chat.handle_tick(now + HELLO_WAIT);
     let joins: Vec<(Option<ConnId>, String)> = drain(&mut chat)
@@ -139,12 +155,7 @@ fn silent_connections_due_together_are_numbered_in_connection_order() {
 #[test]
 fn a_peer_lost_when_a_scan_is_due_is_looked_for_a_second_later_not_at_once() {
     let (mut chat, now, other, link) = first_scan();
-    chat.handle_opened(3, link, now);
-    chat.handle_line(
-        3,
-        b"peerchat/1 hello from bob (node=00000000000000bb listen=5001)",
-        now,
-    );
+    FakeNode::new("bob", 100, Some(5001)).connect(&mut chat, 3, link, now);
     chat.handle_tick(now + DEFAULT_PEER_TIMEOUT / 3);
     drain(&mut chat);
     // It never answered: dropped at a tick when the next scan is overdue too.
@@ -168,39 +179,65 @@ fn a_peer_lost_when_a_scan_is_due_is_looked_for_a_second_later_not_at_once() {
     assert_eq!(dials, vec![Action::Dial(other)]);
 }
 
-const BOB_LISTENING: &[u8] = b"peerchat/1 hello from bob (node=00000000000000bb listen=5001)";
+/// bob, a node listening on port 5001.
+fn bob_listening() -> FakeNode {
+    FakeNode::new("bob", 100, Some(5001))
+}
 
 #[test]
 fn a_connection_id_reused_after_a_close_starts_with_only_its_hello_wait() {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("me".into(), 1, None, test_key(1)), now);
-    chat.handle_opened(3, accepted("10.0.0.9:41000".parse().unwrap()), now);
-    chat.handle_line(3, BOB_LISTENING, now);
+    let mut chat = Chat::new(solo("me", None), now);
+    bob_listening().connect(
+        &mut chat,
+        3,
+        accepted("10.0.0.9:41000".parse().unwrap()),
+        now,
+    );
     // A connection closed before its first line leaves no hello wait behind.
-    chat.handle_opened(4, accepted("10.0.0.7:43000".parse().unwrap()), now);
+    open(
+        &mut chat,
+        4,
+        accepted("10.0.0.7:43000".parse().unwrap()),
+        now,
+    );
     chat.handle_closed(4, None);
     assert_eq!(chat.next_deadline(), Some(now + DEFAULT_PEER_TIMEOUT / 3));
     let t = now + DEFAULT_PEER_TIMEOUT / 3;
     chat.handle_tick(t); // pinged: its keepalive now waits for the drop
     chat.handle_closed(3, None);
     drain(&mut chat);
-    assert_eq!(chat.next_deadline(), None);
-    chat.handle_opened(3, accepted("10.0.0.8:42000".parse().unwrap()), t);
+    // Protocol 2: none of the connection's timers is left, only the judgement of the loss
+    // (then the chat's own heartbeat).
+    let t = t + SUSPECT_WAIT;
+    assert_eq!(chat.next_deadline(), Some(t));
+    chat.handle_tick(t);
+    drain(&mut chat);
+    assert_eq!(chat.next_deadline(), Some(now + HEARTBEAT));
+    open(&mut chat, 3, accepted("10.0.0.8:42000".parse().unwrap()), t);
     assert_eq!(chat.next_deadline(), Some(t + HELLO_WAIT));
     chat.handle_tick(t + HELLO_WAIT);
     let joined = drain(&mut chat)
         .iter()
         .any(|a| matches!(a, Action::Show(Event::Join { nick, .. }) if nick == "guest-1"));
     assert!(joined);
-    assert_eq!(chat.next_deadline(), None, "a guest has no deadline");
+    assert_eq!(
+        chat.next_deadline(),
+        Some(now + HEARTBEAT),
+        "a guest has no deadline"
+    );
 }
 
 #[test]
 fn a_node_that_quits_with_a_redial_pending_neither_redials_nor_keeps_a_deadline_in_the_past() {
     let now = Instant::now();
-    let mut chat = Chat::new(Config::new("me".into(), 1, Some(5000), test_key(1)), now);
-    chat.handle_opened(3, accepted("10.0.0.9:41000".parse().unwrap()), now);
-    chat.handle_line(3, BOB_LISTENING, now);
+    let mut chat = Chat::new(solo("me", Some(5000)), now);
+    bob_listening().connect(
+        &mut chat,
+        3,
+        accepted("10.0.0.9:41000".parse().unwrap()),
+        now,
+    );
     chat.handle_closed(3, Some("reset".into()));
     chat.handle_input("/quit");
     drain(&mut chat);

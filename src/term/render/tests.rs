@@ -157,17 +157,23 @@ fn each_event_kind_reads_as_in_line_mode() {
             Name {
                 nick: "ana".into(),
                 addr: None,
-                you: true
+                you: true,
+                key: None,
+                key_was: None,
             },
             Name {
                 nick: "bob".into(),
                 addr: Some("127.0.0.1:5001".into()),
-                you: false
+                you: false,
+                key: None,
+                key_was: None,
             },
             Name {
                 nick: "far".into(),
                 addr: None,
-                you: false
+                you: false,
+                key: None,
+                key_was: None,
             },
         ])),
         "12:00:00 -!- 3 here: ana (you), bob (127.0.0.1:5001), far"
@@ -207,6 +213,8 @@ fn peer_text_is_neutralised_in_every_field() {
             nick: bad.into(),
             addr: Some(bad.into()),
             you: false,
+            key: None,
+            key_was: None,
         }]),
         Event::Info(bad.into()),
         Event::Error(bad.into()),
@@ -521,6 +529,8 @@ fn names_wrap_like_any_line() {
             nick: format!("nick{i}"),
             addr: Some(format!("10.0.0.{i}:5000")),
             you: i == 0,
+            key: None,
+            key_was: None,
         })
         .collect();
     let rows = plain(&Event::Names(names), 40);
