@@ -199,7 +199,7 @@ fn a_guest_is_not_dropped_because_another_node_lost_its_host() {
     net.nodes[2].handle_opened(7, accepted(addr(9, 4000)), net.now);
     net.nodes[2].handle_line(7, b"hello from nc", net.now);
     net.run();
-    assert_eq!(net.joins_of(1, "guest-1"), 1);
+    assert_eq!(net.joins_of(1, "~guest-1"), 1);
     // n0 says it lost n2's guest (a node that is not its host): n1 keeps it.
     let leave = Frame::Leave {
         id: MsgId {
@@ -216,13 +216,13 @@ fn a_guest_is_not_dropped_because_another_node_lost_its_host() {
     let c = net.conn_of(0, 1);
     net.deliver(0, c, &leave);
     net.run();
-    assert_eq!(net.leaves_of(1, "guest-1"), 0, "{:?}", net.shown[1]);
+    assert_eq!(net.leaves_of(1, "~guest-1"), 0, "{:?}", net.shown[1]);
     net.clear_shown();
     net.nodes[2].handle_line(7, b"still here", net.now);
     net.run();
     assert_eq!(
         net.messages(0),
-        vec![("guest-1".into(), "still here".into())]
+        vec![("~guest-1".into(), "still here".into())]
     );
 }
 
