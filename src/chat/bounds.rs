@@ -13,7 +13,7 @@ use std::fmt;
 
 use log::debug;
 
-use crate::protocol::{MemberId, NodeId};
+use crate::protocol::{skeleton_key, MemberId, NodeId};
 
 /// Guests of one other node the roster holds at once, at most.
 pub(super) const MAX_GUESTS_PER_NODE: usize = 1024;
@@ -22,13 +22,14 @@ pub(super) const MAX_GUESTS_PER_NODE: usize = 1024;
 pub(super) const MAX_ROSTER_BYTES: usize = 32 << 20;
 
 /// What a member costs beyond the bytes of its nick and address: its entry in the member map
-/// and in the two nick indexes (ids, string and vector headers, hash slots), rounded up.
+/// and in the index by nick (ids, string and vector headers, hash slots), rounded up.
 pub(super) const MEMBER_OVERHEAD: usize = 256;
 
-/// The bytes member called `nick` at `addr` is counted for: the nick is held three times (the
-/// member, the index by nick, the index by folded nick), the address once.
+/// The bytes member called `nick` at `addr` is counted for: the nick once, the key it is told
+/// apart by (`skeleton_key`, which may be longer) twice (the member and the index by it), the
+/// address once.
 pub(super) fn cost(nick: &str, addr: Option<&str>) -> usize {
-    3 * nick.len() + addr.map_or(0, str::len) + MEMBER_OVERHEAD
+    nick.len() + 2 * skeleton_key(nick).len() + addr.map_or(0, str::len) + MEMBER_OVERHEAD
 }
 
 /// Why a member was not recorded.

@@ -185,7 +185,8 @@ impl Chat {
         }
     }
 
-    /// `/nick NEW` from a guest: the peers' rules, and no nick someone here goes by.
+    /// `/nick NEW` from a guest: the peers' rules, and no nick someone here goes by or that
+    /// looks like one.
     fn guest_nick(&mut self, conn: ConnId, member: MemberId, new: &str) {
         if let Err(e) = check_nick(new) {
             return self.out.tell(conn, format!("* cannot change nick: {e}"));
@@ -196,10 +197,8 @@ impl Chat {
         if old == new {
             return self.out.tell(conn, format!("* you are {new} already"));
         }
-        if let Some(who) = self.roster.taken(new, member) {
-            return self
-                .out
-                .tell(conn, format!("* cannot change nick: {who} is taken"));
+        if let Some(why) = self.roster.taken(new, member) {
+            return self.out.tell(conn, format!("* cannot change nick: {why}"));
         }
         if let Some(nick) = self.guest_nick_of(conn) {
             *nick = new.to_string();

@@ -130,8 +130,8 @@ fn parse_line(line: &str) -> Option<(&str, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sha2::{Digest, Sha256};
     use ed25519_dalek::SigningKey;
+    use sha2::{Digest, Sha256};
 
     fn fp_of(seed: u8) -> String {
         fingerprint(&SigningKey::from_bytes(&[seed; 32]).verifying_key())

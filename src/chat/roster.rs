@@ -1,10 +1,15 @@
 //! The roster: everyone in the chat as far as this node knows (itself included), their nicks
 //! and addresses, how each is shown, and who left for good or was lost.
 //!
+//! How a member is shown depends on member ids alone, so every node shows it alike: a guest's
+//! name starts with `~` (no nick may), and members whose nicks look alike (the same
+//! `protocol::skeleton_key`: `bob`, `Bob`, Cyrillic `bоb`) each carry a tag.
+//!
 //! Owns the members and the index by nick. Must not queue actions or know connections: it
 //! returns the [`Event`]s to show and the chat decides when.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::ops::RangeInclusive;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -12,13 +17,13 @@ use std::time::{Duration, Instant};
 use super::bounds::Bounds;
 use super::recent::Recent;
 use crate::event::{Event, Name};
-use crate::protocol::{MemberId, NodeId, Signed};
+use crate::protocol::{skeleton_key, MemberId, NodeId, Signed, GUEST_MARK};
 
 /// Members of the chat known at once, at most; joins past it are not recorded.
 const MAX_MEMBERS: usize = 100_000;
 
-/// Members with the same nick known at once, at most: joins past it are not recorded (a peer
-/// flooding joins under one nick cannot make every lookup slow).
+/// Members with the same nick (or nicks that look alike) known at once, at most: joins past it
+/// are not recorded (a peer flooding joins under one nick cannot make every lookup slow).
 pub(super) const MAX_SAME_NICK: usize = 64;
 
 /// How long a member announced lost stays lost: joins relayed by other nodes in that time do not
@@ -40,6 +45,26 @@ pub(super) struct Member {
     pub(super) key: Option<String>,
     /// Another key was remembered for this nick: that key's fingerprint.
     pub(super) key_was: Option<String>,
+    /// `skeleton_key(nick)`, kept so that showing a name costs no Unicode work.
+    look: String,
+}
+
+/// Why a nick may not be taken: someone else goes by it, or by one that looks like it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Taken {
+    /// The same nick, in some case; the holder's shown name.
+    Same(String),
+    /// A nick that looks like it; the holder's shown name.
+    LooksLike(String),
+}
+
+impl fmt::Display for Taken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Taken::Same(who) => write!(f, "{who} is taken"),
+            Taken::LooksLike(who) => write!(f, "it looks like {who}, who is here"),
+        }
+    }
 }
 
 /// A member's kept announcements (see [`Member::signed`]).
@@ -63,12 +88,9 @@ pub(super) struct Roster {
     me: MemberId,
     /// Ordered, so that a node's guests (same node id) are found as a range.
     members: BTreeMap<MemberId, Member>,
-    /// Members by nick, to tell apart the same nick quickly. An index of `members`, kept in step
-    /// by `insert` and `forget` alone.
-    by_nick: HashMap<String, Vec<MemberId>>,
-    /// How many members go by each nick in any case (keys lower-cased), kept in step with
-    /// `by_nick`: a guest's number is skipped when its name is held in any case.
-    by_folded: HashMap<String, usize>,
+    /// Members by the key of their nick (`skeleton_key`), to tell apart nicks that look alike
+    /// quickly. An index of `members`, kept in step by `insert` and `forget` alone.
+    by_look: HashMap<String, Vec<MemberId>>,
     /// Members that left for good (their own node said so): late joins for them are stale.
     gone: Recent<MemberId>,
     /// Members dropped because a neighbour lost them (see [`LOST_AGE`]).
@@ -83,8 +105,7 @@ impl Roster {
         let mut roster = Roster {
             me,
             members: BTreeMap::new(),
-            by_nick: HashMap::new(),
-            by_folded: HashMap::new(),
+            by_look: HashMap::new(),
             gone: Recent::new(GONE_CAP, None),
             lost: Recent::new(GONE_CAP, Some(LOST_AGE)),
             bounds: Bounds::new(me.node),
@@ -102,14 +123,19 @@ impl Roster {
         self.members.get(member).and_then(|m| m.addr.clone())
     }
 
-    /// True if some member goes by `nick` in any case.
+    /// True if some member goes by `nick` in any case, or by a nick that looks like it.
     pub(super) fn holds_any_case(&self, nick: &str) -> bool {
-        self.by_folded.contains_key(&nick.to_lowercase())
+        self.by_look.contains_key(&skeleton_key(nick))
     }
 
-    /// How many members go by `nick` exactly.
+    /// How many members go by `nick` or a nick that looks like it, in any case.
+    #[cfg(test)]
     pub(super) fn same_nick(&self, nick: &str) -> usize {
-        self.by_nick.get(nick).map_or(0, Vec::len)
+        self.same_look(&skeleton_key(nick))
+    }
+
+    fn same_look(&self, look: &str) -> usize {
+        self.by_look.get(look).map_or(0, Vec::len)
     }
 
     /// `member` left for good, its own node said at `now`: later joins for it are stale.
@@ -140,23 +166,23 @@ impl Roster {
 
     /// Adds `member` to the roster, within the caps; false if it did not fit.
     fn insert(&mut self, member: MemberId, nick: &str, addr: Option<String>) -> bool {
-        if self.members.len() >= MAX_MEMBERS || self.same_nick(nick) >= MAX_SAME_NICK {
+        let look = skeleton_key(nick);
+        if self.members.len() >= MAX_MEMBERS || self.same_look(&look) >= MAX_SAME_NICK {
             return false;
         }
         if self.bounds.admit(member, nick, addr.as_deref()).is_err() {
             return false;
         }
-        let nick = nick.to_string();
-        self.by_nick.entry(nick.clone()).or_default().push(member);
-        *self.by_folded.entry(nick.to_lowercase()).or_default() += 1;
+        self.by_look.entry(look.clone()).or_default().push(member);
         self.members.insert(
             member,
             Member {
-                nick,
+                nick: nick.to_string(),
                 addr,
                 signed: Kept::default(),
                 key: None,
                 key_was: None,
+                look,
             },
         );
         true
@@ -182,17 +208,10 @@ impl Roster {
             return;
         };
         self.bounds.release(member, &m.nick, m.addr.as_deref());
-        if let Some(list) = self.by_nick.get_mut(&m.nick) {
+        if let Some(list) = self.by_look.get_mut(&m.look) {
             list.retain(|&x| x != member);
             if list.is_empty() {
-                self.by_nick.remove(&m.nick);
-            }
-        }
-        let folded = m.nick.to_lowercase();
-        if let Some(n) = self.by_folded.get_mut(&folded) {
-            *n -= 1;
-            if *n == 0 {
-                self.by_folded.remove(&folded);
+                self.by_look.remove(&m.look);
             }
         }
     }
@@ -323,27 +342,29 @@ impl Roster {
             .collect()
     }
 
-    /// How `member` is shown: its nick, with its tag when another member has the same nick.
+    /// How `member` is shown: its nick, after `~` for a guest, with its tag when another member
+    /// has the same nick or one that looks like it.
     pub(super) fn display(&self, member: MemberId) -> String {
         let Some(m) = self.members.get(&member) else {
             return format!("?{}", member.tag());
         };
+        let mark = if member.guest == 0 { "" } else { GUEST_MARK };
         let twins: Vec<MemberId> = self
-            .by_nick
-            .get(&m.nick)
+            .by_look
+            .get(&m.look)
             .into_iter()
             .flatten()
             .copied()
             .filter(|&other| other != member)
             .collect();
         if twins.is_empty() {
-            return m.nick.clone();
+            return format!("{mark}{}", m.nick);
         }
         // The shortest tag (4 hex digits at least) that none of the twins shares.
         let len = (4..16)
             .find(|&len| twins.iter().all(|t| t.tag_of(len) != member.tag_of(len)))
             .unwrap_or(16);
-        format!("{}{}", m.nick, member.tag_of(len))
+        format!("{mark}{}{}", m.nick, member.tag_of(len))
     }
 
     /// How `member` is shown as the author of a message: as [`Roster::display`], with a warning
@@ -356,21 +377,17 @@ impl Roster {
         }
     }
 
-    /// The member a typed nick means: a shown name (`bob#1a2b`), else a nick that only one
-    /// member has. Errors are messages for the user.
+    /// The member a typed nick means: a shown name (`bob#1a2b`, `~guest-1`), else a nick
+    /// (with or without a guest's `~`) that only one member has or looks like. Errors are
+    /// messages for the user.
     pub(super) fn resolve(&self, nick: &str) -> Result<MemberId, String> {
         let ids: Vec<MemberId> = self.members.keys().copied().collect();
         if let Some(&m) = ids.iter().find(|&&m| self.display(m) == nick) {
             return Ok(m);
         }
-        let same: Vec<MemberId> = ids
-            .into_iter()
-            .filter(|m| {
-                self.members
-                    .get(m)
-                    .is_some_and(|v| v.nick.eq_ignore_ascii_case(nick))
-            })
-            .collect();
+        let look = skeleton_key(nick.strip_prefix(GUEST_MARK).unwrap_or(nick));
+        let mut same = self.by_look.get(&look).cloned().unwrap_or_default();
+        same.sort();
         match same.as_slice() {
             [one] => Ok(*one),
             [] => Err(format!("no one called {nick} is here; nothing was sent")),
@@ -411,13 +428,23 @@ impl Roster {
         self.members.len()
     }
 
-    /// The shown name of a member other than `except` who goes by `nick`, in any case: a guest
-    /// may not take it (`/msg` would no longer know whom it means).
-    pub(super) fn taken(&self, nick: &str, except: MemberId) -> Option<String> {
-        self.members
-            .iter()
-            .find(|(&m, v)| m != except && v.nick.eq_ignore_ascii_case(nick))
-            .map(|(&m, _)| self.display(m))
+    /// Whether a member other than `except` goes by `nick` in any case, or by a nick that looks
+    /// like it: a guest may not take it (`/msg` would no longer know whom it means, and a reader
+    /// could not tell the two apart).
+    pub(super) fn taken(&self, nick: &str, except: MemberId) -> Option<Taken> {
+        let mut holders = self.by_look.get(&skeleton_key(nick))?.clone();
+        holders.retain(|&m| m != except);
+        holders.sort();
+        let folded = nick.to_lowercase();
+        let same = |m: &MemberId| {
+            self.members
+                .get(m)
+                .is_some_and(|v| v.nick.to_lowercase() == folded)
+        };
+        if let Some(&m) = holders.iter().find(|m| same(m)) {
+            return Some(Taken::Same(self.display(m)));
+        }
+        holders.first().map(|&m| Taken::LooksLike(self.display(m)))
     }
 }
 
@@ -472,7 +499,7 @@ mod tests {
                     reason: Some("bye".into())
                 },
                 Event::Leave {
-                    nick: "guest-1".into(),
+                    nick: "~guest-1".into(),
                     addr: None,
                     reason: Some("its node left".into())
                 },
@@ -512,13 +539,13 @@ mod tests {
         };
         r.insert(node(2), "Bob", None);
         r.insert(guest, "zoe", None);
-        assert_eq!(r.taken("bob", guest), Some("Bob".to_string()));
-        assert_eq!(r.taken("ME", guest), Some("me".to_string()));
+        assert_eq!(r.taken("bob", guest), Some(Taken::Same("Bob".into())));
+        assert_eq!(r.taken("ME", guest), Some(Taken::Same("me".into())));
         assert_eq!(r.taken("zoe", guest), None, "its own nick is not taken");
-        assert_eq!(r.taken("ZOE", node(2)), Some("zoe".to_string()));
+        assert_eq!(r.taken("ZOE", node(2)), Some(Taken::Same("~zoe".into())));
         assert_eq!(r.taken("eve", guest), None);
         let you: Vec<bool> = r.names_as(guest).iter().map(|n| n.you).collect();
-        assert_eq!(you, vec![false, false, true], "Bob, me, zoe");
+        assert_eq!(you, vec![false, false, true], "Bob, me, ~zoe");
         assert_eq!(r.len(), 3);
     }
 
@@ -639,5 +666,63 @@ mod tests {
         );
         r.remove(node(2), None, None, now);
         assert_eq!(r.bounds.bytes(), alone);
+    }
+
+    fn guest(node: MemberId, n: u32) -> MemberId {
+        MemberId {
+            node: node.node,
+            guest: n,
+        }
+    }
+
+    #[test]
+    fn nicks_that_look_alike_are_shown_with_their_tags_like_the_same_nick() {
+        let mut r = Roster::new(ME, "me");
+        r.insert(node(2), "bob", None);
+        // Cyrillic o (U+043E).
+        r.insert(node(3), "b\u{43e}b", None);
+        assert_eq!(r.display(node(2)), "bob#0200");
+        assert_eq!(r.display(node(3)), "b\u{43e}b#0300");
+        assert!(r.resolve("bob").is_err_and(|e| e.contains("ambiguous")));
+        assert_eq!(r.resolve("b\u{43e}b#0300"), Ok(node(3)));
+        r.forget(node(2));
+        assert_eq!(r.display(node(3)), "b\u{43e}b");
+        assert_eq!(r.resolve("bob"), Ok(node(3)), "the one that looks like it");
+    }
+
+    #[test]
+    fn a_guest_is_shown_after_a_tilde_never_like_a_node() {
+        let mut r = Roster::new(ME, "me");
+        r.insert(guest(ME, 1), "guest-1", None);
+        r.insert(node(2), "bob", None);
+        r.insert(guest(node(3), 4), "bob", None);
+        assert_eq!(r.display(guest(ME, 1)), "~guest-1");
+        assert_eq!(r.display(node(2)), "bob#0200");
+        assert_eq!(r.display(guest(node(3), 4)), "~bob#0300.4");
+        assert_eq!(r.resolve("~guest-1"), Ok(guest(ME, 1)));
+        assert_eq!(r.resolve("guest-1"), Ok(guest(ME, 1)));
+        let names: Vec<String> = r.names().into_iter().map(|n| n.nick).collect();
+        assert_eq!(names, vec!["bob#0200", "me", "~bob#0300.4", "~guest-1"]);
+    }
+
+    #[test]
+    fn a_nick_that_looks_like_anothers_is_taken_and_says_so() {
+        let mut r = Roster::new(ME, "me");
+        let g = guest(ME, 1);
+        r.insert(g, "guest-1", None);
+        r.insert(node(2), "bob", None);
+        assert_eq!(
+            r.taken("b\u{43e}b", g),
+            Some(Taken::LooksLike("bob".into()))
+        );
+        assert_eq!(
+            Taken::LooksLike("bob".into()).to_string(),
+            "it looks like bob, who is here"
+        );
+        assert_eq!(r.taken("B0B", g), Some(Taken::LooksLike("bob".into())));
+        // The same nick is told first when both are here.
+        r.insert(node(3), "b\u{43e}b", None);
+        assert_eq!(r.taken("bob", g), Some(Taken::Same("bob#0200".into())));
+        assert!(r.holds_any_case("guest-l"), "1 and l look alike");
     }
 }

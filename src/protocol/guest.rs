@@ -1,10 +1,12 @@
 //! Guest lines: what a person at `nc` (or a script) is shown for a frame — plain text such as
-//! `<nick> text` or `* nick joined`, with a peer's words made terminal-safe.
+//! `<nick> text` or `* nick joined`, with a peer's words made terminal-safe and a guest's name
+//! after `~`, as every node shows it.
 //!
 //! Pure code: frames in, bytes out. Must not parse what a guest types (the chat takes that as
 //! text) or decide who is shown what (the chat and the shared log do).
 
 use super::frame::{encode, Frame};
+use super::{MemberId, GUEST_MARK};
 use crate::safe::sanitize;
 
 /// Appends `pieces`, each terminal-safe where marked, then `\n`.
@@ -24,6 +26,15 @@ enum Piece<'a> {
     Peer(&'a str),
 }
 
+/// What goes before `member`'s nick: `~` for a guest, so that it never reads as a node's.
+fn mark(member: &MemberId) -> &'static str {
+    if member.guest == 0 {
+        ""
+    } else {
+        GUEST_MARK
+    }
+}
+
 /// Appends what a guest (nc, telnet, a script) is shown for `frame`: a plain, terminal-safe line,
 /// or nothing for frames that mean nothing to a person or are not for every guest (a direct
 /// message; see [`encode_guest_direct`]). Returns whether anything was appended.
@@ -31,26 +42,63 @@ pub fn encode_guest(frame: &Frame, out: &mut Vec<u8>) -> bool {
     use Piece::{Peer, Plain};
     match frame {
         Frame::Hello(_) => encode(frame, out),
-        Frame::Msg { nick, text, .. } => {
-            push_line(out, &[Plain("<"), Peer(nick), Plain("> "), Peer(text)])
-        }
-        Frame::Me { nick, text, .. } => {
-            push_line(out, &[Plain("* "), Peer(nick), Plain(" "), Peer(text)])
-        }
-        Frame::Nick { old, nick, .. } => push_line(
+        Frame::Msg {
+            from, nick, text, ..
+        } => push_line(
+            out,
+            &[
+                Plain("<"),
+                Plain(mark(from)),
+                Peer(nick),
+                Plain("> "),
+                Peer(text),
+            ],
+        ),
+        Frame::Me {
+            from, nick, text, ..
+        } => push_line(
             out,
             &[
                 Plain("* "),
+                Plain(mark(from)),
+                Peer(nick),
+                Plain(" "),
+                Peer(text),
+            ],
+        ),
+        Frame::Nick {
+            member, old, nick, ..
+        } => push_line(
+            out,
+            &[
+                Plain("* "),
+                Plain(mark(member)),
                 Peer(old),
                 Plain(" is now known as "),
+                Plain(mark(member)),
                 Peer(nick),
             ],
         ),
-        Frame::Join { nick, .. } => push_line(out, &[Plain("* "), Peer(nick), Plain(" joined")]),
+        Frame::Join { member, nick, .. } => push_line(
+            out,
+            &[
+                Plain("* "),
+                Plain(mark(member)),
+                Peer(nick),
+                Plain(" joined"),
+            ],
+        ),
         Frame::Leave {
-            nick, reason: None, ..
-        } => push_line(out, &[Plain("* "), Peer(nick), Plain(" left")]),
+            member,
+            nick,
+            reason: None,
+            ..
+        } => push_line(
+            out,
+            &[Plain("* "), Plain(mark(member)), Peer(nick), Plain(" left")],
+        ),
         Frame::Leave {
+            member,
             nick,
             reason: Some(r),
             ..
@@ -58,6 +106,7 @@ pub fn encode_guest(frame: &Frame, out: &mut Vec<u8>) -> bool {
             out,
             &[
                 Plain("* "),
+                Plain(mark(member)),
                 Peer(nick),
                 Plain(" left ("),
                 Peer(r),
@@ -85,9 +134,20 @@ pub fn encode_guest(frame: &Frame, out: &mut Vec<u8>) -> bool {
 /// `[dm] <nick> text`; anything else as in [`encode_guest`].
 pub fn encode_guest_direct(frame: &Frame, out: &mut Vec<u8>) -> bool {
     match frame {
-        Frame::Dm { nick, text, .. } => {
+        Frame::Dm {
+            from, nick, text, ..
+        } => {
             use Piece::{Peer, Plain};
-            push_line(out, &[Plain("[dm] <"), Peer(nick), Plain("> "), Peer(text)]);
+            push_line(
+                out,
+                &[
+                    Plain("[dm] <"),
+                    Plain(mark(from)),
+                    Peer(nick),
+                    Plain("> "),
+                    Peer(text),
+                ],
+            );
             true
         }
         _ => encode_guest(frame, out),
@@ -130,5 +190,59 @@ mod tests {
         assert!(buf.is_empty());
         assert!(encode_guest_direct(&dm, &mut buf));
         assert_eq!(buf, b"[dm] <bob> psst\n");
+    }
+
+    #[test]
+    fn a_guests_name_is_shown_after_a_tilde_in_every_line() {
+        let guest = m(1, 3);
+        let frames = [
+            Frame::Msg {
+                id: id(1),
+                from: guest,
+                nick: "bob".into(),
+                text: "hi".into(),
+            },
+            Frame::Me {
+                id: id(2),
+                from: guest,
+                nick: "bob".into(),
+                text: "waves".into(),
+            },
+            Frame::Nick {
+                id: id(3),
+                member: guest,
+                old: "guest-3".into(),
+                nick: "bob".into(),
+            },
+            Frame::Join {
+                id: id(4),
+                member: guest,
+                nick: "bob".into(),
+                addr: None,
+                key: None,
+            },
+            Frame::Leave {
+                id: id(5),
+                member: guest,
+                nick: "bob".into(),
+                reason: Some("bye".into()),
+            },
+            Frame::Dm {
+                id: id(6),
+                from: guest,
+                nick: "bob".into(),
+                to: m(2, 0),
+                text: "psst".into(),
+            },
+        ];
+        let mut buf = Vec::new();
+        for frame in &frames {
+            assert!(encode_guest_direct(frame, &mut buf));
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&buf),
+            "<~bob> hi\n* ~bob waves\n* ~guest-3 is now known as ~bob\n* ~bob joined\n\
+             * ~bob left (bye)\n[dm] <~bob> psst\n"
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! Wire protocol v2: the limits every part shares, the nick rules, and the rooms below, each
-//! re-exported here so callers write `protocol::X`:
+//! Wire protocol v2: the limits every part shares, and the rooms below, each re-exported here so
+//! callers write `protocol::X`:
+//! - `nick.rs`: the nick rules and the key under which look-alike nicks are one;
 //! - `ids.rs`: node, message and member ids and their text forms;
 //! - `addr.rs`: the address fields a frame may carry;
 //! - `frame.rs`: frames and hellos, their peer encoding and parsing;
@@ -11,13 +12,12 @@
 
 use std::fmt;
 
-use crate::safe::is_unsafe;
-
 mod addr;
 mod decoder;
 mod frame;
 mod guest;
 mod ids;
+mod nick;
 pub mod sign;
 
 pub use addr::{valid_addr, MAX_ADDR};
@@ -28,6 +28,7 @@ pub use frame::{
 };
 pub use guest::{encode_guest, encode_guest_direct, is_guest_text};
 pub use ids::{MemberId, MsgId, NodeId};
+pub use nick::{check_nick, skeleton_key, NickError, GUEST_MARK};
 
 /// The protocol version this build speaks. A hello with another major version is not a hello.
 pub const VERSION: u32 = 2;
@@ -57,37 +58,6 @@ impl fmt::Display for ProtocolError {
             ProtocolError::LineTooLong => write!(f, "line longer than {MAX_LINE} bytes"),
             ProtocolError::Malformed(what) => write!(f, "malformed frame: {what}"),
         }
-    }
-}
-
-/// Why a nick is refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NickError {
-    Empty,
-    TooLong,
-    BadChar,
-}
-
-impl fmt::Display for NickError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NickError::Empty => write!(f, "a nick cannot be empty"),
-            NickError::TooLong => write!(f, "a nick has at most {MAX_NICK_CHARS} characters"),
-            NickError::BadChar => write!(f, "a nick cannot hold spaces or control characters"),
-        }
-    }
-}
-
-/// Checks the nick rules: 1 to 32 characters, no white space, no control or invisible characters.
-pub fn check_nick(nick: &str) -> Result<(), NickError> {
-    if nick.is_empty() {
-        Err(NickError::Empty)
-    } else if nick.chars().count() > MAX_NICK_CHARS {
-        Err(NickError::TooLong)
-    } else if nick.chars().any(|c| c.is_whitespace() || is_unsafe(c)) {
-        Err(NickError::BadChar)
-    } else {
-        Ok(())
     }
 }
 
@@ -204,31 +174,6 @@ mod tests {
             dec.push(&buf);
             // Read whole by a peer's decoder, which refuses lines over the cap.
             assert_eq!(dec.next_line(), Ok(Some(&buf[..buf.len() - 1])));
-        }
-    }
-
-    #[test]
-    fn a_refused_nick_is_told_which_rule_it_broke() {
-        assert_eq!(NickError::Empty.to_string(), "a nick cannot be empty");
-        assert_eq!(
-            NickError::TooLong.to_string(),
-            "a nick has at most 32 characters"
-        );
-        assert_eq!(
-            NickError::BadChar.to_string(),
-            "a nick cannot hold spaces or control characters"
-        );
-    }
-
-    #[test]
-    fn nick_rules() {
-        assert_eq!(check_nick("alice"), Ok(()));
-        assert_eq!(check_nick("ação-你好"), Ok(()));
-        assert_eq!(check_nick(&"x".repeat(32)), Ok(()));
-        assert_eq!(check_nick(""), Err(NickError::Empty));
-        assert_eq!(check_nick(&"é".repeat(33)), Err(NickError::TooLong));
-        for bad in ["a b", "a\tb", "a\x1bb", "a\u{202e}b", "a\u{85}"] {
-            assert_eq!(check_nick(bad), Err(NickError::BadChar), "{bad:?}");
         }
     }
 

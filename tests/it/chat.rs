@@ -77,10 +77,10 @@ fn an_nc_style_guest_sends_and_receives() {
     assert!(hello.starts_with("peerchat/2 hello from hub"), "{hello}");
 
     guest.send(b"hi from nc\r\n");
-    let join = hub.wait_join("guest-1");
+    let join = hub.wait_join("~guest-1");
     assert!(join["addr"].as_str().unwrap().starts_with("127.0.0.1:"));
-    hub.wait_message("guest-1", "hi from nc");
-    bob.wait_message("guest-1", "hi from nc");
+    hub.wait_message("~guest-1", "hi from nc");
+    bob.wait_message("~guest-1", "hi from nc");
 
     bob.send("hello guest");
     guest.wait_line(|l| l == "<bob> hello guest");
@@ -93,7 +93,7 @@ fn a_silent_guest_still_receives_the_chat() {
     let (mut hub, port) = Node::listener("hub", &[]);
     let mut guest = Raw::connect(port);
     guest.line().expect("hello line");
-    hub.wait_join("guest-1");
+    hub.wait_join("~guest-1");
     hub.send("anyone there?");
     guest.wait_line(|l| l == "<hub> anyone there?");
 }
@@ -104,9 +104,9 @@ fn a_guest_line_without_newline_is_shown_when_the_guest_goes_quiet() {
     let (mut hub, port) = Node::listener("hub", &[]);
     let mut guest = Raw::connect(port);
     guest.send("Olá!".as_bytes());
-    hub.wait_message("guest-1", "Olá!");
+    hub.wait_message("~guest-1", "Olá!");
     guest.send(b"segunda");
-    hub.wait_message("guest-1", "segunda");
+    hub.wait_message("~guest-1", "segunda");
 }
 
 #[test]
@@ -214,14 +214,14 @@ fn sigint_with_output_queued_for_a_reader_still_delivers_all_of_it() {
             log.as_str(),
         ],
     );
-    let mut reader = Raw::joined(&mut hub, port, "guest-1", "I read later");
-    let mut sender = Raw::joined(&mut hub, port, "guest-2", "sender");
+    let mut reader = Raw::joined(&mut hub, port, "~guest-1", "I read later");
+    let mut sender = Raw::joined(&mut hub, port, "~guest-2", "sender");
     sender.send(&burst(0, LINES, SIZE));
     // Shown by the hub means read by it, and so queued for the reader.
     let last = format!("s0 {:05} ", LINES - 1);
     hub.wait_event(|v| {
         v["event"] == "message"
-            && v["from"] == "guest-2"
+            && v["from"] == "~guest-2"
             && v["text"].as_str().is_some_and(|t| t.starts_with(&last))
     });
     let room = kernel_can_hold(&reader);
@@ -234,7 +234,7 @@ fn sigint_with_output_queued_for_a_reader_still_delivers_all_of_it() {
         unsafe { libc::kill(hub.child.id() as i32, libc::SIGINT) },
         0
     );
-    read_in_order(&mut reader, &["guest-2".to_string()], LINES).expect("every line, in order");
+    read_in_order(&mut reader, &["~guest-2".to_string()], LINES).expect("every line, in order");
     let mut after = Vec::new();
     while let Some(line) = reader.line() {
         after.push(line);
@@ -410,11 +410,11 @@ fn help_and_version_exit_0() {
 #[test]
 fn an_oversize_line_drops_only_that_connection() {
     let (mut hub, port) = Node::listener("hub", &[]);
-    let mut other = Raw::joined(&mut hub, port, "guest-1", "I am fine");
+    let mut other = Raw::joined(&mut hub, port, "~guest-1", "I am fine");
 
-    let mut big = Raw::joined(&mut hub, port, "guest-2", "short first line");
+    let mut big = Raw::joined(&mut hub, port, "~guest-2", "short first line");
     big.send(&vec![b'a'; 70 * 1024]);
-    let leave = hub.wait_leave("guest-2");
+    let leave = hub.wait_leave("~guest-2");
     assert!(
         leave["reason"]
             .as_str()
@@ -430,7 +430,7 @@ fn an_oversize_line_drops_only_that_connection() {
     }
     // ...and the other connection carries on.
     other.send(b"still here\n");
-    hub.wait_message("guest-1", "still here");
+    hub.wait_message("~guest-1", "still here");
     hub.send("to the survivor");
     other.wait_line(|l| l == "<hub> to the survivor");
 }
@@ -445,8 +445,8 @@ fn bad_input_closes_only_that_connection_and_the_others_keep_chatting() {
     let mut bob = Node::client("bob", port, &[]);
     hub.wait_join("bob");
     bob.wait_join("hub");
-    let mut guest = Raw::joined(&mut hub, port, "guest-1", "hi all");
-    bob.wait_message("guest-1", "hi all");
+    let mut guest = Raw::joined(&mut hub, port, "~guest-1", "hi all");
+    bob.wait_message("~guest-1", "hi all");
     let troubles: [(&str, u8, Vec<u8>, &str); 2] = [
         (
             "troll",
@@ -483,8 +483,8 @@ fn bad_input_closes_only_that_connection_and_the_others_keep_chatting() {
     hub.wait_message("bob", "after the trouble");
     guest.wait_line(|l| l == "<bob> after the trouble");
     guest.send(b"still with you\n");
-    hub.wait_message("guest-1", "still with you");
-    bob.wait_message("guest-1", "still with you");
+    hub.wait_message("~guest-1", "still with you");
+    bob.wait_message("~guest-1", "still with you");
     hub.send("the hub too");
     bob.wait_message("hub", "the hub too");
     guest.wait_line(|l| l == "<hub> the hub too");
@@ -512,7 +512,7 @@ fn escape_sequences_from_a_peer_do_not_reach_stdout_raw() {
         assert!(!shown.contains(bad), "{bad:?} reached stdout: {shown:?}");
     }
     assert!(
-        shown.contains("<guest-1> ^[[2J^[]0;pwned^G red:^[[31m"),
+        shown.contains("<~guest-1> ^[[2J^[]0;pwned^G red:^[[31m"),
         "{shown}"
     );
     assert!(shown.contains("\\u{202e}x ação"), "{shown}");
@@ -524,7 +524,7 @@ fn json_passes_peer_text_through_exactly() {
     let mut guest = Raw::connect(port);
     let text = "tab\there \x1b[31m \"q\" \\ ação";
     guest.send(format!("{text}\n").as_bytes());
-    hub.wait_message("guest-1", text);
+    hub.wait_message("~guest-1", text);
 }
 
 #[test]
@@ -538,7 +538,7 @@ fn peerchat_dialling_a_plain_listener_speaks_human_text() {
     let hello = raw.line().unwrap();
     assert!(hello.starts_with("peerchat/2 hello from alice"), "{hello}");
     raw.send(b"Peer: hello from python\n");
-    node.wait_message("guest-1", "Peer: hello from python");
+    node.wait_message("~guest-1", "Peer: hello from python");
     node.send("olá");
     raw.wait_line(|l| l == "<alice> olá");
     node.send("sair");
@@ -681,7 +681,7 @@ fn a_flooding_guest_does_not_stall_the_others() {
 
     let (mut hub, mut carol, port) = Node::pair("hub", "carol", &[]);
 
-    let flood = Raw::joined(&mut hub, port, "guest-1", "flood starts");
+    let flood = Raw::joined(&mut hub, port, "~guest-1", "flood starts");
     let stop = Arc::new(AtomicBool::new(false));
     let flooding = {
         let stop = stop.clone();
@@ -796,7 +796,7 @@ fn input_lost_to_a_stalled_last_connection_exits_1() {
 fn quit_is_not_held_up_by_a_stalled_reader() {
     let (mut hub, mut bob, port) = Node::pair("hub", "bob", &[]);
     // A guest that never reads: the hub's output to it backs up and local input waits.
-    let _stalled = Raw::joined(&mut hub, port, "guest-1", "I never read");
+    let _stalled = Raw::joined(&mut hub, port, "~guest-1", "I never read");
     // About 28 MB in 900 lines: more than the kernel buffers plus 1 MiB, fewer lines than
     // peerchat takes off stdin (1024) while input waits.
     let chunk = "q".repeat(32 * 1024);
@@ -821,7 +821,7 @@ fn quit_is_not_held_up_by_a_stalled_reader() {
     );
     hub.wait_exit();
     // Once /quit was waiting, the stalled guest was given 1 s, not the usual 10 s.
-    let cut = hub.wait_leave("guest-1");
+    let cut = hub.wait_leave("~guest-1");
     assert_eq!(
         cut["reason"], "too slow: over 1048576 bytes unsent for 1s",
         "{cut}"
@@ -834,7 +834,7 @@ fn a_quiet_hub_relays_without_showing_the_chat() {
     let mut bob = Node::client("bob", port, &[]);
     // bob has read the hub's hello, so the hub has accepted bob: bob gets what follows.
     bob.wait_join("hub");
-    let mut guest = Raw::joined(&mut bob, port, "guest-1", "hi from nc");
+    let mut guest = Raw::joined(&mut bob, port, "~guest-1", "hi from nc");
     bob.send("relayed by a quiet hub");
     guest.wait_line(|l| l == "<bob> relayed by a quiet hub");
     // A command's answer still shows; then nothing else ever did.
@@ -883,7 +883,7 @@ fn backpressure_slows_a_fast_sender_to_a_slow_reader_without_losing_lines() {
     slow.send(b"slow reader here\n");
     let mut sender = Raw::connect(port);
     sender.send(b"sender here\n");
-    slow.wait_line(|l| l == "<guest-2> sender here");
+    slow.wait_line(|l| l == "<~guest-2> sender here");
     // 24 MB: more than what a connection may have unsent (4 MiB) plus what the kernel's socket
     // buffers hold on loopback. Without backpressure the hub would take it all at once and
     // cut the slow reader off.
@@ -904,7 +904,7 @@ fn backpressure_slows_a_fast_sender_to_a_slow_reader_without_losing_lines() {
         let Some(line) = slow.line() else {
             panic!("the hub closed the slow reader after {got} lines");
         };
-        if let Some(rest) = line.strip_prefix("<guest-2> n ") {
+        if let Some(rest) = line.strip_prefix("<~guest-2> n ") {
             assert_eq!(
                 rest.get(..6),
                 Some(format!("{got:06}").as_str()),

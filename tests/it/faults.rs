@@ -154,15 +154,15 @@ fn messages_arrive_once_and_in_order_over_a_lossy_link() {
 fn a_guest_that_half_closes_has_every_line_delivered_once() {
     use std::net::Shutdown;
     let (mut hub, port) = Node::listener("hub", &[]);
-    let mut reader = util::Raw::joined(&mut hub, port, "guest-1", "reader");
-    let mut writer = util::Raw::joined(&mut hub, port, "guest-2", "first");
+    let mut reader = util::Raw::joined(&mut hub, port, "~guest-1", "reader");
+    let mut writer = util::Raw::joined(&mut hub, port, "~guest-2", "first");
     // Like `printf … | nc -N`: lines, the last without a newline, then end of sending.
     writer.send(b"second\nthird\nlast, no newline");
     writer.stream.shutdown(Shutdown::Write).expect("half-close");
     for want in ["second", "third", "last, no newline"] {
-        reader.wait_line(|l| l == format!("<guest-2> {want}"));
+        reader.wait_line(|l| l == format!("<~guest-2> {want}"));
     }
-    let leave = hub.wait_leave("guest-2");
+    let leave = hub.wait_leave("~guest-2");
     assert!(
         leave.get("reason").is_none(),
         "a goodbye, not a fault: {leave}"
@@ -180,18 +180,18 @@ fn a_guest_that_half_closes_has_every_line_delivered_once() {
 #[test]
 fn a_reset_connection_is_a_leave_with_its_reason_and_the_rest_go_on() {
     let (mut hub, port) = Node::listener("hub", &[]);
-    let mut reader = util::Raw::joined(&mut hub, port, "guest-1", "reader");
-    let reset = util::Raw::joined(&mut hub, port, "guest-2", "about to reset");
+    let mut reader = util::Raw::joined(&mut hub, port, "~guest-1", "reader");
+    let reset = util::Raw::joined(&mut hub, port, "~guest-2", "about to reset");
     // Closing with unread data in our receive buffer makes the kernel send a reset: the
     // guest-1 join notice and more are waiting there, unread.
     reader.send(b"something for guest-2 to leave unread\n");
-    hub.wait_message("guest-1", "something for guest-2 to leave unread");
+    hub.wait_message("~guest-1", "something for guest-2 to leave unread");
     drop(reset);
-    let leave = hub.wait_leave("guest-2");
+    let leave = hub.wait_leave("~guest-2");
     assert_eq!(leave["reason"], "connection reset", "{leave}");
-    reader.wait_line(|l| l.starts_with("* guest-2 left"));
+    reader.wait_line(|l| l.starts_with("* ~guest-2 left"));
     reader.send(b"still chatting\n");
-    hub.wait_message("guest-1", "still chatting");
+    hub.wait_message("~guest-1", "still chatting");
 }
 
 #[test]
@@ -222,7 +222,7 @@ fn a_peer_trickling_a_line_forever_times_out() {
 #[test]
 fn a_malformed_frame_closes_only_that_peer_with_the_reason() {
     let (mut hub, port) = Node::listener("hub", &[]);
-    let mut reader = util::Raw::joined(&mut hub, port, "guest-1", "reader");
+    let mut reader = util::Raw::joined(&mut hub, port, "~guest-1", "reader");
     let mut troll = crate::fake::FakePeer::connect(port, "troll", 0xcc).raw;
     hub.wait_join("troll");
     troll.send(b"MSG not-an-id 00000000000000cc troll hi\n");
@@ -231,7 +231,7 @@ fn a_malformed_frame_closes_only_that_peer_with_the_reason() {
     assert!(reason.starts_with("malformed frame"), "{leave}");
     hub.wait_stderr("a warning", |l| l.contains("malformed frame"));
     reader.send(b"the hub goes on\n");
-    hub.wait_message("guest-1", "the hub goes on");
+    hub.wait_message("~guest-1", "the hub goes on");
 }
 
 #[test]
@@ -240,7 +240,7 @@ fn a_hello_that_never_completes_is_closed_with_the_reason() {
     let mut half = util::Raw::connect(port);
     half.send(b"peerchat/2 hello from sl");
     // After the hello wait it is taken for a guest; then, the hello still unfinished, closed.
-    let leave = hub.wait_leave("guest-1");
+    let leave = hub.wait_leave("~guest-1");
     assert_eq!(leave["reason"], "incomplete hello", "{leave}");
     assert!(
         !hub.events().iter().any(|v| v["event"] == "message"),
@@ -253,13 +253,13 @@ fn a_hello_that_never_completes_is_closed_with_the_reason() {
 #[test]
 fn nul_bytes_and_invalid_utf8_are_shown_harmlessly() {
     let (mut hub, port) = Node::listener("hub", &[]);
-    let mut reader = util::Raw::joined(&mut hub, port, "guest-1", "reader");
+    let mut reader = util::Raw::joined(&mut hub, port, "~guest-1", "reader");
     let mut odd = util::Raw::connect(port);
     odd.send(b"a\x00b\xffc\n");
     // JSON keeps the text exactly, escaped; a guest's terminal gets it made visible.
-    let msg = hub.wait_event(|v| v["event"] == "message" && v["from"] == "guest-2");
+    let msg = hub.wait_event(|v| v["event"] == "message" && v["from"] == "~guest-2");
     assert_eq!(msg["text"], "a\u{0}b\u{fffd}c");
-    reader.wait_line(|l| l == "<guest-2> a^@b\u{fffd}c");
+    reader.wait_line(|l| l == "<~guest-2> a^@b\u{fffd}c");
 }
 
 /// A TCP relay on loopback that holds every byte for `delay` in each direction: a slow link
@@ -325,7 +325,7 @@ fn messages_arrive_once_and_in_order_over_a_link_with_100ms_delay() {
 #[test]
 fn a_node_dialling_a_full_chat_says_so_and_exits_1() {
     let (mut hub, port) = Node::listener("hub", &["--max-conns", "1"]);
-    let _first = util::Raw::joined(&mut hub, port, "guest-1", "in first");
+    let _first = util::Raw::joined(&mut hub, port, "~guest-1", "in first");
     let config = util::TempDir::new("config");
     let late = std::process::Command::new(util::bin())
         .args([&format!("127.0.0.1:{port}"), "--nick", "late"])
@@ -343,7 +343,7 @@ fn a_node_dialling_a_full_chat_says_so_and_exits_1() {
     );
     // It was not taken for a guest of ours, nor shown as chat.
     let out = String::from_utf8_lossy(&late.stdout);
-    assert!(!out.contains("guest-1"), "{out}");
+    assert!(!out.contains("~guest-1"), "{out}");
 }
 
 #[test]
@@ -448,7 +448,7 @@ fn a_guest_trickling_a_line_has_it_taken_after_a_while() {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
     let (mut hub, port) = Node::listener("hub", &[]);
-    let guest = util::Raw::joined(&mut hub, port, "guest-1", "hello");
+    let guest = util::Raw::joined(&mut hub, port, "~guest-1", "hello");
     let mut out = guest.stream.try_clone().expect("clone");
     let stop = Arc::new(AtomicBool::new(false));
     // A byte every 100 ms, never a newline, never quiet long enough to count as the end of a
@@ -467,7 +467,7 @@ fn a_guest_trickling_a_line_has_it_taken_after_a_while() {
     };
     let msg = hub.wait_event(|v| {
         v["event"] == "message"
-            && v["from"] == "guest-1"
+            && v["from"] == "~guest-1"
             && v["text"].as_str().is_some_and(|t| t.starts_with("zz"))
     });
     assert!(

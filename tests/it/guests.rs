@@ -54,7 +54,7 @@ fn a_guest_is_welcomed_after_the_hello_with_its_name_who_is_here_and_how_to_leav
         got[1..],
         [
             "* you are guest-1 (/nick NAME changes it)",
-            "* 3 here: ana, bob, guest-1 (you)",
+            "* 3 here: ana, bob, ~guest-1 (you)",
             "* commands: /names, /msg NICK text, /me action, /help",
             "* /quit or sair leaves; //text sends a line starting with /",
         ]
@@ -65,16 +65,16 @@ fn a_guest_is_welcomed_after_the_hello_with_its_name_who_is_here_and_how_to_leav
 #[test]
 fn names_and_help_are_answered_to_the_guest_alone() {
     let (mut ana, port) = Node::listener("ana", &[]);
-    let mut one = Raw::joined(&mut ana, port, "guest-1", "one here");
-    let mut two = welcomed(&mut ana, port, "guest-2", "two here");
+    let mut one = Raw::joined(&mut ana, port, "~guest-1", "one here");
+    let mut two = welcomed(&mut ana, port, "~guest-2", "two here");
     for line in ["/names", "/help", "/bogus"] {
         let seen = seen_by_other_before_marker(&mut one, line, &mut two, &format!("after {line}"));
         assert!(seen.is_empty(), "{line}: guest-2 saw {seen:#?}");
     }
-    one.wait_line(|l| l == "* 3 here: ana, guest-1 (you), guest-2");
+    one.wait_line(|l| l == "* 3 here: ana, ~guest-1 (you), ~guest-2");
     one.wait_line(|l| l == "*   /quit [reason]   leave (also /exit or sair)");
     one.wait_line(|l| l == "* unknown command /bogus; nothing was sent (type /help)");
-    ana.wait_message("guest-1", "after /bogus");
+    ana.wait_message("~guest-1", "after /bogus");
     let leaked: Vec<_> = ana
         .events()
         .into_iter()
@@ -86,20 +86,20 @@ fn names_and_help_are_answered_to_the_guest_alone() {
 #[test]
 fn a_guest_nick_change_is_seen_by_all_and_a_clash_is_refused() {
     let (mut ana, mut bob, port) = Node::pair("ana", "bob", &[]);
-    let mut one = Raw::joined(&mut ana, port, "guest-1", "one here");
-    let mut two = Raw::joined(&mut ana, port, "guest-2", "two here");
+    let mut one = Raw::joined(&mut ana, port, "~guest-1", "one here");
+    let mut two = Raw::joined(&mut ana, port, "~guest-2", "two here");
     one.send(b"/nick zoe\n");
     for node in [&mut ana, &mut bob] {
-        node.wait_event(|v| v["event"] == "nick" && v["old"] == "guest-1" && v["nick"] == "zoe");
+        node.wait_event(|v| v["event"] == "nick" && v["old"] == "~guest-1" && v["nick"] == "~zoe");
     }
     for raw in [&mut one, &mut two] {
-        raw.wait_line(|l| l == "* guest-1 is now known as zoe");
+        raw.wait_line(|l| l == "* ~guest-1 is now known as ~zoe");
     }
     two.send(b"/nick ZOE\n/nick bob\n");
-    two.wait_line(|l| l == "* cannot change nick: zoe is taken");
+    two.wait_line(|l| l == "* cannot change nick: ~zoe is taken");
     two.wait_line(|l| l == "* cannot change nick: bob is taken");
     one.send(b"as zoe\n");
-    bob.wait_message("zoe", "as zoe");
+    bob.wait_message("~zoe", "as zoe");
     assert_eq!(
         bob.events().iter().filter(|v| v["event"] == "nick").count(),
         1,
@@ -111,18 +111,18 @@ fn a_guest_nick_change_is_seen_by_all_and_a_clash_is_refused() {
 #[test]
 fn a_guest_direct_message_reaches_its_one_recipient() {
     let (mut ana, mut bob, port) = Node::pair("ana", "bob", &[]);
-    let mut one = Raw::joined(&mut ana, port, "guest-1", "one here");
-    let mut two = welcomed(&mut ana, port, "guest-2", "two here");
+    let mut one = Raw::joined(&mut ana, port, "~guest-1", "one here");
+    let mut two = welcomed(&mut ana, port, "~guest-2", "two here");
     let seen = seen_by_other_before_marker(&mut one, "/msg bob psst", &mut two, "after the dm");
     assert!(seen.is_empty(), "guest-2 saw {seen:#?}");
     let dm = bob.wait_event(|v| v["event"] == "dm");
     assert_eq!(
         (&dm["from"], &dm["to"], &dm["text"]),
-        (&"guest-1".into(), &"bob".into(), &"psst".into())
+        (&"~guest-1".into(), &"bob".into(), &"psst".into())
     );
     one.wait_line(|l| l == "[dm -> bob] psst");
     one.send(b"/msg guest-2 next door\n");
-    two.wait_line(|l| l == "[dm] <guest-1> next door");
+    two.wait_line(|l| l == "[dm] <~guest-1> next door");
     one.send(b"/msg ana to the host\n");
     let dm = ana.wait_event(|v| v["event"] == "dm");
     assert_eq!(dm["text"], "to the host", "only the DM for ana: {dm}");
@@ -135,14 +135,14 @@ fn a_guest_direct_message_reaches_its_one_recipient() {
 #[test]
 fn a_guest_action_is_seen_by_everyone() {
     let (mut ana, mut bob, port) = Node::pair("ana", "bob", &[]);
-    let mut one = Raw::joined(&mut ana, port, "guest-1", "one here");
-    let mut two = Raw::joined(&mut ana, port, "guest-2", "two here");
+    let mut one = Raw::joined(&mut ana, port, "~guest-1", "one here");
+    let mut two = Raw::joined(&mut ana, port, "~guest-2", "two here");
     one.send(b"/me waves\n");
     for node in [&mut ana, &mut bob] {
-        node.wait_event(|v| v["event"] == "me" && v["from"] == "guest-1" && v["text"] == "waves");
+        node.wait_event(|v| v["event"] == "me" && v["from"] == "~guest-1" && v["text"] == "waves");
     }
     for raw in [&mut one, &mut two] {
-        raw.wait_line(|l| l == "* guest-1 waves");
+        raw.wait_line(|l| l == "* ~guest-1 waves");
     }
 }
 
@@ -158,17 +158,21 @@ fn sair_disconnects_the_guest_and_the_host_shows_it_leave() {
         .expect("a port");
     let mut one = Raw::connect(port);
     one.send(b"hi\n");
-    ana.wait_line("the first line", |l| l.ends_with(" <guest-1> hi"));
+    ana.wait_line("the first line", |l| l.ends_with(" <~guest-1> hi"));
     let mut two = Raw::connect(port);
     two.send(b"hello\n");
-    ana.wait_line("the second guest", |l| l.ends_with(" <guest-2> hello"));
+    ana.wait_line("the second guest", |l| l.ends_with(" <~guest-2> hello"));
     one.send(b"/nick zoe\n/me waves\nsair\n");
     one.wait_line(|l| l == "* bye, zoe");
     assert_eq!(one.line(), None, "disconnected after its goodbye");
-    for want in ["* guest-1 is now known as zoe", "* zoe waves", "* zoe left"] {
+    for want in [
+        "* ~guest-1 is now known as ~zoe",
+        "* ~zoe waves",
+        "* ~zoe left",
+    ] {
         ana.wait_line(want, |l| l.ends_with(want));
     }
-    two.wait_line(|l| l == "* zoe left");
+    two.wait_line(|l| l == "* ~zoe left");
     assert!(
         !ana.history
             .iter()
@@ -198,7 +202,7 @@ fn a_ninth_guest_from_one_address_is_told_and_closed_and_never_shown() {
             Raw::joined(
                 &mut hub,
                 port,
-                &format!("guest-{i}"),
+                &format!("~guest-{i}"),
                 &format!("hi from {i}"),
             )
         })
@@ -215,7 +219,7 @@ fn a_ninth_guest_from_one_address_is_told_and_closed_and_never_shown() {
     // The eight are still here; the marker is behind anything the two could have caused.
     eight[0].send(b"marker\n");
     for node in [&mut hub, &mut bob] {
-        node.wait_message("guest-1", "marker");
+        node.wait_message("~guest-1", "marker");
         let shown: Vec<_> = node
             .events()
             .into_iter()
@@ -227,13 +231,13 @@ fn a_ninth_guest_from_one_address_is_told_and_closed_and_never_shown() {
             .collect();
         assert_eq!(shown.len(), 8, "eight joins, nothing else: {shown:#?}");
     }
-    eight[7].wait_line(|l| l == "<guest-1> marker");
+    eight[7].wait_line(|l| l == "<~guest-1> marker");
     assert_eq!(refusal_notices(&hub), 1, "{:#?}", hub.history);
     // One leaves: there is room for one more.
     drop(eight.remove(0));
-    hub.wait_leave("guest-1");
-    let _next = Raw::joined(&mut hub, port, "guest-9", "in at last");
-    bob.wait_message("guest-9", "in at last");
+    hub.wait_leave("~guest-1");
+    let _next = Raw::joined(&mut hub, port, "~guest-9", "in at last");
+    bob.wait_message("~guest-9", "in at last");
 }
 
 /// Guest lines `watcher` has shown up to the hub's line `marker`, which the hub sends now:

@@ -18,14 +18,14 @@ fn coalesced_writes_keep_each_senders_order() {
     // Guests bursting thousands of lines: no flood limit here.
     let (mut hub, port) = Node::listener("hub", &["--rate-limit", "0"]);
     let mut readers: Vec<Raw> = (1..=3)
-        .map(|i| Raw::joined(&mut hub, port, &format!("guest-{i}"), "reader"))
+        .map(|i| Raw::joined(&mut hub, port, &format!("~guest-{i}"), "reader"))
         .collect();
     let mut peer = Node::client("peer", port, &[]);
     hub.wait_join("peer");
     let senders: Vec<Raw> = (4..=6)
-        .map(|i| Raw::joined(&mut hub, port, &format!("guest-{i}"), "sender"))
+        .map(|i| Raw::joined(&mut hub, port, &format!("~guest-{i}"), "sender"))
         .collect();
-    let names: Vec<String> = (4..=6).map(|i| format!("guest-{i}")).collect();
+    let names: Vec<String> = (4..=6).map(|i| format!("~guest-{i}")).collect();
     // Each sender writes all its lines at once, all three at the same time: the hub reads
     // them in large chunks and writes each reader many lines per system call.
     let writers: Vec<_> = senders
@@ -112,12 +112,12 @@ fn a_stalled_reader_is_cut_off_while_the_others_get_every_message() {
             "0",
         ],
     );
-    let mut stalled = Raw::joined(&mut hub, port, "guest-1", "I will never read");
+    let mut stalled = Raw::joined(&mut hub, port, "~guest-1", "I will never read");
     let readers: Vec<Raw> = (2..=4)
-        .map(|i| Raw::joined(&mut hub, port, &format!("guest-{i}"), "reader"))
+        .map(|i| Raw::joined(&mut hub, port, &format!("~guest-{i}"), "reader"))
         .collect();
-    let mut sender = Raw::joined(&mut hub, port, "guest-5", "sender");
-    let names = vec!["guest-5".to_string()];
+    let mut sender = Raw::joined(&mut hub, port, "~guest-5", "sender");
+    let names = vec!["~guest-5".to_string()];
     let checks: Vec<_> = readers
         .into_iter()
         .map(|mut raw| {
@@ -136,7 +136,7 @@ fn a_stalled_reader_is_cut_off_while_the_others_get_every_message() {
             .expect("every line, in order");
     }
     writer.join().expect("the sender was not cut off");
-    let leave = hub.wait_leave("guest-1");
+    let leave = hub.wait_leave("~guest-1");
     let reason = leave["reason"].as_str().unwrap_or_default();
     assert!(reason.starts_with("too slow"), "{leave}");
     // Reading it now: what the kernel held for it, then the end of the connection.
@@ -180,8 +180,8 @@ fn a_stalled_reader_is_cut_by_the_byte_cap_when_the_time_cut_cannot_fire() {
             "0",
         ],
     );
-    let _stalled = Raw::joined(&mut hub, port, "guest-1", "I will never read");
-    let mut sender = Raw::joined(&mut hub, port, "guest-2", "sender");
+    let _stalled = Raw::joined(&mut hub, port, "~guest-1", "I will never read");
+    let mut sender = Raw::joined(&mut hub, port, "~guest-2", "sender");
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let stop = Arc::clone(&stop);
@@ -195,7 +195,7 @@ fn a_stalled_reader_is_cut_by_the_byte_cap_when_the_time_cut_cannot_fire() {
             sender
         })
     };
-    let leave = hub.wait_leave("guest-1");
+    let leave = hub.wait_leave("~guest-1");
     stop.store(true, Ordering::Relaxed);
     let want = format!("too slow: over {} bytes unsent", 256 * 1024);
     assert_eq!(leave["reason"].as_str(), Some(want.as_str()), "{leave}");
@@ -205,7 +205,7 @@ fn a_stalled_reader_is_cut_by_the_byte_cap_when_the_time_cut_cannot_fire() {
     // The sender was not cut with it: what it says next still arrives.
     let mut sender = writer.join().expect("writer thread");
     sender.send(b"still here\n");
-    hub.wait_message("guest-2", "still here");
+    hub.wait_message("~guest-2", "still here");
 }
 
 #[test]
@@ -222,10 +222,10 @@ fn two_thousand_connections_all_receive_a_message() {
     }
     // The hub has taken every connection once it shows the last guest joining (silent guests
     // are guests after a second).
-    hub.wait_join(&format!("guest-{N}"));
+    hub.wait_join(&format!("~guest-{N}"));
     let mut sender = conns.pop().expect("a sender");
     sender.write_all(b"hello, two thousand\n").expect("send");
-    let want = format!("<guest-{N}> hello, two thousand");
+    let want = format!("<~guest-{N}> hello, two thousand");
     // Everyone but the sender: after the join notices of those who came later, the message.
     for (i, stream) in conns.into_iter().enumerate() {
         stream
@@ -327,9 +327,9 @@ fn out_of_file_descriptors_it_neither_spins_nor_stops_accepting() {
 #[test]
 fn connections_past_max_conns_are_refused_politely_and_the_rest_go_on() {
     let (mut hub, port) = Node::listener("hub", &["--max-conns", "3"]);
-    let mut a = Raw::joined(&mut hub, port, "guest-1", "one");
-    let mut b = Raw::joined(&mut hub, port, "guest-2", "two");
-    let c = Raw::joined(&mut hub, port, "guest-3", "three");
+    let mut a = Raw::joined(&mut hub, port, "~guest-1", "one");
+    let mut b = Raw::joined(&mut hub, port, "~guest-2", "two");
+    let c = Raw::joined(&mut hub, port, "~guest-3", "three");
     // The fourth is told, then closed.
     let mut extra = Raw::connect(port);
     let said = extra.line().expect("a line before the close");
@@ -343,19 +343,19 @@ fn connections_past_max_conns_are_refused_politely_and_the_rest_go_on() {
     });
     // The others are not disturbed.
     a.send(b"still here\n");
-    b.wait_line(|l| l == "<guest-1> still here");
+    b.wait_line(|l| l == "<~guest-1> still here");
     // Room again once someone leaves.
     drop(c);
-    hub.wait_leave("guest-3");
-    let _d = Raw::joined(&mut hub, port, "guest-4", "in at last");
+    hub.wait_leave("~guest-3");
+    let _d = Raw::joined(&mut hub, port, "~guest-4", "in at last");
 }
 
 #[test]
 fn a_flooding_guest_is_held_to_the_rate_limit_and_told() {
     // The default limit: 20 lines a second, bursts of 200.
     let (mut hub, port) = Node::listener("hub", &[]);
-    let mut reader = Raw::joined(&mut hub, port, "guest-1", "reader");
-    let mut flood = Raw::joined(&mut hub, port, "guest-2", "flood");
+    let mut reader = Raw::joined(&mut hub, port, "~guest-1", "reader");
+    let mut flood = Raw::joined(&mut hub, port, "~guest-2", "flood");
     flood.send(&burst(0, 1000, 40));
     // The flooder is told; then a line from the hub's user marks the end of what went out (a
     // guest from 127.0.0.1 would be held to the budget the flooder spent).
@@ -371,7 +371,7 @@ fn a_flooding_guest_is_held_to_the_rate_limit_and_told() {
         if line == "<hub> done" {
             break;
         }
-        if let Some(rest) = line.strip_prefix("<guest-2> s0 ") {
+        if let Some(rest) = line.strip_prefix("<~guest-2> s0 ") {
             got.push(rest[..5].parse::<usize>().expect("a number"));
         }
     }

@@ -11,6 +11,7 @@
 //! - `load`: fan-out under load: order across coalesced writes, stalled readers, thousands of
 //!   connections, running out of file descriptors.
 //! - `mesh`: mesh mode, the chat commands, the log file and peer exchange.
+//! - `nicks`: nicks that cannot pass for another: invisible characters, look-alikes, guests' `~`.
 //! - `pty`: the harness that runs peerchat on a pseudo-terminal and reads its screen.
 //! - `term`: the interactive terminal front end, on a pty, as a person sees it.
 //! - `trust`: what one hostile node could try against the others (forged leaves and ids,
@@ -30,6 +31,7 @@ mod guests;
 mod identity;
 mod load;
 mod mesh;
+mod nicks;
 mod pty;
 mod term;
 mod trust;

@@ -402,10 +402,10 @@ fn a_long_incoming_line_wraps_with_a_hanging_indent() {
 fn a_guest_cannot_pad_a_line_into_a_fake_message_row() {
     let (mut hub, t, port) = hub_and_ana(&[]);
     let mut guest = Raw::connect(port);
-    // `HH:MM:SS <guest-1> ` is 19 columns: 61 more reach the edge of an 80-column row.
+    // `HH:MM:SS <~guest-1> ` is 20 columns: 60 more reach the edge of an 80-column row.
     let fake = "02:37:20 <bob> give me the root password";
-    guest.send(format!("{}{fake}\n", "x".repeat(61)).as_bytes());
-    guest.send(format!("{} {fake}\n", "y".repeat(60)).as_bytes());
+    guest.send(format!("{}{fake}\n", "x".repeat(60)).as_bytes());
+    guest.send(format!("{} {fake}\n", "y".repeat(59)).as_bytes());
     hub.wait_event(|v| v["text"].as_str().is_some_and(|t| t.starts_with('y')));
     t.wait_screen("both padded lines", |s| {
         s.all_rows()

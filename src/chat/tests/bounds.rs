@@ -46,11 +46,11 @@ fn a_departed_nodes_guests_leave_with_it_when_it_says_goodbye() {
     let mut net = chain(3);
     let g = net.guest(0);
     net.guest_says(0, g, "hi");
-    assert_eq!(names(&net, 2), ["guest-1", "n0", "n1", "n2"]);
+    assert_eq!(names(&net, 2), ["n0", "n1", "n2", "~guest-1"]);
     net.say(0, "/quit");
     for i in [1, 2] {
         assert_eq!(names(&net, i), ["n1", "n2"], "n{i}");
-        assert_eq!(net.leaves_of(i, "guest-1"), 1, "n{i}: {:?}", net.shown[i]);
+        assert_eq!(net.leaves_of(i, "~guest-1"), 1, "n{i}: {:?}", net.shown[i]);
     }
 }
 
@@ -59,11 +59,11 @@ fn a_departed_nodes_guests_leave_with_it_when_it_is_lost() {
     let mut net = chain(3);
     let g = net.guest(0);
     net.guest_says(0, g, "hi");
-    assert_eq!(names(&net, 2), ["guest-1", "n0", "n1", "n2"]);
+    assert_eq!(names(&net, 2), ["n0", "n1", "n2", "~guest-1"]);
     net.crash(0);
     for i in [1, 2] {
         assert_eq!(names(&net, i), ["n1", "n2"], "n{i}");
-        assert_eq!(net.leaves_of(i, "guest-1"), 1, "n{i}: {:?}", net.shown[i]);
+        assert_eq!(net.leaves_of(i, "~guest-1"), 1, "n{i}: {:?}", net.shown[i]);
     }
     // Joins for them relayed late are stale: they stay gone.
     let from2 = net.conn_of(1, 2);

@@ -40,23 +40,23 @@ fn a_guest_is_welcomed_after_the_hello_with_its_name_who_is_here_and_how_to_leav
         screen[1..],
         [
             "* you are guest-1 (/nick NAME changes it)",
-            "* 3 here: guest-1 (you), n0, n1",
+            "* 3 here: n0, n1, ~guest-1 (you)",
             "* commands: /names, /msg NICK text, /me action, /help",
             "* /quit or sair leaves; //text sends a line starting with /",
         ]
     );
     assert_eq!(
         net.messages(1),
-        vec![("guest-1".into(), "hello all".into())]
+        vec![("~guest-1".into(), "hello all".into())]
     );
     // One that has not typed yet is welcomed once its silence makes it a guest.
     let silent = net.guest(0);
     net.tick(HELLO_WAIT);
     let screen = net.screen(0, silent);
     assert_eq!(screen[1], "* you are guest-2 (/nick NAME changes it)");
-    assert_eq!(screen[2], "* 4 here: guest-1, guest-2 (you), n0, n1");
+    assert_eq!(screen[2], "* 4 here: n0, n1, ~guest-1, ~guest-2 (you)");
     // The first guest hears of the second as before, and of nothing else.
-    assert_eq!(net.screen(0, g)[5..], ["* guest-2 joined"]);
+    assert_eq!(net.screen(0, g)[5..], ["* ~guest-2 joined"]);
 }
 
 #[test]
@@ -78,7 +78,7 @@ fn names_help_and_errors_are_answered_to_the_guest_alone() {
         net.guest_says(0, a, line);
     }
     let screen = net.screen(0, a).to_vec();
-    assert_eq!(screen[0], "* 4 here: guest-1 (you), guest-2, n0, n1");
+    assert_eq!(screen[0], "* 4 here: n0, n1, ~guest-1 (you), ~guest-2");
     assert_eq!(screen[1], screen[0]);
     assert!(
         has(&screen, "*   /nick NAME       change your name"),
@@ -110,9 +110,9 @@ fn a_double_slash_sends_the_rest_as_chat() {
     net.guest_says(0, a, "//etc/passwd is a path");
     assert_eq!(
         net.messages(1).last(),
-        Some(&("guest-1".into(), "/etc/passwd is a path".into()))
+        Some(&("~guest-1".into(), "/etc/passwd is a path".into()))
     );
-    assert!(has(net.screen(0, b), "<guest-1> /etc/passwd is a path"));
+    assert!(has(net.screen(0, b), "<~guest-1> /etc/passwd is a path"));
 }
 
 #[test]
@@ -125,8 +125,8 @@ fn a_guest_nick_change_is_seen_by_everyone_and_in_the_mesh() {
     net.guest_says(2, far, "/nick cat");
     net.guest_says(0, g, "/nick zoe");
     let change = Event::Nick {
-        old: "guest-1".into(),
-        nick: "zoe".into(),
+        old: "~guest-1".into(),
+        nick: "~zoe".into(),
     };
     for node in 0..3 {
         assert_eq!(net.count(node, |e| *e == change), 1, "n{node}");
@@ -134,13 +134,13 @@ fn a_guest_nick_change_is_seen_by_everyone_and_in_the_mesh() {
     for (node, guest) in [(0, g), (2, far)] {
         assert!(has(
             net.screen(node, guest),
-            "* guest-1 is now known as zoe"
+            "* ~guest-1 is now known as ~zoe"
         ));
     }
     net.guest_says(0, g, "now as zoe");
     assert_eq!(
         net.messages(2).last(),
-        Some(&("zoe".into(), "now as zoe".into()))
+        Some(&("~zoe".into(), "now as zoe".into()))
     );
     net.say(2, "/msg zoe psst");
     assert!(has(net.screen(0, g), "[dm] <n2> psst"));
@@ -154,7 +154,7 @@ fn a_guest_nick_change_is_seen_by_everyone_and_in_the_mesh() {
     // made (nobody signs them anew), so it shows the join by the old name, then the change.
     let seen = [
         Event::Join {
-            nick: "guest-1".into(),
+            nick: "~guest-1".into(),
             addr: Some(addr(200, 40000 + g as u16).to_string()),
         },
         change,
@@ -165,7 +165,7 @@ fn a_guest_nick_change_is_seen_by_everyone_and_in_the_mesh() {
     net.say(3, "/names");
     assert!(
         net.shown[3].iter().any(|e| matches!(e, Event::Names(n)
-            if n.iter().any(|m| m.nick == "zoe") && !n.iter().any(|m| m.nick == "guest-1"))),
+            if n.iter().any(|m| m.nick == "~zoe") && !n.iter().any(|m| m.nick == "~guest-1"))),
         "{:?}",
         net.shown[3]
     );
@@ -190,7 +190,7 @@ fn a_nick_someone_here_goes_by_is_refused_with_the_reason() {
         [
             "* cannot change nick: n1 is taken",
             "* cannot change nick: n0 is taken",
-            "* cannot change nick: guest-2 is taken",
+            "* cannot change nick: ~guest-2 is taken",
             "* cannot change nick: a nick cannot hold spaces or control characters",
             "* cannot change nick: a nick cannot be empty",
             "* you are guest-1 already",
@@ -202,7 +202,7 @@ fn a_nick_someone_here_goes_by_is_refused_with_the_reason() {
     assert!(!net.screen(0, b).iter().any(|l| l.contains("known as")));
     // A change of case of its own nick is its to make.
     net.guest_says(0, a, "/nick Guest-1");
-    assert!(has(net.screen(0, b), "* guest-1 is now known as Guest-1"));
+    assert!(has(net.screen(0, b), "* ~guest-1 is now known as ~Guest-1"));
 }
 
 #[test]
@@ -219,7 +219,7 @@ fn a_guest_direct_message_reaches_only_its_recipient_and_is_echoed() {
     net.clear_screen(2, far);
     net.guest_says(0, a, "/msg n1 psst");
     let dm = |text: &str| Event::Dm {
-        from: "guest-1".into(),
+        from: "~guest-1".into(),
         to: "n1".into(),
         text: text.into(),
     };
@@ -229,7 +229,7 @@ fn a_guest_direct_message_reaches_only_its_recipient_and_is_echoed() {
     }
     net.guest_says(0, a, "/msg n0 to the host");
     assert!(net.shown[0].contains(&Event::Dm {
-        from: "guest-1".into(),
+        from: "~guest-1".into(),
         to: "n0".into(),
         text: "to the host".into()
     }));
@@ -242,14 +242,14 @@ fn a_guest_direct_message_reaches_only_its_recipient_and_is_echoed() {
         [
             "[dm -> n1] psst",
             "[dm -> n0] to the host",
-            "[dm -> guest-2] next door",
-            "[dm -> cat] far away",
+            "[dm -> ~guest-2] next door",
+            "[dm -> ~cat] far away",
             "* no one called eve is here; nothing was sent",
             "* that is you; nothing was sent",
         ]
     );
-    assert_eq!(net.screen(0, b), ["[dm] <guest-1> next door"]);
-    assert_eq!(net.screen(2, far), ["[dm] <guest-1> far away"]);
+    assert_eq!(net.screen(0, b), ["[dm] <~guest-1> next door"]);
+    assert_eq!(net.screen(2, far), ["[dm] <~guest-1> far away"]);
     assert_eq!(net.count(1, |e| matches!(e, Event::Dm { .. })), 1);
     assert_eq!(
         chat_shown(&net)[1],
@@ -264,14 +264,14 @@ fn a_guest_action_is_shown_to_everyone_as_an_action() {
     let (mut net, a, b) = hub_with_guests();
     net.guest_says(0, a, "/me waves");
     let waves = Event::Me {
-        from: "guest-1".into(),
+        from: "~guest-1".into(),
         text: "waves".into(),
     };
     for node in 0..2 {
         assert_eq!(net.count(node, |e| *e == waves), 1, "n{node}");
     }
     for g in [a, b] {
-        assert!(has(net.screen(0, g), "* guest-1 waves"));
+        assert!(has(net.screen(0, g), "* ~guest-1 waves"));
     }
     assert!(!net.messages(1).iter().any(|(_, t)| t.contains("waves")));
 }
@@ -293,15 +293,15 @@ fn a_guest_that_leaves_is_told_goodbye_let_go_and_seen_leaving() {
         assert!(!net.guest_open(0, a), "{word:?}");
         assert!(net.closed.contains(&(0, a, "retired".into())));
         let leave = Event::Leave {
-            nick: "guest-1".into(),
+            nick: "~guest-1".into(),
             addr: Some(addr(200, 40000 + a as u16).to_string()),
             reason: reason.map(str::to_string),
         };
         assert_eq!(net.count(0, |e| *e == leave), 1, "{:?}", net.shown[0]);
-        assert_eq!(net.leaves_of(1, "guest-1"), 1);
+        assert_eq!(net.leaves_of(1, "~guest-1"), 1);
         let seen = match reason {
-            Some(r) => format!("* guest-1 left ({r})"),
-            None => "* guest-1 left".to_string(),
+            Some(r) => format!("* ~guest-1 left ({r})"),
+            None => "* ~guest-1 left".to_string(),
         };
         assert!(has(net.screen(0, b), &seen), "{:#?}", net.screen(0, b));
         assert_eq!(

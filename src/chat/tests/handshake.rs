@@ -79,7 +79,7 @@ fn a_first_line_that_is_not_a_hello_makes_a_guest() {
         }
     );
     assert!(actions.contains(&Action::Show(Event::Message {
-        from: "guest-1".into(),
+        from: "~guest-1".into(),
         text: "bob: oi ".into()
     })));
     assert!(actions.iter().any(|a| matches!(a,
@@ -146,7 +146,7 @@ fn a_late_hello_turns_a_silent_guest_into_the_peer() {
     bob.greet(&mut chat, 7, &sent, now);
     let actions = drain(&mut chat);
     assert!(actions.contains(&Action::Show(Event::Leave {
-        nick: "guest-1".into(),
+        nick: "~guest-1".into(),
         addr: Some("127.0.0.1:4000".into()),
         reason: Some("it is bob, a peerchat node".into()),
     })));

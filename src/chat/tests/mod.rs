@@ -11,6 +11,7 @@ mod handshake;
 mod keepalive;
 mod mutants;
 mod net;
+mod nicks;
 mod per_address;
 mod relay;
 mod signed;

@@ -220,7 +220,7 @@ fn a_guest_is_not_dropped_because_another_node_lost_its_host() {
     open(&mut net.nodes[2], 7, accepted(addr(9, 4000)), net.now);
     net.nodes[2].handle_line(7, b"hello from nc", net.now);
     net.run();
-    assert_eq!(net.joins_of(1, "guest-1"), 1);
+    assert_eq!(net.joins_of(1, "~guest-1"), 1);
     // n0 says n2's guest left (a node that is not its host), signed by itself: n1 keeps the
     // guest, and (protocol 2) closes the link that relayed a node speaking for another.
     let leave = signed_by(
@@ -234,14 +234,14 @@ fn a_guest_is_not_dropped_because_another_node_lost_its_host() {
                 node: node_id(2),
                 guest: 1,
             },
-            nick: "guest-1".into(),
+            nick: "~guest-1".into(),
             reason: Some("connection reset".into()),
         }],
     );
     let c = net.conn_of(0, 1);
     net.deliver(0, c, &leave);
     net.run();
-    assert_eq!(net.leaves_of(1, "guest-1"), 0, "{:?}", net.shown[1]);
+    assert_eq!(net.leaves_of(1, "~guest-1"), 0, "{:?}", net.shown[1]);
     assert!(
         net.closed
             .iter()
@@ -254,7 +254,7 @@ fn a_guest_is_not_dropped_because_another_node_lost_its_host() {
     net.run();
     assert_eq!(
         net.messages(1),
-        vec![("guest-1".into(), "still here".into())]
+        vec![("~guest-1".into(), "still here".into())]
     );
 }
 

@@ -49,8 +49,8 @@ fn a_ninth_guest_from_one_address_is_told_and_closed_and_nobody_sees_it() {
     assert!(!net.guest_open(0, tenth));
     assert_eq!(refusal_notices(&net, 0), 1, "{:#?}", net.shown[0]);
     for i in 0..2 {
-        assert_eq!(net.joins_of(i, "guest-9"), 0);
-        assert_eq!(net.joins_of(i, "guest-10"), 0);
+        assert_eq!(net.joins_of(i, "~guest-9"), 0);
+        assert_eq!(net.joins_of(i, "~guest-10"), 0);
         assert_eq!(net.count(i, |e| matches!(e, Event::Leave { .. })), 0);
         assert_eq!(net.messages(i).len(), 8, "node {i}");
     }
@@ -67,7 +67,7 @@ fn a_ninth_guest_from_one_address_is_told_and_closed_and_nobody_sees_it() {
     net.guest_says(0, next, "in at last");
     assert_eq!(
         net.messages(1).last(),
-        Some(&("guest-9".to_string(), "in at last".to_string()))
+        Some(&("~guest-9".to_string(), "in at last".to_string()))
     );
 }
 
@@ -99,8 +99,8 @@ fn peers_and_the_users_own_dials_are_not_held_to_the_guest_limit() {
         Some("* too many guests from your address (1); try again later")
     );
     let senders: Vec<String> = net.messages(0).into_iter().map(|(from, _)| from).collect();
-    assert_eq!(senders, ["guest-1", "guest-2"]);
-    assert_eq!(net.joins_of(1, "guest-3"), 0);
+    assert_eq!(senders, ["~guest-1", "~guest-2"]);
+    assert_eq!(net.joins_of(1, "~guest-3"), 0);
 }
 
 #[test]

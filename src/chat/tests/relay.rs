@@ -240,12 +240,12 @@ fn a_guest_of_a_crashed_node_leaves_with_it() {
     net.run();
     assert_eq!(
         net.messages(0),
-        vec![("guest-1".into(), "oi from nc".into())]
+        vec![("~guest-1".into(), "oi from nc".into())]
     );
     net.crash(2);
     // Protocol 2: once the claim that n2 was lost is believed.
     net.wait(SUSPECT_WAIT);
-    assert_eq!(net.leaves_of(0, "guest-1"), 1, "{:?}", net.shown[0]);
+    assert_eq!(net.leaves_of(0, "~guest-1"), 1, "{:?}", net.shown[0]);
     assert_eq!(net.leaves_of(0, "n2"), 1);
 }
 

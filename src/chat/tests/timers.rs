@@ -219,7 +219,7 @@ fn a_connection_id_reused_after_a_close_starts_with_only_its_hello_wait() {
     chat.handle_tick(t + HELLO_WAIT);
     let joined = drain(&mut chat)
         .iter()
-        .any(|a| matches!(a, Action::Show(Event::Join { nick, .. }) if nick == "guest-1"));
+        .any(|a| matches!(a, Action::Show(Event::Join { nick, .. }) if nick == "~guest-1"));
     assert!(joined);
     assert_eq!(
         chat.next_deadline(),
