@@ -99,36 +99,68 @@ mod tests {
     }
 
     /// The parser calls the check: a `JOIN`/`HERE` with free text where the address goes is a
-    /// malformed frame (it would be stored and passed on by every node), and so is a hello
-    /// announcing port 0 not a hello.
+    /// malformed frame (it would be stored and passed on by every node), for a guest and for a
+    /// node itself (whose key and run follow the address), and a hello announcing port 0 is
+    /// not a hello.
     #[test]
     fn frames_with_a_bad_address_are_malformed() {
-        use crate::protocol::{parse_frame, parse_hello, Frame, ProtocolError};
-        let head = "0123456789abcdef:1 0123456789abcdef.2 bob";
+        use crate::protocol::testing::node_key;
+        use crate::protocol::{encode, parse_frame, parse_hello, sign, Frame, Hello};
+        use crate::protocol::{ProtocolError, VERSION};
+        let bob = node_key(2);
+        let key_run = format!(
+            "{} {}",
+            sign::to_hex(bob.key.as_bytes()),
+            sign::to_hex(&bob.run)
+        );
+        let guest = format!("0123456789abcdef:1 {:016x}.2 guest-2", bob.node());
+        let node = format!("0123456789abcdef:1 {:016x} bob", bob.node());
+        let free = format!("{}:1", "x".repeat(60_000));
         for verb in ["JOIN", "HERE"] {
             for ok in ["-", "10.0.0.2:40000", "[::1]:5000"] {
-                let line = format!("{verb} {head} {ok}");
-                assert!(parse_frame(&line).is_ok(), "{line}");
+                for line in [
+                    format!("{verb} {guest} {ok}"),
+                    format!("{verb} {node} {ok} {key_run}"),
+                ] {
+                    assert!(parse_frame(&line).is_ok(), "{line}");
+                }
             }
-            let free = format!("{}:1", "x".repeat(60_000));
-            for bad in ["localhost:5000", "10.0.0.2:0", "- and more", free.as_str()] {
-                let line = format!("{verb} {head} {bad}");
-                assert_eq!(
-                    parse_frame(&line),
-                    Err(ProtocolError::Malformed("bad address")),
-                    "{verb} {bad:.40}"
-                );
+            for bad in ["localhost:5000", "10.0.0.2:0", "-and-more", free.as_str()] {
+                for line in [
+                    format!("{verb} {guest} {bad}"),
+                    format!("{verb} {node} {bad} {key_run}"),
+                ] {
+                    assert_eq!(
+                        parse_frame(&line),
+                        Err(ProtocolError::Malformed("bad address")),
+                        "{line:.80}"
+                    );
+                }
             }
+            // Free text after a good address is no address either.
+            let more = format!("{verb} {guest} - and more");
+            assert!(parse_frame(&more).is_err(), "{more}");
         }
-        let join = parse_frame(&format!("JOIN {head} -"));
+        let join = parse_frame(&format!("JOIN {guest} -"));
         assert!(
             matches!(join, Ok(Frame::Join { addr: None, .. })),
             "{join:?}"
         );
-        let hello = "peerchat/1 hello from bob (node=00000000000000bb listen=";
-        assert!(parse_hello(&format!("{hello}5000)")).is_some());
-        assert!(parse_hello(&format!("{hello}-)")).is_some());
-        assert_eq!(parse_hello(&format!("{hello}0)")), None);
-        assert_eq!(parse_hello(&format!("{hello}+5)")), None);
+        let mut hello = Vec::new();
+        let h = Hello {
+            nick: "bob".into(),
+            node: bob.node(),
+            listen: Some(5000),
+            key: bob,
+            nonce: [2; 16],
+        };
+        encode(&Frame::Hello(h), &mut hello);
+        let hello = String::from_utf8_lossy(&hello).trim_end().to_string();
+        assert!(hello.starts_with(&format!("peerchat/{VERSION} hello")));
+        assert!(parse_hello(&hello).is_some());
+        for (port, ok) in [("-", true), ("0", false), ("+5", false)] {
+            let line = hello.replace("listen=5000", &format!("listen={port}"));
+            assert_eq!(parse_hello(&line).is_some(), ok, "{line}");
+        }
     }
 }

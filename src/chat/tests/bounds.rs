@@ -11,8 +11,34 @@ fn names(net: &Net, i: usize) -> Vec<String> {
     v
 }
 
-/// Roster bloat: a peer announced thousands of members for one node, and every node kept and
-/// passed on all of them.
+/// Node `to` reads `frame` on its connection `conn`, line by line, as a peer sent it (not
+/// counted in `net.sent`, which then counts only what the nodes send on).
+fn inject(net: &mut Net, to: usize, conn: ConnId, frame: &Frame) {
+    let mut bytes = Vec::new();
+    protocol::encode_peer(frame, &mut bytes);
+    for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        net.nodes[to].handle_line(conn, line, net.now);
+    }
+    net.run();
+}
+
+/// Node 0's `JOIN` for its guest `g`, called `g{g}`, as number `seq`.
+fn guest_join(g: u64, seq: u64) -> Frame {
+    let host = node_id(0);
+    Frame::Join {
+        id: MsgId { node: host, seq },
+        member: MemberId {
+            node: host,
+            guest: g as u32,
+        },
+        nick: format!("g{g}"),
+        addr: Some(format!("10.0.0.1:{}", 30000 + g)),
+        key: None,
+    }
+}
+
+/// Roster bloat: a node announced thousands of guests of its own, and every node kept and
+/// passed on all of them. Protocol 2: node 0 signs them itself, each alone as a node does.
 #[test]
 fn a_node_announcing_more_guests_than_the_cap_is_held_to_it_and_the_rest_not_passed_on() {
     let mut net = chain(3);
@@ -21,14 +47,13 @@ fn a_node_announcing_more_guests_than_the_cap_is_held_to_it_and_the_rest_not_pas
     let host = node_id(0);
     let count = MAX_GUESTS_PER_NODE as u64 + 500;
     for g in 1..=count {
-        let line = format!(
-            "JOIN {host:016x}:{} {host:016x}.{g} g{g} 10.0.0.1:{}",
-            100 + g,
-            30000 + g
+        inject(
+            &mut net,
+            1,
+            from0,
+            &signed_by(0, vec![guest_join(g, 100 + g)]),
         );
-        net.nodes[1].handle_line(from0, line.as_bytes(), net.now);
     }
-    net.run();
     for i in [1, 2] {
         let guests = net.nodes[i].roster.hosted(host).len() - 1;
         assert_eq!(guests, MAX_GUESTS_PER_NODE, "n{i}");
@@ -75,25 +100,36 @@ fn a_departed_nodes_guests_leave_with_it_when_it_is_lost() {
 }
 
 /// Roster bloat: the address of a `JOIN` was free text up to the line cap, kept by every node.
+/// Protocol 2: node 0 signs the bundle itself; the address is what is refused, in one word or
+/// several.
 #[test]
 fn a_join_with_free_text_for_an_address_closes_the_connection_and_is_not_kept() {
-    let mut net = chain(3);
-    let from0 = net.conn_of(1, 0);
-    let host = node_id(0);
-    let line = format!(
-        "JOIN {host:016x}:900 {host:016x}.1 eve 10.0.0.1:1{}",
-        " x".repeat(30_000)
-    );
-    net.nodes[1].handle_line(from0, line.as_bytes(), net.now);
-    net.run();
-    assert!(
-        net.closed
-            .iter()
-            .any(|(i, c, why)| (*i, *c) == (1, from0) && why.contains("bad address")),
-        "{:?}",
-        net.closed
-    );
-    for i in 0..3 {
-        assert!(!names(&net, i).contains(&"eve".to_string()), "n{i}");
+    for (text, why) in [
+        ("x".repeat(30_000), "malformed frame: bad address"),
+        (" x".repeat(30_000), "malformed frame: extra words"),
+    ] {
+        let mut net = chain(3);
+        let from0 = net.conn_of(1, 0);
+        let host = node_id(0);
+        let join = format!("JOIN {host:016x}:900 {host:016x}.1 eve 10.0.0.1:1{text}");
+        let sig = protocol::sign::sign_frames(&key(0), host, format!("{join}\n").as_bytes());
+        let head = format!(
+            "SIGNED {host:016x} 1 {}",
+            protocol::sign::to_hex(&sig.to_bytes())
+        );
+        for line in [head, join] {
+            net.nodes[1].handle_line(from0, line.as_bytes(), net.now);
+        }
+        net.run();
+        assert!(
+            net.closed
+                .iter()
+                .any(|(i, c, reason)| (*i, *c) == (1, from0) && reason == why),
+            "{:?}",
+            net.closed
+        );
+        for i in 0..3 {
+            assert!(names(&net, i).iter().all(|n| !n.contains("eve")), "n{i}");
+        }
     }
 }

@@ -234,7 +234,8 @@ fn a_guest_is_not_dropped_because_another_node_lost_its_host() {
                 node: node_id(2),
                 guest: 1,
             },
-            nick: "~guest-1".into(),
+            // Frames carry a guest's nick without its `~`.
+            nick: "guest-1".into(),
             reason: Some("connection reset".into()),
         }],
     );

@@ -77,9 +77,15 @@ fn nicks_that_look_alike_are_shown_with_their_tags_the_same_way_everywhere() {
         names(&mut net, 0),
         vec![real.clone(), other.clone(), "n0".into()]
     );
-    // `/msg bob` could mean either: refused, with both names.
+    // `/msg bob` could mean either: refused, with both names in the order of their ids
+    // (which come from the test keys).
     net.say(0, "/msg bob which?");
-    let told = format!("bob is ambiguous ({real}, {other}); nothing was sent");
+    let mut both = [(node_id(1), &real), (node_id(2), &other)];
+    both.sort();
+    let told = format!(
+        "bob is ambiguous ({}, {}); nothing was sent",
+        both[0].1, both[1].1
+    );
     assert!(
         net.shown[0].contains(&Event::Error(told)),
         "{:?}",
