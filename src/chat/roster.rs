@@ -284,9 +284,11 @@ impl Roster {
         }
     }
 
-    /// Records a member learnt of from one of its messages (its join went by unseen).
+    /// Records a member learnt of from one of its messages (its join went by unseen), unless
+    /// it or, for a guest, its node left or was lost (a late message brings back neither).
     pub(super) fn note(&mut self, member: MemberId, nick: &str, now: Instant) {
-        if member.node == self.me.node || self.is_away(&member, now) {
+        let host = MemberId::node(member.node);
+        if member.node == self.me.node || self.is_away(&member, now) || self.is_away(&host, now) {
             return;
         }
         if self.contains(&member) {
@@ -577,6 +579,9 @@ mod tests {
             now,
         );
         r.note(node(3), "cat", now);
+        // A guest whose node was lost: a late message of its does not bring it back.
+        r.lost.insert(node(4), now);
+        r.note(guest_of(node(4).node, 1), "orphan", now);
         let nicks: Vec<String> = r.names().into_iter().map(|n| n.nick).collect();
         assert_eq!(nicks, vec!["cat", "me"]);
     }
