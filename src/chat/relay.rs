@@ -82,6 +82,9 @@ pub(super) const SEEN_AGE: Duration = Duration::from_secs(600);
 enum Forward {
     Yes,
     No,
+    /// Not, and neither is its bundle, whatever else is in it: a bundle goes on whole, and this
+    /// frame must not (a `JOIN` past the roster's caps).
+    Never,
 }
 
 /// The ids of frames from other nodes seen lately.
@@ -198,14 +201,18 @@ impl Chat {
             self.roster.found(&MemberId::node(node));
         }
         let signed = Rc::new(Signed::assemble(node, &b.head.sig, b.frames, &b.lines));
-        let mut forward = false;
+        let (mut forward, mut never) = (false, false);
         for frame in &signed.frames {
             let Some(id) = frame.id() else { continue };
             if self.seen.first_time(id, now) {
-                forward |= self.flooded_frame(conn, frame, &signed) == Forward::Yes;
+                match self.flooded_frame(conn, frame, &signed) {
+                    Forward::Yes => forward = true,
+                    Forward::No => {}
+                    Forward::Never => never = true,
+                }
             }
         }
-        if forward {
+        if forward && !never {
             self.out.to_peers(Some(conn), signed);
         }
     }
@@ -358,8 +365,10 @@ impl Chat {
                 },
             );
         } else {
-            // Past the roster's caps: not recorded here, so not passed on either.
-            return Forward::No;
+            // Past the roster's caps: not recorded here, so not passed on either (nor the
+            // bundle it came in: nodes announce each member alone, so one packed with others
+            // is not what a node of ours sends).
+            return Forward::Never;
         }
         Forward::Yes
     }

@@ -66,6 +66,37 @@ fn a_node_announcing_more_guests_than_the_cap_is_held_to_it_and_the_rest_not_pas
     assert!(net.closed.is_empty(), "{:?}", net.closed);
 }
 
+/// The same in bundles of 64, one of them with the last guests that fit and the first that do
+/// not: a signed bundle is passed on whole or not at all, so n1 must not pass on that one
+/// (the `JOIN`s past the cap would go with it).
+#[test]
+fn a_bundle_with_a_join_past_the_cap_is_not_passed_on() {
+    let mut net = chain(3);
+    net.sent.clear();
+    let from0 = net.conn_of(1, 0);
+    let host = node_id(0);
+    let count = MAX_GUESTS_PER_NODE as u64 + 500;
+    // Guest 1 alone, then 64 a bundle: guests 962..=1025 share one.
+    let mut g = 1;
+    while g <= count {
+        let last = if g == 1 { 1 } else { (g + 63).min(count) };
+        let joins = (g..=last).map(|k| guest_join(k, 100 + k)).collect();
+        inject(&mut net, 1, from0, &signed_by(0, joins));
+        g = last + 1;
+    }
+    let at1 = net.nodes[1].roster.hosted(host);
+    assert_eq!(at1.len() - 1, MAX_GUESTS_PER_NODE, "n1 holds the cap");
+    let at2 = net.nodes[2].roster.hosted(host);
+    let relayed = net.sent.get("JOIN").copied().unwrap_or(0);
+    assert_eq!(relayed, at2.len() - 1, "n2 holds what n1 passed on");
+    assert!(relayed <= MAX_GUESTS_PER_NODE, "{relayed} relayed");
+    assert!(
+        at2.iter().all(|(m, _)| at1.iter().any(|(k, _)| k == m)),
+        "n1 passed on only guests it holds"
+    );
+    assert!(net.closed.is_empty(), "{:?}", net.closed);
+}
+
 #[test]
 fn a_departed_nodes_guests_leave_with_it_when_it_says_goodbye() {
     let mut net = chain(3);
