@@ -18,7 +18,8 @@ use crate::protocol::{self, Frame, Hello, MemberId, MsgId, NodeId};
 /// What the first line on a connection says it is.
 #[derive(Debug, PartialEq)]
 pub(super) enum FirstLine {
-    Hello(Hello),
+    /// Boxed: a hello is large (its key), and the other variants are a word at most.
+    Hello(Box<Hello>),
     /// A peerchat node of another protocol version.
     OtherVersion(u32),
     /// A hello of this version that does not hold together (a node id its key does not give).
@@ -34,7 +35,7 @@ pub(super) enum FirstLine {
 /// Classifies the first line `text` on a connection opened as `origin`.
 pub(super) fn classify(origin: Origin, text: &str) -> FirstLine {
     match protocol::parse_hello(text) {
-        Some(hello) => FirstLine::Hello(hello),
+        Some(hello) => FirstLine::Hello(Box::new(hello)),
         None => match protocol::hello_version(text) {
             Some(v) if v != protocol::VERSION => FirstLine::OtherVersion(v),
             Some(_) => FirstLine::BadHello,
@@ -101,7 +102,7 @@ impl Chat {
     /// The first line on a connection not classified yet.
     pub(super) fn first_line(&mut self, conn: ConnId, origin: Origin, text: &str) {
         match classify(origin, text) {
-            FirstLine::Hello(hello) => self.start_proof(conn, hello, text),
+            FirstLine::Hello(hello) => self.start_proof(conn, *hello, text),
             FirstLine::OtherVersion(v) => self.other_version(conn, v),
             FirstLine::BadHello => self.drop_conn(conn, "malformed hello".into()),
             FirstLine::Refusal => self.refused(conn),
@@ -267,7 +268,7 @@ impl Chat {
         } else if !self.quitting {
             self.add_member(member, &hello.nick, Some(shown_addr.clone()));
             self.learn_key(member);
-            self.out.to_guests(
+            self.out.for_guests(
                 Some(conn),
                 Frame::Join {
                     id: MsgId {

@@ -492,7 +492,7 @@ impl Chat {
                 true => reason.clone(),
                 false => Some("its node left".into()),
             };
-            self.out.to_guests(
+            self.out.for_guests(
                 None,
                 Frame::Leave {
                     id: MsgId {

@@ -38,7 +38,7 @@ impl Outbox {
     }
 
     /// `frame` on every open connection but `except`. A flooded frame reaches guests only
-    /// this way; peers get flooded frames in signed bundles ([`Outbox::to_peers`]).
+    /// this way; peers get flooded frames in signed bundles ([`Outbox::for_peers`]).
     fn broadcast(&mut self, except: Option<ConnId>, frame: Frame) {
         self.queue.push_back(Action::Broadcast {
             except,
@@ -54,12 +54,12 @@ impl Outbox {
     }
 
     /// A frame for guests only (a frame relayed, a leave this node decided to show).
-    pub(super) fn to_guests(&mut self, except: Option<ConnId>, frame: Frame) {
+    pub(super) fn for_guests(&mut self, except: Option<ConnId>, frame: Frame) {
         self.broadcast(except, frame);
     }
 
     /// A signed bundle for every peer but `except`.
-    pub(super) fn to_peers(&mut self, except: Option<ConnId>, bundle: Rc<Signed>) {
+    pub(super) fn for_peers(&mut self, except: Option<ConnId>, bundle: Rc<Signed>) {
         self.broadcast(except, Frame::Signed(bundle));
     }
 

@@ -213,7 +213,7 @@ impl Chat {
             }
         }
         if forward && !never {
-            self.out.to_peers(Some(conn), signed);
+            self.out.for_peers(Some(conn), signed);
         }
     }
 
@@ -275,7 +275,7 @@ impl Chat {
         speech: Speech,
     ) -> Forward {
         self.roster.note(from, nick, self.clock);
-        self.out.to_guests(Some(conn), frame.clone());
+        self.out.for_guests(Some(conn), frame.clone());
         let (from, text) = (self.roster.shown(from), text.to_string());
         self.out.show(match speech {
             Speech::Act => Event::Me { from, text },
@@ -317,7 +317,7 @@ impl Chat {
         if member == self.me {
             return Forward::No;
         }
-        self.out.to_guests(Some(conn), frame.clone());
+        self.out.for_guests(Some(conn), frame.clone());
         if !self.roster.contains(&member) {
             // Unknown here: it will be known by its new nick when it speaks.
             return Forward::Yes;
@@ -351,7 +351,7 @@ impl Chat {
             self.learn_key(member);
         } else if self.add_member(member, nick, addr.clone()) {
             self.learn_key(member);
-            self.out.to_guests(
+            self.out.for_guests(
                 Some(conn),
                 Frame::Join {
                     id: MsgId {
@@ -555,7 +555,7 @@ impl Chat {
     fn seal_batch(&mut self, batch: Vec<Frame>, peers: bool) {
         if !batch.is_empty() && peers {
             let signed = Signed::seal(&self.cfg.key, self.cfg.node, batch);
-            self.out.to_peers(None, Rc::new(signed));
+            self.out.for_peers(None, Rc::new(signed));
         }
     }
 
@@ -574,7 +574,7 @@ impl Chat {
         } else {
             self.roster.keep_announcement(member, signed.clone());
         }
-        self.out.to_peers(None, signed);
+        self.out.for_peers(None, signed);
     }
 
     /// A line from guest `conn`, within its flood limit: a command (see `guests.rs`), or
