@@ -147,6 +147,8 @@ struct Outcome {
     send_secs: f64,
     cpu: [f64; 3],
     peak_rss_kib: [u64; 3],
+    /// Ended by [`MAX_RUN`]: what was still on its way counts as lost.
+    timed_out: bool,
 }
 
 /// Sends warm-up lines on `sender` until one reaches `receiver`.
@@ -199,7 +201,7 @@ fn run(messages: usize) -> Result<Outcome, String> {
     let mut got = vec![0u64; messages / 64 + 1];
     let (mut received, mut duplicates) = (0u64, 0u64);
     let mut last = start;
-    loop {
+    let timed_out = loop {
         let before = received;
         let open = receiver
             .read(|seq| {
@@ -219,11 +221,12 @@ fn run(messages: usize) -> Result<Outcome, String> {
         if received > before {
             last = now;
         }
+        let late = now - start > MAX_RUN;
         let done = received == messages as u64;
-        if done || !open || now - last > QUIET_END || now - start > MAX_RUN {
-            break;
+        if done || !open || now - last > QUIET_END || late {
+            break late;
         }
-    }
+    };
     let cpu1 = chain.cpu();
     if let Some(h) = handle {
         // Unblocks a sender that A stopped reading.
@@ -238,6 +241,7 @@ fn run(messages: usize) -> Result<Outcome, String> {
         send_secs: sent_at.map_or(f64::NAN, |t| t.duration_since(start).as_secs_f64()),
         cpu: [0, 1, 2].map(|i| cpu1[i] - cpu0[i]),
         peak_rss_kib: chain.peak_rss(),
+        timed_out,
     })
 }
 
@@ -265,6 +269,12 @@ fn print(o: &Outcome) {
     );
     let [a, b, c] = o.peak_rss_kib;
     println!("  peak RSS KiB: A {a}  B {b}  C {c}");
+    if o.timed_out {
+        println!(
+            "  stopped at the {} s limit: messages still on their way count as lost",
+            MAX_RUN.as_secs()
+        );
+    }
 }
 
 fn main() {
