@@ -128,7 +128,7 @@ impl Chat {
         }
         let proof = protocol::sign::sign_proof(&self.cfg.key, &c.sent, line);
         c.kind = Kind::Proving {
-            hello,
+            hello: Box::new(hello),
             line: line.to_string(),
         };
         self.out.send_first(conn, &Frame::Proof(proof));
@@ -159,7 +159,7 @@ impl Chat {
                 "its hello was not proven (bad or missing proof)".into(),
             );
         }
-        let hello = hello.clone();
+        let hello = Hello::clone(hello);
         self.make_peer(conn, hello);
     }
 

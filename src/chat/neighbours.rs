@@ -54,8 +54,9 @@ pub(super) struct Peer {
     /// Where it listens (its address as we see it, with the port from its hello).
     pub(super) listen: Option<SocketAddr>,
     pub(super) alive: Keepalive,
-    /// A bundle of signed frames being read: its head and the lines so far.
-    pub(super) bundle: Option<Incoming>,
+    /// A bundle of signed frames being read: its head and the lines so far (boxed, as the
+    /// hello above: it is large, and only peers ever have one).
+    pub(super) bundle: Option<Box<Incoming>>,
 }
 
 /// A bundle whose frame lines are still arriving.
@@ -113,9 +114,11 @@ pub(super) enum Voice {
 pub(super) enum Kind {
     /// No line yet; taken for a guest when its hello wait (a chat timer) is over.
     Pending,
-    /// It said hello (`line`, as it came); its proof of the key is awaited.
+    /// It said hello (`line`, as it came); its proof of the key is awaited. The hello, with
+    /// its key, is boxed: every connection's record is as large as the largest kind, and
+    /// thousands of guests need not pay for it.
     Proving {
-        hello: Hello,
+        hello: Box<Hello>,
         line: String,
     },
     Peer(Peer),

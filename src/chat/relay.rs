@@ -117,11 +117,11 @@ impl Chat {
             Frame::Peers(peers) => self.peers_frame(conn, peers),
             Frame::Bundle(head) => {
                 if let Some(p) = self.neighbours.peer_mut(conn) {
-                    p.bundle = Some(Incoming {
+                    p.bundle = Some(Box::new(Incoming {
                         head,
                         lines: Vec::new(),
                         frames: Vec::new(),
-                    });
+                    }));
                 }
             }
             // A flooded frame must come signed: a neighbour sending one bare is not a node
@@ -153,7 +153,7 @@ impl Chat {
         }
         if b.frames.len() == b.head.count {
             if let Some(done) = p.bundle.take() {
-                self.bundle_done(conn, done);
+                self.bundle_done(conn, *done);
             }
         }
     }
