@@ -84,8 +84,13 @@ impl Node {
     pub fn spawn_with(cmd: &mut Command) -> Node {
         let config = own_config(cmd);
         let spawning = spawning();
+        // The nodes' own logs stay quiet unless asked for: `PEERCHAT_IT_LOG=debug` logs, and a
+        // failing test prints each node's stderr (see `Drop`).
+        match std::env::var("PEERCHAT_IT_LOG") {
+            Ok(level) => cmd.env("RUST_LOG", level),
+            Err(_) => cmd.env_remove("RUST_LOG"),
+        };
         let mut child = cmd
-            .env_remove("RUST_LOG")
             .env("NO_COLOR", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -270,6 +275,12 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() && std::env::var_os("PEERCHAT_IT_LOG").is_some() {
+            let pid = self.child.id();
+            for line in self.stderr.try_iter() {
+                eprintln!("[node {pid}] {line}");
+            }
+        }
     }
 }
 
