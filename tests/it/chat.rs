@@ -951,7 +951,11 @@ fn a_reconnecting_client_is_back_when_its_killed_hub_restarts() {
     use peerchat::reactor::{Dial, Ended, Reactor, Setup};
     use std::time::{Duration, Instant};
 
-    let (mut hub, port) = Node::listener("hub", &[]);
+    // The hub restarts as the same person: its key is kept in a file both runs use.
+    let dir = util::TempDir::new("hub-key");
+    let key = dir.0.join("identity");
+    let key = key.to_str().expect("utf-8 temp path");
+    let (mut hub, port) = Node::listener("hub", &["--identity", key]);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let setup = Setup {
         dials: vec![Dial {
@@ -1004,7 +1008,8 @@ fn a_reconnecting_client_is_back_when_its_killed_hub_restarts() {
         "{again}"
     );
 
-    let mut hub = Node::spawn(&["-l", &addr.to_string(), "--json", "--nick", "hub"]);
+    let listen = addr.to_string();
+    let mut hub = Node::spawn(&["-l", &listen, "--json", "--nick", "hub", "--identity", key]);
     hub.wait_join("client");
     hub.send("back on the same port");
     wait_for("<hub> back on the same port");

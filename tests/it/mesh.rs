@@ -10,7 +10,7 @@
 use std::net::TcpListener;
 use std::process::Command;
 
-use crate::util::{self, free_range, links_between, wait_until, Bridge, Node, TempPath};
+use crate::util::{self, free_range, links_between, wait_until, Bridge, Node, TempDir, TempPath};
 use serde_json::Value;
 
 /// A running node and the nick the others know it by.
@@ -372,9 +372,14 @@ fn nodes_started_at_once_get_one_connection_per_pair() {
 #[test]
 fn killed_mesh_node_leaves_and_rejoins_when_restarted() {
     let range = free_range(4);
+    // c restarts as the same person: its key is kept in a file both runs use.
+    let dir = TempDir::new("mesh-c");
+    let key = dir.0.join("identity");
+    let key = key.to_str().expect("utf-8 temp path");
+    let c_args = ["--identity", key];
     let mut peers: Vec<Peer> = ["a", "b", "c"]
         .iter()
-        .map(|n| mesh(range, n, &[]))
+        .map(|&n| mesh(range, n, if n == "c" { &c_args } else { &[] }))
         .collect();
     wait_all_joined(&mut peers);
 
@@ -386,7 +391,7 @@ fn killed_mesh_node_leaves_and_rejoins_when_restarted() {
     }
 
     // Same nick, same range: it finds the others again, and they find it.
-    peers[2] = mesh(range, "c", &[]);
+    peers[2] = mesh(range, "c", &c_args);
     for p in &mut peers[..2] {
         p.node.wait_join("c");
     }
@@ -681,7 +686,15 @@ fn same_nick_is_disambiguated() {
         .wait_event(|v| v["event"] == "message" && v["text"] == "from the second bob");
     let names = [&first["from"], &second["from"]].map(|f| f.as_str().unwrap_or("").to_string());
     assert_ne!(names[0], names[1], "{first} {second}");
+    // Two people called bob have two keys: carol remembers the first key she saw for `bob`
+    // and warns on the other's messages (which bob joined her first is up to the network).
+    let warned = names
+        .iter()
+        .filter(|n| n.ends_with(" (key changed!)"))
+        .count();
+    assert_eq!(warned, 1, "{names:?}");
     for name in &names {
+        let name = name.trim_end_matches(" (key changed!)");
         let suffix = name.strip_prefix("bob#").unwrap_or("");
         assert!(
             suffix.len() == 4 && suffix.bytes().all(|b| b.is_ascii_hexdigit()),
