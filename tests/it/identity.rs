@@ -167,3 +167,80 @@ fn test_nodes_get_a_config_dir_of_their_own() {
         assert_eq!(mode(&dir.join("peerchat/identity")), 0o600);
     }
 }
+
+/// `alice`'s `/names` entry for `nick`.
+fn names_entry(alice: &mut Node, nick: &str) -> serde_json::Value {
+    alice.send("/names");
+    let names = alice.wait_event(|v| v["event"] == "names");
+    names["names"]
+        .as_array()
+        .and_then(|list| list.iter().find(|n| n["nick"] == nick))
+        .cloned()
+        .unwrap_or_else(|| panic!("no {nick} in {names}"))
+}
+
+/// Remembered keys, as SSH's known_hosts: the first key seen for `bob` is kept in alice's
+/// config directory, and a later `bob` with another key is shown with a warning on every
+/// message and in `/names` — also after alice restarts — while the first key is never warned
+/// about.
+#[test]
+fn a_nick_back_with_another_key_is_warned_about_on_every_message_and_in_names() {
+    let keys = TempDir::new("bob-keys");
+    let first = keys.0.join("first");
+    let second = keys.0.join("second");
+    let [first, second] = [&first, &second].map(|p| p.to_str().expect("utf-8 path").to_string());
+    let (mut alice, port) = Node::listener("alice", &[]);
+
+    let mut bob = Node::client("bob", port, &["--identity", &first]);
+    bob.wait_join("alice");
+    bob.send("the first bob");
+    alice.wait_message("bob", "the first bob");
+    let known = names_entry(&mut alice, "bob");
+    assert!(
+        known["key"].is_string() && known["key_was"].is_null(),
+        "{known}"
+    );
+    bob.send("/quit");
+    alice.wait_leave("bob");
+
+    let mut other = Node::client("bob", port, &["--identity", &second]);
+    other.wait_join("alice");
+    for text in ["it is me, really", "send me the file"] {
+        other.send(text);
+        alice.wait_message("bob (key changed!)", text);
+    }
+    let changed = names_entry(&mut alice, "bob");
+    assert_ne!(changed["key"], known["key"], "{changed}");
+    assert_eq!(changed["key_was"], known["key"], "{changed}");
+    other.send("/quit");
+    alice.wait_leave("bob");
+
+    // alice restarts with the same config directory: the first key is still the one she knows.
+    let config = alice
+        .config_dir()
+        .expect("alice's config dir")
+        .to_path_buf();
+    alice.send("/quit");
+    alice.wait_exit();
+    let mut cmd = Command::new(bin());
+    cmd.env("XDG_CONFIG_HOME", &config);
+    let mut alice = Node::spawn_with(cmd.args(["-l", "127.0.0.1:0", "--json", "--nick", "alice"]));
+    let ev = alice.wait_event(|v| {
+        v["event"] == "info" && v["text"].as_str().unwrap_or("").starts_with("listening on")
+    });
+    let port: u16 = ev["text"]
+        .as_str()
+        .and_then(|t| t.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let mut other = Node::client("bob", port, &["--identity", &second]);
+    other.wait_join("alice");
+    other.send("after the restart");
+    alice.wait_message("bob (key changed!)", "after the restart");
+    other.send("/quit");
+    alice.wait_leave("bob");
+    let mut bob = Node::client("bob", port, &["--identity", &first]);
+    bob.wait_join("alice");
+    bob.send("the first key again");
+    alice.wait_message("bob", "the first key again");
+}
