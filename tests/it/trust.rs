@@ -336,3 +336,64 @@ fn a_node_of_the_old_protocol_is_refused_with_a_clear_line_on_both_sides() {
         v["event"] == "error" && v["text"].as_str().unwrap_or("").contains("peerchat/1")
     });
 }
+
+/// Peer-exchange reflection: connections each listing the same 64 addresses once made a node
+/// open a connection per address per list (601 from 100 lists, one address 100 times). Now one
+/// list starts a few dials at most, and an address is dialled at most once an interval however
+/// many lists name it; the lists are still used.
+#[test]
+fn peers_lists_cannot_make_a_node_dial_one_address_twice_or_many_at_once() {
+    const LISTS: u8 = 10;
+    let (mut alice, port) = Node::listener("alice", &["--max-peers", "200"]);
+    let targets: Vec<TcpListener> = (0..64)
+        .map(|_| {
+            let t = TcpListener::bind("127.0.0.1:0").expect("bind a target");
+            t.set_nonblocking(true).expect("nonblocking");
+            t
+        })
+        .collect();
+    let list: Vec<String> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let addr = t.local_addr().expect("target address");
+            format!("{:016x}@{addr}", 0x7700 + i)
+        })
+        .collect();
+    let mut fakes = Vec::new();
+    for i in 0..LISTS {
+        let nick = format!("m{i}");
+        let mut fake = FakePeer::connect(port, &nick, 80 + i);
+        fake.announce();
+        fake.raw
+            .send(format!("PEERS {}\n", list.join(" ")).as_bytes());
+        // Lines on one connection are taken in order: once this shows, the list was read.
+        fake.say("listed");
+        alice.wait_message(&nick, "listed");
+        fakes.push(fake);
+    }
+    // Dials started on reading a list are in the targets' accept queues by now; a margin for
+    // any that come later.
+    let mut dials = [0u32; 64];
+    let end = Instant::now() + Duration::from_secs(2);
+    let mut kept = Vec::new();
+    while Instant::now() < end {
+        for (i, t) in targets.iter().enumerate() {
+            while let Ok((stream, _)) = t.accept() {
+                dials[i] += 1;
+                kept.push(stream);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let total: u32 = dials.iter().sum();
+    assert!(
+        dials.iter().all(|&n| n <= 1),
+        "an address dialled twice: {dials:?}"
+    );
+    assert!(
+        total <= u32::from(LISTS) * 4,
+        "{LISTS} lists started {total} dials: {dials:?}"
+    );
+    assert!(total > 0, "the lists were not used at all");
+}
