@@ -397,3 +397,69 @@ fn peers_lists_cannot_make_a_node_dial_one_address_twice_or_many_at_once() {
     );
     assert!(total > 0, "the lists were not used at all");
 }
+
+/// `node`'s `/names` list.
+fn names(node: &mut Node) -> Vec<serde_json::Value> {
+    node.send("/names");
+    let names = node.wait_event(|v| v["event"] == "names");
+    names["names"].as_array().cloned().unwrap_or_default()
+}
+
+/// Roster bloat: one node announced thousands of invented guests, with free text for their
+/// addresses, and every node kept them all, also after it left. Now a node's guests are capped
+/// (1 024 here), a free-text address closes the connection it came on, and a node's guests
+/// leave with it.
+#[test]
+fn invented_guests_are_capped_per_node_and_leave_with_it() {
+    let (mut alice, port) = Node::listener("alice", &[]);
+    let mut mallory = FakePeer::connect(port, "mallory", 90);
+    mallory.announce();
+    alice.wait_join("mallory");
+    let me = mallory.me();
+    for chunk in 0..22u32 {
+        let joins: Vec<Frame> = (1..=50)
+            .map(|g| {
+                let guest = chunk * 50 + g;
+                Frame::Join {
+                    id: mallory.next_id(),
+                    member: MemberId { guest, ..me },
+                    nick: format!("g{guest}"),
+                    addr: Some(format!("10.0.{}.{}:4000", guest / 250, guest % 250 + 1)),
+                    key: None,
+                }
+            })
+            .collect();
+        mallory.send_signed(joins);
+    }
+    mallory.say("all announced");
+    alice.wait_message("mallory", "all announced");
+    let guests = |list: &[serde_json::Value]| {
+        list.iter()
+            .filter(|n| n["nick"].as_str().is_some_and(|n| n.starts_with("~g")))
+            .count()
+    };
+    assert_eq!(guests(&names(&mut alice)), 1024);
+
+    // A guest whose address is free text: the connection it came on is closed.
+    let join = Frame::Join {
+        id: mallory.next_id(),
+        member: MemberId { guest: 5000, ..me },
+        nick: "bloat".into(),
+        addr: Some("x".repeat(30_000)),
+        key: None,
+    };
+    mallory.send_signed(vec![join]);
+    assert!(closed(&mut mallory.raw), "mallory's connection is closed");
+    // Gone without a goodbye: once alice gives mallory up, its guests go with it.
+    alice.wait_leave("mallory");
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = guests(&names(&mut alice));
+        if left == 0 {
+            break;
+        }
+        assert!(Instant::now() < end, "{left} of mallory's guests stayed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!alice.events().iter().any(|v| v["nick"] == "~bloat"));
+}
