@@ -148,9 +148,10 @@ impl Chat {
         }
     }
 
-    /// What `/whois NICK` tells: the member, its key's fingerprint, where it is, and a warning
-    /// if its nick was seen before with another key.
-    pub(super) fn whois_lines(&self, nick: &str) -> Vec<String> {
+    /// What `/whois NICK` tells: the member, its key's fingerprint, where it is (`with_addr`:
+    /// never to a guest, who is not shown addresses), and a warning if its nick was seen
+    /// before with another key.
+    pub(super) fn whois_lines(&self, nick: &str, with_addr: bool) -> Vec<String> {
         let member = match self.roster.resolve(nick) {
             Ok(m) => m,
             Err(msg) => return vec![msg],
@@ -168,7 +169,7 @@ impl Chat {
                 self.roster.display(MemberId::node(member.node))
             ),
         });
-        if let Some(addr) = &m.addr {
+        if let Some(addr) = m.addr.as_ref().filter(|_| with_addr) {
             lines.push(format!("{name}: at {addr}"));
         }
         let how = if member == self.me {

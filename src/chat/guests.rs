@@ -156,7 +156,7 @@ impl Chat {
                 }
             }
             Command::Whois(nick) => {
-                for line in self.whois_lines(nick) {
+                for line in self.whois_lines(nick, false) {
                     self.out.tell(conn, format!("* {line}"));
                 }
             }

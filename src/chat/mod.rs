@@ -431,7 +431,7 @@ impl Chat {
             Command::Nick(new) => self.change_nick(new),
             Command::Names => self.out.show(Event::Names(self.roster.names())),
             Command::Whois(nick) => {
-                for line in self.whois_lines(nick) {
+                for line in self.whois_lines(nick, true) {
                     self.out.show(Event::Info(line));
                 }
             }

@@ -397,3 +397,34 @@ fn a_guest_number_whose_name_a_guest_took_in_another_case_is_skipped() {
     // A guest may not take a nick another holds in any case; the number given must not either.
     second_guest_after_the_first_took("GUEST-2");
 }
+
+/// `/whois` gives a member's key fingerprint and how it is reached; to a guest, who is never
+/// shown addresses, without its address.
+#[test]
+fn whois_tells_the_fingerprint_and_only_a_node_the_address() {
+    let (mut net, a, _) = hub_with_guests();
+    let fp = crate::protocol::sign::fingerprint(&net.nodes[0].cfg.key.verifying_key());
+    net.say(1, "/whois n0");
+    let info: Vec<String> = net.shown[1]
+        .iter()
+        .filter_map(|e| match e {
+            Event::Info(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(info.contains(&format!("n0: key {fp}")), "{info:#?}");
+    assert!(
+        info.contains(&"n0: connected to this node".to_string()),
+        "{info:#?}"
+    );
+    assert!(info.iter().any(|l| l.starts_with("n0: at ")), "{info:#?}");
+
+    let fp1 = crate::protocol::sign::fingerprint(&net.nodes[1].cfg.key.verifying_key());
+    net.clear_screen(0, a);
+    net.guest_says(0, a, "/whois n1");
+    let screen = net.screen(0, a).to_vec();
+    assert!(has(&screen, &format!("* n1: key {fp1}")), "{screen:#?}");
+    assert!(has(&screen, "* n1: connected to this node"), "{screen:#?}");
+    assert!(!screen.iter().any(|l| l.contains(" at ")), "{screen:#?}");
+    assert!(!net.messages(1).iter().any(|(_, t)| t.contains("whois")));
+}
