@@ -267,7 +267,6 @@ impl Chat {
             self.learn_key(member);
         } else if !self.quitting {
             self.add_member(member, &hello.nick, Some(shown_addr.clone()));
-            self.learn_key(member);
             self.out.for_guests(
                 Some(conn),
                 Frame::Join {
@@ -394,7 +393,6 @@ impl Chat {
             return;
         }
         self.add_member(member, &nick, Some(addr.clone()));
-        self.learn_key(member);
         let id = self.next_id();
         self.out.originate(
             Some(conn),

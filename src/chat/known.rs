@@ -35,10 +35,10 @@ pub fn is_fingerprint(text: &str) -> bool {
 }
 
 /// The form of a nick that remembered keys are filed under: two nicks that fold alike share one
-/// remembered key. Case-insensitive for now; the one place to make it stricter (a confusable
-/// skeleton).
+/// remembered key. The look-alike key (TR39 skeleton, without case), so that Cyrillic `bоb`
+/// while bob is away is checked against bob's key, not remembered as someone new.
 pub fn fold(nick: &str) -> String {
-    nick.to_lowercase()
+    crate::protocol::skeleton_key(nick)
 }
 
 /// What a nick's key is, compared with the one remembered for it.
@@ -226,6 +226,23 @@ mod tests {
         );
         assert_eq!(known.remember("bOb", B), None);
         assert_eq!(fold("ÀNA"), fold("àna"));
+    }
+
+    #[test]
+    fn a_look_alike_nick_is_checked_against_the_key_remembered_for_the_nick_it_imitates() {
+        let mut known = KnownKeys::new();
+        assert!(known.remember("bob", A).is_some());
+        // Cyrillic о, and a zero for an o.
+        for imitation in ["b\u{043e}b", "B0B"] {
+            assert_eq!(
+                known.check(imitation, B),
+                KeyCheck::Changed {
+                    remembered: A.into()
+                },
+                "{imitation}"
+            );
+            assert_eq!(known.remember(imitation, B), None);
+        }
     }
 
     #[test]

@@ -464,7 +464,13 @@ impl Chat {
     fn add_member(&mut self, member: MemberId, nick: &str, addr: Option<String>) -> bool {
         let join = self.roster.add(member, nick, addr);
         let fitted = join.is_some();
-        if let Some(join) = join {
+        if let Some(mut join) = join {
+            // Its key first, so that a join under a nick known with another key is shown with
+            // the warning its messages will carry.
+            self.learn_key(member);
+            if let Event::Join { nick, .. } = &mut join {
+                *nick = self.roster.shown(member);
+            }
             self.out.show(join);
         }
         fitted

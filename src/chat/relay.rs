@@ -350,7 +350,6 @@ impl Chat {
             self.roster.update(member, nick, addr.clone());
             self.learn_key(member);
         } else if self.add_member(member, nick, addr.clone()) {
-            self.learn_key(member);
             self.out.for_guests(
                 Some(conn),
                 Frame::Join {

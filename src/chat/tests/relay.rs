@@ -383,6 +383,8 @@ fn the_same_nick_twice_is_told_apart_the_same_way_everywhere() {
             (format!("n1{two} (key changed!)"), "from two".into())
         ]
     );
+    // Its join said so too.
+    assert_eq!(net.joins_of(0, &format!("n1{two} (key changed!)")), 1);
     net.say(0, "/msg n1 which?");
     assert!(net.shown[0]
         .iter()
