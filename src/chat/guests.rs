@@ -98,6 +98,15 @@ pub(super) fn too_many_line(max: usize) -> String {
     format!("* too many guests from your address ({max}); try again later")
 }
 
+/// Why a guest was refused before it joined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// Its address has `--max-guests-per-ip` guests here already.
+    TooMany,
+    /// Guests from its address came (and went) faster than their shared flood budget allows.
+    TooFast,
+}
+
 impl Chat {
     /// True if address `source` has all the guests it may have (`--max-guests-per-ip`).
     pub(super) fn too_many_guests_from(&self, source: IpAddr) -> bool {
@@ -109,19 +118,32 @@ impl Chat {
     /// `conn`, from `source`, would be one guest too many from there: it is told so and closed,
     /// and never joins (nobody sees it come or go). The user is shown it, once a minute at most
     /// for an address, so that a stream of refused connections is not a stream of notices.
-    pub(super) fn refuse_guest(&mut self, conn: ConnId, source: IpAddr) {
+    pub(super) fn refuse_guest(&mut self, conn: ConnId, source: IpAddr, why: Refusal) {
         let max = self.cfg.max_guests_per_ip.unwrap_or(0);
         self.forget_conn(conn);
         // As a guest, so that the line goes out as text (with what was held for it, if
         // anything: at most the hello wait's worth of chat).
         self.out.classify(conn, Role::Guest);
-        self.out.tell(conn, too_many_line(max));
+        let (told, notice) = match why {
+            Refusal::TooMany => (
+                too_many_line(max),
+                format!(
+                    "too many guests from {source} ({max}, --max-guests-per-ip): refusing more \
+                     from there"
+                ),
+            ),
+            Refusal::TooFast => (
+                "* guests from your address come and go too fast; try again later".to_string(),
+                format!(
+                    "guests from {source} come and go faster than --rate-limit: refusing them \
+                     for now"
+                ),
+            ),
+        };
+        self.out.tell(conn, told);
         self.out.retire(conn);
         if self.neighbours.notice_refusal(source, self.clock) {
-            self.out.show(Event::Info(format!(
-                "too many guests from {source} ({max}, --max-guests-per-ip): refusing more \
-                 from there"
-            )));
+            self.out.show(Event::Info(notice));
         }
     }
 

@@ -10,6 +10,8 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use super::flood::Verdict;
+use super::guests::Refusal;
 use super::neighbours::{source_of, Guest, Kind, Neighbour, Peer, Voice};
 use super::{Chat, ConnId, Due, Origin, HELLO_WAIT_DIALLED};
 use crate::event::{Event, Role};
@@ -359,7 +361,20 @@ impl Chat {
         };
         // Only connections that came to us: one the user dialled is theirs to have.
         if origin == Origin::Accepted && self.too_many_guests_from(source) {
-            return self.refuse_guest(conn, source);
+            return self.refuse_guest(conn, source, Refusal::TooMany);
+        }
+        let mut bucket = self
+            .neighbours
+            .guest_bucket(source, self.clock, self.cfg.guest_rate);
+        // Coming is speech too: a join (and the leave that follows it) costs its address one
+        // line of the budget its guests share, so that reconnecting in a loop cannot fill
+        // screens with joins and leaves. Part of the limits per address: off with them
+        // (`--max-guests-per-ip 0`, for many guests behind one address).
+        let per_address = self.cfg.max_guests_per_ip.is_some();
+        if let (Origin::Accepted, Some(limit), true) = (origin, self.cfg.guest_rate, per_address) {
+            if bucket.take(self.clock, limit) != Verdict::Pass {
+                return self.refuse_guest(conn, source, Refusal::TooFast);
+            }
         }
         // A number whose name someone took in any case (a guest's `/nick Guest-7`) is skipped, so the new
         // guest is not shown with a tag and `/msg guest-7` stays unambiguous; each member
@@ -383,9 +398,7 @@ impl Chat {
             member,
             nick: nick.clone(),
             voice,
-            bucket: self
-                .neighbours
-                .guest_bucket(source, self.clock, self.cfg.guest_rate),
+            bucket,
         };
         self.neighbours.set_kind(conn, Kind::Guest(guest));
         self.classified(conn, Role::Guest);

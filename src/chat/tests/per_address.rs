@@ -165,7 +165,52 @@ fn a_guest_that_reconnects_at_once_does_not_get_a_fresh_burst() {
         net.nodes[0].handle_closed(g, None);
         net.run();
     }
-    assert_eq!(net.messages(1).len(), burst);
+    // The burst, less the first join; the next guests found the budget spent and were
+    // refused before they joined: nobody saw them come or go.
+    assert_eq!(net.messages(1).len(), burst - 1);
+    assert_eq!(net.joins_of(1, "~guest-1"), 1);
+    assert_eq!(guest_joins(&net, 1), 1);
+}
+
+/// How many joins of guests node `i` showed.
+fn guest_joins(net: &Net, i: usize) -> usize {
+    net.count(
+        i,
+        |e| matches!(e, Event::Join { nick, .. } if nick.starts_with('~')),
+    )
+}
+
+/// Coming and going is speech too: a guest reconnecting in a loop was held to its lines but
+/// put a join and a leave on every screen each time. Each join costs its address a line.
+#[test]
+fn guests_that_come_and_go_in_a_loop_are_held_to_their_addresss_budget() {
+    let mut net = Net::new(2);
+    net.link(0, 1);
+    let limit = RateLimit::per_second(1);
+    net.nodes[0].cfg.guest_rate = Some(limit);
+    let mut refused = 0;
+    for _ in 0..100 {
+        let g = net.guest(0);
+        net.guest_says(0, g, "hi");
+        if net
+            .screen(0, g)
+            .iter()
+            .any(|l| l == "* guests from your address come and go too fast; try again later")
+        {
+            refused += 1;
+        }
+        net.nodes[0].handle_closed(g, None);
+        net.run();
+    }
+    // Ten lines' worth: five joins with a line each; the other 95 were refused unseen.
+    let joins = guest_joins(&net, 1);
+    assert_eq!(joins, limit.burst as usize / 2, "{:?}", net.shown[1]);
+    assert_eq!(refused, 100 - joins);
+    // A second later, the address may come again.
+    net.tick(Duration::from_secs(2));
+    let g = net.guest(0);
+    net.guest_says(0, g, "back");
+    assert_eq!(net.messages(1).last().map(|m| m.1.as_str()), Some("back"));
 }
 
 #[test]
