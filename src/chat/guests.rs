@@ -33,10 +33,11 @@ const WELCOME_COMMANDS: [&str; 2] = [
 ];
 
 /// What `/help` tells a guest.
-pub(super) const GUEST_HELP: [&str; 7] = [
+pub(super) const GUEST_HELP: [&str; 8] = [
     "* type a line to send it to everyone. Commands:",
     "*   /nick NAME       change your name",
     "*   /names           who is here",
+    "*   /whois NICK      who NICK is: its key's fingerprint",
     "*   /msg NICK text   a message for NICK alone",
     "*   /me action       an action, shown as * NICK action",
     "*   /quit [reason]   leave (also /exit or sair)",
