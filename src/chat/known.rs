@@ -15,6 +15,14 @@ use crate::protocol::check_nick;
 /// nothing more is remembered (a key past the cap is shown as new every time, never as changed).
 pub const MAX_KNOWN: usize = 10_000;
 
+/// Nicks remembered for one key, at most: a node renaming itself over and over (or announcing
+/// nick after nick) takes a few entries of the file, not all of them.
+pub const MAX_NICKS_PER_KEY: usize = 4;
+
+/// New nicks remembered in one run, at most: what one session with hostile nodes (many keys,
+/// many nicks) can add to the file for good.
+pub const MAX_NEW_PER_RUN: usize = 256;
+
 /// Length of a fingerprint as text: 16 hex digits in four groups, three colons.
 const FINGERPRINT_LEN: usize = 19;
 
@@ -52,11 +60,24 @@ pub enum KeyCheck {
     Changed { remembered: String },
 }
 
-/// Nick (folded) to the fingerprint first seen for it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Nick (folded) to the fingerprint first seen for it. Two are equal when they remember the
+/// same keys (how many were added in this run is not what they know).
+#[derive(Clone, Debug, Default)]
 pub struct KnownKeys {
     by_nick: HashMap<String, String>,
+    /// How many nicks each fingerprint has (see [`MAX_NICKS_PER_KEY`]).
+    per_key: HashMap<String, usize>,
+    /// Nicks remembered since this was read (see [`MAX_NEW_PER_RUN`]).
+    added: usize,
 }
+
+impl PartialEq for KnownKeys {
+    fn eq(&self, other: &KnownKeys) -> bool {
+        self.by_nick == other.by_nick
+    }
+}
+
+impl Eq for KnownKeys {}
 
 impl KnownKeys {
     /// Nothing remembered yet.
@@ -73,7 +94,10 @@ impl KnownKeys {
             if known.by_nick.len() >= MAX_KNOWN {
                 break;
             }
-            known.by_nick.entry(fold(nick)).or_insert(fp);
+            if let std::collections::hash_map::Entry::Vacant(e) = known.by_nick.entry(fold(nick)) {
+                *known.per_key.entry(fp.clone()).or_default() += 1;
+                e.insert(fp);
+            }
         }
         known
     }
@@ -100,10 +124,16 @@ impl KnownKeys {
 
     /// Remembers `fp` for `nick` if nothing is remembered for it yet: returns the line to append
     /// to the file (`NICK FINGERPRINT`, without its newline). `None` when the nick already has a
-    /// key (the first stays), when the cap is reached, or for a nick or fingerprint that could
-    /// not be read back.
+    /// key (the first stays), when a cap is reached (in all, for this key, in this run), or for
+    /// a nick or fingerprint that could not be read back.
     pub fn remember(&mut self, nick: &str, fp: &str) -> Option<String> {
-        if self.by_nick.len() >= MAX_KNOWN || check_nick(nick).is_err() || !is_fingerprint(fp) {
+        let full = self.by_nick.len() >= MAX_KNOWN
+            || self.added >= MAX_NEW_PER_RUN
+            || self
+                .per_key
+                .get(fp)
+                .is_some_and(|&n| n >= MAX_NICKS_PER_KEY);
+        if full || check_nick(nick).is_err() || !is_fingerprint(fp) {
             return None;
         }
         let folded = fold(nick);
@@ -111,6 +141,8 @@ impl KnownKeys {
             return None;
         }
         self.by_nick.insert(folded, fp.to_string());
+        *self.per_key.entry(fp.to_string()).or_default() += 1;
+        self.added += 1;
         Some(format!("{nick} {fp}"))
     }
 }
@@ -228,6 +260,36 @@ mod tests {
         assert_eq!(fold("ÀNA"), fold("àna"));
     }
 
+    /// A fingerprint made from a counter.
+    fn fp_n(n: usize) -> String {
+        let hex = format!("{n:016x}");
+        (0..4)
+            .map(|i| &hex[i * 4..i * 4 + 4])
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+
+    #[test]
+    fn one_key_is_remembered_for_a_few_nicks_and_one_run_adds_a_bounded_number() {
+        let mut known = KnownKeys::new();
+        let kept = (0..100)
+            .filter(|i| known.remember(&format!("rename{i}"), A).is_some())
+            .count();
+        assert_eq!(kept, MAX_NICKS_PER_KEY);
+        assert_eq!(known.check("rename99", B), KeyCheck::New);
+        let kept = (0..10 * MAX_NEW_PER_RUN)
+            .filter(|&i| known.remember(&format!("sybil{i}"), &fp_n(i)).is_some())
+            .count();
+        assert_eq!(kept, MAX_NEW_PER_RUN - MAX_NICKS_PER_KEY);
+        // The next run reads them all back and may add as many again.
+        let text: String = (0..MAX_NICKS_PER_KEY)
+            .map(|i| format!("rename{i} {A}\n"))
+            .collect();
+        let mut again = KnownKeys::from_text(&text);
+        assert!(again.remember("fresh", B).is_some());
+        assert_eq!(again.remember("rename-more", A), None);
+    }
+
     #[test]
     fn a_look_alike_nick_is_checked_against_the_key_remembered_for_the_nick_it_imitates() {
         let mut known = KnownKeys::new();
@@ -325,7 +387,8 @@ mod tests {
         assert_eq!(known.remember("late", A), None);
         assert_eq!(known.check("late", A), KeyCheck::New);
         let mut one_short = KnownKeys::from_text(&numbered(MAX_KNOWN - 1));
-        assert!(one_short.remember("last", A).is_some());
-        assert_eq!(one_short.remember("later", A), None);
+        // (Another key than the numbered nicks', which has all the nicks a key may.)
+        assert!(one_short.remember("last", B).is_some());
+        assert_eq!(one_short.remember("later", B), None);
     }
 }
