@@ -9,7 +9,8 @@
 //! [`Chat`] composes rooms that each own their state, with their unit tests beside them:
 //! `roster.rs` (members, nicks, gone/lost), `neighbours.rs` (connections as the chat sees them),
 //! `discovery.rs` (dials, re-dials, scans, `PEERS` heard), `relay.rs` (the seen set, one step
-//! per frame kind), `keepalive.rs` (pings and timeouts), `handshake.rs` (classifying a
+//! per frame kind), `floors.rs` (per origin, the highest counter forgotten: older frames are
+//! replays), `keepalive.rs` (pings and timeouts), `handshake.rs` (classifying a
 //! connection, duplicates, orphans), `commands.rs` (the typed-line parser and the commands'
 //! steps), `guests.rs` (a guest's welcome and its commands), `flood.rs`, `recent.rs`, `bounds.rs` (the roster's caps per origin), `outbox.rs` (the one action queue), `api.rs` (the public
 //! types), `known.rs` (remembered keys and fingerprints), `origins.rs` (keys, counters and
@@ -26,6 +27,7 @@ mod bounds;
 mod commands;
 mod discovery;
 mod flood;
+mod floors;
 mod guests;
 mod handshake;
 mod keepalive;

@@ -41,19 +41,18 @@ impl<T: Copy + Eq + Hash> Recent<T> {
 
     /// Records `item`; false if it was there already (and not expired).
     pub(super) fn insert(&mut self, item: T, now: Instant) -> bool {
-        while let Some(&(old, seq, at)) = self.order.front() {
-            // Only live items count against the cap; checked before any lookup, since this
-            // runs for every frame received. A stale record left at the front is harmless
-            // (`remove` keeps them bounded).
-            if self.map.len() < self.cap && !self.expired(at, now) {
-                break;
-            }
-            let live = self.map.get(&old).is_some_and(|&(s, _)| s == seq);
-            self.order.pop_front();
-            if live {
-                self.map.remove(&old);
-            }
-        }
+        self.insert_telling(item, now, |_| {})
+    }
+
+    /// [`Recent::insert`], telling `forgot` of each item forgotten to make room or because it
+    /// expired (the seen set raises its origin's floor with it).
+    pub(super) fn insert_telling(
+        &mut self,
+        item: T,
+        now: Instant,
+        mut forgot: impl FnMut(T),
+    ) -> bool {
+        self.forget_front(now, self.cap, &mut forgot);
         if self.contains(&item, now) {
             return false;
         }
@@ -62,6 +61,30 @@ impl<T: Copy + Eq + Hash> Recent<T> {
         self.map.insert(item, (seq, now));
         self.order.push_back((item, seq, now));
         true
+    }
+
+    /// Forgets the items expired by `now`, telling `forgot` of each, without recording any.
+    pub(super) fn expire(&mut self, now: Instant, mut forgot: impl FnMut(T)) {
+        self.forget_front(now, usize::MAX, &mut forgot);
+    }
+
+    /// Forgets, oldest first, what expired by `now`, and more while `keep` or more items are
+    /// held; `forgot` is told of each item forgotten (stale records are no item).
+    fn forget_front(&mut self, now: Instant, keep: usize, forgot: &mut impl FnMut(T)) {
+        while let Some(&(old, seq, at)) = self.order.front() {
+            // Only live items count against the cap; checked before any lookup, since this
+            // runs for every frame received. A stale record left at the front is harmless
+            // (`remove` keeps them bounded).
+            if self.map.len() < keep && !self.expired(at, now) {
+                break;
+            }
+            let live = self.map.get(&old).is_some_and(|&(s, _)| s == seq);
+            self.order.pop_front();
+            if live {
+                self.map.remove(&old);
+                forgot(old);
+            }
+        }
     }
 
     /// True if `item` was recorded and has not expired by `now`.

@@ -1,5 +1,5 @@
-//! Relaying frames over the mesh: the seen set that drops what came back over another path, and
-//! one function per frame kind (MSG/ME, DM, NICK, JOIN/HERE, LEAVE) deciding what to show, what
+//! Relaying frames over the mesh: the seen set that drops what came back over another path or
+//! was replayed after it was forgotten (with `floors.rs`), and one function per frame kind (MSG/ME, DM, NICK, JOIN/HERE, LEAVE) deciding what to show, what
 //! to record and whether to pass the frame on. A guest's lines enter the mesh here too (its
 //! commands are `guests.rs`').
 //!
@@ -10,6 +10,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::flood::{Cut, Verdict};
+use super::floors::{Floors, FLOORS_CAP};
 use super::neighbours::{Guest, Incoming, Kind};
 use super::origins::{Claim, HEARTBEAT, SILENT_MAX, SUSPECT_WAIT};
 use super::recent::Recent;
@@ -87,23 +88,48 @@ enum Forward {
     Never,
 }
 
-/// The ids of frames from other nodes seen lately.
+/// The ids of frames from other nodes seen lately, and per node the highest counter forgotten
+/// since (its floor): an id not seen lately is new only above its node's floor. The floor is
+/// what this node itself saw and forgot, never what it heard of, so a node that never saw an id
+/// takes it as new (a kept announcement handed to a new peer in its welcome, however old).
 #[derive(Debug)]
-pub(super) struct Seen(Recent<MsgId>);
+pub(super) struct Seen {
+    ids: Recent<MsgId>,
+    floors: Floors,
+}
 
 impl Seen {
     pub(super) fn new() -> Seen {
-        Seen(Recent::new(SEEN_CAP, Some(SEEN_AGE)))
+        Seen {
+            ids: Recent::new(SEEN_CAP, Some(SEEN_AGE)),
+            floors: Floors::new(FLOORS_CAP),
+        }
     }
 
-    /// True the first time `id` is seen (within the cap and age).
+    /// Forgets the ids past their age by `now`, raising their nodes' floors: so [`Seen::old`]
+    /// answers for `now`.
+    fn expire(&mut self, now: Instant) {
+        let floors = &mut self.floors;
+        self.ids.expire(now, |id| floors.raise(id.node, id.seq));
+    }
+
+    /// True the first time `id` is seen, unless it is at or below its node's floor (seen
+    /// before and forgotten: a replay).
     fn first_time(&mut self, id: MsgId, now: Instant) -> bool {
-        self.0.insert(id, now)
+        self.expire(now);
+        if self.floors.below(id.node, id.seq) {
+            return false;
+        }
+        let floors = &mut self.floors;
+        self.ids
+            .insert_telling(id, now, |old| floors.raise(old.node, old.seq))
     }
 
-    /// True if `id` was seen (within the cap and age).
-    fn has(&self, id: MsgId, now: Instant) -> bool {
-        self.0.contains(&id, now)
+    /// True if `id` was seen lately, or before and forgotten. Answers for the last
+    /// [`Seen::expire`] or [`Seen::first_time`]: an id past its age but not yet forgotten counts
+    /// as not seen.
+    fn old(&self, id: MsgId, now: Instant) -> bool {
+        self.ids.contains(&id, now) || self.floors.below(id.node, id.seq)
     }
 }
 
@@ -163,11 +189,14 @@ impl Chat {
     fn bundle_done(&mut self, conn: ConnId, b: Incoming) {
         let node = b.head.node;
         let now = self.clock;
-        // Ours, come back around a loop; or nothing new in it.
+        self.seen.expire(now);
+        // Ours, come back around a loop; or nothing new in it: every frame seen lately, or
+        // older than what was seen and forgotten (a replay, or a late copy from an honest
+        // neighbour: no forgery, so the connection stays, and no evidence the node is here).
         if node == self.cfg.node
             || b.frames
                 .iter()
-                .all(|f| f.id().is_some_and(|id| self.seen.has(id, now)))
+                .all(|f| f.id().is_some_and(|id| self.seen.old(id, now)))
         {
             return;
         }
@@ -643,15 +672,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_id_is_new_once() {
+    fn an_id_is_new_once_even_after_it_is_forgotten() {
+        let now = Instant::now();
+        let mut seen = Seen::new();
+        let id = MsgId { node: 2, seq: 5 };
+        assert!(seen.first_time(id, now));
+        assert!(!seen.first_time(id, now));
+        let later = now + SEEN_AGE * 2;
+        assert!(
+            !seen.first_time(id, later),
+            "forgotten, but below the floor"
+        );
+        assert!(
+            !seen.first_time(MsgId { node: 2, seq: 4 }, later),
+            "an older id of that node is old too"
+        );
+        assert!(seen.first_time(MsgId { node: 2, seq: 6 }, later));
+        assert!(
+            seen.first_time(MsgId { node: 3, seq: 1 }, later),
+            "another node's floor is its own"
+        );
+    }
+
+    #[test]
+    fn ids_pushed_out_by_newer_ones_raise_the_floor_too() {
+        let now = Instant::now();
+        let mut seen = Seen::new();
+        assert!(seen.first_time(MsgId { node: 2, seq: 1 }, now));
+        for seq in 1..=SEEN_CAP as u64 {
+            assert!(seen.first_time(MsgId { node: 3, seq }, now));
+        }
+        let old = MsgId { node: 2, seq: 1 };
+        assert!(!seen.ids.contains(&old, now), "pushed out");
+        assert!(seen.old(old, now));
+        assert!(!seen.first_time(old, now));
+    }
+
+    #[test]
+    fn an_id_past_its_age_is_old_once_expired() {
         let now = Instant::now();
         let mut seen = Seen::new();
         let id = MsgId { node: 2, seq: 1 };
         assert!(seen.first_time(id, now));
-        assert!(!seen.first_time(id, now));
-        assert!(
-            seen.first_time(id, now + SEEN_AGE * 2),
-            "forgotten past the age"
-        );
+        let later = now + SEEN_AGE * 2;
+        // Past its age it is no longer seen; `expire` is what turns it into the floor.
+        seen.expire(later);
+        assert!(seen.old(id, later));
     }
 }

@@ -14,5 +14,6 @@ mod net;
 mod nicks;
 mod per_address;
 mod relay;
+mod replay;
 mod signed;
 mod timers;
