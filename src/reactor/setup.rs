@@ -261,7 +261,6 @@ pub fn describe(e: &io::Error) -> String {
     text.to_string()
 }
 
-/// A random identity for this run of the node.
 /// Random bytes from the operating system (a node id's run part, a hello's nonce, a key).
 pub(super) fn random<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
