@@ -268,7 +268,7 @@ impl Chat {
             self.roster.update(member, &hello.nick, Some(shown_addr));
             self.learn_key(member);
         } else if !self.quitting {
-            self.add_member(member, &hello.nick, Some(shown_addr.clone()));
+            self.add_member(member, &hello.nick, Some(shown_addr.clone()), None);
             self.out.for_guests(
                 Some(conn),
                 Frame::Join {
@@ -297,7 +297,9 @@ impl Chat {
     }
 
     /// Tells the new peer `member` on `conn` who is here — each member's own signed
-    /// announcement, as kept — and where our other peers listen.
+    /// announcement, as kept — and where our other peers listen. All queued in this turn: the
+    /// roster keeps at most `bounds::MAX_KEPT_WIRE` bytes of other nodes' announcements, so that
+    /// this stays well under the default `--max-backlog` (a peer past it is cut off).
     fn welcome(&mut self, conn: ConnId, member: MemberId) {
         // Anything of ours still unsigned goes first, so our announcements follow in order.
         self.seal();
@@ -405,7 +407,7 @@ impl Chat {
         if self.quitting {
             return;
         }
-        self.add_member(member, &nick, Some(addr.clone()));
+        self.add_member(member, &nick, Some(addr.clone()), None);
         let id = self.next_id();
         self.out.originate(
             Some(conn),

@@ -42,6 +42,7 @@ mod roster;
 mod tests;
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Instant;
 
 pub use self::api::{
@@ -53,7 +54,7 @@ pub use self::flood::{RateLimit, DEFAULT_GUEST_RATE};
 pub use self::known::{fingerprint, fold, is_fingerprint, KeyCheck, KnownKeys, MAX_KNOWN};
 pub use crate::event::{Event, Name, Role};
 use crate::protocol::sign::Nonce;
-use crate::protocol::{self, Frame, Hello, MemberId, MsgId, NodeId, NodeKey};
+use crate::protocol::{self, Frame, Hello, MemberId, MsgId, NodeId, NodeKey, Signed};
 use crate::timers::Timers;
 
 use self::discovery::Discovery;
@@ -462,9 +463,16 @@ impl Chat {
         self.out.close(conn, reason);
     }
 
-    /// Adds `member` to the roster and shows its join, if it fits; false if it did not.
-    fn add_member(&mut self, member: MemberId, nick: &str, addr: Option<String>) -> bool {
-        let join = self.roster.add(member, nick, addr);
+    /// Adds `member` to the roster, with `announce` (its node's signed announcement of it, kept
+    /// for new peers) if given, and shows its join, if it fits; false if it did not.
+    fn add_member(
+        &mut self,
+        member: MemberId,
+        nick: &str,
+        addr: Option<String>,
+        announce: Option<&Rc<Signed>>,
+    ) -> bool {
+        let join = self.roster.add(member, nick, addr, announce.cloned());
         let fitted = join.is_some();
         if let Some(mut join) = join {
             // Its key first, so that a join under a nick known with another key is shown with

@@ -275,11 +275,9 @@ impl Chat {
             | Frame::Here {
                 member, nick, addr, ..
             } => {
-                let fwd = self.join_frame(conn, *member, nick, addr);
-                if alone {
-                    self.roster.keep_announcement(*member, signed.clone());
-                }
-                fwd
+                // Kept for new peers only when it came alone, as nodes announce their members.
+                let announce = alone.then_some(signed);
+                self.join_frame(conn, *member, nick, addr, announce)
             }
             Frame::Leave { member, reason, .. } => self.leave_frame(*member, reason.clone()),
             Frame::Lost { member, reason, .. } => self.lost_frame(*member, reason.clone()),
@@ -362,13 +360,16 @@ impl Chat {
     }
 
     /// A JOIN or HERE from the member's own node: records a member not known yet (unless it
-    /// or its node left for good, or was lost and this is no fresh news), shown to our guests.
+    /// or its node left for good, or was lost and this is no fresh news), shown to our guests,
+    /// and keeps `announce`, the bundle it came alone in, for new peers. Both within the
+    /// roster's caps: a new member whose announcement does not fit is not recorded.
     fn join_frame(
         &mut self,
         conn: ConnId,
         member: MemberId,
         nick: &str,
         addr: &Option<String>,
+        announce: Option<&Rc<Signed>>,
     ) -> Forward {
         let host = MemberId::node(member.node);
         let host_away = member.guest > 0 && self.roster.is_away(&host, self.clock);
@@ -377,8 +378,12 @@ impl Chat {
         }
         if self.roster.contains(&member) {
             self.roster.update(member, nick, addr.clone());
+            if let Some(bundle) = announce {
+                // Kept if it fits the roster's caps; the member stays known either way.
+                self.roster.keep_announcement(member, bundle.clone());
+            }
             self.learn_key(member);
-        } else if self.add_member(member, nick, addr.clone()) {
+        } else if self.add_member(member, nick, addr.clone(), announce) {
             self.out.for_guests(
                 Some(conn),
                 Frame::Join {

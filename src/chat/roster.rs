@@ -14,13 +14,10 @@ use std::ops::RangeInclusive;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::bounds::Bounds;
+use super::bounds::{Bounds, Weight};
 use super::recent::Recent;
 use crate::event::{Event, Name};
 use crate::protocol::{skeleton_key, MemberId, NodeId, Signed, GUEST_MARK};
-
-/// Members of the chat known at once, at most; joins past it are not recorded.
-const MAX_MEMBERS: usize = 100_000;
 
 /// Members with the same nick (or nicks that look alike) known at once, at most: joins past it
 /// are not recorded (a peer flooding joins under one nick cannot make every lookup slow).
@@ -74,6 +71,20 @@ pub(super) struct Kept {
     rename: Option<Rc<Signed>>,
 }
 
+impl Kept {
+    /// The bundles kept, the announcement first.
+    fn bundles(&self) -> impl Iterator<Item = &Rc<Signed>> {
+        self.announce.iter().chain(self.rename.iter())
+    }
+}
+
+impl Member {
+    /// What it holds, as the roster's bounds count it.
+    fn weight(&self) -> Weight {
+        Weight::of(&self.nick, self.addr.as_deref(), self.signed.bundles())
+    }
+}
+
 /// The member ids of `node` and of the guests it hosts, in roster order.
 fn hosted_by(node: NodeId) -> RangeInclusive<MemberId> {
     MemberId { node, guest: 0 }..=MemberId {
@@ -95,7 +106,8 @@ pub(super) struct Roster {
     gone: Recent<MemberId>,
     /// Members dropped because a neighbour lost them (see [`LOST_AGE`]).
     lost: Recent<MemberId>,
-    /// Guests per node and bytes in all, kept in step by `insert`, `forget` and `update`.
+    /// Guests per node, other nodes' members and their kept announcements, and bytes in all,
+    /// kept in step by `insert`, `forget`, `update` and `keep`.
     bounds: Bounds,
 }
 
@@ -110,7 +122,7 @@ impl Roster {
             lost: Recent::new(GONE_CAP, Some(LOST_AGE)),
             bounds: Bounds::new(me.node),
         };
-        roster.insert(me, nick, None);
+        roster.insert(me, nick, None, None);
         roster
     }
 
@@ -164,13 +176,27 @@ impl Roster {
         self.gone.contains(member, now) || self.lost.contains(member, now)
     }
 
-    /// Adds `member` to the roster, within the caps; false if it did not fit.
-    fn insert(&mut self, member: MemberId, nick: &str, addr: Option<String>) -> bool {
+    /// Adds `member` to the roster, with its node's signed announcement of it if it came alone
+    /// (it is counted with the member: one that does not fit is refused whole), within the caps;
+    /// false if it did not fit.
+    fn insert(
+        &mut self,
+        member: MemberId,
+        nick: &str,
+        addr: Option<String>,
+        announce: Option<Rc<Signed>>,
+    ) -> bool {
         let look = skeleton_key(nick);
-        if self.members.len() >= MAX_MEMBERS || self.same_look(&look) >= MAX_SAME_NICK {
+        if self.same_look(&look) >= MAX_SAME_NICK {
             return false;
         }
-        if self.bounds.admit(member, nick, addr.as_deref()).is_err() {
+        let signed = Kept {
+            announce,
+            rename: None,
+        };
+        let weight = Weight::of(nick, addr.as_deref(), signed.bundles());
+        if let Err(why) = self.bounds.admit(member, weight) {
+            log::debug!("{member} ({nick}) not recorded: {why}");
             return false;
         }
         self.by_look.entry(look.clone()).or_default().push(member);
@@ -179,7 +205,7 @@ impl Roster {
             Member {
                 nick: nick.to_string(),
                 addr,
-                signed: Kept::default(),
+                signed,
                 key: None,
                 key_was: None,
                 look,
@@ -188,14 +214,16 @@ impl Roster {
         true
     }
 
-    /// Adds `member`; the join to show if it fitted.
+    /// Adds `member`, with `announce`, its node's signed announcement of it, to keep (see
+    /// [`Roster::insert`]); the join to show if it fitted.
     pub(super) fn add(
         &mut self,
         member: MemberId,
         nick: &str,
         addr: Option<String>,
+        announce: Option<Rc<Signed>>,
     ) -> Option<Event> {
-        self.insert(member, nick, addr.clone())
+        self.insert(member, nick, addr.clone(), announce)
             .then(|| Event::Join {
                 nick: self.display(member),
                 addr,
@@ -207,13 +235,8 @@ impl Roster {
         let Some(m) = self.members.remove(&member) else {
             return;
         };
-        self.bounds.release(member, &m.nick, m.addr.as_deref());
-        if let Some(list) = self.by_look.get_mut(&m.look) {
-            list.retain(|&x| x != member);
-            if list.is_empty() {
-                self.by_look.remove(&m.look);
-            }
-        }
+        self.bounds.release(member, m.weight());
+        self.unindex(member, &m.look);
     }
 
     /// Records the fingerprint of `member`'s key, and the one remembered for its nick if that
@@ -231,20 +254,39 @@ impl Roster {
     }
 
     /// Keeps `bundle`, its node's signed announcement of `member` (which replaces a nick
-    /// change kept before it).
+    /// change kept before it), if it fits the caps; else what was kept stays.
     pub(super) fn keep_announcement(&mut self, member: MemberId, bundle: Rc<Signed>) {
-        if let Some(m) = self.members.get_mut(&member) {
-            m.signed = Kept {
+        self.keep(
+            member,
+            Kept {
                 announce: Some(bundle),
                 rename: None,
-            };
-        }
+            },
+        );
     }
 
-    /// Keeps `bundle`, its node's signed nick change of `member`.
+    /// Keeps `bundle`, its node's signed nick change of `member`, if it fits the caps; else
+    /// what was kept stays.
     pub(super) fn keep_rename(&mut self, member: MemberId, bundle: Rc<Signed>) {
-        if let Some(m) = self.members.get_mut(&member) {
-            m.signed.rename = Some(bundle);
+        let Some(m) = self.members.get(&member) else {
+            return;
+        };
+        let signed = Kept {
+            announce: m.signed.announce.clone(),
+            rename: Some(bundle),
+        };
+        self.keep(member, signed);
+    }
+
+    /// `member` keeps `signed` instead of what it kept, if that fits the caps.
+    fn keep(&mut self, member: MemberId, signed: Kept) {
+        let Some(m) = self.members.get_mut(&member) else {
+            return;
+        };
+        let from = m.weight();
+        let to = Weight::of(&m.nick, m.addr.as_deref(), signed.bundles());
+        if self.bounds.reweigh(member, from, to).is_ok() {
+            m.signed = signed;
         }
     }
 
@@ -254,7 +296,7 @@ impl Roster {
         self.members
             .iter()
             .filter(|(m, _)| m.node != except)
-            .flat_map(|(_, v)| v.signed.announce.iter().chain(v.signed.rename.iter()))
+            .flat_map(|(_, v)| v.signed.bundles())
             .cloned()
             .collect()
     }
@@ -268,18 +310,32 @@ impl Roster {
             self.bounds.readdress(m.addr.as_deref(), addr.as_deref());
             m.addr = addr;
         }
-        if m.nick != nick {
-            let (old_nick, old_addr) = (m.nick.clone(), m.addr.clone());
-            let kept = m.clone();
-            self.forget(member);
-            if !self.insert(member, nick, old_addr.clone()) {
-                // Too many with the new nick: keep the old one.
-                self.insert(member, &old_nick, old_addr);
-            }
-            if let Some(m) = self.members.get_mut(&member) {
-                m.signed = kept.signed;
-                m.key = kept.key;
-                m.key_was = kept.key_was;
+        if m.nick == nick {
+            return;
+        }
+        // Too many with the new nick (or it does not fit): the old one stays.
+        let look = skeleton_key(nick);
+        let from = m.weight();
+        let to = Weight::of(nick, m.addr.as_deref(), m.signed.bundles());
+        let old_look = m.look.clone();
+        let crowded = look != old_look && self.same_look(&look) >= MAX_SAME_NICK;
+        if crowded || self.bounds.reweigh(member, from, to).is_err() {
+            return;
+        }
+        self.unindex(member, &old_look);
+        self.by_look.entry(look.clone()).or_default().push(member);
+        if let Some(m) = self.members.get_mut(&member) {
+            m.nick = nick.to_string();
+            m.look = look;
+        }
+    }
+
+    /// `member` is no longer in the index by nick under `look`.
+    fn unindex(&mut self, member: MemberId, look: &str) {
+        if let Some(list) = self.by_look.get_mut(look) {
+            list.retain(|&x| x != member);
+            if list.is_empty() {
+                self.by_look.remove(look);
             }
         }
     }
@@ -294,7 +350,7 @@ impl Roster {
         if self.contains(&member) {
             self.update(member, nick, None);
         } else {
-            self.insert(member, nick, None);
+            self.insert(member, nick, None, None);
         }
     }
 
@@ -466,9 +522,9 @@ mod tests {
     #[test]
     fn the_same_nick_is_shown_with_the_shortest_tag_that_tells_them_apart() {
         let mut r = Roster::new(ME, "me");
-        r.insert(node(2), "bob", None);
+        r.insert(node(2), "bob", None, None);
         assert_eq!(r.display(node(2)), "bob");
-        r.insert(node(3), "bob", None);
+        r.insert(node(3), "bob", None, None);
         assert_eq!(r.display(node(2)), "bob#0200");
         assert_eq!(r.display(node(3)), "bob#0300");
         assert_eq!(r.resolve("bob#0300"), Ok(node(3)));
@@ -485,12 +541,12 @@ mod tests {
     fn removing_a_node_takes_its_guests_and_marks_them_lost() {
         let now = Instant::now();
         let mut r = Roster::new(ME, "me");
-        r.insert(node(2), "bob", Some("10.0.0.2:5000".into()));
+        r.insert(node(2), "bob", Some("10.0.0.2:5000".into()), None);
         let guest = MemberId {
             node: node(2).node,
             guest: 1,
         };
-        r.insert(guest, "guest-1", None);
+        r.insert(guest, "guest-1", None, None);
         let leaves = r.remove(node(2), r.addr_of(&node(2)), Some("bye".into()), now);
         assert_eq!(
             leaves,
@@ -522,11 +578,12 @@ mod tests {
                     guest: 1 + i as u32
                 },
                 "eve",
+                None,
                 None
             ));
         }
-        assert!(!r.insert(node(2), "eve", None));
-        r.insert(node(2), "bob", None);
+        assert!(!r.insert(node(2), "eve", None, None));
+        r.insert(node(2), "bob", None, None);
         r.update(node(2), "eve", None);
         assert_eq!(r.display(node(2)), "bob");
         assert_eq!(r.same_nick("eve"), MAX_SAME_NICK);
@@ -539,8 +596,8 @@ mod tests {
             node: ME.node,
             guest: 2,
         };
-        r.insert(node(2), "Bob", None);
-        r.insert(guest, "zoe", None);
+        r.insert(node(2), "Bob", None, None);
+        r.insert(guest, "zoe", None, None);
         assert_eq!(r.taken("bob", guest), Some(Taken::Same("Bob".into())));
         assert_eq!(r.taken("ME", guest), Some(Taken::Same("me".into())));
         assert_eq!(r.taken("zoe", guest), None, "its own nick is not taken");
@@ -554,8 +611,8 @@ mod tests {
     #[test]
     fn a_nick_held_in_any_case_is_known_until_its_last_holder_goes() {
         let mut r = Roster::new(ME, "me");
-        r.insert(node(2), "Guest-3", None);
-        r.insert(node(3), "GUEST-3", None);
+        r.insert(node(2), "Guest-3", None, None);
+        r.insert(node(3), "GUEST-3", None, None);
         assert!(r.holds_any_case("guest-3") && r.holds_any_case("ME"));
         r.forget(node(2));
         assert!(r.holds_any_case("guest-3"), "one holder is left");
@@ -596,55 +653,66 @@ mod tests {
         let now = Instant::now();
         let mut r = Roster::new(ME, "me");
         let bob = node(2).node;
-        r.insert(node(2), "bob", None);
+        r.insert(node(2), "bob", None, None);
         let cap = MAX_GUESTS_PER_NODE as u32;
         for n in 1..=cap {
-            assert!(r.add(guest_of(bob, n), &format!("g{n}"), None).is_some());
+            assert!(r
+                .add(guest_of(bob, n), &format!("g{n}"), None, None)
+                .is_some());
         }
-        assert_eq!(r.add(guest_of(bob, cap + 1), "late", None), None);
+        assert_eq!(r.add(guest_of(bob, cap + 1), "late", None, None), None);
         assert!(!r.contains(&guest_of(bob, cap + 1)));
         assert!(r.contains(&guest_of(bob, 1)), "none known is evicted");
-        assert!(r.add(guest_of(node(3).node, 1), "other", None).is_some());
+        assert!(r
+            .add(guest_of(node(3).node, 1), "other", None, None)
+            .is_some());
         // This node's own guests are bounded by --max-conns, not here.
         for n in 1..=cap + 10 {
             assert!(r
-                .add(guest_of(ME.node, n), &format!("mine{n}"), None)
+                .add(guest_of(ME.node, n), &format!("mine{n}"), None, None)
                 .is_some());
         }
         // Its node leaves, and its guests with it: room again.
         assert_eq!(r.remove(node(2), None, None, now).len(), 1 + cap as usize);
         assert!(r.hosted(bob).is_empty());
-        r.insert(node(2), "bob", None);
+        r.insert(node(2), "bob", None, None);
         r.mark_back(&guest_of(bob, 2));
-        assert!(r.add(guest_of(bob, 2), "back", None).is_some());
+        assert!(r.add(guest_of(bob, 2), "back", None, None).is_some());
     }
 
     #[test]
-    fn the_roster_stops_growing_at_its_byte_cap_and_evicts_no_one() {
-        use crate::chat::bounds::{cost, MAX_ROSTER_BYTES};
+    fn the_roster_stops_growing_at_its_caps_and_evicts_no_one() {
+        use crate::chat::bounds::{cost, MAX_MEMBERS, MAX_ROSTER_BYTES};
         let mut r = Roster::new(ME, "me");
         let addr = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535";
         // Wide members: 32-character nicks, most of them 4-byte characters, at the longest
-        // address a node writes.
+        // address a node writes; learnt of without an announcement, so the welcome's cap does
+        // not hold them: the member cap does, before the byte cap.
         let nick = |i: usize| format!("{i:06}{}", "\u{1d4d0}".repeat(26));
         let each = cost(&nick(0), Some(addr));
         let mut n = 0;
-        while r.add(node_n(n), &nick(n), Some(addr.into())).is_some() {
+        while r
+            .add(node_n(n), &nick(n), Some(addr.into()), None)
+            .is_some()
+        {
             n += 1;
-            assert!(n < MAX_MEMBERS, "the byte cap is below the member cap");
         }
-        assert!(r.bounds.bytes() <= MAX_ROSTER_BYTES);
-        assert!(r.bounds.bytes() + each > MAX_ROSTER_BYTES);
-        assert_eq!(r.bounds.bytes(), cost("me", None) + n * each, "{n} members");
+        assert_eq!(n, MAX_MEMBERS);
+        assert_eq!(r.bounds.bytes(), cost("me", None) + n * each);
+        assert!(
+            r.bounds.bytes() + each <= MAX_ROSTER_BYTES,
+            "the byte cap is not reached"
+        );
         assert!((0..n).all(|i| r.contains(&node_n(i))), "none evicted");
         // Full for members from elsewhere, not for this node's own.
         assert!(!r.contains(&node_n(n)));
-        assert!(r.add(guest_of(ME.node, 1), "guest-1", None).is_some());
-        // It and one member leave (the guest may have taken more than the room that was
-        // left): room for one.
-        r.forget(guest_of(ME.node, 1));
+        assert!(r.add(guest_of(ME.node, 1), "guest-1", None, None).is_some());
+        // One leaves: room for one.
         r.forget(node_n(0));
-        assert!(r.add(node_n(n), &nick(n), Some(addr.into())).is_some());
+        assert!(r
+            .add(node_n(n), &nick(n), Some(addr.into()), None)
+            .is_some());
+        assert!(r.add(node_n(n + 1), "late", None, None).is_none());
     }
 
     /// Node `i` of many, none of them this node.
@@ -659,11 +727,12 @@ mod tests {
         let mut r = Roster::new(ME, "me");
         let alone = r.bounds.bytes();
         assert_eq!(alone, cost("me", None));
-        r.insert(node(2), "bob", None);
+        r.insert(node(2), "bob", None, None);
         r.insert(
             guest_of(node(2).node, 1),
             "guest-1",
             Some("10.0.0.9:40000".into()),
+            None,
         );
         r.update(node(2), "bob", Some("10.0.0.2:5000".into()));
         r.update(node(2), "robert", Some("[::1]:5000".into()));
@@ -676,6 +745,93 @@ mod tests {
         assert_eq!(r.bounds.bytes(), alone);
     }
 
+    /// `frame`, signed alone as `node` (any key: the roster checks none).
+    fn alone(node: MemberId, frame: crate::protocol::Frame) -> Rc<Signed> {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        Rc::new(Signed::seal(&key, node.node, vec![frame]))
+    }
+
+    #[test]
+    fn kept_announcements_are_counted_until_their_member_goes() {
+        use crate::chat::bounds::{cost, kept_cost, Weight};
+        use crate::protocol::{Frame, MsgId};
+        let mut r = Roster::new(ME, "me");
+        let alone_me = r.bounds.bytes();
+        let id = |seq| MsgId {
+            node: node(2).node,
+            seq,
+        };
+        let join = alone(
+            node(2),
+            Frame::Join {
+                id: id(1),
+                member: node(2),
+                nick: "bob".into(),
+                addr: None,
+                key: None,
+            },
+        );
+        assert!(r.add(node(2), "bob", None, Some(join.clone())).is_some());
+        let joined = Weight::of("bob", None, [&join]);
+        assert_eq!(r.bounds.bytes(), alone_me + joined.bytes);
+        assert_eq!(r.bounds.wire(), join.wire.len());
+        // A nick change, kept beside the announcement, and taken: both counted, at the new nick.
+        let rename = alone(
+            node(2),
+            Frame::Nick {
+                id: id(2),
+                member: node(2),
+                old: "bob".into(),
+                nick: "robert".into(),
+            },
+        );
+        r.keep_rename(node(2), rename.clone());
+        r.update(node(2), "robert", None);
+        assert_eq!(
+            r.bounds.bytes(),
+            alone_me + cost("robert", None) + kept_cost(&join) + kept_cost(&rename)
+        );
+        assert_eq!(r.bounds.wire(), join.wire.len() + rename.wire.len());
+        assert_eq!(r.announcements(ME.node).len(), 2);
+        // A fresh announcement replaces both.
+        let here = alone(
+            node(2),
+            Frame::Here {
+                id: id(3),
+                member: node(2),
+                nick: "robert".into(),
+                addr: None,
+                key: None,
+            },
+        );
+        r.keep_announcement(node(2), here.clone());
+        assert_eq!(r.bounds.wire(), here.wire.len());
+        assert_eq!(
+            r.bounds.bytes(),
+            alone_me + cost("robert", None) + kept_cost(&here)
+        );
+        // This node's own are counted in bytes, not in the welcome's cap (other nodes').
+        let mine = alone(
+            ME,
+            Frame::Here {
+                id: MsgId {
+                    node: ME.node,
+                    seq: 1,
+                },
+                member: ME,
+                nick: "me".into(),
+                addr: None,
+                key: None,
+            },
+        );
+        r.keep_announcement(ME, mine.clone());
+        assert_eq!(r.bounds.wire(), here.wire.len());
+        r.forget(node(2));
+        assert_eq!(r.bounds.wire(), 0);
+        assert_eq!(r.bounds.others(), 0);
+        assert_eq!(r.bounds.bytes(), alone_me + kept_cost(&mine));
+    }
+
     fn guest(node: MemberId, n: u32) -> MemberId {
         MemberId {
             node: node.node,
@@ -686,9 +842,9 @@ mod tests {
     #[test]
     fn nicks_that_look_alike_are_shown_with_their_tags_like_the_same_nick() {
         let mut r = Roster::new(ME, "me");
-        r.insert(node(2), "bob", None);
+        r.insert(node(2), "bob", None, None);
         // Cyrillic o (U+043E).
-        r.insert(node(3), "b\u{43e}b", None);
+        r.insert(node(3), "b\u{43e}b", None, None);
         assert_eq!(r.display(node(2)), "bob#0200");
         assert_eq!(r.display(node(3)), "b\u{43e}b#0300");
         assert!(r.resolve("bob").is_err_and(|e| e.contains("ambiguous")));
@@ -701,9 +857,9 @@ mod tests {
     #[test]
     fn a_guest_is_shown_after_a_tilde_never_like_a_node() {
         let mut r = Roster::new(ME, "me");
-        r.insert(guest(ME, 1), "guest-1", None);
-        r.insert(node(2), "bob", None);
-        r.insert(guest(node(3), 4), "bob", None);
+        r.insert(guest(ME, 1), "guest-1", None, None);
+        r.insert(node(2), "bob", None, None);
+        r.insert(guest(node(3), 4), "bob", None, None);
         assert_eq!(r.display(guest(ME, 1)), "~guest-1");
         assert_eq!(r.display(node(2)), "bob#0200");
         assert_eq!(r.display(guest(node(3), 4)), "~bob#0300.4");
@@ -717,8 +873,8 @@ mod tests {
     fn a_nick_that_looks_like_anothers_is_taken_and_says_so() {
         let mut r = Roster::new(ME, "me");
         let g = guest(ME, 1);
-        r.insert(g, "guest-1", None);
-        r.insert(node(2), "bob", None);
+        r.insert(g, "guest-1", None, None);
+        r.insert(node(2), "bob", None, None);
         assert_eq!(
             r.taken("b\u{43e}b", g),
             Some(Taken::LooksLike("bob".into()))
@@ -729,7 +885,7 @@ mod tests {
         );
         assert_eq!(r.taken("B0B", g), Some(Taken::LooksLike("bob".into())));
         // The same nick is told first when both are here.
-        r.insert(node(3), "b\u{43e}b", None);
+        r.insert(node(3), "b\u{43e}b", None, None);
         assert_eq!(r.taken("bob", g), Some(Taken::Same("bob#0200".into())));
         assert!(r.holds_any_case("guest-l"), "1 and l look alike");
     }

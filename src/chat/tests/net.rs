@@ -239,6 +239,9 @@ pub(super) struct Net {
     pub(super) dead: Vec<bool>,
     /// Frames sent on a link, by kind ("PING", "MSG", ...).
     pub(super) sent: HashMap<String, usize>,
+    /// Bytes each end (node, conn) of a link wrote, its hello included: what a reactor would
+    /// have queued on that connection.
+    pub(super) wrote: HashMap<(usize, ConnId), usize>,
     pub(super) now: Instant,
     /// What each guest connection (node, conn) was sent, as lines, and whether it is open.
     pub(super) guests: HashMap<(usize, ConnId), (Vec<String>, bool)>,
@@ -265,6 +268,7 @@ impl Net {
             allow_dials: false,
             dead: vec![false; n],
             sent: HashMap::new(),
+            wrote: HashMap::new(),
             now,
             guests: HashMap::new(),
             before_hello: HashMap::new(),
@@ -475,6 +479,7 @@ impl Net {
             held.extend_from_slice(bytes);
             return;
         }
+        *self.wrote.entry((from, conn)).or_default() += bytes.len();
         let Some(&(to, to_conn)) = self.links.get(&(from, conn)) else {
             return;
         };
