@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use super::flood::Verdict;
 use super::guests::Refusal;
@@ -54,6 +55,11 @@ fn classify_other(origin: Origin, text: &str) -> FirstLine {
         _ => FirstLine::Guest,
     }
 }
+
+/// Two connections to one node proven at most this far apart crossed: both ends dialled at
+/// about the same time, and [`rank`] settles which stays. The dialled hello wait: longer than
+/// two hellos and proofs take on any link that keeps a peer.
+const CROSSING: Duration = HELLO_WAIT_DIALLED;
 
 /// How a connection to node `node` ranks for keeping (smaller is kept): the one dialled by the
 /// smaller node id, or if one node dialled both, the one from its lower port. Both ends see the
@@ -312,12 +318,20 @@ impl Chat {
         }
     }
 
-    /// Two connections to the same node: both ends keep the same one (see [`rank`]) and retire
-    /// the other.
+    /// Two connections to the same node: the new one is retired, unless the two crossed (both
+    /// proven within [`CROSSING`]: both ends dialled at once), when both ends keep the same one
+    /// (see [`rank`]). A connection that has been a peer for a while is never displaced: a node
+    /// that relays the hellos and proofs of two others between its own connections to them
+    /// (proofs bind hellos, not sockets) would otherwise win by its choice of ports, and then
+    /// hold their link in its hands.
     fn one_connection(&mut self, new: ConnId, old: ConnId, node: NodeId) {
         let me = self.cfg.node;
-        let loser = if rank(me, node, self.neighbours.get(new))
-            < rank(me, node, self.neighbours.get(old))
+        let settled = self
+            .neighbours
+            .peer_mut(old)
+            .is_some_and(|p| self.clock >= p.since + CROSSING);
+        let loser = if !settled
+            && rank(me, node, self.neighbours.get(new)) < rank(me, node, self.neighbours.get(old))
         {
             old
         } else {

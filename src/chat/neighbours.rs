@@ -57,6 +57,8 @@ pub(super) struct Peer {
     /// A bundle of signed frames being read: its head and the lines so far (boxed, as the
     /// hello above: it is large, and only peers ever have one).
     pub(super) bundle: Option<Box<Incoming>>,
+    /// When it proved its hello: a second connection to its node much later is no crossing.
+    pub(super) since: Instant,
 }
 
 /// A bundle whose frame lines are still arriving.
@@ -83,6 +85,7 @@ impl Peer {
             listen,
             alive: Keepalive::new(now),
             bundle: None,
+            since: now,
         }
     }
 
@@ -449,6 +452,7 @@ mod tests {
             listen,
             alive: Keepalive::new(Instant::now()),
             bundle: None,
+            since: Instant::now(),
         })
     }
 

@@ -66,6 +66,30 @@ fn two_connections_between_the_same_nodes_become_one() {
     }
 }
 
+/// A node between two others (connected to both) passes each one's hello and proof to the
+/// other: both take the relayed connection for a second one to the other node, proven. It must
+/// not displace their direct link, whatever its ports say; it is retired instead.
+#[test]
+fn a_relayed_hello_never_displaces_a_link_that_is_already_a_peer() {
+    for dialler in [0, 1] {
+        let mut net = Net::new(2);
+        net.link(1 - dialler, dialler);
+        let direct = net.conn_of(0, 1);
+        net.tick(Duration::from_secs(10));
+        // As the relaying node's connections look: accepted at both ends.
+        let (c0, c1) = net.open_raw(0, 1, Origin::Accepted);
+        net.send_hello(0, c0);
+        net.send_hello(1, c1);
+        net.run();
+        assert_eq!(net.conns_between(0, 1), vec![direct], "dialler n{dialler}");
+        for node in 0..2 {
+            assert_eq!(net.count(node, |e| matches!(e, Event::Leave { .. })), 0);
+        }
+        chat_all(&mut net, &[0, 1], 2);
+        every_node_but_sender_sees_each_once(&net, 2);
+    }
+}
+
 #[test]
 fn a_first_line_that_is_not_a_hello_makes_a_guest() {
     let (mut chat, now) = guest_chat();
