@@ -241,13 +241,23 @@ impl Chat {
         self.timers.set(Due::Hello(conn), now + wait);
     }
 
+    /// The caller started dialling, on `conn`, a peer the user asked for (on the command line,
+    /// with `/connect`, or again after losing it), and holds for that connection what the chat
+    /// broadcasts meanwhile. What this node says from now on is signed for peers, so that
+    /// lines typed before the connection is up reach the peer it proves to be, and so does a
+    /// goodbye. Until [`Chat::handle_opened`] or [`Chat::handle_closed`] for `conn`.
+    pub fn handle_dialling(&mut self, conn: ConnId) {
+        self.neighbours.dialling(conn);
+    }
+
     /// A dial asked for with [`Action::Dial`] failed.
     pub fn handle_dial_failed(&mut self, addr: SocketAddr, now: Instant) {
         self.clock = now;
         self.dial_failed(addr, now);
     }
 
-    /// A connection is gone. `reason` is shown with the leave when the peer did not say goodbye.
+    /// A connection is gone (or a dial of [`Chat::handle_dialling`] ended without opening).
+    /// `reason` is shown with the leave when the peer did not say goodbye.
     pub fn handle_closed(&mut self, conn: ConnId, reason: Option<String>) {
         let Some(c) = self.forget_conn(conn) else {
             return;

@@ -5,7 +5,7 @@
 //! Owns the map of connections and answers questions about them. Must not queue actions, touch
 //! the roster or decide what a line means (the handshake and relay do).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -176,10 +176,12 @@ impl Neighbour {
     }
 }
 
-/// Every open connection.
+/// Every open connection, and the caller's dials for the user not open yet.
 #[derive(Debug, Default)]
 pub(super) struct Neighbours {
     conns: ConnMap<Neighbour>,
+    /// Dials the user asked for that are still connecting (see [`Neighbours::dialling`]).
+    dialling: HashSet<ConnId, std::hash::BuildHasherDefault<IdHasher>>,
     sources: Sources,
 }
 
@@ -263,12 +265,26 @@ impl Sources {
 }
 
 impl Neighbours {
+    /// `conn` is open: it is no longer a dial under way.
     pub(super) fn insert(&mut self, conn: ConnId, n: Neighbour) {
+        self.dialling.remove(&conn);
         self.conns.insert(conn, n);
     }
 
+    /// `conn` is gone, open or still dialling.
     pub(super) fn remove(&mut self, conn: ConnId) -> Option<Neighbour> {
+        self.dialling.remove(&conn);
         self.conns.remove(&conn)
+    }
+
+    /// The caller is dialling a peer the user named, on `conn`, until [`Neighbours::insert`]
+    /// or [`Neighbours::remove`]. The caller holds what is said meanwhile for that connection
+    /// (it is sent once the other end proves to be a peer), so it counts as someone to send
+    /// to, as an open connection whose role is not known yet does.
+    pub(super) fn dialling(&mut self, conn: ConnId) {
+        if !self.conns.contains_key(&conn) {
+            self.dialling.insert(conn);
+        }
     }
 
     /// `conn` is classified as `kind` (nothing, if it is not open).
@@ -363,19 +379,22 @@ impl Neighbours {
     /// True if some connection may still get what we send (the log records a message as sent
     /// only then).
     pub(super) fn anyone(&self) -> bool {
-        self.conns.values().any(|c| match &c.kind {
-            Kind::Peer(p) => p.state == PeerState::Active,
-            Kind::Guest(_) => true,
-            Kind::Pending | Kind::Proving { .. } => !c.is_speculative(),
-        })
+        !self.dialling.is_empty()
+            || self.conns.values().any(|c| match &c.kind {
+                Kind::Peer(p) => p.state == PeerState::Active,
+                Kind::Guest(_) => true,
+                Kind::Pending | Kind::Proving { .. } => !c.is_speculative(),
+            })
     }
 
     /// True if a peer is connected, or a connection may become one: signing what this node
     /// says is needed only then (guests read it unsigned).
     pub(super) fn may_have_peers(&self) -> bool {
-        self.conns
-            .values()
-            .any(|c| !matches!(c.kind, Kind::Guest(_)))
+        !self.dialling.is_empty()
+            || self
+                .conns
+                .values()
+                .any(|c| !matches!(c.kind, Kind::Guest(_)))
     }
 
     /// Peer connections, and the chat's own connections that may become one (counted against

@@ -39,6 +39,11 @@ impl<W: Write> Reactor<W> {
     /// Takes connection `k` out of the table, the poll and the timers.
     fn remove(&mut self, k: usize) -> Option<Entry> {
         let mut e = self.conns.try_remove(k)?;
+        if e.conn.is_connecting() {
+            // A dial that never opened: the chat no longer counts it as a peer to be (the
+            // chat knows only connections that opened, so nothing else is forgotten).
+            self.chat.handle_closed(k, None);
+        }
         let _ = self.poll.registry().deregister(&mut e.stream);
         self.acceptor.someone_left();
         self.roles[role_slot(e.conn.role())] -= 1;

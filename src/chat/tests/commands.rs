@@ -10,6 +10,46 @@ fn nothing_is_logged_as_sent_when_nobody_is_connected() {
     assert!(!logs_sent(&drain(&mut chat)));
 }
 
+/// True if `actions` hold a signed bundle of this node's with a message and its goodbye.
+fn signs_speech_and_goodbye(actions: &[Action]) -> bool {
+    let signed: Vec<&Frame> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Broadcast { frame, .. } => match &**frame {
+                Frame::Signed(b) => Some(b.frames.iter()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    signed.iter().any(|f| matches!(f, Frame::Msg { .. }))
+        && signed.iter().any(|f| matches!(f, Frame::Leave { .. }))
+}
+
+#[test]
+fn what_is_typed_while_a_dial_connects_is_signed_for_the_peer_it_may_reach() {
+    let now = Instant::now();
+    // A dial the user asked for is under way: the caller holds the broadcasts for it, so the
+    // typed line and the goodbye are signed for the peer it may prove to be, and shown sent.
+    let mut chat = Chat::new(solo("me", None), now);
+    chat.handle_dialling(3);
+    chat.handle_input("typed early");
+    chat.handle_input_end();
+    let actions = drain(&mut chat);
+    assert!(logs_sent(&actions));
+    assert!(signs_speech_and_goodbye(&actions), "{actions:?}");
+    // The dial failed: nobody may read what is said now, so nothing is signed for peers.
+    let mut chat = Chat::new(solo("me", None), now);
+    chat.handle_dialling(3);
+    chat.handle_closed(3, None);
+    chat.handle_input("too late");
+    chat.handle_input_end();
+    let actions = drain(&mut chat);
+    assert!(!logs_sent(&actions));
+    assert!(!signs_speech_and_goodbye(&actions), "{actions:?}");
+}
+
 #[test]
 fn nick_changes_are_announced_and_checked() {
     let mut net = chain(3);
