@@ -104,6 +104,11 @@ impl Orphans {
     fn take(&mut self, n: u64) -> Option<Lost> {
         self.waiting.remove(&n)
     }
+
+    /// The numbers of the orphans waiting, in the order kept.
+    pub(super) fn numbers(&self) -> Vec<u64> {
+        self.waiting.keys().copied().collect()
+    }
 }
 
 impl Chat {

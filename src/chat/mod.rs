@@ -282,11 +282,13 @@ impl Chat {
             }
             Kind::Peer(p) => {
                 let state = p.state();
-                if state == PeerState::SaidBye
-                    || self.quitting
-                    || self.neighbours.peer_conn(p.node).is_some()
-                {
+                if self.quitting || self.neighbours.peer_conn(p.node).is_some() {
                     return;
+                }
+                if state == PeerState::SaidBye {
+                    // Its goodbye was shown; what it claimed others lost cannot be answered
+                    // through it any more, and perhaps through no one.
+                    return self.believe_if_cut_off();
                 }
                 let lost = Lost {
                     node: p.node,
@@ -304,6 +306,23 @@ impl Chat {
         }
     }
 
+    /// The caller is ending because no connection is left and none is coming (a client whose
+    /// last peer went, or whose dials all failed). What still waited to be judged is judged
+    /// now, since nothing can reach this node any more, and the leaves are shown before the
+    /// end: a duplicate link closed before its twin was known (the twin never came), and a
+    /// claim of another node's that some node was lost (its news could only come through a
+    /// peer, and the last one left).
+    pub fn handle_cut_off(&mut self) {
+        if self.quitting {
+            return;
+        }
+        for n in self.orphans.numbers() {
+            self.timers.cancel(&Due::Orphan(n));
+            self.orphan_due(n);
+        }
+        self.believe_suspicions();
+    }
+
     /// Forgets `conn` and every timer it has: the only way a connection leaves the chat, so a
     /// connection id reused later starts with no deadline of the one before.
     fn forget_conn(&mut self, conn: ConnId) -> Option<Neighbour> {
@@ -313,7 +332,8 @@ impl Chat {
     }
 
     /// A peer connection is gone for good: dial it again later, and tell everyone we lost it.
-    /// It is shown leaving only if nothing fresh comes from it through others meanwhile.
+    /// It is shown leaving only if nothing fresh comes from it through others meanwhile; with
+    /// no other peer left there is nobody to bring news, so it is shown leaving at once.
     fn lose_peer(&mut self, lost: Lost) {
         self.look_for(lost.listen);
         let member = MemberId::node(lost.node);
@@ -331,6 +351,7 @@ impl Chat {
             },
         );
         self.suspect(lost.node, lost.reason);
+        self.believe_if_cut_off();
     }
 
     /// Time passed: hello waits, keepalives and timeouts, orphans, re-dials, mesh scans. Costs

@@ -352,6 +352,11 @@ impl Neighbours {
         })
     }
 
+    /// True while some connection is an active peer.
+    pub(super) fn any_active_peer(&self) -> bool {
+        self.conns.values().any(|c| c.active_peer().is_some())
+    }
+
     /// Active peer connections, in connection order.
     pub(super) fn active_peers(&self) -> Vec<ConnId> {
         let mut peers: Vec<ConnId> = self

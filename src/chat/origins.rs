@@ -108,6 +108,18 @@ impl Origins {
         }
     }
 
+    /// The nodes under suspicion, in node order.
+    pub(super) fn suspected(&self) -> Vec<NodeId> {
+        let mut nodes: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|(_, o)| o.suspect.is_some())
+            .map(|(&n, _)| n)
+            .collect();
+        nodes.sort_unstable();
+        nodes
+    }
+
     /// The suspicion on `node`, taken away: `Some` if nothing fresh came since the claim.
     pub(super) fn judge(&mut self, node: NodeId) -> Option<Suspect> {
         self.nodes.get_mut(&node)?.suspect.take()

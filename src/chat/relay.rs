@@ -499,6 +499,23 @@ impl Chat {
         self.remove_member(member, addr, s.reason);
     }
 
+    /// With no peer left, this node is cut off from every other node: the claims waiting for
+    /// news through others (see [`Chat::suspect`]) can only be believed, now.
+    pub(super) fn believe_if_cut_off(&mut self) {
+        if !self.neighbours.any_active_peer() {
+            self.believe_suspicions();
+        }
+    }
+
+    /// Every suspicion is judged now rather than at its time: nothing fresh can come, so the
+    /// nodes suspected are shown leaving.
+    pub(super) fn believe_suspicions(&mut self) {
+        for node in self.origins.suspected() {
+            self.timers.cancel(&Due::Suspect(node));
+            self.suspect_due(node);
+        }
+    }
+
     /// This node owes the others a fresh `HERE` (it was claimed lost, or has a new peer):
     /// sent at once, or when the rate limit allows (one a second), however often it is owed.
     pub(super) fn owe_here(&mut self) {

@@ -559,6 +559,10 @@ impl<W: Write> Reactor<W> {
             });
         }
         if self.nothing_left() && !self.redial.is_waiting() {
+            // What the chat still waited for (a duplicate's twin, news of a node another
+            // claimed lost) cannot come now: those leaves are shown first.
+            self.chat.handle_cut_off();
+            self.apply_actions(now);
             self.show(&Event::Info("no connections left".into()));
             // Stdout going away now changes nothing: the run is over.
             let _ = self.screen.flush();

@@ -282,7 +282,9 @@ fn a_killed_peer_is_shown_leaving_and_the_client_ends_when_its_hub_goes() {
     hub.wait_leave("b");
     a.wait_leave("b");
     hub.child.kill().unwrap();
-    a.wait_leave("hub");
+    // Its last connection: shown leaving before the end, not after a wait the end cuts short.
+    let leave = a.wait_leave("hub");
+    assert_eq!(leave["reason"], "connection closed");
     a.wait_event(|v| v["event"] == "info" && v["text"] == "no connections left");
     assert_eq!(a.wait_exit().code(), Some(0));
 }
@@ -997,6 +999,8 @@ fn a_reconnecting_client_is_back_when_its_killed_hub_restarts() {
     // Killed: no goodbye, the connection just drops.
     hub.child.kill().unwrap();
     hub.wait_exit();
+    // Its only peer: nobody else could bring news of it, so it is shown leaving at once.
+    wait_for("* hub left (connection closed)");
     let lost = wait_for("lost the connection");
     assert!(
         lost.ends_with(&format!(
@@ -1010,6 +1014,8 @@ fn a_reconnecting_client_is_back_when_its_killed_hub_restarts() {
         "{again}"
     );
 
+    // The killed hub was shown leaving when its connection dropped, so the hub that comes
+    // back (a new node id, as every run has) is plain "hub" again.
     let listen = addr.to_string();
     let mut hub = Node::spawn(&["-l", &listen, "--json", "--nick", "hub", "--identity", key]);
     hub.wait_join("client");

@@ -39,10 +39,78 @@ fn a_retired_link_with_no_twin_after_the_hello_wait_is_a_loss() {
         "not at once: a twin may be on its way"
     );
     net.tick(HELLO_WAIT_DIALLED);
-    // Protocol 2: a lost peer is a claim first, believed once SUSPECT_WAIT brought nothing
-    // fresh from it.
-    assert_eq!(net.leaves_of(0, "n1"), 0, "{:?}", net.shown[0]);
+    // n1 was n0's only peer: nobody can bring news of it, so the loss is not a claim waiting
+    // for any (as with another peer left, see the mutants tests) but shown at once.
+    assert_eq!(net.leaves_of(0, "n1"), 1, "{:?}", net.shown[0]);
+}
+
+/// The leaves in `actions`: who, and why.
+fn leaves(actions: &[Action]) -> Vec<(String, Option<String>)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Show(Event::Leave { nick, reason, .. }) => Some((nick.clone(), reason.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_peer_lost_with_no_other_peer_left_is_shown_leaving_at_once() {
+    let now = Instant::now();
+    let mut chat = Chat::new(solo("me", None), now);
+    let link = accepted("10.0.0.9:41000".parse().unwrap());
+    FakeNode::new("bob", 100, None).connect(&mut chat, 3, link, now);
+    drain(&mut chat);
+    chat.handle_closed(3, None);
+    // No other peer could bring news of bob: no suspicion waits, the leave is shown now.
+    assert_eq!(
+        leaves(&drain(&mut chat)),
+        vec![("bob".to_string(), Some("connection closed".to_string()))]
+    );
+    assert_eq!(chat.next_deadline(), Some(now + HEARTBEAT));
+}
+
+#[test]
+fn a_peer_lost_while_another_is_left_waits_for_news_through_it() {
+    let mut net = star(3);
+    let c = net.conn_of(0, 1);
+    net.cut(0, c, "connection closed", "connection closed");
+    net.run();
+    assert_eq!(net.leaves_of(0, "n1"), 0, "n2 may still bring news of n1");
     net.tick(SUSPECT_WAIT);
+    assert_eq!(net.leaves_of(0, "n1"), 1, "{:?}", net.shown[0]);
+    assert_eq!(net.leaves_of(2, "n1"), 1, "{:?}", net.shown[2]);
+}
+
+#[test]
+fn a_claim_waiting_when_the_last_peer_goes_is_believed_at_once() {
+    // n1 loses n2 and says so; n0 waits for news of n2 through n1, which then leaves.
+    let mut net = chain(3);
+    let c = net.conn_of(1, 2);
+    net.cut(1, c, "connection closed", "connection closed");
+    net.run();
+    net.say(1, "/quit");
+    net.run();
+    assert_eq!(net.leaves_of(0, "n1"), 1, "{:?}", net.shown[0]);
+    assert_eq!(net.leaves_of(0, "n2"), 0, "n1 may still answer for n2");
+    // n1's connection closes after its goodbye: n0 has no peer left to bring news of n2.
+    let c = net.conn_of(0, 1);
+    net.cut(0, c, "closed", "closed");
+    net.run();
+    assert_eq!(net.leaves_of(0, "n1"), 1, "{:?}", net.shown[0]);
+    assert_eq!(net.leaves_of(0, "n2"), 1, "{:?}", net.shown[0]);
+}
+
+#[test]
+fn a_node_cut_off_shows_a_peer_whose_retired_link_had_no_twin_leaving() {
+    let mut net = chain(2);
+    let c = net.conn_of(0, 1);
+    net.nodes[0].handle_line(c, b"CLOSE duplicate connection", net.now);
+    net.run();
+    assert_eq!(net.leaves_of(0, "n1"), 0, "a twin may be on its way");
+    net.nodes[0].handle_cut_off();
+    net.run();
     assert_eq!(net.leaves_of(0, "n1"), 1, "{:?}", net.shown[0]);
 }
 

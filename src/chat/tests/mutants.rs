@@ -71,9 +71,11 @@ fn crossed_connections_keep_the_one_the_smaller_node_dialled() {
     }
 }
 
-/// `CLOSE duplicate connection` from each of the hub's two peers, with no twin to follow.
+/// `CLOSE duplicate connection` from two of the hub's three peers, with no twin to follow.
+/// The third stays its peer, so the losses wait for news through it (with no peer left
+/// they would be shown at once).
 fn two_orphans() -> Net {
-    let mut net = star(3);
+    let mut net = star(4);
     for leaf in [1, 2] {
         let c = net.conn_of(0, leaf);
         net.nodes[0].handle_line(c, b"CLOSE duplicate connection", net.now);
