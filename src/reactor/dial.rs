@@ -212,9 +212,11 @@ impl<W: Write> Reactor<W> {
                 let conn = Conn::new(dial.label, Phase::Connecting, now);
                 self.insert(key, Entry::new(stream, conn, origin, addrs, now));
                 self.timers.set(Timer::Connect(key), now + CONNECT_TIMEOUT);
-                if origin == Origin::Dialled {
-                    // What the user says while it connects is held for it: the chat must
-                    // sign that for the peer it may become, or only guests could read it.
+                // What the user says while it connects is held for it: the chat must sign that
+                // for the peer it may become, or only guests could read it. Not for a re-dial
+                // still coming up: what is said meanwhile is not sent on it (see `broadcast`).
+                let trial = self.conns.get(key).is_some_and(|e| self.redial.is_trial(e));
+                if origin == Origin::Dialled && !trial {
                     self.chat.handle_dialling(key);
                 }
                 Ok(())
