@@ -24,7 +24,7 @@ Examples:
   peerchat --mesh 6000-6009 --host 10.0.0.7 --log-file logs_chat.txt
 
 Type a line to send it; sair, /quit or /exit leaves; /help lists commands
-(/msg, /me, /nick, /names, /connect).";
+(/msg, /me, /nick, /names, /whois, /connect).";
 
 /// peerchat: a peer-to-peer terminal chat.
 #[derive(Parser, Debug)]
