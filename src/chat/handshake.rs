@@ -16,7 +16,7 @@ use super::guests::Refusal;
 use super::neighbours::{source_of, Guest, Kind, Neighbour, Peer, Voice};
 use super::{Chat, ConnId, Due, Origin, HELLO_WAIT_DIALLED};
 use crate::event::{Event, Role};
-use crate::protocol::{self, Frame, Hello, MemberId, MsgId, NodeId};
+use crate::protocol::{self, Frame, Hello, MemberId, NodeId};
 
 /// What the first line on a connection says it is.
 #[derive(Debug, PartialEq)]
@@ -280,19 +280,7 @@ impl Chat {
             self.learn_key(member);
         } else if !self.quitting {
             self.add_member(member, &hello.nick, Some(shown_addr.clone()), None);
-            self.out.for_guests(
-                Some(conn),
-                Frame::Join {
-                    id: MsgId {
-                        node: member.node,
-                        seq: 0,
-                    },
-                    member,
-                    nick: hello.nick,
-                    addr: None,
-                    key: None,
-                },
-            );
+            self.tell_guests_joined(conn, member, &hello.nick);
         }
         if !self.quitting {
             self.welcome(conn, member);

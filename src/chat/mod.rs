@@ -517,6 +517,24 @@ impl Chat {
         fitted
     }
 
+    /// Our guests are told that `member`, called `nick`, joined (learnt on `conn`, which is not
+    /// told). A line for guests only: it carries no signature and goes to no peer.
+    fn tell_guests_joined(&mut self, conn: ConnId, member: MemberId, nick: &str) {
+        self.out.for_guests(
+            Some(conn),
+            Frame::Join {
+                id: MsgId {
+                    node: member.node,
+                    seq: 0,
+                },
+                member,
+                nick: nick.to_string(),
+                addr: None,
+                key: None,
+            },
+        );
+    }
+
     /// Removes `member` (and, for a node, the guests it hosted), showing each leave, to our
     /// guests too. False if it was not known.
     fn remove_member(

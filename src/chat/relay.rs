@@ -384,19 +384,7 @@ impl Chat {
             }
             self.learn_key(member);
         } else if self.add_member(member, nick, addr.clone(), announce) {
-            self.out.for_guests(
-                Some(conn),
-                Frame::Join {
-                    id: MsgId {
-                        node: member.node,
-                        seq: 0,
-                    },
-                    member,
-                    nick: nick.to_string(),
-                    addr: None,
-                    key: None,
-                },
-            );
+            self.tell_guests_joined(conn, member, nick);
         } else {
             // Past the roster's caps: not recorded here, so not passed on either (nor the
             // bundle it came in: nodes announce each member alone, so one packed with others
