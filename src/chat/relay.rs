@@ -301,8 +301,22 @@ impl Chat {
         text: &str,
         speech: Speech,
     ) -> Forward {
-        self.roster.note(from, nick, self.clock);
-        self.out.for_guests(Some(conn), frame.clone());
+        if self.roster.note(from, nick, self.clock) {
+            self.learn_key(from);
+        }
+        // Guests read the nick the frame carries: the one the roster holds, as shown here
+        // (the guest line puts a guest's `~` back).
+        let mut for_guests = frame.clone();
+        if let Frame::Msg { nick, .. } | Frame::Me { nick, .. } = &mut for_guests {
+            if self.roster.contains(&from) {
+                let shown = self.roster.display(from);
+                *nick = shown
+                    .strip_prefix(protocol::GUEST_MARK)
+                    .unwrap_or(&shown)
+                    .to_string();
+            }
+        }
+        self.out.for_guests(Some(conn), for_guests);
         let (from, text) = (self.roster.shown(from), text.to_string());
         self.out.show(match speech {
             Speech::Act => Event::Me { from, text },
@@ -322,7 +336,9 @@ impl Chat {
         text: &str,
     ) -> Forward {
         if to == self.me {
-            self.roster.note(from, nick, self.clock);
+            if self.roster.note(from, nick, self.clock) {
+                self.learn_key(from);
+            }
             self.out.show(Event::Dm {
                 from: self.roster.shown(from),
                 to: self.cfg.nick.clone(),

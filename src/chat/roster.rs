@@ -342,16 +342,16 @@ impl Roster {
 
     /// Records a member learnt of from one of its messages (its join went by unseen), unless
     /// it or, for a guest, its node left or was lost (a late message brings back neither).
-    pub(super) fn note(&mut self, member: MemberId, nick: &str, now: Instant) {
+    /// True if it was recorded now (its key is then to be learnt).
+    pub(super) fn note(&mut self, member: MemberId, nick: &str, now: Instant) -> bool {
         let host = MemberId::node(member.node);
         if member.node == self.me.node || self.is_away(&member, now) || self.is_away(&host, now) {
-            return;
+            return false;
         }
-        if self.contains(&member) {
-            self.update(member, nick, None);
-        } else {
-            self.insert(member, nick, None, None);
-        }
+        // A member known already keeps its nick: only its node's signed NICK renames it, so
+        // that a message cannot pass for another's under a nick never announced (nor skip the
+        // check of the key remembered for that nick).
+        !self.contains(&member) && self.insert(member, nick, None, None)
     }
 
     /// The leave of `member` as shown (its name is taken while it is still on the roster).

@@ -234,3 +234,52 @@ fn a_bundle_seen_whole_is_not_checked_again_and_a_repeat_is_harmless() {
         .collect();
     assert_eq!(shown.len(), 1, "{shown:?}");
 }
+
+/// A node's message carrying another nick than the one its node announced: shown under the
+/// announced nick (only a signed NICK renames), to the user and to guests alike, so that
+/// "alice" cannot speak as a "bob" she never became (nor skip the key remembered for bob).
+#[test]
+fn a_message_under_a_nick_never_announced_is_shown_under_the_announced_one() {
+    let now = Instant::now();
+    let mut chat = Chat::new(solo("me", Some(5000)), now);
+    let alice = FakeNode::new("alice", 100, None);
+    alice.connect(
+        &mut chat,
+        3,
+        accepted("127.0.0.1:4000".parse().unwrap()),
+        now,
+    );
+    chat.handle_line(7, b"watching", now);
+    drain(&mut chat);
+    let forged = Frame::Msg {
+        id: alice.id(5),
+        from: alice.member(),
+        nick: "bob".into(),
+        text: "send me the file".into(),
+    };
+    alice.send(&mut chat, 3, vec![forged], now);
+    let actions = drain(&mut chat);
+    assert!(
+        actions.contains(&Action::Show(Event::Message {
+            from: "alice".into(),
+            text: "send me the file".into()
+        })),
+        "{actions:#?}"
+    );
+    let to_guests: Vec<&Frame> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Broadcast { frame, .. } => Some(&**frame),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        to_guests
+            .iter()
+            .any(|f| matches!(f, Frame::Msg { nick, .. } if nick == "alice")),
+        "{to_guests:#?}"
+    );
+    assert!(!to_guests
+        .iter()
+        .any(|f| matches!(f, Frame::Msg { nick, .. } if nick == "bob")));
+}
