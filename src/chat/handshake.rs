@@ -265,6 +265,14 @@ impl Chat {
         if let Some(listen) = listen {
             self.forget_redial(listen);
         }
+        // The same person in a new run (a restart): the run we lost is gone, shown leaving
+        // before the new one joins, so the two are never shown side by side as twins.
+        for node in self.origins.suspected() {
+            if node != hello.node && self.origins.key(node) == Some(&hello.key.key) {
+                self.timers.cancel(&Due::Suspect(node));
+                self.suspect_due(node);
+            }
+        }
         // Proven just now: its key is known, and any claim that it was lost is void.
         self.origins.learn(hello.node, hello.key.key, self.clock);
         self.origins.clear(hello.node);

@@ -332,8 +332,7 @@ impl Chat {
     }
 
     /// A peer connection is gone for good: dial it again later, and tell everyone we lost it.
-    /// It is shown leaving only if nothing fresh comes from it through others meanwhile; with
-    /// no other peer left there is nobody to bring news, so it is shown leaving at once.
+    /// It is shown leaving only if nothing fresh comes from it through others meanwhile.
     fn lose_peer(&mut self, lost: Lost) {
         self.look_for(lost.listen);
         let member = MemberId::node(lost.node);
@@ -350,8 +349,11 @@ impl Chat {
                 reason: lost.reason.clone(),
             },
         );
+        // Shown leaving only if nothing fresh comes from it meanwhile, also with no other peer
+        // left: a link back within the wait (a blip, a re-dial) shows nothing and keeps its
+        // guests. A node that ends instead judges at once (`handle_cut_off`), and the same
+        // person back with a new run is judged when it proves its hello (`make_peer`).
         self.suspect(lost.node, lost.reason);
-        self.believe_if_cut_off();
     }
 
     /// Time passed: hello waits, keepalives and timeouts, orphans, re-dials, mesh scans. Costs

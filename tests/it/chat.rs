@@ -1003,9 +1003,6 @@ fn a_reconnecting_client_is_back_when_its_killed_hub_restarts() {
     // Killed: no goodbye, the connection just drops.
     hub.child.kill().unwrap();
     hub.wait_exit();
-    // Its only peer: nobody else could bring news of it, so it is shown leaving at once (the
-    // reason is "connection closed", or "connection reset" if the kill left bytes unread).
-    wait_for("* hub left (connection ");
     let lost = wait_for("lost the connection");
     assert!(
         lost.ends_with(&format!(
@@ -1019,10 +1016,13 @@ fn a_reconnecting_client_is_back_when_its_killed_hub_restarts() {
         "{again}"
     );
 
-    // The killed hub was shown leaving when its connection dropped, so the hub that comes
-    // back (a new node id, as every run has) is plain "hub" again.
+    // The hub comes back with its key in a new run (a new node id, as every run has): the run
+    // that was killed is shown leaving, when the wait for news of it is over or at the latest
+    // when the new run proves the same key (the reason is "connection closed", or "connection
+    // reset" if the kill left bytes unread), and the new one is plain "hub" again.
     let listen = addr.to_string();
     let mut hub = Node::spawn(&["-l", &listen, "--json", "--nick", "hub", "--identity", key]);
+    wait_for("* hub left (connection ");
     hub.wait_join("client");
     hub.send("back on the same port");
     wait_for("<hub> back on the same port");

@@ -39,8 +39,10 @@ fn a_retired_link_with_no_twin_after_the_hello_wait_is_a_loss() {
         "not at once: a twin may be on its way"
     );
     net.tick(HELLO_WAIT_DIALLED);
-    // n1 was n0's only peer: nobody can bring news of it, so the loss is not a claim waiting
-    // for any (as with another peer left, see the mutants tests) but shown at once.
+    // Protocol 2: a lost peer is a claim first, believed once SUSPECT_WAIT brought nothing
+    // fresh from it.
+    assert_eq!(net.leaves_of(0, "n1"), 0, "{:?}", net.shown[0]);
+    net.tick(SUSPECT_WAIT);
     assert_eq!(net.leaves_of(0, "n1"), 1, "{:?}", net.shown[0]);
 }
 
@@ -56,19 +58,70 @@ fn leaves(actions: &[Action]) -> Vec<(String, Option<String>)> {
 }
 
 #[test]
-fn a_peer_lost_with_no_other_peer_left_is_shown_leaving_at_once() {
+fn a_lone_peer_lost_is_shown_leaving_after_the_wait_or_never_if_it_is_back_within_it() {
+    let now = Instant::now();
+    let mut chat = Chat::new(solo("me", None), now);
+    let bob = FakeNode::new("bob", 100, None);
+    let link = accepted("10.0.0.9:41000".parse().unwrap());
+    bob.connect(&mut chat, 3, link, now);
+    drain(&mut chat);
+    // A blip: back within the wait, nothing is shown.
+    chat.handle_closed(3, None);
+    assert!(leaves(&drain(&mut chat)).is_empty());
+    bob.connect(&mut chat, 4, link, now + SUSPECT_WAIT / 2);
+    chat.handle_tick(now + SUSPECT_WAIT * 2);
+    let actions = drain(&mut chat);
+    assert!(leaves(&actions).is_empty(), "{actions:#?}");
+    assert!(!actions
+        .iter()
+        .any(|a| matches!(a, Action::Show(Event::Join { .. }))));
+    // Gone for good (closed at the chat's last tick): shown leaving once the wait is over.
+    chat.handle_closed(4, None);
+    let closed = now + SUSPECT_WAIT * 2;
+    chat.handle_tick(closed + SUSPECT_WAIT / 2);
+    assert!(leaves(&drain(&mut chat)).is_empty());
+    chat.handle_tick(closed + SUSPECT_WAIT);
+    assert_eq!(
+        leaves(&drain(&mut chat)),
+        vec![("bob".to_string(), Some("connection closed".to_string()))]
+    );
+}
+
+/// A peer restarted (same key, new run: a new node id) comes back before the wait for the run
+/// we lost is over: that run is shown leaving at once, then the new one joins, untagged.
+#[test]
+fn the_same_key_back_in_a_new_run_ends_the_wait_for_the_old_run() {
     let now = Instant::now();
     let mut chat = Chat::new(solo("me", None), now);
     let link = accepted("10.0.0.9:41000".parse().unwrap());
     FakeNode::new("bob", 100, None).connect(&mut chat, 3, link, now);
     drain(&mut chat);
     chat.handle_closed(3, None);
-    // No other peer could bring news of bob: no suspicion waits, the leave is shown now.
+    drain(&mut chat);
+    let mut again = FakeNode::new("bob", 100, None);
+    again.run = [9; 8];
+    again.connect(&mut chat, 4, link, now + SUSPECT_WAIT / 4);
+    let shown: Vec<Event> = drain(&mut chat)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Show(e @ (Event::Join { .. } | Event::Leave { .. })) => Some(e),
+            _ => None,
+        })
+        .collect();
     assert_eq!(
-        leaves(&drain(&mut chat)),
-        vec![("bob".to_string(), Some("connection closed".to_string()))]
+        shown,
+        vec![
+            Event::Leave {
+                nick: "bob".into(),
+                addr: Some("10.0.0.9:41000".into()),
+                reason: Some("connection closed".into()),
+            },
+            Event::Join {
+                nick: "bob".into(),
+                addr: Some("10.0.0.9:41000".into()),
+            },
+        ]
     );
-    assert_eq!(chat.next_deadline(), Some(now + HEARTBEAT));
 }
 
 #[test]

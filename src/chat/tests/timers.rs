@@ -72,9 +72,11 @@ fn a_silent_peer_times_out_exactly_at_the_timeout() {
         conn: 3,
         reason: "timed out".into()
     }));
-    // No timer of the connection is left, nor a judgement of the loss: with no other peer to
-    // bring news of it, it was believed at once.
-    assert_eq!(chat.next_deadline(), Some(now + HEARTBEAT));
+    // No timer of the connection is left; protocol 2 judges the loss after SUSPECT_WAIT.
+    assert_eq!(
+        chat.next_deadline(),
+        Some(now + DEFAULT_PEER_TIMEOUT + SUSPECT_WAIT)
+    );
 }
 
 #[test]
@@ -205,8 +207,12 @@ fn a_connection_id_reused_after_a_close_starts_with_only_its_hello_wait() {
     chat.handle_tick(t); // pinged: its keepalive now waits for the drop
     chat.handle_closed(3, None);
     drain(&mut chat);
-    // None of the connection's timers is left, nor a judgement of the loss (bob was the only
-    // peer, so it was believed at once): only the chat's own heartbeat.
+    // Protocol 2: none of the connection's timers is left, only the judgement of the loss
+    // (then the chat's own heartbeat).
+    let t = t + SUSPECT_WAIT;
+    assert_eq!(chat.next_deadline(), Some(t));
+    chat.handle_tick(t);
+    drain(&mut chat);
     assert_eq!(chat.next_deadline(), Some(now + HEARTBEAT));
     open(&mut chat, 3, accepted("10.0.0.8:42000".parse().unwrap()), t);
     assert_eq!(chat.next_deadline(), Some(t + HELLO_WAIT));
