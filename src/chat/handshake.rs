@@ -338,6 +338,12 @@ impl Chat {
         } else {
             new
         };
+        if settled {
+            // The node dialled again while we hold a link to it: perhaps that link is dead at
+            // its end. A ping finds out within a round trip (a reset closes it, and the next
+            // dial is kept) instead of at the keepalive timeout.
+            self.out.send(old, Frame::Ping);
+        }
         self.neighbours.retire(loser);
         self.out
             .send(loser, Frame::Close("duplicate connection".into()));

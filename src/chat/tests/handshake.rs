@@ -199,10 +199,13 @@ fn a_relayed_hello_never_displaces_a_link_that_is_already_a_peer() {
         net.tick(Duration::from_secs(10));
         // As the relaying node's connections look: accepted at both ends.
         let (c0, c1) = net.open_raw(0, 1, Origin::Accepted);
+        net.sent.clear();
         net.send_hello(0, c0);
         net.send_hello(1, c1);
         net.run();
         assert_eq!(net.conns_between(0, 1), vec![direct], "dialler n{dialler}");
+        // Each end pinged the link it kept, in case it was dead at the other end.
+        assert_eq!(net.sent.get("PING"), Some(&2), "{:?}", net.sent);
         for node in 0..2 {
             assert_eq!(net.count(node, |e| matches!(e, Event::Leave { .. })), 0);
         }
