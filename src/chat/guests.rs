@@ -134,10 +134,11 @@ impl Chat {
                 ),
             ),
             Refusal::TooFast => (
-                "* guests from your address come and go too fast; try again later".to_string(),
+                "* your address is past its flood limit (lines and joins); try again later"
+                    .to_string(),
                 format!(
-                    "guests from {source} come and go faster than --rate-limit: refusing them \
-                     for now"
+                    "guests from {source} are past --rate-limit (lines and joins): refusing \
+                     newcomers from there for now"
                 ),
             ),
         };

@@ -192,11 +192,9 @@ fn guests_that_come_and_go_in_a_loop_are_held_to_their_addresss_budget() {
     for _ in 0..100 {
         let g = net.guest(0);
         net.guest_says(0, g, "hi");
-        if net
-            .screen(0, g)
-            .iter()
-            .any(|l| l == "* guests from your address come and go too fast; try again later")
-        {
+        if net.screen(0, g).iter().any(|l| {
+            l == "* your address is past its flood limit (lines and joins); try again later"
+        }) {
             refused += 1;
         }
         net.nodes[0].handle_closed(g, None);
