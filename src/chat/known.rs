@@ -64,7 +64,11 @@ pub enum KeyCheck {
 /// same keys (how many were added in this run is not what they know).
 #[derive(Clone, Debug, Default)]
 pub struct KnownKeys {
+    /// By the look-alike key: what a nick with no line of its own is checked against.
     by_nick: HashMap<String, String>,
+    /// By the nick itself, without case: a file may hold two look-alike nicks of two people
+    /// (lines written before nicks were compared by look), each checked against its own line.
+    exact: HashMap<String, String>,
     /// How many nicks each fingerprint has (see [`MAX_NICKS_PER_KEY`]).
     per_key: HashMap<String, usize>,
     /// Nicks remembered since this was read (see [`MAX_NEW_PER_RUN`]).
@@ -73,7 +77,7 @@ pub struct KnownKeys {
 
 impl PartialEq for KnownKeys {
     fn eq(&self, other: &KnownKeys) -> bool {
-        self.by_nick == other.by_nick
+        self.by_nick == other.by_nick && self.exact == other.exact
     }
 }
 
@@ -91,11 +95,17 @@ impl KnownKeys {
     pub fn from_text(text: &str) -> KnownKeys {
         let mut known = KnownKeys::new();
         for (nick, fp) in text.lines().filter_map(parse_line) {
-            if known.by_nick.len() >= MAX_KNOWN {
+            if known.exact.len() >= MAX_KNOWN {
                 break;
             }
-            if let std::collections::hash_map::Entry::Vacant(e) = known.by_nick.entry(fold(nick)) {
+            if let std::collections::hash_map::Entry::Vacant(e) =
+                known.exact.entry(nick.to_lowercase())
+            {
                 *known.per_key.entry(fp.clone()).or_default() += 1;
+                known
+                    .by_nick
+                    .entry(fold(nick))
+                    .or_insert_with(|| fp.clone());
                 e.insert(fp);
             }
         }
@@ -104,16 +114,20 @@ impl KnownKeys {
 
     /// How many nicks have a remembered key.
     pub fn len(&self) -> usize {
-        self.by_nick.len()
+        self.exact.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_nick.is_empty()
+        self.exact.is_empty()
     }
 
     /// `fp` for `nick`, compared with what is remembered.
     pub fn check(&self, nick: &str, fp: &str) -> KeyCheck {
-        match self.by_nick.get(&fold(nick)) {
+        let known = self
+            .exact
+            .get(&nick.to_lowercase())
+            .or_else(|| self.by_nick.get(&fold(nick)));
+        match known {
             None => KeyCheck::New,
             Some(known) if known == fp => KeyCheck::Same,
             Some(known) => KeyCheck::Changed {
@@ -127,7 +141,7 @@ impl KnownKeys {
     /// key (the first stays), when a cap is reached (in all, for this key, in this run), or for
     /// a nick or fingerprint that could not be read back.
     pub fn remember(&mut self, nick: &str, fp: &str) -> Option<String> {
-        let full = self.by_nick.len() >= MAX_KNOWN
+        let full = self.exact.len() >= MAX_KNOWN
             || self.added >= MAX_NEW_PER_RUN
             || self
                 .per_key
@@ -136,11 +150,12 @@ impl KnownKeys {
         if full || check_nick(nick).is_err() || !is_fingerprint(fp) {
             return None;
         }
-        let folded = fold(nick);
-        if self.by_nick.contains_key(&folded) {
+        let (folded, lower) = (fold(nick), nick.to_lowercase());
+        if self.by_nick.contains_key(&folded) || self.exact.contains_key(&lower) {
             return None;
         }
         self.by_nick.insert(folded, fp.to_string());
+        self.exact.insert(lower, fp.to_string());
         *self.per_key.entry(fp.to_string()).or_default() += 1;
         self.added += 1;
         Some(format!("{nick} {fp}"))
@@ -288,6 +303,22 @@ mod tests {
         let mut again = KnownKeys::from_text(&text);
         assert!(again.remember("fresh", B).is_some());
         assert_eq!(again.remember("rename-more", A), None);
+    }
+
+    #[test]
+    fn two_look_alike_nicks_in_the_file_are_each_checked_against_their_own_line() {
+        // Written before nicks were compared by look: two people, two lines.
+        let known = KnownKeys::from_text(&format!("bob {A}\nb0b {B}\n"));
+        assert_eq!(known.len(), 2);
+        assert_eq!(known.check("bob", A), KeyCheck::Same);
+        assert_eq!(known.check("B0B", B), KeyCheck::Same);
+        // A third look-alike with no line of its own: checked against the first.
+        assert_eq!(
+            known.check("b\u{043e}b", B),
+            KeyCheck::Changed {
+                remembered: A.into()
+            }
+        );
     }
 
     #[test]
