@@ -572,7 +572,7 @@ impl Chat {
                 },
             );
         }
-        let leaves = self.roster.remove(member, addr, reason, self.clock);
+        let leaves = self.roster.remove(member, addr, reason);
         let known = !leaves.is_empty();
         for leave in leaves {
             self.out.show(leave);

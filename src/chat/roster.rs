@@ -375,7 +375,6 @@ impl Roster {
         member: MemberId,
         addr: Option<String>,
         reason: Option<String>,
-        now: Instant,
     ) -> Vec<Event> {
         if !self.contains(&member) {
             return Vec::new();
@@ -385,8 +384,10 @@ impl Roster {
         if member.guest == 0 {
             for (guest, m) in self.hosted(member.node) {
                 leaves.push(self.leave(guest, m.addr, Some("its node left".into())));
+                // Not marked away one by one: their node is (gone or lost, by the caller), which
+                // keeps a late message of theirs out, and once their node is back, their next
+                // message brings them back with it.
                 self.forget(guest);
-                self.lost.insert(guest, now);
             }
         }
         leaves
@@ -538,7 +539,7 @@ mod tests {
     }
 
     #[test]
-    fn removing_a_node_takes_its_guests_and_marks_them_lost() {
+    fn removing_a_node_takes_its_guests_and_their_late_words_stay_out_while_it_is_away() {
         let now = Instant::now();
         let mut r = Roster::new(ME, "me");
         r.insert(node(2), "bob", Some("10.0.0.2:5000".into()), None);
@@ -547,7 +548,7 @@ mod tests {
             guest: 1,
         };
         r.insert(guest, "guest-1", None, None);
-        let leaves = r.remove(node(2), r.addr_of(&node(2)), Some("bye".into()), now);
+        let leaves = r.remove(node(2), r.addr_of(&node(2)), Some("bye".into()));
         assert_eq!(
             leaves,
             vec![
@@ -563,9 +564,15 @@ mod tests {
                 },
             ]
         );
-        assert!(r.lost.contains(&guest, now));
-        assert!(r.remove(node(2), None, None, now).is_empty());
+        assert!(r.remove(node(2), None, None).is_empty());
         assert_eq!(r.names().len(), 1);
+        // The caller marks the node lost: a late message of the guest's is not taken...
+        r.mark_lost(node(2), now);
+        assert!(!r.note(guest, "guest-1", now));
+        // ...until its node is back, and with it the guest when it speaks.
+        r.mark_back(&node(2));
+        assert!(r.note(guest, "guest-1", now));
+        assert_eq!(r.display(guest), "~guest-1");
     }
 
     #[test]
@@ -650,7 +657,6 @@ mod tests {
     #[test]
     fn each_other_node_has_at_most_a_bounded_number_of_guests_on_the_roster() {
         use crate::chat::bounds::MAX_GUESTS_PER_NODE;
-        let now = Instant::now();
         let mut r = Roster::new(ME, "me");
         let bob = node(2).node;
         r.insert(node(2), "bob", None, None);
@@ -673,7 +679,7 @@ mod tests {
                 .is_some());
         }
         // Its node leaves, and its guests with it: room again.
-        assert_eq!(r.remove(node(2), None, None, now).len(), 1 + cap as usize);
+        assert_eq!(r.remove(node(2), None, None).len(), 1 + cap as usize);
         assert!(r.hosted(bob).is_empty());
         r.insert(node(2), "bob", None, None);
         r.mark_back(&guest_of(bob, 2));
@@ -723,7 +729,6 @@ mod tests {
     #[test]
     fn the_byte_count_follows_joins_nick_and_address_changes_and_leaves() {
         use crate::chat::bounds::cost;
-        let now = Instant::now();
         let mut r = Roster::new(ME, "me");
         let alone = r.bounds.bytes();
         assert_eq!(alone, cost("me", None));
@@ -741,7 +746,7 @@ mod tests {
             r.bounds.bytes(),
             alone + cost("robert", Some("[::1]:5000")) + cost("guest-1", Some("10.0.0.9:40000"))
         );
-        r.remove(node(2), None, None, now);
+        r.remove(node(2), None, None);
         assert_eq!(r.bounds.bytes(), alone);
     }
 

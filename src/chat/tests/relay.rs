@@ -479,3 +479,22 @@ fn a_flood_of_joins_under_one_nick_is_capped() {
     assert_eq!(shown, MAX_SAME_NICK);
     assert_eq!(chat.roster.same_nick("eve"), MAX_SAME_NICK);
 }
+
+/// A node lost for longer than the wait takes its guests with it; once it is back, a guest of
+/// its that speaks is back too, under its name (not as an unknown `?#tag`).
+#[test]
+fn a_guest_of_a_node_that_was_lost_and_came_back_is_back_when_it_speaks() {
+    let mut net = Net::new(2);
+    net.link(0, 1);
+    let g = net.guest(0);
+    net.guest_says(0, g, "hi");
+    net.unlink(0, 1);
+    net.tick(SUSPECT_WAIT);
+    assert_eq!(net.leaves_of(1, "~guest-1"), 1, "{:?}", net.shown[1]);
+    net.link(0, 1);
+    net.guest_says(0, g, "back again");
+    assert_eq!(
+        net.messages(1).last(),
+        Some(&("~guest-1".to_string(), "back again".to_string()))
+    );
+}
