@@ -452,3 +452,89 @@ fn invented_guests_are_capped_per_node_and_leave_with_it() {
     }
     assert!(!alice.events().iter().any(|v| v["nick"] == "~bloat"));
 }
+
+/// Amplification: 1 000 forged "alice left" frames (50 KB) once made alice announce herself and
+/// her 500 guests to every peer again (11-20 MB). Now a claim that alice was lost, however often
+/// made, is answered with one `HERE` a second at most, and her guests are never announced again.
+#[test]
+fn claims_that_a_host_was_lost_cost_it_one_here_a_second_and_never_its_guests_again() {
+    const GUESTS: usize = 40;
+    let (mut alice, port) = Node::listener("alice", &["--max-guests-per-ip", "0"]);
+    let _guests: Vec<Raw> = (1..=GUESTS)
+        .map(|i| {
+            Raw::joined(
+                &mut alice,
+                port,
+                &format!("~guest-{i}"),
+                &format!("g{i} here"),
+            )
+        })
+        .collect();
+    let mut bob = Node::client("bob", port, &[]);
+    bob.wait_join("alice");
+    let mut mallory = FakePeer::connect(port, "mallory", 95);
+    let (alice_id, _) = learn_node(&mut mallory, "alice");
+    mallory.announce();
+    bob.wait_join("mallory");
+    // Everything alice sends before this marker (her welcome, with her guests) is read here.
+    bob.send("welcome read");
+    loop {
+        let line = mallory.raw.line().expect("alice's frames");
+        if line.ends_with("welcome read") {
+            break;
+        }
+    }
+    let started = Instant::now();
+    let mut sent = 0;
+    for _ in 0..16 {
+        let claims: Vec<Frame> = (0..64)
+            .map(|_| Frame::Lost {
+                id: mallory.next_id(),
+                member: alice_id,
+                nick: "alice".into(),
+                reason: Some("connection reset".into()),
+            })
+            .collect();
+        let bundle = protocol::Signed::seal(&mallory.key, mallory.node, claims);
+        sent += bundle.wire.len();
+        mallory.raw.send(&bundle.wire);
+    }
+    // alice read the claims before this (one connection, in order), and answered them before
+    // she passes on bob's marker.
+    mallory.say("claims sent");
+    bob.wait_message("mallory", "claims sent");
+    bob.send("claims read");
+    let (mut heres, mut joins, mut got) = (0, 0, 0);
+    loop {
+        let line = mallory.raw.line().expect("alice's frames");
+        got += line.len() + 1;
+        if line.ends_with("claims read") {
+            break;
+        }
+        match protocol::parse_frame(&line) {
+            Ok(Frame::Here { member, .. }) if member == alice_id => heres += 1,
+            Ok(Frame::Join { member, .. }) if member.node == alice_id.node => joins += 1,
+            _ => {}
+        }
+    }
+    // She answers (a claim about herself undoes itself), within the rate: at once, or owed
+    // until a second after her last HERE (said when mallory became her peer).
+    while heres == 0 {
+        let line = mallory.raw.line().expect("alice's frames");
+        got += line.len() + 1;
+        match protocol::parse_frame(&line) {
+            Ok(Frame::Here { member, .. }) if member == alice_id => heres += 1,
+            Ok(Frame::Join { member, .. }) if member.node == alice_id.node => joins += 1,
+            _ => {}
+        }
+    }
+    let elapsed = started.elapsed().as_secs() + 2;
+    assert_eq!(joins, 0, "alice announced her guests again");
+    assert!(heres as u64 <= elapsed, "{heres} HEREs in {elapsed} s");
+    assert!(
+        got * 10 < sent,
+        "{sent} bytes of claims made alice send {got} bytes back"
+    );
+    // Nobody was cut off: bob still reaches alice.
+    still_speaks(&mut bob, &mut alice, "after the claims");
+}
