@@ -19,7 +19,8 @@
 //!   folded, which costs it at most its letters' case.
 //!
 //! **Where it comes from** ([`load`]): the first line of `--secret-file`, a regular file that
-//! only its owner may read or write (mode 0600 or 0400, as ssh asks of keys), at most 4 KiB; or
+//! only its owner may read or write (0600 or 0400; no bit for group or others, as ssh asks of
+//! keys), at most 4 KiB, later lines ignored; or
 //! `PEERCHAT_SECRET`, one line. Both given is refused rather than one silently preferred: the
 //! one not used would otherwise show up later only as `cannot join: wrong secret`. An empty
 //! file or an empty `PEERCHAT_SECRET` is refused too, never read as "no secret": a node meant to
