@@ -459,7 +459,7 @@ impl fmt::Display for IdentityError {
 impl std::error::Error for IdentityError {}
 
 /// `path` as a shell word: as it is when it holds only safe characters, else in single quotes.
-fn shell_quoted(path: &Path) -> String {
+pub(crate) fn shell_quoted(path: &Path) -> String {
     let text = path.to_string_lossy();
     let safe = |c: char| c.is_ascii_alphanumeric() || "/._-+:,@%".contains(c);
     if !text.is_empty() && text.chars().all(safe) {

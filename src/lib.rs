@@ -1,7 +1,8 @@
 //! peerchat: a peer-to-peer terminal chat on one `mio::Poll` event loop.
 //!
 //! Modules, arrows one way: `reactor` -> `conn` -> `chat` -> `protocol`, with `event` (the shared
-//! vocabulary), `output`, `eventlog`, `input`, `fanout`, `identity` (the key on disk), `timers`,
+//! vocabulary), `output`, `eventlog`, `input`, `fanout`, `identity` (the key on disk), `secret`
+//! (a private group's passphrase and its key, not used yet), `timers`,
 //! `limits`, `safe` and `signals` beside them. `main.rs` only wires the command line to the
 //! reactor. See `docs/DESIGN.md`.
 
@@ -18,6 +19,7 @@ pub mod output;
 pub mod protocol;
 pub mod reactor;
 pub mod safe;
+pub mod secret;
 pub mod signals;
 pub mod term;
 pub mod timers;
