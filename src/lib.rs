@@ -2,9 +2,9 @@
 //!
 //! Modules, arrows one way: `reactor` -> `conn` -> `chat` -> `protocol`, with `event` (the shared
 //! vocabulary), `output`, `eventlog`, `input`, `fanout`, `identity` (the key on disk), `secret`
-//! (a private group's passphrase and its key, not used yet), `timers`,
-//! `limits`, `safe` and `signals` beside them. `main.rs` only wires the command line to the
-//! reactor. See `docs/DESIGN.md`.
+//! (a private group's passphrase and its key, not used yet), `timers`, `limits`, `safe` and
+//! `signals` beside them, and `link` (Noise-encrypted links, not wired in yet). `main.rs` only
+//! wires the command line to the reactor. See `docs/DESIGN.md`.
 
 pub mod chat;
 pub mod cli;
@@ -15,6 +15,7 @@ pub mod fanout;
 pub mod identity;
 pub mod input;
 pub mod limits;
+pub mod link;
 pub mod output;
 pub mod protocol;
 pub mod reactor;
