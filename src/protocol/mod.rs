@@ -18,6 +18,7 @@ mod frame;
 mod guest;
 mod ids;
 mod nick;
+pub mod seal;
 pub mod sign;
 
 pub use addr::{valid_addr, MAX_ADDR};
@@ -166,6 +167,14 @@ mod tests {
                 nick: nick.clone(),
                 to: widest,
                 text: text.clone(),
+            },
+            // The longest sealed DM: its text is shorter (split sooner), its hex as long.
+            Frame::Sdm {
+                id,
+                from: widest,
+                nick: nick.clone(),
+                to: widest,
+                sealed: vec![0xa5; seal::MAX_SEALED],
             },
         ] {
             let mut buf = Vec::new();
