@@ -161,7 +161,7 @@ pub fn open(
     }
     plain.truncate(n);
     let text = String::from_utf8(plain).map_err(|_| SealError::Text)?;
-    if text.is_empty() || text.contains(['\n', '\r', '\0']) {
+    if text.contains(['\n', '\r', '\0']) {
         return Err(SealError::Text);
     }
     Ok(text)
