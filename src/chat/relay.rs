@@ -35,10 +35,9 @@ fn bundle_rule(node: NodeId, frame: &Frame) -> Result<(), &'static str> {
         return Err("a frame from another node");
     }
     let about = match frame {
-        Frame::Msg { from, .. }
-        | Frame::Me { from, .. }
-        | Frame::Dm { from, .. }
-        | Frame::Sdm { from, .. } => *from,
+        // Since protocol 3 a DM between nodes is sealed (`SDM`): a plain one is not relayed.
+        Frame::Dm { .. } => return Err("a plain DM (protocol 3 seals them)"),
+        Frame::Msg { from, .. } | Frame::Me { from, .. } | Frame::Sdm { from, .. } => *from,
         Frame::Nick { member, .. }
         | Frame::Join { member, .. }
         | Frame::Here { member, .. }

@@ -889,23 +889,25 @@ mod tests {
         let mut buf = Vec::new();
         encode(&Frame::Hello(h.clone()), &mut buf);
         let line = format!(
-            "peerchat/2 hello from alice (node={node} listen=5000 key={key} run={run} nonce={nonce})"
+            "peerchat/3 hello from alice (node={node} listen=5000 key={key} run={run} nonce={nonce})"
         );
         assert_eq!(String::from_utf8(buf).unwrap(), format!("{line}\n"));
         assert_eq!(parse_hello(&line), Some(h.clone()));
         // A minor version and unknown fields are room for later versions.
         let later = line
-            .replace("peerchat/2 ", "peerchat/2.3 ")
+            .replace("peerchat/3 ", "peerchat/3.1 ")
             .replace(" listen=", " x=y listen=");
         assert_eq!(parse_hello(&later), Some(h));
         let other_node = format!("{:016x}", node_key(2).node());
         for other in [
             "hello".to_string(),
             "bob: hi ".to_string(),
-            // Version 1 (no key) and a later major version are not hellos of ours.
+            // Version 1 (no key), version 2 (plain DMs) and a later major version are not
+            // hellos of ours.
             format!("peerchat/1 hello from alice (node={node} listen=5000)"),
-            line.replace("peerchat/2 ", "peerchat/3 "),
-            "peerchat/2 hello from alice".to_string(),
+            line.replace("peerchat/3 ", "peerchat/2 "),
+            line.replace("peerchat/3 ", "peerchat/4 "),
+            "peerchat/3 hello from alice".to_string(),
             line.replace(&format!(" key={key}"), ""),
             line.replace(&format!(" run={run}"), ""),
             line.replace(&format!(" nonce={nonce}"), ""),
@@ -919,8 +921,8 @@ mod tests {
             assert_eq!(parse_hello(&other), None, "{other}");
         }
         assert_eq!(
-            hello_version(&line.replace("peerchat/2 ", "peerchat/1 ")),
-            Some(1)
+            hello_version(&line.replace("peerchat/3 ", "peerchat/2 ")),
+            Some(2)
         );
         assert_eq!(hello_version("peerchat/7.1 hello from x"), Some(7));
         assert_eq!(hello_version("peerchat/1 goodbye"), None);

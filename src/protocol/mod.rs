@@ -32,7 +32,7 @@ pub use ids::{MemberId, MsgId, NodeId};
 pub use nick::{check_nick, skeleton_key, NickError, GUEST_MARK};
 
 /// The protocol version this build speaks. A hello with another major version is not a hello.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// Hard cap on one line, without its `\n`. A longer line closes the connection that sent it.
 pub const MAX_LINE: usize = 64 * 1024;

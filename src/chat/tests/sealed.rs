@@ -224,3 +224,33 @@ fn a_signed_dm_that_does_not_open_is_an_error_line_and_the_link_stays() {
     sdm_from_n1(&mut net, 1005, honest);
     assert_eq!(net.count(0, |e| *e == dm("n1", "n0", "honest")), 1);
 }
+
+#[test]
+fn a_plain_dm_between_nodes_is_a_malformed_bundle() {
+    let mut net = star(3);
+    net.clear_shown();
+    let (here, there) = (net.conn_of(0, 1), net.conn_of(1, 0));
+    let frame = signed_by(
+        1,
+        vec![Frame::Dm {
+            id: MsgId {
+                node: node_id(1),
+                seq: 77,
+            },
+            from: MemberId::node(node_id(1)),
+            nick: "n1".into(),
+            to: MemberId::node(node_id(0)),
+            text: "in the clear".into(),
+        }],
+    );
+    net.deliver(1, there, &frame);
+    net.run();
+    assert_eq!(net.count(0, |e| matches!(e, Event::Dm { .. })), 0);
+    assert!(
+        net.closed
+            .iter()
+            .any(|(n, c, r)| (*n, *c) == (0, here) && r.contains("plain DM")),
+        "{:?}",
+        net.closed
+    );
+}
