@@ -6,7 +6,10 @@
 //! hands the guest the plain line (the host carries all of its guest's traffic anyway); a DM
 //! from a guest is sealed by its host.
 //!
-//! Must not do IO: what to send is queued on the chat's one action queue.
+//! Must not do IO: what to send is queued on the chat's one action queue. The one thing here
+//! that is not deterministic: sealing draws a fresh ephemeral key from the operating system's
+//! randomness (inside `protocol::seal`, as the Noise links do); tests compare what is shown,
+//! never the sealed bytes.
 
 use std::rc::Rc;
 
