@@ -6,6 +6,7 @@
 
 use super::{Chat, Due, Event};
 use crate::event::Speech;
+use crate::protocol::seal::MAX_SEALED_TEXT;
 use crate::protocol::{self, check_nick, Frame, MemberId, MAX_TEXT};
 
 /// The commands, for `/help`: one line each, shown one per event, every one narrower than
@@ -202,25 +203,32 @@ impl Chat {
                 .show(Event::Error("that is you; nothing was sent".into()));
         }
         let to_name = self.roster.display(to);
-        let Some(text) = protocol::split_text(text, MAX_TEXT).next() else {
-            return;
-        };
-        let id = self.next_id();
-        let frame = Frame::Dm {
-            id,
-            from: self.me,
-            nick: self.cfg.nick.clone(),
-            to,
-            text: text.to_string(),
-        };
-        self.out.show(Event::Dm {
-            from: self.cfg.nick.clone(),
-            to: to_name,
-            text: text.to_string(),
-        });
-        match self.neighbours.guest_conn(to, self.cfg.node) {
-            Some(conn) => self.out.send(conn, frame),
-            None => self.out.originate(None, frame),
+        let nick = self.cfg.nick.clone();
+        let guest = self.neighbours.guest_conn(to, self.cfg.node);
+        // A text too long to seal whole goes as several DMs, never cut.
+        for text in protocol::split_text(text, MAX_SEALED_TEXT) {
+            if let Some(conn) = guest {
+                // Our own guest: handed the plain line, nothing crosses the mesh.
+                let id = self.next_id();
+                let frame = Frame::Dm {
+                    id,
+                    from: self.me,
+                    nick: nick.clone(),
+                    to,
+                    text: text.to_string(),
+                };
+                self.out.send(conn, frame);
+            } else {
+                match self.seal_dm(self.me, &nick, to, text) {
+                    Ok(frame) => self.out.sign_later(frame),
+                    Err(msg) => return self.out.show(Event::Error(msg)),
+                }
+            }
+            self.out.show(Event::Dm {
+                from: nick.clone(),
+                to: to_name.clone(),
+                text: text.to_string(),
+            });
         }
     }
 

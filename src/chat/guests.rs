@@ -17,6 +17,7 @@ use unicode_width::UnicodeWidthStr;
 use super::neighbours::Kind;
 use super::{Chat, Command, ConnId, Event};
 use crate::event::{Name, Role};
+use crate::protocol::seal::MAX_SEALED_TEXT;
 use crate::protocol::{self, check_nick, Frame, MemberId, MAX_TEXT};
 
 /// The widest line a guest is told, in columns, where the names in it allow.
@@ -281,33 +282,38 @@ impl Chat {
                 .out
                 .tell(conn, "* that is you; nothing was sent".into());
         }
-        let (Some(from_nick), Some(text)) = (
-            self.guest_nick_of(conn).map(|n| n.clone()),
-            protocol::split_text(text, MAX_TEXT).next(),
-        ) else {
+        let Some(from_nick) = self.guest_nick_of(conn).map(|n| n.clone()) else {
             return;
         };
         let to_name = self.roster.display(to);
-        let id = self.next_id();
-        let frame = Frame::Dm {
-            id,
-            from: member,
-            nick: from_nick,
-            to,
-            text: text.to_string(),
-        };
-        if to == self.me {
-            self.out.show(Event::Dm {
-                from: self.roster.display(member),
-                to: self.cfg.nick.clone(),
-                text: text.to_string(),
-            });
-        } else if let Some(guest) = self.neighbours.guest_conn(to, self.cfg.node) {
-            self.out.send(guest, frame);
-        } else {
-            self.out.originate(Some(conn), frame);
+        let guest = self.neighbours.guest_conn(to, self.cfg.node);
+        // A text too long to seal whole goes as several DMs, never cut.
+        for text in protocol::split_text(text, MAX_SEALED_TEXT) {
+            if to == self.me {
+                self.out.show(Event::Dm {
+                    from: self.roster.display(member),
+                    to: self.cfg.nick.clone(),
+                    text: text.to_string(),
+                });
+            } else if let Some(guest) = guest {
+                let id = self.next_id();
+                let frame = Frame::Dm {
+                    id,
+                    from: member,
+                    nick: from_nick.clone(),
+                    to,
+                    text: text.to_string(),
+                };
+                self.out.send(guest, frame);
+            } else {
+                // Sealed by this node, the guest's host: guests hold no key.
+                match self.seal_dm(member, &from_nick, to, text) {
+                    Ok(frame) => self.out.sign_later(frame),
+                    Err(msg) => return self.out.tell(conn, format!("* {msg}")),
+                }
+            }
+            self.out.tell(conn, format!("[dm -> {to_name}] {text}"));
         }
-        self.out.tell(conn, format!("[dm -> {to_name}] {text}"));
     }
 
     /// `/quit`, `/exit` or `sair` from a guest: it is told goodbye and let go once that is

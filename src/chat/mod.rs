@@ -38,6 +38,7 @@ mod outbox;
 mod recent;
 mod relay;
 mod roster;
+mod sealed;
 #[cfg(test)]
 mod tests;
 

@@ -53,6 +53,12 @@ impl Outbox {
         self.broadcast(except, frame);
     }
 
+    /// A flooded frame this node originates for peers only (a sealed DM: guests have nothing
+    /// to read in it), once it is signed.
+    pub(super) fn sign_later(&mut self, frame: Frame) {
+        self.unsealed.push(frame);
+    }
+
     /// A frame for guests only (a frame relayed, a leave this node decided to show).
     pub(super) fn for_guests(&mut self, except: Option<ConnId>, frame: Frame) {
         self.broadcast(except, frame);

@@ -35,7 +35,9 @@ fn bundle_rule(node: NodeId, frame: &Frame) -> Result<(), &'static str> {
         return Err("a frame from another node");
     }
     let about = match frame {
-        Frame::Msg { from, .. } | Frame::Me { from, .. } | Frame::Dm { from, .. } => *from,
+        // Since protocol 3 a DM between nodes is sealed (`SDM`): a plain one is not relayed.
+        Frame::Dm { .. } => return Err("a plain DM (protocol 3 seals them)"),
+        Frame::Msg { from, .. } | Frame::Me { from, .. } | Frame::Sdm { from, .. } => *from,
         Frame::Nick { member, .. }
         | Frame::Join { member, .. }
         | Frame::Here { member, .. }
@@ -80,7 +82,7 @@ pub(super) const SEEN_AGE: Duration = Duration::from_secs(600);
 
 /// Whether a frame goes on to the other neighbours.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Forward {
+pub(super) enum Forward {
     Yes,
     No,
     /// Not, and neither is its bundle, whatever else is in it: a bundle goes on whole, and this
@@ -242,7 +244,12 @@ impl Chat {
             }
         }
         if forward && !never {
-            self.out.for_peers(Some(conn), signed);
+            // A sealed DM whose recipient's node is a neighbour goes to it alone.
+            match self.toward(&signed) {
+                Some(next) if next == conn => {}
+                Some(next) => self.out.send(next, Frame::Signed(signed)),
+                None => self.out.for_peers(Some(conn), signed),
+            }
         }
     }
 
@@ -263,6 +270,7 @@ impl Chat {
                 text,
                 ..
             } => self.dm_frame(frame, *from, nick, *to, text),
+            Frame::Sdm { .. } => self.sdm_frame(frame),
             Frame::Nick { member, nick, .. } => {
                 if alone {
                     self.roster.keep_rename(*member, signed.clone());
@@ -327,7 +335,7 @@ impl Chat {
 
     /// A DM: shown if it is for us, handed to our guest if for one, else passed on unless it
     /// is for a guest of ours that is gone.
-    fn dm_frame(
+    pub(super) fn dm_frame(
         &mut self,
         frame: &Frame,
         from: MemberId,
@@ -596,8 +604,16 @@ impl Chat {
                 self.seal_batch(std::mem::take(&mut batch), peers);
                 bytes = 0;
             }
+            let toward = match &f {
+                Frame::Sdm { to, .. } if to.node != self.cfg.node => {
+                    self.neighbours.peer_conn(to.node)
+                }
+                _ => None,
+            };
             if kept {
                 self.seal_announcement(f);
+            } else if let Some(conn) = toward {
+                self.seal_toward(conn, f);
             } else if peers {
                 bytes += size;
                 batch.push(f);

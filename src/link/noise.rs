@@ -254,8 +254,9 @@ fn builder() -> Result<snow::Builder<'static>, LinkError> {
     Ok(snow::Builder::with_resolver(params, Box::new(Resolver)))
 }
 
-/// `snow`'s default resolver with the operating system's randomness.
-struct Resolver;
+/// `snow`'s default resolver with the operating system's randomness (also the sealed DMs',
+/// `protocol::seal`).
+pub(crate) struct Resolver;
 
 impl CryptoResolver for Resolver {
     fn resolve_rng(&self) -> Option<Box<dyn Random>> {

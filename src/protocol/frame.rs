@@ -14,6 +14,7 @@ use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 
 use super::addr::{listen_port, valid_addr};
 use super::ids::{parse_node, MemberId, MsgId, NodeId};
+use super::seal;
 use super::sign::{self, Nonce, Run};
 use super::{check_nick, ProtocolError, VERSION};
 use ProtocolError::Malformed;
@@ -127,6 +128,15 @@ pub enum Frame {
         to: MemberId,
         text: String,
     },
+    /// A direct message for member `to`, its text sealed to `to`'s node (`protocol::seal`):
+    /// the nodes that pass it on cannot read it. Hex on the wire.
+    Sdm {
+        id: MsgId,
+        from: MemberId,
+        nick: String,
+        to: MemberId,
+        sealed: Vec<u8>,
+    },
     /// Member `member` changed its nick from `old` to `nick`.
     Nick {
         id: MsgId,
@@ -195,6 +205,7 @@ impl Frame {
                 Frame::Msg { nick, text, .. }
                 | Frame::Me { nick, text, .. }
                 | Frame::Dm { nick, text, .. } => nick.len() + text.len(),
+                Frame::Sdm { nick, sealed, .. } => nick.len() + 2 * sealed.len(),
                 Frame::Nick { old, nick, .. } => old.len() + nick.len(),
                 Frame::Join { nick, addr, .. } | Frame::Here { nick, addr, .. } => {
                     nick.len() + addr.as_ref().map_or(0, String::len)
@@ -217,6 +228,7 @@ impl Frame {
             Frame::Msg { id, from, nick, .. } => ("MSG", id, from, nick),
             Frame::Me { id, from, nick, .. } => ("ME", id, from, nick),
             Frame::Dm { id, from, nick, .. } => ("DM", id, from, nick),
+            Frame::Sdm { id, from, nick, .. } => ("SDM", id, from, nick),
             Frame::Nick {
                 id, member, old, ..
             } => ("NICK", id, member, old),
@@ -347,6 +359,7 @@ fn write_flooded(s: &mut Appender<'_>, frame: &Frame) -> fmt::Result {
     match frame {
         Frame::Msg { text, .. } | Frame::Me { text, .. } => write!(s, " {text}"),
         Frame::Dm { to, text, .. } => write!(s, " {to} {text}"),
+        Frame::Sdm { to, sealed, .. } => write!(s, " {to} {}", sign::to_hex(sealed)),
         Frame::Nick { nick, .. } => write!(s, " {nick}"),
         Frame::Join { addr, key, .. } | Frame::Here { addr, key, .. } => {
             write!(s, " {}", addr.as_deref().unwrap_or("-"))?;
@@ -430,6 +443,7 @@ pub fn parse_frame(line: &str) -> Result<Frame, ProtocolError> {
         "MSG" => parse_msg(rest),
         "ME" => parse_me(rest),
         "DM" => parse_dm(rest),
+        "SDM" => parse_sdm(rest),
         "NICK" => parse_nick(rest),
         "JOIN" => parse_join(rest, false),
         "HERE" => parse_join(rest, true),
@@ -567,6 +581,28 @@ fn parse_dm(rest: &str) -> Result<Frame, ProtocolError> {
     })
 }
 
+/// `SDM <id> <from> <nick> <to> <sealed>`: the sealed bytes in lower-case hex, one word, at
+/// least a sealed empty text and at most [`seal::MAX_SEALED`] bytes.
+fn parse_sdm(rest: &str) -> Result<Frame, ProtocolError> {
+    let mut f = Fields::read(rest, 1)?;
+    let to = MemberId::parse(f.word()?).ok_or(Malformed("bad member id"))?;
+    let sealed = f
+        .tail()
+        .and_then(|hex| {
+            (hex.len() >= 2 * seal::OVERHEAD && hex.len() <= 2 * seal::MAX_SEALED)
+                .then(|| sign::from_hex_vec(hex))
+                .flatten()
+        })
+        .ok_or(Malformed("bad sealed text"))?;
+    Ok(Frame::Sdm {
+        id: f.id,
+        from: f.member,
+        nick: f.nick,
+        to,
+        sealed,
+    })
+}
+
 /// `NICK <id> <member> <old> <new>`, and nothing after.
 fn parse_nick(rest: &str) -> Result<Frame, ProtocolError> {
     let mut f = Fields::read(rest, 1)?;
@@ -692,6 +728,13 @@ mod tests {
                 from: m(7, 3),
                 nick: "a".into(),
                 text: String::new(),
+            },
+            Frame::Sdm {
+                id: id(3),
+                from: m(7, 3),
+                nick: "a".into(),
+                to: m(8, 0),
+                sealed: (0..=255u8).cycle().take(seal::OVERHEAD + 9).collect(),
             },
             Frame::Me {
                 id: id(2),
@@ -846,23 +889,25 @@ mod tests {
         let mut buf = Vec::new();
         encode(&Frame::Hello(h.clone()), &mut buf);
         let line = format!(
-            "peerchat/2 hello from alice (node={node} listen=5000 key={key} run={run} nonce={nonce})"
+            "peerchat/3 hello from alice (node={node} listen=5000 key={key} run={run} nonce={nonce})"
         );
         assert_eq!(String::from_utf8(buf).unwrap(), format!("{line}\n"));
         assert_eq!(parse_hello(&line), Some(h.clone()));
         // A minor version and unknown fields are room for later versions.
         let later = line
-            .replace("peerchat/2 ", "peerchat/2.3 ")
+            .replace("peerchat/3 ", "peerchat/3.1 ")
             .replace(" listen=", " x=y listen=");
         assert_eq!(parse_hello(&later), Some(h));
         let other_node = format!("{:016x}", node_key(2).node());
         for other in [
             "hello".to_string(),
             "bob: hi ".to_string(),
-            // Version 1 (no key) and a later major version are not hellos of ours.
+            // Version 1 (no key), version 2 (plain DMs) and a later major version are not
+            // hellos of ours.
             format!("peerchat/1 hello from alice (node={node} listen=5000)"),
-            line.replace("peerchat/2 ", "peerchat/3 "),
-            "peerchat/2 hello from alice".to_string(),
+            line.replace("peerchat/3 ", "peerchat/2 "),
+            line.replace("peerchat/3 ", "peerchat/4 "),
+            "peerchat/3 hello from alice".to_string(),
             line.replace(&format!(" key={key}"), ""),
             line.replace(&format!(" run={run}"), ""),
             line.replace(&format!(" nonce={nonce}"), ""),
@@ -876,8 +921,8 @@ mod tests {
             assert_eq!(parse_hello(&other), None, "{other}");
         }
         assert_eq!(
-            hello_version(&line.replace("peerchat/2 ", "peerchat/1 ")),
-            Some(1)
+            hello_version(&line.replace("peerchat/3 ", "peerchat/2 ")),
+            Some(2)
         );
         assert_eq!(hello_version("peerchat/7.1 hello from x"), Some(7));
         assert_eq!(hello_version("peerchat/1 goodbye"), None);
@@ -894,6 +939,14 @@ mod tests {
         let node = format!("{:016x}", k.node());
         let other = format!("{:016x}", node_key(8).node());
         let sig = "ab".repeat(64);
+        let sdm = |hex: &str| format!("SDM {node}:1 {node} bob {node}.2 {hex}");
+        let ok = "ab".repeat(seal::OVERHEAD);
+        assert!(matches!(parse_frame(&sdm(&ok)), Ok(Frame::Sdm { .. })));
+        let sdm_short = sdm(&ok[2..]);
+        let sdm_upper = sdm(&ok.to_uppercase());
+        let sdm_odd = sdm(&format!("{ok}a"));
+        let sdm_space = sdm(&format!("{ok} ab"));
+        let sdm_long = sdm(&"ab".repeat(seal::MAX_SEALED + 1));
         let owned = [
             // A node's JOIN without its key, with a key not of its id, or with words after.
             format!("JOIN {node}:1 {node} c -"),
@@ -926,6 +979,13 @@ mod tests {
             "JOIN 0123456789abcdef:1 0123456789abcdef \x1b[2J",
             "DM 0123456789abcdef:1 0123456789abcdef bob",
             "DM 0123456789abcdef:1 0123456789abcdef bob carol hi",
+            // Sealed bytes: hex, lower-case, even, one word, at least the overhead long.
+            "SDM 0123456789abcdef:1 0123456789abcdef bob 0123456789abcdef",
+            &sdm_short,
+            &sdm_upper,
+            &sdm_odd,
+            &sdm_space,
+            &sdm_long,
             "NICK 0123456789abcdef:1 0123456789abcdef bob",
             "NICK 0123456789abcdef:1 0123456789abcdef bob x y",
             "PEERS 0123456789abcdef@nowhere",

@@ -121,6 +121,7 @@ pub fn encode_guest(frame: &Frame, out: &mut Vec<u8>) -> bool {
         | Frame::Bundle(_)
         | Frame::Signed(_)
         | Frame::Dm { .. }
+        | Frame::Sdm { .. }
         | Frame::Peers(_)
         | Frame::Ping
         | Frame::Pong

@@ -18,6 +18,7 @@ mod frame;
 mod guest;
 mod ids;
 mod nick;
+pub mod seal;
 pub mod sign;
 
 pub use addr::{valid_addr, MAX_ADDR};
@@ -31,7 +32,7 @@ pub use ids::{MemberId, MsgId, NodeId};
 pub use nick::{check_nick, skeleton_key, NickError, GUEST_MARK};
 
 /// The protocol version this build speaks. A hello with another major version is not a hello.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// Hard cap on one line, without its `\n`. A longer line closes the connection that sent it.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -166,6 +167,14 @@ mod tests {
                 nick: nick.clone(),
                 to: widest,
                 text: text.clone(),
+            },
+            // The longest sealed DM: its text is shorter (split sooner), its hex as long.
+            Frame::Sdm {
+                id,
+                from: widest,
+                nick: nick.clone(),
+                to: widest,
+                sealed: vec![0xa5; seal::MAX_SEALED],
             },
         ] {
             let mut buf = Vec::new();

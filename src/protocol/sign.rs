@@ -75,6 +75,23 @@ pub fn from_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
+/// An even number of lower-case hex digits into bytes; anything else is `None`.
+pub fn from_hex_vec(s: &str) -> Option<Vec<u8>> {
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let bytes = s.as_bytes();
+    if bytes.len() % 2 != 0 {
+        return None;
+    }
+    bytes
+        .chunks_exact(2)
+        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
+        .collect()
+}
+
 /// A public key from its 64 hex digits, if it is a valid curve point.
 pub fn parse_key(s: &str) -> Option<VerifyingKey> {
     VerifyingKey::from_bytes(&from_hex::<32>(s)?).ok()

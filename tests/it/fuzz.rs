@@ -244,7 +244,7 @@ fn random_frame(rng: &mut Rng, from: &Fake, text_of: &dyn Fn(MsgId) -> String) -
     // A node's own announcement carries its key; a guest's none.
     let key = (member.guest == 0).then_some(from.id);
     let nick = nick(rng);
-    match rng.below(13) {
+    match rng.below(14) {
         0 => Frame::Msg {
             id,
             from: member,
@@ -304,6 +304,18 @@ fn random_frame(rng: &mut Rng, from: &Fake, text_of: &dyn Fn(MsgId) -> String) -
             sig: sign::sign_frames(&from.key, id.node, b"x\n"),
         }),
         11 => Frame::Ping,
+        // A sealed DM that does not open anywhere: its text padded to a sealed message's size.
+        12 => Frame::Sdm {
+            id,
+            from: member,
+            nick,
+            to: MemberId::node(node(rng)),
+            sealed: {
+                let mut b = text_of(id).into_bytes();
+                b.resize(b.len().max(peerchat::protocol::seal::OVERHEAD), 0);
+                b
+            },
+        },
         _ => Frame::Pong,
     }
 }

@@ -572,6 +572,58 @@ fn dm_reaches_only_its_target() {
 }
 
 #[test]
+fn a_dm_through_a_relaying_node_is_unreadable_there() {
+    // alice - relay - bob, alice and bob not listening: the DM can only go through the relay,
+    // whose --json output, log file and RUST_LOG=trace stderr must not hold its text.
+    let log = TempPath::new("relay.log");
+    let mut relay = Node::spawn_with_shell(
+        "export RUST_LOG=trace",
+        &[
+            "-l",
+            "127.0.0.1:0",
+            "--json",
+            "--nick",
+            "relay",
+            "--log-file",
+            log.as_str(),
+        ],
+    );
+    let ev = relay.wait_event(|v| {
+        v["event"] == "info" && v["text"].as_str().unwrap_or("").starts_with("listening on")
+    });
+    let port: u16 = ev["text"]
+        .as_str()
+        .and_then(|t| t.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .expect("port in the listening line");
+    let mut alice = Node::client("alice", port, &[]);
+    let mut bob = Node::client("bob", port, &[]);
+    relay.wait_join("alice");
+    relay.wait_join("bob");
+    alice.wait_join("bob");
+    bob.wait_join("alice");
+    alice.send("/msg bob the vault code is 4711");
+    let dm = bob.wait_event(|v| v["event"] == "dm");
+    assert_eq!(dm["text"], "the vault code is 4711", "{dm}");
+    assert_eq!((&dm["from"], &dm["to"]), (&"alice".into(), &"bob".into()));
+    alice.send("marker");
+    relay.wait_message("alice", "marker");
+    bob.wait_message("alice", "marker");
+    never_saw(&relay, "vault");
+    assert!(
+        log.lines().iter().any(|l| l.contains("marker")),
+        "the log is written"
+    );
+    assert!(
+        log.lines().iter().all(|l| !l.contains("vault")),
+        "{:#?}",
+        log.lines()
+    );
+    let err = relay.stderr_lines();
+    assert!(err.iter().all(|l| !l.contains("vault")), "{err:#?}");
+}
+
+#[test]
 fn dm_to_an_unknown_nick_is_an_error_and_sends_nothing() {
     let mut peers = joined_mesh(&["a", "b"]);
     peers[0].node.send("/msg nobody hush hush");

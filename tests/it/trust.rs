@@ -294,12 +294,12 @@ fn a_node_of_the_old_protocol_is_refused_with_a_clear_line_on_both_sides() {
     let (mut alice, port) = Node::listener("alice", &[]);
     // It dials us.
     let mut old = Raw::connect(port);
-    old.send(b"peerchat/1 hello from oldie (node=00000000000000aa listen=-)\n");
+    old.send(b"peerchat/2 hello from oldie (node=00000000000000aa listen=-)\n");
     let hello = old.line().expect("alice's hello");
-    assert!(hello.starts_with("peerchat/2 hello from alice"), "{hello}");
+    assert!(hello.starts_with("peerchat/3 hello from alice"), "{hello}");
     let told = old.line().expect("the refusal");
     assert!(
-        told.contains("cannot talk to peerchat/1") && told.contains("upgrade"),
+        told.contains("cannot talk to peerchat/2") && told.contains("upgrade"),
         "{told}"
     );
     assert!(closed(&mut old));
@@ -308,7 +308,7 @@ fn a_node_of_the_old_protocol_is_refused_with_a_clear_line_on_both_sides() {
         ev["text"]
             .as_str()
             .unwrap_or("")
-            .contains("it speaks peerchat/1"),
+            .contains("it speaks peerchat/2"),
         "{ev}"
     );
     // We dial it.
@@ -318,11 +318,11 @@ fn a_node_of_the_old_protocol_is_refused_with_a_clear_line_on_both_sides() {
     let (stream, _) = listener.accept().expect("alice dials");
     let mut old = Raw::from_stream(stream);
     old.line().expect("alice's hello");
-    old.send(b"peerchat/1 hello from oldie (node=00000000000000aa listen=4000)\n");
+    old.send(b"peerchat/2 hello from oldie (node=00000000000000aa listen=4000)\n");
     let told = old.line().expect("the refusal");
-    assert!(told.contains("cannot talk to peerchat/1"), "{told}");
+    assert!(told.contains("cannot talk to peerchat/2"), "{told}");
     alice.wait_event(|v| {
-        v["event"] == "error" && v["text"].as_str().unwrap_or("").contains("peerchat/1")
+        v["event"] == "error" && v["text"].as_str().unwrap_or("").contains("peerchat/2")
     });
 }
 

@@ -357,12 +357,19 @@ fn a_hello_without_its_proof_is_no_peer() {
 #[test]
 fn a_node_of_another_version_is_told_and_closed() {
     let (mut chat, now) = guest_chat();
-    let old = format!("peerchat/1 hello from bob (node={:016x} listen=-)", 0xbbu64);
+    // Version 2: its hello looks like ours, its DMs are not sealed.
+    let old = format!(
+        "peerchat/2 hello from bob (node={:016x} listen=- key={} run={} nonce={})",
+        0xbbu64,
+        "ab".repeat(32),
+        "cd".repeat(8),
+        "ef".repeat(16)
+    );
     chat.handle_line(7, old.as_bytes(), now);
     let actions = drain(&mut chat);
     assert!(
         matches!(&actions[..], [Action::SendFirst { conn: 7, line }, Action::Show(Event::Error(e)), Action::Retire { conn: 7 }]
-            if line.contains("peerchat/2 cannot talk to peerchat/1") && e.contains("peerchat/1")),
+            if line.contains("peerchat/3 cannot talk to peerchat/2") && e.contains("peerchat/2")),
         "{actions:?}"
     );
 }

@@ -15,5 +15,6 @@ mod nicks;
 mod per_address;
 mod relay;
 mod replay;
+mod sealed;
 mod signed;
 mod timers;
