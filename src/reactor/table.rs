@@ -109,7 +109,11 @@ impl<W: Write> Reactor<W> {
             .peer_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         if plain_guest {
-            info!("{addr}: an unencrypted guest (--allow-guests)");
+            // Everything to and from it crosses the network readable: the user is told.
+            let line = format!("{addr} is an unencrypted guest (--allow-guests)");
+            info!("{line}");
+            self.record(Tag::Info, &line);
+            self.show(&Event::Info(line));
         } else {
             debug!("{addr}: encrypted link open");
         }

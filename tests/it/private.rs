@@ -98,6 +98,13 @@ fn a_guest_is_refused_with_a_readable_line_unless_guests_are_allowed() {
 
     let (mut open_hub, open_port) = listener("hub", Some(SECRET), &["--allow-guests"]);
     let mut guest = Raw::joined(&mut open_hub, open_port, "~guest-1", "hi there");
+    open_hub.wait_event(|v| {
+        v["event"] == "info"
+            && v["text"]
+                .as_str()
+                .unwrap_or("")
+                .ends_with("is an unencrypted guest (--allow-guests)")
+    });
     open_hub.send("welcome");
     guest.wait_line(|l| l.contains("welcome"));
     // Nodes of the group still come in encrypted beside it.
@@ -244,4 +251,21 @@ fn a_byte_flipped_by_a_relay_closes_that_link_only() {
     hub.wait_message("bob", "still here");
     hub.send("and the hub too");
     bob.wait_message("hub", "and the hub too");
+}
+
+#[test]
+fn a_node_of_a_group_dialling_a_plain_chat_says_it_cannot_join() {
+    let (_plain, port) = listener("plain", None, &[]);
+    let mut member = client("ann", port, Some(SECRET));
+    assert_eq!(member.wait_exit().code(), Some(1));
+    member.wait_stderr("the refusal", |l| l.contains(CANNOT_JOIN));
+}
+
+#[test]
+fn a_silent_connection_to_a_group_is_closed_when_a_dial_would_have_failed() {
+    let (_hub, port) = listener("hub", Some(SECRET), &[]);
+    let mut silent = Raw::connect(port);
+    // Nothing sent: nothing comes back, and the connection is closed (10 s, the connect
+    // timeout; the raw read waits up to its deadline, 15 s).
+    assert_eq!(silent.line(), None);
 }
