@@ -1548,6 +1548,48 @@ mod wire_tests {
         );
     }
 
+    /// A hello line for `key`, as a node sends it first.
+    fn hello_line(key: &SigningKey) -> Vec<u8> {
+        let key = protocol::NodeKey {
+            key: key.verifying_key(),
+            run: [7; 8],
+        };
+        let hello = protocol::Hello {
+            nick: "ann".into(),
+            node: key.node(),
+            listen: None,
+            key,
+            nonce: [1; 16],
+        };
+        let mut line = Vec::new();
+        protocol::encode(&Frame::Hello(hello), &mut line);
+        line
+    }
+
+    #[test]
+    fn a_hello_must_name_the_key_the_link_proved() {
+        for honest in [true, false] {
+            let log = Log::new();
+            let (mut a, mut b) = (conn(), conn());
+            let identity = SigningKey::generate(&mut rand_core::OsRng);
+            let a_keys = LinkKeys::new([1; 32], &identity).expect("keys");
+            a.start_initiator(&a_keys).expect("initiator");
+            b.start_sniffing(Rc::new(keys(1)), false);
+            for _ in 0..3 {
+                pass(&mut a, &mut b, &log).expect("to b");
+                pass(&mut b, &mut a, &log).expect("to a");
+            }
+            let claimed = if honest {
+                identity
+            } else {
+                SigningKey::generate(&mut rand_core::OsRng)
+            };
+            a.queue_raw(&hello_line(&claimed), log.end());
+            pass(&mut a, &mut b, &log).expect("sent");
+            assert_eq!(b.next_line().is_ok(), honest, "honest: {honest}");
+        }
+    }
+
     #[test]
     fn nothing_of_the_chat_is_written_before_the_link_is_open() {
         let log = Log::new();
