@@ -122,6 +122,21 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub identity: Option<std::path::PathBuf>,
 
+    /// A private group: the group's passphrase is the first line of PATH (mode 0600), or
+    /// $PEERCHAT_SECRET; links are encrypted and nodes without it cannot join
+    // Never the passphrase itself as an argument: `ps` shows every process's arguments.
+    #[arg(long, value_name = "PATH")]
+    pub secret_file: Option<std::path::PathBuf>,
+
+    /// Print a new random group secret (140 bits) and exit
+    #[arg(long)]
+    pub new_secret: bool,
+
+    /// In a private group, let guests (nc, telnet), who cannot encrypt, in as unencrypted
+    /// guests instead of refusing them
+    #[arg(long)]
+    pub allow_guests: bool,
+
     /// On a terminal, when to ring the bell: mention (a message that says your nick, or a
     /// direct message), all (every message from someone else) or off
     // The values are said above: listed by clap with their help, they would turn `--help`

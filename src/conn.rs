@@ -1,7 +1,10 @@
 //! One connection's buffers and state: the line decoder on the way in; on the way out, its
 //! place in the shared log (see `fanout`) plus the few bytes meant for it alone (its hello, a
 //! direct frame), in order, written with `write_vectored` straight from where they are; frames
-//! held until we know whether the other end is a peer or a guest.
+//! held until we know whether the other end is a peer or a guest. In a private group, its
+//! wire: the Noise link every byte read is fed through and every coalesced write is sealed by
+//! (one record per write, up to `link::MAX_RECORD_PLAIN` bytes), and, on an accepted
+//! connection, the first bytes that tell a node's handshake from a guest's text.
 //!
 //! Reads and writes go through `impl Read` / `impl Write`, so short writes and would-block are
 //! tested without sockets. Must not know about other connections or chat rules.
@@ -13,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::event::Role;
 use crate::fanout::{side, Log, Pos, Slices};
+use crate::link::{Link, LinkError, LinkKeys, MAX_RECORD_PLAIN};
 use crate::protocol::{self, Frame, LineDecoder};
 
 /// Default for the most unsent output a connection may have: past it, it is too slow to keep
@@ -37,6 +41,10 @@ pub const PARTIAL_LINE_MAX_AGE: Duration = Duration::from_secs(5);
 pub enum Phase {
     /// Our dial is in progress (its deadline is the reactor's timer).
     Connecting,
+    /// Connected, and in a private group the encrypted link is being set up (or, accepted,
+    /// the first bytes will say whether a node or a guest is there): the chat has not been
+    /// told yet, and nothing of it is written.
+    Handshake,
     /// Connected; the chat has been told.
     Open,
     /// We are leaving: our side is shut down, waiting for the other end to close.
@@ -63,6 +71,87 @@ pub enum PartialLine {
     GuestLine,
     /// The start of a hello that was never finished: the connection is closed.
     IncompleteHello,
+}
+
+/// How a connection's bytes are carried: in plain text, or in a private group through a Noise
+/// link (see `link`).
+enum Wire {
+    Plain,
+    /// Accepted in a private group, nothing read yet: a node's first bytes are Noise message 1
+    /// (`00 30`, its length), a guest's are text. Holds what was read (fewer than two bytes).
+    Sniff {
+        keys: Rc<LinkKeys>,
+        allow_guests: bool,
+        seen: Vec<u8>,
+    },
+    /// Everything read goes through the link; everything written is sealed first.
+    Sealed(Box<Sealed>),
+}
+
+/// A connection's Noise link and the ciphertext not written yet.
+struct Sealed {
+    link: Link,
+    /// Handshake messages, then records: written before any more plaintext is sealed.
+    out: Vec<u8>,
+    /// Bytes of `out` already written.
+    off: usize,
+    /// The peer's first line is still to come: its hello must name the key the link proved.
+    hello_due: bool,
+}
+
+/// How a peerchat node's hello starts (see `protocol::frame`).
+const HELLO_START: &[u8] = b"peerchat/";
+
+/// The first two bytes of Noise message 1 as peerchat sends it: its 2-byte length, 48.
+pub const NOISE_FIRST: [u8; 2] = [0x00, 0x30];
+
+/// Why a private group's connection is given up (carried in an `io::Error` of kind
+/// `InvalidData` from [`Conn::read_some`], so the read path keeps one error type).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WireError {
+    /// A guest (text, not a handshake) where guests are not let in.
+    Guest,
+    /// A peerchat node without the secret (its hello in plain text).
+    PlainNode,
+    /// The link failed: wrong secret, tampering, a peer that closed in the handshake.
+    Link(LinkError),
+}
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WireError::Guest => f.write_str("a guest, and this is a private group"),
+            WireError::PlainNode => f.write_str("a node without the group's secret"),
+            WireError::Link(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for WireError {}
+
+impl WireError {
+    /// The `WireError` inside `e`, if it carries one.
+    pub fn of(e: &io::Error) -> Option<&WireError> {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<WireError>())
+    }
+}
+
+/// False when `line` is a hello naming another key than `proved`, the one the link's
+/// handshake proved. A first line that is no hello is the chat's to judge, as any other.
+fn hello_matches(line: &[u8], proved: Option<&ed25519_dalek::VerifyingKey>) -> bool {
+    let hello = std::str::from_utf8(line)
+        .ok()
+        .and_then(protocol::parse_hello);
+    match (hello, proved) {
+        (Some(h), Some(k)) => h.key.key == *k,
+        (Some(_), None) => false,
+        (None, _) => true,
+    }
+}
+
+fn wire_error(e: WireError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
 /// A piece of a connection's output queue.
@@ -105,6 +194,9 @@ pub struct Conn {
     /// Receiving broadcasts: everything in the shared log from here on is for this connection
     /// too, after `out`.
     tail: Option<Pos>,
+    wire: Wire,
+    /// The link opened (or a guest was let in) since the reactor last asked.
+    just_opened: bool,
 }
 
 impl Conn {
@@ -124,6 +216,123 @@ impl Conn {
             out_off: 0,
             queued: 0,
             tail: None,
+            wire: Wire::Plain,
+            just_opened: false,
+        }
+    }
+
+    /// Our dial connected in a private group: the link starts, its first message queued.
+    pub fn start_initiator(&mut self, keys: &LinkKeys) -> Result<(), LinkError> {
+        let (link, first) = Link::initiator(keys)?;
+        self.phase = Phase::Handshake;
+        self.wire = Wire::Sealed(Box::new(Sealed {
+            link,
+            out: first,
+            off: 0,
+            hello_due: true,
+        }));
+        Ok(())
+    }
+
+    /// Accepted in a private group: the first bytes read say what it is.
+    pub fn start_sniffing(&mut self, keys: Rc<LinkKeys>, allow_guests: bool) {
+        self.phase = Phase::Handshake;
+        self.wire = Wire::Sniff {
+            keys,
+            allow_guests,
+            seen: Vec::new(),
+        };
+    }
+
+    /// True while a private group's link is being set up (see [`Phase::Handshake`]).
+    pub fn is_handshaking(&self) -> bool {
+        self.phase == Phase::Handshake
+    }
+
+    /// True once, after the link opened (or a guest was let in): the chat is to be told.
+    pub fn take_opened(&mut self) -> bool {
+        std::mem::take(&mut self.just_opened)
+    }
+
+    /// True for a connection in plain text in a private group (a guest let in).
+    pub fn is_plain_guest(&self) -> bool {
+        matches!(self.wire, Wire::Plain)
+    }
+
+    /// The other end closed: why, if that broke a private group's link (closed during the
+    /// handshake, or in the middle of a record).
+    pub fn wire_end(&mut self) -> Option<LinkError> {
+        match &mut self.wire {
+            Wire::Sealed(s) => s.link.end().err(),
+            Wire::Sniff { .. } => Some(LinkError::ClosedInHandshake),
+            Wire::Plain => None,
+        }
+    }
+
+    /// Bytes read from the connection, through the wire into the decoder.
+    fn take_in(&mut self, bytes: &[u8]) -> Result<(), WireError> {
+        match &mut self.wire {
+            Wire::Plain => {
+                self.decoder.push(bytes);
+                Ok(())
+            }
+            Wire::Sniff {
+                keys,
+                allow_guests,
+                seen,
+            } => {
+                seen.extend_from_slice(bytes);
+                if seen.len() < NOISE_FIRST.len() {
+                    return Ok(());
+                }
+                // A peerchat node without the secret starts with its hello: read that far, to
+                // tell it from a guest (it is refused, `--allow-guests` or not).
+                if seen.len() < HELLO_START.len() && HELLO_START.starts_with(seen) {
+                    return Ok(());
+                }
+                let seen = std::mem::take(seen);
+                if seen.starts_with(HELLO_START) {
+                    return Err(WireError::PlainNode);
+                }
+                if seen.starts_with(&NOISE_FIRST) {
+                    let link = Link::responder(keys).map_err(WireError::Link)?;
+                    self.wire = Wire::Sealed(Box::new(Sealed {
+                        link,
+                        out: Vec::new(),
+                        off: 0,
+                        hello_due: true,
+                    }));
+                    return self.take_in(&seen);
+                }
+                if !*allow_guests {
+                    return Err(WireError::Guest);
+                }
+                // A guest let in: plain text both ways from its first byte.
+                self.wire = Wire::Plain;
+                self.phase = Phase::Open;
+                self.just_opened = true;
+                self.decoder.push(&seen);
+                Ok(())
+            }
+            Wire::Sealed(s) => {
+                let was_open = s.link.is_open();
+                let progress = s.link.feed(bytes).map_err(WireError::Link)?;
+                s.out.extend_from_slice(&progress.send);
+                self.decoder.push(&progress.plain);
+                if !was_open && s.link.is_open() {
+                    self.phase = Phase::Open;
+                    self.just_opened = true;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Ciphertext not written yet (handshake messages, sealed records).
+    fn sealed_pending(&self) -> usize {
+        match &self.wire {
+            Wire::Sealed(s) => s.out.len() - s.off,
+            _ => 0,
         }
     }
 
@@ -191,8 +400,18 @@ impl Conn {
     }
 
     /// The next complete line read, if any (see [`LineDecoder::next_line`]).
+    /// From an encrypted peer, the first line is checked first: a hello must name the identity
+    /// key the link's handshake proved, or the connection is given up (it is an error).
     pub fn next_line(&mut self) -> Result<Option<&[u8]>, protocol::ProtocolError> {
-        self.decoder.next_line()
+        let line = self.decoder.next_line()?;
+        if let (Some(line), Wire::Sealed(s)) = (line, &mut self.wire) {
+            if std::mem::take(&mut s.hello_due) && !hello_matches(line, s.link.peer_identity()) {
+                return Err(protocol::ProtocolError::Malformed(
+                    "the hello's key is not the one the encrypted link proved",
+                ));
+            }
+        }
+        Ok(line)
     }
 
     /// Takes the unfinished line out of the decoder, as a line of its own (its sender went
@@ -321,8 +540,9 @@ impl Conn {
     pub fn classify(&mut self, role: Role, log: &Log) {
         if self.role.is_some_and(|old| old != role) {
             let mut was = Vec::new();
-            // Writing to a Vec cannot fail.
-            let _ = self.flush_to(&mut was, log);
+            // Writing to a Vec cannot fail. In plain text: `was` goes back into the queue,
+            // which is sealed when it is written.
+            let _ = self.flush_plain(&mut was, log);
             self.blocked = false;
             self.role = Some(role);
             self.tail = self.tail.map(|_| log.end());
@@ -344,6 +564,10 @@ impl Conn {
     /// Unsent output, in bytes, counting what is held until the role is known (in the larger
     /// of the two formats then: a guest line can be longer than the frame it shows).
     pub fn backlog(&self, log: &Log) -> usize {
+        self.plain_backlog(log) + self.sealed_pending()
+    }
+
+    fn plain_backlog(&self, log: &Log) -> usize {
         let end = log.end();
         match (self.role, self.tail) {
             (Some(role), Some(t)) => self.queued + (end[side(role)] - t[side(role)]) as usize,
@@ -427,8 +651,8 @@ impl Conn {
             return match r.read(&mut buf) {
                 Ok(0) => Ok(ReadStatus::Eof),
                 Ok(n) => {
-                    self.decoder.push(&buf[..n]);
                     self.last_read = now;
+                    self.take_in(&buf[..n]).map_err(wire_error)?;
                     Ok(ReadStatus::Data)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadStatus::WouldBlock),
@@ -466,6 +690,68 @@ impl Conn {
     /// system call (`write_vectored` straight from the log), never one call per frame. Sets
     /// [`Conn::is_blocked`] when `w` would block.
     pub fn flush_to(&mut self, w: &mut impl Write, log: &Log) -> io::Result<()> {
+        match self.wire {
+            Wire::Plain => self.flush_plain(w, log),
+            // Nothing is written to a connection not known to be a node or a guest.
+            Wire::Sniff { .. } => Ok(()),
+            Wire::Sealed(_) => self.flush_sealed(w, log),
+        }
+    }
+
+    /// In a private group: the ciphertext first; then, once the link is open, what is pending
+    /// is sealed one record (up to [`MAX_RECORD_PLAIN`] bytes) at a time and written, so one
+    /// coalesced write costs one record, not one per frame.
+    fn flush_sealed(&mut self, w: &mut impl Write, log: &Log) -> io::Result<()> {
+        loop {
+            let Wire::Sealed(s) = &mut self.wire else {
+                return Ok(());
+            };
+            while s.off < s.out.len() {
+                match w.write(&s.out[s.off..]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => s.off += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.blocked = true;
+                        return Ok(());
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            s.out.clear();
+            s.off = 0;
+            if !s.link.is_open() {
+                // The handshake: the chat's bytes wait for the link.
+                return Ok(());
+            }
+            let mut plain = Vec::new();
+            {
+                let mut slices = Slices::new();
+                self.pending(log, &mut slices);
+                for slice in slices.as_slice() {
+                    let room = MAX_RECORD_PLAIN - plain.len();
+                    plain.extend_from_slice(&slice[..slice.len().min(room)]);
+                    if plain.len() == MAX_RECORD_PLAIN {
+                        break;
+                    }
+                }
+            }
+            if plain.is_empty() {
+                return Ok(());
+            }
+            let Wire::Sealed(s) = &mut self.wire else {
+                return Ok(());
+            };
+            s.link
+                .seal(&plain, &mut s.out)
+                .map_err(|e| wire_error(WireError::Link(e)))?;
+            // Sealed is as good as sent for the queue: the record holds the bytes now.
+            self.consume(plain.len());
+        }
+    }
+
+    /// Writes in plain text (see [`Conn::flush_to`]).
+    fn flush_plain(&mut self, w: &mut impl Write, log: &Log) -> io::Result<()> {
         loop {
             let result = {
                 let mut slices = Slices::new();
@@ -1148,5 +1434,172 @@ mod tests {
         assert_eq!(conn.backlog(&log), 0);
         // A burst to one slow reader must not keep its queue's memory for ever.
         assert!(conn.out.capacity() < 100, "{}", conn.out.capacity());
+    }
+}
+
+#[cfg(test)]
+mod wire_tests {
+    //! A private group's wire on two `Conn`s joined by byte buffers: no sockets, no chat.
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    fn keys(psk: u8) -> LinkKeys {
+        let identity = SigningKey::generate(&mut rand_core::OsRng);
+        LinkKeys::new([psk; 32], &identity).expect("keys")
+    }
+
+    fn conn() -> Conn {
+        Conn::new("x".into(), Phase::Open, Instant::now())
+    }
+
+    /// Writes what `from` has for the wire and reads it into `to`; the bytes that went.
+    fn pass(from: &mut Conn, to: &mut Conn, log: &Log) -> io::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        from.flush_to(&mut bytes, log)?;
+        let mut src: &[u8] = &bytes;
+        if !bytes.is_empty() {
+            to.read_some(&mut src, Instant::now())?;
+        }
+        Ok(bytes)
+    }
+
+    /// A dialler and an acceptor of the group `psk`s, after the handshake has run its course.
+    fn handshake(a: u8, b: u8, log: &Log) -> (Conn, Conn, io::Result<()>) {
+        let (mut dialler, mut acceptor) = (conn(), conn());
+        dialler.start_initiator(&keys(a)).expect("initiator");
+        acceptor.start_sniffing(Rc::new(keys(b)), false);
+        let mut result = Ok(());
+        for _ in 0..3 {
+            if let Err(e) = pass(&mut dialler, &mut acceptor, log)
+                .and_then(|_| pass(&mut acceptor, &mut dialler, log))
+            {
+                result = Err(e);
+                break;
+            }
+        }
+        (dialler, acceptor, result)
+    }
+
+    #[test]
+    fn the_same_secret_opens_both_ends_and_lines_go_through_sealed() {
+        let log = Log::new();
+        let (mut a, mut b, result) = handshake(1, 1, &log);
+        result.expect("handshake");
+        assert!(a.take_opened() && b.take_opened());
+        assert!(!a.is_handshaking() && !b.is_handshaking());
+        a.queue_raw(b"a secret line\n", log.end());
+        let wire = pass(&mut a, &mut b, &log).expect("sent");
+        assert!(!wire.windows(6).any(|w| w == b"secret"), "{wire:?}");
+        assert_eq!(wire.len(), 2 + 14 + 16, "one record");
+        assert_eq!(b.next_line().expect("line"), Some(&b"a secret line"[..]));
+    }
+
+    #[test]
+    fn a_wrong_secret_fails_at_the_acceptor_and_the_dialler_sees_the_close() {
+        let log = Log::new();
+        let (mut a, b, result) = handshake(1, 2, &log);
+        let err = result.expect_err("refused");
+        assert!(matches!(
+            WireError::of(&err),
+            Some(WireError::Link(LinkError::Handshake))
+        ));
+        assert!(b.is_handshaking());
+        assert_eq!(a.wire_end(), Some(LinkError::ClosedInHandshake));
+    }
+
+    #[test]
+    fn text_is_a_guest_refused_unless_guests_are_let_in_and_a_plain_hello_always_is() {
+        for (first, allow, want) in [
+            (&b"hi\n"[..], false, Err(WireError::Guest)),
+            (b"hi\n", true, Ok(())),
+            (
+                b"peerchat/2 hello from ann",
+                true,
+                Err(WireError::PlainNode),
+            ),
+        ] {
+            let mut c = conn();
+            c.start_sniffing(Rc::new(keys(1)), allow);
+            // A byte at a time: the decision waits for enough of them.
+            let got: Result<(), WireError> = first.iter().try_for_each(|b| c.take_in(&[*b]));
+            assert_eq!(got, want, "{first:?}");
+            if want.is_ok() {
+                assert!(c.take_opened() && c.is_plain_guest());
+                assert_eq!(c.next_line().expect("line"), Some(&b"hi"[..]));
+            }
+        }
+    }
+
+    #[test]
+    fn a_flipped_byte_in_a_record_fails_the_link() {
+        let log = Log::new();
+        let (mut a, mut b, result) = handshake(1, 1, &log);
+        result.expect("handshake");
+        a.queue_raw(b"hello\n", log.end());
+        let mut wire = Vec::new();
+        a.flush_to(&mut wire, &log).expect("sealed");
+        wire[5] ^= 1;
+        let err = b
+            .read_some(&mut &wire[..], Instant::now())
+            .expect_err("tampered");
+        assert_eq!(
+            WireError::of(&err),
+            Some(&WireError::Link(LinkError::Record))
+        );
+    }
+
+    /// A hello line for `key`, as a node sends it first.
+    fn hello_line(key: &SigningKey) -> Vec<u8> {
+        let key = protocol::NodeKey {
+            key: key.verifying_key(),
+            run: [7; 8],
+        };
+        let hello = protocol::Hello {
+            nick: "ann".into(),
+            node: key.node(),
+            listen: None,
+            key,
+            nonce: [1; 16],
+        };
+        let mut line = Vec::new();
+        protocol::encode(&Frame::Hello(hello), &mut line);
+        line
+    }
+
+    #[test]
+    fn a_hello_must_name_the_key_the_link_proved() {
+        for honest in [true, false] {
+            let log = Log::new();
+            let (mut a, mut b) = (conn(), conn());
+            let identity = SigningKey::generate(&mut rand_core::OsRng);
+            let a_keys = LinkKeys::new([1; 32], &identity).expect("keys");
+            a.start_initiator(&a_keys).expect("initiator");
+            b.start_sniffing(Rc::new(keys(1)), false);
+            for _ in 0..3 {
+                pass(&mut a, &mut b, &log).expect("to b");
+                pass(&mut b, &mut a, &log).expect("to a");
+            }
+            let claimed = if honest {
+                identity
+            } else {
+                SigningKey::generate(&mut rand_core::OsRng)
+            };
+            a.queue_raw(&hello_line(&claimed), log.end());
+            pass(&mut a, &mut b, &log).expect("sent");
+            assert_eq!(b.next_line().is_ok(), honest, "honest: {honest}");
+        }
+    }
+
+    #[test]
+    fn nothing_of_the_chat_is_written_before_the_link_is_open() {
+        let log = Log::new();
+        let mut a = conn();
+        a.queue_raw(b"peerchat/2 hello from ann\n", log.end());
+        a.start_initiator(&keys(1)).expect("initiator");
+        let mut wire = Vec::new();
+        a.flush_to(&mut wire, &log).expect("written");
+        assert_eq!(&wire[..2], &NOISE_FIRST);
+        assert_eq!(wire.len(), 50, "message 1 alone");
+        assert!(a.backlog(&log) > 0, "the hello waits");
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! Modules, arrows one way: `reactor` -> `conn` -> `chat` -> `protocol`, with `event` (the shared
 //! vocabulary), `output`, `eventlog`, `input`, `fanout`, `identity` (the key on disk), `secret`
-//! (a private group's passphrase and its key, not used yet), `timers`, `limits`, `safe` and
-//! `signals` beside them, and `link` (Noise-encrypted links, not wired in yet). `main.rs` only
+//! (a private group's passphrase and its key), `timers`, `limits`, `safe` and `signals` beside
+//! them, and `link` (a private group's Noise-encrypted links, run by `conn`). `main.rs` only
 //! wires the command line to the reactor. See `docs/DESIGN.md`.
 
 pub mod chat;

@@ -14,8 +14,10 @@ use peerchat::cli::{self, Args, HostPort, Mode};
 use peerchat::eventlog::EventLog;
 use peerchat::identity::{self, Identity};
 use peerchat::limits;
+use peerchat::link::LinkKeys;
 use peerchat::output::{Format, Output};
 use peerchat::reactor::{Dial, DialError, Ended, Listen, Reactor, Setup, TermSetup};
+use peerchat::secret;
 use peerchat::signals::{self, Signals};
 use peerchat::term::{tty, warnings};
 
@@ -52,6 +54,12 @@ fn usage_error(msg: &str) -> ! {
 }
 
 fn run(mut args: Args, signals: Signals) -> Result<Ended, String> {
+    if args.new_secret {
+        // Nothing else happens: no identity, no socket, no question.
+        let secret = secret::generate().map_err(|e| e.to_string())?;
+        println!("{secret}");
+        return Ok(Ended::Done);
+    }
     if args.host.is_some() && args.mesh.is_none() {
         usage_error("--host goes with --mesh (for -l, give -l HOST:PORT)");
     }
@@ -61,7 +69,11 @@ fn run(mut args: Args, signals: Signals) -> Result<Ended, String> {
     }
     // After the usage errors (which create nothing), before anything listens.
     let identity = load_identity(&args)?;
+    // Before anything listens, once: the Argon2id derivation takes a quarter of a second.
+    let link_keys = load_link_keys(&args, &identity)?;
     let mut setup = setup_from(&args, identity)?;
+    setup.link_keys = link_keys;
+    setup.allow_guests = args.allow_guests;
     let colour =
         io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let format = if args.json {
@@ -174,6 +186,20 @@ fn load_identity(args: &Args) -> Result<Identity, String> {
     Ok(loaded)
 }
 
+/// The keys of a private group's links when a secret is given (`--secret-file` or
+/// `PEERCHAT_SECRET`), `None` for a chat in plain text. Errors are one line, as the identity's.
+fn load_link_keys(args: &Args, identity: &Identity) -> Result<Option<LinkKeys>, String> {
+    let env = secret::Env::from_process();
+    let Some(secret) =
+        secret::load(args.secret_file.as_deref(), &env).map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    LinkKeys::new(secret.psk(), &identity.key)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
 /// The reactor's setup from the command line and the identity: where to listen, the peers
 /// resolved, the log file opened, the limits (fitted to the open-file limit when listening).
 fn setup_from(args: &Args, identity: Identity) -> Result<Setup, String> {
@@ -217,6 +243,8 @@ fn setup_from(args: &Args, identity: Identity) -> Result<Setup, String> {
         key: identity.key,
         known: identity.known,
         known_path: identity.known_path,
+        link_keys: None,
+        allow_guests: false,
     };
     if listening {
         fit_fd_limit(&mut setup, args.max_conns.is_some());

@@ -1,7 +1,7 @@
 //! The group secret of a private group (issue 13): making a strong one (`--new-secret`), reading
 //! it at start-up (`--secret-file PATH` or `PEERCHAT_SECRET`, never a command-line argument,
 //! which `ps` shows) and turning it into the 32-byte pre-shared key of the encrypted links.
-//! Groundwork only: nothing in the chat or the reactor uses it yet.
+//! `main` loads it and derives the key once, before the reactor starts.
 //!
 //! Must not read the process environment except in [`Env::from_process`], so the rules are
 //! tested with any environment; the only file it reads is the one it is given.

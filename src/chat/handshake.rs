@@ -118,7 +118,7 @@ impl Chat {
             FirstLine::Hello(hello) => self.start_proof(conn, *hello, text),
             FirstLine::OtherVersion(v) => self.other_version(conn, v),
             FirstLine::BadHello => self.drop_conn(conn, "malformed hello".into()),
-            FirstLine::Refusal => self.refused(conn),
+            FirstLine::Refusal => self.refused(conn, protocol::refusal_reason(text)),
             FirstLine::NotAPeer => self.not_a_peer(conn),
             FirstLine::Guest => {
                 self.make_guest(conn, Voice::Spoken);
@@ -217,10 +217,10 @@ impl Chat {
         }
     }
 
-    /// A node we dialled is full: a dial of ours is tried again later as if it had failed;
-    /// one the user asked for is an error.
-    fn refused(&mut self, conn: ConnId) {
-        let reason = "the chat is full";
+    /// A node we dialled refused us (it is full, or a private group and we have no secret): a
+    /// dial of ours is tried again later as if it had failed; one the user asked for is an
+    /// error saying `reason`.
+    fn refused(&mut self, conn: ConnId, reason: &str) {
         match self.neighbours.get(conn).map(|c| c.origin) {
             Some(Origin::Auto(target)) => self.give_up_dial(conn, target, reason),
             _ => {

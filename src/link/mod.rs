@@ -7,7 +7,7 @@
 //! nor derive the pre-shared key from a passphrase (the caller hands over the 32 bytes), nor
 //! decide what a failed link means for the chat (the caller closes the connection).
 //!
-//! Not used by the reactor yet: nothing peerchat sends goes through it.
+//! Used by `conn` when a secret is given: every connection's bytes go through its link.
 
 pub mod noise;
 

@@ -65,10 +65,29 @@ impl fmt::Display for ProtocolError {
 /// How a listener that is full starts the one line it sends before closing.
 pub const FULL: &str = "peerchat: this chat is full";
 
-/// True for a full listener's line (see [`FULL`]): a peerchat node that dialled it tries again
-/// later instead of taking it for something else.
+/// The one line a private group's node sends a guest (text where a Noise handshake was due)
+/// before closing, unless it lets guests in. Names no nick, node or room.
+pub const PRIVATE: &str =
+    "peerchat: this is a private group; guests are not allowed (the host may use --allow-guests)";
+
+/// What both ends of a link that failed its handshake show: a wrong secret, or one end
+/// without a secret (the other cannot tell which).
+pub const CANNOT_JOIN: &str = "cannot join: wrong secret, or not a private group";
+
+/// True for a full listener's line (see [`FULL`]), or a private group's to a node without its
+/// secret (see [`PRIVATE`]): a peerchat node that dialled it gives the dial up (and tries again
+/// later) instead of taking it for something else.
 pub fn is_refusal(line: &str) -> bool {
-    line.starts_with(FULL)
+    line.starts_with(FULL) || line.starts_with(PRIVATE)
+}
+
+/// Why a dial was refused with `line` (see [`is_refusal`]), as the user is told.
+pub fn refusal_reason(line: &str) -> &'static str {
+    if line.starts_with(PRIVATE) {
+        CANNOT_JOIN
+    } else {
+        "the chat is full"
+    }
 }
 
 /// Splits `text` into pieces of at most `max` bytes, at character boundaries, so that a long

@@ -16,7 +16,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 
 use super::setup::describe;
-use super::timers::Timer;
+use super::timers::{Timer, CONNECT_TIMEOUT};
 use super::{Entry, Reactor};
 use crate::chat::Origin;
 use crate::conn::{Conn, Phase};
@@ -183,7 +183,7 @@ fn refusal(max_conns: usize) -> String {
 /// Sends `line` and closes: a fresh socket takes a short line whole; if not, the close alone
 /// says enough. Then a FIN, and what the other end sent already (a node's hello) is read off,
 /// so that the close is not a reset that could destroy the line before it is read.
-fn refuse_with(stream: &mut (impl Read + Write + ShutdownWrite), line: &str) {
+pub(super) fn refuse_with(stream: &mut (impl Read + Write + ShutdownWrite), line: &str) {
     let _ = stream.write(line.as_bytes());
     stream.shutdown_write();
     let mut sink = [0u8; 4096];
@@ -195,7 +195,7 @@ fn refuse_with(stream: &mut (impl Read + Write + ShutdownWrite), line: &str) {
 }
 
 /// Half-closing a stream, so that [`refuse_with`] can be tried without a socket too.
-trait ShutdownWrite {
+pub(super) trait ShutdownWrite {
     fn shutdown_write(&mut self);
 }
 
@@ -240,10 +240,19 @@ impl<W: Write> Reactor<W> {
         }
         let _ = stream.set_nodelay(true);
         info!("connection from {addr}");
-        let conn = Conn::new(addr.to_string(), Phase::Open, now);
+        let mut conn = Conn::new(addr.to_string(), Phase::Open, now);
+        if let Some(keys) = &self.link_keys {
+            conn.start_sniffing(keys.clone(), self.allow_guests);
+        }
         let entry = Entry::new(stream, conn, Origin::Accepted, VecDeque::new(), now);
         self.insert(key, entry);
         self.record(Tag::Accepted, &format!("connection from {addr}"));
+        if self.link_keys.is_some() {
+            // A private group: nothing is said until the first bytes show a node (and its link
+            // opens) or a guest; a silent connection is closed when a dial would have failed.
+            self.timers.set(Timer::Connect(key), now + CONNECT_TIMEOUT);
+            return;
+        }
         self.opened(key, addr, now);
     }
 }

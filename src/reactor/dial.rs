@@ -299,10 +299,24 @@ impl<W: Write> Reactor<W> {
                 Ok(addr) => {
                     e.conn.connected(addr.to_string());
                     let _ = e.stream.set_nodelay(true);
-                    self.timers.cancel(&Timer::Connect(k));
                     info!("connected to {addr}");
                     self.record(Tag::Connected, &format!("connected to {addr}"));
-                    self.opened(k, addr, now);
+                    let Some(keys) = self.link_keys.clone() else {
+                        self.timers.cancel(&Timer::Connect(k));
+                        self.opened(k, addr, now);
+                        return true;
+                    };
+                    // A private group: the link first; the chat is told once it is open
+                    // (`link_opened`), and the handshake has what a connect had to finish.
+                    let Some(e) = self.conns.get_mut(k) else {
+                        return false;
+                    };
+                    if let Err(err) = e.conn.start_initiator(&keys) {
+                        self.close(k, Some(err.to_string()), now);
+                        return false;
+                    }
+                    self.timers.set(Timer::Connect(k), now + CONNECT_TIMEOUT);
+                    self.mark_dirty(k);
                     return true;
                 }
                 Err(err) if err.kind() == io::ErrorKind::NotConnected => return false,

@@ -14,9 +14,11 @@ use std::time::{Duration, Instant};
 use super::setup::describe;
 use super::timers::{self, Table, Timer};
 use super::{Entry, Reactor};
-use crate::conn::{PartialLine, Phase, ReadStatus};
+use crate::conn::{PartialLine, Phase, ReadStatus, WireError};
 use crate::fanout::{side, Log};
 use crate::limits;
+use crate::link::LinkError;
+use crate::protocol;
 
 /// Reads from one connection per readiness before the others get a turn: a flooding sender
 /// cannot starve the rest of the loop.
@@ -174,9 +176,23 @@ impl<W: Write> Reactor<W> {
             let Some(e) = self.conns.get_mut(k) else {
                 return;
             };
+            let handshaking = e.conn.is_handshaking();
             let status = match e.conn.read_some(&mut e.stream, now) {
                 Ok(status) => status,
-                Err(err) => return self.close(k, Some(describe(&err)), now),
+                Err(err) => return self.read_failed(k, handshaking, &err, now),
+            };
+            if handshaking {
+                // Handshake messages to answer, or the link just opened.
+                self.mark_dirty(k);
+                let Some(e) = self.conns.get_mut(k) else {
+                    return;
+                };
+                if e.conn.take_opened() {
+                    self.link_opened(k, now);
+                }
+            }
+            let Some(e) = self.conns.get_mut(k) else {
+                return;
             };
             let mut took_lines = false;
             loop {
@@ -206,6 +222,9 @@ impl<W: Write> Reactor<W> {
                 ReadStatus::Data => {}
                 ReadStatus::WouldBlock => return,
                 ReadStatus::Eof => {
+                    if let Some(err) = e.conn.wire_end() {
+                        return self.link_failed(k, handshaking, err, now);
+                    }
                     let rest = e.conn.take_partial();
                     if !rest.is_empty() {
                         self.chat.handle_line(k, &rest, now);
@@ -216,6 +235,30 @@ impl<W: Write> Reactor<W> {
             }
         }
         self.read_later(k);
+    }
+
+    /// A read from `k` failed: a guest where none are let in is refused, a private group's
+    /// link that failed is closed with its reason, any other error closes it as always.
+    fn read_failed(&mut self, k: usize, handshaking: bool, err: &std::io::Error, now: Instant) {
+        match WireError::of(err) {
+            Some(WireError::Guest) => self.refuse_guest(k, false, now),
+            // It reads the refusal as `CANNOT_JOIN` (see `protocol::refusal_reason`).
+            Some(WireError::PlainNode) => self.refuse_guest(k, true, now),
+            Some(WireError::Link(e)) => self.link_failed(k, handshaking, e.clone(), now),
+            None => self.close(k, Some(describe(err)), now),
+        }
+    }
+
+    /// `k`'s link failed: before it opened, both ends say [`protocol::CANNOT_JOIN`] (the
+    /// responder that could not read message 1, the initiator whose peer then closed); after,
+    /// it was tampered with or cut, and only this connection goes (its peer re-dials).
+    fn link_failed(&mut self, k: usize, handshaking: bool, err: LinkError, now: Instant) {
+        if handshaking {
+            log::debug!("link handshake failed: {err}");
+            self.handshake_failed(k, protocol::CANNOT_JOIN.to_string(), now);
+        } else {
+            self.close_warning(k, err.to_string(), now);
+        }
     }
 
     /// Sets `k`'s partial-line timer to when its unfinished line is due, if it has one.

@@ -154,6 +154,10 @@ pub struct Reactor<W: std::io::Write> {
     redial: Redial,
     /// Where nicks' first keys are kept (`Setup::known_path`); `None`: not kept.
     known_path: Option<std::path::PathBuf>,
+    /// A private group's link keys (`Setup::link_keys`), shared by every connection's link.
+    link_keys: Option<std::rc::Rc<crate::link::LinkKeys>>,
+    /// `Setup::allow_guests`.
+    allow_guests: bool,
 }
 
 /// How a run ended, short of an error.
@@ -237,6 +241,8 @@ impl<W: Write> Reactor<W> {
             term_lines: None,
             redial,
             known_path: setup.known_path,
+            link_keys: setup.link_keys.map(std::rc::Rc::new),
+            allow_guests: setup.allow_guests,
         };
         if let Some(term) = term {
             reactor.start_terminal(term);
@@ -418,6 +424,10 @@ impl<W: Write> Reactor<W> {
                 Timer::Connect(k) => {
                     if self.conns.get(k).is_some_and(|e| e.conn.is_connecting()) {
                         self.dial_error(k, std::io::ErrorKind::TimedOut.into(), now);
+                    } else if self.conns.get(k).is_some_and(|e| e.conn.is_handshaking()) {
+                        // A silent or stalled handshake holds a descriptor no longer than a
+                        // dial may take to connect.
+                        self.handshake_failed(k, "no encrypted handshake in time".into(), now);
                     }
                 }
                 Timer::Retire(k) => self.close_duplicate(k, now),

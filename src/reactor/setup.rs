@@ -17,6 +17,7 @@ use rand_core::{OsRng, RngCore};
 use crate::chat::{self, KnownKeys, Mesh};
 use crate::conn::{MAX_BACKLOG, STALL_LIMIT};
 use crate::eventlog::EventLog;
+use crate::link::LinkKeys;
 
 /// A peer to dial: as the user wrote it, and every address it resolved to, tried in order
 /// (a name may resolve to an IPv6 address first while the peer listens on IPv4 only).
@@ -66,6 +67,12 @@ pub struct Setup {
     /// Where newly remembered keys are appended (`identity::append_known`); `None` for a key
     /// of this run only.
     pub known_path: Option<PathBuf>,
+    /// A private group: the keys every link's Noise handshake uses (the pre-shared key derived
+    /// from the group secret once, at start-up). `None`: links in plain text, as always.
+    pub link_keys: Option<LinkKeys>,
+    /// In a private group, let guests (who cannot encrypt) in as unencrypted guests rather
+    /// than refuse them. Means nothing without `link_keys`.
+    pub allow_guests: bool,
 }
 
 impl Setup {
@@ -93,6 +100,8 @@ impl Setup {
             key: SigningKey::generate(&mut rand_core::OsRng),
             known: KnownKeys::new(),
             known_path: None,
+            link_keys: None,
+            allow_guests: false,
         }
     }
 }

@@ -10,10 +10,12 @@ use std::time::Instant;
 
 use log::{debug, info, warn};
 
-use super::{timers, Entry, Reactor};
+use super::timers::{self, Timer};
+use super::{Entry, Reactor};
 use crate::chat::{Link, Origin};
 use crate::conn::Phase;
-use crate::event::Role;
+use crate::event::{Event, Role};
+use crate::eventlog::Tag;
 use crate::fanout::side;
 use crate::protocol;
 
@@ -39,7 +41,7 @@ impl<W: Write> Reactor<W> {
     /// Takes connection `k` out of the table, the poll and the timers.
     fn remove(&mut self, k: usize) -> Option<Entry> {
         let mut e = self.conns.try_remove(k)?;
-        if e.conn.is_connecting() {
+        if e.conn.is_connecting() || e.conn.is_handshaking() {
             // A dial that never opened: the chat no longer counts it as a peer to be (the
             // chat knows only connections that opened, so nothing else is forgotten).
             self.chat.handle_closed(k, None);
@@ -94,6 +96,66 @@ impl<W: Write> Reactor<W> {
         self.chat.handle_opened(k, link, sent, now);
     }
 
+    /// `k`'s private-group link opened (or, accepted, a guest was let in): from here on it is
+    /// a connection like any other, and the chat is told.
+    pub(super) fn link_opened(&mut self, k: usize, now: Instant) {
+        let Some(e) = self.conns.get(k) else {
+            return;
+        };
+        self.timers.cancel(&Timer::Connect(k));
+        let plain_guest = e.conn.is_plain_guest();
+        let addr = e
+            .stream
+            .peer_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        if plain_guest {
+            // Everything to and from it crosses the network readable: the user is told.
+            let line = format!("{addr} is an unencrypted guest (--allow-guests)");
+            info!("{line}");
+            self.record(Tag::Info, &line);
+            self.show(&Event::Info(line));
+        } else {
+            debug!("{addr}: encrypted link open");
+        }
+        self.opened(k, addr, now);
+    }
+
+    /// `k`'s private-group link failed before it opened (wrong secret, no secret, no handshake
+    /// in time): closed, and said in one line. A dial fails with `why` as any dial does; an
+    /// accepted connection, which the chat never knew, is shown here.
+    pub(super) fn handshake_failed(&mut self, k: usize, why: String, now: Instant) {
+        let Some(e) = self.conns.get(k) else {
+            return;
+        };
+        if e.origin == Origin::Accepted {
+            let line = format!("{}: {why}", e.conn.addr());
+            self.record(Tag::Info, &line);
+            self.show(&Event::Error(line));
+        }
+        self.close(k, Some(why), now);
+    }
+
+    /// A guest (text) where guests are not let in, or a peerchat node without the secret
+    /// (`plain_node`, refused even with `--allow-guests`: a node of the group never talks to a
+    /// node in plain text): told so in one line and closed. A guest is not shown (as a full
+    /// chat's refusals are not); a node is, with the line its user sees too.
+    pub(super) fn refuse_guest(&mut self, k: usize, plain_node: bool, now: Instant) {
+        let Some(e) = self.conns.get_mut(k) else {
+            return;
+        };
+        info!(
+            "refused {}: not encrypted, in a private group",
+            e.conn.addr()
+        );
+        super::accept::refuse_with(&mut e.stream, &format!("{}\n", protocol::PRIVATE));
+        if plain_node {
+            let line = format!("{}: {}", e.conn.addr(), protocol::CANNOT_JOIN);
+            self.record(Tag::Info, &line);
+            self.show(&Event::Error(line));
+        }
+        self.close(k, None, now);
+    }
+
     /// Closes `k` for something it did (too slow, a bad frame, an unfinished hello), saying so
     /// on stderr (a hub's operator wants to know); the chat shows its leave with `reason`.
     pub(super) fn close_warning(&mut self, k: usize, reason: String, now: Instant) {
@@ -136,7 +198,11 @@ impl<W: Write> Reactor<W> {
             warn!("could not deliver everything to {}: {why}", e.conn.addr());
             self.undelivered += 1;
         }
-        if e.conn.is_connecting() {
+        if e.conn.is_handshaking() && e.origin == Origin::Accepted {
+            // The chat never knew it (see `link_opened`); `handshake_failed` said why.
+            return;
+        }
+        if e.conn.is_connecting() || e.conn.is_handshaking() {
             if let Origin::Auto(addr) = e.origin {
                 debug!("cannot connect to {addr}: {why}");
                 return self.chat.handle_dial_failed(addr, now);

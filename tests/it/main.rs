@@ -12,6 +12,8 @@
 //!   connections, running out of file descriptors.
 //! - `mesh`: mesh mode, the chat commands, the log file and peer exchange.
 //! - `nicks`: nicks that cannot pass for another: invisible characters, look-alikes, guests' `~`.
+//! - `private`: private groups: nodes of one secret over Noise links, strangers and guests
+//!   refused, what a relay on the path sees and what a changed byte does.
 //! - `pty`: the harness that runs peerchat on a pseudo-terminal and reads its screen.
 //! - `term`: the interactive terminal front end, on a pty, as a person sees it.
 //! - `trust`: what one hostile node could try against the others (forged leaves and ids,
@@ -32,6 +34,7 @@ mod identity;
 mod load;
 mod mesh;
 mod nicks;
+mod private;
 mod pty;
 mod term;
 mod trust;
