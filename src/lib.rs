@@ -23,4 +23,6 @@ pub mod safe;
 pub mod secret;
 pub mod signals;
 pub mod term;
+#[cfg(test)]
+mod test_rng;
 pub mod timers;

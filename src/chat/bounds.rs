@@ -318,15 +318,20 @@ mod tests {
 
     /// `member`'s announcement, called `nick`, as its node signs it.
     fn announcement(member: MemberId, nick: &str) -> Rc<Signed> {
+        signed_join(member, nick, None, 1)
+    }
+
+    /// `member`'s `JOIN` as number `seq`, called `nick` at `addr`, signed by its node.
+    fn signed_join(member: MemberId, nick: &str, addr: Option<&str>, seq: u64) -> Rc<Signed> {
         let key = SigningKey::from_bytes(&[7; 32]);
         let join = Frame::Join {
             id: MsgId {
                 node: member.node,
-                seq: 1,
+                seq,
             },
             member,
             nick: nick.into(),
-            addr: None,
+            addr: addr.map(str::to_string),
             key: None,
         };
         Rc::new(Signed::seal(&key, member.node, vec![join]))
@@ -470,18 +475,7 @@ mod tests {
             node: 0x0123_4567_89ab_cdef,
             guest: 1000,
         };
-        let key = SigningKey::from_bytes(&[7; 32]);
-        let join = Frame::Join {
-            id: MsgId {
-                node: member.node,
-                seq: 12_345,
-            },
-            member,
-            nick: nick.into(),
-            addr: addr.map(str::to_string),
-            key: None,
-        };
-        Rc::new(Signed::seal(&key, member.node, vec![join]))
+        signed_join(member, nick, addr, 12_345)
     }
 
     /// Bytes counted for other nodes' members at the caps: as many of them as the welcome's cap

@@ -6,27 +6,7 @@ use ed25519_dalek::{Signer, SigningKey};
 
 use super::noise::{MAX_HANDSHAKE_MESSAGE, MAX_MESSAGE, STATIC_KEY_DOMAIN, TAG};
 use super::*;
-
-/// xorshift64*: enough randomness for chunk sizes and garbage, and repeatable.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// A number in `1..=max`.
-    fn upto(&mut self, max: usize) -> usize {
-        1 + (self.next() % max as u64) as usize
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
+use crate::test_rng::Rng;
 
 const PSK: [u8; 32] = [7; 32];
 

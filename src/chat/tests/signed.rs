@@ -5,23 +5,8 @@
 
 use super::net::*;
 use crate::protocol::sign;
+use crate::test_rng::Rng;
 use ed25519_dalek::SigningKey;
-
-/// xorshift64*: small, seedable, enough to find edge cases.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// What the generator sends next on the peer's connection.
 enum Step {
