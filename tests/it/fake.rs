@@ -95,10 +95,12 @@ impl FakePeer {
         MemberId::node(self.node)
     }
 
-    /// Sends `frames` in one bundle signed with this node's key, as node `self.node`.
-    pub fn send_signed(&mut self, frames: Vec<Frame>) {
+    /// Sends `frames` in one bundle signed with this node's key, as node `self.node`; returns
+    /// the bytes sent.
+    pub fn send_signed(&mut self, frames: Vec<Frame>) -> usize {
         let bundle = Signed::seal(&self.key, self.node, frames);
         self.raw.send(&bundle.wire);
+        bundle.wire.len()
     }
 
     /// Announces itself (a signed `JOIN` with its key), as a real node does first.

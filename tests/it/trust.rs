@@ -84,6 +84,24 @@ fn still_speaks(bob: &mut Node, alice: &mut Node, text: &str) {
     alice.wait_message("bob", text);
 }
 
+/// `peer` claims 1 024 times, each with a fresh id, in 16 bundles, that it lost `member`
+/// (called `nick`); returns the bytes sent.
+fn claim_lost(peer: &mut FakePeer, member: MemberId, nick: &str) -> usize {
+    (0..16)
+        .map(|_| {
+            let claims: Vec<Frame> = (0..64)
+                .map(|_| Frame::Lost {
+                    id: peer.next_id(),
+                    member,
+                    nick: nick.into(),
+                    reason: Some("connection reset".into()),
+                })
+                .collect();
+            peer.send_signed(claims)
+        })
+        .sum()
+}
+
 #[test]
 fn a_forged_leave_closes_the_forger_and_mutes_nobody() {
     let (mut alice, mut bob, port) = hub_and_bob();
@@ -245,17 +263,7 @@ fn a_claim_that_a_member_was_lost_does_not_remove_them() {
     carol.wait_join("mallory");
     // Many claims, each a fresh id: bob answers with at most one HERE a second.
     let started = Instant::now();
-    for _ in 0..16 {
-        let claims: Vec<Frame> = (0..64)
-            .map(|_| Frame::Lost {
-                id: mallory.next_id(),
-                member: bob_id,
-                nick: "bob".into(),
-                reason: Some("connection reset".into()),
-            })
-            .collect();
-        mallory.send_signed(claims);
-    }
+    claim_lost(&mut mallory, bob_id, "bob");
     never(
         &mut carol,
         Duration::from_secs(6),
@@ -485,20 +493,7 @@ fn claims_that_a_host_was_lost_cost_it_one_here_a_second_and_never_its_guests_ag
         }
     }
     let started = Instant::now();
-    let mut sent = 0;
-    for _ in 0..16 {
-        let claims: Vec<Frame> = (0..64)
-            .map(|_| Frame::Lost {
-                id: mallory.next_id(),
-                member: alice_id,
-                nick: "alice".into(),
-                reason: Some("connection reset".into()),
-            })
-            .collect();
-        let bundle = protocol::Signed::seal(&mallory.key, mallory.node, claims);
-        sent += bundle.wire.len();
-        mallory.raw.send(&bundle.wire);
-    }
+    let sent = claim_lost(&mut mallory, alice_id, "alice");
     // alice read the claims before this (one connection, in order), and answered them before
     // she passes on bob's marker.
     mallory.say("claims sent");
