@@ -24,6 +24,7 @@
 
 mod api;
 mod bounds;
+mod claims;
 mod commands;
 mod discovery;
 mod flood;
