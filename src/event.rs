@@ -30,7 +30,12 @@ pub struct Name {
     pub key: Option<String>,
     /// Set when this nick was seen before with another key: the fingerprint remembered.
     pub key_was: Option<String>,
+    /// A guest of a private group, whose link is plain text.
+    pub unencrypted: bool,
 }
+
+/// How a join or `/names` marks a guest of a private group.
+pub const UNENCRYPTED_NOTE: &str = "unencrypted guest";
 
 /// Something for the user to see (or, for `Sent`, only for the event log).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +60,8 @@ pub enum Event {
     Join {
         nick: String,
         addr: Option<String>,
+        /// A guest of a private group: what it says and reads crosses the network readable.
+        unencrypted: bool,
     },
     Leave {
         nick: String,

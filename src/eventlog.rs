@@ -11,7 +11,7 @@ use std::path::Path;
 
 use chrono::Local;
 
-use crate::event::{Event, Speech};
+use crate::event::{Event, Speech, UNENCRYPTED_NOTE};
 use crate::safe::sanitize;
 
 /// What kind of event a log line records.
@@ -90,13 +90,20 @@ impl<W: Write> EventLog<W> {
             Event::Me { from, text } => (Tag::Received, format!("* {from} {text}")),
             Event::Dm { from, to, text } => (Tag::Dm, format!("{from} -> {to}: {text}")),
             Event::Nick { old, nick } => (Tag::Nick, format!("{old} is now known as {nick}")),
-            Event::Join { nick, addr } => (
-                Tag::Join,
-                match addr {
+            Event::Join {
+                nick,
+                addr,
+                unencrypted,
+            } => {
+                let mut line = match addr {
                     Some(a) => format!("{nick} joined from {a}"),
                     None => format!("{nick} joined"),
-                },
-            ),
+                };
+                if *unencrypted {
+                    line.push_str(&format!(" ({UNENCRYPTED_NOTE})"));
+                }
+                (Tag::Join, line)
+            }
             Event::Leave { nick, reason, .. } => (
                 Tag::Left,
                 match reason {

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 
 use chrono::{Local, SecondsFormat, Utc};
 
-use crate::event::{Event, Name};
+use crate::event::{Event, Name, UNENCRYPTED_NOTE};
 use crate::safe::sanitize;
 
 /// How events are written.
@@ -107,7 +107,7 @@ impl<W: Write> Output<W> {
             Event::Nick { old, nick } => {
                 format!(r#""nick","old":{},"nick":{}"#, js(old), js(nick))
             }
-            Event::Join { nick, addr } | Event::Leave { nick, addr, .. } => {
+            Event::Join { nick, addr, .. } | Event::Leave { nick, addr, .. } => {
                 let kind = if matches!(event, Event::Join { .. }) {
                     "join"
                 } else {
@@ -122,6 +122,12 @@ impl<W: Write> Output<W> {
                 } = event
                 {
                     s.push_str(&format!(r#","reason":{}"#, js(r)));
+                }
+                if let Event::Join {
+                    unencrypted: true, ..
+                } = event
+                {
+                    s.push_str(r#","unencrypted":true"#);
                 }
                 s
             }
@@ -142,6 +148,9 @@ impl<W: Write> Output<W> {
                         }
                         if let Some(k) = &n.key_was {
                             o.insert("key_was".into(), k.clone().into());
+                        }
+                        if n.unencrypted {
+                            o.insert("unencrypted".into(), true.into());
                         }
                         serde_json::Value::Object(o)
                     })
@@ -187,7 +196,11 @@ impl<W: Write> Output<W> {
                 sanitize(old),
                 sanitize(nick)
             ),
-            Event::Join { nick, addr } => self.human_join(nick, addr.as_deref(), colour),
+            Event::Join {
+                nick,
+                addr,
+                unencrypted,
+            } => self.human_join(nick, addr.as_deref(), *unencrypted, colour),
             Event::Leave { nick, reason, .. } => self.human_leave(nick, reason.as_deref(), colour),
             Event::Names(names) => writeln!(
                 self.w,
@@ -207,12 +220,22 @@ impl<W: Write> Output<W> {
         }
     }
 
-    /// `* nick joined`, and `from addr` when the address is known.
-    fn human_join(&mut self, nick: &str, addr: Option<&str>, colour: bool) -> io::Result<()> {
+    /// `* nick joined`, `from addr` when the address is known, and the note for a guest of a
+    /// private group.
+    fn human_join(
+        &mut self,
+        nick: &str,
+        addr: Option<&str>,
+        unencrypted: bool,
+        colour: bool,
+    ) -> io::Result<()> {
         let (yellow, reset) = (paint(colour, YELLOW), paint(colour, RESET));
         write!(self.w, "{yellow}* {} joined", sanitize(nick))?;
         if let Some(a) = addr {
             write!(self.w, " from {}", sanitize(a))?;
+        }
+        if unencrypted {
+            write!(self.w, " ({UNENCRYPTED_NOTE})")?;
         }
         writeln!(self.w, "{reset}")
     }
@@ -257,6 +280,9 @@ pub(crate) fn names_list(names: &[Name]) -> String {
             }
             if let Some(was) = &n.key_was {
                 notes.push(format!("KEY CHANGED, was {was}"));
+            }
+            if n.unencrypted {
+                notes.push(UNENCRYPTED_NOTE.to_string());
             }
             if !notes.is_empty() {
                 s.push_str(&format!(" ({})", notes.join(", ")));
@@ -354,6 +380,7 @@ mod tests {
         out.show(&Event::Join {
             nick: "bob".into(),
             addr: None,
+            unencrypted: false,
         })
         .unwrap();
         out.show(&Event::Info("listening on 127.0.0.1:5000".into()))
@@ -406,6 +433,7 @@ mod tests {
                 you: true,
                 key: None,
                 key_was: None,
+                unencrypted: false,
             },
             crate::event::Name {
                 nick: "b".into(),
@@ -413,6 +441,7 @@ mod tests {
                 you: false,
                 key: None,
                 key_was: None,
+                unencrypted: false,
             },
         ]));
         assert_eq!(v["names"][0]["you"], true);
@@ -476,6 +505,7 @@ mod tests {
             Event::Join {
                 nick: "far".into(),
                 addr: None,
+                unencrypted: false,
             },
         );
         let v: serde_json::Value = serde_json::from_str(&s).unwrap();

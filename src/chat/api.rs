@@ -137,6 +137,9 @@ pub struct Config {
     pub max_guests_per_ip: Option<usize>,
     /// The keys remembered for nicks when the node started.
     pub known: KnownKeys,
+    /// The node is in a private group (its links are encrypted): guests are shown as
+    /// unencrypted.
+    pub private: bool,
 }
 
 impl Config {
@@ -155,6 +158,7 @@ impl Config {
             guest_rate: Some(RateLimit::per_second(DEFAULT_GUEST_RATE)),
             max_guests_per_ip: Some(DEFAULT_MAX_GUESTS_PER_IP),
             known: KnownKeys::new(),
+            private: false,
         }
     }
 }

@@ -131,7 +131,7 @@ impl Chat {
             clock: now,
             neighbours: Neighbours::default(),
             seen: Seen::new(),
-            roster: Roster::new(me, &cfg.nick),
+            roster: Roster::new(me, &cfg.nick, cfg.private),
             guests: 0,
             discovery: Discovery::new(),
             origins: Origins::default(),

@@ -109,11 +109,14 @@ pub(super) struct Roster {
     /// Guests per node, other nodes' members and their kept announcements, and bytes in all,
     /// kept in step by `insert`, `forget`, `update` and `keep`.
     bounds: Bounds,
+    /// The group is private: its guests (who cannot encrypt) are shown as unencrypted.
+    private: bool,
 }
 
 impl Roster {
     /// A roster with only this node, `me`, called `nick`.
-    pub(super) fn new(me: MemberId, nick: &str) -> Roster {
+    /// `private`: the group is private, and its guests are shown as unencrypted.
+    pub(super) fn new(me: MemberId, nick: &str, private: bool) -> Roster {
         let mut roster = Roster {
             me,
             members: BTreeMap::new(),
@@ -121,6 +124,7 @@ impl Roster {
             gone: Recent::new(GONE_CAP, None),
             lost: Recent::new(GONE_CAP, Some(LOST_AGE)),
             bounds: Bounds::new(me.node),
+            private,
         };
         roster.insert(me, nick, None, None);
         roster
@@ -227,6 +231,7 @@ impl Roster {
             .then(|| Event::Join {
                 nick: self.display(member),
                 addr,
+                unencrypted: self.unencrypted(member),
             })
     }
 
@@ -401,6 +406,11 @@ impl Roster {
             .collect()
     }
 
+    /// Whether `member` is a guest of a private group: its last hop is plain text.
+    fn unencrypted(&self, member: MemberId) -> bool {
+        self.private && member.guest != 0
+    }
+
     /// How `member` is shown: its nick, after `~` for a guest, with its tag when another member
     /// has the same nick or one that looks like it.
     pub(super) fn display(&self, member: MemberId) -> String {
@@ -476,6 +486,7 @@ impl Roster {
                 you: m == you,
                 key: member.key.clone(),
                 key_was: member.key_was.clone(),
+                unencrypted: self.unencrypted(m),
             })
             .collect();
         names.sort_by(|a, b| a.nick.cmp(&b.nick));
@@ -522,7 +533,7 @@ mod tests {
 
     #[test]
     fn the_same_nick_is_shown_with_the_shortest_tag_that_tells_them_apart() {
-        let mut r = Roster::new(ME, "me");
+        let mut r = Roster::new(ME, "me", false);
         r.insert(node(2), "bob", None, None);
         assert_eq!(r.display(node(2)), "bob");
         r.insert(node(3), "bob", None, None);
@@ -541,7 +552,7 @@ mod tests {
     #[test]
     fn removing_a_node_takes_its_guests_and_their_late_words_stay_out_while_it_is_away() {
         let now = Instant::now();
-        let mut r = Roster::new(ME, "me");
+        let mut r = Roster::new(ME, "me", false);
         r.insert(node(2), "bob", Some("10.0.0.2:5000".into()), None);
         let guest = MemberId {
             node: node(2).node,
@@ -577,7 +588,7 @@ mod tests {
 
     #[test]
     fn a_nick_change_past_the_cap_keeps_the_old_nick() {
-        let mut r = Roster::new(ME, "me");
+        let mut r = Roster::new(ME, "me", false);
         for i in 0..MAX_SAME_NICK as u64 {
             assert!(r.insert(
                 MemberId {
@@ -598,7 +609,7 @@ mod tests {
 
     #[test]
     fn a_nick_is_taken_by_anyone_else_in_any_case() {
-        let mut r = Roster::new(ME, "me");
+        let mut r = Roster::new(ME, "me", false);
         let guest = MemberId {
             node: ME.node,
             guest: 2,
@@ -617,7 +628,7 @@ mod tests {
 
     #[test]
     fn a_nick_held_in_any_case_is_known_until_its_last_holder_goes() {
-        let mut r = Roster::new(ME, "me");
+        let mut r = Roster::new(ME, "me", false);
         r.insert(node(2), "Guest-3", None, None);
         r.insert(node(3), "GUEST-3", None, None);
         assert!(r.holds_any_case("guest-3") && r.holds_any_case("ME"));
@@ -631,7 +642,7 @@ mod tests {
     #[test]
     fn members_noted_from_messages_skip_this_node_and_those_away() {
         let now = Instant::now();
-        let mut r = Roster::new(ME, "me");
+        let mut r = Roster::new(ME, "me", false);
         r.gone.insert(node(2), now);
         r.note(node(2), "bob", now);
         r.note(
@@ -657,7 +668,7 @@ mod tests {
     #[test]
     fn each_other_node_has_at_most_a_bounded_number_of_guests_on_the_roster() {
         use crate::chat::bounds::MAX_GUESTS_PER_NODE;
-        let mut r = Roster::new(ME, "me");
+        let mut r = Roster::new(ME, "me", false);
         let bob = node(2).node;
         r.insert(node(2), "bob", None, None);
         let cap = MAX_GUESTS_PER_NODE as u32;
@@ -689,7 +700,7 @@ mod tests {
     #[test]
     fn the_roster_stops_growing_at_its_caps_and_evicts_no_one() {
         use crate::chat::bounds::{cost, MAX_MEMBERS, MAX_ROSTER_BYTES};
-        let mut r = Roster::new(ME, "me");
+        let mut r = Roster::new(ME, "me", false);
         let addr = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535";
         // Wide members: 32-character nicks, most of them 4-byte characters, at the longest
         // address a node writes; learnt of without an announcement, so the welcome's cap does
@@ -729,7 +740,7 @@ mod tests {
     #[test]
     fn the_byte_count_follows_joins_nick_and_address_changes_and_leaves() {
         use crate::chat::bounds::cost;
-        let mut r = Roster::new(ME, "me");
+        let mut r = Roster::new(ME, "me", false);
         let alone = r.bounds.bytes();
         assert_eq!(alone, cost("me", None));
         r.insert(node(2), "bob", None, None);
@@ -760,7 +771,7 @@ mod tests {
     fn kept_announcements_are_counted_until_their_member_goes() {
         use crate::chat::bounds::{cost, kept_cost, Weight};
         use crate::protocol::{Frame, MsgId};
-        let mut r = Roster::new(ME, "me");
+        let mut r = Roster::new(ME, "me", false);
         let alone_me = r.bounds.bytes();
         let id = |seq| MsgId {
             node: node(2).node,
@@ -846,7 +857,7 @@ mod tests {
 
     #[test]
     fn nicks_that_look_alike_are_shown_with_their_tags_like_the_same_nick() {
-        let mut r = Roster::new(ME, "me");
+        let mut r = Roster::new(ME, "me", false);
         r.insert(node(2), "bob", None, None);
         // Cyrillic o (U+043E).
         r.insert(node(3), "b\u{43e}b", None, None);
@@ -861,7 +872,7 @@ mod tests {
 
     #[test]
     fn a_guest_is_shown_after_a_tilde_never_like_a_node() {
-        let mut r = Roster::new(ME, "me");
+        let mut r = Roster::new(ME, "me", false);
         r.insert(guest(ME, 1), "guest-1", None, None);
         r.insert(node(2), "bob", None, None);
         r.insert(guest(node(3), 4), "bob", None, None);
@@ -876,7 +887,7 @@ mod tests {
 
     #[test]
     fn a_nick_that_looks_like_anothers_is_taken_and_says_so() {
-        let mut r = Roster::new(ME, "me");
+        let mut r = Roster::new(ME, "me", false);
         let g = guest(ME, 1);
         r.insert(g, "guest-1", None, None);
         r.insert(node(2), "bob", None, None);

@@ -199,6 +199,7 @@ impl<W: Write> Reactor<W> {
             .map(|a| a.port());
         let mut cfg = chat::Config::new(setup.nick, setup.key, setup::random(), listen_port);
         cfg.known = setup.known;
+        cfg.private = setup.link_keys.is_some();
         let node = cfg.node;
         if let Listen::Range(mesh) = setup.listen {
             cfg.mesh = Some(mesh);

@@ -10,7 +10,7 @@
 
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
-use crate::event::{Event, Speech};
+use crate::event::{Event, Speech, UNENCRYPTED_NOTE};
 use crate::output::names_list;
 use crate::safe::sanitize;
 
@@ -135,10 +135,19 @@ fn body(event: &Event, style: &Style) -> (Vec<Span>, Source) {
             NOTICE,
             format!("-!- {} is now known as {}", sanitize(old), sanitize(nick)),
         ),
-        Event::Join { nick, addr } => {
+        Event::Join {
+            nick,
+            addr,
+            unencrypted,
+        } => {
             let from = addr.as_deref().map(|a| format!(" from {}", sanitize(a)));
             let from = from.unwrap_or_default();
-            notice(NOTICE, format!("-!- {} joined{from}", sanitize(nick)))
+            let note = if *unencrypted {
+                format!(" ({UNENCRYPTED_NOTE})")
+            } else {
+                String::new()
+            };
+            notice(NOTICE, format!("-!- {} joined{from}{note}", sanitize(nick)))
         }
         Event::Leave { nick, reason, .. } => notice(NOTICE, leave(nick, reason.as_deref())),
         Event::Names(names) => notice(

@@ -107,9 +107,16 @@ fn a_guest_is_refused_with_a_readable_line_unless_guests_are_allowed() {
     });
     open_hub.send("welcome");
     guest.wait_line(|l| l.contains("welcome"));
+    // Its join says so, on its host and on every member of the group.
+    let unencrypted_guest = |v: &serde_json::Value| v["event"] == "join" && v["nick"] == "~guest-1";
+    let join = open_hub.wait_event(unencrypted_guest);
+    assert_eq!(join["unencrypted"], true, "{join}");
     // Nodes of the group still come in encrypted beside it.
     let mut ann = client("ann", open_port, Some(SECRET));
-    ann.wait_join("hub");
+    let hub_join = ann.wait_join("hub");
+    assert!(hub_join.get("unencrypted").is_none(), "{hub_join}");
+    let join = ann.wait_event(unencrypted_guest);
+    assert_eq!(join["unencrypted"], true, "{join}");
     ann.send("from a member");
     guest.wait_line(|l| l.contains("from a member"));
 }

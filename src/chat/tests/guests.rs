@@ -156,6 +156,7 @@ fn a_guest_nick_change_is_seen_by_everyone_and_in_the_mesh() {
         Event::Join {
             nick: "~guest-1".into(),
             addr: Some(addr(200, 40000 + g as u16).to_string()),
+            unencrypted: false,
         },
         change,
     ];

@@ -119,6 +119,7 @@ fn the_same_key_back_in_a_new_run_ends_the_wait_for_the_old_run() {
             Event::Join {
                 nick: "bob".into(),
                 addr: Some("10.0.0.9:41000".into()),
+                unencrypted: false,
             },
         ]
     );
@@ -305,6 +306,7 @@ fn a_late_hello_turns_a_silent_guest_into_the_peer() {
     assert!(actions.contains(&Action::Show(Event::Join {
         nick: "bob".into(),
         addr: Some("127.0.0.1:4000".into()),
+        unencrypted: false,
     })));
     // From now on it speaks frames.
     bob.send(&mut chat, 7, vec![bob.msg(1, "late but here")], now);

@@ -257,13 +257,15 @@ fn joins_are_shown_with_the_listening_address() {
     // Accepted from an ephemeral port, but shown where it listens (hello port).
     assert!(net.shown[0].contains(&Event::Join {
         nick: "n1".into(),
-        addr: Some("10.0.0.1:5000".into())
+        addr: Some("10.0.0.1:5000".into()),
+        unencrypted: false,
     }));
     // n1 hears of n2 through the hub, by n2's own signed announcement (protocol 2): the hub
     // cannot sign an address for it, and a node does not know its own, so none is shown.
     assert!(net.shown[1].contains(&Event::Join {
         nick: "n2".into(),
-        addr: None
+        addr: None,
+        unencrypted: false,
     }));
 }
 

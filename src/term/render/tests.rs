@@ -138,6 +138,7 @@ fn each_event_kind_reads_as_in_line_mode() {
     let join = |addr: Option<&str>| Event::Join {
         nick: "bob".into(),
         addr: addr.map(String::from),
+        unencrypted: false,
     };
     assert_eq!(one(join(None)), "12:00:00 -!- bob joined");
     assert_eq!(
@@ -160,6 +161,7 @@ fn each_event_kind_reads_as_in_line_mode() {
                 you: true,
                 key: None,
                 key_was: None,
+                unencrypted: false,
             },
             Name {
                 nick: "bob".into(),
@@ -167,6 +169,7 @@ fn each_event_kind_reads_as_in_line_mode() {
                 you: false,
                 key: None,
                 key_was: None,
+                unencrypted: false,
             },
             Name {
                 nick: "far".into(),
@@ -174,6 +177,7 @@ fn each_event_kind_reads_as_in_line_mode() {
                 you: false,
                 key: None,
                 key_was: None,
+                unencrypted: false,
             },
         ])),
         "12:00:00 -!- 3 here: ana (you), bob (127.0.0.1:5001), far"
@@ -203,6 +207,7 @@ fn peer_text_is_neutralised_in_every_field() {
         Event::Join {
             nick: bad.into(),
             addr: Some(bad.into()),
+            unencrypted: false,
         },
         Event::Leave {
             nick: bad.into(),
@@ -215,6 +220,7 @@ fn peer_text_is_neutralised_in_every_field() {
             you: false,
             key: None,
             key_was: None,
+            unencrypted: false,
         }]),
         Event::Info(bad.into()),
         Event::Error(bad.into()),
@@ -498,6 +504,7 @@ fn the_bell_rings_per_mode() {
     let join = Event::Join {
         nick: "ana".into(),
         addr: None,
+        unencrypted: false,
     };
     let cases = [
         // event, Mention, All, Off
@@ -531,6 +538,7 @@ fn names_wrap_like_any_line() {
             you: i == 0,
             key: None,
             key_was: None,
+            unencrypted: false,
         })
         .collect();
     let rows = plain(&Event::Names(names), 40);
