@@ -18,12 +18,15 @@
 //! - `term`: the interactive terminal front end, on a pty, as a person sees it.
 //! - `trust`: what one hostile node could try against the others (forged leaves and ids,
 //!   claims of loss, amplification, flipped bits), and old-protocol nodes refused.
+//! - `relay`: a relay on the path between two nodes of a private group, reading Noise's
+//!   framing: it records the bytes and changes, replays or reorders a record when told.
 //! - `fake`: a node played by the test, with its own key, honest or hostile.
 //! - `util`: starting nodes and raw connections, waiting with deadlines, namespaces.
 //!
 //! This file must hold no tests itself, only the module list.
 
 mod fake;
+mod relay;
 mod util;
 
 mod chat;

@@ -2,14 +2,10 @@
 //! links; a node with another secret or none, and a guest, are refused; a relay between two
 //! nodes reads nothing of the chat, and one byte changed on the way closes that link alone.
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread;
 
-use crate::util::{bin, Node, Raw};
+use crate::relay::{Relay, Tamper};
+use crate::util::{bin, links, wait_until, Node, Raw};
 
 const SECRET: &str = "correct horse battery staple";
 const CANNOT_JOIN: &str = "cannot join: wrong secret, or not a private group";
@@ -114,74 +110,6 @@ fn a_guest_is_refused_with_a_readable_line_unless_guests_are_allowed() {
     guest.wait_line(|l| l.contains("from a member"));
 }
 
-/// A TCP forwarder on loopback between a node and `target`: records every byte each way, and
-/// flips one byte of the next chunk going to `target` once `flip` is set.
-struct Relay {
-    port: u16,
-    seen: Arc<Mutex<Vec<u8>>>,
-    flip: Arc<AtomicBool>,
-}
-
-impl Relay {
-    fn new(target: u16) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("relay bind");
-        let port = listener.local_addr().expect("relay addr").port();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let flip = Arc::new(AtomicBool::new(false));
-        let (seen2, flip2) = (seen.clone(), flip.clone());
-        thread::spawn(move || {
-            // Every connection the node makes (a re-dial too) is relayed.
-            for inbound in listener.incoming() {
-                let Ok(inbound) = inbound else { return };
-                let Ok(outbound) = TcpStream::connect(("127.0.0.1", target)) else {
-                    return;
-                };
-                let pipes = [
-                    (
-                        inbound.try_clone(),
-                        outbound.try_clone(),
-                        Some(flip2.clone()),
-                    ),
-                    (outbound.try_clone(), inbound.try_clone(), None),
-                ];
-                for (from, to, flip) in pipes {
-                    let (Ok(from), Ok(to)) = (from, to) else {
-                        return;
-                    };
-                    let seen = seen2.clone();
-                    thread::spawn(move || copy(from, to, &seen, flip.as_deref()));
-                }
-            }
-        });
-        Relay { port, seen, flip }
-    }
-
-    fn recorded(&self) -> Vec<u8> {
-        self.seen.lock().expect("relay record").clone()
-    }
-}
-
-/// Copies `from` to `to`, recording, until either end closes.
-fn copy(mut from: TcpStream, mut to: TcpStream, seen: &Mutex<Vec<u8>>, flip: Option<&AtomicBool>) {
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        if let Ok(mut s) = seen.lock() {
-            s.extend_from_slice(&buf[..n]);
-        }
-        if flip.is_some_and(|f| f.swap(false, Ordering::SeqCst)) {
-            buf[n - 1] ^= 0x01;
-        }
-        if to.write_all(&buf[..n]).is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown(Shutdown::Write);
-}
-
 fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
@@ -230,7 +158,7 @@ fn a_byte_flipped_by_a_relay_closes_that_link_only() {
     hub.wait_join("bob");
     ann.wait_join("bob");
     bob.wait_join("ann");
-    relay.flip.store(true, Ordering::SeqCst);
+    relay.tamper(Tamper::Flip);
     ann.send("this one is changed on the way");
     let leave = hub.wait_leave("ann");
     assert!(
@@ -268,4 +196,97 @@ fn a_silent_connection_to_a_group_is_closed_when_a_dial_would_have_failed() {
     // Nothing sent: nothing comes back, and the connection is closed (10 s, the connect
     // timeout; the raw read waits up to its deadline, 15 s).
     assert_eq!(silent.line(), None);
+}
+
+/// hub listens; ann listens too and dials the hub through a relay; bob listens and dials the hub
+/// directly. Peer exchange joins ann and bob directly, so the relayed link is the only one
+/// between ann and the hub. The relay then does `how` to the next record from ann to the hub:
+/// that link must close with the reason on the hub's side, the hub's and ann's links to bob
+/// stay up and carry the chat, and the hub and ann re-dial and chat again without bob.
+fn a_record_tampered_with_on_the_way_closes_that_link_only(how: Tamper) {
+    let (mut hub, hub_port) = listener("hub", Some(SECRET), &[]);
+    let relay = Relay::new(hub_port);
+    let via_relay = format!("127.0.0.1:{}", relay.port);
+    let (mut ann, _) = listener("ann", Some(SECRET), &[&via_relay]);
+    let (mut bob, _) = listener("bob", Some(SECRET), &[&format!("127.0.0.1:{hub_port}")]);
+    for (node, others) in [
+        (&mut hub, ["ann", "bob"]),
+        (&mut ann, ["hub", "bob"]),
+        (&mut bob, ["hub", "ann"]),
+    ] {
+        for nick in others {
+            node.wait_join(nick);
+        }
+    }
+    let pid = |n: &Node| n.child.id();
+    let (h, a, b) = (pid(&hub), pid(&ann), pid(&bob));
+    wait_until("a direct link between ann and bob", || {
+        match links(a, b).len() {
+            0 => Err("none yet".into()),
+            _ => Ok(()),
+        }
+    });
+    let others = (links(h, b), links(a, b));
+    assert_eq!(
+        links(h, a),
+        [],
+        "the hub and ann are joined only through the relay"
+    );
+    assert_eq!(relay.ended(), 0);
+
+    relay.tamper(how);
+    ann.send("sent-while-tampered-one");
+    if how == Tamper::Reorder {
+        // The next record must overtake the one held back (a keepalive may have been it).
+        wait_until("a record held back", || match relay.holding() {
+            true => Ok(()),
+            false => Err("nothing held yet".into()),
+        });
+        ann.send("sent-while-tampered-two");
+    }
+    let closing = hub.wait_stderr("the hub closing the link", |l| {
+        l.contains("closing") && l.contains("an encrypted record failed")
+    });
+    assert!(relay.tampered(), "{how:?} was not done, yet: {closing}");
+    wait_until("the relayed connection ended both ways", || {
+        match relay.ended() {
+            0 => Err("still up".into()),
+            _ => Ok(()),
+        }
+    });
+
+    // The other links are the same connections as before, and carry the chat.
+    bob.send("bob-still-here");
+    hub.wait_message("bob", "bob-still-here");
+    ann.wait_message("bob", "bob-still-here");
+    hub.send("the-hub-too");
+    bob.wait_message("hub", "the-hub-too");
+    assert_eq!(
+        (links(h, b), links(a, b)),
+        others,
+        "another link was closed"
+    );
+
+    // The hub and ann dial each other again (directly: they know where the other listens).
+    wait_until("the hub and ann linked again", || match links(h, a).len() {
+        0 => Err(format!("the relay saw {} connections end", relay.ended())),
+        _ => Ok(()),
+    });
+    // Without bob, only the new link can carry what they say.
+    bob.child.kill().expect("kill bob");
+    bob.child.wait().expect("reap bob");
+    ann.send("after-the-re-dial");
+    hub.wait_message("ann", "after-the-re-dial");
+    hub.send("welcome-back");
+    ann.wait_message("hub", "welcome-back");
+}
+
+#[test]
+fn a_record_replayed_by_a_relay_closes_that_link_only_and_the_peers_re_dial() {
+    a_record_tampered_with_on_the_way_closes_that_link_only(Tamper::Replay);
+}
+
+#[test]
+fn records_reordered_by_a_relay_close_that_link_only_and_the_peers_re_dial() {
+    a_record_tampered_with_on_the_way_closes_that_link_only(Tamper::Reorder);
 }
