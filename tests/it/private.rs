@@ -2,10 +2,11 @@
 //! links; a node with another secret or none, and a guest, are refused; a relay between two
 //! nodes reads nothing of the chat, and one byte changed on the way closes that link alone.
 
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::Command;
 
 use crate::relay::{Relay, Tamper};
-use crate::util::{bin, links, wait_until, Node, Raw};
+use crate::util::{self, bin, links, wait_until, Bridge, Node, Raw};
 
 const SECRET: &str = "correct horse battery staple";
 const CANNOT_JOIN: &str = "cannot join: wrong secret, or not a private group";
@@ -14,13 +15,22 @@ const PRIVATE: &str =
 
 /// `peerchat ARGS` with `secret` in `PEERCHAT_SECRET` (none: the variable removed).
 fn spawn(secret: Option<&str>, args: &[&str]) -> Node {
-    let mut cmd = Command::new(bin());
-    cmd.args(args);
+    with_secret(Command::new(bin()).args(args), secret)
+}
+
+/// `peerchat ARGS` inside network namespace `ns`, with `secret` as [`spawn`] has it.
+fn spawn_in(ns: &str, secret: Option<&str>, args: &[&str]) -> Node {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns, bin()]).args(args);
+    with_secret(&mut cmd, secret)
+}
+
+fn with_secret(cmd: &mut Command, secret: Option<&str>) -> Node {
     match secret {
         Some(s) => cmd.env("PEERCHAT_SECRET", s),
         None => cmd.env_remove("PEERCHAT_SECRET"),
     };
-    Node::spawn_with(&mut cmd)
+    Node::spawn_with(cmd)
 }
 
 /// A JSON node of the group `secret` listening on a loopback port; it and the port.
@@ -127,23 +137,20 @@ fn a_relay_between_two_nodes_reads_none_of_the_chat() {
     ann.wait_event(|v| v["event"] == "dm" && v["text"] == "the-second-secret-words");
     hub.send("in the open room");
     ann.wait_message("hubnick", "in the open room");
+    reads_none_of(&relay, &["annnick", "hubnick", "secret-words", "open room"]);
+}
+
+/// What `relay` recorded holds none of `words` (the chat's texts and nicks), nor how a hello,
+/// a node id or a key are written on a link in plain text; and it did see the chat go by.
+fn reads_none_of(relay: &Relay, words: &[&str]) {
     let seen = relay.recorded();
     assert!(
         seen.len() > 500,
         "the relay saw the chat: {} bytes",
         seen.len()
     );
-    for needle in [
-        "annnick",
-        "hubnick",
-        "secret-words",
-        "open room",
-        // How a hello, a node id and a key are written on a link in plain text.
-        "peerchat",
-        "hello",
-        "node=",
-        "key=",
-    ] {
+    let plain = ["peerchat", "hello", "node=", "key="];
+    for needle in words.iter().chain(&plain) {
         assert!(!contains(&seen, needle), "{needle:?} crossed the relay");
     }
 }
@@ -289,4 +296,55 @@ fn a_record_replayed_by_a_relay_closes_that_link_only_and_the_peers_re_dial() {
 #[test]
 fn records_reordered_by_a_relay_close_that_link_only_and_the_peers_re_dial() {
     a_record_tampered_with_on_the_way_closes_that_link_only(Tamper::Reorder);
+}
+
+#[test]
+fn a_private_group_on_a_lan_chats_refuses_a_wrong_secret_and_shows_the_path_nothing() {
+    // Three hosts on one bridged segment: ana listens on host 0; bia on host 1 reaches her
+    // through a relay on host 2 that records the bytes; eve on host 2 has another secret.
+    let lan = match Bridge::new(3) {
+        Ok(lan) => lan,
+        Err(why) => {
+            return util::skip_or_fail(&format!(
+                "cannot build a bridged LAN of network namespaces ({why}); needs root and iproute2"
+            ))
+        }
+    };
+    let ip = |i: usize| lan.ips[i].parse::<Ipv4Addr>().expect("a host's address");
+    let mut ana = spawn_in(
+        &lan.hosts[0],
+        Some(SECRET),
+        &["-l", "--json", "--nick", "ana-on-lan"],
+    );
+    ana.wait_event(|v| v["event"] == "info" && v["text"] == "listening on 0.0.0.0:5000");
+    let relay = Relay::in_namespace(&lan.hosts[2], ip(2), SocketAddrV4::new(ip(0), 5000));
+    let via_relay = format!("{}:{}", lan.ips[2], relay.port);
+    let mut bia = spawn_in(
+        &lan.hosts[1],
+        Some(SECRET),
+        &[&via_relay, "--json", "--nick", "bia-on-lan"],
+    );
+    let join = ana.wait_join("bia-on-lan");
+    let from = join["addr"].as_str().unwrap_or_default();
+    assert!(from.starts_with(&format!("{}:", lan.ips[2])), "{join}");
+    bia.wait_join("ana-on-lan");
+    bia.send("oi-ana-across-the-lan");
+    ana.wait_message("bia-on-lan", "oi-ana-across-the-lan");
+    ana.send("oi-bia-across-the-lan");
+    bia.wait_message("ana-on-lan", "oi-bia-across-the-lan");
+    reads_none_of(&relay, &["on-lan", "across-the-lan"]);
+
+    let ana_addr = format!("{}:5000", lan.ips[0]);
+    let mut eve = spawn_in(
+        &lan.hosts[2],
+        Some("another secret"),
+        &[&ana_addr, "--json", "--nick", "eve"],
+    );
+    assert_eq!(eve.wait_exit().code(), Some(1));
+    eve.wait_stderr("the refusal", |l| l.contains(CANNOT_JOIN));
+    ana.wait_event(cannot_join);
+    assert!(!eve.history.iter().any(|l| l.contains("on-lan")));
+    // The members go on.
+    bia.send("still-here");
+    ana.wait_message("bia-on-lan", "still-here");
 }

@@ -8,8 +8,10 @@
 //! initiator) sends handshake messages 1 and 3 before its first record, the node dialled sends
 //! message 2; only records are tampered with, so the handshake always completes.
 
+use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -51,14 +53,37 @@ pub struct Relay {
 impl Relay {
     /// Relays every connection made to its port (a re-dial too) to `target` on loopback.
     pub fn new(target: u16) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("relay bind");
+        Relay::at(
+            Ipv4Addr::LOCALHOST,
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, target),
+        )
+    }
+
+    /// The same, listening on an ephemeral port of `listen` inside network namespace `ns` (the
+    /// relay's threads all live there), relaying to `target` as seen from there.
+    pub fn in_namespace(ns: &str, listen: Ipv4Addr, target: SocketAddrV4) -> Relay {
+        let path = format!("/var/run/netns/{ns}");
+        thread::spawn(move || {
+            let file = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            // Only this thread moves; the threads it starts are born in the namespace.
+            // SAFETY: a valid descriptor of a network namespace, for the calling thread only.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            Relay::at(listen, target)
+        })
+        .join()
+        .expect("a relay in the namespace")
+    }
+
+    fn at(listen: Ipv4Addr, target: SocketAddrV4) -> Relay {
+        let listener = TcpListener::bind((listen, 0)).expect("relay bind");
         let port = listener.local_addr().expect("relay addr").port();
         let shared = Arc::new(Shared::default());
         let threads = shared.clone();
         thread::spawn(move || {
             for inbound in listener.incoming() {
                 let Ok(inbound) = inbound else { return };
-                let Ok(outbound) = TcpStream::connect(("127.0.0.1", target)) else {
+                let Ok(outbound) = TcpStream::connect(target) else {
                     return;
                 };
                 let pipes = [
