@@ -348,3 +348,8 @@ fn a_private_group_on_a_lan_chats_refuses_a_wrong_secret_and_shows_the_path_noth
     bia.send("still-here");
     ana.wait_message("bia-on-lan", "still-here");
 }
+
+#[test]
+fn a_dm_through_a_relaying_member_is_unreadable_there() {
+    crate::mesh::a_dm_through_a_relaying_node_shows_no_text_there(Some(SECRET));
+}
