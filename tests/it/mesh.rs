@@ -10,7 +10,7 @@
 use std::net::TcpListener;
 use std::process::Command;
 
-use crate::util::{self, free_range, links_between, wait_until, Bridge, Node, TempDir, TempPath};
+use crate::util::{self, free_range, links_between, wait_until, Node, TempDir, TempPath};
 use serde_json::Value;
 
 /// A running node and the nick the others know it by.
@@ -1057,13 +1057,8 @@ fn the_ends_still_chat_without_the_middle(mut peers: Vec<Peer>) {
 
 #[test]
 fn multi_host_mesh_over_a_bridge() {
-    let lan = match Bridge::new(3) {
-        Ok(lan) => lan,
-        Err(why) => {
-            return util::skip_or_fail(&format!(
-                "cannot build a bridged LAN of network namespaces ({why}); needs root and iproute2"
-            ))
-        }
+    let Some(lan) = util::bridge_or_skip(3) else {
+        return;
     };
     let listen = ["-l", "0.0.0.0:5000", "--json"];
     let mut peers = Vec::new();

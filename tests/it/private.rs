@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::Command;
 
 use crate::relay::{Relay, Tamper};
-use crate::util::{self, bin, links, wait_until, Bridge, Node, Raw};
+use crate::util::{self, bin, links, wait_until, Node, Raw};
 
 const SECRET: &str = "correct horse battery staple";
 const CANNOT_JOIN: &str = "cannot join: wrong secret, or not a private group";
@@ -302,13 +302,8 @@ fn records_reordered_by_a_relay_close_that_link_only_and_the_peers_re_dial() {
 fn a_private_group_on_a_lan_chats_refuses_a_wrong_secret_and_shows_the_path_nothing() {
     // Three hosts on one bridged segment: ana listens on host 0; bia on host 1 reaches her
     // through a relay on host 2 that records the bytes; eve on host 2 has another secret.
-    let lan = match Bridge::new(3) {
-        Ok(lan) => lan,
-        Err(why) => {
-            return util::skip_or_fail(&format!(
-                "cannot build a bridged LAN of network namespaces ({why}); needs root and iproute2"
-            ))
-        }
+    let Some(lan) = util::bridge_or_skip(3) else {
+        return;
     };
     let ip = |i: usize| lan.ips[i].parse::<Ipv4Addr>().expect("a host's address");
     let mut ana = spawn_in(

@@ -808,6 +808,19 @@ impl Bridge {
     }
 }
 
+/// `Bridge::new(n)`, or `None` once the test is skipped (failed under CI) saying why not.
+pub fn bridge_or_skip(n: usize) -> Option<Bridge> {
+    match Bridge::new(n) {
+        Ok(lan) => Some(lan),
+        Err(why) => {
+            skip_or_fail(&format!(
+                "cannot build a bridged LAN of network namespaces ({why}); needs root and iproute2"
+            ));
+            None
+        }
+    }
+}
+
 impl Drop for Bridge {
     fn drop(&mut self) {
         // Deleting a namespace deletes the links in it, and a veth end takes its pair along.
