@@ -13,7 +13,8 @@
 //! - `mesh`: mesh mode, the chat commands, the log file and peer exchange.
 //! - `nicks`: nicks that cannot pass for another: invisible characters, look-alikes, guests' `~`.
 //! - `private`: private groups: nodes of one secret over Noise links, strangers and guests
-//!   refused, what a relay on the path sees and what a changed byte does.
+//!   refused, what a relay on the path sees and what a changed, replayed or reordered record
+//!   does, a group on a LAN of namespaces, a DM through a relaying member.
 //! - `pty`: the harness that runs peerchat on a pseudo-terminal and reads its screen.
 //! - `term`: the interactive terminal front end, on a pty, as a person sees it.
 //! - `trust`: what one hostile node could try against the others (forged leaves and ids,

@@ -1,6 +1,8 @@
 //! Private groups (issue 13): nodes given the same secret (`PEERCHAT_SECRET`) talk over Noise
-//! links; a node with another secret or none, and a guest, are refused; a relay between two
-//! nodes reads nothing of the chat, and one byte changed on the way closes that link alone.
+//! links, on loopback and across a LAN of namespaces; a node with another secret or none, and a
+//! guest, are refused; a relay between two nodes reads nothing of the chat, and a record it
+//! changes, replays or reorders closes that link alone (the peers re-dial); a member relaying a
+//! DM shows and logs none of it.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::Command;
