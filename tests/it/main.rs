@@ -13,17 +13,21 @@
 //! - `mesh`: mesh mode, the chat commands, the log file and peer exchange.
 //! - `nicks`: nicks that cannot pass for another: invisible characters, look-alikes, guests' `~`.
 //! - `private`: private groups: nodes of one secret over Noise links, strangers and guests
-//!   refused, what a relay on the path sees and what a changed byte does.
+//!   refused, what a relay on the path sees and what a changed, replayed or reordered record
+//!   does, a group on a LAN of namespaces, a DM through a relaying member.
 //! - `pty`: the harness that runs peerchat on a pseudo-terminal and reads its screen.
 //! - `term`: the interactive terminal front end, on a pty, as a person sees it.
 //! - `trust`: what one hostile node could try against the others (forged leaves and ids,
 //!   claims of loss, amplification, flipped bits), and old-protocol nodes refused.
+//! - `relay`: a relay on the path between two nodes of a private group, reading Noise's
+//!   framing: it records the bytes and changes, replays or reorders a record when told.
 //! - `fake`: a node played by the test, with its own key, honest or hostile.
 //! - `util`: starting nodes and raw connections, waiting with deadlines, namespaces.
 //!
 //! This file must hold no tests itself, only the module list.
 
 mod fake;
+mod relay;
 mod util;
 
 mod chat;

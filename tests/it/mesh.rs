@@ -10,7 +10,7 @@
 use std::net::TcpListener;
 use std::process::Command;
 
-use crate::util::{self, free_range, links_between, wait_until, Bridge, Node, TempDir, TempPath};
+use crate::util::{self, free_range, links_between, wait_until, Node, TempDir, TempPath};
 use serde_json::Value;
 
 /// A running node and the nick the others know it by.
@@ -573,11 +573,20 @@ fn dm_reaches_only_its_target() {
 
 #[test]
 fn a_dm_through_a_relaying_node_is_unreadable_there() {
-    // alice - relay - bob, alice and bob not listening: the DM can only go through the relay,
-    // whose --json output, log file and RUST_LOG=trace stderr must not hold its text.
+    a_dm_through_a_relaying_node_shows_no_text_there(None);
+}
+
+/// alice - relay - bob, alice and bob not listening: the DM can only go through the relay,
+/// whose --json output, log file and RUST_LOG=trace stderr must not hold its text. With
+/// `secret`, every node is of that private group (`PEERCHAT_SECRET`).
+pub(crate) fn a_dm_through_a_relaying_node_shows_no_text_there(secret: Option<&str>) {
     let log = TempPath::new("relay.log");
+    let setup = match secret {
+        Some(s) => format!("export RUST_LOG=trace PEERCHAT_SECRET='{s}'"),
+        None => "export RUST_LOG=trace".to_string(),
+    };
     let mut relay = Node::spawn_with_shell(
-        "export RUST_LOG=trace",
+        &setup,
         &[
             "-l",
             "127.0.0.1:0",
@@ -596,8 +605,15 @@ fn a_dm_through_a_relaying_node_is_unreadable_there() {
         .and_then(|t| t.rsplit(':').next())
         .and_then(|p| p.parse().ok())
         .expect("port in the listening line");
-    let mut alice = Node::client("alice", port, &[]);
-    let mut bob = Node::client("bob", port, &[]);
+    let client = |nick: &str| {
+        let mut cmd = Command::new(util::bin());
+        cmd.args([&format!("127.0.0.1:{port}"), "--json", "--nick", nick]);
+        if let Some(s) = secret {
+            cmd.env("PEERCHAT_SECRET", s);
+        }
+        Node::spawn_with(&mut cmd)
+    };
+    let (mut alice, mut bob) = (client("alice"), client("bob"));
     relay.wait_join("alice");
     relay.wait_join("bob");
     alice.wait_join("bob");
@@ -620,7 +636,15 @@ fn a_dm_through_a_relaying_node_is_unreadable_there() {
         log.lines()
     );
     let err = relay.stderr_lines();
+    assert!(
+        err.iter().any(|l| l.contains("TRACE")),
+        "the relay logs at trace: {err:#?}"
+    );
     assert!(err.iter().all(|l| !l.contains("vault")), "{err:#?}");
+    // Both links of the relay were encrypted if, and only if, there is a secret.
+    let encrypted = err.iter().filter(|l| l.contains("encrypted link open"));
+    let want = if secret.is_some() { 2 } else { 0 };
+    assert_eq!(encrypted.count(), want, "{err:#?}");
 }
 
 #[test]
@@ -1033,13 +1057,8 @@ fn the_ends_still_chat_without_the_middle(mut peers: Vec<Peer>) {
 
 #[test]
 fn multi_host_mesh_over_a_bridge() {
-    let lan = match Bridge::new(3) {
-        Ok(lan) => lan,
-        Err(why) => {
-            return util::skip_or_fail(&format!(
-                "cannot build a bridged LAN of network namespaces ({why}); needs root and iproute2"
-            ))
-        }
+    let Some(lan) = util::bridge_or_skip(3) else {
+        return;
     };
     let listen = ["-l", "0.0.0.0:5000", "--json"];
     let mut peers = Vec::new();

@@ -676,11 +676,17 @@ pub fn tcp_connections(pid: u32) -> Vec<(SocketAddrV4, SocketAddrV4)> {
 /// How many established TCP connections join processes `a` and `b` directly (each end's local
 /// address is the other's remote one).
 pub fn links_between(a: u32, b: u32) -> usize {
+    links(a, b).len()
+}
+
+/// The established TCP connections that join processes `a` and `b` directly, as `a`'s
+/// `(local, remote)`: the same pairs later mean the same connections are still up.
+pub fn links(a: u32, b: u32) -> Vec<(SocketAddrV4, SocketAddrV4)> {
     let theirs = tcp_connections(b);
     tcp_connections(a)
-        .iter()
+        .into_iter()
         .filter(|(local, remote)| theirs.contains(&(*remote, *local)))
-        .count()
+        .collect()
 }
 
 /// Temporary files handed out by `TempPath` in this process so far.
@@ -799,6 +805,19 @@ impl Bridge {
             lan.ips.push(addr);
         }
         Ok(lan)
+    }
+}
+
+/// `Bridge::new(n)`, or `None` once the test is skipped (failed under CI) saying why not.
+pub fn bridge_or_skip(n: usize) -> Option<Bridge> {
+    match Bridge::new(n) {
+        Ok(lan) => Some(lan),
+        Err(why) => {
+            skip_or_fail(&format!(
+                "cannot build a bridged LAN of network namespaces ({why}); needs root and iproute2"
+            ));
+            None
+        }
     }
 }
 
