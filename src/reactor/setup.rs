@@ -207,18 +207,32 @@ impl From<SetupError> for RunError {
     }
 }
 
+/// Connections the kernel holds for the listener before it accepts them. mio listens with 128;
+/// a hub that a thousand peers dial at once (a private group's handshakes take it a fraction of
+/// a millisecond each) falls behind that, and every connect past the queue waits a second for
+/// its SYN to be sent again. The kernel caps it at `net.core.somaxconn`.
+const LISTEN_QUEUE: libc::c_int = 4096;
+
 /// Binds where `listen` says; `None` for a node that does not listen.
 pub(super) fn bind(listen: &Listen) -> Result<Option<TcpListener>, SetupError> {
-    match listen {
-        Listen::None => Ok(None),
-        Listen::Addr(addr) => TcpListener::bind(*addr)
-            .map(Some)
-            .map_err(|e| SetupError::Listen {
-                addr: *addr,
-                why: describe(&e),
-            }),
-        Listen::Range(mesh) => bind_range(mesh).map(Some),
-    }
+    let listener = match listen {
+        Listen::None => return Ok(None),
+        Listen::Addr(addr) => TcpListener::bind(*addr).map_err(|e| SetupError::Listen {
+            addr: *addr,
+            why: describe(&e),
+        })?,
+        Listen::Range(mesh) => bind_range(mesh)?,
+    };
+    deepen_queue(&listener);
+    Ok(Some(listener))
+}
+
+/// Listens again with [`LISTEN_QUEUE`]: on a listening socket, `listen` only sets the queue's
+/// length. Best effort: the queue mio set stays if this fails.
+fn deepen_queue(listener: &TcpListener) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `listen` on a descriptor the listener owns and keeps open; no memory is passed.
+    let _ = unsafe { libc::listen(listener.as_raw_fd(), LISTEN_QUEUE) };
 }
 
 /// Binds the first port of `mesh`'s range that is free; the error names the range.
