@@ -12,7 +12,23 @@
 //! cargo bench --bench fanout -- --only burst-64B-N10 --scale 10   # ten times the messages
 //! cargo bench --bench fanout -- --repeat 5    # five runs each, hubs taking turns; medians
 //! PEERCHAT_BIN=/path/to/peerchat cargo bench --bench fanout -- --no-ncat --repeat 3
+//! # a private group: plain guests, then encrypted peers, as receivers; and 1000 peers joining
+//! cargo bench --bench fanout -- --no-ncat --repeat 3 --only \
+//!     burst-64B-N200,burst-64B-N200-enc,paced-1000/s-64B-N200,paced-1000/s-64B-N200-enc,handshake-N1000
 //! ```
+//!
+//! `--only` takes one scenario's name or several, separated by commas. A scenario whose name
+//! ends in `-enc` is its plain twin with encrypted peers for receivers: the hub runs a private
+//! group (`--secret-file` in a 0600 file of a temporary folder, `--allow-guests` so that the
+//! sender stays a plain guest), and each receiver is a peer built from peerchat's own code
+//! (`common/peer.rs`: the Noise handshake of `link::noise`, a hello and its proof, then records
+//! decrypted and `MSG` frames read for their text). The group's key is derived once per run.
+//! When the twin ran before it in the same run, the ratios encrypted/plaintext follow its rows
+//! (per-cpu, p99, rate). `handshake-N1000` times 1000 encrypted peers dialling the hub at once:
+//! from the first connect until the hub has welcomed every one (each peer's first signed
+//! bundle after its proof), handshakes a second and the hub's CPU per peer; it gives up after
+//! a minute. Neither ncat, which has no private groups, nor the N=5000 and N=10000 scenarios
+//! have encrypted twins.
 //!
 //! `PEERCHAT_BIN` names the peerchat binary to measure (default: the one cargo built with this
 //! benchmark), so that two builds — a release binary of an older commit kept aside, and the
@@ -24,9 +40,10 @@
 //! Each message is one line `#SEQ:NANOS:` padded to its size; a hub prefixes it with the sender's
 //! name, and receivers find the `#`. NANOS is the send time on a clock shared by the sender and
 //! the receivers (one process), so latency needs no clock sync. Receivers never send: to the hub
-//! they are silent guests. Before the timed part, a warm-up message (sequence 0) must reach every
-//! receiver, so connection set-up (and peerchat's wait for a silent guest's first line) is not
-//! timed.
+//! they are silent guests (encrypted peers only say their hello, prove it and answer pings).
+//! Before the timed part, a warm-up message (sequence 0) must reach every receiver, so
+//! connection set-up (peerchat's wait for a silent guest's first line, an encrypted peer's
+//! joining) is not timed.
 
 use std::collections::HashMap;
 use std::io::{self, BufWriter, ErrorKind, Read, Write};
