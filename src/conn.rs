@@ -724,10 +724,11 @@ impl Conn {
                 // The handshake: the chat's bytes wait for the link.
                 return Ok(());
             }
-            let mut plain = Vec::new();
-            {
+            let plain = {
                 let mut slices = Slices::new();
                 self.pending(log, &mut slices);
+                // Sized once: growing it would copy the record's bytes again on each doubling.
+                let mut plain = Vec::with_capacity(slices.bytes().min(MAX_RECORD_PLAIN));
                 for slice in slices.as_slice() {
                     let room = MAX_RECORD_PLAIN - plain.len();
                     plain.extend_from_slice(&slice[..slice.len().min(room)]);
@@ -735,7 +736,8 @@ impl Conn {
                         break;
                     }
                 }
-            }
+                plain
+            };
             if plain.is_empty() {
                 return Ok(());
             }

@@ -207,18 +207,32 @@ impl From<SetupError> for RunError {
     }
 }
 
+/// Connections the kernel holds for the listener before it accepts them. mio listens with 128;
+/// a hub that a thousand peers dial at once (a private group's handshakes take it a fraction of
+/// a millisecond each) falls behind that, and every connect past the queue waits a second for
+/// its SYN to be sent again. The kernel caps it at `net.core.somaxconn`.
+const LISTEN_QUEUE: libc::c_int = 4096;
+
 /// Binds where `listen` says; `None` for a node that does not listen.
 pub(super) fn bind(listen: &Listen) -> Result<Option<TcpListener>, SetupError> {
-    match listen {
-        Listen::None => Ok(None),
-        Listen::Addr(addr) => TcpListener::bind(*addr)
-            .map(Some)
-            .map_err(|e| SetupError::Listen {
-                addr: *addr,
-                why: describe(&e),
-            }),
-        Listen::Range(mesh) => bind_range(mesh).map(Some),
-    }
+    let listener = match listen {
+        Listen::None => return Ok(None),
+        Listen::Addr(addr) => TcpListener::bind(*addr).map_err(|e| SetupError::Listen {
+            addr: *addr,
+            why: describe(&e),
+        })?,
+        Listen::Range(mesh) => bind_range(mesh)?,
+    };
+    deepen_queue(&listener);
+    Ok(Some(listener))
+}
+
+/// Listens again with [`LISTEN_QUEUE`]: on a listening socket, `listen` only sets the queue's
+/// length. Best effort: the queue mio set stays if this fails.
+fn deepen_queue(listener: &TcpListener) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `listen` on a descriptor the listener owns and keeps open; no memory is passed.
+    let _ = unsafe { libc::listen(listener.as_raw_fd(), LISTEN_QUEUE) };
 }
 
 /// Binds the first port of `mesh`'s range that is free; the error names the range.
@@ -280,6 +294,41 @@ pub(super) fn random<const N: usize>() -> [u8; N] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The length of `listener`'s queue as the kernel holds it: for a listening socket, Linux
+    /// reports it in `TCP_INFO`'s `tcpi_sacked`.
+    fn queue_length(listener: &TcpListener) -> u32 {
+        use std::os::fd::AsRawFd;
+        // SAFETY: all-zero bytes are a valid `tcp_info` (integers only).
+        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        // SAFETY: `info` and `len` outlive the call, and `len` is `info`'s size.
+        let rc = unsafe {
+            libc::getsockopt(
+                listener.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                (&mut info as *mut libc::tcp_info).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0, "TCP_INFO: {}", io::Error::last_os_error());
+        info.tcpi_sacked
+    }
+
+    #[test]
+    fn the_listener_queues_as_many_connections_as_the_kernel_allows_not_mios_128() {
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!());
+        let listener = bind(&Listen::Addr(addr))
+            .expect("bind")
+            .expect("a listener");
+        let cap: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(LISTEN_QUEUE as u32);
+        // mio alone gives 128.
+        assert_eq!(queue_length(&listener), cap.min(LISTEN_QUEUE as u32));
+    }
 
     #[test]
     fn errors_read_as_one_line_messages() {
