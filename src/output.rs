@@ -143,6 +143,9 @@ impl<W: Write> Output<W> {
                         if let Some(k) = &n.key_was {
                             o.insert("key_was".into(), k.clone().into());
                         }
+                        if let Some(f) = n.found {
+                            o.insert("found".into(), f.as_str().into());
+                        }
                         serde_json::Value::Object(o)
                     })
                     .collect();
@@ -240,7 +243,8 @@ fn paint(colour: bool, code: &'static str) -> &'static str {
     }
 }
 
-/// `/names` for a person: `nick (you)`, `nick (addr)` or `nick`, comma-separated.
+/// `/names` for a person: `nick (you)`, `nick (addr)`, `nick (addr, beacon)` (how a neighbour
+/// was found) or `nick`, comma-separated.
 pub(crate) fn names_list(names: &[Name]) -> String {
     let list: Vec<String> = names
         .iter()
@@ -251,6 +255,9 @@ pub(crate) fn names_list(names: &[Name]) -> String {
                 notes.push("you".to_string());
             } else if let Some(a) = &n.addr {
                 notes.push(sanitize(a).into_owned());
+            }
+            if let Some(f) = n.found {
+                notes.push(f.as_str().to_string());
             }
             if let Some(k) = &n.key {
                 notes.push(format!("key {k}"));
@@ -406,6 +413,7 @@ mod tests {
                 you: true,
                 key: None,
                 key_was: None,
+                found: None,
             },
             crate::event::Name {
                 nick: "b".into(),
@@ -413,6 +421,7 @@ mod tests {
                 you: false,
                 key: None,
                 key_was: None,
+                found: None,
             },
         ]));
         assert_eq!(v["names"][0]["you"], true);

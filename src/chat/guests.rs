@@ -342,6 +342,7 @@ mod tests {
                 you: *n == you,
                 key: None,
                 key_was: None,
+                found: None,
             })
             .collect()
     }

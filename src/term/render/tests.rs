@@ -160,6 +160,7 @@ fn each_event_kind_reads_as_in_line_mode() {
                 you: true,
                 key: None,
                 key_was: None,
+                found: None,
             },
             Name {
                 nick: "bob".into(),
@@ -167,6 +168,7 @@ fn each_event_kind_reads_as_in_line_mode() {
                 you: false,
                 key: None,
                 key_was: None,
+                found: None,
             },
             Name {
                 nick: "far".into(),
@@ -174,6 +176,7 @@ fn each_event_kind_reads_as_in_line_mode() {
                 you: false,
                 key: None,
                 key_was: None,
+                found: None,
             },
         ])),
         "12:00:00 -!- 3 here: ana (you), bob (127.0.0.1:5001), far"
@@ -215,6 +218,7 @@ fn peer_text_is_neutralised_in_every_field() {
             you: false,
             key: None,
             key_was: None,
+            found: None,
         }]),
         Event::Info(bad.into()),
         Event::Error(bad.into()),
@@ -531,6 +535,7 @@ fn names_wrap_like_any_line() {
             you: i == 0,
             key: None,
             key_was: None,
+            found: None,
         })
         .collect();
     let rows = plain(&Event::Names(names), 40);
