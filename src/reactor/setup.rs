@@ -34,6 +34,8 @@ pub enum Listen {
     Addr(SocketAddr),
     /// Mesh mode: the first free port of the range on `host`.
     Range(Mesh),
+    /// This address when its port is free, else any free port on its host (`--lan`).
+    Prefer(SocketAddr),
 }
 
 /// What the reactor is started with.
@@ -73,6 +75,8 @@ pub struct Setup {
     /// In a private group, let guests (who cannot encrypt) in as unencrypted guests rather
     /// than refuse them. Means nothing without `link_keys`.
     pub allow_guests: bool,
+    /// `--lan`: send and hear LAN beacons. `None`: no UDP socket at all.
+    pub lan: Option<super::LanSetup>,
 }
 
 impl Setup {
@@ -102,6 +106,7 @@ impl Setup {
             known_path: None,
             link_keys: None,
             allow_guests: false,
+            lan: None,
         }
     }
 }
@@ -218,6 +223,16 @@ pub(super) fn bind(listen: &Listen) -> Result<Option<TcpListener>, SetupError> {
                 why: describe(&e),
             }),
         Listen::Range(mesh) => bind_range(mesh).map(Some),
+        Listen::Prefer(addr) => match TcpListener::bind(*addr) {
+            Ok(l) => Ok(Some(l)),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                bind(&Listen::Addr(SocketAddr::new(addr.ip(), 0)))
+            }
+            Err(e) => Err(SetupError::Listen {
+                addr: *addr,
+                why: describe(&e),
+            }),
+        },
     }
 }
 
