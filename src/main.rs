@@ -17,9 +17,7 @@ use peerchat::limits;
 use peerchat::link::LinkKeys;
 use peerchat::output::{Format, Output};
 use peerchat::protocol::beacon::BeaconKey;
-use peerchat::reactor::{
-    Dial, DialError, Ended, LanSetup, Listen, Reactor, Setup, TermSetup,
-};
+use peerchat::reactor::{Dial, DialError, Ended, LanSetup, Listen, Reactor, Setup, TermSetup};
 use peerchat::secret;
 use peerchat::signals::{self, Signals};
 use peerchat::term::{tty, warnings};

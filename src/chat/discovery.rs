@@ -465,7 +465,12 @@ impl Chat {
     /// A LAN beacon from `addr` (the sender's IP, the port it announced): dial it, under the
     /// limits of an address a `PEERS` list named, unless it is this node or a peer already
     /// (`is_from` tells whether a node id sent the beacon), or the peer cap is met.
-    pub fn handle_beacon(&mut self, addr: SocketAddr, is_from: impl Fn(NodeId) -> bool, now: Instant) {
+    pub fn handle_beacon(
+        &mut self,
+        addr: SocketAddr,
+        is_from: impl Fn(NodeId) -> bool,
+        now: Instant,
+    ) {
         self.clock = now;
         if is_from(self.cfg.node) || self.neighbours.peer_nodes().any(&is_from) {
             return;

@@ -307,7 +307,10 @@ mod tests {
         // The port is covered by the room's tag: a changed port is not this group's beacon.
         let mut moved = b.clone();
         moved[8] ^= 1;
-        assert_eq!(parse(&moved, "secretroom", Some(&k)), Err(Dropped::OtherRoom));
+        assert_eq!(
+            parse(&moved, "secretroom", Some(&k)),
+            Err(Dropped::OtherRoom)
+        );
         // Two beacons of one node under fresh nonces share no tag.
         let again = encode(5001, node, "secretroom", Some(&k), [8; NONCE]);
         assert_ne!(b[HEAD + NONCE..], again[HEAD + NONCE..]);

@@ -55,7 +55,11 @@ struct Iface {
 impl Lan {
     /// Opens the beacon socket on [`BEACON_PORT`] (shared with the other nodes of this host)
     /// and registers it with `token`.
-    pub(super) fn open(setup: LanSetup, registry: &Registry, token: Token) -> Result<Lan, SetupError> {
+    pub(super) fn open(
+        setup: LanSetup,
+        registry: &Registry,
+        token: Token,
+    ) -> Result<Lan, SetupError> {
         let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, BEACON_PORT));
         let mut socket = shared_udp(addr).map_err(|e| SetupError::Listen {
             addr,
@@ -164,10 +168,10 @@ impl<W: io::Write> Reactor<W> {
         // Edge-triggered: datagrams left unread would raise no new event. Registering again
         // reports the socket readable at the next poll if they are there.
         if let Some(lan) = &mut self.lan {
-            if let Err(e) = self
-                .poll
-                .registry()
-                .reregister(&mut lan.socket, super::LAN, Interest::READABLE)
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .reregister(&mut lan.socket, super::LAN, Interest::READABLE)
             {
                 debug!("beacon socket: {e}");
             }
@@ -195,7 +199,13 @@ fn shared_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     }
     // SAFETY: `fd` is a fresh, valid socket that nothing else owns.
     let socket = unsafe { std::net::UdpSocket::from_raw_fd(fd) };
-    setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &1 as *const libc::c_int, 4)?;
+    setsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_REUSEADDR,
+        &1 as *const libc::c_int,
+        4,
+    )?;
     let sa = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: v4.port().to_be(),
@@ -224,7 +234,13 @@ fn set_multicast_if(socket: &UdpSocket, addr: Ipv4Addr) -> io::Result<()> {
         s_addr: u32::from(addr).to_be(),
     };
     let size = std::mem::size_of::<libc::in_addr>() as libc::socklen_t;
-    setsockopt(socket.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &a, size)
+    setsockopt(
+        socket.as_raw_fd(),
+        libc::IPPROTO_IP,
+        libc::IP_MULTICAST_IF,
+        &a,
+        size,
+    )
 }
 
 fn setsockopt<T>(

@@ -47,8 +47,8 @@ use crate::signals::{self, Signals};
 
 #[cfg(test)]
 use dial::Resolve;
-pub use setup::{describe, Dial, DialError, Listen, RunError, Setup, SetupError};
 pub use lan::{LanSetup, BEACON_EVERY, BEACON_GROUP, BEACON_PORT};
+pub use setup::{describe, Dial, DialError, Listen, RunError, Setup, SetupError};
 pub use terminal::TermSetup;
 
 use accept::Acceptor;
