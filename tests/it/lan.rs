@@ -353,3 +353,51 @@ fn a_private_group_hides_its_room_in_beacons_and_meets_only_its_own() {
         .iter()
         .any(|v| v["event"] == "join" && v["nick"] == "open"));
 }
+
+#[test]
+fn lan_goes_with_listen_and_mesh_and_two_nodes_of_one_host() {
+    let Some(lan) = bridge(2) else { return };
+    let mesh_host = lan.ips[1].clone();
+    let mut nodes: Vec<(&str, Node)> = vec![
+        ("x", lan_node(&lan.hosts[0], "x", &[], None)),
+        ("y", lan_node(&lan.hosts[0], "y", &[], None)),
+        (
+            "z",
+            lan_node(&lan.hosts[1], "z", &["-l", "0.0.0.0:6000"], None),
+        ),
+        (
+            "w",
+            lan_node(
+                &lan.hosts[1],
+                "w",
+                &["--mesh", "7000-7001", "--host", &mesh_host],
+                None,
+            ),
+        ),
+    ];
+    let listening = |v: &Value| {
+        v["event"] == "info"
+            && v["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("listening on"))
+    };
+    let mut ports = Vec::new();
+    for (_, node) in nodes.iter_mut() {
+        let text = node.wait_event(listening)["text"].to_string();
+        ports.push(
+            text.trim_matches('"')
+                .rsplit(':')
+                .next()
+                .map(str::to_string),
+        );
+    }
+    // Two nodes of one host: the first has port 5000, the second another free one; -l and
+    // --mesh listen where they are told.
+    let port = |i: usize| ports[i].clone().unwrap_or_default();
+    assert_eq!(port(0), "5000", "{ports:?}");
+    assert_ne!(port(1), "5000", "{ports:?}");
+    assert_eq!(port(2), "6000");
+    assert_eq!(port(3), "7000");
+    all_joined(&mut nodes);
+    round(&mut nodes, "mixed");
+}
