@@ -293,6 +293,30 @@ mod tests {
     }
 
     #[test]
+    fn names_say_how_a_neighbour_was_found() {
+        let name = |nick: &str, found| crate::event::Name {
+            nick: nick.into(),
+            addr: Some("10.0.0.2:5000".into()),
+            you: false,
+            key: None,
+            key_was: None,
+            found,
+        };
+        use crate::event::Found;
+        let list = names_list(&[
+            name("ana", Some(Found::Beacon)),
+            name("bob", Some(Found::Accepted)),
+            name("cy", Some(Found::Dialled)),
+            name("dee", None),
+        ]);
+        assert_eq!(
+            list,
+            "ana (10.0.0.2:5000, beacon), bob (10.0.0.2:5000, accepted), \
+             cy (10.0.0.2:5000, dialled), dee (10.0.0.2:5000)"
+        );
+    }
+
+    #[test]
     fn human_lines_have_time_nick_and_text() {
         let s = render(Format::Human { colour: false }, msg("hi ação 你好"));
         let (time, rest) = s.split_at(8);
@@ -421,11 +445,13 @@ mod tests {
                 you: false,
                 key: None,
                 key_was: None,
-                found: None,
+                found: Some(crate::event::Found::Beacon),
             },
         ]));
         assert_eq!(v["names"][0]["you"], true);
+        assert_eq!(v["names"][0].get("found"), None);
         assert_eq!(v["names"][1]["addr"], "127.0.0.1:5001");
+        assert_eq!(v["names"][1]["found"], "beacon");
         assert!(render(
             Format::Json,
             Event::Sent {
