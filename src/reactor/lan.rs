@@ -27,6 +27,9 @@ pub const BEACON_GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 80, 67);
 pub const BEACON_PORT: u16 = 5099;
 /// How often a node sends its beacon (and once at start).
 pub const BEACON_EVERY: Duration = Duration::from_secs(5);
+/// At start, how long typed or piped lines may wait for a first peer: the nodes already there
+/// dial this one as soon as they hear its first beacon, which on a LAN takes milliseconds.
+pub(super) const INPUT_HOLD: Duration = Duration::from_secs(1);
 /// Datagrams read in one turn at most; more wait for the next turn.
 const READS_PER_TURN: usize = 64;
 
@@ -124,6 +127,13 @@ impl Lan {
 }
 
 impl<W: io::Write> Reactor<W> {
+    /// `--lan` at start, no peer yet: lines typed or piped wait (at most [`INPUT_HOLD`]) for
+    /// the nodes that hear the first beacon, so that `echo hi | peerchat --lan` reaches them.
+    pub(super) fn lan_settling(&self) -> bool {
+        self.lan.is_some()
+            && self.roles[super::table::role_slot(Some(crate::event::Role::Peer))] == 0
+    }
+
     /// Sends this node's beacon now, and sets the next one.
     pub(super) fn beacon_due(&mut self, now: Instant) {
         let (Some(lan), Some(listen)) = (&self.lan, self.acceptor.local_addr()) else {

@@ -267,8 +267,13 @@ impl<W: Write> Reactor<W> {
         if let Some(addr) = self.acceptor.local_addr() {
             self.show(&Event::Info(format!("listening on {addr}")));
         }
-        // `--lan`: the first beacon goes out now.
+        // `--lan`: the first beacon goes out now, and input waits a moment for the answers.
         self.beacon_due(now);
+        if self.lan.is_some() {
+            let until = now + lan::INPUT_HOLD;
+            self.gate.hold(until);
+            self.timers.set(Timer::InputHold, until);
+        }
         if self.chat.next_deadline().is_some_and(|d| d <= now) {
             // Mesh mode: the first scan starts now, and input waits a moment for it.
             self.chat.handle_tick(now);

@@ -401,3 +401,24 @@ fn lan_goes_with_listen_and_mesh_and_two_nodes_of_one_host() {
     all_joined(&mut nodes);
     round(&mut nodes, "mixed");
 }
+
+#[test]
+fn a_piped_line_at_start_reaches_the_nodes_already_there() {
+    let Some(lan) = bridge(2) else { return };
+    let mut there = lan_node(&lan.hosts[0], "there", &[], None);
+    there.wait_event(|v| v["event"] == "info" && v["text"] == "listening on 0.0.0.0:5000");
+    // As `echo build done | peerchat --lan`: the line is there at once, then input ends.
+    let mut piped = lan_node(&lan.hosts[1], "ci", &[], None);
+    piped.send("build done");
+    piped.close_stdin();
+    there.wait_message("ci", "build done");
+    assert!(piped.wait_exit().success());
+    assert!(
+        !piped
+            .history
+            .iter()
+            .any(|l| l.contains("nobody is connected")),
+        "{:?}",
+        piped.history
+    );
+}
