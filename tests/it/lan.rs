@@ -1,13 +1,17 @@
 //! `--lan`: hosts in network namespaces on one bridge, each running `peerchat --lan` with no
 //! address given, find each other by their UDP beacons and chat; rooms and private groups stay
 //! apart; a node without `--lan` opens no UDP socket and sends no datagram. UDP is counted from
-//! `/proc/PID/net/snmp` and `/proc/PID/net/udp`, which show the node's own namespace, and beacon
-//! bytes are read by a socket the test opens inside a host of the bridge.
+//! `/proc/PID/net/snmp` and `/proc/PID/net/udp`, which show the node's own namespace, and on the
+//! bridge by a packet socket on each host's port; beacon bytes are read by a socket the test
+//! opens inside a host of the bridge.
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use peerchat::reactor::{BEACON_GROUP, BEACON_PORT};
@@ -250,9 +254,103 @@ fn two_rooms_on_one_bridge_stay_apart() {
     }
 }
 
+/// Runs `f` on a thread of its own inside network namespace `ns` (the test's other threads stay
+/// out); sockets it opens there stay there.
+fn in_namespace<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> thread::JoinHandle<Result<T, String>> {
+    let path = format!("/run/netns/{ns}");
+    thread::spawn(move || {
+        let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+        // SAFETY: setns on this thread only, with a namespace file kept open for the call.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(format!("setns: {}", std::io::Error::last_os_error()));
+        }
+        f()
+    })
+}
+
+/// Frames that host `i` of `lan` sends, read on its port of the bridge until `stop`: (all of
+/// them, the IPv4 UDP ones).
+fn frames_on_the_bridge(
+    lan: &Bridge,
+    i: usize,
+    stop: Arc<AtomicBool>,
+) -> thread::JoinHandle<Result<(usize, usize), String>> {
+    let port = std::ffi::CString::new(format!("p{}", i + 1)).expect("a name");
+    in_namespace(lan.hub(), move || {
+        let all = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: plain socket calls; the descriptor is owned by `socket` from here on.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(all)) };
+        if fd < 0 {
+            return Err(format!(
+                "packet socket: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        // SAFETY: `fd` is a fresh socket nothing else owns.
+        let socket = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        // SAFETY: zeroed sockaddr_ll is valid; the fields that matter are set below.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = all;
+        // SAFETY: `port` is a NUL-terminated name.
+        sll.sll_ifindex = unsafe { libc::if_nametoindex(port.as_ptr()) } as i32;
+        let size = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: `sll` is a valid sockaddr_ll of `size` bytes.
+        if unsafe { libc::bind(fd, (&sll as *const libc::sockaddr_ll).cast(), size) } != 0 {
+            return Err(format!("bind: {}", std::io::Error::last_os_error()));
+        }
+        let wait = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 100_000,
+        };
+        let tv = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
+        // SAFETY: a timeval of the size given.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&wait as *const libc::timeval).cast(),
+                tv,
+            )
+        };
+        let (mut frames, mut udp) = (0, 0);
+        let mut buf = [0u8; 2048];
+        while !stop.load(Ordering::Relaxed) {
+            let mut from: libc::sockaddr_ll = sll;
+            let mut len = size;
+            // SAFETY: `buf` and `from` are live and as large as said.
+            let n = unsafe {
+                libc::recvfrom(
+                    socket.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    (&mut from as *mut libc::sockaddr_ll).cast(),
+                    &mut len,
+                )
+            };
+            // Frames the bridge sends the host are outgoing on this port: not the host's.
+            if n < 14 || from.sll_pkttype == libc::PACKET_OUTGOING {
+                continue;
+            }
+            frames += 1;
+            let ipv4 = buf[12..14] == [0x08, 0x00];
+            udp += usize::from(n >= 34 && ipv4 && buf[23] == 17);
+        }
+        Ok((frames, udp))
+    })
+}
+
 #[test]
 fn without_lan_no_udp_socket_is_opened_nor_a_datagram_sent() {
     let Some(lan) = bridge(2) else { return };
+    let stop = Arc::new(AtomicBool::new(false));
+    let watch_plain = frames_on_the_bridge(&lan, 0, stop.clone());
+    let watch_loud = frames_on_the_bridge(&lan, 1, stop.clone());
     let mut plain = Node::spawn_in(
         &lan.hosts[0],
         &["-l", "0.0.0.0:5000", "--json", "--nick", "plain"],
@@ -273,19 +371,24 @@ fn without_lan_no_udp_socket_is_opened_nor_a_datagram_sent() {
     // Its beacons reached a host that does not listen for them: no one dialled anyone.
     assert_eq!(links_between(plain_pid, loud_pid), 0);
     assert!(!plain.events().iter().any(|v| v["event"] == "join"));
+    // On the bridge: the --lan host's beacons were seen there, and no UDP from the other.
+    stop.store(true, Ordering::Relaxed);
+    let (_, plain_udp) = watch_plain
+        .join()
+        .expect("a thread")
+        .expect("reading the bridge");
+    let (_, loud_udp) = watch_loud
+        .join()
+        .expect("a thread")
+        .expect("reading the bridge");
+    assert!(loud_udp >= 2, "{loud_udp} UDP frames from the --lan host");
+    assert_eq!(plain_udp, 0, "UDP frames from the host without --lan");
 }
 
 /// Beacons sent by `from` on the bridge, read by a socket in host `ns` (which runs no node):
 /// the first `want`, each datagram's bytes.
 fn beacons_read_in(ns: &str, from: Ipv4Addr, local: Ipv4Addr, want: usize) -> Vec<Vec<u8>> {
-    let path = format!("/run/netns/{ns}");
-    // The thread enters the host's network namespace; the test's other threads stay out.
-    let reader = std::thread::spawn(move || -> Result<Vec<Vec<u8>>, String> {
-        let f = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
-        // SAFETY: setns on this thread only, with a namespace file kept open for the call.
-        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(format!("setns: {}", std::io::Error::last_os_error()));
-        }
+    let reader = in_namespace(ns, move || {
         let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, BEACON_PORT)).map_err(|e| e.to_string())?;
         s.join_multicast_v4(&BEACON_GROUP, &local)
             .map_err(|e| e.to_string())?;
