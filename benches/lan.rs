@@ -1,7 +1,7 @@
 //! `--lan` figures: how long four hosts on one LAN take from start to the first message
 //! exchanged (and to every node having met and heard every other), and how many bytes of beacon
 //! traffic one node sends a minute, computed from the beacon's size and its rate and counted on
-//! the host's link to the bridge.
+//! the bridge (the bytes its port received from the node's host).
 //!
 //! Needs root and `ip netns` (iproute2): each host is a network namespace with a veth link to a
 //! bridge in a namespace of its own, as the integration tests build them. Without them it says
@@ -185,26 +185,30 @@ fn next(
     }
 }
 
-/// What host `ns` sent: eth0's bytes, and UDP datagrams (read inside the namespace).
-fn counters(ns: &str) -> Result<(u64, u64), String> {
+/// The output of `cat FILES` run inside namespace `ns` (`/proc/net/*` shows that namespace).
+fn cat_in(ns: &str, files: &[&str]) -> Result<String, String> {
     let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "cat",
-            "/proc/net/dev",
-            "/proc/net/snmp",
-        ])
+        .args(["netns", "exec", ns, "cat"])
+        .args(files)
         .output()
         .map_err(|e| format!("cannot run ip: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let tx_bytes = text
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The bytes the bridge received on its port `dev` (what the host on it sent).
+fn bridge_rx_bytes(net: &Net, dev: &str) -> Result<u64, String> {
+    let dev_file = cat_in(&net.namespaces[0], &["/proc/net/dev"])?;
+    dev_file
         .lines()
-        .find_map(|l| l.trim_start().strip_prefix("eth0:"))
-        .and_then(|rest| rest.split_whitespace().nth(8)?.parse().ok())
-        .ok_or("no eth0 in /proc/net/dev")?;
-    let udp: Vec<Vec<&str>> = text
+        .find_map(|l| l.trim_start().strip_prefix(&format!("{dev}:")))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .ok_or(format!("no {dev} on the bridge"))
+}
+
+/// The UDP datagrams host `ns` sent.
+fn udp_sent(ns: &str) -> Result<u64, String> {
+    let snmp = cat_in(ns, &["/proc/net/snmp"])?;
+    let udp: Vec<Vec<&str>> = snmp
         .lines()
         .filter(|l| l.starts_with("Udp:"))
         .map(|l| l.split_whitespace().collect())
@@ -212,17 +216,16 @@ fn counters(ns: &str) -> Result<(u64, u64), String> {
     let [names, values] = udp.as_slice() else {
         return Err("no Udp counters in /proc/net/snmp".into());
     };
-    let datagrams = names
+    names
         .iter()
         .position(|n| *n == "OutDatagrams")
         .and_then(|i| values.get(i)?.parse().ok())
-        .ok_or("no OutDatagrams")?;
-    Ok((tx_bytes, datagrams))
+        .ok_or("no OutDatagrams".into())
 }
 
 /// One node on the bridge, and a host beside it that runs nothing, both counted for `window`
 /// once the node's first beacon and the multicast joins of start-up are past: (the node's UDP
-/// datagrams, its host's link bytes, the idle host's link bytes).
+/// datagrams, the bytes the bridge received from its host, and from the idle host).
 fn beacon_traffic(window: Duration) -> Result<(u64, u64, u64), String> {
     let net = Net::new(2, 250)?;
     let (tx, rx) = channel();
@@ -230,20 +233,23 @@ fn beacon_traffic(window: Duration) -> Result<(u64, u64, u64), String> {
     let end = Instant::now() + Duration::from_secs(10);
     loop {
         let (_, v, _) = next(&rx, end)?;
-        if v["event"] == "info"
-            && v["text"]
-                .as_str()
-                .is_some_and(|t| t.starts_with("listening"))
-        {
+        let text = v["text"].as_str().unwrap_or_default();
+        if v["event"] == "info" && text.starts_with("listening") {
             break;
         }
     }
     thread::sleep(Duration::from_secs(1));
-    let (b0, d0) = counters(net.host(0))?;
-    let (i0, _) = counters(net.host(1))?;
+    let (d0, b0, i0) = (
+        udp_sent(net.host(0))?,
+        bridge_rx_bytes(&net, "p1")?,
+        bridge_rx_bytes(&net, "p2")?,
+    );
     thread::sleep(window);
-    let (b1, d1) = counters(net.host(0))?;
-    let (i1, _) = counters(net.host(1))?;
+    let (d1, b1, i1) = (
+        udp_sent(net.host(0))?,
+        bridge_rx_bytes(&net, "p1")?,
+        bridge_rx_bytes(&net, "p2")?,
+    );
     Ok((d1 - d0, b1 - b0, i1 - i0))
 }
 
@@ -314,8 +320,8 @@ fn main() {
         Ok((datagrams, bytes, idle)) => {
             let scale = 60.0 / window.as_secs_f64();
             println!(
-                "lan: counted over {} s on the host's link: {datagrams} UDP datagrams, {bytes} \
-                 bytes, less {idle} bytes an idle host beside it sent (IPv6 and multicast \
+                "lan: counted over {} s on the bridge: {datagrams} UDP datagrams, {bytes} \
+                 bytes from the node's host, less {idle} bytes an idle host beside it sent (IPv6 and multicast \
                  chatter of the kernel): {:.1} datagrams/min, {:.0} bytes/min",
                 window.as_secs(),
                 datagrams as f64 * scale,
