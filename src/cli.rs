@@ -86,7 +86,7 @@ pub struct Args {
     #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
 
-    /// Peer connections to open by itself (mesh scans, peer exchange), at most
+    /// Peer connections to open by itself (mesh scans, peer exchange, LAN beacons), at most
     #[arg(long, value_name = "N", default_value_t = 8,
           value_parser = clap::value_parser!(u16).range(1..))]
     pub max_peers: u16,
