@@ -21,6 +21,8 @@ Examples:
   printf 'hi\\n' | peerchat HOST   send lines from a pipe, then leave
   peerchat                        on a terminal: asks server or client first
   peerchat --mesh --nick ana      join the nodes on ports 5000-5004 here
+  peerchat --lan --nick ana        find the others on this network by itself
+  peerchat --lan --room lab       the same, only with the nodes of room lab
   peerchat --mesh 6000-6009 --host 10.0.0.7 --log-file logs_chat.txt
 
 Type a line to send it; sair, /quit or /exit leaves; /help lists commands
@@ -69,11 +71,22 @@ pub struct Args {
     )]
     pub mesh: Option<PortRange>,
 
+    /// Find the other nodes of the local network by themselves: listen (port 5000 when free,
+    /// else another, unless -l or --mesh says), announce it by UDP beacons (multicast, else
+    /// broadcast) and dial the nodes heard, within --max-peers
+    #[arg(long)]
+    pub lan: bool,
+
+    /// With --lan, the room: nodes of other rooms are not dialled (1-32 bytes, no spaces)
+    #[arg(long, value_name = "NAME", default_value = "lobby", value_parser = parse_room,
+          requires = "lan")]
+    pub room: String,
+
     /// The host whose ports --mesh uses [default: 127.0.0.1]
     #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
 
-    /// Peer connections to open by itself (mesh scans, peer exchange), at most
+    /// Peer connections to open by itself (mesh scans, peer exchange, LAN beacons), at most
     #[arg(long, value_name = "N", default_value_t = 8,
           value_parser = clap::value_parser!(u16).range(1..))]
     pub max_peers: u16,
@@ -342,6 +355,18 @@ pub fn parse_peer(s: &str) -> Result<HostPort, String> {
     Ok(hp)
 }
 
+/// A `--room` name: 1 to 32 bytes of printable characters, no spaces.
+pub fn parse_room(s: &str) -> Result<String, String> {
+    let max = crate::protocol::beacon::MAX_ROOM;
+    if s.is_empty() || s.len() > max {
+        return Err(format!("a room name has 1 to {max} bytes"));
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("a room name has no spaces or control characters".into());
+    }
+    Ok(s.to_string())
+}
+
 pub fn parse_nick(s: &str) -> Result<String, String> {
     check_nick(s).map_err(|e| e.to_string())?;
     Ok(s.to_string())
@@ -534,6 +559,25 @@ mod tests {
         assert_eq!(max(&["--max-guests-per-ip=2"]).ok(), Some(2));
         assert!(max(&["--max-guests-per-ip", "-1"]).is_err());
         assert!(max(&["--max-guests-per-ip", "many"]).is_err());
+    }
+
+    #[test]
+    fn room_is_lobby_unless_told_needs_lan_and_is_checked() {
+        let room = |extra: &[&str]| {
+            let argv = ["peerchat"].iter().chain(extra);
+            Args::try_parse_from(argv).map(|a| (a.lan, a.room))
+        };
+        assert_eq!(room(&["--lan"]).ok(), Some((true, "lobby".to_string())));
+        assert_eq!(
+            room(&["--lan", "--room", "lab-2"]).ok(),
+            Some((true, "lab-2".to_string()))
+        );
+        assert_eq!(room(&[]).ok(), Some((false, "lobby".to_string())));
+        assert!(room(&["--room", "lab"]).is_err(), "--room without --lan");
+        for bad in ["", "a b", "x\u{7}", &"r".repeat(33)] {
+            assert!(room(&["--lan", "--room", bad]).is_err(), "{bad:?}");
+        }
+        assert!(room(&["--lan", "--room", &"r".repeat(32)]).is_ok());
     }
 
     #[test]

@@ -32,6 +32,31 @@ pub struct Name {
     pub key_was: Option<String>,
     /// A guest of a private group, whose link is plain text.
     pub unencrypted: bool,
+    /// How this node came to be linked with the member's node; `None` for this node, guests,
+    /// and members reached through another node (relayed).
+    pub found: Option<Found>,
+}
+
+/// How a node came to be a neighbour of this one, as `/names` says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Found {
+    /// Dialled because its LAN beacon (`--lan`) was heard.
+    Beacon,
+    /// Dialled: the command line, `/connect`, a mesh scan, a `PEERS` list.
+    Dialled,
+    /// It dialled this node.
+    Accepted,
+}
+
+impl Found {
+    /// The word `/names` shows, and JSON's `"found"` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Found::Beacon => "beacon",
+            Found::Dialled => "dialled",
+            Found::Accepted => "accepted",
+        }
+    }
 }
 
 /// How a join or `/names` marks a guest of a private group.

@@ -3,7 +3,7 @@
 //! 2 usage error). Holds no chat logic.
 
 use std::io::{self, IsTerminal, Write};
-use std::net::ToSocketAddrs;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -16,7 +16,8 @@ use peerchat::identity::{self, Identity};
 use peerchat::limits;
 use peerchat::link::LinkKeys;
 use peerchat::output::{Format, Output};
-use peerchat::reactor::{Dial, DialError, Ended, Listen, Reactor, Setup, TermSetup};
+use peerchat::protocol::beacon::BeaconKey;
+use peerchat::reactor::{Dial, DialError, Ended, LanSetup, Listen, Reactor, Setup, TermSetup};
 use peerchat::secret;
 use peerchat::signals::{self, Signals};
 use peerchat::term::{tty, warnings};
@@ -70,9 +71,17 @@ fn run(mut args: Args, signals: Signals) -> Result<Ended, String> {
     // After the usage errors (which create nothing), before anything listens.
     let identity = load_identity(&args)?;
     // Before anything listens, once: the Argon2id derivation takes a quarter of a second.
-    let link_keys = load_link_keys(&args, &identity)?;
+    let psk = load_psk(&args)?;
+    let link_keys = match &psk {
+        Some(psk) => Some(LinkKeys::new(*psk, &identity.key).map_err(|e| e.to_string())?),
+        None => None,
+    };
     let mut setup = setup_from(&args, identity)?;
     setup.link_keys = link_keys;
+    setup.lan = args.lan.then(|| LanSetup {
+        room: args.room.clone(),
+        key: psk.as_ref().map(BeaconKey::derive),
+    });
     setup.allow_guests = args.allow_guests;
     let colour =
         io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
@@ -141,8 +150,8 @@ enum Asked {
 /// listen or connect (and the nick) when there is nothing to do.
 fn ask_what_is_missing(args: &mut Args) -> Result<Asked, String> {
     let stdin_is_tty = io::stdin().is_terminal();
-    if args.mesh.is_some() && args.nick.is_none() && stdin_is_tty {
-        // Like the seed: mesh mode asks for the user's name.
+    if (args.mesh.is_some() || args.lan) && args.nick.is_none() && stdin_is_tty {
+        // Like the seed: mesh mode (and LAN mode) asks for the user's name.
         let mut input = io::stdin().lock();
         let asked = cli::ask_nick(&mut input, &mut io::stderr(), &cli::default_nick());
         let Some(nick) = answered(asked)? else {
@@ -150,7 +159,7 @@ fn ask_what_is_missing(args: &mut Args) -> Result<Asked, String> {
         };
         args.nick = Some(nick);
     }
-    if args.listen.is_some() || !args.peers.is_empty() || args.mesh.is_some() {
+    if args.listen.is_some() || !args.peers.is_empty() || args.mesh.is_some() || args.lan {
         return Ok(Asked::Complete);
     }
     if !stdin_is_tty {
@@ -186,18 +195,12 @@ fn load_identity(args: &Args) -> Result<Identity, String> {
     Ok(loaded)
 }
 
-/// The keys of a private group's links when a secret is given (`--secret-file` or
+/// A private group's pre-shared key when a secret is given (`--secret-file` or
 /// `PEERCHAT_SECRET`), `None` for a chat in plain text. Errors are one line, as the identity's.
-fn load_link_keys(args: &Args, identity: &Identity) -> Result<Option<LinkKeys>, String> {
+fn load_psk(args: &Args) -> Result<Option<[u8; secret::PSK_LEN]>, String> {
     let env = secret::Env::from_process();
-    let Some(secret) =
-        secret::load(args.secret_file.as_deref(), &env).map_err(|e| e.to_string())?
-    else {
-        return Ok(None);
-    };
-    LinkKeys::new(secret.psk(), &identity.key)
-        .map(Some)
-        .map_err(|e| e.to_string())
+    let secret = secret::load(args.secret_file.as_deref(), &env).map_err(|e| e.to_string())?;
+    Ok(secret.map(|s| s.psk()))
 }
 
 /// The reactor's setup from the command line and the identity: where to listen, the peers
@@ -209,6 +212,11 @@ fn setup_from(args: &Args, identity: Identity) -> Result<Setup, String> {
             host: mesh_host(args.host.as_deref().unwrap_or("127.0.0.1")),
             ports: range.first..=range.last,
         }),
+        // `--lan` alone: port 5000 on every interface when free, else another.
+        (None, None) if args.lan => Listen::Prefer(SocketAddr::from((
+            std::net::Ipv4Addr::UNSPECIFIED,
+            cli::DEFAULT_PORT,
+        ))),
         (None, None) => Listen::None,
     };
     let listening = !matches!(listen, Listen::None);
@@ -245,6 +253,7 @@ fn setup_from(args: &Args, identity: Identity) -> Result<Setup, String> {
         known_path: identity.known_path,
         link_keys: None,
         allow_guests: false,
+        lan: None,
     };
     if listening {
         fit_fd_limit(&mut setup, args.max_conns.is_some());

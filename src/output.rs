@@ -152,6 +152,9 @@ impl<W: Write> Output<W> {
                         if n.unencrypted {
                             o.insert("unencrypted".into(), true.into());
                         }
+                        if let Some(f) = n.found {
+                            o.insert("found".into(), f.as_str().into());
+                        }
                         serde_json::Value::Object(o)
                     })
                     .collect();
@@ -263,7 +266,8 @@ fn paint(colour: bool, code: &'static str) -> &'static str {
     }
 }
 
-/// `/names` for a person: `nick (you)`, `nick (addr)` or `nick`, comma-separated.
+/// `/names` for a person: `nick (you)`, `nick (addr)`, `nick (addr, beacon)` (how a neighbour
+/// was found) or `nick`, comma-separated.
 pub(crate) fn names_list(names: &[Name]) -> String {
     let list: Vec<String> = names
         .iter()
@@ -274,6 +278,9 @@ pub(crate) fn names_list(names: &[Name]) -> String {
                 notes.push("you".to_string());
             } else if let Some(a) = &n.addr {
                 notes.push(sanitize(a).into_owned());
+            }
+            if let Some(f) = n.found {
+                notes.push(f.as_str().to_string());
             }
             if let Some(k) = &n.key {
                 notes.push(format!("key {k}"));
@@ -309,6 +316,31 @@ mod tests {
             from: "bob".into(),
             text: text.into(),
         }
+    }
+
+    #[test]
+    fn names_say_how_a_neighbour_was_found() {
+        let name = |nick: &str, found| crate::event::Name {
+            nick: nick.into(),
+            addr: Some("10.0.0.2:5000".into()),
+            you: false,
+            key: None,
+            key_was: None,
+            unencrypted: false,
+            found,
+        };
+        use crate::event::Found;
+        let list = names_list(&[
+            name("ana", Some(Found::Beacon)),
+            name("bob", Some(Found::Accepted)),
+            name("cy", Some(Found::Dialled)),
+            name("dee", None),
+        ]);
+        assert_eq!(
+            list,
+            "ana (10.0.0.2:5000, beacon), bob (10.0.0.2:5000, accepted), \
+             cy (10.0.0.2:5000, dialled), dee (10.0.0.2:5000)"
+        );
     }
 
     #[test]
@@ -434,6 +466,7 @@ mod tests {
                 key: None,
                 key_was: None,
                 unencrypted: false,
+                found: None,
             },
             crate::event::Name {
                 nick: "b".into(),
@@ -442,10 +475,13 @@ mod tests {
                 key: None,
                 key_was: None,
                 unencrypted: false,
+                found: Some(crate::event::Found::Beacon),
             },
         ]));
         assert_eq!(v["names"][0]["you"], true);
+        assert_eq!(v["names"][0].get("found"), None);
         assert_eq!(v["names"][1]["addr"], "127.0.0.1:5001");
+        assert_eq!(v["names"][1]["found"], "beacon");
         assert!(render(
             Format::Json,
             Event::Sent {

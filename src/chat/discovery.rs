@@ -10,6 +10,11 @@
 //! dialled because a list named them, dials each at most once a [`LISTED_EVERY`], backs off
 //! those that never answered with a hello, and a list starts at most [`DIALS_PER_PEERS`] dials.
 //! Re-dials of peers we had and mesh scans of the user's range are not limited by it.
+//!
+//! A LAN beacon (`--lan`) is a stranger's word too: an address it announces is dialled under
+//! the same [`Listed`] limits as one a list named (one beacon one dial at most, each address once
+//! a [`LISTED_EVERY`] at most, silent ones backed off), and [`Heard`] remembers the last
+//! [`HEARD_CAP`] addresses heard, so `/names` can say a peer was found by its beacon.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -18,7 +23,8 @@ use std::time::{Duration, Instant};
 use super::neighbours::Neighbours;
 use super::recent::Recent;
 use super::{Chat, ConnId, Due, Mesh, Origin};
-use crate::protocol::NodeId;
+use crate::event::Found;
+use crate::protocol::{MemberId, NodeId};
 
 /// Mesh mode scans its port range again after this long at first, doubling up to the most.
 pub(super) const SCAN_FIRST: Duration = Duration::from_secs(1);
@@ -43,6 +49,41 @@ pub(super) const LISTED_CAP: usize = 1024;
 /// Dials one `PEERS` frame may start, at most: one connection of a stranger's makes this node
 /// open a few more, not 64.
 pub(super) const DIALS_PER_PEERS: usize = 4;
+
+/// Addresses heard in LAN beacons remembered at once; past it the one heard longest ago is
+/// forgotten.
+pub(super) const HEARD_CAP: usize = 256;
+
+/// The addresses LAN beacons announced, with when each was last heard. Bounded by
+/// [`HEARD_CAP`]: a flood of beacons from made-up senders forgets older ones, it does not grow.
+#[derive(Debug, Default)]
+pub(super) struct Heard {
+    at: HashMap<SocketAddr, Instant>,
+}
+
+impl Heard {
+    /// A beacon announced `addr` at `now`.
+    fn heard(&mut self, addr: SocketAddr, now: Instant) {
+        if !self.at.contains_key(&addr) && self.at.len() >= HEARD_CAP {
+            // A scan of at most HEARD_CAP entries, for a new sender only.
+            let oldest = self.at.iter().min_by_key(|(_, &t)| t).map(|(&a, _)| a);
+            if let Some(oldest) = oldest {
+                self.at.remove(&oldest);
+            }
+        }
+        self.at.insert(addr, now);
+    }
+
+    /// True if a beacon announced `addr` (and it is still remembered).
+    pub(super) fn contains(&self, addr: SocketAddr) -> bool {
+        self.at.contains_key(&addr)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.at.len()
+    }
+}
 
 /// An address dialled because a `PEERS` list named it.
 #[derive(Clone, Copy, Debug)]
@@ -133,8 +174,10 @@ pub(super) struct Discovery {
     /// Addresses that answered but are not another peerchat node (or are this one): not dialled
     /// again by itself for a while.
     pub(super) not_peers: Recent<SocketAddr>,
-    /// Addresses dialled because `PEERS` lists named them.
+    /// Addresses dialled because `PEERS` lists or LAN beacons named them.
     listed: Listed,
+    /// Addresses LAN beacons announced.
+    pub(super) heard: Heard,
     /// Where the next mesh scan starts in the range, so that every port gets its turn.
     scan_from: u16,
     scan_every: Duration,
@@ -147,6 +190,7 @@ impl Discovery {
             redial: HashMap::new(),
             not_peers: Recent::new(1024, Some(NOT_PEER_AGE)),
             listed: Listed::default(),
+            heard: Heard::default(),
             scan_from: 0,
             scan_every: SCAN_FIRST,
         }
@@ -286,6 +330,25 @@ pub(super) fn locate(mut addr: SocketAddr, sender: IpAddr) -> SocketAddr {
 }
 
 impl Chat {
+    /// How this node became linked with member `m`'s node, for `/names`: `None` for this
+    /// node, guests, and nodes that are not neighbours.
+    pub(super) fn found(&self, m: MemberId) -> Option<Found> {
+        if m.guest != 0 || m.node == self.cfg.node {
+            return None;
+        }
+        Some(match self.neighbours.origin_of(m.node)? {
+            Origin::Accepted => Found::Accepted,
+            Origin::Dialled => Found::Dialled,
+            Origin::Auto(target) if self.discovery.heard.contains(target) => Found::Beacon,
+            Origin::Auto(_) => Found::Dialled,
+        })
+    }
+
+    /// The `/names` list this node's user is shown.
+    pub(super) fn names_found(&self) -> Vec<crate::event::Name> {
+        self.roster.names_with(self.me, |m| self.found(m))
+    }
+
     /// Asks the caller to dial `addr`, unless it is reached already or the peer cap is met.
     pub(super) fn dial(&mut self, addr: SocketAddr) -> bool {
         let started = self
@@ -397,6 +460,23 @@ impl Chat {
                 started += usize::from(self.dial_listed(locate(addr, sender)));
             }
         }
+    }
+
+    /// A LAN beacon from `addr` (the sender's IP, the port it announced): dial it, under the
+    /// limits of an address a `PEERS` list named, unless it is this node or a peer already
+    /// (`is_from` tells whether a node id sent the beacon), or the peer cap is met.
+    pub fn handle_beacon(
+        &mut self,
+        addr: SocketAddr,
+        is_from: impl Fn(NodeId) -> bool,
+        now: Instant,
+    ) {
+        self.clock = now;
+        if is_from(self.cfg.node) || self.neighbours.peer_nodes().any(&is_from) {
+            return;
+        }
+        self.discovery.heard.heard(addr, now);
+        self.dial_listed(addr);
     }
 
     /// Asks the caller to dial `addr`, named in a `PEERS` list, unless it is reached already,
@@ -551,6 +631,27 @@ mod tests {
         );
         assert!(!l.may_dial(addr(LISTED_CAP + 9), t0 + Duration::from_secs(1)));
         assert!(!l.may_dial(addr(10), t0 + Duration::from_secs(1)), "kept");
+    }
+
+    #[test]
+    fn the_heard_table_is_bounded_and_forgets_the_longest_heard_first() {
+        let t0 = Instant::now();
+        let mut h = Heard::default();
+        let addr = |i: usize| SocketAddr::from(([10, 2, (i >> 8) as u8, i as u8], 5000));
+        for i in 0..HEARD_CAP + 10 {
+            h.heard(addr(i), t0 + Duration::from_millis(i as u64));
+        }
+        assert_eq!(h.len(), HEARD_CAP);
+        assert!(!h.contains(addr(0)), "forgotten");
+        assert!(!h.contains(addr(9)), "forgotten");
+        assert!(h.contains(addr(10)), "kept");
+        assert!(h.contains(addr(HEARD_CAP + 9)));
+        // Heard again, a sender is the newest: the next new one forgets another.
+        h.heard(addr(10), t0 + Duration::from_secs(10));
+        h.heard(addr(9999), t0 + Duration::from_secs(11));
+        assert!(h.contains(addr(10)));
+        assert!(!h.contains(addr(11)));
+        assert_eq!(h.len(), HEARD_CAP);
     }
 
     #[test]

@@ -343,6 +343,7 @@ mod tests {
                 key: None,
                 key_was: None,
                 unencrypted: false,
+                found: None,
             })
             .collect()
     }

@@ -54,7 +54,7 @@ pub use self::api::{
 pub use self::commands::{is_leave_command, Command, COMMANDS, HELP_LINES};
 pub use self::flood::{RateLimit, DEFAULT_GUEST_RATE};
 pub use self::known::{fingerprint, fold, is_fingerprint, KeyCheck, KnownKeys, MAX_KNOWN};
-pub use crate::event::{Event, Name, Role};
+pub use crate::event::{Event, Found, Name, Role};
 use crate::protocol::sign::Nonce;
 use crate::protocol::{self, Frame, Hello, MemberId, MsgId, NodeId, NodeKey, Signed};
 use crate::timers::Timers;
@@ -222,7 +222,7 @@ impl Chat {
 
     /// Who is here, as `/names` lists them (the terminal completes these).
     pub fn names(&self) -> Vec<Name> {
-        self.roster.names()
+        self.names_found()
     }
 
     /// A connection is open (accepted, or a dial succeeded). The caller has sent our hello,
@@ -467,7 +467,7 @@ impl Chat {
             Command::Me(text) => self.speak(text, Speech::Act),
             Command::Msg { nick, text } => self.direct(nick, text),
             Command::Nick(new) => self.change_nick(new),
-            Command::Names => self.out.show(Event::Names(self.roster.names())),
+            Command::Names => self.out.show(Event::Names(self.names_found())),
             Command::Whois(nick) => {
                 for line in self.whois_lines(nick, true) {
                     self.out.show(Event::Info(line));

@@ -341,6 +341,19 @@ impl Neighbours {
             .find_map(|(&k, c)| c.active_peer().filter(|p| p.node == node).map(|_| k))
     }
 
+    /// The node ids of the active peers.
+    pub(super) fn peer_nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.conns
+            .values()
+            .filter_map(|c| c.active_peer().map(|p| p.node))
+    }
+
+    /// How this node came to be linked with peer `node`: `None` if it is not a neighbour.
+    pub(super) fn origin_of(&self, node: NodeId) -> Option<Origin> {
+        let conn = self.peer_conn(node)?;
+        self.conns.get(&conn).map(|c| c.origin)
+    }
+
     /// The connection of guest `member`, if it is one of this node's (`me`).
     pub(super) fn guest_conn(&self, member: MemberId, me: NodeId) -> Option<ConnId> {
         if member.node != me || member.guest == 0 {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::bounds::{Bounds, Weight};
 use super::recent::Recent;
-use crate::event::{Event, Name};
+use crate::event::{Event, Found, Name};
 use crate::protocol::{skeleton_key, MemberId, NodeId, Signed, GUEST_MARK};
 
 /// Members with the same nick (or nicks that look alike) known at once, at most: joins past it
@@ -471,12 +471,23 @@ impl Roster {
     }
 
     /// The `/names` list, sorted by shown name.
+    #[cfg(test)]
     pub(super) fn names(&self) -> Vec<Name> {
         self.names_as(self.me)
     }
 
     /// The `/names` list as member `you` (this node, or a guest of it) is shown it.
     pub(super) fn names_as(&self, you: MemberId) -> Vec<Name> {
+        self.names_with(you, |_| None)
+    }
+
+    /// The `/names` list as member `you` is shown it, `found` saying how each member's node
+    /// became a neighbour.
+    pub(super) fn names_with(
+        &self,
+        you: MemberId,
+        found: impl Fn(MemberId) -> Option<Found>,
+    ) -> Vec<Name> {
         let mut names: Vec<Name> = self
             .members
             .iter()
@@ -487,6 +498,7 @@ impl Roster {
                 key: member.key.clone(),
                 key_was: member.key_was.clone(),
                 unencrypted: self.unencrypted(m),
+                found: found(m),
             })
             .collect();
         names.sort_by(|a, b| a.nick.cmp(&b.nick));

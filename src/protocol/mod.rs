@@ -5,7 +5,8 @@
 //! - `addr.rs`: the address fields a frame may carry;
 //! - `frame.rs`: frames and hellos, their peer encoding and parsing;
 //! - `guest.rs`: the plain lines a guest is shown;
-//! - `decoder.rs`: the line decoder with its hard length cap.
+//! - `decoder.rs`: the line decoder with its hard length cap;
+//! - `beacon.rs`: the UDP beacons of `--lan`.
 //!
 //! Pure code: bytes in, frames out. Must not import `std::io` or `mio`. docs/PROTOCOL.md
 //! describes the same format for people.
@@ -13,6 +14,7 @@
 use std::fmt;
 
 mod addr;
+pub mod beacon;
 mod decoder;
 mod frame;
 mod guest;

@@ -180,7 +180,7 @@ impl<W: Write> Reactor<W> {
     pub(super) fn drain_input(&mut self, now: Instant) {
         let was_urgent = self.gate.is_urgent();
         let waits = Waits {
-            settling: self.chat.is_settling(),
+            settling: self.chat.is_settling() || self.lan_settling(),
             lookup: self.resolver.is_pending(),
             behind: !self.behind.is_empty(),
         };

@@ -7,7 +7,7 @@
 //! `--max-conns`), `dial` (one `start_dial`, name resolution off this thread), `io` (reads
 //! with a budget, writes, backpressure), `table` (adding and closing connections), `actions`
 //! (the chat's actions), `gate` (stdin), `screen` (stdout and the event log), `terminal` (the
-//! interactive terminal's keys and drawing), `redial` (a client reconnecting) and `timers`
+//! interactive terminal's keys and drawing), `lan` (the beacon socket of `--lan`), `redial` (a client reconnecting) and `timers`
 //! (every deadline in one table). This file dispatches; it must not hold chat rules (those
 //! are in `chat`) or wire details (`protocol`).
 
@@ -16,6 +16,7 @@ mod actions;
 mod dial;
 mod gate;
 mod io;
+mod lan;
 mod redial;
 mod screen;
 mod setup;
@@ -46,6 +47,7 @@ use crate::signals::{self, Signals};
 
 #[cfg(test)]
 use dial::Resolve;
+pub use lan::{LanSetup, BEACON_EVERY, BEACON_GROUP, BEACON_PORT};
 pub use setup::{describe, Dial, DialError, Listen, RunError, Setup, SetupError};
 pub use terminal::TermSetup;
 
@@ -53,12 +55,14 @@ use accept::Acceptor;
 use dial::Resolver;
 use gate::Gate;
 use io::{Limits, Pace};
+use lan::Lan;
 use redial::Redial;
 use screen::{Screen, StdoutGone};
 use timers::{Table, Timer};
 
 const WAKER: Token = Token(usize::MAX);
 const LISTENER: Token = Token(usize::MAX - 1);
+const LAN: Token = Token(usize::MAX - 2);
 
 /// One connection with its socket, as the reactor keeps it.
 struct Entry {
@@ -158,6 +162,8 @@ pub struct Reactor<W: std::io::Write> {
     link_keys: Option<std::rc::Rc<crate::link::LinkKeys>>,
     /// `Setup::allow_guests`.
     allow_guests: bool,
+    /// `--lan`: the beacon socket; `None` without it (no UDP socket at all).
+    lan: Option<Lan>,
 }
 
 /// How a run ended, short of an error.
@@ -193,6 +199,10 @@ impl<W: Write> Reactor<W> {
                 .register(l, LISTENER, Interest::READABLE)
                 .map_err(|e| SetupError::Register(describe(&e)))?;
         }
+        let lan = match setup.lan {
+            Some(l) => Some(Lan::open(l, poll.registry(), LAN)?),
+            None => None,
+        };
         let listen_port = listener
             .as_ref()
             .and_then(|l| l.local_addr().ok())
@@ -244,6 +254,7 @@ impl<W: Write> Reactor<W> {
             known_path: setup.known_path,
             link_keys: setup.link_keys.map(std::rc::Rc::new),
             allow_guests: setup.allow_guests,
+            lan,
         };
         if let Some(term) = term {
             reactor.start_terminal(term);
@@ -256,6 +267,13 @@ impl<W: Write> Reactor<W> {
     fn start(&mut self, dials: Vec<Dial>, now: Instant) -> Result<(), SetupError> {
         if let Some(addr) = self.acceptor.local_addr() {
             self.show(&Event::Info(format!("listening on {addr}")));
+        }
+        // `--lan`: the first beacon goes out now, and input waits a moment for the answers.
+        self.beacon_due(now);
+        if self.lan.is_some() {
+            let until = now + lan::INPUT_HOLD;
+            self.gate.hold(until);
+            self.timers.set(Timer::InputHold, until);
         }
         if self.chat.next_deadline().is_some_and(|d| d <= now) {
             // Mesh mode: the first scan starts now, and input waits a moment for it.
@@ -337,6 +355,7 @@ impl<W: Write> Reactor<W> {
                 match event.token() {
                     WAKER => self.woken(now),
                     LISTENER => self.accept(now),
+                    LAN => self.beacons_ready(now),
                     Token(k) => self.conn_ready(k, event.is_writable(), now),
                 }
                 // Before the next event: a `Close { k }` must be carried out before an accept
@@ -442,6 +461,7 @@ impl<W: Write> Reactor<W> {
                     self.accept(now);
                 }
                 Timer::Redial => self.redial_due(now),
+                Timer::Beacon => self.beacon_due(now),
                 // Only to wake the loop: the turn looks at these itself.
                 Timer::Escape => self.escape_due(),
                 Timer::QuitGrace | Timer::InputHold | Timer::HoldRecheck | Timer::LookupWait => {}

@@ -34,6 +34,8 @@ pub enum Listen {
     Addr(SocketAddr),
     /// Mesh mode: the first free port of the range on `host`.
     Range(Mesh),
+    /// This address when its port is free, else any free port on its host (`--lan`).
+    Prefer(SocketAddr),
 }
 
 /// What the reactor is started with.
@@ -73,6 +75,8 @@ pub struct Setup {
     /// In a private group, let guests (who cannot encrypt) in as unencrypted guests rather
     /// than refuse them. Means nothing without `link_keys`.
     pub allow_guests: bool,
+    /// `--lan`: send and hear LAN beacons. `None`: no UDP socket at all.
+    pub lan: Option<super::LanSetup>,
 }
 
 impl Setup {
@@ -102,6 +106,7 @@ impl Setup {
             known_path: None,
             link_keys: None,
             allow_guests: false,
+            lan: None,
         }
     }
 }
@@ -217,14 +222,32 @@ const LISTEN_QUEUE: libc::c_int = 4096;
 pub(super) fn bind(listen: &Listen) -> Result<Option<TcpListener>, SetupError> {
     let listener = match listen {
         Listen::None => return Ok(None),
-        Listen::Addr(addr) => TcpListener::bind(*addr).map_err(|e| SetupError::Listen {
-            addr: *addr,
-            why: describe(&e),
-        })?,
+        Listen::Addr(addr) => bind_addr(*addr)?,
         Listen::Range(mesh) => bind_range(mesh)?,
+        // `--lan`: the preferred port when free, else any.
+        Listen::Prefer(addr) => match TcpListener::bind(*addr) {
+            Ok(l) => l,
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                bind_addr(SocketAddr::new(addr.ip(), 0))?
+            }
+            Err(e) => {
+                return Err(SetupError::Listen {
+                    addr: *addr,
+                    why: describe(&e),
+                })
+            }
+        },
     };
     deepen_queue(&listener);
     Ok(Some(listener))
+}
+
+/// Binds `addr`; the error names it.
+fn bind_addr(addr: SocketAddr) -> Result<TcpListener, SetupError> {
+    TcpListener::bind(addr).map_err(|e| SetupError::Listen {
+        addr,
+        why: describe(&e),
+    })
 }
 
 /// Listens again with [`LISTEN_QUEUE`]: on a listening socket, `listen` only sets the queue's

@@ -53,6 +53,8 @@ pub(super) enum Timer {
     Redial,
     /// The interactive terminal: an ESC read alone was the Esc key.
     Escape,
+    /// `--lan`: this node's next beacon.
+    Beacon,
 }
 
 /// The timers of one connection, by kind.
@@ -72,7 +74,8 @@ impl Timer {
             | Timer::HoldRecheck
             | Timer::LookupWait
             | Timer::Redial
-            | Timer::Escape => None,
+            | Timer::Escape
+            | Timer::Beacon => None,
         }
     }
 }
@@ -118,7 +121,8 @@ mod tests {
             Some(Timer::HoldRecheck) => Some(Timer::LookupWait),
             Some(Timer::LookupWait) => Some(Timer::Redial),
             Some(Timer::Redial) => Some(Timer::Escape),
-            Some(Timer::Escape) => None,
+            Some(Timer::Escape) => Some(Timer::Beacon),
+            Some(Timer::Beacon) => None,
         }
     }
 

@@ -8,6 +8,8 @@
 //! - `guests`: guests (a raw TCP connection, as `nc`): the welcome and their commands.
 //! - `identity`: the identity key on disk: made, used again, chosen, refused.
 //! - `fuzz`: seeded property tests of the line decoder, the frame parser and the chat core.
+//! - `lan`: `--lan` on hosts of one bridge: found by beacons, rooms and private groups apart,
+//!   no UDP without it.
 //! - `load`: fan-out under load: order across coalesced writes, stalled readers, thousands of
 //!   connections, running out of file descriptors.
 //! - `mesh`: mesh mode, the chat commands, the log file and peer exchange.
@@ -35,6 +37,7 @@ mod faults;
 mod fuzz;
 mod guests;
 mod identity;
+mod lan;
 mod load;
 mod mesh;
 mod nicks;

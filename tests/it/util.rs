@@ -821,6 +821,13 @@ pub fn bridge_or_skip(n: usize) -> Option<Bridge> {
     }
 }
 
+impl Bridge {
+    /// The namespace of the bridge itself, where host `i`'s link ends as port `p{i+1}`.
+    pub fn hub(&self) -> &str {
+        &self.hub
+    }
+}
+
 impl Drop for Bridge {
     fn drop(&mut self) {
         // Deleting a namespace deletes the links in it, and a veth end takes its pair along.

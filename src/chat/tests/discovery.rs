@@ -222,3 +222,87 @@ fn something_else_on_a_scanned_port_is_not_taken_for_a_guest() {
     assert!(chat.discovery.not_peers.contains(&web, now));
     assert!(!chat.dial(web));
 }
+
+/// The dials among `actions`.
+fn dials(actions: &[Action]) -> Vec<SocketAddr> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Dial(addr) => Some(*addr),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_flood_of_beacons_dials_an_address_no_more_than_a_peers_list_would() {
+    use crate::chat::discovery::LISTED_EVERY;
+    let now = Instant::now();
+    let mut cfg = solo("me", Some(5000));
+    cfg.max_peers = 4;
+    let me = cfg.node;
+    let mut chat = Chat::new(cfg, now);
+    drain(&mut chat);
+    // Its own beacon, come back to it: nothing.
+    chat.handle_beacon(addr(1, 5000), |n| n == me, now);
+    assert!(drain(&mut chat).is_empty());
+    // A stranger's, a thousand times at once: one dial.
+    let mut dialled = Vec::new();
+    for _ in 0..1000 {
+        chat.handle_beacon(addr(2, 5000), |_| false, now);
+        dialled.extend(dials(&drain(&mut chat)));
+    }
+    assert_eq!(dialled, vec![addr(2, 5000)]);
+    // Nobody answered: heard again and again, it waits twice the interval of a silent one.
+    chat.handle_dial_failed(addr(2, 5000), now);
+    for s in [1, 59, 60, 119] {
+        chat.handle_beacon(addr(2, 5000), |_| false, now + Duration::from_secs(s));
+        assert!(dials(&drain(&mut chat)).is_empty(), "after {s} s");
+    }
+    let later = now + LISTED_EVERY * 2;
+    chat.handle_beacon(addr(2, 5000), |_| false, later);
+    assert_eq!(dials(&drain(&mut chat)), vec![addr(2, 5000)]);
+    // Beacons of 200 other addresses: as many dials as the peer cap leaves room for.
+    let mut many = 0;
+    for i in 10..210u16 {
+        let from = SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 5000));
+        chat.handle_beacon(from, |_| false, later);
+        many += dials(&drain(&mut chat)).len();
+    }
+    assert_eq!(many, 3, "four at once, one of them the earlier address");
+}
+
+#[test]
+fn a_peers_beacon_is_not_dialled_and_names_say_how_each_peer_was_found() {
+    let now = Instant::now();
+    let mut chat = Chat::new(solo("me", Some(5000)), now);
+    drain(&mut chat);
+    let (bob, ana) = (
+        FakeNode::new("bob", 101, Some(5000)),
+        FakeNode::new("ana", 102, Some(5000)),
+    );
+    // bob dialled this node; its beacon (from another address than its connection's) is
+    // recognised by its node id.
+    bob.connect(&mut chat, 1, accepted(addr(1, 40000)), now);
+    drain(&mut chat);
+    chat.handle_beacon(addr(1, 5000), |n| n == bob.node(), now);
+    assert!(dials(&drain(&mut chat)).is_empty());
+    // ana's beacon is dialled, and the dial becomes ana.
+    chat.handle_beacon(addr(2, 5000), |n| n == ana.node(), now);
+    assert_eq!(dials(&drain(&mut chat)), vec![addr(2, 5000)]);
+    let link = Link {
+        addr: addr(2, 5000),
+        local: SocketAddr::from(([10, 0, 0, 250], 41000)),
+        origin: Origin::Auto(addr(2, 5000)),
+    };
+    ana.connect(&mut chat, 2, link, now);
+    drain(&mut chat);
+    let found: HashMap<String, Option<&str>> = chat
+        .names()
+        .into_iter()
+        .map(|n| (n.nick, n.found.map(crate::event::Found::as_str)))
+        .collect();
+    assert_eq!(found["me"], None);
+    assert_eq!(found["bob"], Some("accepted"));
+    assert_eq!(found["ana"], Some("beacon"));
+}

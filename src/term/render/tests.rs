@@ -162,6 +162,7 @@ fn each_event_kind_reads_as_in_line_mode() {
                 key: None,
                 key_was: None,
                 unencrypted: false,
+                found: None,
             },
             Name {
                 nick: "bob".into(),
@@ -170,6 +171,7 @@ fn each_event_kind_reads_as_in_line_mode() {
                 key: None,
                 key_was: None,
                 unencrypted: false,
+                found: None,
             },
             Name {
                 nick: "far".into(),
@@ -178,6 +180,7 @@ fn each_event_kind_reads_as_in_line_mode() {
                 key: None,
                 key_was: None,
                 unencrypted: false,
+                found: None,
             },
         ])),
         "12:00:00 -!- 3 here: ana (you), bob (127.0.0.1:5001), far"
@@ -221,6 +224,7 @@ fn peer_text_is_neutralised_in_every_field() {
             key: None,
             key_was: None,
             unencrypted: false,
+            found: None,
         }]),
         Event::Info(bad.into()),
         Event::Error(bad.into()),
@@ -539,6 +543,7 @@ fn names_wrap_like_any_line() {
             key: None,
             key_was: None,
             unencrypted: false,
+            found: None,
         })
         .collect();
     let rows = plain(&Event::Names(names), 40);
