@@ -61,6 +61,16 @@ pub enum Event {
         addr: Option<String>,
         reason: Option<String>,
     },
+    /// A message or action said before it reached this node, at `at` (unix milliseconds, as
+    /// the peer that handed it on dated it): history, said before this node was in the chat,
+    /// or `late`, said while this node was cut off from the part of the chat it was said in.
+    Past {
+        speech: Speech,
+        from: String,
+        text: String,
+        at: u64,
+        late: bool,
+    },
     Names(Vec<Name>),
     /// The local user said this (a message, or an action for `/me`). Not shown in line mode
     /// (the user sees what they typed); shown as a chat line on the interactive terminal.

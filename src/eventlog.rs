@@ -88,6 +88,21 @@ impl<W: Write> EventLog<W> {
         let (tag, text) = match event {
             Event::Message { from, text } => (Tag::Received, format!("<{from}> {text}")),
             Event::Me { from, text } => (Tag::Received, format!("* {from} {text}")),
+            Event::Past {
+                speech,
+                from,
+                text,
+                at,
+                late,
+            } => {
+                let mark = if *late { "late" } else { "history" };
+                let time = crate::output::clock_of(*at);
+                let said = match speech {
+                    Speech::Say => format!("<{from}> {text}"),
+                    Speech::Act => format!("* {from} {text}"),
+                };
+                (Tag::Received, format!("({mark}, said at {time}) {said}"))
+            }
             Event::Dm { from, to, text } => (Tag::Dm, format!("{from} -> {to}: {text}")),
             Event::Nick { old, nick } => (Tag::Nick, format!("{old} is now known as {nick}")),
             Event::Join { nick, addr } => (

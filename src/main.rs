@@ -245,6 +245,7 @@ fn setup_from(args: &Args, identity: Identity) -> Result<Setup, String> {
         known_path: identity.known_path,
         link_keys: None,
         allow_guests: false,
+        history: usize::from(args.history),
     };
     if listening {
         fit_fd_limit(&mut setup, args.max_conns.is_some());

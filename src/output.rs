@@ -5,9 +5,9 @@
 
 use std::io::{self, Write};
 
-use chrono::{Local, SecondsFormat, Utc};
+use chrono::{Local, SecondsFormat, TimeZone, Utc};
 
-use crate::event::{Event, Name};
+use crate::event::{Event, Name, Speech};
 use crate::safe::sanitize;
 
 /// How events are written.
@@ -40,6 +40,23 @@ fn nick_colour(nick: &str) -> &'static str {
         .bytes()
         .fold(5381u32, |h, b| h.wrapping_mul(33) ^ u32::from(b));
     NICK_COLOURS[h as usize % NICK_COLOURS.len()]
+}
+
+/// `HH:MM:SS`, local time, of unix milliseconds `ms`.
+pub(crate) fn clock_of(ms: u64) -> String {
+    let ms = i64::try_from(ms).unwrap_or(i64::MAX);
+    Local
+        .timestamp_millis_opt(ms)
+        .single()
+        .map_or_else(|| "--:--:--".into(), |t| t.format("%H:%M:%S").to_string())
+}
+
+/// RFC 3339 in UTC, to the millisecond, of unix milliseconds `ms`.
+fn utc_of(ms: u64) -> String {
+    let ms = i64::try_from(ms).unwrap_or(i64::MAX);
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .map_or_else(String::new, |t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
 /// A JSON string literal for `s`, escaped by serde_json.
@@ -98,6 +115,23 @@ impl<W: Write> Output<W> {
             Event::Me { from, text } => {
                 format!(r#""me","from":{},"text":{}"#, js(from), js(text))
             }
+            Event::Past {
+                speech,
+                from,
+                text,
+                at,
+                late,
+            } => format!(
+                r#""{}","from":{},"text":{},"{}":true,"at":{}"#,
+                match speech {
+                    Speech::Say => "message",
+                    Speech::Act => "me",
+                },
+                js(from),
+                js(text),
+                if *late { "late" } else { "history" },
+                js(&utc_of(*at))
+            ),
             Event::Dm { from, to, text } => format!(
                 r#""dm","from":{},"to":{},"text":{}"#,
                 js(from),
@@ -160,8 +194,26 @@ impl<W: Write> Output<W> {
             // The user sees what they typed already.
             return Ok(());
         }
-        let time = Local::now().format("%H:%M:%S");
         let reset = paint(colour, RESET);
+        if let Event::Past {
+            speech,
+            from,
+            text,
+            at,
+            late,
+        } = event
+        {
+            // Dim as a whole, stamped with its own time, and marked in words for a pipe.
+            let mark = if *late { "late" } else { "history" };
+            let (from, text) = (sanitize(from), sanitize(text));
+            let said = match speech {
+                Speech::Say => format!("<{from}> {text}"),
+                Speech::Act => format!("* {from} {text}"),
+            };
+            let (dim, time) = (paint(colour, DIM), clock_of(*at));
+            return writeln!(self.w, "{dim}{time} [{mark}] {said}{reset}");
+        }
+        let time = Local::now().format("%H:%M:%S");
         write!(self.w, "{}{time}{reset} ", paint(colour, DIM))?;
         match event {
             Event::Message { from, text } => {
@@ -203,7 +255,7 @@ impl<W: Write> Output<W> {
                 let red = paint(colour, RED);
                 writeln!(self.w, "{red}* error: {}{reset}", sanitize(text))
             }
-            Event::Sent { .. } => Ok(()),
+            Event::Sent { .. } | Event::Past { .. } => Ok(()),
         }
     }
 

@@ -114,6 +114,9 @@ pub struct Mesh {
     pub ports: RangeInclusive<u16>,
 }
 
+/// Messages a node keeps for nodes that join or come back, unless told otherwise.
+pub const DEFAULT_HISTORY: usize = 100;
+
 /// Who this node is and how it finds others.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -137,6 +140,11 @@ pub struct Config {
     pub max_guests_per_ip: Option<usize>,
     /// The keys remembered for nicks when the node started.
     pub known: KnownKeys,
+    /// Messages kept to hand to nodes that join or come back (`--history`); 0 for none.
+    pub history: usize,
+    /// The wall time (unix milliseconds) at the `now` the chat is made with: the chat reads no
+    /// clock, and dates what is said from this and the `now` it is passed.
+    pub wall: u64,
 }
 
 impl Config {
@@ -155,6 +163,8 @@ impl Config {
             guest_rate: Some(RateLimit::per_second(DEFAULT_GUEST_RATE)),
             max_guests_per_ip: Some(DEFAULT_MAX_GUESTS_PER_IP),
             known: KnownKeys::new(),
+            history: DEFAULT_HISTORY,
+            wall: 0,
         }
     }
 }

@@ -120,6 +120,8 @@ pub fn encode_guest(frame: &Frame, out: &mut Vec<u8>) -> bool {
         | Frame::Proof(_)
         | Frame::Bundle(_)
         | Frame::Signed(_)
+        | Frame::HistHead(_)
+        | Frame::Hist(_)
         | Frame::Dm { .. }
         | Frame::Sdm { .. }
         | Frame::Peers(_)

@@ -73,6 +73,8 @@ pub struct Setup {
     /// In a private group, let guests (who cannot encrypt) in as unencrypted guests rather
     /// than refuse them. Means nothing without `link_keys`.
     pub allow_guests: bool,
+    /// Messages kept for nodes and guests that join or come back (`--history`); 0 for none.
+    pub history: usize,
 }
 
 impl Setup {
@@ -97,6 +99,7 @@ impl Setup {
             guest_rate: Some(chat::RateLimit::per_second(chat::DEFAULT_GUEST_RATE)),
             max_guests_per_ip: Some(chat::DEFAULT_MAX_GUESTS_PER_IP),
             reconnect: false,
+            history: chat::DEFAULT_HISTORY,
             key: SigningKey::generate(&mut rand_core::OsRng),
             known: KnownKeys::new(),
             known_path: None,

@@ -238,7 +238,7 @@ fn a_malformed_frame_closes_only_that_peer_with_the_reason() {
 fn a_hello_that_never_completes_is_closed_with_the_reason() {
     let (mut hub, port) = Node::listener("hub", &[]);
     let mut half = util::Raw::connect(port);
-    half.send(b"peerchat/3 hello from sl");
+    half.send(b"peerchat/4 hello from sl");
     // After the hello wait it is taken for a guest; then, the hello still unfinished, closed.
     let leave = hub.wait_leave("~guest-1");
     assert_eq!(leave["reason"], "incomplete hello", "{leave}");
@@ -247,7 +247,7 @@ fn a_hello_that_never_completes_is_closed_with_the_reason() {
         "the half hello was not shown as chat: {:?}",
         hub.events()
     );
-    half.wait_line(|l| l.starts_with("peerchat/3 hello from hub"));
+    half.wait_line(|l| l.starts_with("peerchat/4 hello from hub"));
 }
 
 #[test]

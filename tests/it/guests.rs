@@ -47,7 +47,7 @@ fn a_guest_is_welcomed_after_the_hello_with_its_name_who_is_here_and_how_to_leav
     // Silent: taken for a guest after the hello wait, then welcomed.
     let got = lines(&mut guest, 5);
     assert!(
-        got[0].starts_with("peerchat/3 hello from ana (node="),
+        got[0].starts_with("peerchat/4 hello from ana (node="),
         "{got:#?}"
     );
     assert_eq!(

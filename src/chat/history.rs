@@ -1,0 +1,445 @@
+//! History: the last messages of the chat, kept as the signed bundles they came in (so that
+//! whoever gets them can check who said them), handed to every peer whose link comes up (a
+//! node that joins, or a part of the chat that was cut off and is back) and to guests when they
+//! arrive. Also what this node said while no peer was connected, held until one is.
+//!
+//! `History` owns the kept bundles and the held ones; the `impl Chat` steps below hand them
+//! out and take what a peer hands over (`HIST`): only its messages and actions, each once
+//! (the seen set and the floors decide, as for live frames), shown marked as history or late,
+//! and passed on to the other peers as history again.
+
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::time::Instant;
+
+use super::neighbours::Incoming;
+use super::{Chat, ConnId, KeyCheck};
+use crate::event::{Event, Speech};
+use crate::protocol::{self, Frame, HistHead, MemberId, NodeId, Past, Signed, GUEST_MARK};
+
+/// The most bytes of bundles kept as history, whatever `--history` says: a bundle bigger than
+/// this alone is not kept.
+pub(super) const HISTORY_BYTES: usize = 256 * 1024;
+
+/// The most bundles (and bytes) said while nobody was connected that are held to send later:
+/// past that, the oldest go.
+pub(super) const HELD_MAX: usize = 1000;
+pub(super) const HELD_BYTES: usize = 256 * 1024;
+
+/// The messages and actions in a bundle (what history shows of it).
+fn said(bundle: &Signed) -> usize {
+    bundle
+        .frames
+        .iter()
+        .filter(|f| matches!(f, Frame::Msg { .. } | Frame::Me { .. }))
+        .count()
+}
+
+/// The kept bundles, oldest first, and those held until a peer connects.
+#[derive(Debug)]
+pub(super) struct History {
+    /// The most messages kept (`--history`).
+    cap: usize,
+    kept: VecDeque<Rc<Past>>,
+    /// Messages and bytes in `kept`.
+    said: usize,
+    bytes: usize,
+    held: VecDeque<Rc<Past>>,
+    held_bytes: usize,
+}
+
+impl History {
+    pub(super) fn new(cap: usize) -> History {
+        History {
+            cap,
+            kept: VecDeque::new(),
+            said: 0,
+            bytes: 0,
+            held: VecDeque::new(),
+            held_bytes: 0,
+        }
+    }
+
+    /// Keeps `past` (a bundle with at least one message) as the newest, then forgets the
+    /// oldest while the rest still hold `cap` messages or the bytes are over
+    /// [`HISTORY_BYTES`]: so the last `cap` messages are always kept, in whole bundles.
+    pub(super) fn keep(&mut self, past: Rc<Past>) {
+        let (n, size) = (said(&past.bundle), past.bundle.wire.len());
+        if self.cap == 0 || n == 0 || size > HISTORY_BYTES {
+            return;
+        }
+        self.kept.push_back(past);
+        self.said += n;
+        self.bytes += size;
+        while let Some(front) = self.kept.front() {
+            let (n, size) = (said(&front.bundle), front.bundle.wire.len());
+            if self.said - n < self.cap && self.bytes <= HISTORY_BYTES {
+                break;
+            }
+            self.said -= n;
+            self.bytes -= size;
+            self.kept.pop_front();
+        }
+    }
+
+    /// Holds `past`, said while no peer was connected, until one is.
+    pub(super) fn hold(&mut self, past: Rc<Past>) {
+        self.held_bytes += past.bundle.wire.len();
+        self.held.push_back(past);
+        while self.held.len() > HELD_MAX || self.held_bytes > HELD_BYTES {
+            let Some(old) = self.held.pop_front() else {
+                break;
+            };
+            self.held_bytes -= old.bundle.wire.len();
+        }
+    }
+
+    /// True while something said is held for the next peer.
+    #[cfg(test)]
+    pub(super) fn is_holding(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// What a peer whose link came up is handed: the kept bundles and the held ones (which
+    /// are handed once), each once, in order (see [`in_order`]).
+    pub(super) fn hand_over(&mut self) -> Vec<Rc<Past>> {
+        let held = std::mem::take(&mut self.held);
+        self.held_bytes = 0;
+        let mut all: Vec<Rc<Past>> = self.kept.iter().cloned().collect();
+        for p in held {
+            if !all.iter().any(|k| Rc::ptr_eq(k, &p)) {
+                all.push(p);
+            }
+        }
+        in_order(all)
+    }
+
+    /// The last `n` messages and actions kept, oldest first, each with its bundle's time.
+    pub(super) fn last_said(&self, n: usize) -> Vec<(u64, Frame)> {
+        let mut out: Vec<(u64, Frame)> = Vec::new();
+        for p in in_order(self.kept.iter().cloned().collect()) {
+            let said = p.bundle.frames.iter();
+            let said = said.filter(|f| matches!(f, Frame::Msg { .. } | Frame::Me { .. }));
+            out.extend(said.map(|f| (p.head.at, f.clone())));
+        }
+        let skip = out.len().saturating_sub(n);
+        out.drain(..skip);
+        out
+    }
+}
+
+/// The first counter in a bundle: its place in its origin's order.
+fn first_seq(p: &Past) -> u64 {
+    p.bundle
+        .frames
+        .iter()
+        .filter_map(Frame::id)
+        .map(|id| id.seq)
+        .min()
+        .unwrap_or(0)
+}
+
+/// `all` by time, except that each origin's bundles stay in their origin's order (by counter)
+/// whatever times they carry: a bundle that reached this node after a later one of the same
+/// origin (over another path) takes that one's place.
+pub(super) fn in_order(mut all: Vec<Rc<Past>>) -> Vec<Rc<Past>> {
+    all.sort_by_key(|p| p.head.at);
+    let mut places: HashMap<NodeId, Vec<usize>> = HashMap::new();
+    for (i, p) in all.iter().enumerate() {
+        places.entry(p.bundle.node).or_default().push(i);
+    }
+    let mut out: Vec<Option<Rc<Past>>> = vec![None; all.len()];
+    for slots in places.values() {
+        let mut mine: Vec<&Rc<Past>> = slots.iter().map(|&i| &all[i]).collect();
+        mine.sort_by_key(|p| first_seq(p));
+        for (&slot, p) in slots.iter().zip(mine) {
+            out[slot] = Some(p.clone());
+        }
+    }
+    out.into_iter().flatten().collect()
+}
+
+impl Chat {
+    /// The wall time at `now` (unix milliseconds), from the one the chat was made with.
+    pub(super) fn wall(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.started).as_millis();
+        self.cfg
+            .wall
+            .saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
+    }
+
+    /// Keeps `bundle`, checked and new here, as history dated `at`, if it carries a message.
+    pub(super) fn keep_history(&mut self, bundle: &Rc<Signed>, at: u64) {
+        if said(bundle) == 0 {
+            return;
+        }
+        let Some(key) = self.origins.node_key(bundle.node) else {
+            return;
+        };
+        self.history.keep(Rc::new(Past {
+            head: HistHead { at, key },
+            bundle: bundle.clone(),
+        }));
+    }
+
+    /// What this node said, signed now: kept as history, and held for the next peer if no
+    /// peer is connected (it is told it waits).
+    pub(super) fn keep_own(&mut self, bundle: &Rc<Signed>) {
+        if said(bundle) == 0 {
+            return;
+        }
+        let past = Rc::new(Past {
+            head: HistHead {
+                at: self.wall(self.clock),
+                key: self.node_key(),
+            },
+            bundle: bundle.clone(),
+        });
+        self.history.keep(past.clone());
+        if !self.neighbours.any_active_peer() {
+            self.history.hold(past);
+        }
+    }
+
+    /// The link to the peer on `conn` is up: it gets the history, and what was held for it.
+    /// The first link dates this node's arrival in the chat: what it is handed from before
+    /// that is history, what was said after it (while it was cut off) is late.
+    pub(super) fn hand_history(&mut self, conn: ConnId) {
+        if self.joined.is_none() {
+            self.joined = Some(self.wall(self.clock));
+        }
+        for past in self.history.hand_over() {
+            self.out.send(conn, Frame::Hist(past));
+        }
+    }
+
+    /// Guest `conn` arrived: the last messages kept, as plain lines with their times.
+    pub(super) fn hand_guest_history(&mut self, conn: ConnId) {
+        let lines: Vec<String> = self
+            .history
+            .last_said(self.cfg.history)
+            .into_iter()
+            .map(|(at, f)| {
+                let time = crate::output::clock_of(at);
+                match f {
+                    Frame::Me { nick, text, .. } => format!("[{time}] * {nick} {text}"),
+                    Frame::Msg { nick, text, .. } => format!("[{time}] <{nick}> {text}"),
+                    _ => String::new(),
+                }
+            })
+            .collect();
+        for line in lines {
+            self.out.tell(conn, line);
+        }
+    }
+
+    /// A whole bundle of history came on `conn` (after its `HIST` head): checked against the
+    /// key the head names, which must be its node's; then each message or action not seen
+    /// yet is shown, and the bundle kept and handed on to the other peers as history. Its
+    /// other frames (joins, leaves, claims) are not taken: they were news when they were sent.
+    pub(super) fn history_done(&mut self, conn: ConnId, head: HistHead, b: Incoming) {
+        let node = b.head.node;
+        if head.key.node() != node {
+            return self.drop_conn(conn, "history under another node's key".into());
+        }
+        let now = self.clock;
+        let speech = b
+            .frames
+            .iter()
+            .filter(|f| matches!(f, Frame::Msg { .. } | Frame::Me { .. }));
+        // Ours, or nothing new in it: not worth checking.
+        self.seen.expire(now);
+        if node == self.cfg.node
+            || speech
+                .filter_map(Frame::id)
+                .all(|id| self.seen.old(id, now))
+        {
+            return;
+        }
+        if !protocol::sign::verify_frames(&head.key.key, node, &b.lines, &b.head.sig) {
+            return self.drop_conn(conn, format!("bad signature on history from {node:016x}"));
+        }
+        // A peer's time is shown, never trusted: none later than ours.
+        let at = head.at.min(self.wall(now));
+        let late = self.joined.is_some_and(|joined| at >= joined);
+        let signed = Rc::new(Signed::assemble(node, &b.head.sig, b.frames, &b.lines));
+        let mut fresh = false;
+        for frame in &signed.frames {
+            let Some(id) = frame.id() else { continue };
+            if !matches!(frame, Frame::Msg { .. } | Frame::Me { .. })
+                || !self.seen.first_time(id, now)
+            {
+                continue;
+            }
+            fresh = true;
+            if let Some(event) = self.past_event(frame, &head, at, late) {
+                self.out.show(event);
+            }
+        }
+        if !fresh {
+            return;
+        }
+        let past = Rc::new(Past {
+            head: HistHead { at, key: head.key },
+            bundle: signed,
+        });
+        self.history.keep(past.clone());
+        for other in self.neighbours.active_peers() {
+            if other != conn {
+                self.out.send(other, Frame::Hist(past.clone()));
+            }
+        }
+    }
+
+    /// How a message or action of history is shown: under its member's name here if it is
+    /// still in the chat, else under the nick it was said with (warned about if that nick is
+    /// remembered with another key).
+    fn past_event(&self, frame: &Frame, head: &HistHead, at: u64, late: bool) -> Option<Event> {
+        let (from, nick, text, speech) = match frame {
+            Frame::Msg {
+                from, nick, text, ..
+            } => (*from, nick, text, Speech::Say),
+            Frame::Me {
+                from, nick, text, ..
+            } => (*from, nick, text, Speech::Act),
+            _ => return None,
+        };
+        let from = if self.roster.contains(&from) {
+            self.roster.shown(from)
+        } else {
+            self.gone_name(from, nick, head)
+        };
+        Some(Event::Past {
+            speech,
+            from,
+            text: text.clone(),
+            at,
+            late,
+        })
+    }
+
+    /// The name of `member`, no longer (or not yet) in the chat, who said something as `nick`.
+    fn gone_name(&self, member: MemberId, nick: &str, head: &HistHead) -> String {
+        if member.guest != 0 {
+            return format!("{GUEST_MARK}{nick}");
+        }
+        let fp = protocol::sign::fingerprint(&head.key.key);
+        match self.cfg.known.check(nick, &fp) {
+            KeyCheck::Changed { .. } => format!("{nick} (key changed!)"),
+            _ => nick.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::testing::{node_key, signing_key};
+    use crate::protocol::MsgId;
+
+    /// A bundle of `n` messages from test node `seed`, counters from `seq`, dated `at`.
+    fn past(seed: u8, seq: u64, n: usize, at: u64) -> Rc<Past> {
+        let key = node_key(seed);
+        let node = key.node();
+        let frames = (0..n as u64)
+            .map(|i| Frame::Msg {
+                id: MsgId { node, seq: seq + i },
+                from: MemberId::node(node),
+                nick: "a".into(),
+                text: format!("m{}", seq + i),
+            })
+            .collect();
+        let bundle = Rc::new(Signed::seal(&signing_key(seed), node, frames));
+        Rc::new(Past {
+            head: HistHead { at, key },
+            bundle,
+        })
+    }
+
+    fn texts(h: &History) -> Vec<String> {
+        h.last_said(usize::MAX)
+            .into_iter()
+            .map(|(_, f)| match f {
+                Frame::Msg { text, .. } => text.clone(),
+                _ => String::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_last_n_messages_are_kept_in_whole_bundles() {
+        let mut h = History::new(3);
+        for seq in 1..=5 {
+            h.keep(past(1, seq, 1, seq));
+        }
+        assert_eq!(texts(&h), ["m3", "m4", "m5"]);
+        // A bundle of two: the one before it is kept while the rest hold fewer than three.
+        h.keep(past(1, 6, 2, 6));
+        assert_eq!(texts(&h), ["m5", "m6", "m7"]);
+        assert_eq!(h.last_said(2).len(), 2);
+        let mut none = History::new(0);
+        none.keep(past(1, 1, 1, 1));
+        assert!(texts(&none).is_empty());
+    }
+
+    #[test]
+    fn bytes_bound_what_is_kept_and_a_bundle_too_big_is_not() {
+        let mut h = History::new(usize::MAX);
+        let one = past(1, 1, 1, 1);
+        let size = one.bundle.wire.len();
+        for seq in 1..=(2 * HISTORY_BYTES / size) as u64 {
+            h.keep(past(1, seq, 1, seq));
+        }
+        assert!(h.bytes <= HISTORY_BYTES, "{}", h.bytes);
+        assert!(h.bytes + size > HISTORY_BYTES, "as many as fit: {}", h.bytes);
+        let key = node_key(2);
+        let huge = (1..=40u64)
+            .map(|seq| Frame::Msg {
+                id: MsgId {
+                    node: key.node(),
+                    seq,
+                },
+                from: MemberId::node(key.node()),
+                nick: "a".into(),
+                text: "x".repeat(protocol::MAX_TEXT),
+            })
+            .collect();
+        let huge = Rc::new(Past {
+            head: HistHead { at: 9, key },
+            bundle: Rc::new(Signed::seal(&signing_key(2), key.node(), huge)),
+        });
+        assert!(huge.bundle.wire.len() > HISTORY_BYTES);
+        let before = h.kept.len();
+        h.keep(huge);
+        assert_eq!(h.kept.len(), before);
+    }
+
+    #[test]
+    fn held_bundles_are_handed_once_and_bounded() {
+        let mut h = History::new(10);
+        let own = past(1, 1, 1, 1);
+        h.keep(own.clone());
+        h.hold(own);
+        h.hold(past(1, 2, 1, 2));
+        assert!(h.is_holding());
+        assert_eq!(h.hand_over().len(), 2, "the kept one once, the held one too");
+        assert!(!h.is_holding());
+        assert_eq!(h.hand_over().len(), 1, "held ones only once");
+        for seq in 0..2 * HELD_MAX as u64 {
+            h.hold(past(1, seq, 1, seq));
+        }
+        assert_eq!(h.held.len(), HELD_MAX);
+    }
+
+    #[test]
+    fn each_origin_keeps_its_order_whatever_the_times() {
+        // Origin 1's second bundle reached us first (another path): dated earlier.
+        let all = vec![past(1, 2, 1, 10), past(2, 1, 1, 15), past(1, 1, 1, 20)];
+        let order: Vec<(NodeId, u64)> = in_order(all)
+            .iter()
+            .map(|p| (p.bundle.node, first_seq(p)))
+            .collect();
+        let (a, b) = (node_key(1).node(), node_key(2).node());
+        assert_eq!(order, [(a, 1), (b, 1), (a, 2)]);
+    }
+}
