@@ -56,7 +56,9 @@ fn utc_of(ms: u64) -> String {
     let ms = i64::try_from(ms).unwrap_or(i64::MAX);
     Utc.timestamp_millis_opt(ms)
         .single()
-        .map_or_else(String::new, |t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+        .map_or_else(String::new, |t| {
+            t.to_rfc3339_opts(SecondsFormat::Millis, true)
+        })
 }
 
 /// A JSON string literal for `s`, escaped by serde_json.

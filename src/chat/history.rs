@@ -26,13 +26,16 @@ pub(super) const HISTORY_BYTES: usize = 256 * 1024;
 pub(super) const HELD_MAX: usize = 1000;
 pub(super) const HELD_BYTES: usize = 256 * 1024;
 
-/// The messages and actions in a bundle (what history shows of it).
-fn said(bundle: &Signed) -> usize {
-    bundle
-        .frames
-        .iter()
-        .filter(|f| matches!(f, Frame::Msg { .. } | Frame::Me { .. }))
-        .count()
+/// The messages and actions of a bundle from counter `from` on: what history shows of it.
+fn speech(bundle: &Signed, from: u64) -> impl Iterator<Item = &Frame> + Clone {
+    bundle.frames.iter().filter(move |f| {
+        matches!(f, Frame::Msg { .. } | Frame::Me { .. }) && f.id().is_some_and(|id| id.seq >= from)
+    })
+}
+
+/// How many messages and actions history shows of `past`.
+fn said(past: &Past) -> usize {
+    speech(&past.bundle, past.head.from).count()
 }
 
 /// The kept bundles, oldest first, and those held until a peer connects.
@@ -62,9 +65,10 @@ impl History {
 
     /// Keeps `past` (a bundle with at least one message) as the newest, then forgets the
     /// oldest while the rest still hold `cap` messages or the bytes are over
-    /// [`HISTORY_BYTES`]: so the last `cap` messages are always kept, in whole bundles.
+    /// [`HISTORY_BYTES`]; the oldest left keeps only its messages among the last `cap` (its
+    /// head's `from` moves on: the bundle stays whole, as it was signed).
     pub(super) fn keep(&mut self, past: Rc<Past>) {
-        let (n, size) = (said(&past.bundle), past.bundle.wire.len());
+        let (n, size) = (said(&past), past.bundle.wire.len());
         if self.cap == 0 || n == 0 || size > HISTORY_BYTES {
             return;
         }
@@ -72,13 +76,25 @@ impl History {
         self.said += n;
         self.bytes += size;
         while let Some(front) = self.kept.front() {
-            let (n, size) = (said(&front.bundle), front.bundle.wire.len());
+            let (n, size) = (said(front), front.bundle.wire.len());
             if self.said - n < self.cap && self.bytes <= HISTORY_BYTES {
                 break;
             }
             self.said -= n;
             self.bytes -= size;
             self.kept.pop_front();
+        }
+        let over = self.said.saturating_sub(self.cap);
+        if let Some(front) = self.kept.front_mut().filter(|_| over > 0) {
+            let first = speech(&front.bundle, front.head.from)
+                .filter_map(Frame::id)
+                .nth(over);
+            if let Some(first) = first {
+                let mut trimmed = (**front).clone();
+                trimmed.head.from = first.seq;
+                *front = Rc::new(trimmed);
+                self.said -= over;
+            }
         }
     }
 
@@ -118,8 +134,7 @@ impl History {
     pub(super) fn last_said(&self, n: usize) -> Vec<(u64, Frame)> {
         let mut out: Vec<(u64, Frame)> = Vec::new();
         for p in in_order(self.kept.iter().cloned().collect()) {
-            let said = p.bundle.frames.iter();
-            let said = said.filter(|f| matches!(f, Frame::Msg { .. } | Frame::Me { .. }));
+            let said = speech(&p.bundle, p.head.from);
             out.extend(said.map(|f| (p.head.at, f.clone())));
         }
         let skip = out.len().saturating_sub(n);
@@ -170,14 +185,11 @@ impl Chat {
 
     /// Keeps `bundle`, checked and new here, as history dated `at`, if it carries a message.
     pub(super) fn keep_history(&mut self, bundle: &Rc<Signed>, at: u64) {
-        if said(bundle) == 0 {
-            return;
-        }
         let Some(key) = self.origins.node_key(bundle.node) else {
             return;
         };
         self.history.keep(Rc::new(Past {
-            head: HistHead { at, key },
+            head: HistHead { at, from: 0, key },
             bundle: bundle.clone(),
         }));
     }
@@ -185,16 +197,17 @@ impl Chat {
     /// What this node said, signed now: kept as history, and held for the next peer if no
     /// peer is connected (it is told it waits).
     pub(super) fn keep_own(&mut self, bundle: &Rc<Signed>) {
-        if said(bundle) == 0 {
-            return;
-        }
         let past = Rc::new(Past {
             head: HistHead {
                 at: self.wall(self.clock),
+                from: 0,
                 key: self.node_key(),
             },
             bundle: bundle.clone(),
         });
+        if said(&past) == 0 {
+            return;
+        }
         self.history.keep(past.clone());
         if !self.neighbours.any_active_peer() {
             self.history.hold(past);
@@ -243,17 +256,13 @@ impl Chat {
             return self.drop_conn(conn, "history under another node's key".into());
         }
         let now = self.clock;
-        let speech = b
-            .frames
-            .iter()
-            .filter(|f| matches!(f, Frame::Msg { .. } | Frame::Me { .. }));
+        let mut shown = b.frames.iter().filter(|f| {
+            matches!(f, Frame::Msg { .. } | Frame::Me { .. })
+                && f.id().is_some_and(|id| id.seq >= head.from)
+        });
         // Ours, or nothing new in it: not worth checking.
         self.seen.expire(now);
-        if node == self.cfg.node
-            || speech
-                .filter_map(Frame::id)
-                .all(|id| self.seen.old(id, now))
-        {
+        if node == self.cfg.node || shown.all(|f| f.id().is_some_and(|id| self.seen.old(id, now))) {
             return;
         }
         if !protocol::sign::verify_frames(&head.key.key, node, &b.lines, &b.head.sig) {
@@ -267,6 +276,7 @@ impl Chat {
         for frame in &signed.frames {
             let Some(id) = frame.id() else { continue };
             if !matches!(frame, Frame::Msg { .. } | Frame::Me { .. })
+                || id.seq < head.from
                 || !self.seen.first_time(id, now)
             {
                 continue;
@@ -280,7 +290,7 @@ impl Chat {
             return;
         }
         let past = Rc::new(Past {
-            head: HistHead { at, key: head.key },
+            head: HistHead { at, ..head },
             bundle: signed,
         });
         self.history.keep(past.clone());
@@ -351,7 +361,7 @@ mod tests {
             .collect();
         let bundle = Rc::new(Signed::seal(&signing_key(seed), node, frames));
         Rc::new(Past {
-            head: HistHead { at, key },
+            head: HistHead { at, from: 0, key },
             bundle,
         })
     }
@@ -367,7 +377,7 @@ mod tests {
     }
 
     #[test]
-    fn the_last_n_messages_are_kept_in_whole_bundles() {
+    fn the_last_n_messages_are_kept() {
         let mut h = History::new(3);
         for seq in 1..=5 {
             h.keep(past(1, seq, 1, seq));
@@ -377,6 +387,11 @@ mod tests {
         h.keep(past(1, 6, 2, 6));
         assert_eq!(texts(&h), ["m5", "m6", "m7"]);
         assert_eq!(h.last_said(2).len(), 2);
+        // One bundle of five: kept whole (as signed), but only its last three are history.
+        let mut h = History::new(3);
+        h.keep(past(1, 1, 5, 1));
+        assert_eq!(texts(&h), ["m3", "m4", "m5"]);
+        assert_eq!(h.hand_over()[0].head.from, 3);
         let mut none = History::new(0);
         none.keep(past(1, 1, 1, 1));
         assert!(texts(&none).is_empty());
@@ -391,7 +406,11 @@ mod tests {
             h.keep(past(1, seq, 1, seq));
         }
         assert!(h.bytes <= HISTORY_BYTES, "{}", h.bytes);
-        assert!(h.bytes + size > HISTORY_BYTES, "as many as fit: {}", h.bytes);
+        assert!(
+            h.bytes + size > HISTORY_BYTES,
+            "as many as fit: {}",
+            h.bytes
+        );
         let key = node_key(2);
         let huge = (1..=40u64)
             .map(|seq| Frame::Msg {
@@ -405,7 +424,11 @@ mod tests {
             })
             .collect();
         let huge = Rc::new(Past {
-            head: HistHead { at: 9, key },
+            head: HistHead {
+                at: 9,
+                from: 0,
+                key,
+            },
             bundle: Rc::new(Signed::seal(&signing_key(2), key.node(), huge)),
         });
         assert!(huge.bundle.wire.len() > HISTORY_BYTES);
@@ -422,7 +445,11 @@ mod tests {
         h.hold(own);
         h.hold(past(1, 2, 1, 2));
         assert!(h.is_holding());
-        assert_eq!(h.hand_over().len(), 2, "the kept one once, the held one too");
+        assert_eq!(
+            h.hand_over().len(),
+            2,
+            "the kept one once, the held one too"
+        );
         assert!(!h.is_holding());
         assert_eq!(h.hand_over().len(), 1, "held ones only once");
         for seq in 0..2 * HELD_MAX as u64 {

@@ -50,8 +50,7 @@ use std::time::Instant;
 
 pub use self::api::{
     Action, Config, ConnId, Link, Mesh, Origin, DEFAULT_HISTORY, DEFAULT_MAX_GUESTS_PER_IP,
-    DEFAULT_MAX_PEERS,
-    DEFAULT_PEER_TIMEOUT, HELLO_WAIT, HELLO_WAIT_DIALLED,
+    DEFAULT_MAX_PEERS, DEFAULT_PEER_TIMEOUT, HELLO_WAIT, HELLO_WAIT_DIALLED,
 };
 pub use self::commands::{is_leave_command, Command, COMMANDS, HELP_LINES};
 pub use self::flood::{RateLimit, DEFAULT_GUEST_RATE};

@@ -60,15 +60,17 @@ pub struct BundleHead {
 pub const MAX_BUNDLE_FRAMES: usize = 64;
 pub const MAX_BUNDLE_BYTES: usize = 256 * 1024;
 
-/// The head of a bundle of history: `HIST <at> <key> <run>`, followed by one signed bundle
-/// (its `SIGNED` head and frame lines) that the sender kept, for a peer that may have missed
-/// it. `at` is when the sender first had the bundle (unix milliseconds, its own clock): shown,
-/// never trusted (it is not signed). `key` and `run` are the bundle's origin's, so that a
-/// bundle of a node the receiver never heard of (gone before it came) can still be checked:
-/// they must give the bundle's node id.
+/// The head of a bundle of history: `HIST <at> <from> <key> <run>`, followed by one signed
+/// bundle (its `SIGNED` head and frame lines) that the sender kept, for a peer that may have
+/// missed it. `at` is when the sender first had the bundle (unix milliseconds, its own clock):
+/// shown, never trusted (it is not signed). `from` is the first counter of the bundle that is
+/// history: the sender keeps the last messages, and a bundle may hold older ones too. `key`
+/// and `run` are the bundle's origin's, so that a bundle of a node the receiver never heard of
+/// (gone before it came) can still be checked: they must give the bundle's node id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HistHead {
     pub at: u64,
+    pub from: u64,
     pub key: NodeKey,
 }
 
@@ -356,8 +358,9 @@ fn write_hello(s: &mut Appender<'_>, h: &Hello) -> fmt::Result {
 fn write_hist(s: &mut Appender<'_>, h: &HistHead) -> fmt::Result {
     write!(
         s,
-        "HIST {} {} {}",
+        "HIST {} {} {} {}",
         h.at,
+        h.from,
         sign::to_hex(h.key.key.as_bytes()),
         sign::to_hex(&h.key.run)
     )
@@ -520,18 +523,23 @@ fn parse_bundle_head(rest: &str) -> Result<Frame, ProtocolError> {
     }
 }
 
-/// `HIST <at> <key> <run>`: a time in decimal digits, the origin's key and run in hex.
+/// `HIST <at> <from> <key> <run>`: a time and a counter in decimal digits, the origin's key
+/// and run in hex.
 fn parse_hist_head(rest: &str) -> Result<Frame, ProtocolError> {
     let mut words = rest.split(' ');
-    let at = words
-        .next()
-        .filter(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|w| w.parse::<u64>().ok());
+    let mut number = || {
+        words
+            .next()
+            .filter(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|w| w.parse::<u64>().ok())
+    };
+    let (at, from) = (number(), number());
     let key = words.next().and_then(sign::parse_key);
     let run = words.next().and_then(sign::from_hex::<8>);
-    match (at, key, run, words.next()) {
-        (Some(at), Some(key), Some(run), None) => Ok(Frame::HistHead(HistHead {
+    match (at, from, key, run, words.next()) {
+        (Some(at), Some(from), Some(key), Some(run), None) => Ok(Frame::HistHead(HistHead {
             at,
+            from,
             key: NodeKey { key, run },
         })),
         _ => Err(Malformed("bad history head")),
@@ -879,6 +887,7 @@ mod tests {
             Frame::Peers(vec![]),
             Frame::HistHead(HistHead {
                 at: 1_700_000_000_123,
+                from: 7,
                 key: k,
             }),
             Frame::Ping,
@@ -1026,12 +1035,13 @@ mod tests {
             format!("SIGNED {node} 1 {sig} more"),
             format!("PROOF {}", &sig[2..]),
             format!("PROOF {}", sig.to_uppercase()),
-            format!("HIST 12 {key}"),
-            format!("HIST -1 {key} {run}"),
-            format!("HIST +1 {key} {run}"),
-            format!("HIST 99999999999999999999 {key} {run}"),
-            format!("HIST 1 {key} {run} extra"),
-            format!("HIST 1 {run} {key}"),
+            format!("HIST 12 1 {key}"),
+            format!("HIST 12 {key} {run}"),
+            format!("HIST -1 1 {key} {run}"),
+            format!("HIST 1 +1 {key} {run}"),
+            format!("HIST 99999999999999999999 1 {key} {run}"),
+            format!("HIST 1 1 {key} {run} extra"),
+            format!("HIST 1 1 {run} {key}"),
         ];
         let fixed = [
             "",

@@ -898,7 +898,10 @@ fn a_line_typed_while_a_re_dial_is_still_coming_up_is_held_and_never_sent_live_o
         }
         got.contains("typed once back")
     });
-    assert!(got.lines().all(|l| l != "<client> typed while away"), "{got}");
+    assert!(
+        got.lines().all(|l| l != "<client> typed while away"),
+        "{got}"
+    );
     let dated = |l: &str| l.starts_with('[') && l.ends_with("] <client> typed while away");
     assert!(got.lines().any(dated), "{got}");
 }
