@@ -270,7 +270,7 @@ impl Chat {
         }
         // A peer's time is shown, never trusted: none later than ours.
         let at = head.at.min(self.wall(now));
-        let late = self.joined.is_some_and(|joined| at >= joined);
+        let late = self.joined.is_some_and(|joined| at > joined);
         let signed = Rc::new(Signed::assemble(node, &b.head.sig, b.frames, &b.lines));
         let mut fresh = false;
         for frame in &signed.frames {

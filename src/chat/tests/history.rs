@@ -1,0 +1,218 @@
+//! History and repair: a node that joins is handed what was said before, a part of the chat
+//! that was cut off gets what the other part said meanwhile, what is said with nobody connected
+//! reaches the next peer; and, fed copies of history and live bundles in any order by a seeded
+//! generator, a chat shows every message exactly once and hands each bundle on at most once.
+
+use super::net::*;
+use crate::protocol::{HistHead, Past};
+use crate::test_rng::Rng;
+
+/// What node `node` shows of `text`: each time, as (history or late, late).
+fn shown_as(net: &Net, node: usize, text: &str) -> Vec<Option<bool>> {
+    net.shown[node]
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message { text: t, .. } if t == text => Some(None),
+            Event::Past { text: t, late, .. } if t == text => Some(Some(*late)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_node_that_joins_is_handed_what_was_said_before_once_and_marked() {
+    let mut net = Net::new(3);
+    net.link(0, 1);
+    for k in 0..3 {
+        net.say(0, &format!("early {k}"));
+    }
+    net.tick(Duration::from_secs(1));
+    // Node 2 joins through node 1, which was there for all of it.
+    net.link(1, 2);
+    let past: Vec<(String, String, bool)> = net.shown[2]
+        .iter()
+        .filter_map(|e| match e {
+            Event::Past {
+                from, text, late, ..
+            } => Some((from.clone(), text.clone(), *late)),
+            _ => None,
+        })
+        .collect();
+    let want: Vec<(String, String, bool)> = (0..3)
+        .map(|k| ("n0".to_string(), format!("early {k}"), false))
+        .collect();
+    assert_eq!(past, want, "{:?}", net.shown[2]);
+    assert!(net.messages(2).is_empty(), "none of it shown as live");
+    for node in 0..2 {
+        assert!(
+            net.shown[node]
+                .iter()
+                .all(|e| !matches!(e, Event::Past { .. })),
+            "node {node} had it all: {:?}",
+            net.shown[node]
+        );
+    }
+}
+
+#[test]
+fn a_split_chain_is_repaired_each_message_once_the_late_ones_marked() {
+    let mut net = chain(3);
+    net.say(0, "before");
+    net.tick(Duration::from_secs(1));
+    net.unlink(1, 2);
+    net.say(0, "left side");
+    net.say(1, "middle");
+    // Node 2 is cut off from everyone: what it says waits.
+    net.say(2, "right side");
+    net.tick(Duration::from_secs(1));
+    net.link(1, 2);
+    net.tick(Duration::from_secs(1));
+    for node in 0..3 {
+        assert_eq!(shown_as(&net, node, "before").len(), usize::from(node != 0));
+    }
+    assert_eq!(shown_as(&net, 2, "left side"), [Some(true)]);
+    assert_eq!(shown_as(&net, 2, "middle"), [Some(true)]);
+    assert_eq!(shown_as(&net, 1, "right side"), [Some(true)]);
+    assert_eq!(shown_as(&net, 0, "right side"), [Some(true)]);
+    assert_eq!(shown_as(&net, 1, "left side"), [None], "live before the repair");
+    // After the repair the chat is live again.
+    net.say(2, "after");
+    assert_eq!(shown_as(&net, 0, "after"), [None]);
+}
+
+#[test]
+fn a_node_with_no_history_kept_still_delivers_what_it_said_alone() {
+    let mut cfg = config(0, 0);
+    cfg.history = 0;
+    let mut net = Net::new(2);
+    net.nodes[0] = Chat::new(cfg, net.now);
+    net.say(0, "anyone?");
+    net.tick(Duration::from_secs(1));
+    net.link(0, 1);
+    assert_eq!(shown_as(&net, 1, "anyone?"), [Some(false)]);
+    // Handed once: a second link hands nothing of it again.
+    net.unlink(0, 1);
+    net.link(0, 1);
+    assert_eq!(shown_as(&net, 1, "anyone?").len(), 1);
+}
+
+/// One copy of an origin's bundle, as the generator sends it.
+struct Copy {
+    origin: usize,
+    bundle: usize,
+}
+
+#[test]
+fn whatever_order_copies_arrive_in_each_message_is_shown_once_and_handed_on_once() {
+    for seed in 1..=40u64 {
+        let mut rng = Rng(seed * 7919);
+        let now = Instant::now();
+        let mut chat = Chat::new(solo("me", Some(5000)), now);
+        let peers: Vec<FakeNode> = (0..3)
+            .map(|p| FakeNode::new(&format!("p{p}"), 110 + p as u8, Some(6000)))
+            .collect();
+        for (k, p) in peers.iter().enumerate() {
+            p.connect(&mut chat, 10 + k, accepted(addr(20 + k, 7000)), now);
+        }
+        // Origins 0 and 1 are announced live; 2 and 3 are known only through history.
+        let origins: Vec<FakeNode> = (0..4)
+            .map(|o| FakeNode::new(&format!("o{o}"), 120 + o as u8, None))
+            .collect();
+        for o in &origins[..2] {
+            o.send(&mut chat, 10, vec![o.join(1)], now);
+        }
+        drain(&mut chat);
+        // Each origin's bundles: 1 to 3 messages each, counters after its join.
+        let mut bundles: Vec<Vec<Vec<Frame>>> = Vec::new();
+        let mut texts = Vec::new();
+        for (o, origin) in origins.iter().enumerate() {
+            let mut seq = 2;
+            let mine = (0..rng.upto(4))
+                .map(|_| {
+                    (0..rng.upto(3))
+                        .map(|_| {
+                            let text = format!("o{o} m{seq}");
+                            texts.push(text.clone());
+                            seq += 1;
+                            origin.msg(seq - 1, &text)
+                        })
+                        .collect()
+                })
+                .collect();
+            bundles.push(mine);
+        }
+        let copies: Vec<Copy> = (0..rng.upto(60) + 10)
+            .map(|_| {
+                let origin = rng.below(4) as usize;
+                let bundle = rng.below(bundles[origin].len() as u64) as usize;
+                Copy { origin, bundle }
+            })
+            .collect();
+        let mut actions = Vec::new();
+        let mut sent = HashSet::new();
+        for c in &copies {
+            let o = &origins[c.origin];
+            let conn = 10 + rng.below(3) as usize;
+            let frames = bundles[c.origin][c.bundle].clone();
+            sent.insert((c.origin, c.bundle));
+            // Live only from an announced origin (a node never relays a bundle it cannot check).
+            if c.origin < 2 && rng.below(2) == 0 {
+                o.send(&mut chat, conn, frames, now);
+            } else {
+                let head = HistHead {
+                    at: rng.below(1_000_000),
+                    from: 0,
+                    key: o.node_key(),
+                };
+                chat.handle_line(conn, line_of(&Frame::HistHead(head)).as_bytes(), now);
+                for line in o.bundle(frames) {
+                    chat.handle_line(conn, line.as_bytes(), now);
+                }
+            }
+            actions.extend(drain(&mut chat));
+        }
+        let mut times: HashMap<String, usize> = HashMap::new();
+        for a in &actions {
+            if let Action::Show(Event::Message { text, .. } | Event::Past { text, .. }) = a {
+                *times.entry(text.clone()).or_default() += 1;
+            }
+            assert!(
+                !matches!(a, Action::Close { .. }),
+                "seed {seed}: honest copies close nothing: {a:?}"
+            );
+        }
+        let want: HashSet<String> = sent
+            .iter()
+            .flat_map(|&(o, b)| bundles[o][b].iter())
+            .filter_map(|f| match f {
+                Frame::Msg { text, .. } => Some(text.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            times.keys().cloned().collect::<HashSet<_>>(),
+            want,
+            "seed {seed}: every message sent is shown"
+        );
+        assert!(
+            times.values().all(|&n| n == 1),
+            "seed {seed}: each once: {times:?}"
+        );
+        // Each bundle that was news is handed on as history at most once to each peer.
+        let mut handed: HashMap<(ConnId, MsgId), usize> = HashMap::new();
+        for a in &actions {
+            if let Action::Send { conn, frame } = a {
+                if let Frame::Hist(past) = &**frame {
+                    let Past { bundle, .. } = &**past;
+                    for id in bundle.frames.iter().filter_map(Frame::id) {
+                        *handed.entry((*conn, id)).or_default() += 1;
+                    }
+                }
+            }
+        }
+        assert!(
+            handed.values().all(|&n| n == 1),
+            "seed {seed}: handed on once: {handed:?}"
+        );
+    }
+}
