@@ -272,7 +272,7 @@ impl Chat {
         let at = head.at.min(self.wall(now));
         let late = self.joined.is_some_and(|joined| at > joined);
         let signed = Rc::new(Signed::assemble(node, &b.head.sig, b.frames, &b.lines));
-        let mut fresh = false;
+        let mut fresh: Option<u64> = None;
         for frame in &signed.frames {
             let Some(id) = frame.id() else { continue };
             if !matches!(frame, Frame::Msg { .. } | Frame::Me { .. })
@@ -281,16 +281,18 @@ impl Chat {
             {
                 continue;
             }
-            fresh = true;
+            fresh = fresh.or(Some(id.seq));
             if let Some(event) = self.past_event(frame, &head, at, late) {
                 self.out.show(event);
             }
         }
-        if !fresh {
+        let Some(from) = fresh else {
             return;
-        }
+        };
+        // Handed on from the first message that was news here: its peers had the rest from
+        // this node already, or from where this node had them.
         let past = Rc::new(Past {
-            head: HistHead { at, ..head },
+            head: HistHead { at, from, ..head },
             bundle: signed,
         });
         self.history.keep(past.clone());
