@@ -6,6 +6,7 @@
 //! - `faults`: network faults between namespaces: links that go down, lose or delay packets,
 //!   resets, half-closes and trickled lines.
 //! - `guests`: guests (a raw TCP connection, as `nc`): the welcome and their commands.
+//! - `history`: history for late joiners and guests, repair after a split, lines said alone.
 //! - `identity`: the identity key on disk: made, used again, chosen, refused.
 //! - `fuzz`: seeded property tests of the line decoder, the frame parser and the chat core.
 //! - `load`: fan-out under load: order across coalesced writes, stalled readers, thousands of
@@ -30,6 +31,7 @@ mod chat;
 mod faults;
 mod fuzz;
 mod guests;
+mod history;
 mod identity;
 mod load;
 mod mesh;
