@@ -402,6 +402,38 @@ mod tests {
     }
 
     #[test]
+    fn history_and_late_lines_carry_their_own_time_and_mark() {
+        // 2026-11-21T14:04:12.310Z
+        let at = 1_795_269_852_310;
+        let past = |speech, late| Event::Past {
+            speech,
+            from: "eve".into(),
+            text: "hi \x1b".into(),
+            at,
+            late,
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&render(Format::Json, past(Speech::Say, true))).unwrap();
+        assert_eq!(
+            (&v["event"], &v["late"], &v["at"], &v["text"]),
+            (
+                &"message".into(),
+                &true.into(),
+                &"2026-11-21T14:04:12.310Z".into(),
+                &"hi \x1b".into()
+            )
+        );
+        assert!(v.get("history").is_none(), "{v}");
+        let v: serde_json::Value =
+            serde_json::from_str(&render(Format::Json, past(Speech::Act, false))).unwrap();
+        assert_eq!((&v["event"], &v["history"]), (&"me".into(), &true.into()));
+        let line = render(Format::Human { colour: false }, past(Speech::Say, false));
+        assert_eq!(line, format!("{} [history] <eve> hi ^[\n", clock_of(at)));
+        let line = render(Format::Human { colour: true }, past(Speech::Act, true));
+        assert!(line.starts_with(DIM) && line.contains("[late] * eve hi"), "{line:?}");
+    }
+
+    #[test]
     fn quiet_shows_only_notices_errors_and_answers() {
         let mut out = Output::new(Format::Human { colour: false }, Vec::new()).quiet();
         out.show(&msg("hidden")).unwrap();
