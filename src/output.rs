@@ -430,7 +430,10 @@ mod tests {
         let line = render(Format::Human { colour: false }, past(Speech::Say, false));
         assert_eq!(line, format!("{} [history] <eve> hi ^[\n", clock_of(at)));
         let line = render(Format::Human { colour: true }, past(Speech::Act, true));
-        assert!(line.starts_with(DIM) && line.contains("[late] * eve hi"), "{line:?}");
+        assert!(
+            line.starts_with(DIM) && line.contains("[late] * eve hi"),
+            "{line:?}"
+        );
     }
 
     #[test]

@@ -145,6 +145,9 @@ pub struct Config {
     /// The wall time (unix milliseconds) at the `now` the chat is made with: the chat reads no
     /// clock, and dates what is said from this and the `now` it is passed.
     pub wall: u64,
+    /// The local time's offset from UTC, in seconds, when the node started: guests' history
+    /// lines are dated in local time without the chat reading the time zone.
+    pub utc_offset: i32,
 }
 
 impl Config {
@@ -165,6 +168,7 @@ impl Config {
             known: KnownKeys::new(),
             history: DEFAULT_HISTORY,
             wall: 0,
+            utc_offset: 0,
         }
     }
 }

@@ -233,12 +233,12 @@ impl Chat {
             .last_said(self.cfg.history)
             .into_iter()
             .map(|(at, f)| {
-                let time = crate::output::clock_of(at);
-                match f {
-                    Frame::Me { nick, text, .. } => format!("[{time}] * {nick} {text}"),
-                    Frame::Msg { nick, text, .. } => format!("[{time}] <{nick}> {text}"),
-                    _ => String::new(),
-                }
+                // The line a guest reads for it live (terminal-safe, a guest's `~`), dated.
+                let mut line = Vec::new();
+                protocol::encode_guest(&f, &mut line);
+                let line = String::from_utf8_lossy(&line);
+                let time = protocol::clock(at, self.cfg.utc_offset);
+                format!("[{time}] {}", line.trim_end())
             })
             .collect();
         for line in lines {

@@ -57,8 +57,8 @@ pub(super) struct Peer {
     /// A bundle of signed frames being read: its head and the lines so far (boxed, as the
     /// hello above: it is large, and only peers ever have one).
     pub(super) bundle: Option<Box<Incoming>>,
-    /// A `HIST` head read: the bundle that must follow is history.
-    pub(super) hist: Option<HistHead>,
+    /// A `HIST` head read: the bundle that must follow is history (boxed, as `bundle`).
+    pub(super) hist: Option<Box<HistHead>>,
     /// When it proved its hello: a second connection to its node much later is no crossing.
     pub(super) since: Instant,
 }

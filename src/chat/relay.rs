@@ -133,7 +133,11 @@ impl Seen {
 impl Chat {
     /// A frame from the peer on `conn`, outside a bundle.
     pub(super) fn peer_frame(&mut self, conn: ConnId, frame: Frame) {
-        let hist = self.neighbours.peer_mut(conn).and_then(|p| p.hist.take());
+        let hist = self
+            .neighbours
+            .peer_mut(conn)
+            .and_then(|p| p.hist.take())
+            .map(|h| *h);
         if hist.is_some() && !matches!(frame, Frame::Bundle(_)) {
             return self.drop_conn(conn, "malformed history: no bundle after its head".into());
         }
@@ -154,7 +158,7 @@ impl Chat {
             }
             Frame::HistHead(head) => {
                 if let Some(p) = self.neighbours.peer_mut(conn) {
-                    p.hist = Some(head);
+                    p.hist = Some(Box::new(head));
                 }
             }
             // A flooded frame must come signed: a neighbour sending one bare is not a node

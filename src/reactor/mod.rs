@@ -214,6 +214,7 @@ impl<W: Write> Reactor<W> {
         );
         let now = Instant::now();
         cfg.wall = wall_ms();
+        cfg.utc_offset = chrono::Local::now().offset().local_minus_utc();
         let mut reactor = Reactor {
             resolver: Resolver::new(waker.clone()),
             poll,

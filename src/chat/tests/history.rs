@@ -215,10 +215,12 @@ fn whatever_order_copies_arrive_in_each_message_is_shown_once_and_only_news_is_h
             if let Action::Send { conn, frame } = a {
                 if let Frame::Hist(past) = &**frame {
                     let Past { bundle, head } = &**past;
-                    let ids = bundle.frames.iter().filter_map(Frame::id);
-                    let news = ids
-                        .filter(|id| id.seq >= head.from)
-                        .fold(false, |news, id| handed.insert((*conn, id)) || news);
+                    let mut news = false;
+                    for id in bundle.frames.iter().filter_map(Frame::id) {
+                        if id.seq >= head.from && handed.insert((*conn, id)) {
+                            news = true;
+                        }
+                    }
                     assert!(news, "seed {seed}: handed on with nothing new: {head:?}");
                 }
             }
