@@ -163,8 +163,22 @@ mod tests {
         })
         .unwrap();
         log.event(&Event::Names(Vec::new())).unwrap();
+        log.event(&Event::Past {
+            speech: Speech::Act,
+            from: "eve".into(),
+            text: "waved".into(),
+            at: 1_795_269_852_310,
+            late: true,
+        })
+        .unwrap();
         log.write(Tag::Closed, "chat closed").unwrap();
-        let lines = lines(log);
+        let mut lines = lines(log);
+        let late = lines.remove(3);
+        let said_at = crate::output::clock_of(1_795_269_852_310);
+        assert!(
+            late.ends_with(&format!("[RECEIVED] (late, said at {said_at}) * eve waved")),
+            "{late}"
+        );
         assert_eq!(lines.len(), 4, "{lines:?}");
         for line in &lines {
             // YYYY-MM-DD HH:MM:SS [TAG] text

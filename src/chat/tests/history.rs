@@ -227,3 +227,80 @@ fn whatever_order_copies_arrive_in_each_message_is_shown_once_and_only_news_is_h
         }
     }
 }
+
+#[test]
+fn bad_history_closes_only_the_connection_it_came_on() {
+    let now = Instant::now();
+    let honest = FakeNode::new("honest", 110, Some(6000));
+    let other = FakeNode::new("other", 121, None);
+    let origin = FakeNode::new("origin", 120, None);
+    let head = |key: NodeKey| {
+        line_of(&Frame::HistHead(HistHead {
+            at: 5,
+            from: 0,
+            key,
+        }))
+    };
+    let mut flipped = origin.bundle(vec![origin.msg(2, "said once")]);
+    flipped[1] = flipped[1].replace("said once", "said twice");
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        (
+            "another node's key",
+            [
+                vec![head(other.node_key())],
+                origin.bundle(vec![origin.msg(2, "x")]),
+            ]
+            .concat(),
+        ),
+        (
+            "no bundle after the head",
+            vec![head(origin.node_key()), "PING".into()],
+        ),
+        (
+            "two heads",
+            vec![head(origin.node_key()), head(origin.node_key())],
+        ),
+        (
+            "a bad signature",
+            [vec![head(origin.node_key())], flipped].concat(),
+        ),
+        ("a bad head", vec!["HIST 1 2 3".into()]),
+    ];
+    for (what, lines) in cases {
+        let mut chat = Chat::new(solo("me", Some(5000)), now);
+        honest.connect(&mut chat, 10, accepted(addr(20, 7000)), now);
+        let hostile = FakeNode::new("hostile", 111, Some(6000));
+        hostile.connect(&mut chat, 11, accepted(addr(21, 7000)), now);
+        drain(&mut chat);
+        for line in &lines {
+            chat.handle_line(11, line.as_bytes(), now);
+        }
+        let actions = drain(&mut chat);
+        let closed: Vec<ConnId> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Close { conn, .. } => Some(*conn),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(closed, [11], "{what}: {actions:?}");
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::Show(Event::Past { .. }))),
+            "{what}: nothing shown"
+        );
+        // The honest peer's history is still taken.
+        chat.handle_line(10, head(origin.node_key()).as_bytes(), now);
+        for line in origin.bundle(vec![origin.msg(2, "said once")]) {
+            chat.handle_line(10, line.as_bytes(), now);
+        }
+        let shown = drain(&mut chat);
+        assert!(
+            shown.iter().any(
+                |a| matches!(a, Action::Show(Event::Past { text, .. }) if text == "said once")
+            ),
+            "{what}: {shown:?}"
+        );
+    }
+}
