@@ -7,6 +7,8 @@ use std::io::{self, Write};
 
 use chrono::{Local, SecondsFormat, TimeZone, Utc};
 
+#[cfg(test)]
+use crate::event::Past;
 use crate::event::{Event, Name, Speech};
 use crate::safe::sanitize;
 
@@ -117,22 +119,16 @@ impl<W: Write> Output<W> {
             Event::Me { from, text } => {
                 format!(r#""me","from":{},"text":{}"#, js(from), js(text))
             }
-            Event::Past {
-                speech,
-                from,
-                text,
-                at,
-                late,
-            } => format!(
+            Event::Past(p) => format!(
                 r#""{}","from":{},"text":{},"{}":true,"at":{}"#,
-                match speech {
+                match p.speech {
                     Speech::Say => "message",
                     Speech::Act => "me",
                 },
-                js(from),
-                js(text),
-                if *late { "late" } else { "history" },
-                js(&utc_of(*at))
+                js(&p.from),
+                js(&p.text),
+                p.mark(),
+                js(&utc_of(p.at))
             ),
             Event::Dm { from, to, text } => format!(
                 r#""dm","from":{},"to":{},"text":{}"#,
@@ -197,22 +193,10 @@ impl<W: Write> Output<W> {
             return Ok(());
         }
         let reset = paint(colour, RESET);
-        if let Event::Past {
-            speech,
-            from,
-            text,
-            at,
-            late,
-        } = event
-        {
+        if let Event::Past(p) = event {
             // Dim as a whole, stamped with its own time, and marked in words for a pipe.
-            let mark = if *late { "late" } else { "history" };
-            let (from, text) = (sanitize(from), sanitize(text));
-            let said = match speech {
-                Speech::Say => format!("<{from}> {text}"),
-                Speech::Act => format!("* {from} {text}"),
-            };
-            let (dim, time) = (paint(colour, DIM), clock_of(*at));
+            let said = p.speech.line(&sanitize(&p.from), &sanitize(&p.text));
+            let (dim, time, mark) = (paint(colour, DIM), clock_of(p.at), p.mark());
             return writeln!(self.w, "{dim}{time} [{mark}] {said}{reset}");
         }
         let time = Local::now().format("%H:%M:%S");
@@ -257,7 +241,7 @@ impl<W: Write> Output<W> {
                 let red = paint(colour, RED);
                 writeln!(self.w, "{red}* error: {}{reset}", sanitize(text))
             }
-            Event::Sent { .. } | Event::Past { .. } => Ok(()),
+            Event::Sent { .. } | Event::Past(_) => Ok(()),
         }
     }
 
@@ -405,12 +389,14 @@ mod tests {
     fn history_and_late_lines_carry_their_own_time_and_mark() {
         // 2026-11-21T14:04:12.310Z
         let at = 1_795_269_852_310;
-        let past = |speech, late| Event::Past {
-            speech,
-            from: "eve".into(),
-            text: "hi \x1b".into(),
-            at,
-            late,
+        let past = |speech, late| {
+            Event::Past(Past {
+                speech,
+                from: "eve".into(),
+                text: "hi \x1b".into(),
+                at,
+                late,
+            })
         };
         let v: serde_json::Value =
             serde_json::from_str(&render(Format::Json, past(Speech::Say, true))).unwrap();

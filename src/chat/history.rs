@@ -321,13 +321,13 @@ impl Chat {
         } else {
             self.gone_name(from, nick, head)
         };
-        Some(Event::Past {
+        Some(Event::Past(crate::event::Past {
             speech,
             from,
             text: text.clone(),
             at,
             late,
-        })
+        }))
     }
 
     /// The name of `member`, no longer (or not yet) in the chat, who said something as `nick`.

@@ -85,7 +85,7 @@ pub fn render(event: &Event, time: &str, style: &Style) -> Rendered {
     let (body, source) = body(event, style);
     // Said before it reached us: stamped with its own time.
     let own_time = match event {
-        Event::Past { at, .. } => Some(clock_of(*at)),
+        Event::Past(p) => Some(clock_of(p.at)),
         _ => None,
     };
     let time = own_time.as_deref().unwrap_or(time);
@@ -137,20 +137,13 @@ fn body(event: &Event, style: &Style) -> (Vec<Span>, Source) {
         Event::Me { from, text } => other(from, Speech::Act, text, style),
         Event::Sent { speech, from, text } => (said(OWN, from, *speech, text, false), Source::Own),
         // History and late lines are dim as a whole, never highlighted nor rung: old news.
-        Event::Past {
-            speech,
-            from,
-            text,
-            late,
-            ..
-        } => {
-            let mark = if *late { "(late)" } else { "(history)" };
-            let mut spans = said(DIM, from, *speech, text, false);
+        Event::Past(p) => {
+            let mut spans = said(DIM, &p.from, p.speech, &p.text, false);
             for s in &mut spans {
                 s.paint = DIM;
             }
             spans.push(Span::plain(" "));
-            spans.push(Span::new(DIM, mark));
+            spans.push(Span::new(DIM, &format!("({})", p.mark())));
             (spans, Source::Notice)
         }
         Event::Dm { from, to, text } => dm(from, to, text, style),

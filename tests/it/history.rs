@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use crate::util::{self, Lan, Node, Raw};
+use crate::util::{self, Node, Raw};
 
 /// The chat messages (live and past) `node` showed with `text`.
 fn shown(node: &Node, text: &str) -> Vec<Value> {
@@ -72,21 +72,11 @@ fn a_late_joiner_is_handed_the_last_n_messages_once_in_order_marked_history() {
     }
 }
 
-fn lan_or_skip() -> Option<Lan> {
-    match Lan::new() {
-        Ok(lan) => Some(lan),
-        Err(why) => {
-            util::skip_or_fail(&format!(
-                "cannot create network namespaces ({why}); needs root and iproute2"
-            ));
-            None
-        }
-    }
-}
-
 #[test]
 fn a_split_chain_is_repaired_every_message_once_on_every_node_the_late_ones_marked() {
-    let Some(lan) = lan_or_skip() else { return };
+    let Some(lan) = util::lan_or_skip() else {
+        return;
+    };
     // ana - bia on host a, bia - cai across the cable to host b.
     let timeout = ["--timeout", "2"];
     let mut bia = Node::spawn_in(

@@ -13,7 +13,7 @@ fn shown_as(net: &Net, node: usize, text: &str) -> Vec<Option<bool>> {
         .iter()
         .filter_map(|e| match e {
             Event::Message { text: t, .. } if t == text => Some(None),
-            Event::Past { text: t, late, .. } if t == text => Some(Some(*late)),
+            Event::Past(p) if p.text == text => Some(Some(p.late)),
             _ => None,
         })
         .collect()
@@ -32,9 +32,7 @@ fn a_node_that_joins_is_handed_what_was_said_before_once_and_marked() {
     let past: Vec<(String, String, bool)> = net.shown[2]
         .iter()
         .filter_map(|e| match e {
-            Event::Past {
-                from, text, late, ..
-            } => Some((from.clone(), text.clone(), *late)),
+            Event::Past(p) => Some((p.from.clone(), p.text.clone(), p.late)),
             _ => None,
         })
         .collect();
@@ -45,9 +43,7 @@ fn a_node_that_joins_is_handed_what_was_said_before_once_and_marked() {
     assert!(net.messages(2).is_empty(), "none of it shown as live");
     for node in 0..2 {
         assert!(
-            net.shown[node]
-                .iter()
-                .all(|e| !matches!(e, Event::Past { .. })),
+            net.shown[node].iter().all(|e| !matches!(e, Event::Past(_))),
             "node {node} had it all: {:?}",
             net.shown[node]
         );
@@ -191,7 +187,12 @@ fn whatever_order_copies_arrive_in_each_message_is_shown_once_and_only_news_is_h
         }
         let mut times: HashMap<String, usize> = HashMap::new();
         for a in &actions {
-            if let Action::Show(Event::Message { text, .. } | Event::Past { text, .. }) = a {
+            let text = match a {
+                Action::Show(Event::Message { text, .. }) => Some(text),
+                Action::Show(Event::Past(p)) => Some(&p.text),
+                _ => None,
+            };
+            if let Some(text) = text {
                 *times.entry(text.clone()).or_default() += 1;
             }
             assert!(
@@ -287,7 +288,7 @@ fn bad_history_closes_only_the_connection_it_came_on() {
         assert!(
             !actions
                 .iter()
-                .any(|a| matches!(a, Action::Show(Event::Past { .. }))),
+                .any(|a| matches!(a, Action::Show(Event::Past(_)))),
             "{what}: nothing shown"
         );
         // The honest peer's history is still taken.
@@ -297,9 +298,9 @@ fn bad_history_closes_only_the_connection_it_came_on() {
         }
         let shown = drain(&mut chat);
         assert!(
-            shown.iter().any(
-                |a| matches!(a, Action::Show(Event::Past { text, .. }) if text == "said once")
-            ),
+            shown
+                .iter()
+                .any(|a| matches!(a, Action::Show(Event::Past(p)) if p.text == "said once")),
             "{what}: {shown:?}"
         );
     }

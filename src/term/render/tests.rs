@@ -663,12 +663,14 @@ fn an_action_can_never_read_as_a_notice_even_without_colour() {
 
 #[test]
 fn history_and_late_lines_are_dim_with_their_own_time_and_never_ring() {
-    let past = |late| Event::Past {
-        speech: Speech::Say,
-        from: "bob".into(),
-        text: "ana: earlier".into(),
-        at: 1_795_269_852_310,
-        late,
+    let past = |late| {
+        Event::Past(crate::event::Past {
+            speech: Speech::Say,
+            from: "bob".into(),
+            text: "ana: earlier".into(),
+            at: 1_795_269_852_310,
+            late,
+        })
     };
     let own_time = clock_of(1_795_269_852_310);
     assert_eq!(
