@@ -232,18 +232,20 @@ impl Chat {
             .history
             .last_said(self.cfg.history)
             .into_iter()
-            .map(|(at, f)| {
-                // The line a guest reads for it live (terminal-safe, a guest's `~`), dated.
-                let mut line = Vec::new();
-                protocol::encode_guest(&f, &mut line);
-                let line = String::from_utf8_lossy(&line);
-                let time = protocol::clock(at, self.cfg.utc_offset);
-                format!("[{time}] {}", line.trim_end())
-            })
+            .map(|(at, f)| self.dated_line(at, &f))
             .collect();
         for line in lines {
             self.out.tell(conn, line);
         }
+    }
+
+    /// The line a guest reads for message `f` live (terminal-safe, a guest's `~`), dated `at`.
+    fn dated_line(&self, at: u64, f: &Frame) -> String {
+        let mut line = Vec::new();
+        protocol::encode_guest(f, &mut line);
+        let line = String::from_utf8_lossy(&line);
+        let time = protocol::clock(at, self.cfg.utc_offset);
+        format!("[{time}] {}", line.trim_end())
     }
 
     /// A whole bundle of history came on `conn` (after its `HIST` head): checked against the
@@ -273,6 +275,7 @@ impl Chat {
         let late = self.joined.is_some_and(|joined| at > joined);
         let signed = Rc::new(Signed::assemble(node, &b.head.sig, b.frames, &b.lines));
         let mut fresh: Option<u64> = None;
+        let mut for_guests = Vec::new();
         for frame in &signed.frames {
             let Some(id) = frame.id() else { continue };
             if !matches!(frame, Frame::Msg { .. } | Frame::Me { .. })
@@ -284,6 +287,13 @@ impl Chat {
             fresh = fresh.or(Some(id.seq));
             if let Some(event) = self.past_event(frame, &head, at, late) {
                 self.out.show(event);
+            }
+            for_guests.push(self.dated_line(at, frame));
+        }
+        // Our guests read it too, dated, as they read the history when they came.
+        for guest in self.neighbours.guest_conns() {
+            for line in &for_guests {
+                self.out.tell(guest, line.clone());
             }
         }
         let Some(from) = fresh else {

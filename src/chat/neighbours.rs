@@ -434,6 +434,18 @@ impl Neighbours {
         self.conns.values().any(Neighbour::is_speculative)
     }
 
+    /// Guest connections, in connection order.
+    pub(super) fn guest_conns(&self) -> Vec<ConnId> {
+        let mut guests: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c.kind, Kind::Guest(_)))
+            .map(|(&k, _)| k)
+            .collect();
+        guests.sort_unstable();
+        guests
+    }
+
     /// How many guests there are from address `ip` (see [`source_of`]).
     pub(super) fn guests_from(&self, ip: IpAddr) -> usize {
         self.sources.guests(ip)

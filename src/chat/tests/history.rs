@@ -53,6 +53,8 @@ fn a_node_that_joins_is_handed_what_was_said_before_once_and_marked() {
 #[test]
 fn a_split_chain_is_repaired_each_message_once_the_late_ones_marked() {
     let mut net = chain(3);
+    let guest = net.guest(0);
+    net.guest_says(0, guest, "guest here");
     net.say(0, "before");
     net.tick(Duration::from_secs(1));
     net.unlink(1, 2);
@@ -74,6 +76,17 @@ fn a_split_chain_is_repaired_each_message_once_the_late_ones_marked() {
         shown_as(&net, 1, "left side"),
         [None],
         "live before the repair"
+    );
+    // Node 0's guest reads the late line too, dated, once.
+    let late: Vec<&String> = net
+        .screen(0, guest)
+        .iter()
+        .filter(|l| l.contains("right side"))
+        .collect();
+    assert_eq!(late.len(), 1, "{:?}", net.screen(0, guest));
+    assert!(
+        late[0].starts_with('[') && late[0].ends_with("] <n2> right side"),
+        "{late:?}"
     );
     // After the repair the chat is live again.
     net.say(2, "after");
