@@ -15,7 +15,7 @@ use std::time::Instant;
 use super::neighbours::Incoming;
 use super::{Chat, ConnId, KeyCheck};
 use crate::event::{Event, Speech};
-use crate::protocol::{self, Frame, HistHead, MemberId, NodeId, Past, Signed, GUEST_MARK};
+use crate::protocol::{self, Frame, HistHead, Kept, MemberId, NodeId, Signed, GUEST_MARK};
 
 /// The most bytes of bundles kept as history, whatever `--history` says: a bundle bigger than
 /// this alone is not kept.
@@ -34,7 +34,7 @@ fn speech(bundle: &Signed, from: u64) -> impl Iterator<Item = &Frame> + Clone {
 }
 
 /// How many messages and actions history shows of `past`.
-fn said(past: &Past) -> usize {
+fn said(past: &Kept) -> usize {
     speech(&past.bundle, past.head.from).count()
 }
 
@@ -43,11 +43,11 @@ fn said(past: &Past) -> usize {
 pub(super) struct History {
     /// The most messages kept (`--history`).
     cap: usize,
-    kept: VecDeque<Rc<Past>>,
+    kept: VecDeque<Rc<Kept>>,
     /// Messages and bytes in `kept`.
     said: usize,
     bytes: usize,
-    held: VecDeque<Rc<Past>>,
+    held: VecDeque<Rc<Kept>>,
     held_bytes: usize,
 }
 
@@ -67,7 +67,7 @@ impl History {
     /// oldest while the rest still hold `cap` messages or the bytes are over
     /// [`HISTORY_BYTES`]; the oldest left keeps only its messages among the last `cap` (its
     /// head's `from` moves on: the bundle stays whole, as it was signed).
-    pub(super) fn keep(&mut self, past: Rc<Past>) {
+    pub(super) fn keep(&mut self, past: Rc<Kept>) {
         let (n, size) = (said(&past), past.bundle.wire.len());
         if self.cap == 0 || n == 0 || size > HISTORY_BYTES {
             return;
@@ -99,7 +99,7 @@ impl History {
     }
 
     /// Holds `past`, said while no peer was connected, until one is.
-    pub(super) fn hold(&mut self, past: Rc<Past>) {
+    pub(super) fn hold(&mut self, past: Rc<Kept>) {
         self.held_bytes += past.bundle.wire.len();
         self.held.push_back(past);
         while self.held.len() > HELD_MAX || self.held_bytes > HELD_BYTES {
@@ -118,10 +118,10 @@ impl History {
 
     /// What a peer whose link came up is handed: the kept bundles and the held ones (which
     /// are handed once), each once, in order (see [`in_order`]).
-    pub(super) fn hand_over(&mut self) -> Vec<Rc<Past>> {
+    pub(super) fn hand_over(&mut self) -> Vec<Rc<Kept>> {
         let held = std::mem::take(&mut self.held);
         self.held_bytes = 0;
-        let mut all: Vec<Rc<Past>> = self.kept.iter().cloned().collect();
+        let mut all: Vec<Rc<Kept>> = self.kept.iter().cloned().collect();
         for p in held {
             if !all.iter().any(|k| Rc::ptr_eq(k, &p)) {
                 all.push(p);
@@ -144,7 +144,7 @@ impl History {
 }
 
 /// The first counter in a bundle: its place in its origin's order.
-fn first_seq(p: &Past) -> u64 {
+fn first_seq(p: &Kept) -> u64 {
     p.bundle
         .frames
         .iter()
@@ -157,15 +157,15 @@ fn first_seq(p: &Past) -> u64 {
 /// `all` by time, except that each origin's bundles stay in their origin's order (by counter)
 /// whatever times they carry: a bundle that reached this node after a later one of the same
 /// origin (over another path) takes that one's place.
-pub(super) fn in_order(mut all: Vec<Rc<Past>>) -> Vec<Rc<Past>> {
+pub(super) fn in_order(mut all: Vec<Rc<Kept>>) -> Vec<Rc<Kept>> {
     all.sort_by_key(|p| p.head.at);
     let mut places: HashMap<NodeId, Vec<usize>> = HashMap::new();
     for (i, p) in all.iter().enumerate() {
         places.entry(p.bundle.node).or_default().push(i);
     }
-    let mut out: Vec<Option<Rc<Past>>> = vec![None; all.len()];
+    let mut out: Vec<Option<Rc<Kept>>> = vec![None; all.len()];
     for slots in places.values() {
-        let mut mine: Vec<&Rc<Past>> = slots.iter().map(|&i| &all[i]).collect();
+        let mut mine: Vec<&Rc<Kept>> = slots.iter().map(|&i| &all[i]).collect();
         mine.sort_by_key(|p| first_seq(p));
         for (&slot, p) in slots.iter().zip(mine) {
             out[slot] = Some(p.clone());
@@ -188,7 +188,7 @@ impl Chat {
         let Some(key) = self.origins.node_key(bundle.node) else {
             return;
         };
-        self.history.keep(Rc::new(Past {
+        self.history.keep(Rc::new(Kept {
             head: HistHead { at, from: 0, key },
             bundle: bundle.clone(),
         }));
@@ -197,7 +197,7 @@ impl Chat {
     /// What this node said, signed now: kept as history, and held for the next peer if no
     /// peer is connected (it is told it waits).
     pub(super) fn keep_own(&mut self, bundle: &Rc<Signed>) {
-        let past = Rc::new(Past {
+        let past = Rc::new(Kept {
             head: HistHead {
                 at: self.wall(self.clock),
                 from: 0,
@@ -301,7 +301,7 @@ impl Chat {
         };
         // Handed on from the first message that was news here: its peers had the rest from
         // this node already, or from where this node had them.
-        let past = Rc::new(Past {
+        let past = Rc::new(Kept {
             head: HistHead { at, from, ..head },
             bundle: signed,
         });
@@ -360,7 +360,7 @@ mod tests {
     use crate::protocol::MsgId;
 
     /// A bundle of `n` messages from test node `seed`, counters from `seq`, dated `at`.
-    fn past(seed: u8, seq: u64, n: usize, at: u64) -> Rc<Past> {
+    fn past(seed: u8, seq: u64, n: usize, at: u64) -> Rc<Kept> {
         let key = node_key(seed);
         let node = key.node();
         let frames = (0..n as u64)
@@ -372,7 +372,7 @@ mod tests {
             })
             .collect();
         let bundle = Rc::new(Signed::seal(&signing_key(seed), node, frames));
-        Rc::new(Past {
+        Rc::new(Kept {
             head: HistHead { at, from: 0, key },
             bundle,
         })
@@ -435,7 +435,7 @@ mod tests {
                 text: "x".repeat(protocol::MAX_TEXT),
             })
             .collect();
-        let huge = Rc::new(Past {
+        let huge = Rc::new(Kept {
             head: HistHead {
                 at: 9,
                 from: 0,

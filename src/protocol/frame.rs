@@ -76,7 +76,7 @@ pub struct HistHead {
 
 /// A kept bundle, with its history head: what `HIST` sends.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Past {
+pub struct Kept {
     pub head: HistHead,
     pub bundle: Rc<Signed>,
 }
@@ -207,7 +207,7 @@ pub enum Frame {
     /// The head of a bundle of history, as read; the bundle follows.
     HistHead(HistHead),
     /// A bundle of history to send: its head, then the bundle.
-    Hist(Rc<Past>),
+    Hist(Rc<Kept>),
     /// The peers the sender is connected to, by node and listening address (peer exchange).
     Peers(Vec<(NodeId, SocketAddr)>),
     /// Keepalive: answer with `Pong`.

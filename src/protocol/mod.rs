@@ -25,7 +25,7 @@ pub use addr::{valid_addr, MAX_ADDR};
 pub use decoder::LineDecoder;
 pub use frame::{
     encode, encode_peer, hello_version, parse_frame, parse_hello, BundleHead, Frame, Hello,
-    HistHead, NodeKey, Past, Signed, MAX_BUNDLE_BYTES, MAX_BUNDLE_FRAMES, MAX_PEERS_LISTED,
+    HistHead, Kept, NodeKey, Signed, MAX_BUNDLE_BYTES, MAX_BUNDLE_FRAMES, MAX_PEERS_LISTED,
 };
 pub use guest::{clock, encode_guest, encode_guest_direct, is_guest_text};
 pub use ids::{MemberId, MsgId, NodeId};

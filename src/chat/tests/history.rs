@@ -4,7 +4,7 @@
 //! generator, a chat shows every message exactly once and hands each bundle on at most once.
 
 use super::net::*;
-use crate::protocol::{HistHead, Past};
+use crate::protocol::{HistHead, Kept};
 use crate::test_rng::Rng;
 
 /// What node `node` shows of `text`: each time, as (history or late, late).
@@ -228,7 +228,7 @@ fn whatever_order_copies_arrive_in_each_message_is_shown_once_and_only_news_is_h
         for a in &actions {
             if let Action::Send { conn, frame } = a {
                 if let Frame::Hist(past) = &**frame {
-                    let Past { bundle, head } = &**past;
+                    let Kept { bundle, head } = &**past;
                     let mut news = false;
                     for id in bundle.frames.iter().filter_map(Frame::id) {
                         if id.seq >= head.from && handed.insert((*conn, id)) {
