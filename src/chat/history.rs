@@ -15,13 +15,17 @@ use std::time::Instant;
 use super::neighbours::Incoming;
 use super::{Chat, ConnId, KeyCheck};
 use crate::event::{Event, Speech};
-use crate::protocol::{self, Frame, HistHead, Kept, MemberId, NodeId, Signed, GUEST_MARK};
+use crate::protocol::{
+    self, Frame, HistHead, Kept, MemberId, NodeId, Signed, GUEST_MARK, MAX_BUNDLE_BYTES,
+    MAX_BUNDLE_FRAMES,
+};
 
 /// The most bytes of bundles kept as history, whatever `--history` says: a bundle bigger than
 /// this alone is not kept.
 pub(super) const HISTORY_BYTES: usize = 256 * 1024;
 
-/// The most bundles (and bytes) said while nobody was connected that are held to send later:
+/// The most bundles (and bytes) said while nobody was connected that are held to send later,
+/// and the most messages (and bytes) said while no peer could read them that wait to be signed:
 /// past that, the oldest go.
 pub(super) const HELD_MAX: usize = 1000;
 pub(super) const HELD_BYTES: usize = 256 * 1024;
@@ -49,6 +53,11 @@ pub(super) struct History {
     bytes: usize,
     held: VecDeque<Rc<Kept>>,
     held_bytes: usize,
+    /// What this node said while no peer could read it (only guests, or nobody), with when:
+    /// not signed until a peer comes, as a signature nobody checks is wasted (a hub of
+    /// guests would sign every burst).
+    loose: VecDeque<(u64, Frame)>,
+    loose_bytes: usize,
 }
 
 impl History {
@@ -60,7 +69,45 @@ impl History {
             bytes: 0,
             held: VecDeque::new(),
             held_bytes: 0,
+            loose: VecDeque::new(),
+            loose_bytes: 0,
         }
+    }
+
+    /// Notes `frames`, said at `at` while no peer could read them, unsigned for now.
+    pub(super) fn loosen(&mut self, at: u64, frames: impl Iterator<Item = Frame>) {
+        for f in frames {
+            self.loose_bytes += f.wire_len();
+            self.loose.push_back((at, f));
+        }
+        while self.loose.len() > HELD_MAX || self.loose_bytes > HELD_BYTES {
+            let Some((_, old)) = self.loose.pop_front() else {
+                break;
+            };
+            self.loose_bytes -= old.wire_len();
+        }
+    }
+
+    /// The loose frames, to be signed now, in groups of one time each (a bundle has one) and
+    /// within a bundle's caps.
+    pub(super) fn take_loose(&mut self) -> Vec<(u64, Vec<Frame>)> {
+        self.loose_bytes = 0;
+        let mut groups: Vec<(u64, Vec<Frame>, usize)> = Vec::new();
+        for (at, f) in std::mem::take(&mut self.loose) {
+            let size = f.wire_len();
+            match groups.last_mut() {
+                Some((t, frames, bytes))
+                    if *t == at
+                        && frames.len() < MAX_BUNDLE_FRAMES
+                        && *bytes + size <= MAX_BUNDLE_BYTES =>
+                {
+                    frames.push(f);
+                    *bytes += size;
+                }
+                _ => groups.push((at, vec![f], size)),
+            }
+        }
+        groups.into_iter().map(|(at, f, _)| (at, f)).collect()
     }
 
     /// Keeps `past` (a bundle with at least one message) as the newest, then forgets the
@@ -130,13 +177,23 @@ impl History {
         in_order(all)
     }
 
-    /// The last `n` messages and actions kept, oldest first, each with its bundle's time.
+    /// The last `n` messages and actions kept or loose, oldest first, each with its time.
     pub(super) fn last_said(&self, n: usize) -> Vec<(u64, Frame)> {
-        let mut out: Vec<(u64, Frame)> = Vec::new();
+        let mut kept: VecDeque<(u64, Frame)> = VecDeque::new();
         for p in in_order(self.kept.iter().cloned().collect()) {
             let said = speech(&p.bundle, p.head.from);
-            out.extend(said.map(|f| (p.head.at, f.clone())));
+            kept.extend(said.map(|f| (p.head.at, f.clone())));
         }
+        // Merged by time; each side keeps its own order.
+        let mut loose = self.loose.iter().cloned().peekable();
+        let mut out: Vec<(u64, Frame)> = Vec::new();
+        while let Some((at, _)) = kept.front() {
+            match loose.next_if(|(t, _)| t < at) {
+                Some(l) => out.push(l),
+                None => out.extend(kept.pop_front()),
+            }
+        }
+        out.extend(loose);
         let skip = out.len().saturating_sub(n);
         out.drain(..skip);
         out
@@ -210,7 +267,18 @@ impl Chat {
         }
         self.history.keep(past.clone());
         if !self.neighbours.any_active_peer() {
-            self.history.hold(past);
+            self.hold_if_mine(past);
+        }
+    }
+
+    /// Holds `kept` for the next peer if the local user said something in it: what guests
+    /// said while no peer was there is history like the rest (the last N), not held beyond it.
+    fn hold_if_mine(&mut self, kept: Rc<Kept>) {
+        let me = self.me;
+        let mine = speech(&kept.bundle, 0)
+            .any(|f| matches!(f, Frame::Msg { from, .. } | Frame::Me { from, .. } if *from == me));
+        if mine {
+            self.history.hold(kept);
         }
     }
 
@@ -220,6 +288,32 @@ impl Chat {
     pub(super) fn hand_history(&mut self, conn: ConnId) {
         if self.joined.is_none() {
             self.joined = Some(self.wall(self.clock));
+        }
+        // What was said while no peer could read it is signed now, once: the user's own
+        // lines apart from its guests' (in runs, keeping their order), as only the user's are
+        // held beyond the history.
+        let me = self.me;
+        let mine = |f: &Frame| matches!(f, Frame::Msg { from, .. } | Frame::Me { from, .. } if *from == me);
+        for (at, frames) in self.history.take_loose() {
+            let mut runs: Vec<Vec<Frame>> = Vec::new();
+            for f in frames {
+                match runs.last_mut() {
+                    Some(run) if run.first().is_some_and(|g| mine(g) == mine(&f)) => run.push(f),
+                    _ => runs.push(vec![f]),
+                }
+            }
+            for part in runs {
+                let kept = Rc::new(Kept {
+                    head: HistHead {
+                        at,
+                        from: 0,
+                        key: self.node_key(),
+                    },
+                    bundle: Rc::new(Signed::seal(&self.cfg.key, self.cfg.node, part)),
+                });
+                self.history.keep(kept.clone());
+                self.hold_if_mine(kept);
+            }
         }
         for past in self.history.hand_over() {
             self.out.send(conn, Frame::Hist(past));
@@ -468,6 +562,29 @@ mod tests {
             h.hold(past(1, seq, 1, seq));
         }
         assert_eq!(h.held.len(), HELD_MAX);
+    }
+
+    #[test]
+    fn loose_frames_are_merged_by_time_and_signed_in_groups_of_one_time() {
+        let mut h = History::new(10);
+        h.keep(past(1, 1, 1, 10));
+        h.keep(past(1, 2, 1, 30));
+        let own = |seq: u64| past(2, seq, 1, 0).bundle.frames[0].clone();
+        h.loosen(20, [own(1), own(2)].into_iter());
+        h.loosen(40, [own(3)].into_iter());
+        assert_eq!(texts(&h), ["m1", "m1", "m2", "m2", "m3"]);
+        let times: Vec<u64> = h.last_said(10).iter().map(|(at, _)| *at).collect();
+        assert_eq!(times, [10, 20, 20, 30, 40]);
+        let groups: Vec<(u64, usize)> = h
+            .take_loose()
+            .into_iter()
+            .map(|(at, f)| (at, f.len()))
+            .collect();
+        assert_eq!(groups, [(20, 2), (40, 1)]);
+        assert!(h.take_loose().is_empty(), "taken once");
+        h.loosen(50, (0..2 * MAX_BUNDLE_FRAMES as u64).map(own));
+        let sizes: Vec<usize> = h.take_loose().iter().map(|(_, f)| f.len()).collect();
+        assert_eq!(sizes, [MAX_BUNDLE_FRAMES, MAX_BUNDLE_FRAMES]);
     }
 
     #[test]

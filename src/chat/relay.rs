@@ -505,8 +505,8 @@ impl Chat {
 
     /// Signs what this node said since the last time, in bundles, and sends them to the peers.
     /// Announcements (`JOIN`, `HERE`, `NICK`) go alone, as they are kept and handed to new
-    /// peers; speech is signed always, as it is kept for history (and for the next peer when
-    /// none is connected); the rest only when some peer may read it.
+    /// peers; the rest only when some peer may read it (speech said with none is kept for
+    /// history and the next peer, and signed when one comes).
     pub(super) fn seal(&mut self) {
         let frames = self.out.take_unsealed();
         if frames.is_empty() {
@@ -543,20 +543,22 @@ impl Chat {
         self.seal_batch(batch, peers);
     }
 
-    /// Signs `batch` for the peers (`peers`: some may read it), and what it says for history
-    /// (and for the next peer, if none is connected) whether or not any peer reads it now.
+    /// Signs `batch` for the peers (`peers`: some may read it), kept for history (and held
+    /// for the next peer, if none is connected). With no peer to read it, what it says is kept
+    /// unsigned until one comes.
     fn seal_batch(&mut self, batch: Vec<Frame>, peers: bool) {
-        let speech = batch
-            .iter()
-            .any(|f| matches!(f, Frame::Msg { .. } | Frame::Me { .. }));
-        if batch.is_empty() || !(peers || speech) {
+        if batch.is_empty() {
             return;
+        }
+        if !peers {
+            let speech = batch
+                .into_iter()
+                .filter(|f| matches!(f, Frame::Msg { .. } | Frame::Me { .. }));
+            return self.history.loosen(self.wall(self.clock), speech);
         }
         let signed = Rc::new(Signed::seal(&self.cfg.key, self.cfg.node, batch));
         self.keep_own(&signed);
-        if peers {
-            self.out.for_peers(None, signed);
-        }
+        self.out.for_peers(None, signed);
     }
 
     /// One announcement of ours, signed alone and kept for new peers.

@@ -109,6 +109,32 @@ fn a_node_with_no_history_kept_still_delivers_what_it_said_alone() {
     assert_eq!(shown_as(&net, 1, "anyone?").len(), 1);
 }
 
+#[test]
+fn what_guests_said_with_no_peer_is_history_and_only_the_users_own_is_held_beyond_it() {
+    for history in [100, 0] {
+        let mut cfg = config(0, 0);
+        cfg.history = history;
+        let mut net = Net::new(2);
+        net.nodes[0] = Chat::new(cfg, net.now);
+        let guest = net.guest(0);
+        net.guest_says(0, guest, "guest alone");
+        net.say(0, "user alone");
+        net.tick(Duration::from_secs(1));
+        // A second guest is told both, dated, though nothing was signed yet.
+        let late_guest = net.guest(0);
+        net.guest_says(0, late_guest, "hi");
+        let told = net.screen(0, late_guest).join("\n");
+        let dated = ["] <~guest-1> guest alone", "] <n0> user alone"];
+        for line in dated {
+            assert_eq!(told.contains(line), history > 0, "{history}: {told}");
+        }
+        net.link(0, 1);
+        assert_eq!(shown_as(&net, 1, "user alone"), [Some(false)], "{history}");
+        let guests = usize::from(history > 0);
+        assert_eq!(shown_as(&net, 1, "guest alone").len(), guests, "{history}");
+    }
+}
+
 /// One copy of an origin's bundle, as the generator sends it.
 struct Copy {
     origin: usize,
