@@ -74,12 +74,10 @@ impl History {
         }
     }
 
-    /// Notes `frames`, said at `at` while no peer could read them, unsigned for now.
-    pub(super) fn loosen(&mut self, at: u64, frames: impl Iterator<Item = Frame>) {
-        for f in frames {
-            self.loose_bytes += f.wire_len();
-            self.loose.push_back((at, f));
-        }
+    /// Notes `f`, said at `at` while no peer could read it, unsigned for now.
+    pub(super) fn loosen(&mut self, at: u64, f: Frame) {
+        self.loose_bytes += f.wire_len();
+        self.loose.push_back((at, f));
         while self.loose.len() > HELD_MAX || self.loose_bytes > HELD_BYTES {
             let Some((_, old)) = self.loose.pop_front() else {
                 break;
@@ -570,8 +568,9 @@ mod tests {
         h.keep(past(1, 1, 1, 10));
         h.keep(past(1, 2, 1, 30));
         let own = |seq: u64| past(2, seq, 1, 0).bundle.frames[0].clone();
-        h.loosen(20, [own(1), own(2)].into_iter());
-        h.loosen(40, [own(3)].into_iter());
+        h.loosen(20, own(1));
+        h.loosen(20, own(2));
+        h.loosen(40, own(3));
         assert_eq!(texts(&h), ["m1", "m1", "m2", "m2", "m3"]);
         let times: Vec<u64> = h.last_said(10).iter().map(|(at, _)| *at).collect();
         assert_eq!(times, [10, 20, 20, 30, 40]);
@@ -582,7 +581,9 @@ mod tests {
             .collect();
         assert_eq!(groups, [(20, 2), (40, 1)]);
         assert!(h.take_loose().is_empty(), "taken once");
-        h.loosen(50, (0..2 * MAX_BUNDLE_FRAMES as u64).map(own));
+        for seq in 0..2 * MAX_BUNDLE_FRAMES as u64 {
+            h.loosen(50, own(seq));
+        }
         let sizes: Vec<usize> = h.take_loose().iter().map(|(_, f)| f.len()).collect();
         assert_eq!(sizes, [MAX_BUNDLE_FRAMES, MAX_BUNDLE_FRAMES]);
     }

@@ -513,6 +513,7 @@ impl Chat {
             return;
         }
         let peers = self.neighbours.may_have_peers();
+        let at = self.wall(self.clock);
         let mut batch: Vec<Frame> = Vec::new();
         let mut bytes = 0;
         for f in frames {
@@ -535,26 +536,22 @@ impl Chat {
                 self.seal_announcement(f);
             } else if let Some(conn) = toward {
                 self.seal_toward(conn, f);
-            } else {
+            } else if peers {
                 bytes += size;
                 batch.push(f);
+            } else if matches!(f, Frame::Msg { .. } | Frame::Me { .. }) {
+                // No peer to read it: kept for history and the next peer, unsigned till then.
+                self.history.loosen(at, f);
             }
         }
         self.seal_batch(batch, peers);
     }
 
     /// Signs `batch` for the peers (`peers`: some may read it), kept for history (and held
-    /// for the next peer, if none is connected). With no peer to read it, what it says is kept
-    /// unsigned until one comes.
+    /// for the next peer, if none is connected).
     fn seal_batch(&mut self, batch: Vec<Frame>, peers: bool) {
-        if batch.is_empty() {
+        if batch.is_empty() || !peers {
             return;
-        }
-        if !peers {
-            let speech = batch
-                .into_iter()
-                .filter(|f| matches!(f, Frame::Msg { .. } | Frame::Me { .. }));
-            return self.history.loosen(self.wall(self.clock), speech);
         }
         let signed = Rc::new(Signed::seal(&self.cfg.key, self.cfg.node, batch));
         self.keep_own(&signed);
