@@ -432,16 +432,21 @@ impl Chat {
         }))
     }
 
-    /// The name of `member`, no longer (or not yet) in the chat, who said something as `nick`.
+    /// The name of `member`, no longer (or not yet) in the chat, who said something as `nick`:
+    /// with its tag when someone here goes by that nick or one like it (it is not them), and
+    /// warned about when the nick is remembered with another key.
     fn gone_name(&self, member: MemberId, nick: &str, head: &HistHead) -> String {
-        if member.guest != 0 {
-            return format!("{GUEST_MARK}{nick}");
+        let mark = if member.guest == 0 { "" } else { GUEST_MARK };
+        let mut name = format!("{mark}{nick}");
+        if self.roster.holds_any_case(nick) {
+            name.push_str(&member.tag());
         }
         let fp = protocol::sign::fingerprint(&head.key.key);
-        match self.cfg.known.check(nick, &fp) {
-            KeyCheck::Changed { .. } => format!("{nick} (key changed!)"),
-            _ => nick.to_string(),
+        if member.guest == 0 && matches!(self.cfg.known.check(nick, &fp), KeyCheck::Changed { .. })
+        {
+            name.push_str(" (key changed!)");
         }
+        name
     }
 }
 

@@ -344,3 +344,33 @@ fn bad_history_closes_only_the_connection_it_came_on() {
         );
     }
 }
+
+#[test]
+fn history_under_the_nick_of_someone_here_is_shown_with_its_tag_and_a_warning() {
+    let now = Instant::now();
+    let mut chat = Chat::new(solo("me", Some(5000)), now);
+    let bob = FakeNode::new("bob", 110, Some(6000));
+    bob.connect(&mut chat, 10, accepted(addr(20, 7000)), now);
+    drain(&mut chat);
+    // Another key, under bob's nick (in another script), handed over by bob's link.
+    let other = FakeNode::new("bоb", 120, None);
+    let head = HistHead {
+        at: 5,
+        from: 0,
+        key: other.node_key(),
+    };
+    chat.handle_line(10, line_of(&Frame::HistHead(head)).as_bytes(), now);
+    for line in other.bundle(vec![other.msg(2, "it is me, bob")]) {
+        chat.handle_line(10, line.as_bytes(), now);
+    }
+    let shown: Vec<String> = drain(&mut chat)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Show(Event::Past(p)) => Some(p.from),
+            _ => None,
+        })
+        .collect();
+    // Tagged, and warned about: the nick's look was first seen with bob's key.
+    let tag = other.member().tag();
+    assert_eq!(shown, [format!("bоb{tag} (key changed!)")]);
+}
