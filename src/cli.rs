@@ -91,6 +91,12 @@ pub struct Args {
           value_parser = clap::value_parser!(u16).range(1..))]
     pub max_peers: u16,
 
+    /// Messages kept and handed to nodes and guests that join, or to a part of the chat that
+    /// was cut off and comes back (0: none kept)
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u16).range(0..=10_000))]
+    pub history: u16,
+
     /// Seconds a peer may stay silent (it is pinged first) before it is dropped
     #[arg(long, value_name = "SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]

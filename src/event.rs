@@ -20,6 +20,39 @@ pub enum Speech {
     Act,
 }
 
+impl Speech {
+    /// `<from> text` or `* from text`, as a line of text shows it.
+    pub fn line(self, from: &str, text: &str) -> String {
+        match self {
+            Speech::Say => format!("<{from}> {text}"),
+            Speech::Act => format!("* {from} {text}"),
+        }
+    }
+}
+
+/// A message or action said before it reached this node, at `at` (unix milliseconds, as the
+/// peer that handed it on dated it): history, said before this node was in the chat, or
+/// `late`, said while this node was cut off from the part of the chat it was said in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Past {
+    pub speech: Speech,
+    pub from: String,
+    pub text: String,
+    pub at: u64,
+    pub late: bool,
+}
+
+impl Past {
+    /// `history` or `late`: how it is marked.
+    pub fn mark(&self) -> &'static str {
+        if self.late {
+            "late"
+        } else {
+            "history"
+        }
+    }
+}
+
 /// One line of `/names`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Name {
@@ -93,6 +126,8 @@ pub enum Event {
         addr: Option<String>,
         reason: Option<String>,
     },
+    /// A message or action said before it reached this node (history, or late).
+    Past(Past),
     Names(Vec<Name>),
     /// The local user said this (a message, or an action for `/me`). Not shown in line mode
     /// (the user sees what they typed); shown as a chat line on the interactive terminal.

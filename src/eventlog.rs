@@ -11,7 +11,7 @@ use std::path::Path;
 
 use chrono::Local;
 
-use crate::event::{Event, Speech, UNENCRYPTED_NOTE};
+use crate::event::{Event, UNENCRYPTED_NOTE};
 use crate::safe::sanitize;
 
 /// What kind of event a log line records.
@@ -88,6 +88,14 @@ impl<W: Write> EventLog<W> {
         let (tag, text) = match event {
             Event::Message { from, text } => (Tag::Received, format!("<{from}> {text}")),
             Event::Me { from, text } => (Tag::Received, format!("* {from} {text}")),
+            Event::Past(p) => {
+                let time = crate::output::clock_of(p.at);
+                let said = p.speech.line(&p.from, &p.text);
+                (
+                    Tag::Received,
+                    format!("({}, said at {time}) {said}", p.mark()),
+                )
+            }
             Event::Dm { from, to, text } => (Tag::Dm, format!("{from} -> {to}: {text}")),
             Event::Nick { old, nick } => (Tag::Nick, format!("{old} is now known as {nick}")),
             Event::Join {
@@ -111,13 +119,7 @@ impl<W: Write> EventLog<W> {
                     None => format!("{nick} left"),
                 },
             ),
-            Event::Sent { speech, from, text } => (
-                Tag::Sent,
-                match speech {
-                    Speech::Say => format!("<{from}> {text}"),
-                    Speech::Act => format!("* {from} {text}"),
-                },
-            ),
+            Event::Sent { speech, from, text } => (Tag::Sent, speech.line(from, text)),
             Event::Info(text) => (Tag::Info, text.clone()),
             Event::Error(text) => (Tag::Error, text.clone()),
             Event::Names(_) => return Ok(()),
@@ -129,6 +131,7 @@ impl<W: Write> EventLog<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{Past, Speech};
 
     fn lines(log: EventLog<Vec<u8>>) -> Vec<String> {
         String::from_utf8(log.w)
@@ -155,8 +158,22 @@ mod tests {
         })
         .unwrap();
         log.event(&Event::Names(Vec::new())).unwrap();
+        log.event(&Event::Past(Past {
+            speech: Speech::Act,
+            from: "eve".into(),
+            text: "waved".into(),
+            at: 1_795_269_852_310,
+            late: true,
+        }))
+        .unwrap();
         log.write(Tag::Closed, "chat closed").unwrap();
-        let lines = lines(log);
+        let mut lines = lines(log);
+        let late = lines.remove(3);
+        let said_at = crate::output::clock_of(1_795_269_852_310);
+        assert!(
+            late.ends_with(&format!("[RECEIVED] (late, said at {said_at}) * eve waved")),
+            "{late}"
+        );
         assert_eq!(lines.len(), 4, "{lines:?}");
         for line in &lines {
             // YYYY-MM-DD HH:MM:SS [TAG] text

@@ -254,6 +254,7 @@ fn setup_from(args: &Args, identity: Identity) -> Result<Setup, String> {
         link_keys: None,
         allow_guests: false,
         lan: None,
+        history: usize::from(args.history),
     };
     if listening {
         fit_fd_limit(&mut setup, args.max_conns.is_some());

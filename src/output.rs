@@ -5,9 +5,11 @@
 
 use std::io::{self, Write};
 
-use chrono::{Local, SecondsFormat, Utc};
+use chrono::{Local, SecondsFormat, TimeZone, Utc};
 
-use crate::event::{Event, Name, UNENCRYPTED_NOTE};
+#[cfg(test)]
+use crate::event::Past;
+use crate::event::{Event, Name, Speech, UNENCRYPTED_NOTE};
 use crate::safe::sanitize;
 
 /// How events are written.
@@ -40,6 +42,25 @@ fn nick_colour(nick: &str) -> &'static str {
         .bytes()
         .fold(5381u32, |h, b| h.wrapping_mul(33) ^ u32::from(b));
     NICK_COLOURS[h as usize % NICK_COLOURS.len()]
+}
+
+/// `HH:MM:SS`, local time, of unix milliseconds `ms`.
+pub(crate) fn clock_of(ms: u64) -> String {
+    let ms = i64::try_from(ms).unwrap_or(i64::MAX);
+    Local
+        .timestamp_millis_opt(ms)
+        .single()
+        .map_or_else(|| "--:--:--".into(), |t| t.format("%H:%M:%S").to_string())
+}
+
+/// RFC 3339 in UTC, to the millisecond, of unix milliseconds `ms`.
+fn utc_of(ms: u64) -> String {
+    let ms = i64::try_from(ms).unwrap_or(i64::MAX);
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .map_or_else(String::new, |t| {
+            t.to_rfc3339_opts(SecondsFormat::Millis, true)
+        })
 }
 
 /// A JSON string literal for `s`, escaped by serde_json.
@@ -98,6 +119,17 @@ impl<W: Write> Output<W> {
             Event::Me { from, text } => {
                 format!(r#""me","from":{},"text":{}"#, js(from), js(text))
             }
+            Event::Past(p) => format!(
+                r#""{}","from":{},"text":{},"{}":true,"at":{}"#,
+                match p.speech {
+                    Speech::Say => "message",
+                    Speech::Act => "me",
+                },
+                js(&p.from),
+                js(&p.text),
+                p.mark(),
+                js(&utc_of(p.at))
+            ),
             Event::Dm { from, to, text } => format!(
                 r#""dm","from":{},"to":{},"text":{}"#,
                 js(from),
@@ -172,8 +204,14 @@ impl<W: Write> Output<W> {
             // The user sees what they typed already.
             return Ok(());
         }
-        let time = Local::now().format("%H:%M:%S");
         let reset = paint(colour, RESET);
+        if let Event::Past(p) = event {
+            // Dim as a whole, stamped with its own time, and marked in words for a pipe.
+            let said = p.speech.line(&sanitize(&p.from), &sanitize(&p.text));
+            let (dim, time, mark) = (paint(colour, DIM), clock_of(p.at), p.mark());
+            return writeln!(self.w, "{dim}{time} [{mark}] {said}{reset}");
+        }
+        let time = Local::now().format("%H:%M:%S");
         write!(self.w, "{}{time}{reset} ", paint(colour, DIM))?;
         match event {
             Event::Message { from, text } => {
@@ -219,7 +257,7 @@ impl<W: Write> Output<W> {
                 let red = paint(colour, RED);
                 writeln!(self.w, "{red}* error: {}{reset}", sanitize(text))
             }
-            Event::Sent { .. } => Ok(()),
+            Event::Sent { .. } | Event::Past(_) => Ok(()),
         }
     }
 
@@ -402,6 +440,43 @@ mod tests {
                 }
             ),
             ""
+        );
+    }
+
+    #[test]
+    fn history_and_late_lines_carry_their_own_time_and_mark() {
+        // 2026-11-21T14:04:12.310Z
+        let at = 1_795_269_852_310;
+        let past = |speech, late| {
+            Event::Past(Past {
+                speech,
+                from: "eve".into(),
+                text: "hi \x1b".into(),
+                at,
+                late,
+            })
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&render(Format::Json, past(Speech::Say, true))).unwrap();
+        assert_eq!(
+            (&v["event"], &v["late"], &v["at"], &v["text"]),
+            (
+                &"message".into(),
+                &true.into(),
+                &"2026-11-21T14:04:12.310Z".into(),
+                &"hi \x1b".into()
+            )
+        );
+        assert!(v.get("history").is_none(), "{v}");
+        let v: serde_json::Value =
+            serde_json::from_str(&render(Format::Json, past(Speech::Act, false))).unwrap();
+        assert_eq!((&v["event"], &v["history"]), (&"me".into(), &true.into()));
+        let line = render(Format::Human { colour: false }, past(Speech::Say, false));
+        assert_eq!(line, format!("{} [history] <eve> hi ^[\n", clock_of(at)));
+        let line = render(Format::Human { colour: true }, past(Speech::Act, true));
+        assert!(
+            line.starts_with(DIM) && line.contains("[late] * eve hi"),
+            "{line:?}"
         );
     }
 

@@ -114,6 +114,9 @@ pub struct Mesh {
     pub ports: RangeInclusive<u16>,
 }
 
+/// Messages a node keeps for nodes that join or come back, unless told otherwise.
+pub const DEFAULT_HISTORY: usize = 100;
+
 /// Who this node is and how it finds others.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -140,6 +143,14 @@ pub struct Config {
     /// The node is in a private group (its links are encrypted): guests are shown as
     /// unencrypted.
     pub private: bool,
+    /// Messages kept to hand to nodes that join or come back (`--history`); 0 for none.
+    pub history: usize,
+    /// The wall time (unix milliseconds) at the `now` the chat is made with: the chat reads no
+    /// clock, and dates what is said from this and the `now` it is passed.
+    pub wall: u64,
+    /// The local time's offset from UTC, in seconds, when the node started: guests' history
+    /// lines are dated in local time without the chat reading the time zone.
+    pub utc_offset: i32,
 }
 
 impl Config {
@@ -159,6 +170,9 @@ impl Config {
             max_guests_per_ip: Some(DEFAULT_MAX_GUESTS_PER_IP),
             known: KnownKeys::new(),
             private: false,
+            history: DEFAULT_HISTORY,
+            wall: 0,
+            utc_offset: 0,
         }
     }
 }

@@ -164,6 +164,7 @@ impl Chat {
         for line in WELCOME_COMMANDS {
             self.out.tell(conn, line.to_string());
         }
+        self.hand_guest_history(conn);
     }
 
     /// A command typed by guest `conn` (`member`): answered to it alone. Plain text is the

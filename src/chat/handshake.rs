@@ -274,7 +274,7 @@ impl Chat {
             }
         }
         // Proven just now: its key is known, and any claim that it was lost is void.
-        self.origins.learn(hello.node, hello.key.key, self.clock);
+        self.origins.learn(hello.node, hello.key, self.clock);
         self.origins.clear(hello.node);
         self.origins.touch(hello.node, self.clock);
         if let Some(other) = existing {
@@ -317,6 +317,7 @@ impl Chat {
         if !peers.is_empty() {
             self.out.send(conn, Frame::Peers(peers));
         }
+        self.hand_history(conn);
     }
 
     /// Two connections to the same node: the new one is retired, unless the two crossed (both

@@ -31,6 +31,7 @@ mod flood;
 mod floors;
 mod guests;
 mod handshake;
+mod history;
 mod keepalive;
 mod known;
 mod neighbours;
@@ -48,8 +49,8 @@ use std::rc::Rc;
 use std::time::Instant;
 
 pub use self::api::{
-    Action, Config, ConnId, Link, Mesh, Origin, DEFAULT_MAX_GUESTS_PER_IP, DEFAULT_MAX_PEERS,
-    DEFAULT_PEER_TIMEOUT, HELLO_WAIT, HELLO_WAIT_DIALLED,
+    Action, Config, ConnId, Link, Mesh, Origin, DEFAULT_HISTORY, DEFAULT_MAX_GUESTS_PER_IP,
+    DEFAULT_MAX_PEERS, DEFAULT_PEER_TIMEOUT, HELLO_WAIT, HELLO_WAIT_DIALLED,
 };
 pub use self::commands::{is_leave_command, Command, COMMANDS, HELP_LINES};
 pub use self::flood::{RateLimit, DEFAULT_GUEST_RATE};
@@ -61,6 +62,7 @@ use crate::timers::Timers;
 
 use self::discovery::Discovery;
 use self::handshake::{Lost, Orphans};
+use self::history::History;
 use self::keepalive::Check;
 use self::neighbours::{Kind, Neighbour, Neighbours, PeerState, Voice};
 use self::origins::Origins;
@@ -115,6 +117,13 @@ pub struct Chat {
     quitting: bool,
     /// The one queue of actions: their order is what users see.
     out: Outbox,
+    /// The last messages, and what was said while no peer was connected.
+    history: History,
+    /// The `now` the chat was made with, when the wall time was `cfg.wall`.
+    started: Instant,
+    /// The wall time this node's first peer link came up: what peers hand over from before
+    /// it is history, what was said after it (while this node was cut off) is late.
+    joined: Option<u64>,
 }
 
 impl Chat {
@@ -141,6 +150,9 @@ impl Chat {
             timers,
             quitting: false,
             out: Outbox::default(),
+            history: History::new(cfg.history),
+            started: now,
+            joined: None,
             cfg,
         };
         // Our own announcement, signed once and handed to every new peer.
@@ -152,7 +164,7 @@ impl Chat {
             key: Some(chat.node_key()),
         };
         chat.out.originate(None, join);
-        let own = chat.cfg.key.verifying_key();
+        let own = chat.node_key();
         chat.origins.learn(chat.cfg.node, own, now);
         chat.learn_key(chat.me);
         chat.seal();

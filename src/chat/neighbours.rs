@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::flood::{Bucket, RateLimit, Shared};
 use super::keepalive::Keepalive;
 use super::{ConnId, Origin};
-use crate::protocol::{BundleHead, Frame, Hello, MemberId, NodeId};
+use crate::protocol::{BundleHead, Frame, Hello, HistHead, MemberId, NodeId};
 
 /// Hashes a connection id with one multiplication: the ids are ours (slab keys), so SipHash's
 /// defence against chosen keys buys nothing on this per-message lookup.
@@ -57,6 +57,8 @@ pub(super) struct Peer {
     /// A bundle of signed frames being read: its head and the lines so far (boxed, as the
     /// hello above: it is large, and only peers ever have one).
     pub(super) bundle: Option<Box<Incoming>>,
+    /// A `HIST` head read: the bundle that must follow is history (boxed, as `bundle`).
+    pub(super) hist: Option<Box<HistHead>>,
     /// When it proved its hello: a second connection to its node much later is no crossing.
     pub(super) since: Instant,
 }
@@ -68,6 +70,8 @@ pub(super) struct Incoming {
     /// The frame lines as they came, each with its `\n`: what the signature covers.
     pub(super) lines: Vec<u8>,
     pub(super) frames: Vec<Frame>,
+    /// Its `HIST` head, when the bundle is history.
+    pub(super) hist: Option<HistHead>,
 }
 
 impl Peer {
@@ -85,6 +89,7 @@ impl Peer {
             listen,
             alive: Keepalive::new(now),
             bundle: None,
+            hist: None,
             since: now,
         }
     }
@@ -442,6 +447,18 @@ impl Neighbours {
         self.conns.values().any(Neighbour::is_speculative)
     }
 
+    /// Guest connections, in connection order.
+    pub(super) fn guest_conns(&self) -> Vec<ConnId> {
+        let mut guests: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c.kind, Kind::Guest(_)))
+            .map(|(&k, _)| k)
+            .collect();
+        guests.sort_unstable();
+        guests
+    }
+
     /// How many guests there are from address `ip` (see [`source_of`]).
     pub(super) fn guests_from(&self, ip: IpAddr) -> usize {
         self.sources.guests(ip)
@@ -489,6 +506,7 @@ mod tests {
             listen,
             alive: Keepalive::new(Instant::now()),
             bundle: None,
+            hist: None,
             since: Instant::now(),
         })
     }

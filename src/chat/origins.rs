@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::VerifyingKey;
 
-use crate::protocol::NodeId;
+use crate::protocol::{NodeId, NodeKey};
 
 /// Nodes whose keys are kept at most (as many as members the roster keeps).
 pub(super) const MAX_ORIGINS: usize = 100_000;
@@ -27,7 +27,9 @@ pub(super) const SILENT_MAX: Duration = Duration::from_secs(180);
 /// One origin node.
 #[derive(Debug)]
 struct Origin {
-    key: VerifyingKey,
+    /// Its key and run: the run is kept to hand its bundles on as history (`HIST`), which
+    /// names both so that a node that never heard of it can check them.
+    key: NodeKey,
     /// The highest message counter seen from it.
     seq: u64,
     heard: Instant,
@@ -60,11 +62,16 @@ pub(super) struct Origins {
 impl Origins {
     /// The key of `node`, if known.
     pub(super) fn key(&self, node: NodeId) -> Option<&VerifyingKey> {
-        self.nodes.get(&node).map(|o| &o.key)
+        self.nodes.get(&node).map(|o| &o.key.key)
+    }
+
+    /// The key and run of `node`, if known.
+    pub(super) fn node_key(&self, node: NodeId) -> Option<NodeKey> {
+        self.nodes.get(&node).map(|o| o.key)
     }
 
     /// Learns `node`'s key (its id was checked against it). False when the table is full.
-    pub(super) fn learn(&mut self, node: NodeId, key: VerifyingKey, now: Instant) -> bool {
+    pub(super) fn learn(&mut self, node: NodeId, key: NodeKey, now: Instant) -> bool {
         if self.nodes.len() >= MAX_ORIGINS && !self.nodes.contains_key(&node) {
             return false;
         }
@@ -163,8 +170,11 @@ mod tests {
     use super::*;
     use ed25519_dalek::SigningKey;
 
-    fn key(seed: u8) -> VerifyingKey {
-        SigningKey::from_bytes(&[seed; 32]).verifying_key()
+    fn key(seed: u8) -> NodeKey {
+        NodeKey {
+            key: SigningKey::from_bytes(&[seed; 32]).verifying_key(),
+            run: [seed; 8],
+        }
     }
 
     #[test]

@@ -54,16 +54,16 @@ fn bundle_rule(node: NodeId, frame: &Frame) -> Result<(), &'static str> {
 
 /// The key a bundle from `node` announces for `node` itself (its `JOIN` or `HERE`), whose id
 /// the parser already checked against the key.
-fn announced_key(node: NodeId, frames: &[Frame]) -> Option<ed25519_dalek::VerifyingKey> {
+fn announced_key(node: NodeId, frames: &[Frame]) -> Option<NodeKey> {
     frames.iter().find_map(|f| match f {
         Frame::Join {
             member,
-            key: Some(NodeKey { key, .. }),
+            key: Some(key),
             ..
         }
         | Frame::Here {
             member,
-            key: Some(NodeKey { key, .. }),
+            key: Some(key),
             ..
         } if *member == MemberId::node(node) => Some(*key),
         _ => None,
@@ -105,14 +105,14 @@ impl Seen {
 
     /// Forgets the ids past their age by `now`, raising their nodes' floors: so [`Seen::old`]
     /// answers for `now`.
-    fn expire(&mut self, now: Instant) {
+    pub(super) fn expire(&mut self, now: Instant) {
         let floors = &mut self.floors;
         self.ids.expire(now, |id| floors.raise(id.node, id.seq));
     }
 
     /// True the first time `id` is seen, unless it is at or below its node's floor (seen
     /// before and forgotten: a replay).
-    fn first_time(&mut self, id: MsgId, now: Instant) -> bool {
+    pub(super) fn first_time(&mut self, id: MsgId, now: Instant) -> bool {
         self.expire(now);
         if self.floors.below(id.node, id.seq) {
             return false;
@@ -125,7 +125,7 @@ impl Seen {
     /// True if `id` was seen lately, or before and forgotten. Answers for the last
     /// [`Seen::expire`] or [`Seen::first_time`]: an id past its age but not yet forgotten counts
     /// as not seen.
-    fn old(&self, id: MsgId, now: Instant) -> bool {
+    pub(super) fn old(&self, id: MsgId, now: Instant) -> bool {
         self.ids.contains(&id, now) || self.floors.below(id.node, id.seq)
     }
 }
@@ -133,6 +133,14 @@ impl Seen {
 impl Chat {
     /// A frame from the peer on `conn`, outside a bundle.
     pub(super) fn peer_frame(&mut self, conn: ConnId, frame: Frame) {
+        let hist = self
+            .neighbours
+            .peer_mut(conn)
+            .and_then(|p| p.hist.take())
+            .map(|h| *h);
+        if hist.is_some() && !matches!(frame, Frame::Bundle(_)) {
+            return self.drop_conn(conn, "malformed history: no bundle after its head".into());
+        }
         match frame {
             Frame::Ping => self.out.send(conn, Frame::Pong),
             Frame::Pong | Frame::Hello(_) | Frame::Unknown(_) | Frame::Proof(_) => {}
@@ -144,7 +152,13 @@ impl Chat {
                         head,
                         lines: Vec::new(),
                         frames: Vec::new(),
+                        hist,
                     }));
+                }
+            }
+            Frame::HistHead(head) => {
+                if let Some(p) = self.neighbours.peer_mut(conn) {
+                    p.hist = Some(Box::new(head));
                 }
             }
             // A flooded frame must come signed: a neighbour sending one bare is not a node
@@ -183,7 +197,10 @@ impl Chat {
 
     /// A whole bundle came on `conn`: checked once (unless every frame in it was seen), then
     /// each new frame is handled, and the bundle is passed on as it came if any frame was.
-    fn bundle_done(&mut self, conn: ConnId, b: Incoming) {
+    fn bundle_done(&mut self, conn: ConnId, mut b: Incoming) {
+        if let Some(head) = b.hist.take() {
+            return self.history_done(conn, head, b);
+        }
         let node = b.head.node;
         let now = self.clock;
         self.seen.expire(now);
@@ -199,8 +216,7 @@ impl Chat {
         }
         let Some(key) = self
             .origins
-            .key(node)
-            .copied()
+            .node_key(node)
             .or_else(|| announced_key(node, &b.frames))
         else {
             // We do not know who signed it (its announcement never reached us): not passed on
@@ -208,7 +224,7 @@ impl Chat {
             log::debug!("bundle from unknown node {node:016x} dropped");
             return;
         };
-        if !protocol::sign::verify_frames(&key, node, &b.lines, &b.head.sig) {
+        if !protocol::sign::verify_frames(&key.key, node, &b.lines, &b.head.sig) {
             return self.drop_conn(conn, format!("bad signature on frames from {node:016x}"));
         }
         if !self.origins.learn(node, key, now) {
@@ -227,16 +243,20 @@ impl Chat {
             self.roster.found(&MemberId::node(node));
         }
         let signed = Rc::new(Signed::assemble(node, &b.head.sig, b.frames, &b.lines));
-        let (mut forward, mut never) = (false, false);
+        let (mut forward, mut never, mut speech) = (false, false, false);
         for frame in &signed.frames {
             let Some(id) = frame.id() else { continue };
             if self.seen.first_time(id, now) {
+                speech |= matches!(frame, Frame::Msg { .. } | Frame::Me { .. });
                 match self.flooded_frame(conn, frame, &signed) {
                     Forward::Yes => forward = true,
                     Forward::No => {}
                     Forward::Never => never = true,
                 }
             }
+        }
+        if speech {
+            self.keep_history(&signed, self.wall(now));
         }
         if forward && !never {
             // A sealed DM whose recipient's node is a neighbour goes to it alone.
@@ -485,13 +505,15 @@ impl Chat {
 
     /// Signs what this node said since the last time, in bundles, and sends them to the peers.
     /// Announcements (`JOIN`, `HERE`, `NICK`) go alone, as they are kept and handed to new
-    /// peers; speech is signed only when some peer may read it.
+    /// peers; the rest only when some peer may read it (speech said with none is kept for
+    /// history and the next peer, and signed when one comes).
     pub(super) fn seal(&mut self) {
         let frames = self.out.take_unsealed();
         if frames.is_empty() {
             return;
         }
         let peers = self.neighbours.may_have_peers();
+        let at = self.wall(self.clock);
         let mut batch: Vec<Frame> = Vec::new();
         let mut bytes = 0;
         for f in frames {
@@ -517,16 +539,23 @@ impl Chat {
             } else if peers {
                 bytes += size;
                 batch.push(f);
+            } else if matches!(f, Frame::Msg { .. } | Frame::Me { .. }) {
+                // No peer to read it: kept for history and the next peer, unsigned till then.
+                self.history.loosen(at, f);
             }
         }
         self.seal_batch(batch, peers);
     }
 
+    /// Signs `batch` for the peers (`peers`: some may read it), kept for history (and held
+    /// for the next peer, if none is connected).
     fn seal_batch(&mut self, batch: Vec<Frame>, peers: bool) {
-        if !batch.is_empty() && peers {
-            let signed = Signed::seal(&self.cfg.key, self.cfg.node, batch);
-            self.out.for_peers(None, Rc::new(signed));
+        if batch.is_empty() || !peers {
+            return;
         }
+        let signed = Rc::new(Signed::seal(&self.cfg.key, self.cfg.node, batch));
+        self.keep_own(&signed);
+        self.out.for_peers(None, signed);
     }
 
     /// One announcement of ours, signed alone and kept for new peers.

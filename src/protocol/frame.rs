@@ -60,6 +60,27 @@ pub struct BundleHead {
 pub const MAX_BUNDLE_FRAMES: usize = 64;
 pub const MAX_BUNDLE_BYTES: usize = 256 * 1024;
 
+/// The head of a bundle of history: `HIST <at> <from> <key> <run>`, followed by one signed
+/// bundle (its `SIGNED` head and frame lines) that the sender kept, for a peer that may have
+/// missed it. `at` is when the sender first had the bundle (unix milliseconds, its own clock):
+/// shown, never trusted (it is not signed). `from` is the first counter of the bundle that is
+/// history: the sender keeps the last messages, and a bundle may hold older ones too. `key`
+/// and `run` are the bundle's origin's, so that a bundle of a node the receiver never heard of
+/// (gone before it came) can still be checked: they must give the bundle's node id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistHead {
+    pub at: u64,
+    pub from: u64,
+    pub key: NodeKey,
+}
+
+/// A kept bundle, with its history head: what `HIST` sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kept {
+    pub head: HistHead,
+    pub bundle: Rc<Signed>,
+}
+
 /// Flooded frames as they travel between peers: signed by their origin, and passed on as the
 /// very bytes the origin sent (`wire`), so every node can check the signature.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -183,6 +204,10 @@ pub enum Frame {
     Bundle(BundleHead),
     /// A bundle of signed frames to send.
     Signed(Rc<Signed>),
+    /// The head of a bundle of history, as read; the bundle follows.
+    HistHead(HistHead),
+    /// A bundle of history to send: its head, then the bundle.
+    Hist(Rc<Kept>),
     /// The peers the sender is connected to, by node and listening address (peer exchange).
     Peers(Vec<(NodeId, SocketAddr)>),
     /// Keepalive: answer with `Pong`.
@@ -291,6 +316,13 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             out.extend_from_slice(&b.wire);
             return;
         }
+        Frame::HistHead(h) => write_hist(&mut s, h),
+        Frame::Hist(p) => {
+            let _ = write_hist(&mut s, &p.head);
+            out.push(b'\n');
+            out.extend_from_slice(&p.bundle.wire);
+            return;
+        }
         flooded => write_flooded(&mut s, flooded),
     };
     out.push(b'\n');
@@ -320,6 +352,17 @@ fn write_hello(s: &mut Appender<'_>, h: &Hello) -> fmt::Result {
         sign::to_hex(h.key.key.as_bytes()),
         sign::to_hex(&h.key.run),
         sign::to_hex(&h.nonce)
+    )
+}
+
+fn write_hist(s: &mut Appender<'_>, h: &HistHead) -> fmt::Result {
+    write!(
+        s,
+        "HIST {} {} {} {}",
+        h.at,
+        h.from,
+        sign::to_hex(h.key.key.as_bytes()),
+        sign::to_hex(&h.key.run)
     )
 }
 
@@ -453,6 +496,7 @@ pub fn parse_frame(line: &str) -> Result<Frame, ProtocolError> {
             .map(Frame::Proof)
             .ok_or(Malformed("bad proof")),
         "SIGNED" => parse_bundle_head(rest),
+        "HIST" => parse_hist_head(rest),
         // A kind from a later version: taken, and ignored.
         _ if !verb.is_empty() && verb.bytes().all(|b| b.is_ascii_uppercase()) => {
             Ok(Frame::Unknown(line.to_string()))
@@ -476,6 +520,29 @@ fn parse_bundle_head(rest: &str) -> Result<Frame, ProtocolError> {
             Ok(Frame::Bundle(BundleHead { node, count, sig }))
         }
         _ => Err(Malformed("bad bundle head")),
+    }
+}
+
+/// `HIST <at> <from> <key> <run>`: a time and a counter in decimal digits, the origin's key
+/// and run in hex.
+fn parse_hist_head(rest: &str) -> Result<Frame, ProtocolError> {
+    let mut words = rest.split(' ');
+    let mut number = || {
+        words
+            .next()
+            .filter(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|w| w.parse::<u64>().ok())
+    };
+    let (at, from) = (number(), number());
+    let key = words.next().and_then(sign::parse_key);
+    let run = words.next().and_then(sign::from_hex::<8>);
+    match (at, from, key, run, words.next()) {
+        (Some(at), Some(from), Some(key), Some(run), None) => Ok(Frame::HistHead(HistHead {
+            at,
+            from,
+            key: NodeKey { key, run },
+        })),
+        _ => Err(Malformed("bad history head")),
     }
 }
 
@@ -818,6 +885,11 @@ mod tests {
                 (u64::MAX, "[::1]:6000".parse().unwrap()),
             ]),
             Frame::Peers(vec![]),
+            Frame::HistHead(HistHead {
+                at: 1_700_000_000_123,
+                from: 7,
+                key: k,
+            }),
             Frame::Ping,
             Frame::Pong,
             Frame::Close("duplicate connection".into()),
@@ -889,25 +961,25 @@ mod tests {
         let mut buf = Vec::new();
         encode(&Frame::Hello(h.clone()), &mut buf);
         let line = format!(
-            "peerchat/3 hello from alice (node={node} listen=5000 key={key} run={run} nonce={nonce})"
+            "peerchat/4 hello from alice (node={node} listen=5000 key={key} run={run} nonce={nonce})"
         );
         assert_eq!(String::from_utf8(buf).unwrap(), format!("{line}\n"));
         assert_eq!(parse_hello(&line), Some(h.clone()));
         // A minor version and unknown fields are room for later versions.
         let later = line
-            .replace("peerchat/3 ", "peerchat/3.1 ")
+            .replace("peerchat/4 ", "peerchat/4.1 ")
             .replace(" listen=", " x=y listen=");
         assert_eq!(parse_hello(&later), Some(h));
         let other_node = format!("{:016x}", node_key(2).node());
         for other in [
             "hello".to_string(),
             "bob: hi ".to_string(),
-            // Version 1 (no key), version 2 (plain DMs) and a later major version are not
+            // Version 1 (no key), version 3 (no history) and a later major version are not
             // hellos of ours.
             format!("peerchat/1 hello from alice (node={node} listen=5000)"),
-            line.replace("peerchat/3 ", "peerchat/2 "),
-            line.replace("peerchat/3 ", "peerchat/4 "),
-            "peerchat/3 hello from alice".to_string(),
+            line.replace("peerchat/4 ", "peerchat/3 "),
+            line.replace("peerchat/4 ", "peerchat/5 "),
+            "peerchat/4 hello from alice".to_string(),
             line.replace(&format!(" key={key}"), ""),
             line.replace(&format!(" run={run}"), ""),
             line.replace(&format!(" nonce={nonce}"), ""),
@@ -921,8 +993,8 @@ mod tests {
             assert_eq!(parse_hello(&other), None, "{other}");
         }
         assert_eq!(
-            hello_version(&line.replace("peerchat/3 ", "peerchat/2 ")),
-            Some(2)
+            hello_version(&line.replace("peerchat/4 ", "peerchat/3 ")),
+            Some(3)
         );
         assert_eq!(hello_version("peerchat/7.1 hello from x"), Some(7));
         assert_eq!(hello_version("peerchat/1 goodbye"), None);
@@ -963,6 +1035,13 @@ mod tests {
             format!("SIGNED {node} 1 {sig} more"),
             format!("PROOF {}", &sig[2..]),
             format!("PROOF {}", sig.to_uppercase()),
+            format!("HIST 12 1 {key}"),
+            format!("HIST 12 {key} {run}"),
+            format!("HIST -1 1 {key} {run}"),
+            format!("HIST 1 +1 {key} {run}"),
+            format!("HIST 99999999999999999999 1 {key} {run}"),
+            format!("HIST 1 1 {key} {run} extra"),
+            format!("HIST 1 1 {run} {key}"),
         ];
         let fixed = [
             "",

@@ -20,6 +20,14 @@ fn push_line(out: &mut Vec<u8>, pieces: &[Piece<'_>]) {
     out.push(b'\n');
 }
 
+/// `HH:MM:SS` of unix milliseconds `ms`, `offset` seconds east of UTC: the time a guest's
+/// history line is dated with.
+pub fn clock(ms: u64, offset: i32) -> String {
+    let secs = (ms / 1000) as i64 + i64::from(offset);
+    let day = secs.rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02}", day / 3600, day / 60 % 60, day % 60)
+}
+
 /// Part of a guest line: our own words, or a peer's, which are made terminal-safe.
 enum Piece<'a> {
     Plain(&'a str),
@@ -120,6 +128,8 @@ pub fn encode_guest(frame: &Frame, out: &mut Vec<u8>) -> bool {
         | Frame::Proof(_)
         | Frame::Bundle(_)
         | Frame::Signed(_)
+        | Frame::HistHead(_)
+        | Frame::Hist(_)
         | Frame::Dm { .. }
         | Frame::Sdm { .. }
         | Frame::Peers(_)
@@ -165,6 +175,16 @@ pub fn is_guest_text(line: &str) -> bool {
 mod tests {
     use super::*;
     use crate::protocol::testing::{id, m};
+
+    #[test]
+    fn a_clock_is_the_time_of_day_at_the_offset() {
+        // 2026-11-21T14:04:12.310Z
+        let at = 1_795_269_852_310;
+        assert_eq!(clock(at, 0), "14:04:12");
+        assert_eq!(clock(at, -3 * 3600), "11:04:12");
+        assert_eq!(clock(at, 10 * 3600 + 1800), "00:34:12", "past midnight");
+        assert_eq!(clock(0, -60), "23:59:00", "before the epoch's midnight");
+    }
 
     #[test]
     fn guest_lines_are_plain_and_safe() {

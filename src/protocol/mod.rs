@@ -27,14 +27,14 @@ pub use addr::{valid_addr, MAX_ADDR};
 pub use decoder::LineDecoder;
 pub use frame::{
     encode, encode_peer, hello_version, parse_frame, parse_hello, BundleHead, Frame, Hello,
-    NodeKey, Signed, MAX_BUNDLE_BYTES, MAX_BUNDLE_FRAMES, MAX_PEERS_LISTED,
+    HistHead, Kept, NodeKey, Signed, MAX_BUNDLE_BYTES, MAX_BUNDLE_FRAMES, MAX_PEERS_LISTED,
 };
-pub use guest::{encode_guest, encode_guest_direct, is_guest_text};
+pub use guest::{clock, encode_guest, encode_guest_direct, is_guest_text};
 pub use ids::{MemberId, MsgId, NodeId};
 pub use nick::{check_nick, skeleton_key, NickError, GUEST_MARK};
 
 /// The protocol version this build speaks. A hello with another major version is not a hello.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// Hard cap on one line, without its `\n`. A longer line closes the connection that sent it.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -118,16 +118,16 @@ pub fn split_text(text: &str, max: usize) -> impl Iterator<Item = &str> {
 
 /// Small builders shared by the rooms' tests.
 #[cfg(test)]
-mod testing {
+pub(crate) mod testing {
     use super::{MemberId, MsgId, NodeKey};
 
     /// The test key made from `seed` (the same bytes each run).
-    pub(super) fn signing_key(seed: u8) -> ed25519_dalek::SigningKey {
+    pub(crate) fn signing_key(seed: u8) -> ed25519_dalek::SigningKey {
         ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
     }
 
     /// The public key and a run of the test key `seed`: the node id is `node_key(seed).node()`.
-    pub(super) fn node_key(seed: u8) -> NodeKey {
+    pub(crate) fn node_key(seed: u8) -> NodeKey {
         NodeKey {
             key: signing_key(seed).verifying_key(),
             run: [seed; 8],

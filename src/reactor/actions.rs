@@ -143,9 +143,10 @@ impl<W: Write> Reactor<W> {
         }
     }
 
-    /// The user's own message or action reaches nobody: said once until someone connects in
-    /// line mode (not once per line of a pipe, and only for messages, as ever); on the
-    /// terminal, where the typed line is gone from the prompt, for every line, with its text.
+    /// The user's own message or action reaches nobody now (the chat holds it for the next
+    /// peer): said once until someone connects in line mode (not once per line of a pipe, and
+    /// only for messages, as ever); on the terminal, where the typed line is gone from the
+    /// prompt, for every line, with its text.
     fn tell_if_nobody(&mut self, frame: &Frame) {
         let terminal = self.screen.is_terminal();
         let said = match frame {
@@ -164,11 +165,13 @@ impl<W: Write> Reactor<W> {
         }
         if terminal {
             self.show(&Event::Info(format!(
-                "not sent (nobody is connected): {said}"
+                "waiting to be sent (nobody is connected): {said}"
             )));
         } else {
             self.told_nobody = true;
-            self.show(&Event::Info("nobody is connected; not sent".into()));
+            self.show(&Event::Info(
+                "nobody is connected; what you say waits to be sent until a peer connects".into(),
+            ));
         }
     }
 

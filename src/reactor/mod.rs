@@ -218,11 +218,14 @@ impl<W: Write> Reactor<W> {
         cfg.peer_timeout = setup.peer_timeout;
         cfg.guest_rate = setup.guest_rate;
         cfg.max_guests_per_ip = setup.max_guests_per_ip;
+        cfg.history = setup.history;
         let redial = Redial::new(
             setup.reconnect && listen_port.is_none(),
             setup.dials.clone(),
         );
         let now = Instant::now();
+        cfg.wall = wall_ms();
+        cfg.utc_offset = chrono::Local::now().offset().local_minus_utc();
         let mut reactor = Reactor {
             resolver: Resolver::new(waker.clone()),
             poll,
@@ -608,3 +611,11 @@ impl<W: Write> Reactor<W> {
 
 #[cfg(test)]
 mod tests;
+
+/// The wall time now, in unix milliseconds: read once, when the chat is made (it dates what is
+/// said from this and the monotonic `now` it is passed afterwards).
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

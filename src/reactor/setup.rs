@@ -77,6 +77,8 @@ pub struct Setup {
     pub allow_guests: bool,
     /// `--lan`: send and hear LAN beacons. `None`: no UDP socket at all.
     pub lan: Option<super::LanSetup>,
+    /// Messages kept for nodes and guests that join or come back (`--history`); 0 for none.
+    pub history: usize,
 }
 
 impl Setup {
@@ -101,6 +103,7 @@ impl Setup {
             guest_rate: Some(chat::RateLimit::per_second(chat::DEFAULT_GUEST_RATE)),
             max_guests_per_ip: Some(chat::DEFAULT_MAX_GUESTS_PER_IP),
             reconnect: false,
+            history: chat::DEFAULT_HISTORY,
             key: SigningKey::generate(&mut rand_core::OsRng),
             known: KnownKeys::new(),
             known_path: None,

@@ -11,7 +11,7 @@
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use crate::event::{Event, Speech, UNENCRYPTED_NOTE};
-use crate::output::names_list;
+use crate::output::{clock_of, names_list};
 use crate::safe::sanitize;
 
 /// When the bell rings (`--bell`).
@@ -83,6 +83,12 @@ const PALETTE: [&str; 12] = [
 /// starts with `time`, every other one with a hanging indent of spaces.
 pub fn render(event: &Event, time: &str, style: &Style) -> Rendered {
     let (body, source) = body(event, style);
+    // Said before it reached us: stamped with its own time.
+    let own_time = match event {
+        Event::Past(p) => Some(clock_of(p.at)),
+        _ => None,
+    };
+    let time = own_time.as_deref().unwrap_or(time);
     let mut spans = vec![Span::new(DIM, time), Span::plain(" ")];
     if source == (Source::Other { highlight: true }) {
         spans.push(Span::new(REVERSE, MARK));
@@ -130,6 +136,16 @@ fn body(event: &Event, style: &Style) -> (Vec<Span>, Source) {
         Event::Message { from, text } => other(from, Speech::Say, text, style),
         Event::Me { from, text } => other(from, Speech::Act, text, style),
         Event::Sent { speech, from, text } => (said(OWN, from, *speech, text, false), Source::Own),
+        // History and late lines are dim as a whole, never highlighted nor rung: old news.
+        Event::Past(p) => {
+            let mut spans = said(DIM, &p.from, p.speech, &p.text, false);
+            for s in &mut spans {
+                s.paint = DIM;
+            }
+            spans.push(Span::plain(" "));
+            spans.push(Span::new(DIM, &format!("({})", p.mark())));
+            (spans, Source::Notice)
+        }
         Event::Dm { from, to, text } => dm(from, to, text, style),
         Event::Nick { old, nick } => notice(
             NOTICE,

@@ -74,7 +74,7 @@ fn an_nc_style_guest_sends_and_receives() {
     let mut guest = Raw::connect(port);
     // A person at nc first reads a hello that is a sentence, not a protocol dump.
     let hello = guest.line().expect("hello line");
-    assert!(hello.starts_with("peerchat/3 hello from hub"), "{hello}");
+    assert!(hello.starts_with("peerchat/4 hello from hub"), "{hello}");
 
     guest.send(b"hi from nc\r\n");
     let join = hub.wait_join("~guest-1");
@@ -542,7 +542,7 @@ fn peerchat_dialling_a_plain_listener_speaks_human_text() {
     let (stream, _) = listener.accept().unwrap();
     let mut raw = Raw::from_stream(stream);
     let hello = raw.line().unwrap();
-    assert!(hello.starts_with("peerchat/3 hello from alice"), "{hello}");
+    assert!(hello.starts_with("peerchat/4 hello from alice"), "{hello}");
     raw.send(b"Peer: hello from python\n");
     node.wait_message("~guest-1", "Peer: hello from python");
     node.send("olá");

@@ -7,18 +7,6 @@ use std::collections::HashMap;
 
 use crate::util::{self, Lan, Node};
 
-fn lan_or_skip() -> Option<Lan> {
-    match Lan::new() {
-        Ok(lan) => Some(lan),
-        Err(why) => {
-            util::skip_or_fail(&format!(
-                "cannot create network namespaces ({why}); needs root and iproute2"
-            ));
-            None
-        }
-    }
-}
-
 /// Waits until each of `lines` arrives at `node` from `from`, and checks none came twice and
 /// they came in the order sent.
 fn each_once_in_order(node: &mut Node, from: &str, lines: &[String]) {
@@ -57,7 +45,9 @@ fn chat_both_ways(ana: &mut Node, bia: &mut Node, n: usize) {
 
 #[test]
 fn a_link_that_goes_down_times_out_and_the_peers_find_each_other_again() {
-    let Some(lan) = lan_or_skip() else { return };
+    let Some(lan) = util::lan_or_skip() else {
+        return;
+    };
     // Both listen, so each dials the other again after losing it.
     let mut ana = Node::spawn_in(&lan.a, &["-l", "--json", "--nick", "ana", "--timeout", "2"]);
     ana.wait_event(|v| v["event"] == "info" && v["text"] == "listening on 0.0.0.0:5000");
@@ -139,7 +129,9 @@ impl Drop for Killed {
 
 #[test]
 fn messages_arrive_once_and_in_order_over_a_lossy_link() {
-    let Some(lan) = lan_or_skip() else { return };
+    let Some(lan) = util::lan_or_skip() else {
+        return;
+    };
     // 5 % of the packets into and out of one host dropped at random.
     if let Err(why) = drop_packets(&lan, &lan.a) {
         return util::skip_or_fail(&format!("cannot drop packets with nftables: {why}"));
@@ -238,7 +230,7 @@ fn a_malformed_frame_closes_only_that_peer_with_the_reason() {
 fn a_hello_that_never_completes_is_closed_with_the_reason() {
     let (mut hub, port) = Node::listener("hub", &[]);
     let mut half = util::Raw::connect(port);
-    half.send(b"peerchat/3 hello from sl");
+    half.send(b"peerchat/4 hello from sl");
     // After the hello wait it is taken for a guest; then, the hello still unfinished, closed.
     let leave = hub.wait_leave("~guest-1");
     assert_eq!(leave["reason"], "incomplete hello", "{leave}");
@@ -247,7 +239,7 @@ fn a_hello_that_never_completes_is_closed_with_the_reason() {
         "the half hello was not shown as chat: {:?}",
         hub.events()
     );
-    half.wait_line(|l| l.starts_with("peerchat/3 hello from hub"));
+    half.wait_line(|l| l.starts_with("peerchat/4 hello from hub"));
 }
 
 #[test]
@@ -410,7 +402,9 @@ pipe(a, b); t.join(30)
 #[test]
 fn messages_arrive_once_and_in_order_with_loss_and_delay_together() {
     use std::io::BufRead;
-    let Some(lan) = lan_or_skip() else { return };
+    let Some(lan) = util::lan_or_skip() else {
+        return;
+    };
     if std::process::Command::new("python3")
         .arg("--version")
         .output()

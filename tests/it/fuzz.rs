@@ -24,7 +24,7 @@ use ed25519_dalek::SigningKey;
 use peerchat::chat::{Action, Chat, Config, Event, Link, Origin, Role};
 use peerchat::protocol::sign::{self, Nonce};
 use peerchat::protocol::{
-    self, BundleHead, Frame, Hello, LineDecoder, MemberId, MsgId, NodeId, NodeKey, Signed,
+    self, BundleHead, Frame, Hello, HistHead, LineDecoder, MemberId, MsgId, NodeId, NodeKey, Signed,
 };
 use peerchat::safe::is_unsafe;
 
@@ -244,7 +244,7 @@ fn random_frame(rng: &mut Rng, from: &Fake, text_of: &dyn Fn(MsgId) -> String) -
     // A node's own announcement carries its key; a guest's none.
     let key = (member.guest == 0).then_some(from.id);
     let nick = nick(rng);
-    match rng.below(14) {
+    match rng.below(15) {
         0 => Frame::Msg {
             id,
             from: member,
@@ -316,6 +316,12 @@ fn random_frame(rng: &mut Rng, from: &Fake, text_of: &dyn Fn(MsgId) -> String) -
                 b
             },
         },
+        // A history head (in a chat, the bundle it names must follow).
+        13 => Frame::HistHead(HistHead {
+            at: rng.below(u64::MAX),
+            from: rng.below(50),
+            key: from.id,
+        }),
         _ => Frame::Pong,
     }
 }

@@ -6,6 +6,7 @@
 //! - `faults`: network faults between namespaces: links that go down, lose or delay packets,
 //!   resets, half-closes and trickled lines.
 //! - `guests`: guests (a raw TCP connection, as `nc`): the welcome and their commands.
+//! - `history`: history for late joiners and guests, repair after a split, lines said alone.
 //! - `identity`: the identity key on disk: made, used again, chosen, refused.
 //! - `fuzz`: seeded property tests of the line decoder, the frame parser and the chat core.
 //! - `lan`: `--lan` on hosts of one bridge: found by beacons, rooms and private groups apart,
@@ -36,6 +37,7 @@ mod chat;
 mod faults;
 mod fuzz;
 mod guests;
+mod history;
 mod identity;
 mod lan;
 mod load;

@@ -723,21 +723,27 @@ fn a_client_on_a_terminal_redials_when_its_connection_drops() {
             .any(|r| r.contains(listen.as_str()) && r.contains("reconnecting"))
     });
     wait_prompt(&t, "half");
-    // Said to nobody: the user is told, with the words, and they are not shown as said.
-    t.type_str(" lost\r");
-    t.wait_screen("the notice of the line not sent", |s| {
+    // Said to nobody: the user is told, with the words, that it waits; not shown as said.
+    t.type_str(" held\r");
+    t.wait_screen("the notice of the line waiting", |s| {
         s.all_rows()
             .iter()
-            .any(|r| r.contains("not sent") && r.contains("half lost"))
+            .any(|r| r.contains("waiting to be sent") && r.contains("half held"))
     });
-    assert!(!t.contents().contains("<ana> half lost"), "{}", t.framed());
+    assert!(!t.contents().contains("<ana> half held"), "{}", t.framed());
     let mut hub = Node::spawn(&hub_args);
     hub.wait_join("ana");
     t.type_str("back\r");
     hub.wait_message("ana", "back");
-    assert!(
-        !hub.events().iter().any(|v| v["text"] == "half lost"),
-        "a line said to nobody is not sent later"
+    // The line that waited reaches the hub (new since: said before it was there), once.
+    let held = hub.wait_event(|v| v["text"] == "half held");
+    assert_eq!(held["history"], true, "{held}");
+    assert_eq!(
+        hub.events()
+            .iter()
+            .filter(|v| v["text"] == "half held")
+            .count(),
+        1
     );
 }
 

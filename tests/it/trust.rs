@@ -304,7 +304,7 @@ fn a_node_of_the_old_protocol_is_refused_with_a_clear_line_on_both_sides() {
     let mut old = Raw::connect(port);
     old.send(b"peerchat/2 hello from oldie (node=00000000000000aa listen=-)\n");
     let hello = old.line().expect("alice's hello");
-    assert!(hello.starts_with("peerchat/3 hello from alice"), "{hello}");
+    assert!(hello.starts_with("peerchat/4 hello from alice"), "{hello}");
     let told = old.line().expect("the refusal");
     assert!(
         told.contains("cannot talk to peerchat/2") && told.contains("upgrade"),

@@ -507,6 +507,20 @@ impl Drop for Lan {
 
 /// Skips a test that needs root or a system tool, saying why; under CI (`CI` set) a missing
 /// prerequisite fails the test instead, so CI cannot go green without running it.
+/// Two hosts of a LAN for a test, or `None` when they cannot be made (skipped, or failing under
+/// `CI`, with the reason).
+pub fn lan_or_skip() -> Option<Lan> {
+    match Lan::new() {
+        Ok(lan) => Some(lan),
+        Err(why) => {
+            skip_or_fail(&format!(
+                "cannot create network namespaces ({why}); needs root and iproute2"
+            ));
+            None
+        }
+    }
+}
+
 pub fn skip_or_fail(why: &str) {
     if std::env::var_os("CI").is_some() {
         panic!("cannot run under CI: {why}");

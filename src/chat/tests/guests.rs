@@ -33,7 +33,7 @@ fn a_guest_is_welcomed_after_the_hello_with_its_name_who_is_here_and_how_to_leav
     net.guest_says(0, g, "hello all");
     let screen = net.screen(0, g);
     assert!(
-        screen[0].starts_with("peerchat/3 hello from n0 "),
+        screen[0].starts_with("peerchat/4 hello from n0 "),
         "{screen:#?}"
     );
     assert_eq!(

@@ -371,7 +371,7 @@ fn a_node_of_another_version_is_told_and_closed() {
     let actions = drain(&mut chat);
     assert!(
         matches!(&actions[..], [Action::SendFirst { conn: 7, line }, Action::Show(Event::Error(e)), Action::Retire { conn: 7 }]
-            if line.contains("peerchat/3 cannot talk to peerchat/2") && e.contains("peerchat/2")),
+            if line.contains("peerchat/4 cannot talk to peerchat/2") && e.contains("peerchat/2")),
         "{actions:?}"
     );
 }

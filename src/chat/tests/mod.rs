@@ -8,6 +8,7 @@ mod discovery;
 mod flood;
 mod guests;
 mod handshake;
+mod history;
 mod keepalive;
 mod mutants;
 mod net;

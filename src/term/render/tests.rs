@@ -673,3 +673,30 @@ fn an_action_can_never_read_as_a_notice_even_without_colour() {
     let faked = one(me("bob", "is now known as rob"));
     assert!(faked.starts_with("12:00:00 * bob "), "{faked}");
 }
+
+#[test]
+fn history_and_late_lines_are_dim_with_their_own_time_and_never_ring() {
+    let past = |late| {
+        Event::Past(crate::event::Past {
+            speech: Speech::Say,
+            from: "bob".into(),
+            text: "ana: earlier".into(),
+            at: 1_795_269_852_310,
+            late,
+        })
+    };
+    let own_time = clock_of(1_795_269_852_310);
+    assert_eq!(
+        plain(&past(false), 80),
+        [format!("{own_time} <bob> ana: earlier (history)")]
+    );
+    assert_eq!(
+        plain(&past(true), 80),
+        [format!("{own_time} <bob> ana: earlier (late)")]
+    );
+    // Dim as a whole, not highlighted though it names the user, and silent.
+    let shown = render(&past(true), T, &style(80, true, Bell::All));
+    assert!(!shown.bell);
+    assert!(!shown.rows[0].contains(REVERSE), "{:?}", shown.rows);
+    assert!(shown.rows[0].contains(DIM), "{:?}", shown.rows);
+}
