@@ -12,19 +12,24 @@
 //! cargo bench --bench fanout -- --only burst-64B-N10 --scale 10   # ten times the messages
 //! cargo bench --bench fanout -- --repeat 5    # five runs each, hubs taking turns; medians
 //! PEERCHAT_BIN=/path/to/peerchat cargo bench --bench fanout -- --no-ncat --repeat 3
-//! # a private group: plain guests, then encrypted peers, as receivers; and 1000 peers joining
+//! # a private group: plain guests, plain peers, then encrypted peers, as receivers; and 1000
+//! # peers joining
 //! cargo bench --bench fanout -- --no-ncat --repeat 3 --only \
-//!     burst-64B-N200,burst-64B-N200-enc,paced-1000/s-64B-N200,paced-1000/s-64B-N200-enc,handshake-N1000
+//!     burst-64B-N200,burst-64B-N200-peer,burst-64B-N200-enc,handshake-N1000
+//! cargo bench --bench fanout -- --no-ncat --repeat 3 --only \
+//!     paced-1000/s-64B-N200,paced-1000/s-64B-N200-peer,paced-1000/s-64B-N200-enc
 //! ```
 //!
 //! `--only` takes one scenario's name or several, separated by commas. A scenario whose name
-//! ends in `-enc` is its plain twin with encrypted peers for receivers: the hub runs a private
-//! group (`--secret-file` in a 0600 file of a temporary folder, `--allow-guests` so that the
-//! sender stays a plain guest), and each receiver is a peer built from peerchat's own code
-//! (`common/peer.rs`: the Noise handshake of `link::noise`, a hello and its proof, then records
-//! decrypted and `MSG` frames read for their text). The group's key is derived once per run.
-//! When the twin ran before it in the same run, the ratios encrypted/plaintext follow its rows
-//! (per-cpu, p99, rate). `handshake-N1000` times 1000 encrypted peers dialling the hub at once:
+//! ends in `-peer` is its plain twin with peers for receivers: each is a peer built from
+//! peerchat's own code (`common/peer.rs`: a hello and its proof, pings answered, `MSG` frames
+//! read for their text) in plain text. One that ends in `-enc` has the same peers encrypted:
+//! the hub runs a private group (`--secret-file` in a 0600 file of a temporary folder,
+//! `--allow-guests` so that the sender stays a plain guest), and each peer runs the Noise
+//! handshake of `link::noise` first and decrypts records. The group's key is derived once per
+//! run. When the twins ran before it in the same run, the ratios encrypted/plain-guest and
+//! encrypted/plain-peer follow its rows (per-cpu, p99, rate), and peer/guest follows the plain
+//! peers' rows: what being a peer costs the hub apart from encryption. `handshake-N1000` times 1000 encrypted peers dialling the hub at once:
 //! from the first connect until the hub has welcomed every one (each peer's first signed
 //! bundle after its proof), handshakes a second and the hub's CPU per peer; it gives up after
 //! a minute. Neither ncat, which has no private groups, nor the N=5000 and N=10000 scenarios
@@ -62,7 +67,7 @@ use common::{cpu_secs, peerchat_bin, raise_fd_limit, start_peerchat_hub, status_
 // Only this benchmark has encrypted peers; the others that share `common` do not compile it.
 #[path = "common/peer.rs"]
 mod peer;
-use peer::{EncPeer, Group, PeerKeys, Stage};
+use peer::{Group, Peer, PeerKeys, Stage};
 
 /// Past this many receivers ncat is not run: it stops accepting near 1000 connections, and
 /// waiting for the connects that time out takes minutes. (N=1000 still shows that.)
@@ -106,20 +111,50 @@ struct Scenario {
     stalled: bool,
     /// Only connect and measure memory; send nothing but the warm-up.
     idle: bool,
-    /// The receivers are encrypted peers, the hub a private group's (see `peer.rs`).
-    enc: bool,
+    /// Who receives: guests, peers, or encrypted peers of a private group (see `peer.rs`).
+    receivers: Receivers,
     /// Only time the receivers' joining (encrypted peers, all at once); send nothing.
     handshake: bool,
 }
 
+/// Who the receivers are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Receivers {
+    /// Silent guests in plain text.
+    Guests,
+    /// Peers in plain text (`NAME-peer`).
+    Peers,
+    /// Peers of a private group, through Noise links (`NAME-enc`).
+    EncPeers,
+}
+
+impl Receivers {
+    /// What the scenario's name ends in.
+    fn suffix(self) -> &'static str {
+        match self {
+            Receivers::Guests => "",
+            Receivers::Peers => "-peer",
+            Receivers::EncPeers => "-enc",
+        }
+    }
+}
+
 impl Scenario {
-    /// The same scenario with encrypted peers for receivers (`NAME-enc`).
-    fn encrypted(&self) -> Scenario {
+    /// The same scenario (one of guests) with `receivers` (`NAME-peer`, `NAME-enc`).
+    fn with(&self, receivers: Receivers) -> Scenario {
         Scenario {
-            name: format!("{}-enc", self.name),
-            enc: true,
+            name: format!("{}{}", self.name, receivers.suffix()),
+            receivers,
             ..self.clone()
         }
+    }
+
+    fn peers(&self) -> bool {
+        self.receivers != Receivers::Guests
+    }
+
+    fn enc(&self) -> bool {
+        self.receivers == Receivers::EncPeers
     }
 }
 
@@ -134,7 +169,7 @@ fn burst(n: usize, size: usize, scale: f64) -> Scenario {
         messages,
         stalled: false,
         idle: false,
-        enc: false,
+        receivers: Receivers::Guests,
         handshake: false,
     }
 }
@@ -149,7 +184,7 @@ fn paced(n: usize) -> Scenario {
         messages: 10_000,
         stalled: false,
         idle: false,
-        enc: false,
+        receivers: Receivers::Guests,
         handshake: false,
     }
 }
@@ -192,7 +227,7 @@ fn scenarios(quick: bool, scale: f64) -> Vec<Scenario> {
             messages: stalled_messages,
             stalled,
             idle: false,
-            enc: false,
+            receivers: Receivers::Guests,
             handshake: false,
         });
     }
@@ -204,23 +239,24 @@ fn scenarios(quick: bool, scale: f64) -> Vec<Scenario> {
         messages: 0,
         stalled: false,
         idle: true,
-        enc: false,
+        receivers: Receivers::Guests,
         handshake: false,
     };
     all.push(idle.clone());
-    // A private group: the plain scenario, then the same with encrypted peers for receivers,
-    // in one run, so that the ratio compares like with like.
+    // A private group: the plain scenario, the same with plain peers, then with encrypted
+    // peers for receivers, in one run, so that the ratios compare like with like.
     for plain in [burst(200, 64, scale), paced(200)] {
-        all.push(plain.encrypted());
+        all.push(plain.with(Receivers::Peers));
+        all.push(plain.with(Receivers::EncPeers));
         if !all.iter().any(|s| s.name == plain.name) {
-            all.insert(all.len() - 1, plain);
+            all.insert(all.len() - 2, plain);
         }
     }
     all.push(Scenario {
         name: "handshake-N1000".into(),
         handshake: true,
         idle: false,
-        ..idle.encrypted()
+        ..idle.with(Receivers::EncPeers)
     });
     all
 }
@@ -364,10 +400,10 @@ fn parse(line: &[u8]) -> Option<(u64, u128)> {
     Some((seq, nanos))
 }
 
-/// How a receiver is connected: a silent guest in plain text, or an encrypted peer.
+/// How a receiver is connected: a silent guest in plain text, or a peer (encrypted or not).
 enum Wire {
     Plain { stream: MioStream, partial: Vec<u8> },
-    Enc(Box<EncPeer>),
+    Peer(Box<Peer>),
 }
 
 struct Receiver {
@@ -378,8 +414,8 @@ struct Receiver {
 }
 
 impl Wire {
-    /// One read into `buf`; each complete line goes to `on_line` (for an encrypted peer, the
-    /// hub's frame lines after the handshake). `true` when there may be more to read.
+    /// One read into `buf`; each complete line goes to `on_line` (for a peer, the hub's frame
+    /// lines after its hello and proof). `true` when there may be more to read.
     fn read_lines(&mut self, buf: &mut [u8], mut on_line: impl FnMut(&[u8])) -> bool {
         match self {
             Wire::Plain { stream, partial } => match stream.read(buf) {
@@ -396,23 +432,23 @@ impl Wire {
                 }
                 Err(e) => e.kind() == ErrorKind::Interrupted,
             },
-            Wire::Enc(peer) => peer.read_some(buf, on_line).unwrap_or(false),
+            Wire::Peer(peer) => peer.read_some(buf, on_line).unwrap_or(false),
         }
     }
 }
 
-/// `(seq, nanos)` from a line a receiver read: a guest's line as the hub shows it, or an
-/// encrypted peer's `MSG` frame (`MSG ID FROM NICK TEXT`), the only frame that carries a
-/// message; the text is found by its `#`, as in a guest's line.
-fn parse_received(enc: bool, line: &[u8]) -> Option<(u64, u128)> {
-    if enc && !line.starts_with(b"MSG ") {
+/// `(seq, nanos)` from a line a receiver read: a guest's line as the hub shows it, or a
+/// peer's `MSG` frame (`MSG ID FROM NICK TEXT`), the only frame that carries a message; the
+/// text is found by its `#`, as in a guest's line.
+fn parse_received(peer: bool, line: &[u8]) -> Option<(u64, u128)> {
+    if peer && !line.starts_with(b"MSG ") {
         return None;
     }
     parse(line)
 }
 
 /// Connects `n` receivers to `addr` and registers them with `poll`: silent guests, or with
-/// `keys` encrypted peers whose Noise handshake has started (message 1 sent).
+/// `keys` peers that have started joining (Noise message 1 or their hello sent).
 fn connect_receivers(
     poll: &Poll,
     addr: SocketAddr,
@@ -440,8 +476,8 @@ fn connect_receivers(
             .register(&mut stream, Token(i), interest)
             .map_err(|e| e.to_string())?;
         let wire = match keys.as_mut().and_then(|k| k.pop()) {
-            Some(k) => Wire::Enc(Box::new(
-                EncPeer::start(stream, k, &format!("r{i}"))
+            Some(k) => Wire::Peer(Box::new(
+                Peer::start(stream, k, &format!("r{i}"))
                     .map_err(|e| format!("receiver {i}: {e}"))?,
             )),
             None => Wire::Plain {
@@ -459,7 +495,7 @@ fn connect_receivers(
     Ok(receivers)
 }
 
-/// Drives the encrypted receivers' joining (handshake, hello, proof) until the hub has
+/// Drives the peers' joining (handshake if encrypted, hello, proof) until the hub has
 /// welcomed every one, or `by`. Reads each socket until it would block: nothing else is
 /// running yet.
 fn join_all(poll: &mut Poll, receivers: &mut [Receiver], by: Instant) -> Result<(), String> {
@@ -467,12 +503,12 @@ fn join_all(poll: &mut Poll, receivers: &mut [Receiver], by: Instant) -> Result<
     let mut buf = vec![0u8; 64 * 1024];
     let mut left = receivers
         .iter()
-        .filter(|r| matches!(&r.wire, Wire::Enc(p) if p.stage() != Stage::In))
+        .filter(|r| matches!(&r.wire, Wire::Peer(p) if p.stage() != Stage::In))
         .count();
     while left > 0 {
         if Instant::now() > by {
             return Err(format!(
-                "{} of {} encrypted peers joined in time",
+                "{} of {} peers joined in time",
                 receivers.len() - left,
                 receivers.len()
             ));
@@ -483,7 +519,7 @@ fn join_all(poll: &mut Poll, receivers: &mut [Receiver], by: Instant) -> Result<
         }
         for ev in events.iter() {
             let i = ev.token().0;
-            let Some(Wire::Enc(peer)) = receivers.get_mut(i).map(|r| &mut r.wire) else {
+            let Some(Wire::Peer(peer)) = receivers.get_mut(i).map(|r| &mut r.wire) else {
                 continue;
             };
             let was_in = peer.stage() == Stage::In;
@@ -502,7 +538,7 @@ fn join_all(poll: &mut Poll, receivers: &mut [Receiver], by: Instant) -> Result<
 
 fn run(hub: Hub, sc: &Scenario, group: Option<&Group>) -> Outcome {
     let mut out = Outcome::default();
-    let running = match start_hub(hub, group.filter(|_| sc.enc)) {
+    let running = match start_hub(hub, group.filter(|_| sc.enc())) {
         Ok(r) => r,
         Err(e) => {
             out.failed = Some(e);
@@ -520,20 +556,24 @@ fn run(hub: Hub, sc: &Scenario, group: Option<&Group>) -> Outcome {
             return out;
         }
     };
-    // Every encrypted peer's keys are made before anything is timed.
-    let keys = match (sc.enc, group) {
-        (true, Some(g)) => match (0..sc.n).map(|_| PeerKeys::new(g.psk)).collect() {
+    // Every peer's keys are made before anything is timed.
+    let psk = match (sc.receivers, group) {
+        (Receivers::EncPeers, Some(g)) => Some(g.psk),
+        (Receivers::EncPeers, None) => {
+            out.failed = Some("no private group for encrypted receivers".into());
+            return out;
+        }
+        _ => None,
+    };
+    let keys = match sc.peers() {
+        true => match (0..sc.n).map(|_| PeerKeys::new(psk)).collect() {
             Ok(k) => Some(k),
             Err(e) => {
                 out.failed = Some(e);
                 return out;
             }
         },
-        (true, None) => {
-            out.failed = Some("no private group for encrypted receivers".into());
-            return out;
-        }
-        _ => None,
+        false => None,
     };
     let words = sc.messages / 64 + 2;
     let join_start = (Instant::now(), cpu_secs(pid));
@@ -544,7 +584,7 @@ fn run(hub: Hub, sc: &Scenario, group: Option<&Group>) -> Outcome {
             return out;
         }
     };
-    if sc.enc {
+    if sc.peers() {
         // The warm-up message reaches peers only: every receiver must be one before it is sent.
         if let Err(e) = join_all(&mut poll, &mut receivers, Instant::now() + MAX_JOIN) {
             out.failed = Some(e);
@@ -642,7 +682,7 @@ fn run(hub: Hub, sc: &Scenario, group: Option<&Group>) -> Outcome {
         let now = Instant::now();
         for ev in events.iter() {
             let i = ev.token().0;
-            if let (true, Some(Wire::Enc(peer))) =
+            if let (true, Some(Wire::Peer(peer))) =
                 (ev.is_writable(), receivers.get_mut(i).map(|r| &mut r.wire))
             {
                 // A pong that did not fit: the socket takes it now.
@@ -662,7 +702,7 @@ fn run(hub: Hub, sc: &Scenario, group: Option<&Group>) -> Outcome {
                 warm: is_warm,
             } = &mut receivers[i];
             let more = wire.read_lines(&mut buf, |line| {
-                let Some((seq, nanos)) = parse_received(sc.enc, line) else {
+                let Some((seq, nanos)) = parse_received(sc.peers(), line) else {
                     return;
                 };
                 if seq == 0 {
@@ -886,17 +926,18 @@ fn row(hub: Hub, sc: &Scenario, o: &Outcome) -> String {
     s
 }
 
-/// What an encrypted scenario is compared on with its plain twin.
+/// What a scenario is compared on with its twins.
 struct Figures {
     rate: f64,
     per_cpu: f64,
     p99_us: u64,
 }
 
-/// Keeps a plain scenario's figures; for an encrypted one whose plain twin ran before it in
-/// this run, prints the ratios encrypted/plaintext (the targets: per-cpu at least 0.5 with
-/// 200 receivers of bursts of 64 B, p99 at most 2 paced at 1000/s).
-fn encrypted_ratio(sc: &Scenario, o: &Outcome, plain: &mut HashMap<String, Figures>) {
+/// Keeps each scenario's figures; for one of peers whose twins ran before it in this run,
+/// prints the ratios to them: plain peers to plain guests (what being a peer costs), encrypted
+/// peers to plain guests (the targets: per-cpu at least 0.5 with 200 receivers of bursts of
+/// 64 B, p99 at most 2 paced at 1000/s) and to plain peers (what encryption alone costs).
+fn twin_ratios(sc: &Scenario, o: &Outcome, seen: &mut HashMap<String, Figures>) {
     if o.failed.is_some() || o.expected == 0 {
         return;
     }
@@ -905,19 +946,29 @@ fn encrypted_ratio(sc: &Scenario, o: &Outcome, plain: &mut HashMap<String, Figur
         per_cpu: o.deliveries as f64 / o.cpu_secs.max(1e-9),
         p99_us: o.p99_us,
     };
-    if !sc.enc {
-        plain.insert(sc.name.clone(), figures);
-        return;
-    }
-    let Some(p) = sc.name.strip_suffix("-enc").and_then(|n| plain.get(n)) else {
-        return;
+    let base = sc
+        .name
+        .strip_suffix(sc.receivers.suffix())
+        .unwrap_or(&sc.name);
+    let twins: &[(Receivers, &str)] = match sc.receivers {
+        Receivers::Guests => &[],
+        Receivers::Peers => &[(Receivers::Guests, "peer/guest")],
+        Receivers::EncPeers => &[
+            (Receivers::Guests, "encrypted/plain-guest"),
+            (Receivers::Peers, "encrypted/plain-peer"),
+        ],
     };
-    println!(
-        "  encrypted/plaintext: per-cpu {:.2}, p99 {:.2}, rate {:.2}",
-        figures.per_cpu / p.per_cpu,
-        figures.p99_us as f64 / p.p99_us.max(1) as f64,
-        figures.rate / p.rate
-    );
+    for (twin, label) in twins {
+        if let Some(t) = seen.get(&format!("{base}{}", twin.suffix())) {
+            println!(
+                "  {label}: per-cpu {:.2}, p99 {:.2}, rate {:.2}",
+                figures.per_cpu / t.per_cpu,
+                figures.p99_us as f64 / t.p99_us.max(1) as f64,
+                figures.rate / t.rate
+            );
+        }
+    }
+    seen.insert(sc.name.clone(), figures);
 }
 
 fn main() {
@@ -969,7 +1020,7 @@ fn main() {
     };
     let selected: Vec<Scenario> = scenarios(quick, scale).into_iter().filter(wanted).collect();
     // One private group for every encrypted scenario: its key is derived once, not per peer.
-    let group = if selected.iter().any(|sc| sc.enc) {
+    let group = if selected.iter().any(Scenario::enc) {
         match Group::new() {
             Ok(g) => Some(g),
             Err(e) => {
@@ -980,8 +1031,8 @@ fn main() {
     } else {
         None
     };
-    // Each plain scenario's figures (peerchat's), for the ratio of its encrypted twin.
-    let mut plain_figures: HashMap<String, Figures> = HashMap::new();
+    // Each scenario's figures (peerchat's), for the ratios of its twins of peers.
+    let mut seen: HashMap<String, Figures> = HashMap::new();
     for sc in selected {
         let what = if sc.handshake {
             format!("{} encrypted peers joining at once", sc.n)
@@ -994,7 +1045,11 @@ fn main() {
                 sc.messages,
                 sc.size,
                 sc.pace.map(|r| format!(" at {r}/s")).unwrap_or_default()
-            ) + if sc.enc { ", encrypted peers" } else { "" }
+            ) + match sc.receivers {
+                Receivers::Guests => "",
+                Receivers::Peers => ", peers",
+                Receivers::EncPeers => ", encrypted peers",
+            }
         };
         println!("\n{} ({what})", sc.name);
         if fd_limit < sc.n as u64 + 64 {
@@ -1006,8 +1061,8 @@ fn main() {
         }
         let mut runs: Vec<(Hub, Vec<Outcome>)> = Vec::new();
         for &hub in &hubs {
-            if hub == Hub::Ncat && sc.enc {
-                // ncat has no private groups: nothing to compare.
+            if hub == Hub::Ncat && sc.peers() {
+                // ncat has no peers nor private groups: nothing to compare.
                 continue;
             }
             if hub == Hub::Ncat && sc.n > NCAT_MAX {
@@ -1038,7 +1093,7 @@ fn main() {
             })
             .collect();
         if let Some((_, o)) = outcomes.iter().find(|(h, _)| *h == Hub::Peerchat) {
-            encrypted_ratio(&sc, o, &mut plain_figures);
+            twin_ratios(&sc, o, &mut seen);
         }
         let mut ratios = HashMap::new();
         if let [(_, p), (_, n)] = &outcomes[..] {

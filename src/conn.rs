@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::event::Role;
 use crate::fanout::{side, Log, Pos, Slices};
-use crate::link::{Link, LinkError, LinkKeys, MAX_RECORD_PLAIN};
+use crate::link::{Link, LinkError, LinkKeys, MAX_RECORD, MAX_RECORD_PLAIN};
 use crate::protocol::{self, Frame, LineDecoder};
 
 /// Default for the most unsent output a connection may have: past it, it is too slow to keep
@@ -700,23 +700,31 @@ impl Conn {
 
     /// In a private group: the ciphertext first; then, once the link is open, what is pending
     /// is sealed one record (up to [`MAX_RECORD_PLAIN`] bytes) at a time and written, so one
-    /// coalesced write costs one record, not one per frame.
+    /// coalesced write costs one record, not one per frame. The record is sealed into the
+    /// thread's [`Scratch`] and written from there: only what the socket does not take now is
+    /// kept in the connection's own buffer.
     fn flush_sealed(&mut self, w: &mut impl Write, log: &Log) -> io::Result<()> {
+        // The link is taken out while the queue is read, and put back whatever happens.
+        let Wire::Sealed(mut s) = std::mem::replace(&mut self.wire, Wire::Plain) else {
+            return Ok(());
+        };
+        let result = SCRATCH.with_borrow_mut(|scratch| self.flush_link(&mut s, w, log, scratch));
+        self.wire = Wire::Sealed(s);
+        result
+    }
+
+    fn flush_link(
+        &mut self,
+        s: &mut Sealed,
+        w: &mut impl Write,
+        log: &Log,
+        scratch: &mut Scratch,
+    ) -> io::Result<()> {
         loop {
-            let Wire::Sealed(s) = &mut self.wire else {
+            s.off += write_until_blocked(w, &s.out[s.off..])?;
+            if s.off < s.out.len() {
+                self.blocked = true;
                 return Ok(());
-            };
-            while s.off < s.out.len() {
-                match w.write(&s.out[s.off..]) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => s.off += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        self.blocked = true;
-                        return Ok(());
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
             }
             s.out.clear();
             s.off = 0;
@@ -724,31 +732,39 @@ impl Conn {
                 // The handshake: the chat's bytes wait for the link.
                 return Ok(());
             }
-            let plain = {
+            let Scratch { plain, record, at } = &mut *scratch;
+            let record = &mut record[*at..*at + MAX_RECORD];
+            let (len, took) = {
                 let mut slices = Slices::new();
                 self.pending(log, &mut slices);
-                // Sized once: growing it would copy the record's bytes again on each doubling.
-                let mut plain = Vec::with_capacity(slices.bytes().min(MAX_RECORD_PLAIN));
-                for slice in slices.as_slice() {
-                    let room = MAX_RECORD_PLAIN - plain.len();
-                    plain.extend_from_slice(&slice[..slice.len().min(room)]);
-                    if plain.len() == MAX_RECORD_PLAIN {
-                        break;
-                    }
-                }
-                plain
+                let all = slices.as_slice();
+                let Some(first) = all.first() else {
+                    return Ok(());
+                };
+                // A record's worth in one place (most often a range of the log) is sealed
+                // from where it is; pieces are gathered first.
+                let from: &[u8] = if all.len() == 1 || first.len() >= MAX_RECORD_PLAIN {
+                    &first[..first.len().min(MAX_RECORD_PLAIN)]
+                } else {
+                    gather(all, plain);
+                    plain
+                };
+                let len = s
+                    .link
+                    .seal_record(from, record)
+                    .map_err(|e| wire_error(WireError::Link(e)))?;
+                (len, from.len())
             };
-            if plain.is_empty() {
+            let record = &record[..len];
+            let sent = write_until_blocked(w, record);
+            // Sealed is as good as sent for the queue: the record holds the bytes now.
+            self.consume(took);
+            let sent = sent?;
+            if sent < len {
+                s.out.extend_from_slice(&record[sent..]);
+                self.blocked = true;
                 return Ok(());
             }
-            let Wire::Sealed(s) = &mut self.wire else {
-                return Ok(());
-            };
-            s.link
-                .seal(&plain, &mut s.out)
-                .map_err(|e| wire_error(WireError::Link(e)))?;
-            // Sealed is as good as sent for the queue: the record holds the bytes now.
-            self.consume(plain.len());
         }
     }
 
@@ -804,6 +820,67 @@ impl Conn {
     }
 }
 
+/// The first [`MAX_RECORD_PLAIN`] bytes of `slices`, copied into `plain`.
+fn gather(slices: &[io::IoSlice<'_>], plain: &mut Vec<u8>) {
+    plain.clear();
+    for slice in slices {
+        let room = MAX_RECORD_PLAIN - plain.len();
+        plain.extend_from_slice(&slice[..slice.len().min(room)]);
+        if plain.len() == MAX_RECORD_PLAIN {
+            return;
+        }
+    }
+}
+
+/// Writes `bytes` until `w` would block; how many it took.
+fn write_until_blocked(w: &mut impl Write, bytes: &[u8]) -> io::Result<usize> {
+    let mut sent = 0;
+    while sent < bytes.len() {
+        match w.write(&bytes[sent..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sent)
+}
+
+/// Where a private group's connection gathers a record's plaintext from pieces and seals it
+/// before it is written: one for every connection of the thread (they are sealed one at a time
+/// and it holds nothing between writes), so that a write allocates nothing and clears no
+/// memory, and a connection keeps no record-sized buffer beyond what its socket did not take.
+struct Scratch {
+    /// Never grows past its capacity, [`MAX_RECORD_PLAIN`]: it stays where it is.
+    plain: Vec<u8>,
+    /// [`MAX_RECORD`] bytes from `at` on, where the record is sealed.
+    record: Vec<u8>,
+    at: usize,
+}
+
+/// How far apart, modulo a page, the plaintext and the ciphertext copied from it are kept.
+/// Sealing copies the one to the other; when both sit at the same offset in their pages (two
+/// page-aligned buffers do) the processor takes each load for one that may depend on the store
+/// just made, and the copy runs many times slower.
+const COPY_SKEW: usize = 2048;
+
+impl Scratch {
+    fn new() -> Scratch {
+        let plain: Vec<u8> = Vec::with_capacity(MAX_RECORD_PLAIN);
+        let record = vec![0; MAX_RECORD + 4096];
+        // The ciphertext starts 2 bytes into the record, after its length.
+        let from = plain.as_ptr() as usize;
+        let to = record.as_ptr() as usize + 2;
+        let at = (from + COPY_SKEW).wrapping_sub(to) % 4096;
+        Scratch { plain, record, at }
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::new());
+}
+
 /// `frame` as sent to one connection of `role` alone.
 fn encode_direct(frame: &Frame, role: Role) -> Vec<u8> {
     let mut bytes = Vec::new();
@@ -822,10 +899,10 @@ mod tests {
     use crate::protocol::{MemberId, MsgId};
 
     /// Takes at most `chunk` bytes per call and refuses every other call, like a full socket.
-    struct Stingy {
-        got: Vec<u8>,
-        chunk: usize,
-        calls: usize,
+    pub(super) struct Stingy {
+        pub(super) got: Vec<u8>,
+        pub(super) chunk: usize,
+        pub(super) calls: usize,
     }
 
     impl Write for Stingy {
@@ -1494,6 +1571,55 @@ mod wire_tests {
         assert!(!wire.windows(6).any(|w| w == b"secret"), "{wire:?}");
         assert_eq!(wire.len(), 2 + 14 + 16, "one record");
         assert_eq!(b.next_line().expect("line"), Some(&b"a secret line"[..]));
+    }
+
+    #[test]
+    fn records_a_full_socket_takes_in_pieces_arrive_whole_and_in_order() {
+        let log = Log::new();
+        let (mut a, mut b, result) = handshake(1, 1, &log);
+        result.expect("handshake");
+        let mut want = Vec::new();
+        let mut queue = |a: &mut Conn, bytes: &[u8]| {
+            a.queue_raw(bytes, log.end());
+            want.extend_from_slice(bytes);
+        };
+        // Small pieces, gathered into a record; then more than a record in one piece, sealed
+        // from where it is; then pieces again.
+        for i in 0..300 {
+            queue(&mut a, format!("line {i}\n").as_bytes());
+        }
+        let big: String = (0..5000).map(|i| format!("big line {i:08}\n")).collect();
+        assert!(big.len() > MAX_RECORD_PLAIN);
+        queue(&mut a, big.as_bytes());
+        for i in 0..10 {
+            queue(&mut a, format!("after {i}\n").as_bytes());
+        }
+        let mut w = super::tests::Stingy {
+            got: Vec::new(),
+            chunk: 1000,
+            calls: 0,
+        };
+        for _ in 0..10_000 {
+            if a.backlog(&log) == 0 {
+                break;
+            }
+            a.writable();
+            a.flush_to(&mut w, &log).expect("written");
+        }
+        assert_eq!(a.backlog(&log), 0);
+        let mut wire = &w.got[..];
+        let mut got = Vec::new();
+        while !wire.is_empty() {
+            b.read_some(&mut wire, Instant::now()).expect("opened");
+            while let Some(line) = b.next_line().expect("line") {
+                got.extend_from_slice(line);
+                got.push(b'\n');
+            }
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want)
+        );
     }
 
     #[test]

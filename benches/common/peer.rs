@@ -1,7 +1,9 @@
-//! An encrypted peer for the benchmarks, built from peerchat's own code: a private group's secret
-//! in a 0600 file for the hub, the pre-shared key derived from it once, and a client that
-//! dials the hub, runs the Noise handshake (`link::noise`), says its hello, proves it
-//! (`protocol::sign`), answers pings, and hands every other line it decrypts to the benchmark.
+//! A peer for the benchmarks, built from peerchat's own code: a client that dials the hub, says
+//! its hello, proves it (`protocol::sign`), answers pings, and hands every other line to the
+//! benchmark; in plain text, or in a private group through a Noise link (`link::noise`: the
+//! handshake first, then every line sealed and opened). For a private group, its secret in a
+//! 0600 file for the hub and the pre-shared key derived from it once. One type for both, so
+//! that the two differ in the link alone.
 //!
 //! Driven by the benchmark's own `mio` loop, one read at a time, so that thousands of these cost
 //! the benchmark little next to the hub. Must not time or print anything itself.
@@ -68,16 +70,21 @@ impl Drop for Group {
 }
 
 /// What a peer needs before it dials: an identity key of its own (one each: two peers with one
-/// key would be one person to the hub) and its link keys. Made before anything is timed.
+/// key would be one person to the hub) and, in a private group, its link keys. Made before
+/// anything is timed.
 pub struct PeerKeys {
     identity: SigningKey,
-    link: LinkKeys,
+    link: Option<LinkKeys>,
 }
 
 impl PeerKeys {
-    pub fn new(psk: [u8; 32]) -> Result<PeerKeys, String> {
+    /// Keys for a private group's peer with `psk`, or for a plain-text peer without.
+    pub fn new(psk: Option<[u8; 32]>) -> Result<PeerKeys, String> {
         let identity = peerchat::identity::fresh_key().map_err(|e| e.to_string())?;
-        let link = LinkKeys::new(psk, &identity).map_err(|e| e.to_string())?;
+        let link = psk
+            .map(|psk| LinkKeys::new(psk, &identity))
+            .transpose()
+            .map_err(|e| e.to_string())?;
         Ok(PeerKeys { identity, link })
     }
 }
@@ -95,25 +102,33 @@ pub enum Stage {
     In,
 }
 
-/// One encrypted peer's connection.
-pub struct EncPeer {
+/// One peer's connection.
+pub struct Peer {
     pub stream: MioStream,
     identity: SigningKey,
-    link: Link,
+    /// A private group's link; `None` in plain text.
+    link: Option<Link>,
     stage: Stage,
     /// Our hello line, without its newline (the proof signs it).
     ours: String,
-    /// Ciphertext not written yet, from `off`.
+    /// Bytes not written yet (ciphertext in a private group), from `off`.
     out: Vec<u8>,
     off: usize,
-    /// Decrypted bytes of a line not complete yet.
+    /// Bytes of a line not complete yet (decrypted in a private group).
     partial: Vec<u8>,
 }
 
-impl EncPeer {
-    /// Starts the handshake on `stream` (connected, non-blocking): Noise message 1 goes out.
-    pub fn start(stream: MioStream, keys: PeerKeys, nick: &str) -> Result<EncPeer, String> {
-        let (link, first) = Link::initiator(&keys.link).map_err(|e| e.to_string())?;
+impl Peer {
+    /// Starts joining on `stream` (connected, non-blocking): in a private group Noise message 1
+    /// goes out, in plain text the hello.
+    pub fn start(stream: MioStream, keys: PeerKeys, nick: &str) -> Result<Peer, String> {
+        let (link, first) = match &keys.link {
+            Some(k) => {
+                let (link, first) = Link::initiator(k).map_err(|e| e.to_string())?;
+                (Some(link), first)
+            }
+            None => (None, Vec::new()),
+        };
         let mut run: Run = [0; 8];
         let mut nonce: Nonce = [0; 16];
         OsRng.fill_bytes(&mut run);
@@ -133,7 +148,7 @@ impl EncPeer {
         protocol::encode(&hello, &mut line);
         line.pop();
         let ours = String::from_utf8(line).map_err(|e| e.to_string())?;
-        let mut peer = EncPeer {
+        let mut peer = Peer {
             stream,
             identity: keys.identity,
             link,
@@ -143,6 +158,9 @@ impl EncPeer {
             off: 0,
             partial: Vec::new(),
         };
+        if peer.link.is_none() {
+            peer.say_hello()?;
+        }
         peer.flush().map_err(|e| e.to_string())?;
         Ok(peer)
     }
@@ -168,7 +186,14 @@ impl EncPeer {
         Ok(())
     }
 
-    /// One read from the socket into `buf`: through the link, then each complete line that is
+    /// Our hello goes out (the link, if any, is open): the hub's hello is awaited.
+    fn say_hello(&mut self) -> Result<(), String> {
+        self.stage = Stage::Hello;
+        let line = format!("{}\n", self.ours);
+        self.seal(line.as_bytes())
+    }
+
+    /// One read from the socket into `buf`: through the link if any, then each complete line that is
     /// not the handshake's (hello, proof) nor a ping goes to `on_line`. `Ok(true)` when there
     /// may be more to read, `Ok(false)` when the socket would block; an error when the hub
     /// closed the connection or the link failed.
@@ -184,14 +209,17 @@ impl EncPeer {
             Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(true),
             Err(e) => return Err(e.to_string()),
         };
-        let progress = self.link.feed(&buf[..n]).map_err(|e| e.to_string())?;
-        self.out.extend_from_slice(&progress.send);
-        if self.stage == Stage::Handshake && self.link.is_open() {
-            self.stage = Stage::Hello;
-            let line = format!("{}\n", self.ours);
-            self.seal(line.as_bytes())?;
+        match &mut self.link {
+            Some(link) => {
+                let progress = link.feed(&buf[..n]).map_err(|e| e.to_string())?;
+                self.out.extend_from_slice(&progress.send);
+                if self.stage == Stage::Handshake && link.is_open() {
+                    self.say_hello()?;
+                }
+                self.partial.extend_from_slice(&progress.plain);
+            }
+            None => self.partial.extend_from_slice(&buf[..n]),
         }
-        self.partial.extend_from_slice(&progress.plain);
         let mut start = 0;
         while let Some(len) = self.partial[start..].iter().position(|&b| b == b'\n') {
             let end = start + len;
@@ -213,7 +241,8 @@ impl EncPeer {
             Stage::Hello => {
                 let theirs = std::str::from_utf8(line).map_err(|e| e.to_string())?;
                 let hello = protocol::parse_hello(theirs).ok_or("the hub's hello is malformed")?;
-                if Some(&hello.key.key) != self.link.peer_identity() {
+                let proved = self.link.as_ref().map(|l| l.peer_identity());
+                if proved.is_some_and(|key| key != Some(&hello.key.key)) {
                     return Err("the hub's hello names another key than its link".into());
                 }
                 let proof = sign::sign_proof(&self.identity, &self.ours, theirs);
@@ -237,9 +266,14 @@ impl EncPeer {
         }
     }
 
+    /// Queues `plain` for the hub: sealed in a private group, as it is in plain text.
     fn seal(&mut self, plain: &[u8]) -> Result<(), String> {
-        self.link
-            .seal(plain, &mut self.out)
-            .map_err(|e| e.to_string())
+        match &mut self.link {
+            Some(link) => link.seal(plain, &mut self.out).map_err(|e| e.to_string()),
+            None => {
+                self.out.extend_from_slice(plain);
+                Ok(())
+            }
+        }
     }
 }

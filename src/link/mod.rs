@@ -11,7 +11,7 @@
 
 pub mod noise;
 
-pub use noise::{Link, LinkError, LinkKeys, Progress, MAX_RECORD_PLAIN, PATTERN};
+pub use noise::{Link, LinkError, LinkKeys, Progress, MAX_RECORD, MAX_RECORD_PLAIN, PATTERN};
 
 #[cfg(test)]
 mod tests;

@@ -88,6 +88,9 @@ pub const TAG: usize = 16;
 /// The most plaintext one transport record carries.
 pub const MAX_RECORD_PLAIN: usize = MAX_MESSAGE - TAG;
 
+/// The most bytes one record takes on the wire: its 2-byte length, then the largest message.
+pub const MAX_RECORD: usize = 2 + MAX_MESSAGE;
+
 /// The longest handshake message peerchat sends is message 2: ephemeral key (32), encrypted
 /// static key (32 + 16), encrypted payload (96 + 16) = 192 bytes. Anything much longer is not a
 /// peerchat handshake, and is refused before it is buffered.
@@ -396,29 +399,41 @@ impl Link {
     /// Encrypts `plain` into records appended to `out`: one record for up to
     /// [`MAX_RECORD_PLAIN`] bytes, more for a larger write. Nothing for an empty one.
     pub fn seal(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), LinkError> {
-        let transport = match &mut self.state {
-            State::Open(t) => t,
-            State::Handshake(_) => return Err(LinkError::NotOpen),
-            State::Failed(e) => return Err(e.clone()),
-        };
         let records = plain.len().div_ceil(MAX_RECORD_PLAIN);
         out.reserve(plain.len() + records * (2 + TAG));
         for chunk in plain.chunks(MAX_RECORD_PLAIN) {
             let start = out.len();
             out.resize(start + 2 + chunk.len() + TAG, 0);
-            let written = transport.write_message(chunk, &mut out[start + 2..]);
-            match written {
-                Ok(n) if n == chunk.len() + TAG => {
-                    out[start..start + 2].copy_from_slice(&(n as u16).to_be_bytes());
-                }
-                // Only nonce exhaustion (2^64 records) gets here: the link cannot go on.
-                _ => {
-                    out.truncate(start);
-                    return Err(self.fail(LinkError::Record));
-                }
+            if let Err(e) = self.seal_record(chunk, &mut out[start..]) {
+                out.truncate(start);
+                return Err(e);
             }
         }
         Ok(())
+    }
+
+    /// Encrypts `plain` (at most [`MAX_RECORD_PLAIN`] bytes) into one record at the start of
+    /// `out`, which must have room for it (`2 + plain.len() + TAG`, at most [`MAX_RECORD`]);
+    /// returns the record's length. For a writer that seals into a buffer it keeps, so that a
+    /// write neither allocates nor clears memory.
+    pub fn seal_record(&mut self, plain: &[u8], out: &mut [u8]) -> Result<usize, LinkError> {
+        let transport = match &mut self.state {
+            State::Open(t) => t,
+            State::Handshake(_) => return Err(LinkError::NotOpen),
+            State::Failed(e) => return Err(e.clone()),
+        };
+        let len = plain.len() + TAG;
+        if plain.len() > MAX_RECORD_PLAIN || out.len() < 2 + len {
+            return Err(LinkError::Length(plain.len()));
+        }
+        match transport.write_message(plain, &mut out[2..2 + len]) {
+            Ok(n) if n == len => {
+                out[..2].copy_from_slice(&(len as u16).to_be_bytes());
+                Ok(2 + len)
+            }
+            // Only nonce exhaustion (2^64 records) gets here: the link cannot go on.
+            _ => Err(self.fail(LinkError::Record)),
+        }
     }
 
     /// The peer closed the connection (end of file). `Ok` if that ends a healthy link between
