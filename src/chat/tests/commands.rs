@@ -6,7 +6,7 @@ use super::net::*;
 fn nothing_is_logged_as_sent_when_nobody_is_connected() {
     let now = Instant::now();
     let mut chat = Chat::new(solo("me", Some(5000)), now);
-    chat.handle_input("into the void");
+    chat.handle_input("into the void", now);
     assert!(!logs_sent(&drain(&mut chat)));
 }
 
@@ -34,7 +34,7 @@ fn what_is_typed_while_a_dial_connects_is_signed_for_the_peer_it_may_reach() {
     // typed line and the goodbye are signed for the peer it may prove to be, and shown sent.
     let mut chat = Chat::new(solo("me", None), now);
     chat.handle_dialling(3);
-    chat.handle_input("typed early");
+    chat.handle_input("typed early", now);
     chat.handle_input_end();
     let actions = drain(&mut chat);
     assert!(logs_sent(&actions));
@@ -43,7 +43,7 @@ fn what_is_typed_while_a_dial_connects_is_signed_for_the_peer_it_may_reach() {
     let mut chat = Chat::new(solo("me", None), now);
     chat.handle_dialling(3);
     chat.handle_closed(3, None);
-    chat.handle_input("too late");
+    chat.handle_input("too late", now);
     chat.handle_input_end();
     let actions = drain(&mut chat);
     assert!(!logs_sent(&actions));
