@@ -10,6 +10,30 @@ fn nothing_is_logged_as_sent_when_nobody_is_connected() {
     assert!(!logs_sent(&drain(&mut chat)));
 }
 
+#[test]
+fn leaving_with_lines_that_waited_for_a_peer_says_they_were_not_sent() {
+    let unsent = |actions: &[Action]| {
+        actions.iter().any(|a| {
+            matches!(a, Action::Show(Event::Info(t)) if t.starts_with("2 line(s) said while no peer"))
+        })
+    };
+    let now = Instant::now();
+    let mut chat = Chat::new(solo("me", Some(5000)), now);
+    chat.handle_input("into the void", now);
+    chat.handle_input("/me shrugs", now);
+    chat.handle_input_end();
+    let actions = drain(&mut chat);
+    assert!(unsent(&actions), "{actions:?}");
+    // Handed to a peer that came: nothing is left unsent.
+    let mut net = Net::new(2);
+    net.say(0, "into the void");
+    net.say(0, "/me shrugs");
+    net.link(0, 1);
+    net.nodes[0].handle_input_end();
+    let actions = drain(&mut net.nodes[0]);
+    assert!(!unsent(&actions), "{actions:?}");
+}
+
 /// True if `actions` hold a signed bundle of this node's with a message and its goodbye.
 fn signs_speech_and_goodbye(actions: &[Action]) -> bool {
     let signed: Vec<&Frame> = actions
