@@ -272,6 +272,13 @@ impl Chat {
         self.broadcast_leave(self.me, self.cfg.nick.clone(), reason);
         // Signed now, so the goodbye is queued before the caller starts to end.
         self.seal();
+        // The user was told these wait for a peer: leaving, none will come for them.
+        let unsent = self.history.loose_of(self.me);
+        if unsent > 0 {
+            self.out.show(Event::Info(format!(
+                "{unsent} line(s) said while no peer was connected were not sent"
+            )));
+        }
         self.out.quit();
     }
 }

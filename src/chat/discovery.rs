@@ -113,18 +113,33 @@ impl Listed {
             .min(LISTED_MAX_WAIT)
     }
 
-    /// True if a list naming `addr` may have it dialled at `now`.
+    /// True if the wait after dial `t` is over at `now`.
+    fn over(t: &Tried, now: Instant) -> bool {
+        now.saturating_duration_since(t.at) >= Self::wait(t)
+    }
+
+    /// True if a list naming `addr` may have it dialled at `now`. With the table full, a new
+    /// address only takes the place of one whose wait is over: forgetting one early would let
+    /// a flood of made-up addresses (beacons are cheap) have each dialled again at once.
     fn may_dial(&self, addr: SocketAddr, now: Instant) -> bool {
-        self.tried
-            .get(&addr)
-            .is_none_or(|t| now.saturating_duration_since(t.at) >= Self::wait(t))
+        match self.tried.get(&addr) {
+            Some(t) => Self::over(t, now),
+            None => {
+                self.tried.len() < LISTED_CAP || self.tried.values().any(|t| Self::over(t, now))
+            }
+        }
     }
 
     /// `addr` is being dialled for a list at `now`.
     fn dialled(&mut self, addr: SocketAddr, now: Instant) {
         if !self.tried.contains_key(&addr) && self.tried.len() >= LISTED_CAP {
-            // A scan of at most LISTED_CAP entries, for a dial at most: a few per frame.
-            let oldest = self.tried.iter().min_by_key(|(_, t)| t.at).map(|(&a, _)| a);
+            // A scan of at most LISTED_CAP entries, for a dial at most: a few per frame. The
+            // one dialled longest ago among those past their wait (`may_dial` found one).
+            let oldest = self
+                .tried
+                .iter()
+                .min_by_key(|(_, t)| (!Self::over(t, now), t.at))
+                .map(|(&a, _)| a);
             if let Some(oldest) = oldest {
                 self.tried.remove(&oldest);
             }
@@ -617,20 +632,28 @@ mod tests {
     }
 
     #[test]
-    fn the_listed_table_is_bounded_and_forgets_the_longest_dialled_first() {
+    fn the_listed_table_is_bounded_and_forgets_only_addresses_past_their_wait() {
         let t0 = Instant::now();
         let mut l = Listed::default();
         let addr = |i: usize| SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 5000));
-        for i in 0..LISTED_CAP + 10 {
-            l.dialled(addr(i), t0 + Duration::from_millis(i as u64));
+        for i in 0..LISTED_CAP {
+            let t = t0 + Duration::from_millis(i as u64);
+            assert!(l.may_dial(addr(i), t));
+            l.dialled(addr(i), t);
         }
+        // Full of addresses within their wait: none is forgotten for a new one, so none is
+        // dialled again early however many new ones come.
+        let soon = t0 + Duration::from_secs(1);
+        assert!(!l.may_dial(addr(LISTED_CAP), soon), "full");
+        assert!(!l.may_dial(addr(0), soon), "kept");
+        // The first one's wait is over: a new address takes its place, and only its.
+        let later = t0 + LISTED_EVERY;
+        assert!(l.may_dial(addr(LISTED_CAP), later));
+        l.dialled(addr(LISTED_CAP), later);
         assert_eq!(l.tried.len(), LISTED_CAP);
-        assert!(
-            l.may_dial(addr(0), t0 + Duration::from_secs(1)),
-            "forgotten"
-        );
-        assert!(!l.may_dial(addr(LISTED_CAP + 9), t0 + Duration::from_secs(1)));
-        assert!(!l.may_dial(addr(10), t0 + Duration::from_secs(1)), "kept");
+        assert!(!l.tried.contains_key(&addr(0)), "forgotten");
+        assert!(!l.may_dial(addr(1), later), "kept");
+        assert!(!l.may_dial(addr(LISTED_CAP + 1), later), "full again");
     }
 
     #[test]

@@ -86,6 +86,13 @@ impl History {
         }
     }
 
+    /// How many of member `me`'s messages and actions are loose: said while no peer could
+    /// read them, and not handed to one since.
+    pub(super) fn loose_of(&self, me: MemberId) -> usize {
+        let mine = |f: &Frame| matches!(f, Frame::Msg { from, .. } | Frame::Me { from, .. } if *from == me);
+        self.loose.iter().filter(|(_, f)| mine(f)).count()
+    }
+
     /// The loose frames, to be signed now, in groups of one time each (a bundle has one) and
     /// within a bundle's caps.
     pub(super) fn take_loose(&mut self) -> Vec<(u64, Vec<Frame>)> {

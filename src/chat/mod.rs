@@ -467,8 +467,9 @@ impl Chat {
         }
     }
 
-    /// The user typed `line` (without its `\n`).
-    pub fn handle_input(&mut self, line: &str) {
+    /// The user typed `line` (without its `\n`) at `now`: what it says is dated then.
+    pub fn handle_input(&mut self, line: &str, now: Instant) {
+        self.clock = now;
         if self.quitting {
             return;
         }

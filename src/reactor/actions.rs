@@ -191,7 +191,7 @@ impl<W: Write> Reactor<W> {
         let mut batch = Vec::new();
         while let Some(input) = taken.next() {
             match input {
-                Input::Line(line) => self.chat.handle_input(&line),
+                Input::Line(line) => self.chat.handle_input(&line, now),
                 Input::End if self.gate.keeps_open() => self.show(&Event::Info(
                     "input ended; still receiving (--keep-open)".into(),
                 )),

@@ -556,7 +556,7 @@ fn the_chat_core_shows_each_message_once_whatever_it_is_fed() {
                         "",
                     ];
                     let line = *rng.pick(typed);
-                    chat.handle_input(line);
+                    chat.handle_input(line, now);
                 }
                 // Lines on some connection.
                 _ if !open.is_empty() => {
@@ -603,7 +603,7 @@ fn the_chat_core_shows_each_message_once_whatever_it_is_fed() {
         // Memory stays bounded by what exists: the roster holds at most the members the input
         // could name (4 nodes with 4 guests each, our guests, ourselves), whatever it said.
         if !chat.is_quitting() {
-            chat.handle_input("/names");
+            chat.handle_input("/names", now);
             let names = std::iter::from_fn(|| chat.poll_action()).find_map(|a| match a {
                 Action::Show(Event::Names(list)) => Some(list.len()),
                 _ => None,
@@ -806,7 +806,7 @@ fn chat_cores_wired_together_show_every_message_exactly_once_in_order() {
             let i = rng.below(n as u64) as usize;
             if typed[i] < per_node {
                 let action = if rng.chance(4) { "/me " } else { "" };
-                net.nodes[i].handle_input(&format!("{action}m {} from n{i}", typed[i]));
+                net.nodes[i].handle_input(&format!("{action}m {} from n{i}", typed[i]), now);
                 net.apply(i, now);
                 typed[i] += 1;
             }

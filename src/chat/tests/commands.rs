@@ -6,8 +6,32 @@ use super::net::*;
 fn nothing_is_logged_as_sent_when_nobody_is_connected() {
     let now = Instant::now();
     let mut chat = Chat::new(solo("me", Some(5000)), now);
-    chat.handle_input("into the void");
+    chat.handle_input("into the void", now);
     assert!(!logs_sent(&drain(&mut chat)));
+}
+
+#[test]
+fn leaving_with_lines_that_waited_for_a_peer_says_they_were_not_sent() {
+    let unsent = |actions: &[Action]| {
+        actions.iter().any(|a| {
+            matches!(a, Action::Show(Event::Info(t)) if t.starts_with("2 line(s) said while no peer"))
+        })
+    };
+    let now = Instant::now();
+    let mut chat = Chat::new(solo("me", Some(5000)), now);
+    chat.handle_input("into the void", now);
+    chat.handle_input("/me shrugs", now);
+    chat.handle_input_end();
+    let actions = drain(&mut chat);
+    assert!(unsent(&actions), "{actions:?}");
+    // Handed to a peer that came: nothing is left unsent.
+    let mut net = Net::new(2);
+    net.say(0, "into the void");
+    net.say(0, "/me shrugs");
+    net.link(0, 1);
+    net.nodes[0].handle_input_end();
+    let actions = drain(&mut net.nodes[0]);
+    assert!(!unsent(&actions), "{actions:?}");
 }
 
 /// True if `actions` hold a signed bundle of this node's with a message and its goodbye.
@@ -34,7 +58,7 @@ fn what_is_typed_while_a_dial_connects_is_signed_for_the_peer_it_may_reach() {
     // typed line and the goodbye are signed for the peer it may prove to be, and shown sent.
     let mut chat = Chat::new(solo("me", None), now);
     chat.handle_dialling(3);
-    chat.handle_input("typed early");
+    chat.handle_input("typed early", now);
     chat.handle_input_end();
     let actions = drain(&mut chat);
     assert!(logs_sent(&actions));
@@ -43,7 +67,7 @@ fn what_is_typed_while_a_dial_connects_is_signed_for_the_peer_it_may_reach() {
     let mut chat = Chat::new(solo("me", None), now);
     chat.handle_dialling(3);
     chat.handle_closed(3, None);
-    chat.handle_input("too late");
+    chat.handle_input("too late", now);
     chat.handle_input_end();
     let actions = drain(&mut chat);
     assert!(!logs_sent(&actions));

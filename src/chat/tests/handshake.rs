@@ -387,6 +387,6 @@ fn a_scan_connection_without_a_hello_is_nobody_to_send_to() {
         origin: Origin::Auto(other),
     };
     open(&mut chat, 3, link, now);
-    chat.handle_input("anyone?");
+    chat.handle_input("anyone?", now);
     assert!(!logs_sent(&drain(&mut chat)));
 }

@@ -94,6 +94,29 @@ fn a_split_chain_is_repaired_each_message_once_the_late_ones_marked() {
 }
 
 #[test]
+fn what_is_typed_is_dated_when_it_is_typed_not_at_the_last_tick() {
+    let mut net = Net::new(2);
+    net.say(0, "first");
+    // A minute passes with nothing due on node 0 (alone, no timer): no tick reaches it.
+    net.now += Duration::from_secs(60);
+    net.say(0, "a minute later");
+    net.link(0, 1);
+    let at = |text: &str| {
+        net.shown[1].iter().find_map(|e| match e {
+            Event::Past(p) if p.text == text => Some(p.at),
+            _ => None,
+        })
+    };
+    let (first, later) = (at("first"), at("a minute later"));
+    assert_eq!(
+        later.zip(first).map(|(l, f)| l.saturating_sub(f)),
+        Some(60_000),
+        "{:?}",
+        net.shown[1]
+    );
+}
+
+#[test]
 fn a_node_with_no_history_kept_still_delivers_what_it_said_alone() {
     let mut cfg = config(0, 0);
     cfg.history = 0;

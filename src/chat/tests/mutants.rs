@@ -26,7 +26,7 @@ fn a_dm_to_a_guest_reaches_that_guest_not_another() {
     net.run();
     // Both ways round, so the answer cannot be right by the order connections are kept in.
     for (nick, conn) in [("guest-1", 7), ("guest-2", 8)] {
-        net.nodes[0].handle_input(&format!("/msg {nick} just for you"));
+        net.nodes[0].handle_input(&format!("/msg {nick} just for you"), net.now);
         while let Some(a) = net.nodes[0].poll_action() {
             net.apply(0, a);
         }

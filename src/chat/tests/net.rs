@@ -607,7 +607,7 @@ impl Net {
     }
 
     pub(super) fn say(&mut self, node: usize, text: &str) {
-        self.nodes[node].handle_input(text);
+        self.nodes[node].handle_input(text, self.now);
         self.run();
     }
 

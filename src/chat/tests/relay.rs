@@ -339,7 +339,7 @@ fn a_dm_to_a_guest_goes_to_its_connection_only() {
     open(&mut net.nodes[1], 7, accepted(addr(9, 4000)), net.now);
     net.nodes[1].handle_line(7, b"hello from nc", net.now);
     net.run();
-    net.nodes[0].handle_input("/msg guest-1 just for you");
+    net.nodes[0].handle_input("/msg guest-1 just for you", net.now);
     let mut sent_to_guest = false;
     // Carry out by hand to see what node 1 does with it.
     while let Some(a) = net.nodes[0].poll_action() {

@@ -50,7 +50,7 @@ fn a_dm_through_a_relaying_node_is_unreadable_there_and_shown_once_by_its_recipi
     let guest = net.guest(1);
     net.clear_screen(1, guest);
     net.clear_shown();
-    net.nodes[0].handle_input("/msg n2 the treasure is under the oak");
+    net.nodes[0].handle_input("/msg n2 the treasure is under the oak", net.now);
     let seen = run_watching(&mut net, 1);
     assert!(!seen.is_empty(), "n1 relayed it");
     for line in &seen {
@@ -137,7 +137,7 @@ fn a_dm_to_a_far_guest_is_opened_by_its_host_and_a_guests_dm_sealed_by_its_host(
     net.clear_shown();
     let seen = run_watching(&mut net, 1);
     assert!(seen.is_empty());
-    net.nodes[0].handle_input("/msg cat hidden from n1");
+    net.nodes[0].handle_input("/msg cat hidden from n1", net.now);
     let mut seen = run_watching(&mut net, 1);
     net.nodes[0].handle_line(near, b"/msg cat also hidden", net.now);
     seen.extend(run_watching(&mut net, 1));

@@ -83,7 +83,7 @@ fn a_silent_peer_times_out_exactly_at_the_timeout() {
 fn a_node_that_left_does_not_wake_up_to_scan() {
     let (mut chat, now) = mesh_chat(5000, 5000..=5001, DEFAULT_MAX_PEERS);
     assert_eq!(chat.next_deadline(), Some(now));
-    chat.handle_input("/quit");
+    chat.handle_input("/quit", now);
     assert_eq!(chat.next_deadline(), None);
     chat.handle_tick(now + SCAN_MAX);
     assert!(!drain(&mut chat)
@@ -239,7 +239,7 @@ fn a_node_that_quits_with_a_redial_pending_neither_redials_nor_keeps_a_deadline_
         now,
     );
     chat.handle_closed(3, Some("reset".into()));
-    chat.handle_input("/quit");
+    chat.handle_input("/quit", now);
     drain(&mut chat);
     let later = now + Duration::from_secs(2);
     chat.handle_tick(later);
