@@ -445,7 +445,10 @@ impl Chat {
     fn gone_name(&self, member: MemberId, nick: &str, head: &HistHead) -> String {
         let mark = if member.guest == 0 { "" } else { GUEST_MARK };
         let mut name = format!("{mark}{nick}");
-        if self.roster.holds_any_case(nick) {
+        // This node's own earlier run (same key, another run) is the user: no tag, even though
+        // the nick is in the roster (as the user's).
+        let ours = member.guest == 0 && head.key.key == self.cfg.key.verifying_key();
+        if !ours && self.roster.holds_any_case(nick) {
             name.push_str(&member.tag());
         }
         let fp = protocol::sign::fingerprint(&head.key.key);

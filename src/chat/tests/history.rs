@@ -397,3 +397,37 @@ fn history_under_the_nick_of_someone_here_is_shown_with_its_tag_and_a_warning() 
     let tag = other.member().tag();
     assert_eq!(shown, [format!("bоb{tag} (key changed!)")]);
 }
+
+#[test]
+fn what_this_users_earlier_run_said_comes_back_under_their_nick_untagged() {
+    let now = Instant::now();
+    let mut chat = Chat::new(solo("me", Some(5000)), now);
+    let bob = FakeNode::new("bob", 110, Some(6000));
+    bob.connect(&mut chat, 10, accepted(addr(20, 7000)), now);
+    drain(&mut chat);
+    // The same key as `solo`'s, another run: this user, before a restart. And a stranger
+    // under the same nick, for contrast.
+    let mut earlier = FakeNode::new("me", 200, None);
+    earlier.run = [201; 8];
+    let stranger = FakeNode::new("me", 121, None);
+    for node in [&earlier, &stranger] {
+        let head = HistHead {
+            at: 5,
+            from: 0,
+            key: node.node_key(),
+        };
+        chat.handle_line(10, line_of(&Frame::HistHead(head)).as_bytes(), now);
+        for line in node.bundle(vec![node.msg(2, "said before")]) {
+            chat.handle_line(10, line.as_bytes(), now);
+        }
+    }
+    let shown: Vec<String> = drain(&mut chat)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Show(Event::Past(p)) => Some(p.from),
+            _ => None,
+        })
+        .collect();
+    let tag = stranger.member().tag();
+    assert_eq!(shown, ["me".to_string(), format!("me{tag}")]);
+}
