@@ -35,16 +35,17 @@ const FLOOD_CUT: Duration = Duration::from_secs(10);
 /// The guest is told about dropped lines at most this often.
 const TELL_EVERY: Duration = Duration::from_secs(1);
 
-/// Tokens of lines: `per_sec` come back each second, up to `burst`.
+/// Tokens of lines: `per_sec` come back each second, up to `burst`. (Also a peer's budget of
+/// history messages, `history.rs`.)
 #[derive(Debug)]
-struct Tokens {
+pub(super) struct Tokens {
     tokens: f64,
     last: Instant,
 }
 
 impl Tokens {
     /// A full bucket, or an empty one when there is no limit.
-    fn new(now: Instant, limit: Option<RateLimit>) -> Tokens {
+    pub(super) fn new(now: Instant, limit: Option<RateLimit>) -> Tokens {
         Tokens {
             tokens: limit.map_or(0.0, |l| l.burst),
             last: now,
@@ -59,6 +60,16 @@ impl Tokens {
         // Capped: an idle guest does not save up tokens to flood with later.
         self.tokens = (self.tokens + elapsed * limit.per_sec).min(limit.burst);
         self.tokens
+    }
+
+    /// Takes `n` tokens at `now` if there are that many; else takes none.
+    pub(super) fn take(&mut self, now: Instant, limit: RateLimit, n: usize) -> bool {
+        let n = n as f64;
+        if self.refill(now, limit) < n {
+            return false;
+        }
+        self.tokens -= n;
+        true
     }
 
     /// True if the bucket is full at `now`: it is then no different from a new one.

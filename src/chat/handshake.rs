@@ -258,7 +258,13 @@ impl Chat {
         self.dial_answered(conn);
         let listen = hello.listen.map(|port| SocketAddr::new(addr.ip(), port));
         let existing = self.neighbours.peer_conn(hello.node);
-        let peer = Peer::new(hello.nick.clone(), hello.node, listen, self.clock);
+        let peer = Peer::new(
+            hello.nick.clone(),
+            hello.node,
+            listen,
+            self.clock,
+            super::history::budget(self.cfg.history),
+        );
         self.neighbours.set_kind(conn, Kind::Peer(peer));
         self.classified(conn, Role::Peer);
         self.arm_keepalive(conn);

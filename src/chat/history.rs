@@ -12,6 +12,9 @@ use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::Instant;
 
+use log::debug;
+
+use super::flood::RateLimit;
 use super::neighbours::Incoming;
 use super::{Chat, ConnId, KeyCheck};
 use crate::event::{Event, Speech};
@@ -206,6 +209,17 @@ impl History {
 }
 
 /// The first counter in a bundle: its place in its origin's order.
+/// How many history messages one peer may hand over: twice the history (at least 200) at once,
+/// a history's worth a minute after. An honest peer hands its history when the link comes up,
+/// then passes on what a repair elsewhere brought, at most a history each time.
+pub(super) fn budget(history: usize) -> RateLimit {
+    let n = history.max(100) as f64;
+    RateLimit {
+        per_sec: n / 60.0,
+        burst: 2.0 * n,
+    }
+}
+
 fn first_seq(p: &Kept) -> u64 {
     p.bundle
         .frames
@@ -357,13 +371,27 @@ impl Chat {
             return self.drop_conn(conn, "history under another node's key".into());
         }
         let now = self.clock;
-        let mut shown = b.frames.iter().filter(|f| {
+        let shown = b.frames.iter().filter(|f| {
             matches!(f, Frame::Msg { .. } | Frame::Me { .. })
                 && f.id().is_some_and(|id| id.seq >= head.from)
         });
         // Ours, or nothing new in it: not worth checking.
         self.seen.expire(now);
-        if node == self.cfg.node || shown.all(|f| f.id().is_some_and(|id| self.seen.old(id, now))) {
+        let news = shown
+            .filter(|f| f.id().is_some_and(|id| !self.seen.old(id, now)))
+            .count();
+        if node == self.cfg.node || news == 0 {
+            return;
+        }
+        // Within what an honest peer hands over; past it, a peer inventing speakers to fill
+        // screens gets nothing shown, kept or passed on (checked before the costly signature).
+        let limit = budget(self.cfg.history);
+        let within = self
+            .neighbours
+            .peer_mut(conn)
+            .is_some_and(|p| p.history.take(now, limit, news));
+        if !within {
+            debug!("conn {conn}: history past its budget, dropped");
             return;
         }
         if !protocol::sign::verify_frames(&head.key.key, node, &b.lines, &b.head.sig) {

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use super::flood::{Bucket, RateLimit, Shared};
+use super::flood::{Bucket, RateLimit, Shared, Tokens};
 use super::keepalive::Keepalive;
 use super::{ConnId, Origin};
 use crate::protocol::{BundleHead, Frame, Hello, HistHead, MemberId, NodeId};
@@ -61,6 +61,8 @@ pub(super) struct Peer {
     pub(super) hist: Option<Box<HistHead>>,
     /// When it proved its hello: a second connection to its node much later is no crossing.
     pub(super) since: Instant,
+    /// History messages it may still hand over (see `history::budget`).
+    pub(super) history: Tokens,
 }
 
 /// A bundle whose frame lines are still arriving.
@@ -81,6 +83,7 @@ impl Peer {
         node: NodeId,
         listen: Option<SocketAddr>,
         now: Instant,
+        history: RateLimit,
     ) -> Peer {
         Peer {
             nick,
@@ -91,6 +94,7 @@ impl Peer {
             bundle: None,
             hist: None,
             since: now,
+            history: Tokens::new(now, Some(history)),
         }
     }
 
@@ -508,6 +512,7 @@ mod tests {
             bundle: None,
             hist: None,
             since: Instant::now(),
+            history: Tokens::new(Instant::now(), None),
         })
     }
 

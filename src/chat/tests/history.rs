@@ -431,3 +431,48 @@ fn what_this_users_earlier_run_said_comes_back_under_their_nick_untagged() {
     let tag = stranger.member().tag();
     assert_eq!(shown, ["me".to_string(), format!("me{tag}")]);
 }
+
+#[test]
+fn a_peer_handing_history_of_speakers_it_invents_is_held_to_a_budget() {
+    let start = Instant::now();
+    let mut chat = Chat::new(solo("me", Some(5000)), start);
+    let hostile = FakeNode::new("hostile", 110, Some(6000));
+    hostile.connect(&mut chat, 10, accepted(addr(20, 7000)), start);
+    drain(&mut chat);
+    // Each invented node hands one full bundle (64 messages) of history.
+    let hand = |chat: &mut Chat, seed: u8, now: Instant| {
+        let invented = FakeNode::new(&format!("n{seed}"), seed, None);
+        let head = HistHead {
+            at: 5,
+            from: 0,
+            key: invented.node_key(),
+        };
+        chat.handle_line(10, line_of(&Frame::HistHead(head)).as_bytes(), now);
+        let said = (1..=64)
+            .map(|i| invented.msg(i, &format!("spam {i}")))
+            .collect();
+        for line in invented.bundle(said) {
+            chat.handle_line(10, line.as_bytes(), now);
+        }
+        drain(chat)
+            .iter()
+            .filter(|a| matches!(a, Action::Show(Event::Past(_))))
+            .count()
+    };
+    // The default history is 100: 200 at once, so three bundles and not a fourth...
+    let shown: Vec<usize> = (120..126)
+        .map(|seed| hand(&mut chat, seed, start))
+        .collect();
+    assert_eq!(shown, [64, 64, 64, 0, 0, 0]);
+    // ...and a history's worth (100) a minute after: one more bundle then, and only one.
+    let later = start + Duration::from_secs(60);
+    let shown: Vec<usize> = (130..133)
+        .map(|seed| hand(&mut chat, seed, later))
+        .collect();
+    assert_eq!(shown, [64, 0, 0]);
+    // The link stays: a budget is no proof of malice (a repair can bring a history's worth).
+    hostile.send(&mut chat, 10, vec![hostile.msg(2, "still here")], later);
+    assert!(drain(&mut chat)
+        .iter()
+        .any(|a| matches!(a, Action::Show(Event::Message { text, .. }) if text == "still here")));
+}
