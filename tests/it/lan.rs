@@ -7,9 +7,9 @@
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -281,86 +281,147 @@ fn in_namespace<T: Send + 'static>(
     })
 }
 
-/// Frames that host `i` of `lan` sends, read on its port of the bridge until `stop`: (all of
-/// them, the IPv4 UDP ones).
-fn frames_on_the_bridge(
-    lan: &Bridge,
-    i: usize,
+/// The IPv4 UDP frames host `i` of a bridge sends, counted on its port of the bridge by a
+/// packet socket that a thread of its own reads until `finish`.
+struct PortWatch {
+    udp: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
-) -> thread::JoinHandle<Result<(usize, usize), String>> {
-    let port = std::ffi::CString::new(format!("p{}", i + 1)).expect("a name");
-    in_namespace(lan.hub(), move || {
-        let all = (libc::ETH_P_ALL as u16).to_be();
-        // SAFETY: plain socket calls; the descriptor is owned by `socket` from here on.
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(all)) };
-        if fd < 0 {
-            return Err(format!(
-                "packet socket: {}",
-                std::io::Error::last_os_error()
-            ));
+    reader: Option<thread::JoinHandle<()>>,
+}
+
+impl PortWatch {
+    /// Starts counting on host `i`'s port; returns once the socket is bound, so that every
+    /// frame the host sends from then on is counted, however late the reader thread runs.
+    fn start(lan: &Bridge, i: usize) -> PortWatch {
+        let port = format!("p{}", i + 1);
+        let socket = in_namespace(lan.hub(), move || packet_socket(&port))
+            .join()
+            .expect("a thread")
+            .expect("a packet socket on the bridge");
+        let udp = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, stopped) = (udp.clone(), stop.clone());
+        let reader = thread::spawn(move || count_udp(&socket, &count, &stopped));
+        PortWatch {
+            udp,
+            stop,
+            reader: Some(reader),
         }
-        // SAFETY: `fd` is a fresh socket nothing else owns.
-        let socket = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-        // SAFETY: zeroed sockaddr_ll is valid; the fields that matter are set below.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = all;
-        // SAFETY: `port` is a NUL-terminated name.
-        sll.sll_ifindex = unsafe { libc::if_nametoindex(port.as_ptr()) } as i32;
-        let size = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        // SAFETY: `sll` is a valid sockaddr_ll of `size` bytes.
-        if unsafe { libc::bind(fd, (&sll as *const libc::sockaddr_ll).cast(), size) } != 0 {
-            return Err(format!("bind: {}", std::io::Error::last_os_error()));
+    }
+
+    /// The IPv4 UDP frames counted so far.
+    fn udp(&self) -> usize {
+        self.udp.load(Ordering::SeqCst)
+    }
+
+    /// Stops counting once the frames queued on the socket are read; the total.
+    fn finish(mut self) -> usize {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("the reader thread");
         }
-        let wait = libc::timeval {
-            tv_sec: 0,
-            tv_usec: 100_000,
-        };
-        let tv = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
-        // SAFETY: a timeval of the size given.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&wait as *const libc::timeval).cast(),
-                tv,
+        self.udp()
+    }
+}
+
+impl Drop for PortWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A packet socket on interface `name` of this thread's namespace, for every frame that passes
+/// it, whose reads wait at most 100 ms. Opened for no protocol and given them all by `bind`:
+/// opened for all, it would queue the frames of every interface until bound.
+fn packet_socket(name: &str) -> Result<OwnedFd, String> {
+    let name = std::ffi::CString::new(name).map_err(|e| e.to_string())?;
+    // SAFETY: a plain socket(2) call; the descriptor is checked, then owned by `socket`.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+    if fd < 0 {
+        return Err(format!(
+            "packet socket: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: `fd` is a fresh socket nothing else owns.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: zeroed sockaddr_ll is valid; the fields that matter are set below.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+    // SAFETY: `name` is a NUL-terminated name.
+    sll.sll_ifindex = match unsafe { libc::if_nametoindex(name.as_ptr()) } {
+        0 => return Err(format!("no interface {name:?}")),
+        i => i as i32,
+    };
+    let size = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    // SAFETY: `sll` is a valid sockaddr_ll of `size` bytes.
+    if unsafe { libc::bind(fd, (&sll as *const libc::sockaddr_ll).cast(), size) } != 0 {
+        return Err(format!("bind: {}", std::io::Error::last_os_error()));
+    }
+    let wait = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 100_000,
+    };
+    let tv = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
+    // SAFETY: a timeval of the size given.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&wait as *const libc::timeval).cast(),
+            tv,
+        )
+    };
+    Ok(socket)
+}
+
+/// Reads packet socket `socket` until `stop`, then what is queued on it, adding to `udp` each
+/// IPv4 UDP frame the host sends.
+fn count_udp(socket: &OwnedFd, udp: &AtomicUsize, stop: &AtomicBool) {
+    let mut buf = [0u8; 2048];
+    loop {
+        let stopping = stop.load(Ordering::SeqCst);
+        let flags = if stopping { libc::MSG_DONTWAIT } else { 0 };
+        // SAFETY: zeroed sockaddr_ll is valid; recvfrom fills it.
+        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: `buf` and `from` are live and as large as said.
+        let n = unsafe {
+            libc::recvfrom(
+                socket.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                flags,
+                (&mut from as *mut libc::sockaddr_ll).cast(),
+                &mut len,
             )
         };
-        let (mut frames, mut udp) = (0, 0);
-        let mut buf = [0u8; 2048];
-        while !stop.load(Ordering::Relaxed) {
-            let mut from: libc::sockaddr_ll = sll;
-            let mut len = size;
-            // SAFETY: `buf` and `from` are live and as large as said.
-            let n = unsafe {
-                libc::recvfrom(
-                    socket.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    0,
-                    (&mut from as *mut libc::sockaddr_ll).cast(),
-                    &mut len,
-                )
-            };
-            // Frames the bridge sends the host are outgoing on this port: not the host's.
-            if n < 14 || from.sll_pkttype == libc::PACKET_OUTGOING {
-                continue;
+        let Ok(n) = usize::try_from(n) else {
+            // Nothing within the wait; once stopping, nothing left.
+            if stopping {
+                return;
             }
-            frames += 1;
-            let ipv4 = buf[12..14] == [0x08, 0x00];
-            udp += usize::from(n >= 34 && ipv4 && buf[23] == 17);
+            continue;
+        };
+        // Frames the bridge sends the host are outgoing on this port: not the host's.
+        if from.sll_pkttype == libc::PACKET_OUTGOING {
+            continue;
         }
-        Ok((frames, udp))
-    })
+        let ipv4 = n >= 34 && buf[12..14] == [0x08, 0x00];
+        if ipv4 && buf[23] == 17 {
+            udp.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 #[test]
 fn without_lan_no_udp_socket_is_opened_nor_a_datagram_sent() {
     let Some(lan) = bridge(2) else { return };
-    let stop = Arc::new(AtomicBool::new(false));
-    let watch_plain = frames_on_the_bridge(&lan, 0, stop.clone());
-    let watch_loud = frames_on_the_bridge(&lan, 1, stop.clone());
+    // Both ports watched before either node starts.
+    let watch_plain = PortWatch::start(&lan, 0);
+    let watch_loud = PortWatch::start(&lan, 1);
     let mut plain = Node::spawn_in(
         &lan.hosts[0],
         &["-l", "0.0.0.0:5000", "--json", "--nick", "plain"],
@@ -381,18 +442,19 @@ fn without_lan_no_udp_socket_is_opened_nor_a_datagram_sent() {
     // Its beacons reached a host that does not listen for them: no one dialled anyone.
     assert_eq!(links_between(plain_pid, loud_pid), 0);
     assert!(!plain.events().iter().any(|v| v["event"] == "join"));
-    // On the bridge: the --lan host's beacons were seen there, and no UDP from the other.
-    stop.store(true, Ordering::Relaxed);
-    let (_, plain_udp) = watch_plain
-        .join()
-        .expect("a thread")
-        .expect("reading the bridge");
-    let (_, loud_udp) = watch_loud
-        .join()
-        .expect("a thread")
-        .expect("reading the bridge");
-    assert!(loud_udp >= 2, "{loud_udp} UDP frames from the --lan host");
-    assert_eq!(plain_udp, 0, "UDP frames from the host without --lan");
+    // On the bridge: the --lan host's beacons are seen there (by a reader that may lag behind
+    // the sender on a busy machine), and no UDP from the other host all along.
+    wait_until("the --lan host's two beacons on the bridge", || {
+        let seen = watch_loud.udp();
+        (seen >= 2)
+            .then_some(())
+            .ok_or(format!("{seen} UDP frames"))
+    });
+    assert_eq!(
+        watch_plain.finish(),
+        0,
+        "UDP frames from the host without --lan"
+    );
 }
 
 /// Beacons sent by `from` on the bridge, read by a socket in host `ns` (which runs no node):
