@@ -416,6 +416,13 @@ pub struct Lan {
     pub dev_b: String,
 }
 
+/// Adds network namespace `name`. Names carry this process's id: one left by a killed test
+/// process that had the same id (pids are reused) is deleted first, or `add` would fail.
+fn fresh_netns(name: &str) -> Result<(), String> {
+    let _ = ip(&["netns", "del", name]);
+    ip(&["netns", "add", name])
+}
+
 fn ip(args: &[&str]) -> Result<(), String> {
     let _spawning = spawning();
     let out = Command::new("ip")
@@ -448,8 +455,8 @@ impl Lan {
             dev_b: vb.clone(),
         };
         // From here on, dropping `lan` (on an error too) removes whatever was made.
-        ip(&["netns", "add", &lan.a])?;
-        ip(&["netns", "add", &lan.b])?;
+        fresh_netns(&lan.a)?;
+        fresh_netns(&lan.b)?;
         ip(&["link", "add", &va, "type", "veth", "peer", "name", &vb])?;
         ip(&["link", "set", &va, "netns", &lan.a])?;
         ip(&["link", "set", &vb, "netns", &lan.b])?;
@@ -789,12 +796,12 @@ impl Bridge {
             ips: Vec::new(),
             hub: format!("pc-br-{tag}"),
         };
-        ip(&["netns", "add", &lan.hub])?;
+        fresh_netns(&lan.hub)?;
         ip(&["-n", &lan.hub, "link", "add", "br0", "type", "bridge"])?;
         ip(&["-n", &lan.hub, "link", "set", "br0", "up"])?;
         for i in 1..=n {
             let ns = format!("pc-h{i}-{tag}");
-            ip(&["netns", "add", &ns])?;
+            fresh_netns(&ns)?;
             lan.hosts.push(ns.clone());
             // The bridge end lives in the bridge's namespace, the host end (eth0) in the host's.
             let port = format!("p{i}");
