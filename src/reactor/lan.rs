@@ -46,13 +46,27 @@ pub struct LanSetup {
 pub(super) struct Lan {
     socket: UdpSocket,
     setup: LanSetup,
+    /// The networks of this host's interfaces (address, mask), as last listed: beacons are
+    /// taken only from them.
+    links: Vec<(Ipv4Addr, Ipv4Addr)>,
 }
 
 /// An IPv4 interface that is up, as beacons use it.
 struct Iface {
     addr: Ipv4Addr,
+    netmask: Ipv4Addr,
     multicast: bool,
     broadcast: Option<Ipv4Addr>,
+}
+
+/// True when `ip` is on one of `links`' networks (address, mask): a neighbour on the LAN.
+/// Beacons are sent with a TTL of 1 and never leave the network, so one from anywhere else was
+/// sent to this node's port on purpose (from the internet, say) to have it dial out: dropped.
+fn on_link(ip: Ipv4Addr, links: &[(Ipv4Addr, Ipv4Addr)]) -> bool {
+    links.iter().any(|&(addr, mask)| {
+        let (ip, addr, mask) = (u32::from(ip), u32::from(addr), u32::from(mask));
+        ip & mask == addr & mask
+    })
 }
 
 impl Lan {
@@ -73,15 +87,22 @@ impl Lan {
             .and_then(|()| socket.set_multicast_ttl_v4(1))
             .and_then(|()| registry.register(&mut socket, token, Interest::READABLE))
             .map_err(|e| SetupError::Register(describe(&e)))?;
-        let lan = Lan { socket, setup };
+        let mut lan = Lan {
+            socket,
+            setup,
+            links: Vec::new(),
+        };
         lan.join();
         Ok(lan)
     }
 
     /// Joins the beacon group on every interface that can multicast (again: an interface that
     /// came up since is joined, one joined already says so and is left as it is).
-    fn join(&self) {
-        for iface in interfaces().iter().filter(|i| i.multicast) {
+    /// Also notes the networks beacons are taken from.
+    fn join(&mut self) {
+        let ifaces = interfaces();
+        self.links = ifaces.iter().map(|i| (i.addr, i.netmask)).collect();
+        for iface in ifaces.iter().filter(|i| i.multicast) {
             if let Err(e) = self.socket.join_multicast_v4(&BEACON_GROUP, &iface.addr) {
                 if e.kind() != io::ErrorKind::AddrInUse {
                     debug!("cannot join {BEACON_GROUP} on {}: {e}", iface.addr);
@@ -136,7 +157,7 @@ impl<W: io::Write> Reactor<W> {
 
     /// Sends this node's beacon now, and sets the next one.
     pub(super) fn beacon_due(&mut self, now: Instant) {
-        let (Some(lan), Some(listen)) = (&self.lan, self.acceptor.local_addr()) else {
+        let (Some(lan), Some(listen)) = (&mut self.lan, self.acceptor.local_addr()) else {
             return;
         };
         lan.join();
@@ -162,6 +183,10 @@ impl<W: io::Write> Reactor<W> {
             };
             let IpAddr::V4(ip) = from.ip() else { continue };
             if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+                continue;
+            }
+            if !on_link(ip, &lan.links) {
+                debug!("dropped a beacon from {from}: not on this host's networks");
                 continue;
             }
             let key = lan.setup.key.clone();
@@ -287,6 +312,8 @@ fn interfaces() -> Vec<Iface> {
         let Some(addr) = ipv4(ifa.ifa_addr).filter(|_| up) else {
             continue;
         };
+        // No mask (rare): the address alone is its network.
+        let netmask = ipv4(ifa.ifa_netmask).unwrap_or(Ipv4Addr::BROADCAST);
         let broadcast = if flags & libc::IFF_BROADCAST != 0 {
             ipv4(ifa.ifa_ifu)
         } else {
@@ -294,6 +321,7 @@ fn interfaces() -> Vec<Iface> {
         };
         list.push(Iface {
             addr,
+            netmask,
             multicast: flags & libc::IFF_MULTICAST != 0,
             broadcast,
         });
@@ -315,5 +343,38 @@ fn ipv4(sa: *const libc::sockaddr) -> Option<Ipv4Addr> {
         }
         let sin = &*(sa as *const libc::sockaddr_in);
         Some(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beacons_are_taken_only_from_the_networks_of_this_hosts_interfaces() {
+        let links = [
+            (
+                Ipv4Addr::new(192, 168, 1, 20),
+                Ipv4Addr::new(255, 255, 255, 0),
+            ),
+            (Ipv4Addr::new(10, 7, 0, 1), Ipv4Addr::new(255, 255, 0, 0)),
+        ];
+        for ip in [[192, 168, 1, 1], [192, 168, 1, 254], [10, 7, 200, 9]] {
+            assert!(on_link(Ipv4Addr::from(ip), &links), "{ip:?}");
+        }
+        for ip in [
+            [192, 168, 2, 1],
+            [10, 8, 0, 1],
+            [203, 0, 113, 5],
+            [127, 0, 0, 1],
+        ] {
+            assert!(!on_link(Ipv4Addr::from(ip), &links), "{ip:?}");
+        }
+        // No interface up: no beacon is anyone's.
+        assert!(!on_link(Ipv4Addr::new(192, 168, 1, 1), &[]));
+        // An interface without a mask is its own network: only itself.
+        let alone = [(Ipv4Addr::new(10, 0, 0, 5), Ipv4Addr::BROADCAST)];
+        assert!(on_link(Ipv4Addr::new(10, 0, 0, 5), &alone));
+        assert!(!on_link(Ipv4Addr::new(10, 0, 0, 6), &alone));
     }
 }

@@ -591,3 +591,61 @@ fn a_piped_line_at_start_reaches_the_nodes_already_there() {
         piped.history
     );
 }
+
+#[test]
+fn a_beacon_from_outside_the_hosts_networks_is_not_dialled() {
+    let Some(lan) = bridge(2) else { return };
+    let (ana_ip, other_ip) = (lan.ips[0].clone(), lan.ips[1].clone());
+    // Host 1 also holds an address of no network of host 0's, which host 0 can still reach
+    // (a route on its link): a dial to it would arrive, so only the rule keeps it from coming.
+    const FAR: &str = "198.51.100.9";
+    let ip = |args: &[&str]| {
+        let out = Command::new("ip").args(args).output().expect("ip runs");
+        assert!(out.status.success(), "ip {args:?}: {out:?}");
+    };
+    ip(&[
+        "-n",
+        &lan.hosts[1],
+        "addr",
+        "add",
+        &format!("{FAR}/32"),
+        "dev",
+        "eth0",
+    ]);
+    ip(&[
+        "-n",
+        &lan.hosts[0],
+        "route",
+        "add",
+        &format!("{FAR}/32"),
+        "dev",
+        "eth0",
+    ]);
+    let mut ana = lan_node(&lan.hosts[0], "ana", &[], None);
+    ana.wait_event(|v| v["event"] == "info" && v["text"] == "listening on 0.0.0.0:5000");
+    let prober = in_namespace(&lan.hosts[1], move || {
+        let far = std::net::TcpListener::bind((FAR, 7001)).map_err(|e| e.to_string())?;
+        let near =
+            std::net::TcpListener::bind((other_ip.as_str(), 7002)).map_err(|e| e.to_string())?;
+        far.set_nonblocking(true).map_err(|e| e.to_string())?;
+        // The far beacon first, then the near one: a node that dialled the far one would
+        // have done so before it dialled the near one.
+        for (from, port, node) in [(FAR, 7001, 0xfa4), (other_ip.as_str(), 7002, 0x4ea4)] {
+            let beacon = peerchat::protocol::beacon::encode(port, node, "lobby", None, [7; 16]);
+            let udp = UdpSocket::bind((from, 0)).map_err(|e| e.to_string())?;
+            udp.send_to(&beacon, (ana_ip.as_str(), BEACON_PORT))
+                .map_err(|e| e.to_string())?;
+        }
+        let (mut near_conn, _) = near.accept().map_err(|e| e.to_string())?;
+        // Its hello read: the node has long acted on both beacons.
+        near_conn
+            .set_read_timeout(Some(util::DEADLINE))
+            .map_err(|e| e.to_string())?;
+        let mut hello = [0u8; 9];
+        std::io::Read::read_exact(&mut near_conn, &mut hello).map_err(|e| e.to_string())?;
+        Ok((hello, far.accept().map(|(_, from)| from)))
+    });
+    let (hello, far) = prober.join().expect("a thread").expect("the probe");
+    assert_eq!(&hello, b"peerchat/", "the near beacon was dialled");
+    assert!(far.is_err(), "the far beacon was dialled: {far:?}");
+}
