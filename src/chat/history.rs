@@ -312,6 +312,7 @@ impl Chat {
         // lines apart from its guests' (in runs, keeping their order), as only the user's are
         // held beyond the history.
         let me = self.me;
+        let waited = self.history.loose_of(me);
         let mine = |f: &Frame| matches!(f, Frame::Msg { from, .. } | Frame::Me { from, .. } if *from == me);
         for (at, frames) in self.history.take_loose() {
             let mut runs: Vec<Vec<Frame>> = Vec::new();
@@ -336,6 +337,12 @@ impl Chat {
         }
         for past in self.history.hand_over() {
             self.out.send(conn, Frame::Hist(past));
+        }
+        // The user was told these wait: now they are on their way.
+        if waited > 0 {
+            self.out.show(Event::Info(format!(
+                "{waited} line(s) said while nobody was connected are sent now"
+            )));
         }
     }
 

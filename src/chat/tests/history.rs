@@ -130,6 +130,9 @@ fn a_node_with_no_history_kept_still_delivers_what_it_said_alone() {
     net.unlink(0, 1);
     net.link(0, 1);
     assert_eq!(shown_as(&net, 1, "anyone?").len(), 1);
+    // The user, told the line waited, is told once that it went.
+    let sent = Event::Info("1 line(s) said while nobody was connected are sent now".into());
+    assert_eq!(net.shown[0].iter().filter(|e| **e == sent).count(), 1);
 }
 
 #[test]
