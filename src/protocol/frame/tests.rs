@@ -1,5 +1,6 @@
 use super::*;
 use crate::protocol::testing::{id, m, node_key, signing_key};
+use crate::protocol::{seal, ProtocolError};
 
 /// A hello of the test key `seed`.
 fn hello(nick: &str, seed: u8, listen: Option<u16>) -> Hello {
