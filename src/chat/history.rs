@@ -208,18 +208,20 @@ impl History {
     }
 }
 
-/// The first counter in a bundle: its place in its origin's order.
-/// How many history messages one peer may hand over: twice the history (at least 200) at once,
-/// a history's worth a minute after. An honest peer hands its history when the link comes up,
-/// then passes on what a repair elsewhere brought, at most a history each time.
+/// How many history messages one peer may hand over: twice the history (at least 200) and
+/// what a node may hold while nobody is connected ([`HELD_MAX`]) at once, a history's worth a
+/// minute after. An honest peer hands its history when the link comes up, with the lines its
+/// user said alone (held beyond the history, passed on by the first peer as one), then passes
+/// on what a repair elsewhere brought, at most a history each time.
 pub(super) fn budget(history: usize) -> RateLimit {
     let n = history.max(100) as f64;
     RateLimit {
         per_sec: n / 60.0,
-        burst: 2.0 * n,
+        burst: 2.0 * n + HELD_MAX as f64,
     }
 }
 
+/// The first counter in a bundle: its place in its origin's order.
 fn first_seq(p: &Kept) -> u64 {
     p.bundle
         .frames

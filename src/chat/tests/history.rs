@@ -4,6 +4,7 @@
 //! generator, a chat shows every message exactly once and hands each bundle on at most once.
 
 use super::net::*;
+use crate::chat::history::{budget, HELD_MAX};
 use crate::protocol::{HistHead, Kept};
 use crate::test_rng::Rng;
 
@@ -462,20 +463,55 @@ fn a_peer_handing_history_of_speakers_it_invents_is_held_to_a_budget() {
             .filter(|a| matches!(a, Action::Show(Event::Past(_))))
             .count()
     };
-    // The default history is 100: 200 at once, so three bundles and not a fourth...
-    let shown: Vec<usize> = (120..126)
-        .map(|seed| hand(&mut chat, seed, start))
+    // A budget's burst at once, in whole bundles, and not one more...
+    let limit = budget(chat.cfg.history);
+    let at_once = (limit.burst / 64.0) as usize;
+    let shown: Vec<usize> = (0..at_once + 3)
+        .map(|k| hand(&mut chat, 120 + k as u8, start))
         .collect();
-    assert_eq!(shown, [64, 64, 64, 0, 0, 0]);
-    // ...and a history's worth (100) a minute after: one more bundle then, and only one.
+    let mut want = vec![64; at_once];
+    want.extend([0, 0, 0]);
+    assert_eq!(shown, want);
+    // ...and what a minute brings back after: a history's worth with what was left over.
     let later = start + Duration::from_secs(60);
-    let shown: Vec<usize> = (130..133)
-        .map(|seed| hand(&mut chat, seed, later))
+    let left = limit.burst - (at_once * 64) as f64 + limit.per_sec * 60.0;
+    let then = (left / 64.0) as usize;
+    assert!(then >= 1 && then < at_once);
+    let shown: Vec<usize> = (0..then + 2)
+        .map(|k| hand(&mut chat, 20 + k as u8, later))
         .collect();
-    assert_eq!(shown, [64, 0, 0]);
+    let mut want = vec![64; then];
+    want.extend([0, 0]);
+    assert_eq!(shown, want);
     // The link stays: a budget is no proof of malice (a repair can bring a history's worth).
     hostile.send(&mut chat, 10, vec![hostile.msg(2, "still here")], later);
     assert!(drain(&mut chat)
         .iter()
         .any(|a| matches!(a, Action::Show(Event::Message { text, .. }) if text == "still here")));
+}
+
+#[test]
+fn every_line_said_alone_reaches_the_peers_whatever_the_history_budget() {
+    // The user may say up to a thousand lines with nobody connected (README): they are held
+    // beyond --history and handed to the first peer, which shows them all and passes them on.
+    let mut net = Net::new(3);
+    net.link(1, 2);
+    let n = HELD_MAX / 2;
+    for k in 0..n {
+        net.say(0, &format!("alone {k}"));
+    }
+    net.tick(Duration::from_secs(1));
+    net.link(0, 1);
+    net.tick(Duration::from_secs(1));
+    for node in 1..3 {
+        let missing: Vec<usize> = (0..n)
+            .filter(|k| shown_as(&net, node, &format!("alone {k}")).len() != 1)
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "node {node}: {} of {n} not shown, from {:?}",
+            missing.len(),
+            missing.first()
+        );
+    }
 }
