@@ -372,6 +372,30 @@ fn bad_history_closes_only_the_connection_it_came_on() {
     }
 }
 
+/// `node`'s signed bundle of `said`, handed to `chat` as history on `conn`.
+fn hand(chat: &mut Chat, conn: ConnId, node: &FakeNode, said: Vec<Frame>, now: Instant) {
+    let head = HistHead {
+        at: 5,
+        from: 0,
+        key: node.node_key(),
+    };
+    chat.handle_line(conn, line_of(&Frame::HistHead(head)).as_bytes(), now);
+    for line in node.bundle(said) {
+        chat.handle_line(conn, line.as_bytes(), now);
+    }
+}
+
+/// Who said each message or action of history `chat` showed since it was last drained.
+fn past_speakers(chat: &mut Chat) -> Vec<String> {
+    drain(chat)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Show(Event::Past(p)) => Some(p.from),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn history_under_the_nick_of_someone_here_is_shown_with_its_tag_and_a_warning() {
     let now = Instant::now();
@@ -381,22 +405,14 @@ fn history_under_the_nick_of_someone_here_is_shown_with_its_tag_and_a_warning() 
     drain(&mut chat);
     // Another key, under bob's nick (in another script), handed over by bob's link.
     let other = FakeNode::new("bоb", 120, None);
-    let head = HistHead {
-        at: 5,
-        from: 0,
-        key: other.node_key(),
-    };
-    chat.handle_line(10, line_of(&Frame::HistHead(head)).as_bytes(), now);
-    for line in other.bundle(vec![other.msg(2, "it is me, bob")]) {
-        chat.handle_line(10, line.as_bytes(), now);
-    }
-    let shown: Vec<String> = drain(&mut chat)
-        .into_iter()
-        .filter_map(|a| match a {
-            Action::Show(Event::Past(p)) => Some(p.from),
-            _ => None,
-        })
-        .collect();
+    hand(
+        &mut chat,
+        10,
+        &other,
+        vec![other.msg(2, "it is me, bob")],
+        now,
+    );
+    let shown = past_speakers(&mut chat);
     // Tagged, and warned about: the nick's look was first seen with bob's key.
     let tag = other.member().tag();
     assert_eq!(shown, [format!("bоb{tag} (key changed!)")]);
@@ -415,23 +431,9 @@ fn what_this_users_earlier_run_said_comes_back_under_their_nick_untagged() {
     earlier.run = [201; 8];
     let stranger = FakeNode::new("me", 121, None);
     for node in [&earlier, &stranger] {
-        let head = HistHead {
-            at: 5,
-            from: 0,
-            key: node.node_key(),
-        };
-        chat.handle_line(10, line_of(&Frame::HistHead(head)).as_bytes(), now);
-        for line in node.bundle(vec![node.msg(2, "said before")]) {
-            chat.handle_line(10, line.as_bytes(), now);
-        }
+        hand(&mut chat, 10, node, vec![node.msg(2, "said before")], now);
     }
-    let shown: Vec<String> = drain(&mut chat)
-        .into_iter()
-        .filter_map(|a| match a {
-            Action::Show(Event::Past(p)) => Some(p.from),
-            _ => None,
-        })
-        .collect();
+    let shown = past_speakers(&mut chat);
     let tag = stranger.member().tag();
     assert_eq!(shown, ["me".to_string(), format!("me{tag}")]);
 }
@@ -446,22 +448,11 @@ fn a_peer_handing_history_of_speakers_it_invents_is_held_to_a_budget() {
     // Each invented node hands one full bundle (64 messages) of history.
     let hand = |chat: &mut Chat, seed: u8, now: Instant| {
         let invented = FakeNode::new(&format!("n{seed}"), seed, None);
-        let head = HistHead {
-            at: 5,
-            from: 0,
-            key: invented.node_key(),
-        };
-        chat.handle_line(10, line_of(&Frame::HistHead(head)).as_bytes(), now);
         let said = (1..=64)
             .map(|i| invented.msg(i, &format!("spam {i}")))
             .collect();
-        for line in invented.bundle(said) {
-            chat.handle_line(10, line.as_bytes(), now);
-        }
-        drain(chat)
-            .iter()
-            .filter(|a| matches!(a, Action::Show(Event::Past(_))))
-            .count()
+        hand(chat, 10, &invented, said, now);
+        past_speakers(chat).len()
     };
     // A budget's burst at once, in whole bundles, and not one more...
     let limit = budget(chat.cfg.history);
