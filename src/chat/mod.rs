@@ -35,12 +35,14 @@ mod history;
 mod keepalive;
 mod known;
 mod neighbours;
+mod originate;
 mod origins;
 mod outbox;
 mod recent;
 mod relay;
 mod roster;
 mod sealed;
+mod seen;
 #[cfg(test)]
 mod tests;
 
@@ -67,8 +69,8 @@ use self::keepalive::Check;
 use self::neighbours::{Kind, Neighbour, Neighbours, PeerState, Voice};
 use self::origins::Origins;
 use self::outbox::Outbox;
-use self::relay::Seen;
 use self::roster::Roster;
+use self::seen::Seen;
 use crate::event::Speech;
 
 /// Every deadline the chat keeps, one timer each. The order of the variants is the order in

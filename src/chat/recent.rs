@@ -128,7 +128,7 @@ mod tests {
 
     #[test]
     fn the_seen_set_is_bounded_by_count_and_age() {
-        use crate::chat::relay::{SEEN_AGE, SEEN_CAP};
+        use crate::chat::seen::{SEEN_AGE, SEEN_CAP};
         let now = Instant::now();
         let mut seen = Recent::new(SEEN_CAP, Some(SEEN_AGE));
         for seq in 0..(SEEN_CAP as u64 + 10) {

@@ -1,24 +1,19 @@
-//! Relaying frames over the mesh: the seen set that drops what came back over another path or
-//! was replayed after it was forgotten (with `floors.rs`), and one function per frame kind (MSG/ME, DM, NICK, JOIN/HERE, LEAVE) deciding what to show, what
-//! to record and whether to pass the frame on. A guest's lines enter the mesh here too (its
-//! commands are `guests.rs`').
+//! Relaying frames over the mesh: signed bundles read and checked, each frame taken once (the
+//! seen set is `seen.rs`), and one function per frame kind (MSG/ME, DM, NICK, JOIN/HERE, LEAVE)
+//! deciding what to show, what to record and whether to pass the frame on. A guest's lines
+//! enter the mesh here too (its commands are `guests.rs`'); what this node says itself is
+//! signed in `originate.rs`.
 //!
 //! Must not classify connections (the handshake does) nor do IO: what to send is queued on the
 //! chat's one action queue.
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
 
 use super::flood::{Cut, Verdict};
-use super::floors::{Floors, FLOORS_CAP};
 use super::neighbours::{Guest, Incoming, Kind};
-use super::recent::Recent;
 use super::{Chat, Command, ConnId, KeyCheck};
 use crate::event::{Event, Speech};
-use crate::protocol::{
-    self, Frame, MemberId, MsgId, NodeId, NodeKey, Signed, MAX_BUNDLE_BYTES, MAX_BUNDLE_FRAMES,
-    MAX_TEXT,
-};
+use crate::protocol::{self, Frame, MemberId, NodeId, NodeKey, Signed, MAX_BUNDLE_BYTES, MAX_TEXT};
 
 /// What a bundle's frame must be: flooded, from the bundle's node, and about that node or its
 /// guests — except a `LOST`, which is about another node.
@@ -70,11 +65,6 @@ fn announced_key(node: NodeId, frames: &[Frame]) -> Option<NodeKey> {
     })
 }
 
-/// How many message ids are remembered to drop duplicates that come back over another path,
-/// and for how long at most.
-pub(super) const SEEN_CAP: usize = 100_000;
-pub(super) const SEEN_AGE: Duration = Duration::from_secs(600);
-
 /// Whether a frame goes on to the other neighbours.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Forward {
@@ -83,51 +73,6 @@ pub(super) enum Forward {
     /// Not, and neither is its bundle, whatever else is in it: a bundle goes on whole, and this
     /// frame must not (a `JOIN` past the roster's caps).
     Never,
-}
-
-/// The ids of frames from other nodes seen lately, and per node the highest counter forgotten
-/// since (its floor): an id not seen lately is new only above its node's floor. The floor is
-/// what this node itself saw and forgot, never what it heard of, so a node that never saw an id
-/// takes it as new (a kept announcement handed to a new peer in its welcome, however old).
-#[derive(Debug)]
-pub(super) struct Seen {
-    ids: Recent<MsgId>,
-    floors: Floors,
-}
-
-impl Seen {
-    pub(super) fn new() -> Seen {
-        Seen {
-            ids: Recent::new(SEEN_CAP, Some(SEEN_AGE)),
-            floors: Floors::new(FLOORS_CAP),
-        }
-    }
-
-    /// Forgets the ids past their age by `now`, raising their nodes' floors: so [`Seen::old`]
-    /// answers for `now`.
-    pub(super) fn expire(&mut self, now: Instant) {
-        let floors = &mut self.floors;
-        self.ids.expire(now, |id| floors.raise(id.node, id.seq));
-    }
-
-    /// True the first time `id` is seen, unless it is at or below its node's floor (seen
-    /// before and forgotten: a replay).
-    pub(super) fn first_time(&mut self, id: MsgId, now: Instant) -> bool {
-        self.expire(now);
-        if self.floors.below(id.node, id.seq) {
-            return false;
-        }
-        let floors = &mut self.floors;
-        self.ids
-            .insert_telling(id, now, |old| floors.raise(old.node, old.seq))
-    }
-
-    /// True if `id` was seen lately, or before and forgotten. Answers for the last
-    /// [`Seen::expire`] or [`Seen::first_time`]: an id past its age but not yet forgotten counts
-    /// as not seen.
-    pub(super) fn old(&self, id: MsgId, now: Instant) -> bool {
-        self.ids.contains(&id, now) || self.floors.below(id.node, id.seq)
-    }
 }
 
 impl Chat {
@@ -503,79 +448,6 @@ impl Chat {
         Forward::Yes
     }
 
-    /// Signs what this node said since the last time, in bundles, and sends them to the peers.
-    /// Announcements (`JOIN`, `HERE`, `NICK`) go alone, as they are kept and handed to new
-    /// peers; the rest only when some peer may read it (speech said with none is kept for
-    /// history and the next peer, and signed when one comes).
-    pub(super) fn seal(&mut self) {
-        let frames = self.out.take_unsealed();
-        if frames.is_empty() {
-            return;
-        }
-        let peers = self.neighbours.may_have_peers();
-        let at = self.wall(self.clock);
-        let mut batch: Vec<Frame> = Vec::new();
-        let mut bytes = 0;
-        for f in frames {
-            let kept = matches!(
-                f,
-                Frame::Join { .. } | Frame::Here { .. } | Frame::Nick { .. }
-            );
-            let size = f.wire_len();
-            if kept || batch.len() == MAX_BUNDLE_FRAMES || bytes + size > MAX_BUNDLE_BYTES {
-                self.seal_batch(std::mem::take(&mut batch), peers);
-                bytes = 0;
-            }
-            let toward = match &f {
-                Frame::Sdm { to, .. } if to.node != self.cfg.node => {
-                    self.neighbours.peer_conn(to.node)
-                }
-                _ => None,
-            };
-            if kept {
-                self.seal_announcement(f);
-            } else if let Some(conn) = toward {
-                self.seal_toward(conn, f);
-            } else if peers {
-                bytes += size;
-                batch.push(f);
-            } else if matches!(f, Frame::Msg { .. } | Frame::Me { .. }) {
-                // No peer to read it: kept for history and the next peer, unsigned till then.
-                self.history.loosen(at, f);
-            }
-        }
-        self.seal_batch(batch, peers);
-    }
-
-    /// Signs `batch` for the peers (`peers`: some may read it), kept for history (and held
-    /// for the next peer, if none is connected).
-    fn seal_batch(&mut self, batch: Vec<Frame>, peers: bool) {
-        if batch.is_empty() || !peers {
-            return;
-        }
-        let signed = Rc::new(Signed::seal(&self.cfg.key, self.cfg.node, batch));
-        self.keep_own(&signed);
-        self.out.for_peers(None, signed);
-    }
-
-    /// One announcement of ours, signed alone and kept for new peers.
-    fn seal_announcement(&mut self, f: Frame) {
-        let member = match &f {
-            Frame::Join { member, .. }
-            | Frame::Here { member, .. }
-            | Frame::Nick { member, .. } => *member,
-            _ => return,
-        };
-        let rename = matches!(f, Frame::Nick { .. });
-        let signed = Rc::new(Signed::seal(&self.cfg.key, self.cfg.node, vec![f]));
-        if rename {
-            self.roster.keep_rename(member, signed.clone());
-        } else {
-            self.roster.keep_announcement(member, signed.clone());
-        }
-        self.out.for_peers(None, signed);
-    }
-
     /// A line from guest `conn`, within its flood limit: a command (see `guests.rs`), or
     /// shown and sent on as its message.
     pub(super) fn guest_line(&mut self, conn: ConnId, text: &str) {
@@ -635,59 +507,5 @@ impl Chat {
                 .tell(conn, "peerchat: disconnected for flooding".into());
             self.drop_conn(conn, "flooding".into());
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_id_is_new_once_even_after_it_is_forgotten() {
-        let now = Instant::now();
-        let mut seen = Seen::new();
-        let id = MsgId { node: 2, seq: 5 };
-        assert!(seen.first_time(id, now));
-        assert!(!seen.first_time(id, now));
-        let later = now + SEEN_AGE * 2;
-        assert!(
-            !seen.first_time(id, later),
-            "forgotten, but below the floor"
-        );
-        assert!(
-            !seen.first_time(MsgId { node: 2, seq: 4 }, later),
-            "an older id of that node is old too"
-        );
-        assert!(seen.first_time(MsgId { node: 2, seq: 6 }, later));
-        assert!(
-            seen.first_time(MsgId { node: 3, seq: 1 }, later),
-            "another node's floor is its own"
-        );
-    }
-
-    #[test]
-    fn ids_pushed_out_by_newer_ones_raise_the_floor_too() {
-        let now = Instant::now();
-        let mut seen = Seen::new();
-        assert!(seen.first_time(MsgId { node: 2, seq: 1 }, now));
-        for seq in 1..=SEEN_CAP as u64 {
-            assert!(seen.first_time(MsgId { node: 3, seq }, now));
-        }
-        let old = MsgId { node: 2, seq: 1 };
-        assert!(!seen.ids.contains(&old, now), "pushed out");
-        assert!(seen.old(old, now));
-        assert!(!seen.first_time(old, now));
-    }
-
-    #[test]
-    fn an_id_past_its_age_is_old_once_expired() {
-        let now = Instant::now();
-        let mut seen = Seen::new();
-        let id = MsgId { node: 2, seq: 1 };
-        assert!(seen.first_time(id, now));
-        let later = now + SEEN_AGE * 2;
-        // Past its age it is no longer seen; `expire` is what turns it into the floor.
-        seen.expire(later);
-        assert!(seen.old(id, later));
     }
 }
