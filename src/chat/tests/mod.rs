@@ -5,6 +5,7 @@
 mod bounds;
 mod commands;
 mod discovery;
+mod fake_node;
 mod flood;
 mod guests;
 mod handshake;
@@ -18,4 +19,5 @@ mod relay;
 mod replay;
 mod sealed;
 mod signed;
+mod single;
 mod timers;

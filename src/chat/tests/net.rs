@@ -1,6 +1,8 @@
 //! The in-memory test network shared by the chat's scenario tests: several chats wired to each
 //! other, frames carried through the real encoder, guests that read what they are sent as
-//! lines, a fake clock; and small helpers to build single chats and read their actions.
+//! lines, a fake clock; and small helpers to build single chats. It re-exports `fake_node.rs`
+//! (a node played line by line) and `single.rs` (ready-made chats, readers of their actions),
+//! so that a scenario file needs `use super::net::*` alone.
 //!
 //! Test support only: it must not hold assertions of its own beyond helpers that check a whole
 //! scenario's outcome.
@@ -23,6 +25,9 @@ pub(super) use crate::protocol::{
     self, Frame, Hello, MemberId, MsgId, NodeId, NodeKey, Signed, MAX_TEXT,
 };
 pub(super) use ed25519_dalek::SigningKey;
+
+pub(super) use super::fake_node::FakeNode;
+pub(super) use super::single::*;
 
 /// Node `i`'s identity key in the test network.
 pub(super) fn key(i: usize) -> ed25519_dalek::SigningKey {
@@ -70,129 +75,6 @@ pub(super) fn solo(nick: &str, listen: Option<u16>) -> Config {
         [200; 8],
         listen,
     )
-}
-
-/// A peerchat node outside the chat under test, played by the test line by line. Its own key
-/// and run give its node id, so its hello, its proof and its signed frames are really its.
-#[derive(Clone, Debug)]
-pub(super) struct FakeNode {
-    pub(super) nick: String,
-    pub(super) key: SigningKey,
-    pub(super) run: Run,
-    pub(super) listen: Option<u16>,
-}
-
-impl FakeNode {
-    /// A fake node whose key is made from `seed` (use 100 and up: the test network's nodes
-    /// use the seeds from 1).
-    pub(super) fn new(nick: &str, seed: u8, listen: Option<u16>) -> FakeNode {
-        FakeNode {
-            nick: nick.into(),
-            key: SigningKey::from_bytes(&[seed; 32]),
-            run: [seed; 8],
-            listen,
-        }
-    }
-
-    pub(super) fn node_key(&self) -> NodeKey {
-        NodeKey {
-            key: self.key.verifying_key(),
-            run: self.run,
-        }
-    }
-
-    pub(super) fn node(&self) -> NodeId {
-        self.node_key().node()
-    }
-
-    pub(super) fn member(&self) -> MemberId {
-        MemberId::node(self.node())
-    }
-
-    /// Its id for message number `seq`.
-    pub(super) fn id(&self, seq: u64) -> MsgId {
-        MsgId {
-            node: self.node(),
-            seq,
-        }
-    }
-
-    /// Its hello line on connection `conn` (the nonce is made from `conn`: fresh per
-    /// connection).
-    pub(super) fn hello_line(&self, conn: ConnId) -> String {
-        let mut nonce = [0xf0; 16];
-        nonce[8..].copy_from_slice(&(conn as u64).to_be_bytes());
-        let hello = Frame::Hello(Hello {
-            nick: self.nick.clone(),
-            node: self.node(),
-            listen: self.listen,
-            key: self.node_key(),
-            nonce,
-        });
-        line_of(&hello)
-    }
-
-    /// Its `PROOF` line for a connection on which it sent `own` and read the chat's `theirs`.
-    pub(super) fn proof(&self, own: &str, theirs: &str) -> String {
-        let sig = protocol::sign::sign_proof(&self.key, own, theirs);
-        line_of(&Frame::Proof(sig))
-    }
-
-    /// `frames` as it sends them: one bundle it signed.
-    pub(super) fn signed(&self, frames: Vec<Frame>) -> Frame {
-        Frame::Signed(Rc::new(Signed::seal(&self.key, self.node(), frames)))
-    }
-
-    /// The lines of a bundle of `frames` it signed, head first.
-    pub(super) fn bundle(&self, frames: Vec<Frame>) -> Vec<String> {
-        let mut bytes = Vec::new();
-        protocol::encode_peer(&self.signed(frames), &mut bytes);
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// Says hello on `conn` of `chat`, where the chat sent `sent`, and proves it.
-    pub(super) fn greet(&self, chat: &mut Chat, conn: ConnId, sent: &str, now: Instant) {
-        let own = self.hello_line(conn);
-        chat.handle_line(conn, own.as_bytes(), now);
-        chat.handle_line(conn, self.proof(&own, sent).as_bytes(), now);
-    }
-
-    /// Opens `conn` on `chat` (see [`open`]), then says hello and proves it: a peer from now.
-    pub(super) fn connect(&self, chat: &mut Chat, conn: ConnId, link: Link, now: Instant) {
-        let sent = open(chat, conn, link, now);
-        self.greet(chat, conn, &sent, now);
-    }
-
-    /// Sends `frames` on `conn` of `chat` in one bundle it signed.
-    pub(super) fn send(&self, chat: &mut Chat, conn: ConnId, frames: Vec<Frame>, now: Instant) {
-        for line in self.bundle(frames) {
-            chat.handle_line(conn, line.as_bytes(), now);
-        }
-    }
-
-    /// Its own `JOIN`, with its key, as number `seq`.
-    pub(super) fn join(&self, seq: u64) -> Frame {
-        Frame::Join {
-            id: self.id(seq),
-            member: self.member(),
-            nick: self.nick.clone(),
-            addr: None,
-            key: Some(self.node_key()),
-        }
-    }
-
-    /// A message it says, as number `seq`.
-    pub(super) fn msg(&self, seq: u64, text: &str) -> Frame {
-        Frame::Msg {
-            id: self.id(seq),
-            from: self.member(),
-            nick: self.nick.clone(),
-            text: text.into(),
-        }
-    }
 }
 
 /// The peer encoding of `frame`, without its `\n`.
@@ -720,79 +602,4 @@ pub(super) fn joins_once_everywhere(net: &Net) {
             );
         }
     }
-}
-
-/// A mesh node of 5000-5001 whose first scan dialled 5001, and the link of that dial.
-pub(super) fn first_scan() -> (Chat, Instant, SocketAddr, Link) {
-    let (mut chat, now) = mesh_chat(5000, 5000..=5001, DEFAULT_MAX_PEERS);
-    let other = SocketAddr::from(([127, 0, 0, 1], 5001));
-    chat.handle_tick(now);
-    assert_eq!(drain(&mut chat), vec![Action::Dial(other)]);
-    let link = Link {
-        addr: other,
-        local: SocketAddr::from(([127, 0, 0, 1], 40000)),
-        origin: Origin::Auto(other),
-    };
-    (chat, now, other, link)
-}
-
-pub(super) fn guest_chat() -> (Chat, Instant) {
-    let now = Instant::now();
-    let mut chat = Chat::new(solo("hub", Some(5000)), now);
-    open(
-        &mut chat,
-        7,
-        accepted("127.0.0.1:4000".parse().unwrap()),
-        now,
-    );
-    open(
-        &mut chat,
-        8,
-        accepted("127.0.0.1:4001".parse().unwrap()),
-        now,
-    );
-    (chat, now)
-}
-
-/// A mesh node listening on `listen` of 127.0.0.1's `ports`.
-pub(super) fn mesh_chat(
-    listen: u16,
-    ports: RangeInclusive<u16>,
-    max_peers: usize,
-) -> (Chat, Instant) {
-    let now = Instant::now();
-    let mut cfg = solo("me", Some(listen));
-    cfg.max_peers = max_peers;
-    cfg.mesh = Some(Mesh {
-        host: [127, 0, 0, 1].into(),
-        ports,
-    });
-    (Chat::new(cfg, now), now)
-}
-
-/// True if `actions` record a line as sent.
-pub(super) fn logs_sent(actions: &[Action]) -> bool {
-    actions
-        .iter()
-        .any(|a| matches!(a, Action::Show(Event::Sent { .. })))
-}
-
-pub(super) fn drain(chat: &mut Chat) -> Vec<Action> {
-    std::iter::from_fn(|| chat.poll_action()).collect()
-}
-
-/// Counts what a guest's lines turned into: messages sent on, and what it was told.
-pub(super) fn sent_and_told(actions: &[Action]) -> (usize, Vec<String>) {
-    let sent = actions
-        .iter()
-        .filter(|a| matches!(a, Action::Broadcast { frame, .. } if matches!(**frame, Frame::Msg { .. })))
-        .count();
-    let told = actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Tell { text, .. } => Some(text.clone()),
-            _ => None,
-        })
-        .collect();
-    (sent, told)
 }
